@@ -1,0 +1,71 @@
+# gatehouse: `make run` and `make test` are all a newcomer needs (see README.md).
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2 -g
+SAN     ?=
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -fno-strict-aliasing -Isrc $(shell pkg-config --cflags openssl 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
+
+SRC      := $(sort $(shell find src -name '*.c'))
+LIB_SRC  := $(filter-out src/main/%,$(SRC))
+OBJ      := $(SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all deps run test unit integration asan test-asan fuzz bench clean format
+
+all: $(BUILD)/gatehouse
+
+$(BUILD)/gatehouse: $(OBJ)
+	$(CC) $(OPT) $(SAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(LIB_OBJ)
+	$(CC) $(OPT) $(SAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+
+# Installs the Debian packages that building and testing need, only if missing.
+deps:
+	@scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+# Every test: unit tests, then integration tests against the real binary.
+test: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/unit-tests
+	@GATEHOUSE=$(BUILD)/gatehouse UNIT=$(BUILD)/unit-tests tests/run.sh
+
+# The same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    build-asan/gatehouse build-asan/unit-tests
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    GATEHOUSE=build-asan/gatehouse UNIT=build-asan/unit-tests SLOW=1 tests/run.sh
+
+# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
+FUZZ_SECONDS ?= 30
+fuzz:
+	@mkdir -p build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_h1 tests/fuzz/fuzz_h1.c src/http/h1.c
+	build-fuzz/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) -max_len=20000 build-fuzz/corpus tests/fuzz/corpus_h1 \
+	    || build-fuzz/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus_h1
+
+bench: all
+	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run
+
+format:
+	clang-format -i $(SRC) $(wildcard src/*/*.h) $(UNIT_SRC)
+
+clean:
+	rm -rf build build-asan build-fuzz

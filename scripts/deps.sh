@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gatehouse needs to build and test, only those missing.
+set -eu
+pkgs="build-essential pkg-config libssl-dev libnghttp2-dev openssl curl python3 nghttp2-client procps iproute2"
+missing=""
+for p in $pkgs; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages:$missing (run as root or: sudo apt-get install$missing)" >&2
+    exit 1
+fi
+echo "deps: installing$missing"
+apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null

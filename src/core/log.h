@@ -1,0 +1,22 @@
+/*
+ * log: the error log (stderr, levels) and the access log (combined format).
+ * Error lines: "2026-11-25T13:47:19Z [error] <pid> message".
+ */
+#ifndef GH_CORE_LOG_H
+#define GH_CORE_LOG_H
+
+enum { GH_LOG_ERROR = 0, GH_LOG_WARN = 1, GH_LOG_INFO = 2, GH_LOG_DEBUG = 3 };
+
+extern int gh_log_level;
+
+void gh_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define gh_log_error(...) gh_log(GH_LOG_ERROR, __VA_ARGS__)
+#define gh_log_warn(...) do { if (gh_log_level >= GH_LOG_WARN) gh_log(GH_LOG_WARN, __VA_ARGS__); } while (0)
+#define gh_log_info(...) do { if (gh_log_level >= GH_LOG_INFO) gh_log(GH_LOG_INFO, __VA_ARGS__); } while (0)
+#define gh_log_debug(...) do { if (gh_log_level >= GH_LOG_DEBUG) gh_log(GH_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* Parses "error", "warn", "info", "debug". Returns the level or -1. */
+int gh_log_level_parse(const char *s);
+
+#endif

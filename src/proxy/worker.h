@@ -1,0 +1,21 @@
+/*
+ * worker: one single-threaded event loop that accepts TLS connections on the
+ * inherited listening socket and proxies their requests.
+ */
+#ifndef GH_PROXY_WORKER_H
+#define GH_PROXY_WORKER_H
+
+#include "core/conf.h"
+
+/*
+ * Runs a worker until it is told to stop; returns the process exit status.
+ * Called in the child right after fork(), with SIGTERM, SIGINT, SIGQUIT and
+ * SIGHUP blocked (the worker reads them through a signalfd):
+ *   SIGTERM           stop accepting, finish in-flight requests, close idle
+ *                     connections, exit 0 (or 1 at conf->shutdown_timeout);
+ *   SIGINT / SIGQUIT  exit at once.
+ * `id` is the worker's index (0..workers-1), for logs.
+ */
+int gh_worker_run(const gh_conf *conf, int listen_fd, int id);
+
+#endif

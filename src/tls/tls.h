@@ -1,0 +1,58 @@
+/*
+ * tls: everything that touches OpenSSL. The rest of gatehouse sees a context
+ * (certificates, policy, ticket keys) and nonblocking read/write/handshake
+ * calls on an opaque session; no other file includes OpenSSL headers.
+ *
+ * Policy: TLS 1.2 and 1.3 only; AEAD ciphers with forward secrecy only
+ * (ECDHE + AES-GCM / ChaCha20-Poly1305); X25519 and P-256; server cipher order;
+ * no renegotiation, no compression; session tickets for resumption.
+ */
+#ifndef GH_TLS_TLS_H
+#define GH_TLS_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct gh_tls_ctx gh_tls_ctx;   /* owned by the master, inherited by workers */
+typedef struct gh_tls gh_tls;           /* one TLS session, owned by its connection */
+
+/* Returned by the I/O calls below besides byte counts. */
+#define GH_TLS_WANT_READ (-2)
+#define GH_TLS_WANT_WRITE (-3)
+#define GH_TLS_ERROR (-1)
+
+/*
+ * Loads a certificate chain and key (PEM) and builds a server context with
+ * gatehouse's policy and ALPN "http/1.1". Returns NULL and writes a one-line
+ * reason to err (unreadable file, not a certificate, key does not match...).
+ */
+gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
+void gh_tls_ctx_free(gh_tls_ctx *ctx);
+
+/* A server-side session on a connected socket; NULL when out of memory. */
+gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd);
+void gh_tls_free(gh_tls *t);
+
+/* Drives the handshake: 0 when done, GH_TLS_WANT_READ/WRITE, or GH_TLS_ERROR. */
+int gh_tls_handshake(gh_tls *t);
+
+/* Reads up to len bytes: n > 0, 0 on clean close (close_notify or EOF), WANT_*, or ERROR. */
+ssize_t gh_tls_read(gh_tls *t, void *buf, size_t len);
+
+/* Writes up to len bytes (partial writes allowed): n > 0, WANT_*, or ERROR. */
+ssize_t gh_tls_write(gh_tls *t, const void *buf, size_t len);
+
+/* Bytes already decrypted and waiting inside the session. */
+int gh_tls_pending(gh_tls *t);
+
+/* Sends close_notify, best effort, without waiting for the peer's. */
+void gh_tls_shutdown(gh_tls *t);
+
+/* Frees the session's read/write buffers while the connection is idle. */
+void gh_tls_release_buffers(gh_tls *t);
+
+/* For the access log: "TLSv1.3", 1 if the session was resumed. */
+const char *gh_tls_version(gh_tls *t);
+int gh_tls_resumed(gh_tls *t);
+
+#endif
