@@ -1,0 +1,78 @@
+#include "core/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Free blocks are kept in a singly linked list threaded through the blocks themselves. */
+#define POOL_MAX_FREE 1024
+
+static void *free_list;
+static unsigned free_count;
+
+int gh_buf_reserve(gh_buf *b)
+{
+    if (b->data != NULL)
+        return 0;
+    if (free_list != NULL) {
+        b->data = free_list;
+        free_list = *(void **)free_list;
+        free_count--;
+    } else if ((b->data = malloc(GH_BUF_SIZE)) == NULL) {
+        return -1;
+    }
+    b->start = b->end = 0;
+    return 0;
+}
+
+void gh_buf_release(gh_buf *b)
+{
+    if (b->data == NULL)
+        return;
+    if (free_count < POOL_MAX_FREE) {
+        *(void **)b->data = free_list;
+        free_list = b->data;
+        free_count++;
+    } else {
+        free(b->data);
+    }
+    b->data = NULL;
+    b->start = b->end = 0;
+}
+
+void gh_buf_trim(gh_buf *b)
+{
+    if (b->data != NULL && b->start == b->end)
+        gh_buf_release(b);
+}
+
+void gh_buf_compact(gh_buf *b)
+{
+    if (b->start == 0)
+        return;
+    memmove(b->data, b->data + b->start, b->end - b->start);
+    b->end -= b->start;
+    b->start = 0;
+}
+
+int gh_buf_append(gh_buf *b, const void *p, size_t n)
+{
+    if (gh_buf_reserve(b) < 0)
+        return -1;
+    if (gh_buf_room(b) < n)
+        gh_buf_compact(b);
+    if (gh_buf_room(b) < n)
+        return -1;
+    memcpy(b->data + b->end, p, n);
+    b->end += (uint32_t)n;
+    return 0;
+}
+
+void gh_buf_pool_drain(void)
+{
+    while (free_list != NULL) {
+        void *next = *(void **)free_list;
+        free(free_list);
+        free_list = next;
+    }
+    free_count = 0;
+}

@@ -1,0 +1,127 @@
+#include "core/conf.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+/* Longest host part we accept: a full IPv6 text form (with an embedded IPv4 tail). */
+#define HOST_MAX INET6_ADDRSTRLEN
+
+void gh_conf_defaults(gh_conf *c)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(c, 0, sizeof(*c));
+    /* One worker per core: each is single-threaded, so this uses every core and no more. */
+    c->workers = cores >= 1 ? (int)cores : 1;
+    c->access_log = NULL;
+    c->log_level = GH_LOG_INFO;
+    c->handshake_timeout = 10 * 1000;
+    c->header_timeout = 10 * 1000;
+    c->keepalive_timeout = 60 * 1000;
+    c->body_timeout = 60 * 1000;
+    c->send_timeout = 60 * 1000;
+    c->connect_timeout = 5 * 1000;
+    c->response_timeout = 60 * 1000;
+    c->upstream_idle_timeout = 30 * 1000;
+    c->shutdown_timeout = 30 * 1000;
+    c->tls = NULL;
+}
+
+/*
+ * A port is 1 to 5 decimal digits with a value in 1..65535; no sign, no
+ * spaces, nothing after it. Counting digits first means the value cannot
+ * overflow while it is accumulated.
+ */
+static int parse_port(const char *s, uint16_t *port)
+{
+    size_t n = strlen(s);
+    uint32_t v = 0;
+
+    if (n == 0 || n > 5)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/*
+ * Splits "host:port" or "[v6]:port" into a NUL-terminated host copy and a
+ * pointer to the port text. A bare IPv6 address has colons of its own, so it
+ * is only accepted inside brackets, where the port cannot be mistaken for
+ * its last group ("::1:443" would be ambiguous).
+ */
+static int split_host_port(const char *text, char *host, size_t hostlen, const char **port, int *v6)
+{
+    const char *end, *colon;
+    size_t n;
+
+    if (text[0] == '[') {
+        end = strchr(text, ']');
+        if (end == NULL || end[1] != ':')
+            return -1;
+        text++;
+        colon = end + 1;
+        *v6 = 1;
+    } else {
+        colon = strchr(text, ':');
+        if (colon == NULL || strchr(colon + 1, ':') != NULL)
+            return -1;
+        end = colon;
+        *v6 = 0;
+    }
+    n = (size_t)(end - text);
+    if (n == 0 || n >= hostlen)
+        return -1;
+    memcpy(host, text, n);
+    host[n] = '\0';
+    *port = colon + 1;
+    return 0;
+}
+
+int gh_addr_parse(gh_addr *a, const char *text)
+{
+    char host[HOST_MAX], canon[HOST_MAX];
+    const char *port_text;
+    uint16_t port;
+    int v6;
+    gh_addr out;
+
+    memset(&out, 0, sizeof(out));
+    if (split_host_port(text, host, sizeof(host), &port_text, &v6) < 0 || parse_port(port_text, &port) < 0)
+        return -1;
+    if (v6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out.ss;
+
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+            return -1;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        out.len = sizeof(*sin6);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, canon, sizeof(canon));
+        snprintf(out.text, sizeof(out.text), "[%s]:%u", canon, (unsigned)port);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out.ss;
+
+        /* inet_pton accepts only dotted quads: no "1.2.3", octal, hex or trailing junk. */
+        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return -1;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        out.len = sizeof(*sin);
+        inet_ntop(AF_INET, &sin->sin_addr, canon, sizeof(canon));
+        snprintf(out.text, sizeof(out.text), "%s:%u", canon, (unsigned)port);
+    }
+    *a = out;
+    return 0;
+}

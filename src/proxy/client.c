@@ -1,0 +1,342 @@
+/*
+ * client: a TLS connection from a client, from the handshake through its
+ * keep-alive requests to the close. Requests are read and answered one at a
+ * time in order; pipelined requests wait in `in` until the exchange before them
+ * is done.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "net/sock.h"
+#include "proxy/proxy.h"
+
+#define LINGER_MS 2000
+
+static void dispatch(proxy__client *c);
+
+static void list_unlink(proxy__client *c)
+{
+    proxy__worker *w = c->w;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    w->nclients--;
+}
+
+void proxy__client_close(proxy__client *c)
+{
+    proxy__worker *w = c->w;
+    if (c->io.fd < 0)
+        return;
+    if (c->ex != NULL) {
+        proxy__exchange *ex = c->ex;
+        c->ex = NULL;
+        if (ex->status == 0)
+            ex->status = 499;
+        proxy__access_end(ex);
+        proxy__exchange_free(ex);
+    }
+    gh_timer_stop(w->loop, &c->timer);
+    gh_loop_del(w->loop, &c->io);
+    gh_tls_free(c->tls);
+    close(c->io.fd);
+    c->io.fd = -1;
+    gh_buf_release(&c->in);
+    gh_buf_release(&c->out);
+    list_unlink(c);
+    gh_loop_release(w->loop, c);
+    if (w->draining && w->nclients == 0)
+        gh_loop_stop(w->loop);
+}
+
+ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n)
+{
+    ssize_t r = gh_tls_write(c->tls, p, n);
+    if (r > 0)
+        return r;
+    if (r == GH_TLS_WANT_WRITE || r == GH_TLS_WANT_READ) {
+        c->can_write = 0;
+        return GH_AGAIN;
+    }
+    return GH_ERROR;
+}
+
+void proxy__client_fail(proxy__client *c, int status)
+{
+    gh_log_debug("client %s: %d", c->ip, status);
+    c->state = CLIENT_CLOSING;
+    c->close_after = 1;
+    if (gh_buf_reserve(&c->out) < 0) {
+        proxy__client_close(c);
+        return;
+    }
+    gh_buf_compact(&c->out);
+    int n = proxy__error_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), status);
+    if (n > 0)
+        c->out.end += (uint32_t)n;
+    gh_timer_set(c->w->loop, &c->timer, c->w->conf->send_timeout);
+}
+
+/* An idle connection keeps no buffers: only its TLS session and this struct. */
+static void go_idle(proxy__client *c, uint32_t timeout)
+{
+    c->state = CLIENT_IDLE;
+    gh_buf_trim(&c->in);
+    gh_buf_trim(&c->out);
+    gh_timer_set(c->w->loop, &c->timer, timeout);
+}
+
+void proxy__client_exchange_done(proxy__client *c)
+{
+    proxy__exchange *ex = c->ex;
+    c->ex = NULL;
+    proxy__exchange_free(ex);
+    c->requests++;
+    if (c->close_after || c->w->draining) {
+        c->state = CLIENT_CLOSING;
+        gh_timer_set(c->w->loop, &c->timer, c->w->conf->send_timeout);
+        return;
+    }
+    go_idle(c, c->w->conf->keepalive_timeout);
+    if (gh_buf_len(&c->in) > 0)
+        c->state = CLIENT_HEAD; /* a pipelined request is already here */
+}
+
+/* Reads into `in`. 1 got bytes, 0 would block, -1 closed or failed. */
+static int read_more(proxy__client *c)
+{
+    if (!c->can_read)
+        return 0;
+    if (gh_buf_reserve(&c->in) < 0)
+        return -1;
+    gh_buf_compact(&c->in);
+    if (gh_buf_room(&c->in) == 0)
+        return 0;
+    ssize_t n = gh_tls_read(c->tls, gh_buf_tail(&c->in), gh_buf_room(&c->in));
+    if (n > 0) {
+        c->in.end += (uint32_t)n;
+        return 1;
+    }
+    if (n == GH_TLS_WANT_READ || n == GH_TLS_WANT_WRITE) {
+        c->can_read = 0;
+        return 0;
+    }
+    return -1;
+}
+
+/* Tries to parse a head from `in`. 1 started an exchange or failed, 0 needs more. */
+static int try_head(proxy__client *c)
+{
+    const char *p = gh_buf_head(&c->in);
+    size_t len = gh_buf_len(&c->in);
+    size_t end = gh_h1_head_end(p, len, c->head_scanned);
+    int r;
+
+    c->head_scanned = (uint32_t)len;
+    if (end == 0 && len <= GH_H1_MAX_LINE)
+        return 0;
+    r = gh_h1_parse_request(p, len, &c->w->req);
+    if (r == 0 && len >= GH_BUF_SIZE)
+        r = -431;
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        proxy__client_fail(c, -r);
+        return 1;
+    }
+    proxy__exchange_start(c, &c->w->req, (size_t)r);
+    return 1;
+}
+
+static void read_head(proxy__client *c)
+{
+    for (;;) {
+        if (gh_buf_len(&c->in) > 0 && try_head(c))
+            return;
+        int r = read_more(c);
+        if (r < 0) {
+            proxy__client_close(c);
+            return;
+        }
+        if (r == 0) {
+            if (c->state == CLIENT_IDLE)
+                gh_buf_trim(&c->in);
+            return;
+        }
+        if (c->state == CLIENT_IDLE) {
+            /* the head must arrive within header_timeout of its first byte (slowloris) */
+            c->state = CLIENT_HEAD;
+            gh_timer_set(c->w->loop, &c->timer, c->w->conf->header_timeout);
+        }
+    }
+}
+
+static void do_handshake(proxy__client *c)
+{
+    int r = gh_tls_handshake(c->tls);
+    if (r == GH_TLS_WANT_READ) {
+        c->can_read = 0;
+        return;
+    }
+    if (r == GH_TLS_WANT_WRITE) {
+        c->can_write = 0;
+        return;
+    }
+    if (r < 0) {
+        proxy__client_close(c);
+        return;
+    }
+    /* the first request is due within header_timeout of the handshake */
+    go_idle(c, c->w->conf->header_timeout);
+}
+
+/* CLOSING: send what is queued, then close_notify and half-close; LINGER: drain input briefly. */
+static void closing(proxy__client *c)
+{
+    while (gh_buf_len(&c->out) > 0) {
+        if (!c->can_write)
+            return;
+        ssize_t n = proxy__client_write(c, gh_buf_head(&c->out), gh_buf_len(&c->out));
+        if (n == GH_AGAIN)
+            return;
+        if (n < 0) {
+            proxy__client_close(c);
+            return;
+        }
+        gh_buf_consume(&c->out, (size_t)n);
+    }
+    gh_tls_shutdown(c->tls);
+    /* Lingering close: closing with unread input would send RST and could destroy
+     * the response before the client reads it. */
+    shutdown(c->io.fd, SHUT_WR);
+    c->state = CLIENT_LINGER;
+    gh_buf_release(&c->in);
+    gh_buf_release(&c->out);
+    gh_timer_set(c->w->loop, &c->timer, LINGER_MS);
+}
+
+static void linger(proxy__client *c)
+{
+    char junk[4096];
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = gh_sock_read(c->io.fd, junk, sizeof(junk));
+        if (n == GH_AGAIN)
+            return;
+        if (n <= 0)
+            break;
+    }
+    proxy__client_close(c);
+}
+
+static void dispatch(proxy__client *c)
+{
+    for (;;) {
+        int state = c->state;
+        uint32_t requests = c->requests;
+        if (c->io.fd < 0)
+            return;
+        switch (state) {
+        case CLIENT_HANDSHAKE:
+            do_handshake(c);
+            break;
+        case CLIENT_IDLE:
+        case CLIENT_HEAD:
+            if (c->w->draining && state == CLIENT_IDLE && gh_buf_len(&c->in) == 0) {
+                proxy__client_close(c);
+                return;
+            }
+            read_head(c);
+            break;
+        case CLIENT_EXCHANGE:
+            proxy__exchange_run(c->ex);
+            break;
+        case CLIENT_CLOSING:
+            closing(c);
+            break;
+        case CLIENT_LINGER:
+            linger(c);
+            return;
+        }
+        if (c->io.fd < 0 || (c->state == state && c->requests == requests))
+            return;
+    }
+}
+
+void proxy__client_dispatch(proxy__client *c)
+{
+    dispatch(c);
+}
+
+static void on_client_event(gh_io *io, unsigned events)
+{
+    proxy__client *c = (proxy__client *)io;
+    if (events & GH_EV_READ)
+        c->can_read = 1;
+    if (events & GH_EV_WRITE)
+        c->can_write = 1;
+    dispatch(c);
+}
+
+static void on_client_timeout(gh_timer *t)
+{
+    proxy__client *c = (proxy__client *)((char *)t - offsetof(proxy__client, timer));
+    if (c->state == CLIENT_HEAD && gh_buf_len(&c->in) > 0) {
+        /* RFC 9110 15.5.9: the client was too slow sending its request */
+        proxy__client_fail(c, 408);
+        dispatch(c);
+        return;
+    }
+    proxy__client_close(c);
+}
+
+void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer)
+{
+    proxy__client *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->tls = gh_tls_new(w->tls, fd)) == NULL) {
+        free(c);
+        close(fd);
+        return;
+    }
+    c->io.fd = fd;
+    c->io.cb = on_client_event;
+    c->timer.cb = on_client_timeout;
+    c->w = w;
+    c->state = CLIENT_HANDSHAKE;
+    gh_sock_ntop(peer, c->ip, sizeof(c->ip));
+    if (gh_loop_add(w->loop, &c->io) < 0) {
+        gh_tls_free(c->tls);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = w->clients;
+    if (w->clients != NULL)
+        w->clients->prev = c;
+    w->clients = c;
+    w->nclients++;
+    gh_timer_set(w->loop, &c->timer, w->conf->handshake_timeout);
+    c->can_read = 1; /* the ClientHello is often there already */
+    dispatch(c);
+}
+
+/* SIGTERM: idle connections close now, busy ones after their current response. */
+void proxy__client_drain(proxy__worker *w)
+{
+    proxy__client *c = w->clients, *next;
+    for (; c != NULL; c = next) {
+        next = c->next;
+        c->close_after = 1;
+        if (c->state == CLIENT_IDLE && gh_buf_len(&c->in) == 0)
+            proxy__client_close(c);
+        else if (c->state == CLIENT_HANDSHAKE)
+            proxy__client_close(c);
+    }
+}

@@ -1,0 +1,667 @@
+/*
+ * exchange: one request and its response, streamed between a client and an
+ * upstream server with backpressure in both directions.
+ *
+ * Two pumps run until neither makes progress:
+ *   request   client `in` -> (chunked decode) -> `uout` -> upstream socket
+ *   response  upstream `in` -> (parse head, decode) -> client `out` -> TLS
+ * A pump stops when its source is empty and not readable, or its sink is full
+ * and not writable; edge-triggered readiness (can_read/can_write) wakes it.
+ * Nothing is buffered whole: each direction holds at most a couple of blocks.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "net/sock.h"
+#include "proxy/proxy.h"
+
+#define GONE (-1) /* the exchange was finished or failed and freed */
+
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static int method_is(gh_h1_str m, const char *s)
+{
+    size_t n = strlen(s);
+    return m.len == n && memcmp(m.p, s, n) == 0;
+}
+
+/* RFC 9110 9.2.2 */
+static int is_idempotent(gh_h1_str m)
+{
+    return method_is(m, "GET") || method_is(m, "HEAD") || method_is(m, "OPTIONS") || method_is(m, "TRACE") ||
+           method_is(m, "PUT") || method_is(m, "DELETE");
+}
+
+void proxy__exchange_free(proxy__exchange *ex)
+{
+    if (ex == NULL)
+        return;
+    if (ex->u != NULL)
+        proxy__upstream_release(ex->u, 0);
+    gh_buf_release(&ex->uout);
+    free(ex->log);
+    free(ex);
+}
+
+/* Ends the exchange with an error: a status page if nothing was sent yet, else a cut connection. */
+static int fail(proxy__exchange *ex, int status)
+{
+    proxy__client *c = ex->c;
+    int started = ex->res_started;
+
+    ex->status = status;
+    proxy__access_end(ex);
+    c->ex = NULL;
+    proxy__exchange_free(ex);
+    if (started)
+        proxy__client_close(c);
+    else
+        proxy__client_fail(c, status);
+    return GONE;
+}
+
+/* `none_left` is the answer when no server is left to try: 503 if none could be reached. */
+static int attach_upstream(proxy__exchange *ex, int none_left)
+{
+    proxy__upstream *u = proxy__upstream_get(ex->c->w, &ex->tried);
+    if (u == NULL)
+        return fail(ex, none_left);
+    u->ex = ex;
+    ex->u = u;
+    ex->usent = 0;
+    if (u->reused) {
+        u->connected = 1;
+        u->can_write = 1;
+        u->can_read = 1; /* cheap to ask; an edge may have been consumed while idle */
+    }
+    return 0;
+}
+
+/*
+ * The upstream failed before a complete response. Another server gets the
+ * request if nothing of it can have been acted on: not a byte was sent, or it
+ * is idempotent without a body. Never once response bytes arrived.
+ */
+static int upstream_failed(proxy__exchange *ex, int status)
+{
+    proxy__upstream *u = ex->u;
+    int reused = u->reused, sent = ex->head_sent, connected = u->connected, server = u->server;
+    int can_retry = !ex->res_started && gh_buf_len(&u->in) == 0 &&
+                    (!sent || (ex->idempotent && ex->req_body == GH_H1_BODY_NONE));
+
+    if (!connected)
+        proxy__upstream_mark_failed(u);
+    ex->u = NULL;
+    proxy__upstream_release(u, 0);
+    if (!can_retry)
+        return fail(ex, status);
+    if (reused) {
+        /* A stale keep-alive connection (the server closed it while idle): the
+         * server itself is fine, so it may be tried again with a fresh connection. */
+        ex->tried &= ~((uint64_t)1 << server);
+        proxy__servers_close_idle(ex->c->w);
+    }
+    if (connected)
+        ex->reached = 1;
+    if (attach_upstream(ex, ex->reached ? status : 503) == GONE)
+        return GONE;
+    return 1;
+}
+
+void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head_len)
+{
+    proxy__worker *w = c->w;
+    proxy__exchange *ex = calloc(1, sizeof(*ex));
+    int n;
+
+    if (ex == NULL || gh_buf_reserve(&ex->uout) < 0) {
+        free(ex);
+        proxy__client_fail(c, 500);
+        return;
+    }
+    ex->c = c;
+    ex->start_ms = gh_loop_now(w->loop);
+    ex->req_body = (uint8_t)r->body;
+    ex->req_left = r->body == GH_H1_BODY_LENGTH ? r->content_length : 0;
+    ex->req_done = r->body == GH_H1_BODY_NONE || (r->body == GH_H1_BODY_LENGTH && r->content_length == 0);
+    if (ex->req_done)
+        ex->req_body = GH_H1_BODY_NONE;
+    ex->idempotent = (uint8_t)is_idempotent(r->method);
+    ex->is_head = (uint8_t)method_is(r->method, "HEAD");
+    ex->expect_continue = (r->flags & GH_H1_F_EXPECT_CONTINUE) && !ex->req_done;
+    ex->client_minor = (uint8_t)r->minor;
+    if (r->flags & GH_H1_F_CONN_CLOSE)
+        c->close_after = 1;
+    c->ex = ex;
+    c->state = CLIENT_EXCHANGE;
+    proxy__access_begin(ex, r);
+
+    if (r->target_form == GH_H1_AUTHORITY_FORM) {
+        fail(ex, 405); /* CONNECT: this is a reverse proxy */
+        return;
+    }
+    n = proxy__request_head(ex->uout.data, GH_BUF_SIZE, r, c->ip, w->servers[0].addr->text);
+    if (n < 0) {
+        fail(ex, 431);
+        return;
+    }
+    ex->uout.end = (uint32_t)n;
+    gh_buf_consume(&c->in, head_len);
+    c->head_scanned = 0;
+    gh_timer_stop(w->loop, &c->timer);
+    if (attach_upstream(ex, 503) == GONE)
+        return;
+    proxy__exchange_run(ex);
+}
+
+/* ---- request pump ---- */
+
+static size_t put_hex(char *p, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = hex[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Appends up to n data bytes from src to dst framed as one chunk; returns bytes taken. */
+static size_t append_chunk(gh_buf *dst, const char *src, size_t n)
+{
+    char *p;
+    size_t room, hl;
+
+    gh_buf_compact(dst);
+    room = gh_buf_room(dst);
+    if (room < 24)
+        return 0;
+    if (n > room - 24)
+        n = room - 24;
+    p = gh_buf_tail(dst);
+    hl = put_hex(p, n);
+    p[hl] = '\r';
+    p[hl + 1] = '\n';
+    memcpy(p + hl + 2, src, n);
+    p[hl + 2 + n] = '\r';
+    p[hl + 3 + n] = '\n';
+    dst->end += (uint32_t)(hl + 4 + n);
+    return n;
+}
+
+static int append_last_chunk(gh_buf *dst)
+{
+    return gh_buf_append(dst, "0\r\n\r\n", 5);
+}
+
+/* Moves request body bytes from the client's input into uout. 1 progress, 0 none, GONE. */
+static int fill_request(proxy__exchange *ex)
+{
+    proxy__client *c = ex->c;
+    size_t avail = gh_buf_len(&c->in);
+
+    if (ex->req_done)
+        return 0;
+    if (ex->req_body == GH_H1_BODY_LENGTH) {
+        size_t n = GH_MIN(avail, ex->req_left);
+        gh_buf_compact(&ex->uout);
+        n = GH_MIN(n, gh_buf_room(&ex->uout));
+        if (n == 0)
+            return 0;
+        memcpy(gh_buf_tail(&ex->uout), gh_buf_head(&c->in), n);
+        ex->uout.end += (uint32_t)n;
+        gh_buf_consume(&c->in, n);
+        ex->req_left -= n;
+        ex->req_done = ex->req_left == 0;
+        return 1;
+    }
+    /* chunked: decode in place, then re-frame (extensions and trailers stop here) */
+    if (ex->req_decoded == 0 && !gh_h1_chunked_done(&ex->req_chunk) && avail > 0) {
+        size_t len = avail;
+        ssize_t r = gh_h1_chunked_decode(&ex->req_chunk, gh_buf_head(&c->in), &len);
+        if (r == GH_H1_CHUNKED_ERROR)
+            return fail(ex, 400);
+        ex->req_decoded = (uint32_t)len;
+        c->in.end = c->in.start + (uint32_t)len + (r >= 0 ? (uint32_t)r : 0);
+        if (c->in.start == c->in.end)
+            c->in.start = c->in.end = 0;
+    }
+    if (ex->req_decoded > 0) {
+        size_t n = append_chunk(&ex->uout, gh_buf_head(&c->in), ex->req_decoded);
+        if (n == 0)
+            return 0;
+        gh_buf_consume(&c->in, n);
+        ex->req_decoded -= (uint32_t)n;
+        return 1;
+    }
+    if (gh_h1_chunked_done(&ex->req_chunk)) {
+        if (append_last_chunk(&ex->uout) < 0)
+            return 0;
+        ex->req_done = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int flush_upstream(proxy__exchange *ex)
+{
+    proxy__upstream *u = ex->u;
+    size_t pending = ex->uout.end - ex->usent;
+    ssize_t n;
+
+    if (pending == 0 || !u->connected || !u->can_write)
+        return 0;
+    n = gh_sock_write(u->io.fd, ex->uout.data + ex->usent, pending);
+    if (n == GH_AGAIN) {
+        u->can_write = 0;
+        return 0;
+    }
+    if (n < 0)
+        return upstream_failed(ex, 502);
+    ex->usent += (uint32_t)n;
+    ex->head_sent = 1;
+    /* Keep a body-less head until the exchange ends: a retry sends it again. */
+    if (ex->usent == ex->uout.end && ex->req_body != GH_H1_BODY_NONE) {
+        ex->uout.start = ex->uout.end = 0;
+        ex->usent = 0;
+    }
+    return 1;
+}
+
+static int read_client(proxy__exchange *ex)
+{
+    proxy__client *c = ex->c;
+    ssize_t n;
+
+    if (ex->req_done || !c->can_read || ex->req_decoded > 0)
+        return 0;
+    if (gh_buf_reserve(&c->in) < 0)
+        return fail(ex, 500);
+    gh_buf_compact(&c->in);
+    if (gh_buf_room(&c->in) == 0)
+        return 0;
+    n = gh_tls_read(c->tls, gh_buf_tail(&c->in), gh_buf_room(&c->in));
+    if (n > 0) {
+        c->in.end += (uint32_t)n;
+        return 1;
+    }
+    if (n == GH_TLS_WANT_READ || n == GH_TLS_WANT_WRITE) {
+        c->can_read = 0;
+        return 0;
+    }
+    /* the client went away in the middle of its request body */
+    ex->status = 499;
+    c->ex = NULL;
+    proxy__access_end(ex);
+    proxy__exchange_free(ex);
+    proxy__client_close(c);
+    return GONE;
+}
+
+static int pump_request(proxy__exchange *ex)
+{
+    int p = 0, r;
+
+    if (ex->u->connected && ex->expect_continue) {
+        /* RFC 9110 10.1.1: the proxy answers the expectation once a server is there */
+        ex->expect_continue = 0;
+        if (gh_buf_len(&ex->c->in) == 0 && gh_buf_append(&ex->c->out, continue_100, sizeof(continue_100) - 1) == 0)
+            p = 1;
+    }
+    if ((r = fill_request(ex)) == GONE)
+        return GONE;
+    p |= r;
+    if ((r = flush_upstream(ex)) == GONE)
+        return GONE;
+    p |= r;
+    if ((r = read_client(ex)) == GONE)
+        return GONE;
+    return p | r;
+}
+
+/* ---- response pump ---- */
+
+static int finish(proxy__exchange *ex)
+{
+    proxy__client *c = ex->c;
+    proxy__upstream *u = ex->u;
+    int reusable = ex->upstream_reusable && ex->req_done && ex->usent == ex->uout.end;
+
+    if (!ex->req_done)
+        c->close_after = 1; /* the server answered early: the rest of the body is unread */
+    ex->u = NULL;
+    proxy__upstream_release(u, reusable);
+    proxy__access_end(ex);
+    proxy__client_exchange_done(c);
+    return GONE;
+}
+
+static int start_response(proxy__exchange *ex)
+{
+    proxy__worker *w = ex->c->w;
+    proxy__client *c = ex->c;
+    proxy__upstream *u = ex->u;
+    gh_h1_response *res = &w->res;
+    int n = gh_h1_parse_response(gh_buf_head(&u->in), gh_buf_len(&u->in), ex->is_head, res);
+    int close;
+
+    if (n == 0) {
+        if (gh_buf_len(&u->in) >= GH_H1_MAX_HEAD || gh_buf_room(&u->in) == 0)
+            return upstream_failed(ex, 502);
+        return 0;
+    }
+    if (n < 0) {
+        gh_log_warn("upstream %s sent a malformed response head", w->servers[u->server].addr->text);
+        return fail(ex, 502);
+    }
+    if (res->status < 200) {
+        if (res->status == 101)
+            return fail(ex, 502); /* we never forward Upgrade, so nothing may switch protocols */
+        gh_buf_consume(&u->in, (size_t)n); /* interim responses stop here */
+        return 1;
+    }
+    ex->res_body = (uint8_t)res->body;
+    ex->res_left = res->body == GH_H1_BODY_LENGTH ? res->content_length : 0;
+    ex->upstream_reusable = !(res->flags & GH_H1_F_CONN_CLOSE) && res->body != GH_H1_BODY_CLOSE &&
+                            (res->minor == 1 || (res->flags & GH_H1_F_CONN_KEEPALIVE));
+    if (res->body == GH_H1_BODY_CHUNKED || res->body == GH_H1_BODY_CLOSE) {
+        if (ex->client_minor == 1)
+            ex->chunk_out = 1;
+        else
+            c->close_after = 1; /* HTTP/1.0 client: the end of the body is the end of the connection */
+    }
+    if (ex->client_minor == 0 || w->draining)
+        c->close_after = 1;
+    close = c->close_after;
+    gh_buf_compact(&c->out);
+    if (gh_buf_reserve(&c->out) < 0)
+        return fail(ex, 500);
+    int hn = proxy__response_head(gh_buf_tail(&c->out), gh_buf_room(&c->out), res, ex->chunk_out, close);
+    if (hn < 0) {
+        if (gh_buf_len(&c->out) > 0)
+            return 0; /* wait for the 100 Continue to drain */
+        return fail(ex, 502);
+    }
+    c->out.end += (uint32_t)hn;
+    ex->status = res->status;
+    ex->res_started = 1;
+    gh_buf_consume(&u->in, (size_t)n);
+    ex->res_state = (res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && ex->res_left == 0))
+                        ? RES_DONE
+                        : RES_BODY;
+    return 1;
+}
+
+/* Body bytes of u->in to the client: straight from u->in when nothing is queued, else copied. */
+static int relay_plain(proxy__exchange *ex, size_t n)
+{
+    proxy__client *c = ex->c;
+    proxy__upstream *u = ex->u;
+
+    if (gh_buf_len(&c->out) == 0) {
+        if (!c->can_write)
+            return 0;
+        ssize_t w = proxy__client_write(c, gh_buf_head(&u->in), n);
+        if (w == GH_AGAIN)
+            return 0;
+        if (w < 0) {
+            proxy__client_close(c);
+            return GONE;
+        }
+        n = (size_t)w;
+    } else {
+        gh_buf_compact(&c->out);
+        n = GH_MIN(n, gh_buf_room(&c->out));
+        if (n == 0)
+            return 0;
+        memcpy(gh_buf_tail(&c->out), gh_buf_head(&u->in), n);
+        c->out.end += (uint32_t)n;
+    }
+    gh_buf_consume(&u->in, n);
+    ex->bytes_out += n;
+    return (int)GH_MIN(n, 1);
+}
+
+static int relay_body(proxy__exchange *ex)
+{
+    proxy__upstream *u = ex->u;
+    proxy__client *c = ex->c;
+    size_t avail = gh_buf_len(&u->in);
+    int r;
+
+    switch (ex->res_body) {
+    case GH_H1_BODY_LENGTH:
+        if (avail == 0)
+            return 0;
+        r = relay_plain(ex, GH_MIN(avail, ex->res_left));
+        if (r == GONE)
+            return GONE;
+        ex->res_left -= (uint64_t)(avail - gh_buf_len(&u->in));
+        if (ex->res_left == 0)
+            ex->res_state = RES_DONE;
+        return r;
+    case GH_H1_BODY_CLOSE:
+        if (avail == 0)
+            return 0;
+        if (!ex->chunk_out)
+            return relay_plain(ex, avail);
+        break;
+    default:
+        if (ex->res_decoded == 0 && !gh_h1_chunked_done(&ex->res_chunk) && avail > 0) {
+            size_t len = avail;
+            ssize_t d = gh_h1_chunked_decode(&ex->res_chunk, gh_buf_head(&u->in), &len);
+            if (d == GH_H1_CHUNKED_ERROR) {
+                gh_log_warn("upstream %s sent invalid chunked framing", c->w->servers[u->server].addr->text);
+                return fail(ex, 502);
+            }
+            ex->res_decoded = (uint32_t)len;
+            u->in.end = u->in.start + (uint32_t)len + (d >= 0 ? (uint32_t)d : 0);
+            if (u->in.start == u->in.end)
+                u->in.start = u->in.end = 0;
+        }
+        if (ex->res_decoded == 0) {
+            if (!gh_h1_chunked_done(&ex->res_chunk))
+                return 0;
+            if (ex->chunk_out && append_last_chunk(&c->out) < 0)
+                return 0;
+            ex->res_state = RES_DONE;
+            return 1;
+        }
+        if (!ex->chunk_out) {
+            size_t before = gh_buf_len(&u->in);
+            r = relay_plain(ex, ex->res_decoded);
+            ex->res_decoded -= (uint32_t)(before - gh_buf_len(&u->in));
+            return r;
+        }
+        avail = ex->res_decoded;
+        break;
+    }
+    /* chunk_out: one chunk per batch of bytes */
+    if (gh_buf_reserve(&c->out) < 0)
+        return fail(ex, 500);
+    size_t n = append_chunk(&c->out, gh_buf_head(&u->in), avail);
+    if (n == 0)
+        return 0;
+    gh_buf_consume(&u->in, n);
+    if (ex->res_body == GH_H1_BODY_CHUNKED)
+        ex->res_decoded -= (uint32_t)n;
+    ex->bytes_out += n;
+    return 1;
+}
+
+static int flush_client(proxy__exchange *ex)
+{
+    proxy__client *c = ex->c;
+    size_t pending = gh_buf_len(&c->out);
+
+    if (pending == 0 || !c->can_write)
+        return 0;
+    ssize_t n = proxy__client_write(c, gh_buf_head(&c->out), pending);
+    if (n == GH_AGAIN)
+        return 0;
+    if (n < 0) {
+        ex->status = ex->status ? ex->status : 499;
+        c->ex = NULL;
+        proxy__access_end(ex);
+        proxy__exchange_free(ex);
+        proxy__client_close(c);
+        return GONE;
+    }
+    gh_buf_consume(&c->out, (size_t)n);
+    return 1;
+}
+
+static int upstream_eof(proxy__exchange *ex)
+{
+    if (ex->res_state == RES_HEAD)
+        return upstream_failed(ex, 502);
+    if (ex->res_body == GH_H1_BODY_CLOSE) {
+        ex->upstream_reusable = 0;
+        if (ex->chunk_out && append_last_chunk(&ex->c->out) < 0) {
+            ex->u->can_read = 1; /* try again once out drained; EOF will repeat */
+            return 0;
+        }
+        ex->res_state = RES_DONE;
+        return 1;
+    }
+    /* truncated body: the client must see a cut, not a short complete response */
+    gh_log_warn("upstream %s closed in the middle of a response", ex->c->w->servers[ex->u->server].addr->text);
+    proxy__client *c = ex->c;
+    c->ex = NULL;
+    proxy__access_end(ex);
+    proxy__exchange_free(ex);
+    proxy__client_close(c);
+    return GONE;
+}
+
+static int read_upstream(proxy__exchange *ex)
+{
+    proxy__upstream *u = ex->u;
+    ssize_t n;
+
+    if (ex->res_state == RES_DONE || !u->connected || !u->can_read || ex->res_decoded > 0)
+        return 0;
+    if (gh_buf_reserve(&u->in) < 0)
+        return fail(ex, 500);
+    gh_buf_compact(&u->in);
+    if (gh_buf_room(&u->in) == 0)
+        return 0;
+    n = gh_sock_read(u->io.fd, gh_buf_tail(&u->in), gh_buf_room(&u->in));
+    if (n > 0) {
+        u->in.end += (uint32_t)n;
+        return 1;
+    }
+    if (n == GH_AGAIN) {
+        u->can_read = 0;
+        return 0;
+    }
+    if (n == 0)
+        return upstream_eof(ex);
+    return upstream_failed(ex, 502);
+}
+
+static int pump_response(proxy__exchange *ex)
+{
+    int p = 0, r;
+
+    if (ex->res_state == RES_HEAD && gh_buf_len(&ex->u->in) > 0) {
+        if ((r = start_response(ex)) == GONE)
+            return GONE;
+        p |= r;
+    }
+    if (ex->res_state == RES_BODY) {
+        if ((r = relay_body(ex)) == GONE)
+            return GONE;
+        p |= r;
+    }
+    if ((r = flush_client(ex)) == GONE)
+        return GONE;
+    p |= r;
+    if (ex->res_state == RES_DONE && gh_buf_len(&ex->c->out) == 0)
+        return finish(ex);
+    if ((r = read_upstream(ex)) == GONE)
+        return GONE;
+    return p | r;
+}
+
+/* ---- driving ---- */
+
+static void arm_timers(proxy__exchange *ex, int progress)
+{
+    proxy__client *c = ex->c;
+    proxy__upstream *u = ex->u;
+    gh_loop *loop = c->w->loop;
+    const gh_conf *conf = c->w->conf;
+    int wait_client_write = gh_buf_len(&c->out) > 0 && !c->can_write;
+    int wait_client_read = !ex->req_done && !c->can_read && ex->req_decoded == 0;
+    int wait_upstream = !u->connected || (ex->usent < ex->uout.end && !u->can_write) ||
+                        (ex->res_state != RES_DONE && !wait_client_write);
+
+    if (wait_client_write || wait_client_read) {
+        if (progress || c->timer.when == 0)
+            gh_timer_set(loop, &c->timer, wait_client_write ? conf->send_timeout : conf->body_timeout);
+    } else {
+        gh_timer_stop(loop, &c->timer);
+    }
+    if (wait_upstream) {
+        if (progress || u->timer.when == 0)
+            gh_timer_set(loop, &u->timer, u->connected ? conf->response_timeout : conf->connect_timeout);
+    } else {
+        gh_timer_stop(loop, &u->timer);
+    }
+}
+
+void proxy__exchange_run(proxy__exchange *ex)
+{
+    int any = 0;
+    for (;;) {
+        int p = pump_request(ex);
+        if (p == GONE)
+            return;
+        int q = pump_response(ex);
+        if (q == GONE)
+            return;
+        if (!p && !q)
+            break;
+        any = 1;
+    }
+    arm_timers(ex, any);
+}
+
+void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events)
+{
+    proxy__upstream *u = ex->u;
+    if (!u->connected) {
+        if (!(events & (GH_EV_WRITE | GH_EV_ERROR)))
+            return;
+        int err = gh_sock_error(u->io.fd);
+        if (err != 0) {
+            gh_log_warn("connect to %s failed: %s", u->w->servers[u->server].addr->text, strerror(err));
+            if (upstream_failed(ex, 503) == GONE)
+                return;
+        } else {
+            u->connected = 1;
+        }
+    }
+    proxy__exchange_run(ex);
+}
+
+void proxy__exchange_upstream_timeout(proxy__exchange *ex)
+{
+    proxy__upstream *u = ex->u;
+    if (!u->connected) {
+        gh_log_warn("connect to %s timed out", u->w->servers[u->server].addr->text);
+        if (upstream_failed(ex, 503) != GONE)
+            proxy__exchange_run(ex);
+        return;
+    }
+    gh_log_warn("upstream %s timed out", u->w->servers[u->server].addr->text);
+    fail(ex, 504);
+}

@@ -1,0 +1,196 @@
+/*
+ * headers: what goes upstream and what goes back to the client, as bytes.
+ * Pure functions over parsed heads; the only place that decides which header
+ * crosses the proxy.
+ */
+#include <string.h>
+
+#include "proxy/proxy.h"
+
+typedef struct out {
+    char *p;
+    size_t len, cap;
+    int overflow;
+} out;
+
+static void put(out *o, const char *s, size_t n)
+{
+    if (o->overflow || o->cap - o->len < n) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(out *o, const char *s) { put(o, s, strlen(s)); }
+static void put_str(out *o, gh_h1_str s) { put(o, s.p, s.len); }
+
+static void put_uint(out *o, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(o, tmp + i, sizeof(tmp) - i);
+}
+
+static void put_header(out *o, const gh_h1_header *h)
+{
+    put_str(o, h->name);
+    put(o, ": ", 2);
+    put_str(o, h->value);
+    put(o, "\r\n", 2);
+}
+
+/* All values of one header kind joined with ", " (several fields = one list, RFC 9110 5.3). */
+static int put_joined(out *o, const gh_h1_header *hs, size_t n, int kind)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (hs[i].kind != kind || hs[i].value.len == 0)
+            continue;
+        if (any)
+            put(o, ", ", 2);
+        put_str(o, hs[i].value);
+        any = 1;
+    }
+    return any;
+}
+
+/* RFC 7239 section 6: an IPv6 node is quoted and bracketed, an IPv4 one is a token. */
+static void put_forwarded_for(out *o, const char *ip)
+{
+    if (strchr(ip, ':') != NULL) {
+        put(o, "for=\"[", 6);
+        puts_(o, ip);
+        put(o, "]\"", 2);
+    } else {
+        put(o, "for=", 4);
+        puts_(o, ip);
+    }
+}
+
+/* host values carry ':' (not a token char), so they are always sent as quoted-strings. */
+static void put_forwarded(out *o, const gh_h1_request *r, const char *ip, gh_h1_str host)
+{
+    put(o, "Forwarded: ", 11);
+    if (put_joined(o, r->headers, r->nheaders, GH_HDR_FORWARDED))
+        put(o, ", ", 2);
+    put_forwarded_for(o, ip);
+    put(o, ";proto=https", 12);
+    if (host.len > 0) {
+        put(o, ";host=\"", 7);
+        put_str(o, host); /* validated host[:port]: no '"' or '\\' to escape */
+        put(o, "\"", 1);
+    }
+    put(o, "\r\n", 2);
+}
+
+static int forwarded_kind(int kind)
+{
+    return kind == GH_HDR_HOST || kind == GH_HDR_X_FORWARDED_FOR || kind == GH_HDR_X_FORWARDED_PROTO ||
+           kind == GH_HDR_X_FORWARDED_HOST || kind == GH_HDR_FORWARDED;
+}
+
+int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *ip, const char *fallback_host)
+{
+    out o = {dst, 0, cap, 0};
+    gh_h1_str host = r->host;
+
+    /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
+    if (r->target_form == GH_H1_ABSOLUTE_FORM)
+        host = r->authority;
+    else if (host.len == 0)
+        host = (gh_h1_str){fallback_host, strlen(fallback_host)};
+
+    put_str(&o, r->method);
+    put(&o, " ", 1);
+    if (r->target_form == GH_H1_ORIGIN_FORM || r->target_form == GH_H1_ABSOLUTE_FORM)
+        put_str(&o, r->path);
+    else
+        put_str(&o, r->target);
+    put(&o, " HTTP/1.1\r\nHost: ", 17);
+    put_str(&o, host);
+    put(&o, "\r\n", 2);
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!r->headers[i].hop && !forwarded_kind(r->headers[i].kind))
+            put_header(&o, &r->headers[i]);
+
+    put(&o, "X-Forwarded-For: ", 17);
+    if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
+        put(&o, ", ", 2);
+    puts_(&o, ip);
+    put(&o, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ", 46);
+    put_str(&o, host);
+    put(&o, "\r\n", 2);
+    put_forwarded(&o, r, ip, host);
+    if (r->body == GH_H1_BODY_CHUNKED)
+        put(&o, "Transfer-Encoding: chunked\r\n", 28);
+    put(&o, "\r\n", 2);
+    return o.overflow ? -1 : (int)o.len;
+}
+
+int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close)
+{
+    out o = {dst, 0, cap, 0};
+
+    put(&o, "HTTP/1.1 ", 9);
+    put_uint(&o, (uint64_t)r->status);
+    put(&o, " ", 1);
+    put_str(&o, r->reason);
+    put(&o, "\r\n", 2);
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!r->headers[i].hop)
+            put_header(&o, &r->headers[i]);
+    if (chunk_out)
+        put(&o, "Transfer-Encoding: chunked\r\n", 28);
+    if (close)
+        put(&o, "Connection: close\r\n", 19);
+    put(&o, "\r\n", 2);
+    return o.overflow ? -1 : (int)o.len;
+}
+
+const char *proxy__status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* A short plain-text page; never anything about the backend. */
+int proxy__error_response(char *dst, size_t cap, int status)
+{
+    out o = {dst, 0, cap, 0};
+    const char *text = proxy__status_text(status);
+    size_t body = 4 + strlen(text) + 1;
+
+    put(&o, "HTTP/1.1 ", 9);
+    put_uint(&o, (uint64_t)status);
+    put(&o, " ", 1);
+    puts_(&o, text);
+    puts_(&o, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    put_uint(&o, body);
+    puts_(&o, "\r\nConnection: close\r\n\r\n");
+    put_uint(&o, (uint64_t)status);
+    put(&o, " ", 1);
+    puts_(&o, text);
+    put(&o, "\n", 1);
+    return o.overflow ? -1 : (int)o.len;
+}

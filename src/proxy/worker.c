@@ -1,0 +1,166 @@
+/*
+ * worker: sets up one event loop, accepts on the shared listening socket and
+ * handles signals; the HTTP work is in client.c and exchange.c.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "net/sock.h"
+#include "proxy/proxy.h"
+#include "proxy/worker.h"
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+
+static int exit_status;
+
+static void on_accept(gh_io *io, unsigned events);
+
+static void resume_accept(gh_timer *t)
+{
+    proxy__worker *w = (proxy__worker *)((char *)t - offsetof(proxy__worker, drain_timer));
+    if (!w->draining)
+        gh_loop_add_listener(w->loop, &w->listen_io);
+}
+
+static void on_accept(gh_io *io, unsigned events)
+{
+    proxy__worker *w = (proxy__worker *)((char *)io - offsetof(proxy__worker, listen_io));
+    struct sockaddr_storage peer;
+    socklen_t plen;
+
+    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+        int fd = gh_sock_accept(io->fd, &peer, &plen);
+        if (fd == GH_AGAIN)
+            return;
+        if (fd < 0) {
+            /* Out of descriptors: stop listening briefly instead of spinning on a ready socket. */
+            gh_log_error("accept: %s", strerror(errno));
+            gh_loop_del(w->loop, io);
+            w->drain_timer.cb = resume_accept;
+            gh_timer_set(w->loop, &w->drain_timer, ACCEPT_PAUSE_MS);
+            return;
+        }
+        proxy__client_accept(w, fd, &peer);
+    }
+}
+
+static void on_drain_deadline(gh_timer *t)
+{
+    proxy__worker *w = (proxy__worker *)((char *)t - offsetof(proxy__worker, drain_timer));
+    gh_log_warn("worker %d: shutdown deadline reached with %u connections open", w->id, w->nclients);
+    exit_status = 1;
+    gh_loop_stop(w->loop);
+}
+
+static void start_drain(proxy__worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    gh_log_info("worker %d: draining %u connections", w->id, w->nclients);
+    gh_loop_del(w->loop, &w->listen_io);
+    close(w->listen_io.fd);
+    w->listen_io.fd = -1;
+    proxy__servers_close_idle(w);
+    w->drain_timer.cb = on_drain_deadline;
+    gh_timer_set(w->loop, &w->drain_timer, w->conf->shutdown_timeout);
+    proxy__client_drain(w);
+    if (w->nclients == 0)
+        gh_loop_stop(w->loop);
+}
+
+static void on_signal(gh_io *io, unsigned events)
+{
+    proxy__worker *w = (proxy__worker *)((char *)io - offsetof(proxy__worker, signal_io));
+    struct signalfd_siginfo si;
+
+    while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+            start_drain(w);
+            break;
+        case SIGINT:
+        case SIGQUIT:
+            exit_status = 0;
+            gh_loop_stop(w->loop);
+            return;
+        default:
+            break; /* SIGHUP: the master handles reloads */
+        }
+    }
+}
+
+static void on_idle(void *arg)
+{
+    proxy__access_flush(arg);
+}
+
+static int setup(proxy__worker *w, const gh_conf *conf, int listen_fd, int id)
+{
+    sigset_t mask;
+
+    w->conf = conf;
+    w->id = id;
+    w->tls = conf->tls;
+    if ((w->loop = gh_loop_new()) == NULL)
+        return -1;
+    proxy__servers_init(w);
+    if (proxy__access_open(w) < 0)
+        return -1;
+    w->listen_io.fd = listen_fd;
+    w->listen_io.cb = on_accept;
+    if (gh_loop_add_listener(w->loop, &w->listen_io) < 0)
+        return -1;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGQUIT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    w->signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    w->signal_io.cb = on_signal;
+    if (w->signal_io.fd < 0 || gh_loop_add(w->loop, &w->signal_io) < 0)
+        return -1;
+    gh_loop_on_idle(w->loop, on_idle, w);
+    return 0;
+}
+
+static void teardown(proxy__worker *w)
+{
+    while (w->clients != NULL)
+        proxy__client_close(w->clients);
+    proxy__servers_close_idle(w);
+    if (w->access_fd >= 0)
+        proxy__access_flush(w);
+    if (w->access_fd > STDERR_FILENO)
+        close(w->access_fd);
+    if (w->signal_io.fd >= 0)
+        close(w->signal_io.fd);
+    gh_timer_stop(w->loop, &w->drain_timer);
+    gh_loop_free(w->loop);
+    gh_buf_pool_drain();
+}
+
+int gh_worker_run(const gh_conf *conf, int listen_fd, int id)
+{
+    proxy__worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return 1;
+    w->access_fd = -1;
+    if (setup(w, conf, listen_fd, id) < 0) {
+        gh_log_error("worker %d: cannot start: %s", id, strerror(errno));
+        return 1;
+    }
+    gh_log_debug("worker %d started", id);
+    gh_loop_run(w->loop);
+    teardown(w);
+    free(w);
+    return exit_status;
+}

@@ -1,0 +1,218 @@
+#include "tls/tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/*
+ * Mozilla "intermediate" minus everything without forward secrecy or AEAD.
+ * AES-128-GCM first: as safe in practice and the cheapest on AES-NI machines.
+ */
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define TLS_GROUPS "X25519:P-256:P-384"
+
+struct gh_tls_ctx {
+    SSL_CTX *ssl;
+};
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_http11, sizeof(alpn_http11) - 1, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without ALPN, as HTTP/1.1 */
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The reason of the last OpenSSL error, "file: reason" style, into err. */
+static void openssl_reason(char *err, size_t errlen, const char *what, const char *file)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(err, errlen, "%s %s: %s", what, file, reason ? reason : "invalid");
+    ERR_clear_error();
+}
+
+static int check_readable(const char *what, const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s %s: %s", what, file, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static int apply_policy(SSL_CTX *ctx)
+{
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) || !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) ||
+        !SSL_CTX_set1_groups_list(ctx, TLS_GROUPS))
+        return -1;
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_SINGLE_ECDH_USE);
+    /* Release buffers while idle: an idle connection then costs only its session state. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /*
+     * Resumption by stateless tickets only: no server-side cache to share or
+     * lock. The ticket key is made when the context is, in the master, so every
+     * worker (a fork) decrypts every other worker's tickets.
+     */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    return 0;
+}
+
+gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    gh_tls_ctx *c = NULL;
+    SSL_CTX *ctx = NULL;
+
+    if (check_readable("certificate", cert_file, err, errlen) < 0 ||
+        check_readable("key", key_file, err, errlen) < 0)
+        return NULL;
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL || apply_policy(ctx) < 0) {
+        snprintf(err, errlen, "cannot set up TLS: %s", ERR_reason_error_string(ERR_peek_last_error()));
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        openssl_reason(err, errlen, "bad certificate file", cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        openssl_reason(err, errlen, "bad key file", key_file);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "key %s does not match certificate %s", key_file, cert_file);
+        ERR_clear_error();
+        goto fail;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    c->ssl = ctx;
+    return c;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void gh_tls_ctx_free(gh_tls_ctx *c)
+{
+    if (c == NULL)
+        return;
+    SSL_CTX_free(c->ssl);
+    free(c);
+}
+
+gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd)
+{
+    SSL *ssl = SSL_new(ctx->ssl);
+    if (ssl == NULL)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return (gh_tls *)ssl;
+}
+
+void gh_tls_free(gh_tls *t)
+{
+    SSL_free((SSL *)t);
+}
+
+/* Maps an SSL_get_error() result; clears the error queue on failure so the next call starts clean. */
+static int map_error(SSL *ssl, int ret)
+{
+    switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return GH_TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return GH_TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        ERR_clear_error();
+        return GH_TLS_ERROR;
+    }
+}
+
+int gh_tls_handshake(gh_tls *t)
+{
+    SSL *ssl = (SSL *)t;
+    int r = SSL_do_handshake(ssl);
+    if (r == 1)
+        return 0;
+    r = map_error(ssl, r);
+    return r == 0 ? GH_TLS_ERROR : r;
+}
+
+ssize_t gh_tls_read(gh_tls *t, void *buf, size_t len)
+{
+    SSL *ssl = (SSL *)t;
+    size_t n;
+    if (SSL_read_ex(ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    return map_error(ssl, 0);
+}
+
+ssize_t gh_tls_write(gh_tls *t, const void *buf, size_t len)
+{
+    SSL *ssl = (SSL *)t;
+    size_t n;
+    if (SSL_write_ex(ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    int r = map_error(ssl, 0);
+    return r == 0 ? GH_TLS_ERROR : r;
+}
+
+int gh_tls_pending(gh_tls *t)
+{
+    return SSL_pending((SSL *)t);
+}
+
+void gh_tls_shutdown(gh_tls *t)
+{
+    SSL *ssl = (SSL *)t;
+    if (SSL_is_init_finished(ssl)) {
+        SSL_set_quiet_shutdown(ssl, 0);
+        if (SSL_shutdown(ssl) < 0)
+            ERR_clear_error();
+    }
+}
+
+void gh_tls_release_buffers(gh_tls *t)
+{
+    /* SSL_MODE_RELEASE_BUFFERS already frees them when empty; nothing more to do in OpenSSL 3. */
+    (void)t;
+}
+
+const char *gh_tls_version(gh_tls *t)
+{
+    return SSL_get_version((SSL *)t);
+}
+
+int gh_tls_resumed(gh_tls *t)
+{
+    return SSL_session_reused((SSL *)t);
+}
