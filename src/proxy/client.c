@@ -91,6 +91,7 @@ static void go_idle(proxy__client *c, uint32_t timeout)
     c->state = CLIENT_IDLE;
     gh_buf_trim(&c->in);
     gh_buf_trim(&c->out);
+    gh_tls_release_buffers(c->tls);
     gh_timer_set(c->w->loop, &c->timer, timeout);
 }
 
