@@ -114,7 +114,7 @@ void proxy__client_exchange_done(proxy__client *c)
 /* Reads into `in`. 1 got bytes, 0 would block, -1 closed or failed. */
 static int read_more(proxy__client *c)
 {
-    if (!c->can_read)
+    if (!c->can_read && !gh_tls_pending(c->tls))
         return 0;
     if (gh_buf_reserve(&c->in) < 0)
         return -1;
@@ -301,7 +301,7 @@ static void on_client_timeout(gh_timer *t)
 void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer)
 {
     proxy__client *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->tls = gh_tls_new(w->tls, fd)) == NULL) {
+    if (c == NULL || (c->tls = gh_tls_new(w->tls, fd, &c->can_read, &c->can_write)) == NULL) {
         free(c);
         close(fd);
         return;

@@ -75,7 +75,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
     if (u->reused) {
         u->connected = 1;
         u->can_write = 1;
-        u->can_read = 1; /* cheap to ask; an edge may have been consumed while idle */
+        u->can_read = 0; /* it was drained when it went idle; new bytes bring an event */
     }
     return 0;
 }
@@ -265,6 +265,8 @@ static int flush_upstream(proxy__exchange *ex)
     }
     if (n < 0)
         return upstream_failed(ex, 502);
+    if ((size_t)n < pending)
+        u->can_write = 0;
     ex->usent += (uint32_t)n;
     ex->head_sent = 1;
     /* Keep a body-less head until the exchange ends: a retry sends it again. */
@@ -280,7 +282,7 @@ static int read_client(proxy__exchange *ex)
     proxy__client *c = ex->c;
     ssize_t n;
 
-    if (ex->req_done || !c->can_read || ex->req_decoded > 0)
+    if (ex->req_done || (!c->can_read && !gh_tls_pending(c->tls)) || ex->req_decoded > 0)
         return 0;
     if (gh_buf_reserve(&c->in) < 0)
         return fail(ex, 500);
@@ -555,6 +557,8 @@ static int read_upstream(proxy__exchange *ex)
         return 0;
     n = gh_sock_read(u->io.fd, gh_buf_tail(&u->in), gh_buf_room(&u->in));
     if (n > 0) {
+        if ((size_t)n < gh_buf_room(&u->in))
+            u->can_read = 0; /* a short read drained the socket */
         u->in.end += (uint32_t)n;
         return 1;
     }

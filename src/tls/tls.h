@@ -11,6 +11,7 @@
 #define GH_TLS_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct gh_tls_ctx gh_tls_ctx;   /* owned by the master, inherited by workers */
@@ -29,8 +30,14 @@ typedef struct gh_tls gh_tls;           /* one TLS session, owned by its connect
 gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
 void gh_tls_ctx_free(gh_tls_ctx *ctx);
 
-/* A server-side session on a connected socket; NULL when out of memory. */
-gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd);
+/*
+ * A server-side session on a connected nonblocking socket; NULL when out of
+ * memory. The session does its own socket I/O and keeps the caller's readiness
+ * flags true to the socket: it clears *readable when a read drained the socket
+ * (a short read or EAGAIN) and *writable when a write could not send it all, so
+ * the caller never spends a system call only to learn that it would block.
+ */
+gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable);
 void gh_tls_free(gh_tls *t);
 
 /* Drives the handshake: 0 when done, GH_TLS_WANT_READ/WRITE, or GH_TLS_ERROR. */
@@ -42,7 +49,7 @@ ssize_t gh_tls_read(gh_tls *t, void *buf, size_t len);
 /* Writes up to len bytes (partial writes allowed): n > 0, WANT_*, or ERROR. */
 ssize_t gh_tls_write(gh_tls *t, const void *buf, size_t len);
 
-/* Bytes already decrypted and waiting inside the session. */
+/* 1 when the session holds received bytes not yet returned by gh_tls_read. */
 int gh_tls_pending(gh_tls *t);
 
 /* Sends close_notify, best effort, without waiting for the peer's. */
