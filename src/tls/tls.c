@@ -7,7 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <time.h>
+
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 /*
@@ -21,8 +27,23 @@
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define TLS_GROUPS "X25519:P-256:P-384"
 
+/*
+ * Session tickets: keys rotate every hour and a ticket is accepted for two.
+ * Each hour's key is derived from a random secret made once by the master, so
+ * every worker (forked from it, restarted or not) derives the same keys with no
+ * shared memory, and no key lives longer than its two hours.
+ */
+#define TICKET_PERIOD 3600
+
+typedef struct ticket_keys {
+    int64_t epoch;
+    unsigned char name[16], aes[32], hmac[32];
+} ticket_keys;
+
 struct gh_tls_ctx {
     SSL_CTX *ssl;
+    unsigned char secret[32];
+    ticket_keys cache[2];      /* the two epochs derived last */
 };
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
@@ -45,6 +66,69 @@ static void openssl_reason(char *err, size_t errlen, const char *what, const cha
     const char *reason = e ? ERR_reason_error_string(e) : NULL;
     snprintf(err, errlen, "%s %s: %s", what, file, reason ? reason : "invalid");
     ERR_clear_error();
+}
+
+static int derive(const unsigned char *secret, int64_t epoch, ticket_keys *k)
+{
+    unsigned char in[24], out[32];
+    unsigned int outlen;
+    unsigned char *dst[3] = {k->name, k->aes, k->hmac};
+    size_t len[3] = {sizeof(k->name), sizeof(k->aes), sizeof(k->hmac)};
+
+    memcpy(in, "gatehouse-ticket", 16);
+    for (int i = 0; i < 8; i++)
+        in[16 + i] = (unsigned char)((uint64_t)epoch >> (8 * i));
+    for (int i = 0; i < 3; i++) {
+        in[15] = (unsigned char)('0' + i);
+        if (HMAC(EVP_sha256(), secret, 32, in, sizeof(in), out, &outlen) == NULL)
+            return -1;
+        memcpy(dst[i], out, len[i]);
+    }
+    k->epoch = epoch;
+    return 0;
+}
+
+static const ticket_keys *keys_for(gh_tls_ctx *c, int64_t epoch)
+{
+    ticket_keys *k = &c->cache[epoch & 1];
+    if (k->epoch != epoch && derive(c->secret, epoch, k) < 0)
+        return NULL;
+    return k;
+}
+
+static int set_hmac(EVP_MAC_CTX *hctx, const ticket_keys *k)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    return EVP_MAC_init(hctx, k->hmac, sizeof(k->hmac), params);
+}
+
+static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    gh_tls_ctx *ticket_ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    int64_t epoch = (int64_t)time(NULL) / TICKET_PERIOD;
+    const ticket_keys *k;
+
+    if (enc) {
+        if ((k = keys_for(ticket_ctx, epoch)) == NULL || RAND_bytes(iv, 16) != 1 ||
+            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || set_hmac(hctx, k) != 1)
+            return -1;
+        memcpy(name, k->name, 16);
+        return 1;
+    }
+    for (int64_t e = epoch; e >= epoch - 1; e--) {
+        if ((k = keys_for(ticket_ctx, e)) == NULL)
+            return -1;
+        if (memcmp(name, k->name, 16) != 0)
+            continue;
+        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || set_hmac(hctx, k) != 1)
+            return -1;
+        return e == epoch ? 1 : 2; /* 2: valid, but issue a ticket under the current key */
+    }
+    return 0; /* unknown or expired key: full handshake */
 }
 
 static int check_readable(const char *what, const char *file, char *err, size_t errlen)
@@ -108,11 +192,16 @@ gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *er
         ERR_clear_error();
         goto fail;
     }
-    if ((c = calloc(1, sizeof(*c))) == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if ((c = calloc(1, sizeof(*c))) == NULL || RAND_bytes(c->secret, sizeof(c->secret)) != 1) {
+        snprintf(err, errlen, "out of memory or no randomness");
+        free(c);
         goto fail;
     }
+    c->cache[0].epoch = c->cache[1].epoch = -1;
     c->ssl = ctx;
+    SSL_CTX_set_app_data(ctx, c);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    SSL_CTX_set_timeout(ctx, 2 * TICKET_PERIOD);
     return c;
 fail:
     SSL_CTX_free(ctx);
