@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -142,8 +143,13 @@ static int try_head(proxy__client *c)
     int r;
 
     c->head_scanned = (uint32_t)len;
-    if (end == 0 && len <= GH_H1_MAX_LINE)
-        return 0;
+    if (end == 0 && len <= GH_H1_MAX_LINE) {
+        /* Judge the request line as soon as it is complete: HTTP/0.9 or a bad
+         * version is refused at once rather than after the header timeout. */
+        if (c->line_ok || memchr(p, '\n', len) == NULL)
+            return 0;
+        c->line_ok = 1;
+    }
     r = gh_h1_parse_request(p, len, &c->w->req);
     if (r == 0 && len >= GH_BUF_SIZE)
         r = -431;
@@ -153,6 +159,7 @@ static int try_head(proxy__client *c)
         proxy__client_fail(c, -r);
         return 1;
     }
+    c->line_ok = 0;
     proxy__exchange_start(c, &c->w->req, (size_t)r);
     return 1;
 }

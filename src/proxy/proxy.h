@@ -51,6 +51,7 @@ struct proxy__client {
     uint8_t state;
     uint8_t can_read, can_write;
     uint8_t close_after;        /* close once the current response is sent */
+    uint8_t line_ok;            /* the request line of the head being read was judged valid */
     char ip[46];
 };
 
