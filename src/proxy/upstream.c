@@ -180,7 +180,6 @@ void proxy__upstream_mark_failed(proxy__upstream *u)
 {
     proxy__server *s = &u->w->servers[u->server];
     s->down_until = gh_loop_now(u->w->loop) + FAIL_BACKOFF_MS;
-    gh_log_warn("upstream %s failed to connect", s->addr->text);
 }
 
 void proxy__servers_close_idle(proxy__worker *w)
