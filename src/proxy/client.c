@@ -45,6 +45,8 @@ void proxy__client_close(proxy__client *c)
         proxy__access_end(ex);
         proxy__exchange_free(ex);
     }
+    if (c->state == CLIENT_HANDSHAKE)
+        w->handshaking--;
     gh_timer_stop(w->loop, &c->timer);
     gh_loop_del(w->loop, &c->io);
     gh_tls_free(c->tls);
@@ -202,6 +204,8 @@ static void do_handshake(proxy__client *c)
         proxy__client_close(c);
         return;
     }
+    c->w->handshaking--;
+    c->w->heap_dirty = 1;
     /* the first request is due within header_timeout of the handshake */
     go_idle(c, c->w->conf->header_timeout);
 }
@@ -330,6 +334,7 @@ void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storag
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
+    w->handshaking++;
     gh_timer_set(w->loop, &c->timer, w->conf->handshake_timeout);
     c->can_read = 1; /* the ClientHello is often there already */
     dispatch(c);

@@ -117,6 +117,9 @@ struct proxy__worker {
     gh_timer drain_timer;
     proxy__client *clients;
     uint32_t nclients;
+    uint32_t handshaking;       /* clients in CLIENT_HANDSHAKE */
+    uint8_t heap_dirty;         /* handshakes finished since the heap was last trimmed */
+    uint64_t next_trim;
     proxy__server servers[GH_MAX_SERVERS];
     gh_rr_server rr[GH_MAX_SERVERS];
     size_t nservers;

@@ -3,6 +3,7 @@
  * handles signals; the HTTP work is in client.c and exchange.c.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,9 +98,26 @@ static void on_signal(gh_io *io, unsigned events)
     }
 }
 
+/*
+ * A handshake allocates far more than the session it leaves behind, and the
+ * freed space sits in holes between long-lived sessions. Once no handshake is
+ * under way, give those pages back (at most once a second), so that memory per
+ * idle connection is what the connections hold, not what the busiest moment did.
+ */
+static void trim_heap(proxy__worker *w)
+{
+    uint64_t now = gh_loop_now(w->loop);
+    if (!w->heap_dirty || w->handshaking != 0 || now < w->next_trim)
+        return;
+    malloc_trim(64 * 1024);
+    w->heap_dirty = 0;
+    w->next_trim = now + 1000;
+}
+
 static void on_idle(void *arg)
 {
     proxy__access_flush(arg);
+    trim_heap(arg);
 }
 
 static int setup(proxy__worker *w, const gh_conf *conf, int listen_fd, int id)
