@@ -230,6 +230,8 @@ int gh_loop_run(gh_loop *l)
                 ev |= GH_EV_READ;
             if (e & EPOLLOUT)
                 ev |= GH_EV_WRITE;
+            if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                ev |= GH_EV_HUP;
             if (e & (EPOLLERR | EPOLLHUP))
                 ev |= GH_EV_ERROR | GH_EV_READ | GH_EV_WRITE;
             io->cb(io, ev);

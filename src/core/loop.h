@@ -16,6 +16,7 @@ typedef struct gh_timer gh_timer;
 #define GH_EV_READ 0x1
 #define GH_EV_WRITE 0x2
 #define GH_EV_ERROR 0x4 /* error or hang-up: the next read or write tells which */
+#define GH_EV_HUP 0x8   /* the peer closed its side: reads must go on until they return 0 */
 
 typedef void (*gh_io_cb)(gh_io *io, unsigned events);
 typedef void (*gh_timer_cb)(gh_timer *t);

@@ -4,9 +4,7 @@
  * Every byte is classified by one lookup in `cls`; a head is parsed in one pass once
  * gh_h1_head_end() has found its end. Where the RFCs let a recipient choose, we choose
  * to refuse (DESIGN.md, Security). Choices the RFCs leave open, made here:
- * - Transfer-Encoding in a request: a syntactically valid coding list other than exactly
- *   "chunked" is -501; anything that is not a valid list (empty elements, "chunked;x"
- *   without a parameter value, stray bytes) is -400.
+ * - Transfer-Encoding in a request: anything other than exactly "chunked" is -400.
  * - Responses: repeated Content-Length with the same value is accepted (RFC 9110 8.6) and
  *   the repeats are marked hop so that only one is forwarded; different values are -502.
  * - Hosts: a reg-name is ALPHA DIGIT - . _ ~ only (no sub-delims, no %-encoding), an
@@ -216,72 +214,6 @@ static size_t skip_ows(const char *p, size_t i, size_t n)
     while (i < n && is_ows(p[i]))
         i++;
     return i;
-}
-
-static size_t skip_token(const char *p, size_t i, size_t n)
-{
-    while (i < n && has(p[i], C_TCHAR))
-        i++;
-    return i;
-}
-
-/* quoted-string at p[i] (RFC 9110 5.6.4); returns the index after it, or 0 if malformed. */
-static size_t skip_quoted(const char *p, size_t i, size_t n)
-{
-    if (i >= n || p[i] != '"')
-        return 0;
-    for (i++; i < n; i++) {
-        if (p[i] == '"')
-            return i + 1;
-        if (p[i] == '\\') {
-            if (++i == n || !has(p[i], C_VALUE))
-                return 0;
-        } else if (!has(p[i], C_QDTEXT)) {
-            return 0;
-        }
-    }
-    return 0;
-}
-
-/* transfer-parameter after ";" (RFC 9112 7.3): token BWS "=" BWS ( token / quoted-string ). */
-static size_t skip_param(const char *p, size_t i, size_t n)
-{
-    size_t j = skip_token(p, i, n);
-
-    if (j == i)
-        return 0;
-    j = skip_ows(p, j, n);
-    if (j == n || p[j] != '=')
-        return 0;
-    i = skip_ows(p, j + 1, n);
-    j = skip_token(p, i, n);
-    return j > i ? j : skip_quoted(p, i, n);
-}
-
-/*
- * Whether v is a well-formed 1#transfer-coding list (RFC 9112 7). Only decides between
- * -501 (understood syntax, unsupported coding) and -400; empty elements count as malformed.
- */
-static int coding_list_valid(gh_h1_str v)
-{
-    const char *p = v.p;
-    size_t i = 0, j, n = v.len;
-
-    for (;;) {
-        if ((j = skip_token(p, i, n)) == i)
-            return 0;
-        i = skip_ows(p, j, n);
-        while (i < n && p[i] == ';') {
-            if ((i = skip_param(p, skip_ows(p, i + 1, n), n)) == 0)
-                return 0;
-            i = skip_ows(p, i, n);
-        }
-        if (i == n)
-            return 1;
-        if (p[i] != ',')
-            return 0;
-        i = skip_ows(p, i + 1, n);
-    }
 }
 
 static int valid_port(const char *p, size_t n)
@@ -665,8 +597,11 @@ static int request_framing(gh_h1_request *req, struct head *hd)
         gh_h1_str v = hd->h[hd->te].value;
         if (req->minor == 0 || hd->ncl)
             return -400;
+        /* Only a lone "chunked" frames a request; any other list is refused as
+         * ambiguous (400, not RFC 9112's optional 501): a backend that reads
+         * "gzip, chunked" or "chunked, identity" differently must never see it. */
         if (!gh_h1_str_ieq(v, "chunked"))
-            return coding_list_valid(v) ? -501 : -400;
+            return -400;
         req->body = GH_H1_BODY_CHUNKED;
     } else if (hd->ncl) {
         req->body = GH_H1_BODY_LENGTH;

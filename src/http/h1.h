@@ -115,9 +115,10 @@ size_t gh_h1_head_end(const char *buf, size_t len, size_t from);
 /*
  * Parses a request head. Returns the head's length in bytes (>0) when a complete
  * and valid head is in buf[0..len); 0 when more bytes are needed; or a negative
- * HTTP status to answer with before closing: -400 malformed or ambiguous, -414
+ * HTTP status to answer with before closing: -400 malformed or ambiguous (this
+ * includes every Transfer-Encoding but a lone "chunked"), -414
  * request line too long, -431 head too long or too many headers, -417 Expect
- * other than 100-continue, -501 Transfer-Encoding other than chunked, -505 HTTP
+ * other than 100-continue, -505 HTTP
  * version other than 1.0 / 1.1. Also returns 0 only while len is within the
  * limits: past GH_H1_MAX_LINE without a line end it is -414, past GH_H1_MAX_HEAD
  * without a head end it is -431.

@@ -292,6 +292,8 @@ static void on_client_event(gh_io *io, unsigned events)
     proxy__client *c = (proxy__client *)io;
     if (events & GH_EV_READ)
         c->can_read = 1;
+    if (events & GH_EV_HUP)
+        c->hup = 1;
     if (events & GH_EV_WRITE)
         c->can_write = 1;
     dispatch(c);
@@ -312,7 +314,7 @@ static void on_client_timeout(gh_timer *t)
 void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer)
 {
     proxy__client *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->tls = gh_tls_new(w->tls, fd, &c->can_read, &c->can_write)) == NULL) {
+    if (c == NULL || (c->tls = gh_tls_new(w->tls, fd, &c->can_read, &c->can_write, &c->hup)) == NULL) {
         free(c);
         close(fd);
         return;

@@ -557,8 +557,8 @@ static int read_upstream(proxy__exchange *ex)
         return 0;
     n = gh_sock_read(u->io.fd, gh_buf_tail(&u->in), gh_buf_room(&u->in));
     if (n > 0) {
-        if ((size_t)n < gh_buf_room(&u->in))
-            u->can_read = 0; /* a short read drained the socket */
+        if ((size_t)n < gh_buf_room(&u->in) && !u->hup)
+            u->can_read = 0; /* a short read drained the socket (but not of a pending EOF) */
         u->in.end += (uint32_t)n;
         return 1;
     }

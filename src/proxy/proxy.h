@@ -50,6 +50,7 @@ struct proxy__client {
     uint32_t requests;
     uint8_t state;
     uint8_t can_read, can_write;
+    uint8_t hup;                /* the client closed its side (EPOLLRDHUP) */
     uint8_t close_after;        /* close once the current response is sent */
     uint8_t line_ok;            /* the request line of the head being read was judged valid */
     char ip[46];
@@ -64,6 +65,7 @@ struct proxy__upstream {
     gh_buf in;                  /* response bytes from the server */
     uint16_t server;
     uint8_t connected, reused, can_read, can_write;
+    uint8_t hup;                /* the server closed its side: read until EOF */
 };
 
 enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };

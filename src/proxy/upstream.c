@@ -65,6 +65,8 @@ static void on_upstream_event(gh_io *io, unsigned events)
     proxy__upstream *u = (proxy__upstream *)io;
     if (events & GH_EV_READ)
         u->can_read = 1;
+    if (events & GH_EV_HUP)
+        u->hup = 1;
     if (events & GH_EV_WRITE)
         u->can_write = 1;
     if (u->ex != NULL) {

@@ -225,6 +225,7 @@ void gh_tls_ctx_free(gh_tls_ctx *c)
 typedef struct sock_bio {
     int fd;
     uint8_t *readable, *writable;
+    const uint8_t *hup;
 } sock_bio;
 
 static BIO_METHOD *sock_method;
@@ -236,7 +237,7 @@ static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
 
     BIO_clear_retry_flags(b);
     if (n > 0) {
-        if ((size_t)n < len)
+        if ((size_t)n < len && !*s->hup)
             *s->readable = 0;
         *got = (size_t)n;
         return 1;
@@ -298,7 +299,7 @@ static BIO_METHOD *get_sock_method(void)
     return sock_method;
 }
 
-gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable)
+gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable, const uint8_t *hup)
 {
     BIO_METHOD *m = get_sock_method();
     sock_bio *s = NULL;
@@ -314,6 +315,7 @@ gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable
     s->fd = fd;
     s->readable = readable;
     s->writable = writable;
+    s->hup = hup;
     BIO_set_data(bio, s);
     BIO_set_init(bio, 1);
     SSL_set_bio(ssl, bio, bio);

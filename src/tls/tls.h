@@ -36,8 +36,10 @@ void gh_tls_ctx_free(gh_tls_ctx *ctx);
  * flags true to the socket: it clears *readable when a read drained the socket
  * (a short read or EAGAIN) and *writable when a write could not send it all, so
  * the caller never spends a system call only to learn that it would block.
+ * Once *hup is set (the peer closed its side), a short read no longer clears
+ * *readable: the end of the stream is still to be read, and no new event comes.
  */
-gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable);
+gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable, const uint8_t *hup);
 void gh_tls_free(gh_tls *t);
 
 /* Drives the handshake: 0 when done, GH_TLS_WANT_READ/WRITE, or GH_TLS_ERROR. */

@@ -1,0 +1,360 @@
+#include "main/cli.h"
+
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_TO,
+    OPT_WORKERS,
+    OPT_ACCESS_LOG,
+    OPT_LOG_LEVEL,
+    OPT_HANDSHAKE_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_RESPONSE_TIMEOUT,
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_END
+};
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"to", required_argument, NULL, OPT_TO},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"response-timeout", required_argument, NULL, OPT_RESPONSE_TIMEOUT},
+    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DURATION_SYNTAX "expected a duration such as 500ms, 10s, 5m or 1h"
+#define ADDR_SYNTAX "expected host:port, numeric (127.0.0.1:8080, [::1]:8080)"
+#define SHORT_USAGE "Usage: gatehouse --listen ADDR --cert FILE --key FILE --to ADDR [--to ADDR ...] [options]\n"
+
+void gh_cli_error(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "gatehouse: %s\n", msg);
+}
+
+/* The canonical "--name" of an option code, whatever abbreviation was typed. */
+static const char *option_name(int code)
+{
+    for (const struct option *o = options; o->name != NULL; o++)
+        if (o->val == code)
+            return o->name;
+    return "?";
+}
+
+/* Milliseconds per unit suffix, or 0 for an unknown suffix. A bare number is seconds. */
+static uint32_t unit_ms(const char *suffix)
+{
+    if (strcmp(suffix, "ms") == 0)
+        return 1;
+    if (suffix[0] == '\0' || strcmp(suffix, "s") == 0)
+        return 1000;
+    if (strcmp(suffix, "m") == 0)
+        return 60 * 1000;
+    if (strcmp(suffix, "h") == 0)
+        return 3600 * 1000;
+    return 0;
+}
+
+int gh_cli_parse_duration(const char *s, uint32_t *ms, const char **why)
+{
+    uint64_t v = 0;
+    uint32_t unit;
+    size_t i;
+
+    *why = DURATION_SYNTAX;
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        /* Checked per digit: v stays far below UINT64_MAX, so this cannot wrap. */
+        if (v > UINT32_MAX) {
+            *why = "too long (the maximum is 1193h)";
+            return -1;
+        }
+    }
+    unit = unit_ms(s + i);
+    if (unit == 0)
+        return -1;
+    if (v == 0) {
+        /* Zero would mean "no timeout" elsewhere; here every timeout is on. */
+        *why = "must be greater than zero";
+        return -1;
+    }
+    if (v > UINT32_MAX / unit) {
+        *why = "too long (the maximum is 1193h)";
+        return -1;
+    }
+    *ms = (uint32_t)(v * unit);
+    return 0;
+}
+
+/* Renders a default for --help: all of them are whole seconds today. */
+static const char *format_duration(uint32_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%us", ms / 1000);
+    else
+        snprintf(buf, len, "%ums", ms);
+    return buf;
+}
+
+static void print_help(void)
+{
+    static const char *const level_names[] = {"error", "warn", "info", "debug"};
+    gh_conf d;
+    char t[6][16];
+
+    gh_conf_defaults(&d);
+    printf(SHORT_USAGE
+           "\n"
+           "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
+           "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
+           "\n"
+           "Required:\n"
+           "  --listen ADDR           address to accept TLS connections on (0.0.0.0:443, [::]:443)\n"
+           "  --cert FILE             certificate chain in PEM, leaf first\n"
+           "  --key FILE              private key in PEM\n"
+           "  --to ADDR               upstream HTTP server (127.0.0.1:8080); repeat for more,\n"
+           "                          up to %d\n"
+           "\n"
+           "Options:\n"
+           "  --workers N             worker processes, 1 to %d (default: one per CPU core: %d)\n"
+           "  --access-log PATH|-     access log, appended to PATH, or - for standard output\n"
+           "                          (default: off)\n"
+           "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
+           "\n"
+           "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n"
+           "  --handshake-timeout T   TLS handshake (default: %s)\n"
+           "  --header-timeout T      receiving a whole request head (default: %s)\n"
+           "  --keepalive-timeout T   idle client connection between requests (default: %s)\n"
+           "  --connect-timeout T     connecting to an upstream server (default: %s)\n"
+           "  --response-timeout T    upstream silent while a response is due (default: %s)\n"
+           "  --shutdown-timeout T    deadline to drain connections after SIGTERM (default: %s)\n"
+           "\n"
+           "  -h, --help              print this help and exit\n"
+           "  -V, --version           print the version and exit\n"
+           "\n"
+           "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
+           "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
+           "exit at once. Errors go to standard error.\n",
+           GH_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level],
+           format_duration(d.handshake_timeout, t[0], sizeof(t[0])),
+           format_duration(d.header_timeout, t[1], sizeof(t[1])),
+           format_duration(d.keepalive_timeout, t[2], sizeof(t[2])),
+           format_duration(d.connect_timeout, t[3], sizeof(t[3])),
+           format_duration(d.response_timeout, t[4], sizeof(t[4])),
+           format_duration(d.shutdown_timeout, t[5], sizeof(t[5])));
+}
+
+static int bad_value(int opt, const char *arg, const char *why)
+{
+    gh_cli_error("--%s: \"%s\": %s", option_name(opt), arg, why);
+    return -1;
+}
+
+static uint32_t *duration_field(gh_conf *c, int opt)
+{
+    switch (opt) {
+    case OPT_HANDSHAKE_TIMEOUT: return &c->handshake_timeout;
+    case OPT_HEADER_TIMEOUT: return &c->header_timeout;
+    case OPT_KEEPALIVE_TIMEOUT: return &c->keepalive_timeout;
+    case OPT_CONNECT_TIMEOUT: return &c->connect_timeout;
+    case OPT_RESPONSE_TIMEOUT: return &c->response_timeout;
+    case OPT_SHUTDOWN_TIMEOUT: return &c->shutdown_timeout;
+    default: return NULL;
+    }
+}
+
+/* 1..GH_CLI_MAX_WORKERS, digits only: no sign, spaces or suffix. */
+static int parse_workers(const char *s, int *n)
+{
+    int v = 0;
+
+    if (s[0] == '\0')
+        return -1;
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        if (s[i] < '0' || s[i] > '9' || i >= 4)
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > GH_CLI_MAX_WORKERS)
+        return -1;
+    *n = v;
+    return 0;
+}
+
+/*
+ * Connecting to 0.0.0.0 or [::] reaches the local host on Linux, by accident:
+ * as a --to it is almost surely a listen address pasted in the wrong place.
+ */
+static int addr_is_unspecified(const gh_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+}
+
+static int parse_server(gh_conf *c, const char *arg)
+{
+    gh_addr *a;
+
+    if (c->nservers == GH_MAX_SERVERS) {
+        gh_cli_error("--to: \"%s\": at most %d servers", arg, GH_MAX_SERVERS);
+        return -1;
+    }
+    a = &c->servers[c->nservers];
+    if (gh_addr_parse(a, arg) < 0)
+        return bad_value(OPT_TO, arg, ADDR_SYNTAX);
+    if (addr_is_unspecified(a))
+        return bad_value(OPT_TO, arg, "not a server address (0.0.0.0 and [::] are for --listen)");
+    c->nservers++;
+    return 0;
+}
+
+static int apply_option(gh_conf *c, int opt, const char *arg)
+{
+    const char *why;
+    uint32_t *field;
+
+    switch (opt) {
+    case OPT_LISTEN:
+        if (gh_addr_parse(&c->listen, arg) < 0)
+            return bad_value(opt, arg, ADDR_SYNTAX);
+        return 0;
+    case OPT_CERT:
+    case OPT_KEY:
+    case OPT_ACCESS_LOG:
+        if (arg[0] == '\0')
+            return bad_value(opt, arg, opt == OPT_ACCESS_LOG ? "expected a file path or -" : "expected a file path");
+        if (opt == OPT_CERT)
+            c->cert_file = arg;
+        else if (opt == OPT_KEY)
+            c->key_file = arg;
+        else
+            c->access_log = arg;
+        return 0;
+    case OPT_TO:
+        return parse_server(c, arg);
+    case OPT_WORKERS:
+        if (parse_workers(arg, &c->workers) < 0)
+            return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_WORKERS));
+        return 0;
+    case OPT_LOG_LEVEL:
+        if ((c->log_level = gh_log_level_parse(arg)) < 0)
+            return bad_value(opt, arg, "expected error, warn, info or debug");
+        return 0;
+    default:
+        field = duration_field(c, opt);
+        if (field == NULL || gh_cli_parse_duration(arg, field, &why) < 0)
+            return bad_value(opt, arg, field == NULL ? "unknown option" : why);
+        return 0;
+    }
+}
+
+/* Reports what getopt_long refused: an unknown option, a missing or an unwanted value. */
+static void getopt_error(int ret, char **argv)
+{
+    const char *typed = argv[optind - 1];
+
+    if (ret == ':')
+        gh_cli_error("--%s: missing value", option_name(optopt));
+    else if (optopt == 'h' || optopt == 'V' || optopt >= OPT_LISTEN)
+        gh_cli_error("%.*s: takes no value", (int)strcspn(typed, "="), typed);
+    else if (optopt != 0)
+        gh_cli_error("unknown option \"-%c\"", optopt);
+    else
+        gh_cli_error("unknown or ambiguous option \"%.*s\"", (int)strcspn(typed, "="), typed);
+}
+
+/* --listen, --cert, --key and --to are mandatory; names every one missing at once. */
+static int check_required(const gh_conf *c)
+{
+    char missing[64] = "";
+    size_t n = 0;
+
+    if (c->listen.len == 0)
+        n += (size_t)snprintf(missing + n, sizeof(missing) - n, " --listen");
+    if (c->cert_file == NULL)
+        n += (size_t)snprintf(missing + n, sizeof(missing) - n, " --cert");
+    if (c->key_file == NULL)
+        n += (size_t)snprintf(missing + n, sizeof(missing) - n, " --key");
+    if (c->nservers == 0)
+        n += (size_t)snprintf(missing + n, sizeof(missing) - n, " --to");
+    if (n == 0)
+        return 0;
+    gh_cli_error("missing required option%s:%s", strchr(missing + 1, ' ') ? "s" : "", missing);
+    fputs(SHORT_USAGE, stderr);
+    return -1;
+}
+
+static int usage_error(void)
+{
+    fputs("Try 'gatehouse --help' for more information.\n", stderr);
+    return GH_CLI_USAGE;
+}
+
+int gh_cli_parse(gh_conf *c, int argc, char **argv)
+{
+    /* Single-valued options may appear once: a second --listen is a mistake, not an override. */
+    unsigned char seen[OPT_END - OPT_LISTEN] = {0};
+    int opt;
+
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
+        if (opt == 'h') {
+            print_help();
+            return GH_CLI_DONE;
+        }
+        if (opt == 'V') {
+            printf("gatehouse " GH_VERSION "\n");
+            return GH_CLI_DONE;
+        }
+        if (opt == '?' || opt == ':') {
+            getopt_error(opt, argv);
+            return usage_error();
+        }
+        if (opt != OPT_TO && seen[opt - OPT_LISTEN]++) {
+            gh_cli_error("--%s: given more than once", option_name(opt));
+            return usage_error();
+        }
+        if (apply_option(c, opt, optarg) < 0)
+            return usage_error();
+    }
+    if (optind < argc) {
+        gh_cli_error("unexpected argument \"%s\"", argv[optind]);
+        return usage_error();
+    }
+    if (check_required(c) < 0)
+        return usage_error();
+    return GH_CLI_RUN;
+}

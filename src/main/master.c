@@ -1,0 +1,497 @@
+#include "main/master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "main/cli.h"
+#include "proxy/worker.h"
+#include "tls/tls.h"
+
+#define LISTEN_BACKLOG 4096        /* the kernel caps it at net.core.somaxconn */
+#define NOFILE_WANTED 65536        /* below this hard limit, say so: two fds per proxied request */
+#define RESTART_WINDOW_MS 10000    /* more than RESTART_BURST exits in this window... */
+#define RESTART_BURST 10
+#define RESTART_BACKOFF_MS 1000    /* ...and each restart waits this long instead of spinning */
+#define KILL_GRACE_MS 5000         /* past the workers' own drain deadline, before SIGKILL */
+#define QUICK_STOP_MS 2000         /* SIGINT/SIGQUIT: how long workers get to exit */
+
+/* A worker slot: `id` is fixed, `pid` changes when the worker is restarted. */
+struct worker {
+    pid_t pid;            /* 0: not running */
+    int id;
+    int64_t restart_at;   /* monotonic ms at which to start it again; 0: none pending */
+};
+
+/* Everything the supervision loop knows; lives on gh_master_run's stack. */
+struct master {
+    const gh_conf *conf;
+    int listen_fd;
+    pid_t self;
+    sigset_t sigs;        /* blocked, and read with sigtimedwait */
+    struct worker *workers;
+    int nworkers;
+    int stopping;         /* 0, or the signal that started the stop */
+    int64_t deadline;     /* while stopping: when the survivors get SIGKILL */
+    int unclean;          /* a worker did not exit 0 while stopping */
+    int64_t window_start; /* restart rate limit */
+    int window_exits;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- startup -------------------------------------------------------------------------------- */
+
+/*
+ * Every client connection and its upstream connection each hold a descriptor,
+ * and the usual soft limit of 1024 would cap a worker at ~500 requests in
+ * flight. The hard limit is what the administrator granted, so take all of it.
+ */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        gh_log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            gh_log_warn("cannot raise the open file limit from %llu to %llu: %s",
+                        (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = old;
+        }
+    }
+    gh_log_info("open file limit: %llu per process", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_max < NOFILE_WANTED)
+        gh_log_warn("the hard open file limit is only %llu: each worker can hold about %llu proxied "
+                    "connections; raise it (ulimit -Hn, LimitNOFILE=) to serve more",
+                    (unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max / 2);
+}
+
+static int load_tls(gh_conf *conf)
+{
+    char err[256] = "";
+
+    conf->tls = gh_tls_ctx_new(conf->cert_file, conf->key_file, err, sizeof(err));
+    if (conf->tls == NULL) {
+        gh_cli_error("%s", err[0] ? err : "cannot load the certificate and key");
+        return -1;
+    }
+    return 0;
+}
+
+/* Fails at startup, once, rather than in every worker, in a restart loop. */
+static int check_access_log(const gh_conf *conf)
+{
+    int fd;
+
+    if (conf->access_log == NULL || strcmp(conf->access_log, "-") == 0)
+        return 0;
+    fd = open(conf->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        gh_cli_error("--access-log: cannot open \"%s\": %s", conf->access_log, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static const char *bind_hint(int err)
+{
+    if (err == EACCES)
+        return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
+    if (err == EADDRNOTAVAIL)
+        return " (no interface of this host has that address)";
+    if (err == EADDRINUSE)
+        return " (another process listens there)";
+    return "";
+}
+
+/*
+ * Bound once here and inherited by every worker, so connections waiting in
+ * the accept queue survive a worker's restart.
+ */
+static int open_listener(const gh_addr *a)
+{
+    int one = 1, fd, err;
+
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    /* A restart must not wait for the previous run's TIME_WAIT connections to expire. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        goto fail;
+    /* "[::]:443" means IPv6 only, as written, whatever net.ipv6.bindv6only says. */
+    if (a->ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+        goto fail;
+    return fd;
+fail:
+    err = errno;
+    gh_cli_error("cannot listen on %s: %s%s", a->text, strerror(err), bind_hint(err));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static void log_started(const gh_conf *conf)
+{
+    char to[768];
+    size_t n = 0, i;
+
+    to[0] = '\0';
+    for (i = 0; i < conf->nservers; i++) {
+        size_t need = strlen(conf->servers[i].text) + 2;
+
+        /* Keep the line readable with 64 servers: the rest are counted, not listed. */
+        if (n + need + 32 > sizeof(to))
+            break;
+        n += (size_t)snprintf(to + n, sizeof(to) - n, "%s%s", i ? ", " : "", conf->servers[i].text);
+    }
+    if (i < conf->nservers)
+        snprintf(to + n, sizeof(to) - n, " and %zu more", conf->nservers - i);
+    gh_log_info("gatehouse " GH_VERSION " listening on %s, %d worker%s, forwarding to %s", conf->listen.text,
+                conf->workers, conf->workers == 1 ? "" : "s", to);
+}
+
+/* ---- workers -------------------------------------------------------------------------------- */
+
+static void child_main(const struct master *m, int id)
+{
+    sigset_t chld;
+
+    /* A worker outliving its master would hold the port with nobody to restart or stop it. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != m->self)
+        _exit(1); /* the master died before prctl(): no signal would ever come */
+    /* Workers keep SIGTERM/SIGINT/SIGQUIT/SIGHUP blocked for their signalfd; SIGCHLD is the master's. */
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &chld, NULL);
+    exit(gh_worker_run(m->conf, m->listen_fd, id));
+}
+
+static void start_worker(struct master *m, struct worker *w, int64_t now)
+{
+    pid_t pid;
+
+    fflush(NULL); /* nothing buffered may be written twice, by master and child */
+    pid = fork();
+    if (pid == 0)
+        child_main(m, w->id);
+    if (pid < 0) {
+        gh_log_error("cannot start worker %d: fork: %s; retrying in %d ms", w->id, strerror(errno),
+                     RESTART_BACKOFF_MS);
+        w->restart_at = now + RESTART_BACKOFF_MS;
+        return;
+    }
+    w->pid = pid;
+    w->restart_at = 0;
+    gh_log_debug("worker %d started, pid %d", w->id, (int)pid);
+}
+
+static void start_due_workers(struct master *m, int64_t now)
+{
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->workers[i].pid == 0 && m->workers[i].restart_at != 0 && m->workers[i].restart_at <= now)
+            start_worker(m, &m->workers[i], now);
+}
+
+static int live_workers(const struct master *m)
+{
+    int n = 0;
+
+    for (int i = 0; i < m->nworkers; i++)
+        n += m->workers[i].pid != 0;
+    return n;
+}
+
+static void signal_workers(const struct master *m, int sig)
+{
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->workers[i].pid != 0)
+            kill(m->workers[i].pid, sig);
+}
+
+static struct worker *find_worker(struct master *m, pid_t pid)
+{
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->workers[i].pid == pid)
+            return &m->workers[i];
+    return NULL;
+}
+
+static const char *describe_exit(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "was killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "stopped with wait status %#x", (unsigned)status);
+    return buf;
+}
+
+/*
+ * A worker that dies outside a shutdown is restarted at once, unless workers
+ * keep dying (a crash on every request, a broken environment): then each
+ * restart waits RESTART_BACKOFF_MS so the master does not spin on fork().
+ */
+static void schedule_restart(struct master *m, struct worker *w, int64_t now)
+{
+    if (now - m->window_start >= RESTART_WINDOW_MS) {
+        m->window_start = now;
+        m->window_exits = 0;
+    }
+    m->window_exits++;
+    w->restart_at = now;
+    if (m->window_exits > RESTART_BURST) {
+        w->restart_at = now + RESTART_BACKOFF_MS;
+        if (m->window_exits == RESTART_BURST + 1)
+            gh_log_warn("workers exited %d times in %d s; restarting them at most once a second", m->window_exits,
+                        RESTART_WINDOW_MS / 1000);
+    }
+}
+
+static void on_worker_exit(struct master *m, struct worker *w, int status, int64_t now)
+{
+    char how[96];
+    pid_t pid = w->pid;
+
+    w->pid = 0;
+    describe_exit(status, how, sizeof(how));
+    if (m->stopping) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            gh_log_info("worker %d (pid %d) stopped", w->id, (int)pid);
+        } else {
+            m->unclean = 1;
+            gh_log_warn("worker %d (pid %d) %s while stopping", w->id, (int)pid, how);
+        }
+        return;
+    }
+    schedule_restart(m, w, now);
+    if (w->restart_at > now)
+        gh_log_warn("worker %d (pid %d) %s; restarting it in %d ms", w->id, (int)pid, how,
+                    (int)(w->restart_at - now));
+    else
+        gh_log_warn("worker %d (pid %d) %s; restarting it", w->id, (int)pid, how);
+}
+
+/* SIGCHLD is not queued per child: one signal may stand for several exits. */
+static void reap_workers(struct master *m, int64_t now)
+{
+    struct worker *w;
+    pid_t pid;
+    int status;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        w = find_worker(m, pid);
+        if (w != NULL)
+            on_worker_exit(m, w, status, now);
+    }
+}
+
+/* ---- shutdown ------------------------------------------------------------------------------- */
+
+/*
+ * SIGTERM drains: workers finish what is in flight within conf->shutdown_timeout,
+ * and the master waits that plus KILL_GRACE_MS. SIGINT/SIGQUIT stop at once,
+ * also in the middle of a drain; a second SIGTERM changes nothing.
+ */
+static void begin_stop(struct master *m, int sig, int64_t now)
+{
+    int64_t deadline;
+
+    if (m->stopping && sig == SIGTERM) {
+        gh_log_info("SIGTERM received: already stopping");
+        return;
+    }
+    if (sig == SIGTERM) {
+        deadline = now + m->conf->shutdown_timeout + KILL_GRACE_MS;
+        gh_log_info("SIGTERM received: draining connections (deadline %u ms)", (unsigned)m->conf->shutdown_timeout);
+    } else {
+        deadline = now + QUICK_STOP_MS;
+        gh_log_info("%s received: stopping now", sig == SIGINT ? "SIGINT" : "SIGQUIT");
+    }
+    if (!m->stopping || deadline < m->deadline)
+        m->deadline = deadline;
+    m->stopping = sig;
+    for (int i = 0; i < m->nworkers; i++)
+        m->workers[i].restart_at = 0;
+    signal_workers(m, sig);
+}
+
+static void kill_survivors(struct master *m)
+{
+    int status;
+
+    for (int i = 0; i < m->nworkers; i++) {
+        struct worker *w = &m->workers[i];
+
+        if (w->pid == 0)
+            continue;
+        gh_log_warn("worker %d (pid %d) did not stop in time; killing it", w->id, (int)w->pid);
+        kill(w->pid, SIGKILL);
+        while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        w->pid = 0;
+        m->unclean = 1;
+    }
+}
+
+/* ---- supervision loop ----------------------------------------------------------------------- */
+
+/* How long to sleep in sigtimedwait: until the next restart or the stop deadline; -1 for "until a signal". */
+static int64_t next_timeout(const struct master *m, int64_t now)
+{
+    int64_t at = -1;
+
+    if (m->stopping) {
+        at = m->deadline;
+    } else {
+        for (int i = 0; i < m->nworkers; i++) {
+            int64_t r = m->workers[i].restart_at;
+
+            if (m->workers[i].pid == 0 && r != 0 && (at < 0 || r < at))
+                at = r;
+        }
+    }
+    if (at < 0)
+        return -1;
+    return at > now ? at - now : 0;
+}
+
+static int wait_signal(const sigset_t *sigs, int64_t timeout_ms)
+{
+    struct timespec ts;
+    int sig;
+
+    if (timeout_ms < 0) {
+        sig = sigwaitinfo(sigs, NULL);
+    } else {
+        ts.tv_sec = (time_t)(timeout_ms / 1000);
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        sig = sigtimedwait(sigs, NULL, &ts);
+    }
+    return sig > 0 ? sig : 0; /* 0: timeout or EINTR, both just mean "look again" */
+}
+
+static void handle_signal(struct master *m, int sig, int64_t now)
+{
+    switch (sig) {
+    case SIGCHLD:
+        reap_workers(m, now);
+        break;
+    case SIGTERM:
+    case SIGINT:
+    case SIGQUIT:
+        begin_stop(m, sig, now);
+        break;
+    case SIGHUP:
+        gh_log_warn("SIGHUP received: reload is not supported yet");
+        break;
+    default:
+        break;
+    }
+}
+
+static int supervise(struct master *m)
+{
+    int64_t now;
+    int sig;
+
+    for (;;) {
+        now = now_ms();
+        if (!m->stopping) {
+            start_due_workers(m, now);
+        } else if (live_workers(m) == 0) {
+            break;
+        } else if (now >= m->deadline) {
+            kill_survivors(m);
+            break;
+        }
+        sig = wait_signal(&m->sigs, next_timeout(m, now));
+        /* Read the clock after the wait: the sleep may have lasted days, and deadlines count from now. */
+        handle_signal(m, sig, now_ms());
+    }
+    gh_log_info("gatehouse stopped%s", m->unclean ? " (not cleanly)" : "");
+    return m->unclean ? 1 : 0;
+}
+
+static int run_workers(struct master *m)
+{
+    int64_t now = now_ms();
+
+    m->workers = calloc((size_t)m->nworkers, sizeof(*m->workers));
+    if (m->workers == NULL) {
+        gh_cli_error("out of memory");
+        return 1;
+    }
+    for (int i = 0; i < m->nworkers; i++) {
+        m->workers[i].id = i;
+        m->workers[i].restart_at = now; /* due now: the loop's first pass starts them */
+    }
+    m->window_start = now;
+    return supervise(m);
+}
+
+int gh_master_run(gh_conf *conf)
+{
+    struct master m;
+    int rc = 1;
+
+    memset(&m, 0, sizeof(m));
+    m.conf = conf;
+    m.nworkers = conf->workers;
+    m.self = getpid();
+    m.listen_fd = -1;
+    if (load_tls(conf) < 0 || check_access_log(conf) < 0)
+        goto out;
+    /* A peer that closes early must cost an EPIPE on that connection, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    m.listen_fd = open_listener(&conf->listen);
+    if (m.listen_fd < 0)
+        goto out;
+    raise_nofile_limit();
+    /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */
+    sigemptyset(&m.sigs);
+    sigaddset(&m.sigs, SIGTERM);
+    sigaddset(&m.sigs, SIGINT);
+    sigaddset(&m.sigs, SIGQUIT);
+    sigaddset(&m.sigs, SIGHUP);
+    sigaddset(&m.sigs, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &m.sigs, NULL);
+    log_started(conf);
+    rc = run_workers(&m);
+out:
+    free(m.workers);
+    if (m.listen_fd >= 0)
+        close(m.listen_fd);
+    gh_tls_ctx_free(conf->tls);
+    conf->tls = NULL;
+    return rc;
+}
