@@ -342,6 +342,12 @@ static void begin_stop(struct master *m, int sig, int64_t now)
     m->stopping = sig;
     for (int i = 0; i < m->nworkers; i++)
         m->workers[i].restart_at = 0;
+    /* Once the workers have closed theirs, the socket is gone and new
+     * connections are refused at once instead of waiting in a dead queue. */
+    if (m->listen_fd >= 0) {
+        close(m->listen_fd);
+        m->listen_fd = -1;
+    }
     signal_workers(m, sig);
 }
 
