@@ -14,7 +14,7 @@
 
 /* Bytes live in data[start..end); embedded in its owner, which calls gh_buf_release. */
 typedef struct gh_buf {
-    char *data;       /* NULL while no block is held */
+    char *data; /* NULL while no block is held */
     uint32_t start, end;
 } gh_buf;
 
@@ -25,10 +25,22 @@ void gh_buf_release(gh_buf *b);
 /* Gives the block back if it holds no bytes. */
 void gh_buf_trim(gh_buf *b);
 
-static inline size_t gh_buf_len(const gh_buf *b) { return b->end - b->start; }
-static inline char *gh_buf_head(const gh_buf *b) { return b->data + b->start; }
-static inline char *gh_buf_tail(const gh_buf *b) { return b->data + b->end; }
-static inline size_t gh_buf_room(const gh_buf *b) { return b->data ? GH_BUF_SIZE - b->end : 0; }
+static inline size_t gh_buf_len(const gh_buf *b)
+{
+    return b->end - b->start;
+}
+static inline char *gh_buf_head(const gh_buf *b)
+{
+    return b->data + b->start;
+}
+static inline char *gh_buf_tail(const gh_buf *b)
+{
+    return b->data + b->end;
+}
+static inline size_t gh_buf_room(const gh_buf *b)
+{
+    return b->data ? GH_BUF_SIZE - b->end : 0;
+}
 
 /* Drops n bytes from the front; resets offsets when it empties. */
 static inline void gh_buf_consume(gh_buf *b, size_t n)

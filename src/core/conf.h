@@ -21,24 +21,24 @@ typedef struct gh_addr {
 
 typedef struct gh_conf {
     gh_addr listen;
-    const char *cert_file;         /* PEM, leaf first then chain */
-    const char *key_file;          /* PEM private key */
+    const char *cert_file; /* PEM, leaf first then chain */
+    const char *key_file;  /* PEM private key */
     gh_addr servers[GH_MAX_SERVERS];
     size_t nservers;
-    int workers;                   /* >= 1 */
-    const char *access_log;        /* NULL: off; "-": stdout; else a file path (appended) */
-    int log_level;                 /* GH_LOG_* */
+    int workers;            /* >= 1 */
+    const char *access_log; /* NULL: off; "-": stdout; else a file path (appended) */
+    int log_level;          /* GH_LOG_* */
     /* Timeouts in milliseconds; all on by default. */
-    uint32_t handshake_timeout;    /* TLS handshake: 10 s */
-    uint32_t header_timeout;       /* whole request head: 10 s */
-    uint32_t keepalive_timeout;    /* idle between requests: 60 s */
-    uint32_t body_timeout;         /* client silent while sending a body: 60 s */
-    uint32_t send_timeout;         /* peer not reading what we send: 60 s */
-    uint32_t connect_timeout;      /* upstream connect: 5 s */
-    uint32_t response_timeout;     /* upstream silent while we wait for response bytes: 60 s */
-    uint32_t upstream_idle_timeout;/* pooled idle upstream connection: 30 s */
-    uint32_t shutdown_timeout;     /* SIGTERM drain deadline: 30 s */
-    void *tls;                     /* gh_tls_ctx *, loaded by the master before fork */
+    uint32_t handshake_timeout;     /* TLS handshake: 10 s */
+    uint32_t header_timeout;        /* whole request head: 10 s */
+    uint32_t keepalive_timeout;     /* idle between requests: 60 s */
+    uint32_t body_timeout;          /* client silent while sending a body: 60 s */
+    uint32_t send_timeout;          /* peer not reading what we send: 60 s */
+    uint32_t connect_timeout;       /* upstream connect: 5 s */
+    uint32_t response_timeout;      /* upstream silent while we wait for response bytes: 60 s */
+    uint32_t upstream_idle_timeout; /* pooled idle upstream connection: 30 s */
+    uint32_t shutdown_timeout;      /* SIGTERM drain deadline: 30 s */
+    void *tls;                      /* gh_tls_ctx *, loaded by the master before fork */
 } gh_conf;
 
 /* Sets every field to its default (no listener, no servers, one worker per core). */

@@ -12,9 +12,21 @@ extern int gh_log_level;
 void gh_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define gh_log_error(...) gh_log(GH_LOG_ERROR, __VA_ARGS__)
-#define gh_log_warn(...) do { if (gh_log_level >= GH_LOG_WARN) gh_log(GH_LOG_WARN, __VA_ARGS__); } while (0)
-#define gh_log_info(...) do { if (gh_log_level >= GH_LOG_INFO) gh_log(GH_LOG_INFO, __VA_ARGS__); } while (0)
-#define gh_log_debug(...) do { if (gh_log_level >= GH_LOG_DEBUG) gh_log(GH_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define gh_log_warn(...)                                                                                               \
+    do {                                                                                                               \
+        if (gh_log_level >= GH_LOG_WARN)                                                                               \
+            gh_log(GH_LOG_WARN, __VA_ARGS__);                                                                          \
+    } while (0)
+#define gh_log_info(...)                                                                                               \
+    do {                                                                                                               \
+        if (gh_log_level >= GH_LOG_INFO)                                                                               \
+            gh_log(GH_LOG_INFO, __VA_ARGS__);                                                                          \
+    } while (0)
+#define gh_log_debug(...)                                                                                              \
+    do {                                                                                                               \
+        if (gh_log_level >= GH_LOG_DEBUG)                                                                              \
+            gh_log(GH_LOG_DEBUG, __VA_ARGS__);                                                                         \
+    } while (0)
 
 /* Parses "error", "warn", "info", "debug". Returns the level or -1. */
 int gh_log_level_parse(const char *s);

@@ -203,9 +203,18 @@ static void collect_garbage(gh_loop *l)
     l->ngarbage = 0;
 }
 
-uint64_t gh_loop_now(const gh_loop *l) { return l->now; }
-int64_t gh_loop_wall(const gh_loop *l) { return l->wall; }
-void gh_loop_stop(gh_loop *l) { l->stopped = 1; }
+uint64_t gh_loop_now(const gh_loop *l)
+{
+    return l->now;
+}
+int64_t gh_loop_wall(const gh_loop *l)
+{
+    return l->wall;
+}
+void gh_loop_stop(gh_loop *l)
+{
+    l->stopped = 1;
+}
 
 void gh_loop_on_idle(gh_loop *l, void (*cb)(void *), void *arg)
 {

@@ -13,10 +13,10 @@ typedef struct gh_io gh_io;
 typedef struct gh_timer gh_timer;
 
 /* Events passed to callbacks. */
-#define GH_EV_READ 0x1
+#define GH_EV_READ  0x1
 #define GH_EV_WRITE 0x2
 #define GH_EV_ERROR 0x4 /* error or hang-up: the next read or write tells which */
-#define GH_EV_HUP 0x8   /* the peer closed its side: reads must go on until they return 0 */
+#define GH_EV_HUP   0x8 /* the peer closed its side: reads must go on until they return 0 */
 
 typedef void (*gh_io_cb)(gh_io *io, unsigned events);
 typedef void (*gh_timer_cb)(gh_timer *t);
@@ -33,9 +33,9 @@ struct gh_io {
  * connection's idle deadline on every read is cheap.
  */
 struct gh_timer {
-    uint64_t when;   /* deadline in loop ms; 0 when not armed */
-    uint64_t key;    /* the deadline the heap is ordered by (<= when) */
-    uint32_t slot;   /* index in the heap + 1; 0 when not in the heap */
+    uint64_t when; /* deadline in loop ms; 0 when not armed */
+    uint64_t key;  /* the deadline the heap is ordered by (<= when) */
+    uint32_t slot; /* index in the heap + 1; 0 when not in the heap */
     gh_timer_cb cb;
 };
 

@@ -17,10 +17,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define GH_H1_MAX_HEADERS 100    /* more: 431 */
-#define GH_H1_MAX_LINE 8192      /* request line longer than this: 414 */
-#define GH_H1_MAX_HEAD 16384     /* whole head (with the final CRLF) longer than this: 431 */
-#define GH_H1_MAX_TRAILER 4096   /* chunked trailer section longer than this: error */
+#define GH_H1_MAX_HEADERS 100   /* more: 431 */
+#define GH_H1_MAX_LINE    8192  /* request line longer than this: 414 */
+#define GH_H1_MAX_HEAD    16384 /* whole head (with the final CRLF) longer than this: 431 */
+#define GH_H1_MAX_TRAILER 4096  /* chunked trailer section longer than this: error */
 
 typedef struct gh_h1_str {
     const char *p;
@@ -53,16 +53,16 @@ enum gh_h1_hdr_kind {
 
 typedef struct gh_h1_header {
     gh_h1_str name;
-    gh_h1_str value;   /* leading and trailing SP/HTAB removed */
-    uint8_t kind;      /* enum gh_h1_hdr_kind */
-    uint8_t hop;       /* 1: hop-by-hop, must not be forwarded (see gh_h1_parse_request) */
+    gh_h1_str value; /* leading and trailing SP/HTAB removed */
+    uint8_t kind;    /* enum gh_h1_hdr_kind */
+    uint8_t hop;     /* 1: hop-by-hop, must not be forwarded (see gh_h1_parse_request) */
 } gh_h1_header;
 
 enum gh_h1_body {
-    GH_H1_BODY_NONE = 0,   /* no body at all */
-    GH_H1_BODY_LENGTH,     /* content_length bytes (may be 0) */
-    GH_H1_BODY_CHUNKED,    /* Transfer-Encoding: chunked */
-    GH_H1_BODY_CLOSE,      /* responses only: until the connection closes */
+    GH_H1_BODY_NONE = 0, /* no body at all */
+    GH_H1_BODY_LENGTH,   /* content_length bytes (may be 0) */
+    GH_H1_BODY_CHUNKED,  /* Transfer-Encoding: chunked */
+    GH_H1_BODY_CLOSE,    /* responses only: until the connection closes */
 };
 
 enum gh_h1_target_form {
@@ -72,35 +72,35 @@ enum gh_h1_target_form {
     GH_H1_ASTERISK_FORM,   /* "*", OPTIONS only */
 };
 
-#define GH_H1_F_CONN_CLOSE 0x01      /* Connection: close, or HTTP/1.0 without keep-alive */
-#define GH_H1_F_CONN_KEEPALIVE 0x02  /* Connection: keep-alive token seen */
+#define GH_H1_F_CONN_CLOSE      0x01 /* Connection: close, or HTTP/1.0 without keep-alive */
+#define GH_H1_F_CONN_KEEPALIVE  0x02 /* Connection: keep-alive token seen */
 #define GH_H1_F_EXPECT_CONTINUE 0x04 /* Expect: 100-continue */
-#define GH_H1_F_UPGRADE 0x08         /* an Upgrade header was present */
+#define GH_H1_F_UPGRADE         0x08 /* an Upgrade header was present */
 
 typedef struct gh_h1_request {
     gh_h1_str method;
-    gh_h1_str target;      /* the request-target as sent */
-    int target_form;       /* enum gh_h1_target_form */
-    gh_h1_str authority;   /* absolute- and authority-form: the authority; else empty */
-    gh_h1_str path;        /* origin- and absolute-form: path + query ("/" if absolute-form had none) */
-    int minor;             /* HTTP/1.<minor>: 0 or 1 */
+    gh_h1_str target;    /* the request-target as sent */
+    int target_form;     /* enum gh_h1_target_form */
+    gh_h1_str authority; /* absolute- and authority-form: the authority; else empty */
+    gh_h1_str path;      /* origin- and absolute-form: path + query ("/" if absolute-form had none) */
+    int minor;           /* HTTP/1.<minor>: 0 or 1 */
     gh_h1_header headers[GH_H1_MAX_HEADERS];
     size_t nheaders;
-    int body;              /* enum gh_h1_body: NONE, LENGTH or CHUNKED */
+    int body; /* enum gh_h1_body: NONE, LENGTH or CHUNKED */
     uint64_t content_length;
-    gh_h1_str host;        /* the Host header's value; empty when absent (HTTP/1.0 only) */
-    unsigned flags;        /* GH_H1_F_* */
+    gh_h1_str host; /* the Host header's value; empty when absent (HTTP/1.0 only) */
+    unsigned flags; /* GH_H1_F_* */
 } gh_h1_request;
 
 typedef struct gh_h1_response {
     int minor;
-    int status;            /* 100..599 */
+    int status; /* 100..599 */
     gh_h1_str reason;
     gh_h1_header headers[GH_H1_MAX_HEADERS];
     size_t nheaders;
-    int body;              /* enum gh_h1_body */
+    int body; /* enum gh_h1_body */
     uint64_t content_length;
-    unsigned flags;        /* GH_H1_F_CONN_CLOSE / KEEPALIVE */
+    unsigned flags; /* GH_H1_F_CONN_CLOSE / KEEPALIVE */
 } gh_h1_response;
 
 /*
@@ -144,13 +144,13 @@ int gh_h1_parse_response(const char *buf, size_t len, int head_request, gh_h1_re
 /* Incremental decoder of the chunked transfer coding (RFC 9112 section 7.1). Zero it to start. */
 typedef struct gh_h1_chunked {
     int state;
-    uint64_t left;          /* data bytes left in the current chunk */
-    unsigned digits;        /* hex digits seen in the current size */
-    size_t trailer_bytes;   /* bytes of trailer section seen, bounded by GH_H1_MAX_TRAILER */
+    uint64_t left;        /* data bytes left in the current chunk */
+    unsigned digits;      /* hex digits seen in the current size */
+    size_t trailer_bytes; /* bytes of trailer section seen, bounded by GH_H1_MAX_TRAILER */
 } gh_h1_chunked;
 
 #define GH_H1_CHUNKED_ERROR (-1)
-#define GH_H1_CHUNKED_MORE (-2)
+#define GH_H1_CHUNKED_MORE  (-2)
 
 /*
  * Decodes buf[0..*len) in place. On return buf[0..*len) holds only the data bytes

@@ -44,11 +44,11 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR_(x)         #x
+#define STR(x)          STR_(x)
 #define DURATION_SYNTAX "expected a duration such as 500ms, 10s, 5m or 1h"
-#define ADDR_SYNTAX "expected host:port, numeric (127.0.0.1:8080, [::1]:8080)"
-#define SHORT_USAGE "Usage: gatehouse --listen ADDR --cert FILE --key FILE --to ADDR [--to ADDR ...] [options]\n"
+#define ADDR_SYNTAX     "expected host:port, numeric (127.0.0.1:8080, [::1]:8080)"
+#define SHORT_USAGE     "Usage: gatehouse --listen ADDR --cert FILE --key FILE --to ADDR [--to ADDR ...] [options]\n"
 
 void gh_cli_error(const char *fmt, ...)
 {
@@ -134,45 +134,43 @@ static void print_help(void)
     char t[6][16];
 
     gh_conf_defaults(&d);
-    printf(SHORT_USAGE
-           "\n"
-           "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
-           "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
-           "\n"
-           "Required:\n"
-           "  --listen ADDR           address to accept TLS connections on (0.0.0.0:443, [::]:443)\n"
-           "  --cert FILE             certificate chain in PEM, leaf first\n"
-           "  --key FILE              private key in PEM\n"
-           "  --to ADDR               upstream HTTP server (127.0.0.1:8080); repeat for more,\n"
-           "                          up to %d\n"
-           "\n"
-           "Options:\n"
-           "  --workers N             worker processes, 1 to %d (default: one per CPU core: %d)\n"
-           "  --access-log PATH|-     access log, appended to PATH, or - for standard output\n"
-           "                          (default: off)\n"
-           "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
-           "\n"
-           "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n"
-           "  --handshake-timeout T   TLS handshake (default: %s)\n"
-           "  --header-timeout T      receiving a whole request head (default: %s)\n"
-           "  --keepalive-timeout T   idle client connection between requests (default: %s)\n"
-           "  --connect-timeout T     connecting to an upstream server (default: %s)\n"
-           "  --response-timeout T    upstream silent while a response is due (default: %s)\n"
-           "  --shutdown-timeout T    deadline to drain connections after SIGTERM (default: %s)\n"
-           "\n"
-           "  -h, --help              print this help and exit\n"
-           "  -V, --version           print the version and exit\n"
-           "\n"
-           "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
-           "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
-           "exit at once. Errors go to standard error.\n",
-           GH_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level],
-           format_duration(d.handshake_timeout, t[0], sizeof(t[0])),
-           format_duration(d.header_timeout, t[1], sizeof(t[1])),
-           format_duration(d.keepalive_timeout, t[2], sizeof(t[2])),
-           format_duration(d.connect_timeout, t[3], sizeof(t[3])),
-           format_duration(d.response_timeout, t[4], sizeof(t[4])),
-           format_duration(d.shutdown_timeout, t[5], sizeof(t[5])));
+    printf(
+        SHORT_USAGE "\n"
+                    "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
+                    "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
+                    "\n"
+                    "Required:\n"
+                    "  --listen ADDR           address to accept TLS connections on (0.0.0.0:443, [::]:443)\n"
+                    "  --cert FILE             certificate chain in PEM, leaf first\n"
+                    "  --key FILE              private key in PEM\n"
+                    "  --to ADDR               upstream HTTP server (127.0.0.1:8080); repeat for more,\n"
+                    "                          up to %d\n"
+                    "\n"
+                    "Options:\n"
+                    "  --workers N             worker processes, 1 to %d (default: one per CPU core: %d)\n"
+                    "  --access-log PATH|-     access log, appended to PATH, or - for standard output\n"
+                    "                          (default: off)\n"
+                    "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
+                    "\n"
+                    "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n"
+                    "  --handshake-timeout T   TLS handshake (default: %s)\n"
+                    "  --header-timeout T      receiving a whole request head (default: %s)\n"
+                    "  --keepalive-timeout T   idle client connection between requests (default: %s)\n"
+                    "  --connect-timeout T     connecting to an upstream server (default: %s)\n"
+                    "  --response-timeout T    upstream silent while a response is due (default: %s)\n"
+                    "  --shutdown-timeout T    deadline to drain connections after SIGTERM (default: %s)\n"
+                    "\n"
+                    "  -h, --help              print this help and exit\n"
+                    "  -V, --version           print the version and exit\n"
+                    "\n"
+                    "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
+                    "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
+                    "exit at once. Errors go to standard error.\n",
+        GH_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level],
+        format_duration(d.handshake_timeout, t[0], sizeof(t[0])), format_duration(d.header_timeout, t[1], sizeof(t[1])),
+        format_duration(d.keepalive_timeout, t[2], sizeof(t[2])),
+        format_duration(d.connect_timeout, t[3], sizeof(t[3])), format_duration(d.response_timeout, t[4], sizeof(t[4])),
+        format_duration(d.shutdown_timeout, t[5], sizeof(t[5])));
 }
 
 static int bad_value(int opt, const char *arg, const char *why)
@@ -184,13 +182,20 @@ static int bad_value(int opt, const char *arg, const char *why)
 static uint32_t *duration_field(gh_conf *c, int opt)
 {
     switch (opt) {
-    case OPT_HANDSHAKE_TIMEOUT: return &c->handshake_timeout;
-    case OPT_HEADER_TIMEOUT: return &c->header_timeout;
-    case OPT_KEEPALIVE_TIMEOUT: return &c->keepalive_timeout;
-    case OPT_CONNECT_TIMEOUT: return &c->connect_timeout;
-    case OPT_RESPONSE_TIMEOUT: return &c->response_timeout;
-    case OPT_SHUTDOWN_TIMEOUT: return &c->shutdown_timeout;
-    default: return NULL;
+    case OPT_HANDSHAKE_TIMEOUT:
+        return &c->handshake_timeout;
+    case OPT_HEADER_TIMEOUT:
+        return &c->header_timeout;
+    case OPT_KEEPALIVE_TIMEOUT:
+        return &c->keepalive_timeout;
+    case OPT_CONNECT_TIMEOUT:
+        return &c->connect_timeout;
+    case OPT_RESPONSE_TIMEOUT:
+        return &c->response_timeout;
+    case OPT_SHUTDOWN_TIMEOUT:
+        return &c->shutdown_timeout;
+    default:
+        return NULL;
     }
 }
 

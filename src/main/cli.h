@@ -15,9 +15,9 @@
 #define GH_CLI_MAX_WORKERS 1024
 
 enum gh_cli_result {
-    GH_CLI_RUN = 0,   /* conf is complete: start the proxy */
-    GH_CLI_DONE,      /* --help or --version was printed: exit 0 */
-    GH_CLI_USAGE,     /* a usage error was printed: exit 2 */
+    GH_CLI_RUN = 0, /* conf is complete: start the proxy */
+    GH_CLI_DONE,    /* --help or --version was printed: exit 0 */
+    GH_CLI_USAGE,   /* a usage error was printed: exit 2 */
 };
 
 /*

@@ -20,19 +20,19 @@
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
-#define LISTEN_BACKLOG 4096        /* the kernel caps it at net.core.somaxconn */
-#define NOFILE_WANTED 65536        /* below this hard limit, say so: two fds per proxied request */
-#define RESTART_WINDOW_MS 10000    /* more than RESTART_BURST exits in this window... */
-#define RESTART_BURST 10
-#define RESTART_BACKOFF_MS 1000    /* ...and each restart waits this long instead of spinning */
-#define KILL_GRACE_MS 5000         /* past the workers' own drain deadline, before SIGKILL */
-#define QUICK_STOP_MS 2000         /* SIGINT/SIGQUIT: how long workers get to exit */
+#define LISTEN_BACKLOG     4096  /* the kernel caps it at net.core.somaxconn */
+#define NOFILE_WANTED      65536 /* below this hard limit, say so: two fds per proxied request */
+#define RESTART_WINDOW_MS  10000 /* more than RESTART_BURST exits in this window... */
+#define RESTART_BURST      10
+#define RESTART_BACKOFF_MS 1000 /* ...and each restart waits this long instead of spinning */
+#define KILL_GRACE_MS      5000 /* past the workers' own drain deadline, before SIGKILL */
+#define QUICK_STOP_MS      2000 /* SIGINT/SIGQUIT: how long workers get to exit */
 
 /* A worker slot: `id` is fixed, `pid` changes when the worker is restarted. */
 struct worker {
-    pid_t pid;            /* 0: not running */
+    pid_t pid; /* 0: not running */
     int id;
-    int64_t restart_at;   /* monotonic ms at which to start it again; 0: none pending */
+    int64_t restart_at; /* monotonic ms at which to start it again; 0: none pending */
 };
 
 /* Everything the supervision loop knows; lives on gh_master_run's stack. */
@@ -40,7 +40,7 @@ struct master {
     const gh_conf *conf;
     int listen_fd;
     pid_t self;
-    sigset_t sigs;        /* blocked, and read with sigtimedwait */
+    sigset_t sigs; /* blocked, and read with sigtimedwait */
     struct worker *workers;
     int nworkers;
     int stopping;         /* 0, or the signal that started the stop */
@@ -78,8 +78,8 @@ static void raise_nofile_limit(void)
 
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-            gh_log_warn("cannot raise the open file limit from %llu to %llu: %s",
-                        (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
+            gh_log_warn("cannot raise the open file limit from %llu to %llu: %s", (unsigned long long)old,
+                        (unsigned long long)rl.rlim_max, strerror(errno));
             rl.rlim_cur = old;
         }
     }
@@ -203,8 +203,7 @@ static void start_worker(struct master *m, struct worker *w, int64_t now)
     if (pid == 0)
         child_main(m, w->id);
     if (pid < 0) {
-        gh_log_error("cannot start worker %d: fork: %s; retrying in %d ms", w->id, strerror(errno),
-                     RESTART_BACKOFF_MS);
+        gh_log_error("cannot start worker %d: fork: %s; retrying in %d ms", w->id, strerror(errno), RESTART_BACKOFF_MS);
         w->restart_at = now + RESTART_BACKOFF_MS;
         return;
     }
@@ -295,8 +294,7 @@ static void on_worker_exit(struct master *m, struct worker *w, int status, int64
     }
     schedule_restart(m, w, now);
     if (w->restart_at > now)
-        gh_log_warn("worker %d (pid %d) %s; restarting it in %d ms", w->id, (int)pid, how,
-                    (int)(w->restart_at - now));
+        gh_log_warn("worker %d (pid %d) %s; restarting it in %d ms", w->id, (int)pid, how, (int)(w->restart_at - now));
     else
         gh_log_warn("worker %d (pid %d) %s; restarting it", w->id, (int)pid, how);
 }

@@ -21,9 +21,8 @@ int gh_sock_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen)
     *plen = sizeof(*peer);
     int fd = accept4(lfd, (struct sockaddr *)peer, plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
-        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
-                   ? GH_AGAIN
-                   : GH_ERROR;
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) ? GH_AGAIN
+                                                                                                    : GH_ERROR;
     if (peer->ss_family != AF_UNIX)
         set_nodelay(fd);
     return fd;

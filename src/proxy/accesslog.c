@@ -106,8 +106,8 @@ void proxy__access_end(proxy__exchange *ex)
     if (w->access_fd < 0 || ex->log == NULL)
         return;
     n = snprintf(line, sizeof(line), "%s - - [%s] %.*s %d %llu %s\n", ex->c->ip, log_date(w),
-                 (int)(strchr(ex->log + 1, '"') - ex->log + 1), ex->log, ex->status,
-                 (unsigned long long)ex->bytes_out, strchr(ex->log + 1, '"') + 2);
+                 (int)(strchr(ex->log + 1, '"') - ex->log + 1), ex->log, ex->status, (unsigned long long)ex->bytes_out,
+                 strchr(ex->log + 1, '"') + 2);
     free(ex->log);
     ex->log = NULL;
     if (n <= 0)

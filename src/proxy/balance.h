@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 typedef struct gh_rr_server {
-    int weight;    /* >= 1 */
-    int current;   /* running score, starts at 0 */
+    int weight;  /* >= 1 */
+    int current; /* running score, starts at 0 */
 } gh_rr_server;
 
 /*

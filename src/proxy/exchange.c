@@ -89,8 +89,8 @@ static int upstream_failed(proxy__exchange *ex, int status)
 {
     proxy__upstream *u = ex->u;
     int reused = u->reused, sent = ex->head_sent, connected = u->connected, server = u->server;
-    int can_retry = !ex->res_started && gh_buf_len(&u->in) == 0 &&
-                    (!sent || (ex->idempotent && ex->req_body == GH_H1_BODY_NONE));
+    int can_retry =
+        !ex->res_started && gh_buf_len(&u->in) == 0 && (!sent || (ex->idempotent && ex->req_body == GH_H1_BODY_NONE));
 
     if (!connected)
         proxy__upstream_mark_failed(u);
@@ -365,7 +365,7 @@ static int start_response(proxy__exchange *ex)
     }
     if (res->status < 200) {
         if (res->status == 101)
-            return fail(ex, 502); /* we never forward Upgrade, so nothing may switch protocols */
+            return fail(ex, 502);          /* we never forward Upgrade, so nothing may switch protocols */
         gh_buf_consume(&u->in, (size_t)n); /* interim responses stop here */
         return 1;
     }
@@ -395,9 +395,8 @@ static int start_response(proxy__exchange *ex)
     ex->status = res->status;
     ex->res_started = 1;
     gh_buf_consume(&u->in, (size_t)n);
-    ex->res_state = (res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && ex->res_left == 0))
-                        ? RES_DONE
-                        : RES_BODY;
+    ex->res_state =
+        (res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && ex->res_left == 0)) ? RES_DONE : RES_BODY;
     return 1;
 }
 

@@ -23,8 +23,14 @@ static void put(out *o, const char *s, size_t n)
     o->len += n;
 }
 
-static void puts_(out *o, const char *s) { put(o, s, strlen(s)); }
-static void put_str(out *o, gh_h1_str s) { put(o, s.p, s.len); }
+static void puts_(out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+static void put_str(out *o, gh_h1_str s)
+{
+    put(o, s.p, s.len);
+}
 
 static void put_uint(out *o, uint64_t v)
 {
@@ -156,21 +162,36 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
 const char *proxy__status_text(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
     }
 }
 

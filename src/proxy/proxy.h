@@ -30,11 +30,11 @@ typedef struct proxy__upstream proxy__upstream;
 
 enum proxy__client_state {
     CLIENT_HANDSHAKE,
-    CLIENT_IDLE,      /* keep-alive: waiting for the first byte of a request */
-    CLIENT_HEAD,      /* reading a request head */
-    CLIENT_EXCHANGE,  /* an exchange is under way */
-    CLIENT_CLOSING,   /* flushing a last response, then close_notify */
-    CLIENT_LINGER,    /* write side shut: discarding input until EOF or a short timeout */
+    CLIENT_IDLE,     /* keep-alive: waiting for the first byte of a request */
+    CLIENT_HEAD,     /* reading a request head */
+    CLIENT_EXCHANGE, /* an exchange is under way */
+    CLIENT_CLOSING,  /* flushing a last response, then close_notify */
+    CLIENT_LINGER,   /* write side shut: discarding input until EOF or a short timeout */
 };
 
 struct proxy__client {
@@ -46,13 +46,13 @@ struct proxy__client {
     gh_buf in;                  /* decrypted bytes from the client */
     gh_buf out;                 /* bytes to encrypt and send */
     proxy__exchange *ex;
-    uint32_t head_scanned;      /* bytes of `in` already searched for the end of a head */
+    uint32_t head_scanned; /* bytes of `in` already searched for the end of a head */
     uint32_t requests;
     uint8_t state;
     uint8_t can_read, can_write;
-    uint8_t hup;                /* the client closed its side (EPOLLRDHUP) */
-    uint8_t close_after;        /* close once the current response is sent */
-    uint8_t line_ok;            /* the request line of the head being read was judged valid */
+    uint8_t hup;         /* the client closed its side (EPOLLRDHUP) */
+    uint8_t close_after; /* close once the current response is sent */
+    uint8_t line_ok;     /* the request line of the head being read was judged valid */
     char ip[46];
 };
 
@@ -60,12 +60,12 @@ struct proxy__upstream {
     gh_io io;
     gh_timer timer;
     proxy__worker *w;
-    proxy__exchange *ex;        /* NULL while idle in the pool */
+    proxy__exchange *ex;          /* NULL while idle in the pool */
     proxy__upstream *prev, *next; /* server's idle list */
-    gh_buf in;                  /* response bytes from the server */
+    gh_buf in;                    /* response bytes from the server */
     uint16_t server;
     uint8_t connected, reused, can_read, can_write;
-    uint8_t hup;                /* the server closed its side: read until EOF */
+    uint8_t hup; /* the server closed its side: read until EOF */
 };
 
 enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };
@@ -73,39 +73,39 @@ enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };
 struct proxy__exchange {
     proxy__client *c;
     proxy__upstream *u;
-    uint64_t tried;             /* servers already tried (bit per server) */
+    uint64_t tried; /* servers already tried (bit per server) */
     uint64_t start_ms;
     /* request: client -> upstream */
-    gh_buf uout;                /* serialized head and body for the upstream */
-    uint32_t usent;             /* bytes of uout written; a retry rewinds it */
-    uint64_t req_left;          /* LENGTH: body bytes still to read from the client */
-    uint64_t req_body_sent;     /* body bytes handed to the upstream connection */
-    uint32_t req_decoded;       /* CHUNKED: decoded data bytes at the front of c->in */
+    gh_buf uout;            /* serialized head and body for the upstream */
+    uint32_t usent;         /* bytes of uout written; a retry rewinds it */
+    uint64_t req_left;      /* LENGTH: body bytes still to read from the client */
+    uint64_t req_body_sent; /* body bytes handed to the upstream connection */
+    uint32_t req_decoded;   /* CHUNKED: decoded data bytes at the front of c->in */
     gh_h1_chunked req_chunk;
-    uint8_t req_body;           /* enum gh_h1_body */
-    uint8_t req_done;           /* the whole request is in uout */
+    uint8_t req_body; /* enum gh_h1_body */
+    uint8_t req_done; /* the whole request is in uout */
     uint8_t idempotent, is_head, expect_continue, client_minor;
-    uint8_t head_sent;          /* uout has been written at least once */
-    uint8_t reached;            /* some server accepted a connection (502, not 503, if all fail) */
+    uint8_t head_sent; /* uout has been written at least once */
+    uint8_t reached;   /* some server accepted a connection (502, not 503, if all fail) */
     /* response: upstream -> client */
     uint8_t res_state;
-    uint8_t res_body;           /* enum gh_h1_body of the upstream response */
-    uint8_t chunk_out;          /* re-encode the body as chunked for the client */
+    uint8_t res_body;  /* enum gh_h1_body of the upstream response */
+    uint8_t chunk_out; /* re-encode the body as chunked for the client */
     uint8_t upstream_reusable;
-    uint8_t res_started;        /* response bytes already went to the client */
+    uint8_t res_started; /* response bytes already went to the client */
     uint64_t res_left;
-    uint32_t res_decoded;       /* CHUNKED: decoded data bytes at the front of u->in */
+    uint32_t res_decoded; /* CHUNKED: decoded data bytes at the front of u->in */
     gh_h1_chunked res_chunk;
     int status;
-    uint64_t bytes_out;         /* body bytes sent to the client (access log) */
-    char *log;                  /* request line, referer and user agent, when logging */
+    uint64_t bytes_out; /* body bytes sent to the client (access log) */
+    char *log;          /* request line, referer and user agent, when logging */
 };
 
 typedef struct proxy__server {
     const gh_addr *addr;
-    proxy__upstream *idle;      /* LIFO of idle keep-alive connections */
+    proxy__upstream *idle; /* LIFO of idle keep-alive connections */
     uint32_t nidle;
-    uint64_t down_until;        /* ms: skipped after a failed connect until then */
+    uint64_t down_until; /* ms: skipped after a failed connect until then */
 } proxy__server;
 
 struct proxy__worker {
@@ -119,18 +119,18 @@ struct proxy__worker {
     gh_timer drain_timer;
     proxy__client *clients;
     uint32_t nclients;
-    uint32_t handshaking;       /* clients in CLIENT_HANDSHAKE */
-    uint8_t heap_dirty;         /* handshakes finished since the heap was last trimmed */
+    uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
+    uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
     proxy__server servers[GH_MAX_SERVERS];
     gh_rr_server rr[GH_MAX_SERVERS];
     size_t nservers;
-    gh_h1_request req;          /* parse scratch: heads are turned into uout at once */
+    gh_h1_request req; /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
     int access_fd;
     gh_buf access_buf;
     int64_t date_sec;
-    char date[32];              /* "25/Nov/2026:13:47:19 +0000" */
+    char date[32]; /* "25/Nov/2026:13:47:19 +0000" */
 };
 
 /* client.c */

@@ -16,7 +16,7 @@
 #include "proxy/proxy.h"
 
 #define MAX_IDLE_PER_SERVER 256
-#define FAIL_BACKOFF_MS 2000
+#define FAIL_BACKOFF_MS     2000
 
 void proxy__servers_init(proxy__worker *w)
 {

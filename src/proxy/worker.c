@@ -16,7 +16,7 @@
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
-#define ACCEPT_BATCH 64
+#define ACCEPT_BATCH    64
 #define ACCEPT_PAUSE_MS 100
 
 static int exit_status;

@@ -20,12 +20,12 @@
  * Mozilla "intermediate" minus everything without forward secrecy or AEAD.
  * AES-128-GCM first: as safe in practice and the cheapest on AES-NI machines.
  */
-#define TLS12_CIPHERS                                                                              \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+#define TLS12_CIPHERS                                                                                                  \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                                       \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                                       \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define TLS_GROUPS "X25519:P-256:P-384"
+#define TLS_GROUPS   "X25519:P-256:P-384"
 
 /*
  * Session tickets: keys rotate every hour and a ticket is accepted for two.
@@ -43,7 +43,7 @@ typedef struct ticket_keys {
 struct gh_tls_ctx {
     SSL_CTX *ssl;
     unsigned char secret[32];
-    ticket_keys cache[2];      /* the two epochs derived last */
+    ticket_keys cache[2]; /* the two epochs derived last */
 };
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
@@ -53,8 +53,8 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
     (void)ssl;
     (void)arg;
-    if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_http11, sizeof(alpn_http11) - 1, in,
-                              inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_http11, sizeof(alpn_http11) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without ALPN, as HTTP/1.1 */
     return SSL_TLSEXT_ERR_OK;
 }
@@ -144,15 +144,14 @@ static int check_readable(const char *what, const char *file, char *err, size_t 
 
 static int apply_policy(SSL_CTX *ctx)
 {
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) || !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) ||
-        !SSL_CTX_set1_groups_list(ctx, TLS_GROUPS))
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) || !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
+        !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) || !SSL_CTX_set1_groups_list(ctx, TLS_GROUPS))
         return -1;
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_SINGLE_ECDH_USE);
     /* Release buffers while idle: an idle connection then costs only its session state. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_mode(ctx,
+                     SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /*
      * Resumption by stateless tickets only: no server-side cache to share or
      * lock. The ticket key is made when the context is, in the master, so every
@@ -171,8 +170,7 @@ gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *er
     gh_tls_ctx *c = NULL;
     SSL_CTX *ctx = NULL;
 
-    if (check_readable("certificate", cert_file, err, errlen) < 0 ||
-        check_readable("key", key_file, err, errlen) < 0)
+    if (check_readable("certificate", cert_file, err, errlen) < 0 || check_readable("key", key_file, err, errlen) < 0)
         return NULL;
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL || apply_policy(ctx) < 0) {

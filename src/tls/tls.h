@@ -14,13 +14,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-typedef struct gh_tls_ctx gh_tls_ctx;   /* owned by the master, inherited by workers */
-typedef struct gh_tls gh_tls;           /* one TLS session, owned by its connection */
+typedef struct gh_tls_ctx gh_tls_ctx; /* owned by the master, inherited by workers */
+typedef struct gh_tls gh_tls;         /* one TLS session, owned by its connection */
 
 /* Returned by the I/O calls below besides byte counts. */
-#define GH_TLS_WANT_READ (-2)
+#define GH_TLS_WANT_READ  (-2)
 #define GH_TLS_WANT_WRITE (-3)
-#define GH_TLS_ERROR (-1)
+#define GH_TLS_ERROR      (-1)
 
 /*
  * Loads a certificate chain and key (PEM) and builds a server context with

@@ -12,7 +12,11 @@
 
 #include "http/h1.h"
 
-#define REQUIRE(cond) do { if (!(cond)) __builtin_trap(); } while (0)
+#define REQUIRE(cond)                                                                                                  \
+    do {                                                                                                               \
+        if (!(cond))                                                                                                   \
+            __builtin_trap();                                                                                          \
+    } while (0)
 
 static gh_h1_request req, req2;
 static gh_h1_response res;

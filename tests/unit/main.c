@@ -66,8 +66,8 @@ static void put_escaped(const char *p, unsigned long len)
     }
 }
 
-void unit_check_mem(const char *p, unsigned long len, const char *want, unsigned long wlen,
-                    const char *file, int line, const char *what)
+void unit_check_mem(const char *p, unsigned long len, const char *want, unsigned long wlen, const char *file, int line,
+                    const char *what)
 {
     int ok = len == wlen && (len == 0 || (p != NULL && memcmp(p, want, len) == 0));
 

@@ -101,8 +101,7 @@ static int ref_hex(int c)
 
 static int ref_qdtext(int c)
 {
-    return c == '\t' || c == ' ' || c == '!' || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) ||
-           c >= 0x80;
+    return c == '\t' || c == ' ' || c == '!' || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) || c >= 0x80;
 }
 
 static ssize_t decode_all(const char *in, size_t n, char *out, size_t *outlen);
@@ -143,8 +142,11 @@ struct req_case {
     int want;
 };
 
-#define R(name, lit, want) {name, lit, sizeof(lit) - 1, want}
-#define L1 "GET / HTTP/1.1\r\n"
+#define R(name, lit, want)                                                                                             \
+    {                                                                                                                  \
+        name, lit, sizeof(lit) - 1, want                                                                               \
+    }
+#define L1   "GET / HTTP/1.1\r\n"
 #define HOST "Host: example.com\r\n"
 #define POST "POST / HTTP/1.1\r\n" HOST
 
@@ -190,10 +192,12 @@ static const struct req_case req_cases[] = {
     R("TE quoted-pair CTL", POST "Transfer-Encoding: gzip;q=\"\\\x01\", chunked\r\n\r\n", -400),
     R("TE unterminated quote", POST "Transfer-Encoding: gzip;q=\"a, chunked\r\n\r\n", -400),
     R("TE vertical tab", POST "Transfer-Encoding: chunked\x0b\r\n\r\n", -400),
-    R("TE form feed", POST "Transfer-Encoding:\x0c" "chunked\r\n\r\n", -400),
-    R("TE two headers", POST "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
-    R("TE two headers, gzip first", POST "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+    R("TE form feed",
+      POST "Transfer-Encoding:\x0c"
+           "chunked\r\n\r\n",
       -400),
+    R("TE two headers", POST "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
+    R("TE two headers, gzip first", POST "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
     R("TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
     R("TE ws before colon", POST "Transfer-Encoding : chunked\r\n\r\n", -400),
     R("TE obs-fold", POST "Transfer-Encoding:\r\n chunked\r\n\r\n", -400),
@@ -609,9 +613,14 @@ static void test_request_body(void)
 
 static void test_request_hop(void)
 {
-    static const char *const hop[] = {"Connection: x-b", "Keep-Alive: timeout=5", "TE: trailers",
-                                      "Trailer: x", "Upgrade: websocket", "Proxy-Connection: close",
-                                      "Proxy-Authorization: Basic x", "Expect: 100-continue",
+    static const char *const hop[] = {"Connection: x-b",
+                                      "Keep-Alive: timeout=5",
+                                      "TE: trailers",
+                                      "Trailer: x",
+                                      "Upgrade: websocket",
+                                      "Proxy-Connection: close",
+                                      "Proxy-Authorization: Basic x",
+                                      "Expect: 100-continue",
                                       "Proxy-Authenticate: Basic"};
     const gh_h1_header *h;
 
@@ -629,8 +638,8 @@ static void test_request_hop(void)
 
     unit_case("headers named by Connection");
     CHECK(parse_req_str(L1 HOST "Connection: keep-alive, X-Foo,x-bar , Host, content-length\r\n"
-                              "Content-Length: 3\r\nX-FOO: 1\r\nX-Bar: 2\r\nX-Baz: 3\r\n"
-                              "connection: X-Baz,transfer-encoding\r\n\r\n") > 0);
+                                "Content-Length: 3\r\nX-FOO: 1\r\nX-Bar: 2\r\nX-Baz: 3\r\n"
+                                "connection: X-Baz,transfer-encoding\r\n\r\n") > 0);
     CHECK_INT(req.flags, GH_H1_F_CONN_KEEPALIVE);
     CHECK_INT(req.headers[0].hop, 0); /* Host */
     CHECK_INT(req.headers[1].hop, 1); /* Connection */
@@ -785,7 +794,7 @@ static void test_head_end(void)
     CHECK_INT(gh_h1_head_end("a\r\nb\r\n\r\n", 8, 0), 8);
     CHECK_INT(gh_h1_head_end("a\r\n\r", 4, 0), 0);
     CHECK_INT(gh_h1_head_end("a\r\r\n\r\n", 6, 0), 6); /* found; the parser refuses the bare CR */
-    CHECK_INT(gh_h1_head_end(s, 4, 1000), 0); /* from past len reads nothing past len */
+    CHECK_INT(gh_h1_head_end(s, 4, 1000), 0);          /* from past len reads nothing past len */
 
     unit_case("head_end resumed at every split");
     for (size_t k = 0; k <= sizeof(s) - 1; k++) {
@@ -869,7 +878,8 @@ static void test_responses(void)
 
     unit_case("Connection: close and named headers");
     CHECK(parse_res_str("HTTP/1.1 200 OK\r\nConnection: close, X-A\r\nX-A: 1\r\nContent-Length: 0\r\n"
-                        "Proxy-Authenticate: Basic\r\n\r\n", 0) > 0);
+                        "Proxy-Authenticate: Basic\r\n\r\n",
+                        0) > 0);
     CHECK_INT(res.flags, GH_H1_F_CONN_CLOSE);
     CHECK_INT(res.headers[1].hop, 1);
     CHECK_INT(res.headers[2].hop, 0);
@@ -883,8 +893,8 @@ static void test_responses(void)
     CHECK_INT(res.headers[1].hop, 1);
 
     unit_case("Upgrade in 101");
-    CHECK(parse_res_str("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-                        0) > 0);
+    CHECK(parse_res_str("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 0) >
+          0);
     CHECK_INT(res.flags, GH_H1_F_UPGRADE);
     h = find_hdr(res.headers, res.nheaders, "upgrade");
     CHECK(h != NULL && h->hop);
@@ -1030,18 +1040,20 @@ static void check_chunked(const char *in, size_t n, ssize_t want_rc, const char 
 }
 
 #define CH(in, rc, data, rest) check_chunked(in, sizeof(in) - 1, rc, data, rest)
-#define CH_BAD(in) check_chunked(in, sizeof(in) - 1, GH_H1_CHUNKED_ERROR, NULL, NULL)
+#define CH_BAD(in)             check_chunked(in, sizeof(in) - 1, GH_H1_CHUNKED_ERROR, NULL, NULL)
 
 static void test_chunked_valid(void)
 {
     unit_case("chunked: multi-chunk with extensions, trailers and a pipelined request after");
-    CH("5;ext=1;flag\r\nhello\r\n6;q=\"a \\\"b\\\\\";x=y\r\n world\r\n0;last\r\nX-T: 1\r\nY:\r\n\r\nGET /",
-       5, "hello world", "GET /");
+    CH("5;ext=1;flag\r\nhello\r\n6;q=\"a \\\"b\\\\\";x=y\r\n world\r\n0;last\r\nX-T: 1\r\nY:\r\n\r\nGET /", 5,
+       "hello world", "GET /");
     unit_case("chunked: only the last chunk");
     CH("0\r\n\r\n", 0, "", "");
     unit_case("chunked: hex digits both cases, leading zeros");
     CH("A\r\n0123456789\r\na\r\n0123456789\r\n0000F\r\n0123456789abcde\r\n00\r\n\r\n", 0,
-       "01234567890123456789" "0123456789abcde", "");
+       "01234567890123456789"
+       "0123456789abcde",
+       "");
     unit_case("chunked: 16 digits");
     CH("0000000000000003\r\nabc\r\n0\r\n\r\n", 0, "abc", "");
     unit_case("chunked: data containing CRLF and framing look-alikes");
@@ -1057,7 +1069,10 @@ static void test_chunked_valid(void)
     unit_case(NULL);
 }
 
-#define B(lit, why) {lit, sizeof(lit) - 1, why}
+#define B(lit, why)                                                                                                    \
+    {                                                                                                                  \
+        lit, sizeof(lit) - 1, why                                                                                      \
+    }
 
 static void test_chunked_invalid(void)
 {

@@ -38,9 +38,9 @@ void suite_loop(void)
     gh_timer_set(loop, &p[2].t, 20);
     gh_timer_set(loop, &p[3].t, 5);
     gh_timer_set(loop, &p[4].t, 15);
-    gh_timer_stop(loop, &p[3].t);      /* never fires */
-    gh_timer_set(loop, &p[1].t, 40);   /* later: moved lazily */
-    gh_timer_set(loop, &p[0].t, 1);    /* earlier: moved at once */
+    gh_timer_stop(loop, &p[3].t);    /* never fires */
+    gh_timer_set(loop, &p[1].t, 40); /* later: moved lazily */
+    gh_timer_set(loop, &p[0].t, 1);  /* earlier: moved at once */
     gh_loop_run(loop);
     CHECK_INT(nfired, 3);
     CHECK_INT(fired[0], 0);

@@ -11,8 +11,7 @@
 #define GH_TESTS_UNIT_H
 
 /* Records one check; prints the printf-style message when ok is 0. */
-void unit_check(int ok, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+void unit_check(int ok, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Names the case that the following checks belong to (printed with failures); NULL clears. */
 void unit_case(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -20,17 +19,17 @@ void unit_case(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define CHECK(cond) unit_check(!!(cond), __FILE__, __LINE__, "CHECK(%s)", #cond)
 
 /* Integer equality that prints both sides on failure. */
-#define CHECK_INT(got, want)                                                                      \
-    do {                                                                                          \
-        long long got_ = (long long)(got), want_ = (long long)(want);                             \
-        unit_check(got_ == want_, __FILE__, __LINE__, "%s is %lld, want %lld", #got, got_, want_); \
+#define CHECK_INT(got, want)                                                                                           \
+    do {                                                                                                               \
+        long long got_ = (long long)(got), want_ = (long long)(want);                                                  \
+        unit_check(got_ == want_, __FILE__, __LINE__, "%s is %lld, want %lld", #got, got_, want_);                     \
     } while (0)
 
 /* A (pointer, length) pair equal to a string literal. */
 #define CHECK_MEM(p, len, lit) unit_check_mem((p), (len), (lit), sizeof(lit) - 1, __FILE__, __LINE__, #p)
 
-void unit_check_mem(const char *p, unsigned long len, const char *want, unsigned long wlen,
-                    const char *file, int line, const char *what);
+void unit_check_mem(const char *p, unsigned long len, const char *want, unsigned long wlen, const char *file, int line,
+                    const char *what);
 
 /* The suites. */
 void suite_h1(void);
