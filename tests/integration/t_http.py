@@ -1,0 +1,274 @@
+"""HTTP/1.1 through the proxy: keep-alive, pipelining, 100-continue, bodiless responses,
+framing, client-side timeouts."""
+import os
+import re
+import socket
+import time
+
+from harness import T, Conn, Fail, build_request, check, curl, eq, sha256_hex, test, wait_until
+import pattern
+
+
+@test("http_get_small")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    out = os.path.join(ctx.dir, "small.out")
+    r = curl(["-o", out, "-w", "%{http_code}", gh.url("/small")])
+    eq(r.stdout, b"200", "curl status (stderr %r)" % r.stderr)
+    with open(out, "rb") as f:
+        eq(f.read(), pattern.SMALL, "body of /small")
+
+
+@test("http_keepalive_client")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    urls = [gh.url("/small"), gh.url("/id"), gh.url("/small")]
+    args = []
+    for u in urls:
+        args += ["-o", "/dev/null", u]
+    r = curl(["-w", "%{http_code} %{num_connects}\\n"] + args)
+    lines = r.stdout.decode().split()
+    eq(lines, ["200", "1", "200", "0", "200", "0"], "curl per-URL 'status num_connects' (3 URLs, one connection)")
+    with Conn(gh.port) as c:
+        for i in range(20):
+            rr = c.request("GET", "/small")
+            eq(rr.status, 200, "status of request %d on one connection" % (i + 1))
+            eq(rr.body, pattern.SMALL, "body of request %d" % (i + 1))
+
+
+@test("http_keepalive_upstream")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port) as c:
+        for i in range(10):
+            eq(c.request("GET", "/small").status, 200, "status")
+    for i in range(5):
+        with Conn(gh.port) as c:
+            eq(c.request("GET", "/id").status, 200, "status")
+    eq(len(b.requests()), 15, "requests the backend received")
+    eq(b.accepts(), 1, "upstream connections for 15 sequential requests (pooled keep-alive)")
+
+
+@test("http_pipelining")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        body = b"pipelined body"
+        c.send(build_request("GET", "/slow?ms=300")
+               + build_request("POST", "/upload", body=body)
+               + build_request("GET", "/echo?seq=3")
+               + build_request("HEAD", "/head")
+               + build_request("GET", "/id"))
+        r1 = c.read_response()
+        eq((r1.status, r1.body), (200, b"slow\n"), "response 1 (GET /slow)")
+        r2 = c.read_response()
+        eq((r2.status, r2.body), (200, ("%s %d\n" % (sha256_hex(body), len(body))).encode()), "response 2 (POST)")
+        r3 = c.read_response()
+        check(r3.status == 200 and r3.body.startswith(b"GET /echo?seq=3 HTTP/1.1\r\n"),
+              "response 3 is not the echo of request 3: %r" % r3.body[:80])
+        r4 = c.read_response("HEAD")
+        eq((r4.status, r4.get("content-length"), r4.body), (200, "777", b""), "response 4 (HEAD)")
+        r5 = c.read_response()
+        eq((r5.status, r5.body), (200, b"b1"), "response 5 (GET /id)")
+
+
+@test("http_expect_100_continue")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    path = os.path.join(ctx.dir, "up.bin")
+    size = 3 * 1024 * 1024 + 17
+    with open(path, "wb") as f:
+        f.write(pattern.data(size))
+    t0 = time.monotonic()
+    r = curl(["-v", "-H", "Expect: 100-continue", "--expect100-timeout", "5", "-T", path, gh.url("/upload")])
+    dt = time.monotonic() - t0
+    err = r.stderr.decode(errors="replace")
+    check(re.search(r"^< HTTP/1\.1 100 Continue", err, re.M), "curl never got 100 Continue: %s" % err[-600:])
+    eq(r.stdout.decode(), "%s %d\n" % (pattern.sha256(size), size), "upload result")
+    check(dt < 4.5, "upload with Expect took %.1fs (curl waited out its 5s expect timeout?)" % dt)
+    # By hand: nothing of the body is sent before the 100.
+    with Conn(gh.port) as c:
+        body = b"x" * 1000
+        c.send(build_request("POST", "/upload", [("Content-Length", "1000"), ("Expect", "100-continue")]))
+        c.settimeout(3 * T)
+        line = c._line()
+        eq(line, b"HTTP/1.1 100 Continue", "interim response before the body")
+        eq(c._line(), b"", "end of the 100 response head")
+        c.send(body)
+        rr = c.read_response()
+        eq((rr.status, rr.body), (200, ("%s 1000\n" % sha256_hex(body)).encode()), "final response")
+        eq(c.request("GET", "/small").status, 200, "next request on the connection")
+
+
+@test("http_head_204_304_no_body")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        r = c.request("HEAD", "/head")
+        eq((r.status, r.get("content-length"), r.body), (200, "777", b""), "HEAD /head")
+        r = c.request("HEAD", "/small")
+        eq((r.status, r.get("content-length")), (200, "1024"), "HEAD /small")
+        r = c.request("HEAD", "/download?size=50000&chunked=1")
+        eq(r.status, 200, "HEAD of a chunked resource")
+        r = c.request("GET", "/status/204")
+        eq((r.status, r.body), (204, b""), "204")
+        check(not r.all("content-length") and not r.all("transfer-encoding"),
+              "204 carries framing headers: %r" % r.headers)
+        r = c.request("GET", "/status/304")
+        eq((r.status, r.body), (304, b""), "304")
+        check(not r.all("transfer-encoding"), "304 carries Transfer-Encoding: %r" % r.headers)
+        eq(r.get("etag"), '"v1"', "ETag of the 304")
+        r = c.request("GET", "/small")
+        eq((r.status, r.body), (200, pattern.SMALL), "GET /small after HEAD/204/304 on the same connection")
+        # Nothing extra must be waiting on the connection.
+        c.settimeout(0.5)
+        try:
+            extra = c.s.recv(100)
+            check(extra == b"", "unexpected bytes after the last response: %r" % extra)
+        except socket.timeout:
+            pass
+
+
+@test("http_close_delimited_response")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    # Several sizes and several times: how the end of the upstream stream lines up with
+    # the relay's own reads and writes varies from run to run.
+    for i, size in enumerate([3 * 1000 * 1000 + 3, 1, 65536, 100000, 2000000] * 2):
+        with Conn(gh.port, timeout=3 * T) as c:
+            try:
+                r = c.request("GET", "/close?size=%d" % size)
+            except Fail as e:
+                raise Fail("close-delimited response of %d bytes (try %d): %s" % (size, i + 1, e))
+            eq(r.status, 200, "status")
+            eq(len(r.body), size, "length of a close-delimited body relayed")
+            check(r.body == pattern.data(size), "close-delimited body content differs")
+    r = curl(["-o", "/dev/null", "-w", "%{http_code} %{size_download}", gh.url("/close?size=1000")], timeout=10 * T)
+    eq(r.stdout, b"200 1000", "curl status and size")
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "next request")
+
+
+@test("http_chunked_response")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        r = c.request("GET", "/download?size=200000&chunked=1&chunk=999")
+        eq(r.status, 200, "status")
+        check(r.body == pattern.data(200000), "chunked body differs (%d bytes)" % len(r.body))
+        r = c.request("GET", "/trailers")
+        eq((r.status, r.body), (200, b"hello world"), "chunked response with trailers")
+        eq(c.request("GET", "/small").body, pattern.SMALL, "next response on the connection")
+
+
+@test("http_request_bodies")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        body = pattern.data(100000)
+        r = c.request("POST", "/upload", body=body)
+        eq(r.body, ("%s %d\n" % (sha256_hex(body), len(body))).encode(), "CL body")
+        chunks = [pattern.data(10), pattern.data(70000, 10), pattern.data(1, 70010)]
+        raw = b"".join(b"%x\r\n%s\r\n" % (len(ch), ch) for ch in chunks[:2]) + \
+            b"1;ext=1\r\n" + chunks[2] + b"\r\n0\r\nX-Trailer: 1\r\n\r\n"
+        c.send(build_request("POST", "/upload", [("Transfer-Encoding", "chunked")]) + raw)
+        whole = b"".join(chunks)
+        r = c.read_response()
+        eq(r.body, ("%s %d\n" % (sha256_hex(whole), len(whole))).encode(), "chunked body")
+        r = c.request("POST", "/upload", body=b"")
+        eq(r.body, ("%s 0\n" % sha256_hex(b"")).encode(), "empty CL body")
+        r = c.request("PUT", "/upload", body=b"abc")
+        eq(r.body, ("%s 3\n" % sha256_hex(b"abc")).encode(), "PUT body")
+
+
+@test("http_response_hop_headers_removed")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    r = Conn(gh.port).request("GET", "/resphop")
+    eq((r.status, r.body), (200, b"ok\n"), "response")
+    for h in ("x-secret-hop", "keep-alive", "proxy-connection", "upgrade"):
+        check(not r.all(h), "hop-by-hop response header %s reached the client: %r" % (h, r.headers))
+    check("x-secret-hop" not in ",".join(r.all("connection")).lower(), "Connection names X-Secret-Hop")
+    eq(r.get("x-end-to-end"), "yes", "end-to-end header")
+
+
+@test("http_10_client")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        c.send(b"GET /small HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        r = c.read_response()
+        eq((r.status, r.body), (200, pattern.SMALL), "HTTP/1.0 response")
+        closed, extra = c.wait_closed(3 * T)
+        check(closed and not extra, "connection of an HTTP/1.0 request (no keep-alive) not closed")
+    with Conn(gh.port) as c:
+        c.send(b"GET /small HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_response()
+        eq((r.status, r.body), (200, pattern.SMALL), "HTTP/1.0 keep-alive response")
+
+
+@test("http_connection_close")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        r = c.request("GET", "/small", [("Connection", "close")])
+        eq(r.status, 200, "status")
+        closed, extra = c.wait_closed(3 * T)
+        check(closed and not extra, "connection not closed after Connection: close")
+
+
+@test("http_keepalive_timeout")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()], args=["--keepalive-timeout", "500ms"])
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "status")
+        t0 = time.monotonic()
+        closed, extra = c.wait_closed(4 * T)
+        dt = time.monotonic() - t0
+        check(closed, "idle keep-alive connection still open after %.1fs (keepalive-timeout 500ms)" % dt)
+        check(dt >= 0.3, "idle connection closed after %.2fs, before the 500ms keep-alive timeout" % dt)
+        check(extra == b"", "bytes sent on timeout of an idle connection: %r" % extra[:100])
+
+
+@test("http_header_timeout")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], args=["--header-timeout", "600ms"])
+    with Conn(gh.port) as c:
+        c.send(b"GET /small HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n")
+        t0 = time.monotonic()
+        closed, extra = c.wait_closed(4 * T)
+        dt = time.monotonic() - t0
+        check(closed, "connection with an unfinished head still open after %.1fs (header-timeout 600ms)" % dt)
+        check(dt >= 0.4, "closed after %.2fs, before the 600ms header timeout" % dt)
+        if extra:
+            check(extra.startswith(b"HTTP/1.1 408"), "answer to a head timeout is not 408: %r" % extra[:100])
+    # Trickling one byte at a time does not extend the deadline.
+    with Conn(gh.port) as c:
+        t0 = time.monotonic()
+        req = b"GET /small HTTP/1.1\r\nHost: localhost\r\n" + b"X-Drip: " + b"a" * 100
+        closed = False
+        for ch in req:
+            try:
+                c.send(bytes([ch]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - t0 > 4 * T:
+                break
+        if not closed:
+            closed, extra = c.wait_closed(0.5)
+        dt = time.monotonic() - t0
+        check(closed and dt < 4 * T, "a client dripping its head byte by byte was not cut off at the 600ms deadline")
+    eq(b.raw_size(), 0, "bytes the backend received from incomplete heads")
+
+
+@test("http_not_found_passthrough")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    r = Conn(gh.port).request("GET", "/nope")
+    eq((r.status, r.body), (404, b"backend: no such path\n"), "a backend 404 is relayed as is")
+    r = Conn(gh.port).request("GET", "/status/503")
+    eq((r.status, r.body), (503, b"status 503\n"), "a backend 503 is relayed as is")

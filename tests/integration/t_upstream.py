@@ -1,0 +1,190 @@
+"""Upstream: balancing, retries, and the errors gatehouse makes (502, 503, 504)."""
+import collections
+import socket
+import time
+
+from harness import T, Conn, check, eq, error_body_ok, test
+
+
+@test("upstream_round_robin")
+def _(ctx):
+    bs = [ctx.backend("b%d" % i) for i in (1, 2, 3)]
+    gh = ctx.gatehouse(bs, workers=1)
+    seen = collections.Counter()
+    with Conn(gh.port) as c:
+        for i in range(30):
+            r = c.request("GET", "/id")
+            eq(r.status, 200, "status of request %d" % (i + 1))
+            seen[r.body.decode()] += 1
+    for b in bs:
+        check(8 <= seen[b.name] <= 12, "round robin over 30 requests: %s" % dict(seen))
+    # And over separate client connections.
+    seen2 = collections.Counter()
+    for i in range(15):
+        with Conn(gh.port) as c:
+            seen2[c.request("GET", "/id").body.decode()] += 1
+    for b in bs:
+        check(3 <= seen2[b.name] <= 7, "round robin over 15 client connections: %s" % dict(seen2))
+
+
+@test("upstream_one_dead_retried")
+def _(ctx):
+    b1, b3 = ctx.backend("b1"), ctx.backend("b3")
+    dead = ctx.dead_port()
+    gh = ctx.gatehouse([b1, dead, b3], workers=1)
+    seen = collections.Counter()
+    t0 = time.monotonic()
+    for i in range(30):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/id")
+            eq(r.status, 200, "GET %d with one of three backends down (retried on the next)" % (i + 1))
+            seen[r.body.decode()] += 1
+    check(seen["b1"] >= 10 and seen["b3"] >= 10, "distribution over the live backends: %s" % dict(seen))
+    check(time.monotonic() - t0 < 15 * T, "30 requests took %.1fs" % (time.monotonic() - t0))
+
+
+@test("upstream_all_dead_503")
+def _(ctx):
+    dead = [ctx.dead_port(), ctx.dead_port()]
+    gh = ctx.gatehouse(dead, workers=1)
+    with Conn(gh.port) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/small")
+        error_body_ok(r, 503, dead)
+        check(time.monotonic() - t0 < 5 * T, "503 took %.1fs" % (time.monotonic() - t0))
+        if not r.all("connection") or "close" not in r.get("connection").lower():
+            r = c.request("GET", "/small")
+            error_body_ok(r, 503, dead)
+
+
+@test("upstream_reset_502")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for graceful in ("0", "1"):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/reset?graceful=" + graceful)
+            error_body_ok(r, 502, [b])
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "a good request after the resets")
+
+
+@test("upstream_malformed_502")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for kind in ("garbage", "dupcl", "badstatus", "clte", "nul", "bigline"):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/bad?kind=" + kind)
+            error_body_ok(r, 502, [b], [b"HELLO"])
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "a good request after the bad ones")
+
+
+@test("upstream_response_timeout_504")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1, args=["--response-timeout", "500ms"])
+    with Conn(gh.port, timeout=10 * T) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/slow?ms=4000")
+        dt = time.monotonic() - t0
+        error_body_ok(r, 504, [b])
+        check(0.4 <= dt <= 2.5 * T, "504 after %.2fs with --response-timeout 500ms" % dt)
+    with Conn(gh.port) as c:
+        r = c.request("GET", "/slow?ms=100")
+        eq((r.status, r.body), (200, b"slow\n"), "a response within the timeout")
+
+
+@test("upstream_connect_timeout")
+def _(ctx):
+    # A listener whose accept queue is full: SYNs to it are dropped, so connect() hangs.
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fillers = []
+    for i in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    try:
+        gh = ctx.gatehouse([port], workers=1, args=["--connect-timeout", "400ms"])
+        with Conn(gh.port, timeout=15 * T) as c:
+            t0 = time.monotonic()
+            r = c.request("GET", "/small")
+            dt = time.monotonic() - t0
+            check(r.status in (502, 503, 504), "status for an upstream connect timeout: %d" % r.status)
+            error_body_ok(r, r.status, [port])
+            check(dt <= 3 * T, "answer after %.2fs with --connect-timeout 400ms" % dt)
+    finally:
+        for s in fillers:
+            s.close()
+        ls.close()
+
+
+@test("upstream_get_retried_after_reset")
+def _(ctx):
+    b1, b2 = ctx.backend("b1"), ctx.backend("b2")
+    gh = ctx.gatehouse([b1, b2], workers=1)
+    for i in range(6):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/flaky?fail=b1")
+            eq((r.status, r.body), (200, b"ok b2"), "GET %d when b1 resets before answering" % (i + 1))
+    check(len(b1.requests()) >= 2, "b1 was tried %d times in 6 round-robin requests" % len(b1.requests()))
+
+
+@test("upstream_post_not_retried")
+def _(ctx):
+    b1, b2 = ctx.backend("b1"), ctx.backend("b2")
+    gh = ctx.gatehouse([b1, b2], workers=1)
+    statuses = collections.Counter()
+    for i in range(6):
+        with Conn(gh.port) as c:
+            r = c.request("POST", "/flaky?fail=b1", body=b"x" * 5000)
+            statuses[r.status] += 1
+            if r.status != 200:
+                error_body_ok(r, 502, [b1, b2])
+    n1 = len([e for e in b1.requests() if e["method"] == "POST"])
+    n2 = len([e for e in b2.requests() if e["method"] == "POST"])
+    eq(n1 + n2, 6, "POST attempts the backends saw for 6 POSTs (b1 %d, b2 %d; a POST must not be retried)"
+       % (n1, n2))
+    eq(statuses[502], n1, "502s (one per POST that reached the resetting b1)")
+    eq(statuses[200], n2, "200s")
+    # The simple case of the brief: one backend that resets, one POST, one attempt.
+
+
+@test("upstream_post_single_backend_one_attempt")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port) as c:
+        r = c.request("POST", "/reset", body=b"payload" * 100)
+        error_body_ok(r, 502, [b])
+    time.sleep(0.3)
+    eq(len(b.requests()), 1, "attempts the backend saw for one POST that was reset")
+
+
+@test("upstream_backend_restarts")
+def _(ctx):
+    # Pooled keep-alive connections that the backend has closed are not used again.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "first GET")
+    port = b.port
+    b.stop()
+    time.sleep(0.5)
+    b2 = ctx.backend("b1-again", port=port)
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "GET after the backend restarted")
+    b2.stop()
+    time.sleep(0.5)
+    ctx.backend("b1-third", port=port)
+    with Conn(gh.port) as c:
+        r = c.request("POST", "/upload", body=b"abc")
+        eq(r.status, 200, "POST after the backend restarted (a stale pooled connection must not be used)")
