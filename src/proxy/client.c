@@ -114,8 +114,7 @@ void proxy__client_exchange_done(proxy__client *c)
         c->state = CLIENT_HEAD; /* a pipelined request is already here */
 }
 
-/* Reads into `in`. 1 got bytes, 0 would block, -1 closed or failed. */
-static int read_more(proxy__client *c)
+int proxy__client_read(proxy__client *c)
 {
     if (!c->can_read && !gh_tls_pending(c->tls))
         return 0;
@@ -171,7 +170,7 @@ static void read_head(proxy__client *c)
     for (;;) {
         if (gh_buf_len(&c->in) > 0 && try_head(c))
             return;
-        int r = read_more(c);
+        int r = proxy__client_read(c);
         if (r < 0) {
             proxy__client_close(c);
             return;

@@ -282,28 +282,13 @@ static int read_client(proxy__exchange *ex)
     proxy__client *c = ex->c;
     ssize_t n;
 
-    if (ex->req_done || (!c->can_read && !gh_tls_pending(c->tls)) || ex->req_decoded > 0)
+    if (ex->req_done || ex->req_decoded > 0)
         return 0;
-    if (gh_buf_reserve(&c->in) < 0)
-        return fail(ex, 500);
-    gh_buf_compact(&c->in);
-    if (gh_buf_room(&c->in) == 0)
-        return 0;
-    n = gh_tls_read(c->tls, gh_buf_tail(&c->in), gh_buf_room(&c->in));
-    if (n > 0) {
-        c->in.end += (uint32_t)n;
-        return 1;
-    }
-    if (n == GH_TLS_WANT_READ || n == GH_TLS_WANT_WRITE) {
-        c->can_read = 0;
-        return 0;
-    }
+    if ((n = proxy__client_read(c)) >= 0)
+        return (int)n;
     /* the client went away in the middle of its request body */
     ex->status = 499;
-    c->ex = NULL;
-    proxy__access_end(ex);
-    proxy__exchange_free(ex);
-    proxy__client_close(c);
+    proxy__client_close(c); /* frees ex and logs it */
     return GONE;
 }
 
@@ -508,11 +493,7 @@ static int flush_client(proxy__exchange *ex)
     if (n == GH_AGAIN)
         return 0;
     if (n < 0) {
-        ex->status = ex->status ? ex->status : 499;
-        c->ex = NULL;
-        proxy__access_end(ex);
-        proxy__exchange_free(ex);
-        proxy__client_close(c);
+        proxy__client_close(c); /* the client is gone: frees ex and logs it */
         return GONE;
     }
     gh_buf_consume(&c->out, (size_t)n);
@@ -534,11 +515,7 @@ static int upstream_eof(proxy__exchange *ex)
     }
     /* truncated body: the client must see a cut, not a short complete response */
     gh_log_warn("upstream %s closed in the middle of a response", ex->c->w->servers[ex->u->server].addr->text);
-    proxy__client *c = ex->c;
-    c->ex = NULL;
-    proxy__access_end(ex);
-    proxy__exchange_free(ex);
-    proxy__client_close(c);
+    proxy__client_close(ex->c);
     return GONE;
 }
 

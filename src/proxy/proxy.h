@@ -143,6 +143,8 @@ void proxy__client_close(proxy__client *c);
 void proxy__client_dispatch(proxy__client *c);
 void proxy__client_drain(proxy__worker *w);
 ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n);
+/* Reads what the client sent into c->in: 1 got bytes, 0 would block or no room, -1 closed or failed. */
+int proxy__client_read(proxy__client *c);
 
 /* exchange.c */
 void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head_len);

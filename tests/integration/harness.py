@@ -197,6 +197,22 @@ def tail(path, lines=25, max_bytes=200000):
     return "\n".join(text) if text else "(empty)"
 
 
+def kill_tree(p):
+    """SIGKILL a Popen and its children (a gatehouse started by hand may have forked workers)."""
+    if p.poll() is not None:
+        return
+    for k in children(p.pid):
+        try:
+            os.kill(k, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.kill()
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 class Backend:
     def __init__(self, ctx, name, raw_max=None, port=0):
         self.ctx = ctx
@@ -456,12 +472,7 @@ class Ctx:
         """Stops every process (by PID); returns a failure message or None."""
         problem = None
         for p in self.others:
-            if p.poll() is None:
-                p.kill()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
+            kill_tree(p)
         for g in self.gatehouses:
             if g.proc.poll() is None:
                 g.stop()
@@ -484,8 +495,7 @@ class Ctx:
             if b.proc.poll() is None:
                 b.proc.kill()
         for p in self.others:
-            if p.poll() is None:
-                p.kill()
+            kill_tree(p)
 
     def tails(self):
         out = []

@@ -3,7 +3,8 @@
 
   tests/integration/run.py [-j N] [--list] [--keep] [FILTER ...]
 
-A FILTER selects the tests whose name contains it (e.g. "tls", "strict_cl", "upstream").
+A FILTER selects the tests with a word of the name starting with it: "tls", "strict",
+"strict_cl", "keepalive" (http_keepalive_*), "stream" (stream_*, not upstream_*).
 Environment: GATEHOUSE (binary, default build/gatehouse), SLOW=1 (sanitizers: longer
 timeouts, smaller big transfers). Prints "ok NAME" or "FAIL NAME: reason" (then the tail
 of that test's logs) per test, and as its last line "N passed, N failed".
@@ -12,7 +13,9 @@ import argparse
 import concurrent.futures
 import importlib
 import os
+import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -68,10 +71,29 @@ def describe(e):
     return "%s: %s%s" % (type(e).__name__, e, where)
 
 
+ACTIVE = set()  # contexts of running jobs, for cleanup on SIGINT/SIGTERM
+
+
+def on_signal(signum, frame):
+    for ctx in list(ACTIVE):
+        ctx.abort()
+    say("interrupted by signal %d; processes stopped" % signum)
+    os._exit(130)
+
+
 def run_job(session, tests, keep):
     """Runs one test, or several sharing a fixture in sequence; returns their Results."""
     first = tests[0]
     ctx = Ctx(first.fixture.__name__ if first.fixture else first.name, session)
+    ACTIVE.add(ctx)
+    try:
+        return run_in(ctx, tests, keep)
+    finally:
+        ACTIVE.discard(ctx)
+
+
+def run_in(ctx, tests, keep):
+    first = tests[0]
     limit = sum(t.timeout for t in tests) * harness.T
     timer = threading.Timer(limit, ctx.abort)
     timer.daemon = True
@@ -99,7 +121,10 @@ def run_job(session, tests, keep):
             if ctx.aborted:
                 reason = "test exceeded its %.0fs limit (processes killed); %s" % (limit, reason)
         if t is tests[-1]:
-            problem = ctx.close()
+            try:
+                problem = ctx.close()
+            except Exception as e:  # noqa: BLE001
+                problem = "cleanup: " + describe(e)
             if problem and reason is None:
                 reason = problem
         secs = time.monotonic() - t0
@@ -118,6 +143,17 @@ def run_job(session, tests, keep):
     return results
 
 
+def collect(fn, tests):
+    """The results of a job; a crash of the harness itself fails the job's tests."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        out = [Result(t.name, False, "harness error: " + describe(e)) for t in tests]
+        for r in out:
+            report(r)
+        return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("filters", nargs="*")
@@ -128,8 +164,9 @@ def main():
 
     for m in MODULES:
         importlib.import_module(m)
-    tests = [t for t in harness.TESTS
-             if not args.filters or any(f.lower() in t.name.lower() for f in args.filters)]
+    # A filter matches where a word of the name starts: "stream" selects stream_*, not upstream_*.
+    pats = [re.compile(r"(^|_)" + re.escape(f.lower())) for f in args.filters]
+    tests = [t for t in harness.TESTS if not pats or any(p.search(t.name.lower()) for p in pats)]
     if args.list:
         for t in tests:
             print(t.name)
@@ -144,6 +181,8 @@ def main():
         say("0 passed, 1 failed")
         return 1
 
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     session = Session(keep=args.keep)
     t0 = time.monotonic()
     jobs, heavy, by_fixture = [], [], {}
@@ -159,11 +198,12 @@ def main():
     jobs.sort(key=lambda j: -len(j))
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.j)) as pool:
-        for fut in [pool.submit(run_job, session, j, args.keep) for j in jobs]:
-            results += fut.result()
+        futs = [(pool.submit(run_job, session, j, args.keep), j) for j in jobs]
+        for fut, j in futs:
+            results += collect(fut.result, j)
     # Big transfers run alone: they measure memory and throughput, and would starve timing tests.
     for j in heavy:
-        results += run_job(session, j, args.keep)
+        results += collect(lambda: run_job(session, j, args.keep), j)
 
     passed = sum(1 for r in results if r.ok)
     failed = len(results) - passed

@@ -1,8 +1,9 @@
 """Command line and startup errors."""
 import os
+import signal
 import subprocess
 
-from harness import GATEHOUSE, T, Fail, check, free_port, test
+from harness import GATEHOUSE, T, Fail, check, children, free_port, test
 
 
 def run_gatehouse(ctx, args, timeout=None):
@@ -13,6 +14,8 @@ def run_gatehouse(ctx, args, timeout=None):
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        for k in children(p.pid):
+            os.kill(k, signal.SIGKILL)
         p.kill()
         p.communicate()
         raise Fail("gatehouse %s did not exit within %.0fs (it should refuse to start)" % (" ".join(args), timeout))

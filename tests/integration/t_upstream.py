@@ -155,7 +155,6 @@ def _(ctx):
        % (n1, n2))
     eq(statuses[502], n1, "502s (one per POST that reached the resetting b1)")
     eq(statuses[200], n2, "200s")
-    # The simple case of the brief: one backend that resets, one POST, one attempt.
 
 
 @test("upstream_post_single_backend_one_attempt")
@@ -188,3 +187,32 @@ def _(ctx):
     with Conn(gh.port) as c:
         r = c.request("POST", "/upload", body=b"abc")
         eq(r.status, 200, "POST after the backend restarted (a stale pooled connection must not be used)")
+
+
+@test("errors_short_plain_bodies")
+def _(ctx):
+    # Every error gatehouse makes itself: short, plain text, framed, and silent about the backend.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1, args=["--response-timeout", "300ms"])
+    dead = ctx.dead_port()
+    gh_dead = ctx.gatehouse([dead], workers=1)
+    cases = [
+        (gh, b"GET /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (gh, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414),
+        (gh, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + b"X-A: 1\r\n" * 150 + b"\r\n", 431),
+        (gh, b"GET /echo HTTP/2.0\r\nHost: localhost\r\n\r\n", 505),
+        (gh, b"GET /bad?kind=garbage HTTP/1.1\r\nHost: localhost\r\n\r\n", 502),
+        (gh, b"GET /reset HTTP/1.1\r\nHost: localhost\r\n\r\n", 502),
+        (gh, b"GET /slow?ms=2000 HTTP/1.1\r\nHost: localhost\r\n\r\n", 504),
+        (gh_dead, b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n", 503),
+    ]
+    for g, raw, status in cases:
+        with Conn(g.port) as c:
+            c.send(raw)
+            r = c.read_response()
+        error_body_ok(r, status, [b, dead])
+        ctype = (r.get("content-type") or "").lower()
+        check(ctype.startswith("text/plain"), "%d has Content-Type %r, want text/plain" % (status, ctype))
+        check(r.all("content-length") and not r.all("transfer-encoding"),
+              "%d is not framed by Content-Length: %r" % (status, r.headers))
+        check(0 < len(r.body) <= 200, "%d body is %d bytes: %r" % (status, len(r.body), r.body[:100]))
