@@ -1,5 +1,7 @@
 #include "tls/tls.h"
 
+#include "core/common.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,9 +44,17 @@ typedef struct ticket_keys {
 
 struct gh_tls_ctx {
     SSL_CTX *ssl;
-    unsigned char secret[32];
     ticket_keys cache[2]; /* the two epochs derived last */
+    struct sni_select *sni;
 };
+
+/*
+ * The ticket secret is made once per process tree (in the master, before any
+ * fork) and shared by every context and every config generation, so a session
+ * resumes whatever worker, certificate or reload it meets.
+ */
+static unsigned char ticket_secret[32];
+static int ticket_secret_ready;
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
@@ -91,7 +101,7 @@ static int derive(const unsigned char *secret, int64_t epoch, ticket_keys *k)
 static const ticket_keys *keys_for(gh_tls_ctx *c, int64_t epoch)
 {
     ticket_keys *k = &c->cache[epoch & 1];
-    if (k->epoch != epoch && derive(c->secret, epoch, k) < 0)
+    if (k->epoch != epoch && derive(ticket_secret, epoch, k) < 0)
         return NULL;
     return k;
 }
@@ -165,34 +175,73 @@ static int apply_policy(SSL_CTX *ctx)
     return 0;
 }
 
-gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
+static int key_type_name(EVP_PKEY *pk, const char **name)
+{
+    int id = EVP_PKEY_get_base_id(pk);
+    *name = id == EVP_PKEY_RSA ? "RSA" : id == EVP_PKEY_EC ? "ECDSA" : id == EVP_PKEY_ED25519 ? "Ed25519" : "other";
+    return id;
+}
+
+/* Loads one cert/key pair into its key type's slot of ctx; a second pair of the same type is an error. */
+static int load_pair(SSL_CTX *ctx, const char *cert_file, const char *key_file, int *types, size_t ntypes,
+                     char *err, size_t errlen)
+{
+    const char *tname;
+    int type;
+
+    if (check_readable("certificate", cert_file, err, errlen) < 0 || check_readable("key", key_file, err, errlen) < 0)
+        return -1;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        openssl_reason(err, errlen, "bad certificate file", cert_file);
+        return -1;
+    }
+    type = key_type_name(X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)), &tname);
+    for (size_t i = 0; i < ntypes; i++)
+        if (types[i] == type) {
+            snprintf(err, errlen, "certificate %s: a second %s certificate for the same names", cert_file, tname);
+            return -1;
+        }
+    types[ntypes] = type;
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        openssl_reason(err, errlen, "bad key file", key_file);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "key %s does not match certificate %s", key_file, cert_file);
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, char *err,
+                                 size_t errlen)
 {
     gh_tls_ctx *c = NULL;
     SSL_CTX *ctx = NULL;
+    int types[8];
 
-    if (check_readable("certificate", cert_file, err, errlen) < 0 || check_readable("key", key_file, err, errlen) < 0)
+    if (n == 0 || n > GH_ARRAY_LEN(types)) {
+        snprintf(err, errlen, "between 1 and %zu certificates per context", GH_ARRAY_LEN(types));
         return NULL;
+    }
+    if (!ticket_secret_ready) {
+        if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1) {
+            snprintf(err, errlen, "no randomness for session ticket keys");
+            return NULL;
+        }
+        ticket_secret_ready = 1;
+    }
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL || apply_policy(ctx) < 0) {
         snprintf(err, errlen, "cannot set up TLS: %s", ERR_reason_error_string(ERR_peek_last_error()));
         goto fail;
     }
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        openssl_reason(err, errlen, "bad certificate file", cert_file);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-        openssl_reason(err, errlen, "bad key file", key_file);
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "key %s does not match certificate %s", key_file, cert_file);
-        ERR_clear_error();
-        goto fail;
-    }
-    if ((c = calloc(1, sizeof(*c))) == NULL || RAND_bytes(c->secret, sizeof(c->secret)) != 1) {
-        snprintf(err, errlen, "out of memory or no randomness");
-        free(c);
+    for (size_t i = 0; i < n; i++)
+        if (load_pair(ctx, certs[i], keys[i], types, i, err, errlen) < 0)
+            goto fail;
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
     c->cache[0].epoch = c->cache[1].epoch = -1;
@@ -206,11 +255,56 @@ fail:
     return NULL;
 }
 
+gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    return gh_tls_ctx_new_pairs(&cert_file, &key_file, 1, err, errlen);
+}
+
+typedef struct sni_select {
+    gh_tls_ctx *(*select)(void *arg, const char *name);
+    void *arg;
+} sni_select;
+
+/* RFC 6066 3: an unknown name gets the default certificate, as browsers expect of nginx and others. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    const sni_select *s = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    gh_tls_ctx *c;
+    (void)alert;
+
+    if (name == NULL || (c = s->select(s->arg, name)) == NULL)
+        return SSL_TLSEXT_ERR_OK;
+    if (c->ssl != SSL_get_SSL_CTX(ssl) && SSL_set_SSL_CTX(ssl, c->ssl) == NULL)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const char *name), void *arg)
+{
+    sni_select *s = malloc(sizeof(*s));
+    if (s == NULL)
+        return -1;
+    s->select = select;
+    s->arg = arg;
+    free(def->sni);
+    def->sni = s;
+    SSL_CTX_set_tlsext_servername_callback(def->ssl, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(def->ssl, s);
+    return 0;
+}
+
+const char *gh_tls_servername(gh_tls *t)
+{
+    return SSL_get_servername((SSL *)t, TLSEXT_NAMETYPE_host_name);
+}
+
 void gh_tls_ctx_free(gh_tls_ctx *c)
 {
     if (c == NULL)
         return;
     SSL_CTX_free(c->ssl);
+    free(c->sni);
     free(c);
 }
 

@@ -28,6 +28,23 @@ typedef struct gh_tls gh_tls;         /* one TLS session, owned by its connectio
  * reason to err (unreadable file, not a certificate, key does not match...).
  */
 gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
+
+/*
+ * The same for the names of one site: up to 8 cert/key pairs of different key
+ * types (ECDSA and RSA side by side; the client's signature algorithms choose).
+ */
+gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, char *err,
+                                 size_t errlen);
+
+/*
+ * Makes `def` the context of a listener whose sessions pick their certificate
+ * by SNI: select(arg, name) returns the context for a name, or NULL to keep
+ * the default. Returns 0 or -1 (out of memory).
+ */
+int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const char *name), void *arg);
+
+/* The SNI name the client sent, or NULL. */
+const char *gh_tls_servername(gh_tls *t);
 void gh_tls_ctx_free(gh_tls_ctx *ctx);
 
 /*
