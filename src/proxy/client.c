@@ -62,7 +62,21 @@ void proxy__client_close(proxy__client *c)
 
 ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n)
 {
-    ssize_t r = gh_tls_write(c->tls, p, n);
+    ssize_t r;
+
+    if (c->tls == NULL) {
+        r = gh_sock_write(c->io.fd, p, n);
+        if (r >= 0 && (size_t)r < n)
+            c->can_write = 0;
+        if (r > 0)
+            return r;
+        if (r == GH_AGAIN || r == 0) {
+            c->can_write = 0;
+            return GH_AGAIN;
+        }
+        return GH_ERROR;
+    }
+    r = gh_tls_write(c->tls, p, n);
     if (r > 0)
         return r;
     if (r == GH_TLS_WANT_WRITE || r == GH_TLS_WANT_READ) {
@@ -94,7 +108,8 @@ static void go_idle(proxy__client *c, uint32_t timeout)
     c->state = CLIENT_IDLE;
     gh_buf_trim(&c->in);
     gh_buf_trim(&c->out);
-    gh_tls_release_buffers(c->tls);
+    if (c->tls != NULL)
+        gh_tls_release_buffers(c->tls);
     gh_timer_set(c->w->loop, &c->timer, timeout);
 }
 
@@ -116,17 +131,25 @@ void proxy__client_exchange_done(proxy__client *c)
 
 int proxy__client_read(proxy__client *c)
 {
-    if (!c->can_read && !gh_tls_pending(c->tls))
+    if (!c->can_read && (c->tls == NULL || !gh_tls_pending(c->tls)))
         return 0;
     if (gh_buf_reserve(&c->in) < 0)
         return -1;
     gh_buf_compact(&c->in);
     if (gh_buf_room(&c->in) == 0)
         return 0;
-    ssize_t n = gh_tls_read(c->tls, gh_buf_tail(&c->in), gh_buf_room(&c->in));
+    size_t room = gh_buf_room(&c->in);
+    ssize_t n =
+        c->tls ? gh_tls_read(c->tls, gh_buf_tail(&c->in), room) : gh_sock_read(c->io.fd, gh_buf_tail(&c->in), room);
     if (n > 0) {
+        if (c->tls == NULL && (size_t)n < room && !c->hup)
+            c->can_read = 0; /* a short read drained the socket */
         c->in.end += (uint32_t)n;
         return 1;
+    }
+    if (c->tls == NULL && n == GH_AGAIN) {
+        c->can_read = 0;
+        return 0;
     }
     if (n == GH_TLS_WANT_READ || n == GH_TLS_WANT_WRITE) {
         c->can_read = 0;
@@ -224,7 +247,8 @@ static void closing(proxy__client *c)
         }
         gh_buf_consume(&c->out, (size_t)n);
     }
-    gh_tls_shutdown(c->tls);
+    if (c->tls != NULL)
+        gh_tls_shutdown(c->tls);
     /* Lingering close: closing with unread input would send RST and could destroy
      * the response before the client reads it. */
     shutdown(c->io.fd, SHUT_WR);
@@ -310,10 +334,10 @@ static void on_client_timeout(gh_timer *t)
     proxy__client_close(c);
 }
 
-void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer)
+void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer, gh_tls_ctx *tls)
 {
     proxy__client *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->tls = gh_tls_new(w->tls, fd, &c->can_read, &c->can_write, &c->hup)) == NULL) {
+    if (c == NULL || (tls != NULL && (c->tls = gh_tls_new(tls, fd, &c->can_read, &c->can_write, &c->hup)) == NULL)) {
         free(c);
         close(fd);
         return;
@@ -335,9 +359,13 @@ void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storag
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
-    w->handshaking++;
-    gh_timer_set(w->loop, &c->timer, w->conf->handshake_timeout);
-    c->can_read = 1; /* the ClientHello is often there already */
+    c->can_read = 1; /* the first bytes are often there already */
+    if (tls != NULL) {
+        w->handshaking++;
+        gh_timer_set(w->loop, &c->timer, w->conf->handshake_timeout);
+    } else {
+        go_idle(c, w->conf->header_timeout);
+    }
     dispatch(c);
 }
 

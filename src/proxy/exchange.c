@@ -143,7 +143,7 @@ void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head
         fail(ex, 405); /* CONNECT: this is a reverse proxy */
         return;
     }
-    n = proxy__request_head(ex->uout.data, GH_BUF_SIZE, r, c->ip, w->servers[0].addr->text);
+    n = proxy__request_head(ex->uout.data, GH_BUF_SIZE, r, c->ip, w->servers[0].addr->text, c->tls != NULL);
     if (n < 0) {
         fail(ex, 431);
         return;

@@ -80,13 +80,13 @@ static void put_forwarded_for(out *o, const char *ip)
 }
 
 /* host values carry ':' (not a token char), so they are always sent as quoted-strings. */
-static void put_forwarded(out *o, const gh_h1_request *r, const char *ip, gh_h1_str host)
+static void put_forwarded(out *o, const gh_h1_request *r, const char *ip, gh_h1_str host, int tls)
 {
     put(o, "Forwarded: ", 11);
     if (put_joined(o, r->headers, r->nheaders, GH_HDR_FORWARDED))
         put(o, ", ", 2);
     put_forwarded_for(o, ip);
-    put(o, ";proto=https", 12);
+    puts_(o, tls ? ";proto=https" : ";proto=http");
     if (host.len > 0) {
         put(o, ";host=\"", 7);
         put_str(o, host); /* validated host[:port]: no '"' or '\\' to escape */
@@ -101,7 +101,8 @@ static int forwarded_kind(int kind)
            kind == GH_HDR_X_FORWARDED_HOST || kind == GH_HDR_FORWARDED;
 }
 
-int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *ip, const char *fallback_host)
+int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *ip, const char *fallback_host,
+                        int tls)
 {
     out o = {dst, 0, cap, 0};
     gh_h1_str host = r->host;
@@ -129,10 +130,11 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const cha
     if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
         put(&o, ", ", 2);
     puts_(&o, ip);
-    put(&o, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ", 46);
+    puts_(&o, tls ? "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: "
+                  : "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ");
     put_str(&o, host);
     put(&o, "\r\n", 2);
-    put_forwarded(&o, r, ip, host);
+    put_forwarded(&o, r, ip, host, tls);
     if (r->body == GH_H1_BODY_CHUNKED)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     put(&o, "\r\n", 2);

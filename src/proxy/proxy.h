@@ -134,7 +134,8 @@ struct proxy__worker {
 };
 
 /* client.c */
-void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer);
+/* A new client connection: TLS with `tls`, plain HTTP when it is NULL. */
+void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer, gh_tls_ctx *tls);
 void proxy__client_exchange_done(proxy__client *c);
 /* Answers with a short error page and closes (status 400, 502...). */
 void proxy__client_fail(proxy__client *c, int status);
@@ -162,8 +163,8 @@ void proxy__upstream_mark_failed(proxy__upstream *u);
 void proxy__servers_close_idle(proxy__worker *w);
 
 /* headers.c: serialize heads; return the length written, or -1 if it does not fit in cap. */
-int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *client_ip,
-                        const char *fallback_host);
+int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *client_ip, const char *fallback_host,
+                        int tls);
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close);
 int proxy__error_response(char *dst, size_t cap, int status);
 const char *proxy__status_text(int status);

@@ -48,7 +48,7 @@ static void on_accept(gh_io *io, unsigned events)
             gh_timer_set(w->loop, &w->drain_timer, ACCEPT_PAUSE_MS);
             return;
         }
-        proxy__client_accept(w, fd, &peer);
+        proxy__client_accept(w, fd, &peer, w->tls);
     }
 }
 

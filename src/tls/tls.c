@@ -183,8 +183,8 @@ static int key_type_name(EVP_PKEY *pk, const char **name)
 }
 
 /* Loads one cert/key pair into its key type's slot of ctx; a second pair of the same type is an error. */
-static int load_pair(SSL_CTX *ctx, const char *cert_file, const char *key_file, int *types, size_t ntypes,
-                     char *err, size_t errlen)
+static int load_pair(SSL_CTX *ctx, const char *cert_file, const char *key_file, int *types, size_t ntypes, char *err,
+                     size_t errlen)
 {
     const char *tname;
     int type;
@@ -214,8 +214,7 @@ static int load_pair(SSL_CTX *ctx, const char *cert_file, const char *key_file, 
     return 0;
 }
 
-gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, char *err,
-                                 size_t errlen)
+gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, char *err, size_t errlen)
 {
     gh_tls_ctx *c = NULL;
     SSL_CTX *ctx = NULL;

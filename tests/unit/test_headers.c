@@ -14,7 +14,7 @@ static int upstream_head(const char *raw, const char *ip)
     CHECK(n > 0);
     if (n <= 0)
         return -1;
-    return proxy__request_head(out, sizeof(out), &r, ip, "10.0.0.1:80");
+    return proxy__request_head(out, sizeof(out), &r, ip, "10.0.0.1:80", 1);
 }
 
 static void hop_by_hop_removed(void)
@@ -64,7 +64,11 @@ static void too_large(void)
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     unit_case("a head that does not fit is refused, not cut");
     CHECK(gh_h1_parse_request(raw, strlen(raw), &r) > 0);
-    CHECK_INT(proxy__request_head(out, 40, &r, "127.0.0.1", "x"), -1);
+    CHECK_INT(proxy__request_head(out, 40, &r, "127.0.0.1", "x", 1), -1);
+    unit_case("a plain-HTTP listener says proto http");
+    int n = proxy__request_head(out, sizeof(out), &r, "127.0.0.1", "x", 0);
+    CHECK(n > 0 && memmem(out, (size_t)n, "X-Forwarded-Proto: http\r\n", 25) != NULL);
+    CHECK(n > 0 && memmem(out, (size_t)n, "for=127.0.0.1;proto=http;host=\"h\"", 33) != NULL);
 }
 
 static void response_head(void)

@@ -1,0 +1,111 @@
+/*
+ * health/state: what every process knows about the health of each server, in
+ * one shared-memory region (DESIGN.md, Process model).
+ *
+ * The master maps the region before it forks, so the prober and every worker
+ * see the same pages. Each server has a slot, found by index (the config gives
+ * every server of every pool its slot number). Every field is a lock-free C11
+ * atomic: writers in several processes never take a lock, and a worker that
+ * dies in the middle of an update leaves nothing locked behind.
+ *
+ * Two independent verdicts make a server unusable:
+ *  - active: the prober's rise/fall verdict (probe.h). Before the first probe
+ *    it is UNKNOWN, which counts as up.
+ *  - passive: workers report connect failures and 5xx answers; N of them in a
+ *    row within a window eject the server for a period.
+ *
+ * Times are CLOCK_MONOTONIC milliseconds (gh_loop_now() of any process: the
+ * monotonic clock is the same in every process of the host).
+ */
+#ifndef GH_HEALTH_STATE_H
+#define GH_HEALTH_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GH_HEALTH_MAX_SLOTS 4096
+
+/* Active verdict of a slot. */
+enum gh_health_status {
+    GH_HEALTH_UNKNOWN = 0, /* not probed yet, or no active check: counts as up */
+    GH_HEALTH_UP = 1,
+    GH_HEALTH_DOWN = 2,
+};
+
+/* Passive ejection settings of a pool; part of the config, read-only. */
+typedef struct gh_health_passive {
+    uint32_t max_fails; /* failures in a row that eject the server; 0: passive checks off */
+    uint32_t window_ms; /* ...all within this long from the first of them */
+    uint32_t eject_ms;  /* how long an ejected server gets no new traffic */
+} gh_health_passive;
+
+/* A copy of a slot's counters, for metrics and tests. Counters only grow. */
+typedef struct gh_health_stats {
+    int status;                /* enum gh_health_status */
+    uint64_t ejected_until;    /* ms; 0 or in the past: not ejected */
+    uint32_t streak;           /* current run of passive failures */
+    uint64_t probes_ok;        /* active probes that passed */
+    uint64_t probes_failed;    /* active probes that failed */
+    uint64_t downs;            /* active transitions to DOWN */
+    uint64_t passive_failures; /* failures reported by workers */
+    uint64_t ejections;        /* passive ejections */
+} gh_health_stats;
+
+typedef struct gh_health_shm gh_health_shm;
+
+/*
+ * Maps a region of nslots slots (1..GH_HEALTH_MAX_SLOTS), all UNKNOWN and not
+ * ejected, MAP_SHARED|MAP_ANONYMOUS: children forked afterwards share it.
+ * Returns NULL (errno set) on failure. Freed with gh_health_shm_free() by each
+ * process that no longer needs it (unmapping in one process leaves the others'
+ * mappings alone).
+ */
+gh_health_shm *gh_health_shm_new(size_t nslots);
+void gh_health_shm_free(gh_health_shm *shm);
+size_t gh_health_shm_nslots(const gh_health_shm *shm);
+
+/*
+ * 1 when new traffic may go to the server of `slot`: not actively DOWN and not
+ * ejected at now_ms. Two relaxed loads: cheap enough for every pick. An
+ * out-of-range slot (or a NULL shm) is usable: health never hides a server it
+ * does not track.
+ */
+int gh_health_usable(const gh_health_shm *shm, size_t slot, uint64_t now_ms);
+
+/* The slot's active verdict (enum gh_health_status). */
+int gh_health_status_get(const gh_health_shm *shm, size_t slot);
+
+/*
+ * The prober's verdict. A change to UP also lifts a passive ejection and
+ * clears the failure streak: the server has just proven itself, and a recovered
+ * server must get traffic again without waiting out an ejection that its
+ * outage caused. Returns the previous status.
+ */
+int gh_health_status_set(gh_health_shm *shm, size_t slot, int status);
+
+/* Counts one active probe result (metrics only). */
+void gh_health_probe_counted(gh_health_shm *shm, size_t slot, int ok);
+
+/*
+ * A worker saw a connect failure or a 5xx from the server of `slot`. The
+ * max_fails'th failure in a row, within window_ms of the first, ejects the
+ * server until now_ms + eject_ms. Failures while the server is ejected do not
+ * start a new streak. Exactly one caller, in one process, sees each ejection
+ * happen, even with several workers failing at once: that caller logs it at
+ * warn, naming `server` and `pool` (either may be NULL), and gets 1; every
+ * other call returns 0.
+ */
+int gh_health_passive_failure(gh_health_shm *shm, size_t slot, uint64_t now_ms, const gh_health_passive *cfg,
+                              const char *server, const char *pool);
+
+/*
+ * A worker got a good answer (or a connection) from the server: the failure
+ * streak starts again. Only reads the slot when there is no streak, so the
+ * common case writes no shared cache line.
+ */
+void gh_health_passive_success(gh_health_shm *shm, size_t slot);
+
+/* Copies the slot's state into out; zeroes it for an out-of-range slot. */
+void gh_health_stats_get(const gh_health_shm *shm, size_t slot, gh_health_stats *out);
+
+#endif
