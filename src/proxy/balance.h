@@ -1,11 +1,20 @@
 /*
- * balance: choosing a server of a pool. Pure logic, no I/O.
+ * balance: choosing a server of a pool. Pure logic: no I/O, no clock, no
+ * allocation when picking.
  *
- * Smooth weighted round-robin (the algorithm nginx uses): every pick adds each
- * eligible server's weight to its running score, takes the highest score and
- * subtracts the total weight from it. Over any window of W picks (W = sum of
- * weights) each server gets exactly its weight, and picks of one server are
- * spread out instead of coming in bursts.
+ * One algorithm per file behind a small vtable (HAProxy's lb_*.c):
+ *   balance.c            dispatcher: backups, the unusable mask, the hash, the PRNG
+ *   balance_rr.c         round_robin: smooth weighted round-robin (nginx's)
+ *   balance_leastconn.c  least_conn: fewest in flight per weight, ties by smooth WRR
+ *   balance_p2c.c        p2c: two distinct weighted-random choices, the less loaded wins
+ *   balance_hash.c       hash: consistent hashing on a ring of virtual nodes
+ *   balance_random.c     random: weighted random
+ *
+ * The caller describes the pool once (gh_lb_new) and then, for every pick,
+ * passes the same array, in which only `inflight` may have changed, plus a
+ * mask of the servers it must not use for this request: down, ejected, or
+ * already tried. Backup servers are considered only when every primary is in
+ * that mask.
  */
 #ifndef GH_PROXY_BALANCE_H
 #define GH_PROXY_BALANCE_H
@@ -13,15 +22,121 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define GH_LB_MAX_SERVERS 64    /* one bit each in a uint64_t mask */
+#define GH_LB_MAX_WEIGHT  10000 /* the config's bound (GH_CFG_MAX_WEIGHT) */
+
+enum gh_lb_algorithm { GH_LB_ROUND_ROBIN, GH_LB_LEAST_CONN, GH_LB_P2C, GH_LB_HASH, GH_LB_RANDOM, GH_LB_NALGORITHMS };
+
+/*
+ * One pool member as one worker sees it. The caller owns the array (config
+ * memory, or a per-worker copy) and keeps `inflight` up to date.
+ */
+typedef struct gh_lb_server {
+    uint32_t weight;   /* 1..GH_LB_MAX_WEIGHT */
+    uint32_t inflight; /* requests in flight to it from this worker */
+    uint64_t id;       /* stable identity, gh_lb_hash("host:port"): places it on the hash ring */
+    uint8_t backup;    /* used only when no primary is usable */
+} gh_lb_server;
+
+/*
+ * The algorithm's state for one pool in one worker: rotation scores, PRNG,
+ * hash ring. Created with the config generation that defines the pool, freed
+ * with it. Picking mutates it: one per worker (workers are processes).
+ */
+typedef struct gh_lb gh_lb;
+
+/*
+ * Builds the state for servers[0..n) (n <= GH_LB_MAX_SERVERS; 0 is allowed and
+ * every pick then fails). `seed` seeds the PRNG of p2c and random: give each
+ * worker a different one. Returns NULL on an unknown algorithm, a weight out of
+ * 1..GH_LB_MAX_WEIGHT, too many servers, or out of memory.
+ */
+gh_lb *gh_lb_new(int algorithm, const gh_lb_server *servers, size_t n, uint64_t seed);
+
+/* gh_lb_free(NULL) is a no-op. */
+void gh_lb_free(gh_lb *lb);
+
+/*
+ * Picks one of servers[0..n) (the array given to gh_lb_new; only `inflight` may
+ * have changed since) whose bit is clear in `unusable`. Primaries first;
+ * backups only when every primary is unusable. `key` is the request's hash
+ * (client IP, header or cookie, through gh_lb_hash) for GH_LB_HASH, and
+ * ignored by the others. Returns the index, or -1 when nothing is usable (or n
+ * differs from gh_lb_new's). Never allocates.
+ */
+int gh_lb_pick(gh_lb *lb, const gh_lb_server *servers, size_t n, uint64_t unusable, uint64_t key);
+
+/* The enum gh_lb_algorithm that lb was built with. */
+int gh_lb_algorithm_of(const gh_lb *lb);
+
+/* "round_robin", "least_conn", "p2c", "hash", "random"; NULL when out of range. */
+const char *gh_lb_algorithm_name(int algorithm);
+
+/* The algorithm named name[0..len) (config syntax above), or -1. */
+int gh_lb_algorithm_parse(const char *name, size_t len);
+
+/*
+ * XXH64 (seed 0) of p[0..n): fast, well mixed, and the same on every host and
+ * in every worker, so a client maps to the same server whichever worker or
+ * gatehouse instance it reaches. Not for keys an attacker must not predict.
+ */
+uint64_t gh_lb_hash(const void *p, size_t n);
+
+/*
+ * Legacy interface, kept until upstream.c moves to gh_lb: smooth weighted
+ * round-robin over servers[0..n) (n <= 64) whose bit is not set in `exclude`.
+ * Returns the index, or -1 when every server is excluded.
+ */
 typedef struct gh_rr_server {
     int weight;  /* >= 1 */
     int current; /* running score, starts at 0 */
 } gh_rr_server;
 
-/*
- * Picks among servers[0..n) (n <= 64) those whose bit is not set in `exclude`.
- * Returns the index, or -1 when every server is excluded.
- */
 int gh_rr_pick(gh_rr_server *servers, size_t n, uint64_t exclude);
+
+/* ---- Internal: shared by the balance*.c files only. ---- */
+
+/* An algorithm. `candidates` is never 0 and is all primaries or all backups. */
+typedef struct proxy__lb_ops {
+    const char *name;
+    int (*init)(gh_lb *lb, const gh_lb_server *s, size_t n); /* optional: 0 or -ENOMEM */
+    int (*pick)(gh_lb *lb, const gh_lb_server *s, uint64_t candidates, uint64_t key);
+    void (*dispose)(gh_lb *lb); /* optional: frees what init allocated */
+} proxy__lb_ops;
+
+struct gh_lb {
+    const proxy__lb_ops *ops;
+    int algorithm;
+    uint32_t n;
+    uint64_t primaries, backups;               /* one bit per server */
+    uint32_t primaries_weight, backups_weight; /* sums of the weights */
+    uint64_t rng;                              /* PRNG state (splitmix64) */
+    int64_t current[GH_LB_MAX_SERVERS];        /* smooth WRR scores: round_robin, least_conn ties */
+    void *priv;                                /* the algorithm's own tables (hash ring) */
+};
+
+extern const proxy__lb_ops proxy__lb_rr, proxy__lb_leastconn, proxy__lb_p2c, proxy__lb_hash, proxy__lb_random;
+
+/* Smooth WRR among `mask` (not 0), using lb->current. */
+int proxy__lb_swrr(gh_lb *lb, const gh_lb_server *s, uint64_t mask);
+
+/* Sum of the weights of `mask` (from the cache when it is all primaries or all backups). */
+uint32_t proxy__lb_weight(const gh_lb *lb, const gh_lb_server *s, uint64_t mask);
+
+/* A server of `mask` (not 0, total weight `weight`) at random, with probability weight / `weight`. */
+int proxy__lb_weighted_random(gh_lb *lb, const gh_lb_server *s, uint64_t mask, uint32_t weight);
+
+/* The next 64 random bits of lb's PRNG. */
+uint64_t proxy__lb_rand(gh_lb *lb);
+
+/* A bijective 64-bit mixer (splitmix64's finaliser): spreads structured input over all bits. */
+static inline uint64_t proxy__lb_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
 
 #endif

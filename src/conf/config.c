@@ -1,0 +1,385 @@
+/*
+ * config: the public face of src/conf. Loading (parse, validate, check
+ * files), resolving server names, the quick-start builder, and the small pure
+ * helpers a route's action needs at request time.
+ */
+#include "conf/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/arena.h"
+#include "conf/parser.h"
+
+#define MAX_ADDRS_PER_NAME 16 /* a name with more A/AAAA records than this is cut (and logged by the caller) */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* A config with the same defaults as the command line (core/conf.c), from a new arena. */
+static gh_config *new_config(void)
+{
+    conf__arena *a = conf__arena_new();
+    gh_config *c = a != NULL ? conf__arena_alloc(a, sizeof(*c)) : NULL;
+    gh_conf d;
+
+    if (c == NULL) {
+        conf__arena_free(a);
+        return NULL;
+    }
+    gh_conf_defaults(&d);
+    c->arena = a;
+    c->workers = d.workers > GH_CFG_MAX_WORKERS ? GH_CFG_MAX_WORKERS : d.workers;
+    c->log_level = d.log_level;
+    c->access_log = NULL;
+    c->max_body = GH_CFG_NO_LIMIT;
+    c->timeouts = (gh_cfg_timeouts){d.handshake_timeout, d.header_timeout,        d.keepalive_timeout,
+                                    d.body_timeout,      d.send_timeout,          d.connect_timeout,
+                                    d.response_timeout,  d.upstream_idle_timeout, d.shutdown_timeout};
+    return c;
+}
+
+void gh_config_free(gh_config *cfg)
+{
+    if (cfg != NULL)
+        conf__arena_free(cfg->arena); /* cfg itself lives in its arena */
+}
+
+gh_config *gh_config_parse(const char *path, char *err, size_t errlen)
+{
+    gh_config *c = new_config();
+    conf__parser p;
+    int rc;
+
+    if (errlen > 0)
+        err[0] = '\0';
+    if (c == NULL) {
+        set_err(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    memset(&p, 0, sizeof(p));
+    p.cfg = c;
+    p.a = c->arena;
+    p.err = err;
+    p.errlen = errlen;
+    c->path = conf__arena_strndup(c->arena, path, strlen(path));
+    rc = c->path != NULL ? conf__parse_main(&p, c->path) : -1;
+    if (rc == 0)
+        rc = conf__validate(&p);
+    /* The parser's side tables live in the arena too: nothing else to free. */
+    if (rc < 0) {
+        if (errlen > 0 && err[0] == '\0')
+            set_err(err, errlen, "%s: out of memory", path);
+        gh_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* fopen, not access(2): the effective ids decide, as they will when the TLS module opens it. */
+static int check_readable(const gh_cfg_where *w, const char *what, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+
+    if (f != NULL) {
+        fclose(f);
+        return 0;
+    }
+    set_err(err, errlen, "%s:%d: cannot read %s \"%s\": %s", w->file, w->line, what, path, strerror(errno));
+    return -1;
+}
+
+int gh_config_check_files(const gh_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        for (size_t k = 0; k < cfg->sites[i].ncerts; k++) {
+            const gh_cfg_cert *c = &cfg->sites[i].certs[k];
+
+            if (check_readable(&c->where, "certificate", c->cert_file.p, err, errlen) < 0 ||
+                check_readable(&c->where, "key", c->key_file.p, err, errlen) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+gh_config *gh_config_load(const char *path, char *err, size_t errlen)
+{
+    gh_config *c = gh_config_parse(path, err, errlen);
+
+    if (c != NULL && gh_config_check_files(c, err, errlen) < 0) {
+        gh_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The text form the rest of gatehouse uses for addresses: "1.2.3.4:80", "[::1]:80". */
+static void addr_from_sockaddr(gh_addr *a, const struct sockaddr *sa, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    memset(a, 0, sizeof(*a));
+    memcpy(&a->ss, sa, len);
+    a->len = len;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        snprintf(a->text, sizeof(a->text), "[%s]:%u", host, (unsigned)ntohs(s6->sin6_port));
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        snprintf(a->text, sizeof(a->text), "%s:%u", host, (unsigned)ntohs(s4->sin_port));
+    }
+}
+
+static int resolve_server(gh_config *cfg, gh_cfg_server *s, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    size_t n = 0;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", (unsigned)s->port);
+    rc = getaddrinfo(s->host.p, port, &hints, &res);
+    if (rc != 0) {
+        set_err(err, errlen, "%s:%d: cannot resolve %s: %s", s->where.file, s->where.line, s->host.p,
+                rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return -1;
+    }
+    s->addrs = conf__arena_array(cfg->arena, MAX_ADDRS_PER_NAME, sizeof(gh_addr));
+    for (struct addrinfo *ai = res; s->addrs != NULL && ai != NULL && n < MAX_ADDRS_PER_NAME; ai = ai->ai_next)
+        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+            ai->ai_addrlen <= sizeof(struct sockaddr_storage))
+            addr_from_sockaddr(&s->addrs[n++], ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(res);
+    if (s->addrs == NULL || n == 0) {
+        set_err(err, errlen, "%s:%d: cannot resolve %s: %s", s->where.file, s->where.line, s->host.p,
+                s->addrs == NULL ? "out of memory" : "no IPv4 or IPv6 address");
+        return -1;
+    }
+    s->naddrs = n;
+    return 0;
+}
+
+int gh_config_resolve(gh_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->npools; i++)
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
+            if (cfg->pools[i].servers[k].naddrs == 0 && resolve_server(cfg, &cfg->pools[i].servers[k], err, errlen) < 0)
+                return -1;
+    return 0;
+}
+
+const gh_cfg_pool *gh_config_pool(const gh_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (strcmp(cfg->pools[i].name.p, name) == 0)
+            return &cfg->pools[i];
+    return NULL;
+}
+
+/* ---- quick start ------------------------------------------------------------------------------ */
+
+static int cstr(gh_config *c, const char *s, gh_cstr *out)
+{
+    size_t n = strlen(s);
+
+    out->p = conf__arena_strndup(c->arena, s, n);
+    out->len = n;
+    return out->p != NULL ? 0 : -1;
+}
+
+static int quick_server(gh_config *c, gh_cfg_server *s, const gh_addr *a)
+{
+    const char *t = a->text, *colon = strrchr(t, ':');
+    int v6 = t[0] == '[';
+    size_t hlen = (size_t)(colon - t) - (v6 ? 2 : 0);
+
+    s->weight = 1;
+    s->where = (gh_cfg_where){c->path, 0};
+    s->port = ntohs(a->ss.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
+                                                : ((const struct sockaddr_in *)&a->ss)->sin_port);
+    s->addrs = conf__arena_alloc(c->arena, sizeof(gh_addr));
+    s->host.p = conf__arena_strndup(c->arena, t + v6, hlen);
+    s->host.len = hlen;
+    if (s->addrs == NULL || s->host.p == NULL)
+        return -1;
+    s->addrs[0] = *a;
+    s->naddrs = 1;
+    return cstr(c, t, &s->text);
+}
+
+static int quick_pool(gh_config *c, const gh_conf *q)
+{
+    gh_cfg_pool *pool = c->pools = conf__arena_alloc(c->arena, sizeof(*pool));
+
+    if (pool == NULL || cstr(c, "default", &pool->name) < 0)
+        return -1;
+    c->npools = 1;
+    pool->where = (gh_cfg_where){c->path, 0};
+    pool->servers = conf__arena_array(c->arena, q->nservers, sizeof(gh_cfg_server));
+    if (pool->servers == NULL)
+        return -1;
+    for (size_t i = 0; i < q->nservers; i++)
+        if (quick_server(c, &pool->servers[i], &q->servers[i]) < 0)
+            return -1;
+    pool->nservers = q->nservers;
+    return 0;
+}
+
+static int quick_site(gh_config *c, const gh_conf *q)
+{
+    gh_cfg_site *site = c->sites = conf__arena_alloc(c->arena, sizeof(*site));
+    gh_cfg_route *r;
+
+    if (site == NULL)
+        return -1;
+    c->nsites = 1;
+    site->is_default = 1;
+    site->where = (gh_cfg_where){c->path, 0};
+    site->listeners = conf__arena_alloc(c->arena, sizeof(size_t));
+    site->certs = conf__arena_alloc(c->arena, sizeof(gh_cfg_cert));
+    site->routes = r = conf__arena_alloc(c->arena, sizeof(gh_cfg_route));
+    if (site->listeners == NULL || site->certs == NULL || r == NULL)
+        return -1;
+    site->nlisteners = site->ncerts = site->nroutes = 1;
+    site->certs[0].where = site->where;
+    if (cstr(c, q->cert_file, &site->certs[0].cert_file) < 0 || cstr(c, q->key_file, &site->certs[0].key_file) < 0 ||
+        cstr(c, "/", &r->prefix) < 0)
+        return -1;
+    r->action = GH_ACTION_PROXY;
+    r->pool = &c->pools[0];
+    r->connect_timeout = c->timeouts.connect;
+    r->response_timeout = c->timeouts.response;
+    r->max_body = c->max_body;
+    r->where = site->where;
+    return 0;
+}
+
+gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
+{
+    gh_config *c = new_config();
+
+    if (c == NULL)
+        goto oom;
+    c->path = "(command line)";
+    c->workers = q->workers;
+    c->log_level = q->log_level;
+    c->timeouts = (gh_cfg_timeouts){q->handshake_timeout, q->header_timeout,        q->keepalive_timeout,
+                                    q->body_timeout,      q->send_timeout,          q->connect_timeout,
+                                    q->response_timeout,  q->upstream_idle_timeout, q->shutdown_timeout};
+    if (q->access_log != NULL &&
+        (c->access_log = conf__arena_strndup(c->arena, q->access_log, strlen(q->access_log))) == NULL)
+        goto oom;
+    if (q->cert_file == NULL || q->key_file == NULL || q->nservers == 0) {
+        set_err(err, errlen, "(command line): --cert, --key and --to are required");
+        gh_config_free(c);
+        return NULL;
+    }
+    c->listeners = conf__arena_alloc(c->arena, sizeof(gh_cfg_listener));
+    if (c->listeners == NULL)
+        goto oom;
+    c->nlisteners = 1;
+    c->listeners[0] = (gh_cfg_listener){q->listen, 1, {c->path, 0}};
+    if (quick_pool(c, q) < 0 || quick_site(c, q) < 0)
+        goto oom;
+    return c;
+oom:
+    gh_config_free(c);
+    set_err(err, errlen, "(command line): out of memory");
+    return NULL;
+}
+
+/* ---- request-time helpers --------------------------------------------------------------------- */
+
+/* Appends p[0..n) at *at within out[0..cap); returns -1 once it does not fit (with the final NUL). */
+static int put(char *out, size_t cap, size_t *at, const char *p, size_t n)
+{
+    if (n >= cap - *at)
+        return -1;
+    memcpy(out + *at, p, n);
+    *at += n;
+    return 0;
+}
+
+int gh_route_redirect_target(const gh_cfg_route *r, const gh_redirect_vars *v, char *out, size_t outlen)
+{
+    size_t at = 0;
+
+    if (outlen == 0)
+        return -1;
+    for (size_t i = 0; i < r->ntarget; i++) {
+        const gh_cfg_redirect_seg *s = &r->target[i];
+        const gh_cstr *val = s->kind == GH_REDIR_SCHEME        ? &v->scheme
+                             : s->kind == GH_REDIR_HOST        ? &v->host
+                             : s->kind == GH_REDIR_REQUEST_URI ? &v->request_uri
+                                                               : &s->text;
+
+        if (put(out, outlen, &at, val->p, val->len) < 0)
+            return -1;
+    }
+    out[at] = '\0';
+    return (int)at;
+}
+
+int gh_route_rewrite_path(const gh_cfg_route *r, const char *path, size_t len, char *out, size_t outlen)
+{
+    size_t at = 0, plen = r->prefix.len;
+    const char *rest;
+    size_t rest_len;
+
+    if (outlen == 0)
+        return -1;
+    if (r->rewrite == GH_REWRITE_NONE || len < plen || memcmp(path, r->prefix.p, plen) != 0) {
+        if (put(out, outlen, &at, path, len) < 0)
+            return -1;
+        out[at] = '\0';
+        return (int)at;
+    }
+    rest = path + plen;
+    rest_len = len - plen;
+    if (r->rewrite == GH_REWRITE_REPLACE) {
+        if (put(out, outlen, &at, r->replace_with.p, r->replace_with.len) < 0)
+            return -1;
+        /*
+         * The replacement takes the prefix's place, slashes kept as one:
+         * "/api/" -> "/v2" on "/api/x" gives "/v2/x", "/api" -> "/v2/" gives "/v2/x" too.
+         */
+        if (r->prefix.p[plen - 1] == '/' && out[at - 1] != '/' && put(out, outlen, &at, "/", 1) < 0)
+            return -1;
+        if (out[at - 1] == '/' && rest_len > 0 && rest[0] == '/') {
+            rest++;
+            rest_len--;
+        }
+    } else if (rest_len == 0 || rest[0] != '/') {
+        /* Stripping "/api/" from "/api/x" leaves "x"; the upstream needs an absolute path. */
+        if (put(out, outlen, &at, "/", 1) < 0)
+            return -1;
+    }
+    if (put(out, outlen, &at, rest, rest_len) < 0)
+        return -1;
+    out[at] = '\0';
+    return (int)at;
+}

@@ -1,0 +1,272 @@
+/*
+ * config: one configuration *generation*, as read from a file (docs/config.md)
+ * or built from the quick-start command line.
+ *
+ * Ownership: gh_config_load / gh_config_parse / gh_config_from_quickstart
+ * allocate a gh_config and everything it points to from one arena owned by
+ * the gh_config itself; gh_config_free releases all of it at once. Nothing in
+ * it points into the caller's memory, so a generation can outlive the buffers
+ * and the argv it was built from, and (later) be reference-counted and
+ * swapped on SIGHUP. After loading (and gh_config_resolve) it is read-only.
+ *
+ * Strings are NUL-terminated inside the arena and carry their length
+ * (gh_cstr), so the hot path compares without strlen(). Times are in
+ * milliseconds, sizes in bytes.
+ */
+#ifndef GH_CONF_CONFIG_H
+#define GH_CONF_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conf.h" /* gh_addr, gh_conf (the quick-start flags) */
+
+/* Bounds that keep a typo from allocating without limit; balancers take 64-bit masks. */
+#define GH_CFG_MAX_SERVERS   64         /* per pool, backups included */
+#define GH_CFG_MAX_WORKERS   1024       /* same bound as --workers */
+#define GH_CFG_MAX_WEIGHT    10000      /* server weight=N */
+#define GH_CFG_NO_LIMIT      UINT64_MAX /* max_body off */
+#define GH_CFG_MAX_FILE      (1u << 20) /* one config file, bytes */
+#define GH_CFG_INCLUDE_DEPTH 8          /* nested include levels */
+
+/* A NUL-terminated string in the config arena with its length. Empty: p = "", len = 0. */
+typedef struct gh_cstr {
+    const char *p;
+    size_t len;
+} gh_cstr;
+
+/* Where a directive was written, for errors found later and for logs ("route /api/ (app.conf:12)"). */
+typedef struct gh_cfg_where {
+    const char *file;
+    int line;
+} gh_cfg_where;
+
+/* Global timeouts, ms; every one is > 0 (all timeouts are on). */
+typedef struct gh_cfg_timeouts {
+    uint32_t handshake, header, keepalive, body, send;
+    uint32_t connect, response, upstream_idle, shutdown;
+} gh_cfg_timeouts;
+
+typedef struct gh_cfg_listener {
+    gh_addr addr; /* numeric, bound by the master */
+    int tls;      /* 1: TLS (certificates chosen by SNI among the sites it serves); 0: plain HTTP */
+    gh_cfg_where where;
+} gh_cfg_listener;
+
+/* One certificate chain and its key; a site may hold several (ECDSA and RSA side by side). */
+typedef struct gh_cfg_cert {
+    gh_cstr cert_file; /* PEM, leaf first; relative paths already made relative to the config file's dir */
+    gh_cstr key_file;
+    gh_cfg_where where;
+} gh_cfg_cert;
+
+typedef struct gh_cfg_server {
+    gh_cstr text; /* "host:port" as written, for logs */
+    gh_cstr host; /* a numeric address or a name (without brackets) */
+    uint16_t port;
+    uint32_t weight; /* 1..GH_CFG_MAX_WEIGHT, default 1 */
+    int backup;      /* 1: used only when no primary server is healthy */
+    /*
+     * The addresses: filled at parse time for numeric hosts, by
+     * gh_config_resolve for names (every address getaddrinfo returned).
+     */
+    gh_addr *addrs;
+    size_t naddrs;
+    gh_cfg_where where;
+} gh_cfg_server;
+
+enum gh_cfg_balance {
+    GH_BALANCE_ROUND_ROBIN = 0, /* smooth weighted; the default */
+    GH_BALANCE_LEAST_CONN,
+    GH_BALANCE_P2C,
+    GH_BALANCE_RANDOM,
+    GH_BALANCE_HASH,
+};
+
+enum gh_cfg_hash_key { GH_HASH_IP = 0, GH_HASH_HEADER, GH_HASH_COOKIE };
+
+enum gh_cfg_health_type { GH_HEALTH_NONE = 0, GH_HEALTH_HTTP, GH_HEALTH_TCP };
+
+typedef struct gh_cfg_health {
+    int type;                        /* enum gh_cfg_health_type */
+    gh_cstr method;                  /* http: "GET" */
+    gh_cstr path;                    /* http: "/" */
+    gh_cstr host;                    /* http: Host header sent; empty: the server's host:port */
+    uint16_t status_min, status_max; /* http: 200..399 */
+    uint32_t interval;               /* 5 s */
+    uint32_t timeout;                /* 2 s */
+    uint32_t rise;                   /* consecutive successes that mark a server up: 2 */
+    uint32_t fall;                   /* consecutive failures that mark it down: 3 */
+} gh_cfg_health;
+
+/* Passive ejection: `fails` connect failures or 5xx in a row, within `window`, eject for `eject`. */
+typedef struct gh_cfg_passive {
+    uint32_t fails; /* 0: passive ejection off (the default) */
+    uint32_t window;
+    uint32_t eject;
+} gh_cfg_passive;
+
+typedef struct gh_cfg_pool {
+    gh_cstr name;
+    gh_cfg_server *servers;
+    size_t nservers;
+    int balance;       /* enum gh_cfg_balance */
+    int hash_key;      /* enum gh_cfg_hash_key, with balance hash */
+    gh_cstr hash_name; /* header or cookie name for hash header/cookie */
+    gh_cfg_health health;
+    gh_cfg_passive passive;
+    size_t index; /* position in gh_config.pools: lets per-worker state live in a plain array */
+    gh_cfg_where where;
+} gh_cfg_pool;
+
+enum gh_cfg_action { GH_ACTION_PROXY = 1, GH_ACTION_REDIRECT, GH_ACTION_RESPOND };
+enum gh_cfg_rewrite { GH_REWRITE_NONE = 0, GH_REWRITE_STRIP, GH_REWRITE_REPLACE };
+enum gh_cfg_header_op_kind { GH_HEADER_SET = 1, GH_HEADER_REMOVE };
+
+/* `request_header set NAME VALUE` / `response_header remove NAME`. */
+typedef struct gh_cfg_header_op {
+    int op;        /* enum gh_cfg_header_op_kind */
+    gh_cstr name;  /* as written; compare case-insensitively */
+    gh_cstr value; /* set only; never holds CR, LF or NUL */
+} gh_cfg_header_op;
+
+/* A route condition on a request header: present with exactly this value. */
+typedef struct gh_cfg_header_match {
+    gh_cstr name; /* lowercase */
+    gh_cstr value;
+} gh_cfg_header_match;
+
+/* A piece of a redirect target: literal text or a variable. */
+enum gh_cfg_redirect_part { GH_REDIR_TEXT = 0, GH_REDIR_SCHEME, GH_REDIR_HOST, GH_REDIR_REQUEST_URI };
+typedef struct gh_cfg_redirect_seg {
+    int kind;     /* enum gh_cfg_redirect_part */
+    gh_cstr text; /* GH_REDIR_TEXT only */
+} gh_cfg_redirect_seg;
+
+typedef struct gh_cfg_route {
+    /* Match: path prefix (segment-aware, see router.h), then the optional conditions. */
+    gh_cstr prefix;
+    gh_cstr *methods; /* none: any method; compared case-sensitively (RFC 9110 9.1) */
+    size_t nmethods;
+    gh_cfg_header_match *headers; /* every one must hold */
+    size_t nheaders;
+
+    int action; /* enum gh_cfg_action */
+    /* proxy */
+    const gh_cfg_pool *pool;
+    int rewrite;          /* enum gh_cfg_rewrite */
+    gh_cstr replace_with; /* GH_REWRITE_REPLACE */
+    /* redirect and respond */
+    int status;
+    gh_cfg_redirect_seg *target; /* redirect */
+    size_t ntarget;
+    gh_cstr body; /* respond; may be empty */
+
+    /* Per route, already defaulted from the global settings. */
+    uint32_t connect_timeout, response_timeout;
+    uint64_t max_body; /* bytes; GH_CFG_NO_LIMIT: none; beyond it: 413 */
+    gh_cfg_header_op *req_ops, *resp_ops;
+    size_t nreq_ops, nresp_ops;
+
+    unsigned set; /* GH_ROUTE_SET_*: which of the values above the route gave itself (the rest are global) */
+    gh_cfg_where where;
+} gh_cfg_route;
+
+#define GH_ROUTE_SET_CONNECT  0x1
+#define GH_ROUTE_SET_RESPONSE 0x2
+#define GH_ROUTE_SET_MAX_BODY 0x4
+
+typedef struct gh_cfg_site {
+    gh_cstr *names; /* lowercase; exact "example.com" or wildcard "*.example.com" */
+    size_t nnames;
+    int is_default;    /* `site default`: requests whose Host no other site names */
+    size_t *listeners; /* indexes into gh_config.listeners; every listener when the site names none */
+    size_t nlisteners;
+    gh_cfg_cert *certs;
+    size_t ncerts;
+    /* In match order: longest prefix first; at equal prefix, routes with conditions first, then file order. */
+    gh_cfg_route *routes;
+    size_t nroutes;
+    gh_cfg_where where;
+} gh_cfg_site;
+
+typedef struct gh_config gh_config;
+struct gh_config {
+    const char *path;       /* main file; "(command line)" for the quick start */
+    int workers;            /* 1..GH_CFG_MAX_WORKERS; default one per core */
+    int log_level;          /* GH_LOG_* */
+    const char *access_log; /* NULL: off; "-": stdout; else a path */
+    gh_cfg_timeouts timeouts;
+    uint64_t max_body; /* default for routes; GH_CFG_NO_LIMIT unless set */
+
+    gh_cfg_listener *listeners;
+    size_t nlisteners;
+    gh_cfg_pool *pools;
+    size_t npools;
+    gh_cfg_site *sites;
+    size_t nsites;
+
+    struct conf__arena *arena; /* owns this struct and everything above */
+};
+
+/*
+ * Reads and validates the file at path, following includes, and checks that
+ * every certificate and key file is readable (access(2), nothing is parsed:
+ * the TLS module loads them). Server names are not resolved yet: call
+ * gh_config_resolve. Returns NULL on error with "FILE:LINE: reason" in err.
+ */
+gh_config *gh_config_load(const char *path, char *err, size_t errlen);
+
+/* gh_config_load without the certificate readability check (tests, tools that only lint syntax). */
+gh_config *gh_config_parse(const char *path, char *err, size_t errlen);
+
+/* The readability check of gh_config_load alone. Returns 0 or -1 with "FILE:LINE: reason" in err. */
+int gh_config_check_files(const gh_config *cfg, char *err, size_t errlen);
+
+/*
+ * Resolves every server given by name (getaddrinfo, blocking: meant for load
+ * time in the master). A name that resolves to nothing is an error
+ * "FILE:LINE: cannot resolve NAME: reason". Numeric servers are already done.
+ * Periodic, non-blocking re-resolution is not here yet (it belongs to the
+ * upstream module, which will keep its own address lists per generation).
+ * Returns 0 or -1.
+ */
+int gh_config_resolve(gh_config *cfg, char *err, size_t errlen);
+
+/*
+ * The same structure from the quick-start flags (already parsed and checked by
+ * the CLI): one TLS listener, one certificate, pool "default" with the --to
+ * servers in round-robin, one default site with route / to that pool. Copies
+ * every string. Returns NULL (out of memory) with a reason in err.
+ */
+gh_config *gh_config_from_quickstart(const gh_conf *c, char *err, size_t errlen);
+
+/* Frees a generation and everything in it; NULL is a no-op. */
+void gh_config_free(gh_config *cfg);
+
+/* The pool called name, or NULL. */
+const gh_cfg_pool *gh_config_pool(const gh_config *cfg, const char *name);
+
+/* Values a redirect target can use (see docs/config.md). */
+typedef struct gh_redirect_vars {
+    gh_cstr scheme;      /* "https" or "http" */
+    gh_cstr host;        /* Host header without port */
+    gh_cstr request_uri; /* original path and query, as received */
+} gh_redirect_vars;
+
+/*
+ * Writes the Location of a redirect route into out (NUL-terminated).
+ * Returns its length, or -1 when it does not fit.
+ */
+int gh_route_redirect_target(const gh_cfg_route *r, const gh_redirect_vars *v, char *out, size_t outlen);
+
+/*
+ * The path to send upstream for a proxy route whose prefix matched path
+ * (path and query, as received): unchanged, prefix stripped ("/api/x?q" with
+ * prefix "/api/" gives "/x?q"; the result always starts with "/"), or prefix
+ * replaced. Returns the length written to out (NUL-terminated) or -1 when it
+ * does not fit.
+ */
+int gh_route_rewrite_path(const gh_cfg_route *r, const char *path, size_t len, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * validate: what only the whole configuration can tell. References that may
+ * point forward (a route's pool, a site's listener), each listener's set of
+ * sites (names unique, certificates on TLS), and the final shape of each
+ * site (route defaults and match order). Errors point at the line that has
+ * to change.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "conf/parser.h"
+
+static int fail_at(conf__parser *p, const gh_cfg_where *w, const char *fmt, const char *a, const char *b)
+{
+    return conf__fail(p, w->file, w->line, fmt, a, b);
+}
+
+static int resolve_pool_refs(conf__parser *p)
+{
+    for (size_t i = 0; i < p->npool_refs; i++) {
+        const conf__pool_ref *ref = &p->pool_refs[i];
+        const gh_cfg_pool *pool = gh_config_pool(p->cfg, ref->name.p);
+
+        if (pool == NULL)
+            return fail_at(p, &ref->where, "unknown pool \"%s\"%s", ref->name.p,
+                           p->cfg->npools == 0 ? " (no pool is declared)" : "");
+        p->cfg->sites[ref->site].routes[ref->route].pool = pool;
+    }
+    return 0;
+}
+
+static int find_listener(const gh_config *c, const gh_addr *a)
+{
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (strcmp(c->listeners[i].addr.text, a->text) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Each site's listener indexes: those it names, or every listener. */
+static int site_listeners(conf__parser *p, size_t si)
+{
+    gh_config *c = p->cfg;
+    gh_cfg_site *site = &c->sites[si];
+    size_t n = 0, *idx = conf__arena_array(p->a, c->nlisteners, sizeof(size_t));
+
+    if (idx == NULL)
+        return fail_at(p, &site->where, "%s%s", "out of memory", "");
+    for (size_t i = 0; i < p->nlisten_refs; i++) {
+        const conf__listen_ref *ref = &p->listen_refs[i];
+        int l;
+
+        if (ref->site != si)
+            continue;
+        l = find_listener(c, &ref->addr);
+        if (l < 0)
+            return fail_at(p, &ref->where, "no listener %s: declare it at the top with \"listen %s [tls]\"",
+                           ref->addr.text, ref->addr.text);
+        for (size_t k = 0; k < n; k++)
+            if (idx[k] == (size_t)l)
+                return fail_at(p, &ref->where, "listener %s named twice%s", ref->addr.text, "");
+        idx[n++] = (size_t)l;
+    }
+    if (n == 0)
+        for (; n < c->nlisteners; n++)
+            idx[n] = n;
+    site->listeners = idx;
+    site->nlisteners = n;
+    return 0;
+}
+
+static int serves(const gh_cfg_site *s, size_t listener)
+{
+    for (size_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i] == listener)
+            return 1;
+    return 0;
+}
+
+/* The earlier site on the same listener that already claims name (or default), or NULL. */
+static const gh_cfg_site *name_owner(const gh_config *c, size_t upto, size_t listener, const gh_cstr *name)
+{
+    for (size_t i = 0; i < upto; i++) {
+        const gh_cfg_site *s = &c->sites[i];
+
+        if (!serves(s, listener))
+            continue;
+        if (name == NULL && s->is_default)
+            return s;
+        for (size_t k = 0; name != NULL && k < s->nnames; k++)
+            if (strcmp(s->names[k].p, name->p) == 0)
+                return s;
+    }
+    return NULL;
+}
+
+static int check_site_on_listener(conf__parser *p, size_t si, size_t li)
+{
+    const gh_config *c = p->cfg;
+    const gh_cfg_site *s = &c->sites[si], *other;
+    const gh_cfg_listener *l = &c->listeners[li];
+    char first[512];
+
+    if (l->tls && s->ncerts == 0)
+        return conf__fail(p, s->where.file, s->where.line,
+                          "site %s is served by TLS listener %s but has no cert (add \"cert FILE KEY\", or "
+                          "\"listen\" lines that name only plain listeners)",
+                          s->nnames > 0 ? s->names[0].p : "default", l->addr.text);
+    for (size_t k = 0; k <= s->nnames; k++) {
+        const gh_cstr *name = k < s->nnames ? &s->names[k] : NULL;
+
+        if (name == NULL && !s->is_default)
+            break;
+        other = name_owner(c, si, li, name);
+        if (other == NULL)
+            continue;
+        snprintf(first, sizeof(first), "%s:%d", other->where.file, other->where.line);
+        return conf__fail(p, s->where.file, s->where.line, "duplicate site %s on listener %s (first at %s)",
+                          name != NULL ? name->p : "default", l->addr.text, first);
+    }
+    return 0;
+}
+
+static int check_listeners(conf__parser *p)
+{
+    const gh_config *c = p->cfg;
+
+    for (size_t li = 0; li < c->nlisteners; li++) {
+        int used = 0;
+
+        for (size_t si = 0; si < c->nsites; si++) {
+            if (!serves(&c->sites[si], li))
+                continue;
+            used = 1;
+            if (check_site_on_listener(p, si, li) < 0)
+                return -1;
+        }
+        if (!used)
+            return fail_at(p, &c->listeners[li].where, "listener %s serves no site%s", c->listeners[li].addr.text, "");
+    }
+    return 0;
+}
+
+static int check_pools(conf__parser *p)
+{
+    for (size_t i = 0; i < p->cfg->npools; i++) {
+        const gh_cfg_pool *pool = &p->cfg->pools[i];
+        size_t primaries = 0;
+
+        for (size_t k = 0; k < pool->nservers; k++)
+            primaries += !pool->servers[k].backup;
+        if (primaries == 0)
+            return fail_at(p, &pool->where, "pool \"%s\" has no server%s", pool->name.p,
+                           pool->nservers > 0 ? " that is not a backup" : "");
+    }
+    return 0;
+}
+
+static int has_conditions(const gh_cfg_route *r)
+{
+    return r->nmethods > 0 || r->nheaders > 0;
+}
+
+/* Match order: longer prefix first; at equal prefix, routes with conditions before those without. */
+static int route_before(const gh_cfg_route *a, const gh_cfg_route *b)
+{
+    if (a->prefix.len != b->prefix.len)
+        return a->prefix.len > b->prefix.len;
+    return has_conditions(a) && !has_conditions(b);
+}
+
+/* Insertion sort: stable (file order breaks ties), and a site has few routes. */
+static void sort_routes(gh_cfg_route *r, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        gh_cfg_route tmp = r[i];
+        size_t j = i;
+
+        for (; j > 0 && route_before(&tmp, &r[j - 1]); j--)
+            r[j] = r[j - 1];
+        r[j] = tmp;
+    }
+}
+
+static int same_match(const gh_cfg_route *a, const gh_cfg_route *b)
+{
+    if (strcmp(a->prefix.p, b->prefix.p) != 0 || a->nmethods != b->nmethods || a->nheaders != b->nheaders)
+        return 0;
+    for (size_t i = 0; i < a->nmethods; i++)
+        if (strcmp(a->methods[i].p, b->methods[i].p) != 0)
+            return 0;
+    for (size_t i = 0; i < a->nheaders; i++)
+        if (strcmp(a->headers[i].name.p, b->headers[i].name.p) != 0 ||
+            strcmp(a->headers[i].value.p, b->headers[i].value.p) != 0)
+            return 0;
+    return 1;
+}
+
+static void route_defaults(const gh_config *c, gh_cfg_route *r)
+{
+    if (!(r->set & GH_ROUTE_SET_CONNECT))
+        r->connect_timeout = c->timeouts.connect;
+    if (!(r->set & GH_ROUTE_SET_RESPONSE))
+        r->response_timeout = c->timeouts.response;
+    if (!(r->set & GH_ROUTE_SET_MAX_BODY))
+        r->max_body = c->max_body;
+}
+
+static int check_site(conf__parser *p, gh_cfg_site *s)
+{
+    char first[512];
+
+    if (s->nroutes == 0)
+        return fail_at(p, &s->where, "site %s has no route (add, for example, \"route / { proxy POOL }\")%s",
+                       s->nnames > 0 ? s->names[0].p : "default", "");
+    for (size_t i = 0; i < s->nroutes; i++) {
+        if (s->routes[i].action == 0)
+            return fail_at(p, &s->routes[i].where, "route %s has no action (proxy, redirect or respond)%s",
+                           s->routes[i].prefix.p, "");
+        route_defaults(p->cfg, &s->routes[i]);
+    }
+    sort_routes(s->routes, s->nroutes);
+    for (size_t i = 1; i < s->nroutes; i++) {
+        const gh_cfg_route *a = &s->routes[i - 1], *b = &s->routes[i];
+
+        if (!same_match(a, b))
+            continue;
+        /* Sorting is stable, so b is the later one in the file: that is the line to fix. */
+        snprintf(first, sizeof(first), "%s:%d", a->where.file, a->where.line);
+        return fail_at(p, &b->where, "duplicate route %s with the same conditions (first at %s)", b->prefix.p, first);
+    }
+    return 0;
+}
+
+int conf__validate(conf__parser *p)
+{
+    gh_config *c = p->cfg;
+    const char *main_file = c->path;
+
+    if (c->nlisteners == 0)
+        return conf__fail(p, main_file, p->main_lines, "no listener: add one, such as \"listen 0.0.0.0:443 tls\"");
+    if (c->nsites == 0)
+        return conf__fail(p, main_file, p->main_lines, "no site: add one, such as \"site default { ... }\"");
+    if (resolve_pool_refs(p) < 0 || check_pools(p) < 0)
+        return -1;
+    for (size_t i = 0; i < c->nsites; i++)
+        if (site_listeners(p, i) < 0 || check_site(p, &c->sites[i]) < 0)
+            return -1;
+    return check_listeners(p);
+}

@@ -1,0 +1,51 @@
+/*
+ * health/probe: active health checks. One process (a child the master forks
+ * for this alone, like a worker) probes every server, so that each server is
+ * probed once per interval, not once per worker, and writes its verdicts into
+ * the shared state (state.h) that the workers read.
+ */
+#ifndef GH_HEALTH_PROBE_H
+#define GH_HEALTH_PROBE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conf.h"
+#include "health/state.h"
+
+enum gh_probe_type {
+    GH_PROBE_TCP = 0,  /* passes when the connection is established */
+    GH_PROBE_HTTP = 1, /* passes on a valid response head with a status in range */
+};
+
+/*
+ * One server to probe. Built from the config by the master before the fork;
+ * the strings are borrowed and must outlive gh_health_run().
+ */
+typedef struct gh_health_target {
+    uint32_t slot; /* the server's slot in the shared state */
+    gh_addr addr;
+    const char *pool;                /* for logs; may be NULL */
+    int type;                        /* enum gh_probe_type */
+    const char *method;              /* HTTP: NULL means "GET" */
+    const char *path;                /* HTTP: NULL means "/" */
+    const char *host;                /* HTTP: the Host header; NULL means addr.text */
+    uint16_t status_min, status_max; /* HTTP: passing statuses, inclusive; 0, 0 means 200..399 */
+    uint32_t interval_ms;            /* between the starts of two probes; >= 1 */
+    uint32_t timeout_ms;             /* connect plus answer; >= 1 */
+    uint32_t rise, fall;             /* passes / failures in a row that change the verdict; 0 counts as 1 */
+} gh_health_target;
+
+/*
+ * Probes the n targets until SIGTERM, SIGINT or SIGQUIT (read from a signalfd;
+ * they are blocked here, as the master has them blocked already), writing each
+ * verdict change into shm and logging it at warn ("server 127.0.0.1:8081 of
+ * pool app is down: connect refused", "... is up"). The first probe of each
+ * target comes at a random point of its first interval, so that targets do not
+ * all fire together. Allocates once at start (a small struct per target) and
+ * never per probe. Returns 0 when stopped by a signal, 1 when it could not
+ * start: a process exit status.
+ */
+int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm);
+
+#endif
