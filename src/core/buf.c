@@ -21,6 +21,19 @@ int gh_buf_reserve(gh_buf *b)
         return -1;
     }
     b->start = b->end = 0;
+    b->cap = GH_BUF_SIZE;
+    return 0;
+}
+
+int gh_buf_reserve_large(gh_buf *b, size_t size)
+{
+    gh_buf_release(b);
+    if (size <= GH_BUF_SIZE)
+        return gh_buf_reserve(b);
+    if (size > UINT32_MAX || (b->data = malloc(size)) == NULL)
+        return -1;
+    b->start = b->end = 0;
+    b->cap = (uint32_t)size;
     return 0;
 }
 
@@ -28,7 +41,7 @@ void gh_buf_release(gh_buf *b)
 {
     if (b->data == NULL)
         return;
-    if (free_count < POOL_MAX_FREE) {
+    if (b->cap == GH_BUF_SIZE && free_count < POOL_MAX_FREE) {
         *(void **)b->data = free_list;
         free_list = b->data;
         free_count++;

@@ -16,10 +16,17 @@
 typedef struct gh_buf {
     char *data; /* NULL while no block is held */
     uint32_t start, end;
+    uint32_t cap; /* GH_BUF_SIZE, or more for a block from gh_buf_reserve_large */
 } gh_buf;
 
 /* Makes sure b holds a block. Returns 0 or -1 when out of memory. */
 int gh_buf_reserve(gh_buf *b);
+/*
+ * Makes sure b holds an empty block of at least size bytes, outside the pool
+ * when larger than GH_BUF_SIZE (rare: an upstream request head that the
+ * forwarding headers made larger than a block). Drops what b held.
+ */
+int gh_buf_reserve_large(gh_buf *b, size_t size);
 /* Gives the block back (any bytes in it are dropped). */
 void gh_buf_release(gh_buf *b);
 /* Gives the block back if it holds no bytes. */
@@ -39,7 +46,7 @@ static inline char *gh_buf_tail(const gh_buf *b)
 }
 static inline size_t gh_buf_room(const gh_buf *b)
 {
-    return b->data ? GH_BUF_SIZE - b->end : 0;
+    return b->data ? b->cap - b->end : 0;
 }
 
 /* Drops n bytes from the front; resets offsets when it empties. */

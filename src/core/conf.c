@@ -29,7 +29,9 @@ void gh_conf_defaults(gh_conf *c)
     c->response_timeout = 60 * 1000;
     c->upstream_idle_timeout = 30 * 1000;
     c->shutdown_timeout = 30 * 1000;
-    c->tls = NULL;
+    c->config_file = NULL;
+    c->test_only = 0;
+    c->workers_given = 0;
 }
 
 /*

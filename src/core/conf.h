@@ -38,7 +38,9 @@ typedef struct gh_conf {
     uint32_t response_timeout;      /* upstream silent while we wait for response bytes: 60 s */
     uint32_t upstream_idle_timeout; /* pooled idle upstream connection: 30 s */
     uint32_t shutdown_timeout;      /* SIGTERM drain deadline: 30 s */
-    void *tls;                      /* gh_tls_ctx *, loaded by the master before fork */
+    const char *config_file;        /* -c FILE: everything but --workers/--log-level comes from it */
+    int test_only;                  /* -t: check the configuration and exit */
+    int workers_given;              /* --workers was on the command line (overrides the file) */
 } gh_conf;
 
 /* Sets every field to its default (no listener, no servers, one worker per core). */

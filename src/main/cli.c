@@ -39,6 +39,8 @@ static const struct option options[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"response-timeout", required_argument, NULL, OPT_RESPONSE_TIMEOUT},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+    {"config", required_argument, NULL, 'c'},
+    {"test", no_argument, NULL, 't'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -139,7 +141,12 @@ static void print_help(void)
                     "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
                     "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
                     "\n"
-                    "Required:\n"
+                    "   or: gatehouse -c FILE [-t] [--workers N] [--log-level LEVEL]\n"
+                    "\n"
+                    "  -c, --config FILE       run from a configuration file (docs/config.md)\n"
+                    "  -t, --test              check the configuration (file or flags), then exit\n"
+                    "\n"
+                    "Required without -c:\n"
                     "  --listen ADDR           address to accept TLS connections on (0.0.0.0:443, [::]:443)\n"
                     "  --cert FILE             certificate chain in PEM, leaf first\n"
                     "  --key FILE              private key in PEM\n"
@@ -335,7 +342,19 @@ int gh_cli_parse(gh_conf *c, int argc, char **argv)
 
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":hVc:t", options, NULL)) != -1) {
+        if (opt == 'c') {
+            if (c->config_file != NULL) {
+                gh_cli_error("-c: given more than once");
+                return usage_error();
+            }
+            c->config_file = optarg;
+            continue;
+        }
+        if (opt == 't') {
+            c->test_only = 1;
+            continue;
+        }
         if (opt == 'h') {
             print_help();
             return GH_CLI_DONE;
@@ -344,7 +363,7 @@ int gh_cli_parse(gh_conf *c, int argc, char **argv)
             printf("gatehouse " GH_VERSION "\n");
             return GH_CLI_DONE;
         }
-        if (opt == '?' || opt == ':') {
+        if (opt == '?' || opt == ':' || opt < OPT_LISTEN || opt >= OPT_END) {
             getopt_error(opt, argv);
             return usage_error();
         }
@@ -354,10 +373,21 @@ int gh_cli_parse(gh_conf *c, int argc, char **argv)
         }
         if (apply_option(c, opt, optarg) < 0)
             return usage_error();
+        if (opt == OPT_WORKERS)
+            c->workers_given = 1;
     }
     if (optind < argc) {
         gh_cli_error("unexpected argument \"%s\"", argv[optind]);
         return usage_error();
+    }
+    if (c->config_file != NULL) {
+        /* One source of truth: a file and quick-start flags that contradict it would confuse. */
+        if (c->listen.len != 0 || c->cert_file != NULL || c->key_file != NULL || c->nservers != 0 ||
+            c->access_log != NULL) {
+            gh_cli_error("-c: --listen, --cert, --key, --to and --access-log belong in the file");
+            return usage_error();
+        }
+        return GH_CLI_RUN;
     }
     if (check_required(c) < 0)
         return usage_error();

@@ -37,8 +37,9 @@ struct worker {
 
 /* Everything the supervision loop knows; lives on gh_master_run's stack. */
 struct master {
-    const gh_conf *conf;
-    int listen_fd;
+    const gh_runtime *rt;
+    const gh_config *cfg;
+    int *listen_fds; /* one per listener; -1 once closed */
     pid_t self;
     sigset_t sigs; /* blocked, and read with sigtimedwait */
     struct worker *workers;
@@ -90,28 +91,16 @@ static void raise_nofile_limit(void)
                     (unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max / 2);
 }
 
-static int load_tls(gh_conf *conf)
-{
-    char err[256] = "";
-
-    conf->tls = gh_tls_ctx_new(conf->cert_file, conf->key_file, err, sizeof(err));
-    if (conf->tls == NULL) {
-        gh_cli_error("%s", err[0] ? err : "cannot load the certificate and key");
-        return -1;
-    }
-    return 0;
-}
-
 /* Fails at startup, once, rather than in every worker, in a restart loop. */
-static int check_access_log(const gh_conf *conf)
+static int check_access_log(const gh_config *cfg)
 {
     int fd;
 
-    if (conf->access_log == NULL || strcmp(conf->access_log, "-") == 0)
+    if (cfg->access_log == NULL || strcmp(cfg->access_log, "-") == 0)
         return 0;
-    fd = open(conf->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        gh_cli_error("--access-log: cannot open \"%s\": %s", conf->access_log, strerror(errno));
+        gh_cli_error("access log: cannot open \"%s\": %s", cfg->access_log, strerror(errno));
         return -1;
     }
     close(fd);
@@ -157,24 +146,36 @@ fail:
     return -1;
 }
 
-static void log_started(const gh_conf *conf)
+static void log_started(const gh_config *cfg)
 {
-    char to[768];
+    char on[768];
     size_t n = 0, i;
 
-    to[0] = '\0';
-    for (i = 0; i < conf->nservers; i++) {
-        size_t need = strlen(conf->servers[i].text) + 2;
-
-        /* Keep the line readable with 64 servers: the rest are counted, not listed. */
-        if (n + need + 32 > sizeof(to))
+    on[0] = '\0';
+    for (i = 0; i < cfg->nlisteners; i++) {
+        /* Keep the line readable with many listeners: the rest are counted, not listed. */
+        if (n + strlen(cfg->listeners[i].addr.text) + 40 > sizeof(on))
             break;
-        n += (size_t)snprintf(to + n, sizeof(to) - n, "%s%s", i ? ", " : "", conf->servers[i].text);
+        n += (size_t)snprintf(on + n, sizeof(on) - n, "%s%s%s", i ? ", " : "", cfg->listeners[i].addr.text,
+                              cfg->listeners[i].tls ? " (tls)" : "");
     }
-    if (i < conf->nservers)
-        snprintf(to + n, sizeof(to) - n, " and %zu more", conf->nservers - i);
-    gh_log_info("gatehouse " GH_VERSION " listening on %s, %d worker%s, forwarding to %s", conf->listen.text,
-                conf->workers, conf->workers == 1 ? "" : "s", to);
+    if (i < cfg->nlisteners)
+        snprintf(on + n, sizeof(on) - n, " and %zu more", cfg->nlisteners - i);
+    gh_log_info("gatehouse " GH_VERSION " listening on %s, %d worker%s, %zu site%s, %zu pool%s", on, cfg->workers,
+                cfg->workers == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
+                cfg->npools == 1 ? "" : "s");
+    for (i = 0; i < cfg->npools; i++)
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
+            gh_log_debug("pool %s: server %s", cfg->pools[i].name.p, cfg->pools[i].servers[k].text.p);
+}
+
+static void close_listeners(struct master *m)
+{
+    for (size_t i = 0; m->listen_fds != NULL && i < m->cfg->nlisteners; i++)
+        if (m->listen_fds[i] >= 0) {
+            close(m->listen_fds[i]);
+            m->listen_fds[i] = -1;
+        }
 }
 
 /* ---- workers -------------------------------------------------------------------------------- */
@@ -191,7 +192,12 @@ static void child_main(const struct master *m, int id)
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_UNBLOCK, &chld, NULL);
-    exit(gh_worker_run(m->conf, m->listen_fd, id));
+    if (id >= m->cfg->workers) {
+        /* The prober: health checks once per server for all workers; it serves no client. */
+        close_listeners((struct master *)m);
+        exit(gh_runtime_probe(m->rt));
+    }
+    exit(gh_worker_run(m->rt, m->listen_fds, id));
 }
 
 static void start_worker(struct master *m, struct worker *w, int64_t now)
@@ -316,7 +322,7 @@ static void reap_workers(struct master *m, int64_t now)
 /* ---- shutdown ------------------------------------------------------------------------------- */
 
 /*
- * SIGTERM drains: workers finish what is in flight within conf->shutdown_timeout,
+ * SIGTERM drains: workers finish what is in flight within the shutdown timeout,
  * and the master waits that plus KILL_GRACE_MS. SIGINT/SIGQUIT stop at once,
  * also in the middle of a drain; a second SIGTERM changes nothing.
  */
@@ -329,8 +335,8 @@ static void begin_stop(struct master *m, int sig, int64_t now)
         return;
     }
     if (sig == SIGTERM) {
-        deadline = now + m->conf->shutdown_timeout + KILL_GRACE_MS;
-        gh_log_info("SIGTERM received: draining connections (deadline %u ms)", (unsigned)m->conf->shutdown_timeout);
+        deadline = now + m->cfg->timeouts.shutdown + KILL_GRACE_MS;
+        gh_log_info("SIGTERM received: draining connections (deadline %u ms)", (unsigned)m->cfg->timeouts.shutdown);
     } else {
         deadline = now + QUICK_STOP_MS;
         gh_log_info("%s received: stopping now", sig == SIGINT ? "SIGINT" : "SIGQUIT");
@@ -342,10 +348,7 @@ static void begin_stop(struct master *m, int sig, int64_t now)
         m->workers[i].restart_at = 0;
     /* Once the workers have closed theirs, the socket is gone and new
      * connections are refused at once instead of waiting in a dead queue. */
-    if (m->listen_fd >= 0) {
-        close(m->listen_fd);
-        m->listen_fd = -1;
-    }
+    close_listeners(m);
     signal_workers(m, sig);
 }
 
@@ -463,23 +466,28 @@ static int run_workers(struct master *m)
     return supervise(m);
 }
 
-int gh_master_run(gh_conf *conf)
+int gh_master_run(gh_runtime *rt)
 {
     struct master m;
+    const gh_config *cfg = gh_runtime_config(rt);
     int rc = 1;
 
     memset(&m, 0, sizeof(m));
-    m.conf = conf;
-    m.nworkers = conf->workers;
+    m.rt = rt;
+    m.cfg = cfg;
+    m.nworkers = cfg->workers + (gh_runtime_has_probes(rt) ? 1 : 0); /* the prober is supervised alike */
     m.self = getpid();
-    m.listen_fd = -1;
-    if (load_tls(conf) < 0 || check_access_log(conf) < 0)
+    if (check_access_log(cfg) < 0)
         goto out;
     /* A peer that closes early must cost an EPIPE on that connection, not the process. */
     signal(SIGPIPE, SIG_IGN);
-    m.listen_fd = open_listener(&conf->listen);
-    if (m.listen_fd < 0)
+    if ((m.listen_fds = malloc((cfg->nlisteners ? cfg->nlisteners : 1) * sizeof(int))) == NULL)
         goto out;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        m.listen_fds[i] = -1;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if ((m.listen_fds[i] = open_listener(&cfg->listeners[i].addr)) < 0)
+            goto out;
     raise_nofile_limit();
     /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */
     sigemptyset(&m.sigs);
@@ -489,13 +497,12 @@ int gh_master_run(gh_conf *conf)
     sigaddset(&m.sigs, SIGHUP);
     sigaddset(&m.sigs, SIGCHLD);
     sigprocmask(SIG_BLOCK, &m.sigs, NULL);
-    log_started(conf);
+    log_started(cfg);
     rc = run_workers(&m);
 out:
     free(m.workers);
-    if (m.listen_fd >= 0)
-        close(m.listen_fd);
-    gh_tls_ctx_free(conf->tls);
-    conf->tls = NULL;
+    close_listeners(&m);
+    free(m.listen_fds);
+    gh_runtime_free(rt);
     return rc;
 }

@@ -5,15 +5,15 @@
 #ifndef GH_MAIN_MASTER_H
 #define GH_MAIN_MASTER_H
 
-#include "core/conf.h"
+#include "proxy/runtime.h"
 
 /*
- * Runs gatehouse from a complete, validated conf: raises the open-file limit,
- * loads the TLS context into conf->tls, binds conf->listen, forks
- * conf->workers workers and supervises them until SIGTERM, SIGINT or SIGQUIT.
+ * Runs gatehouse from a runtime (config loaded, certificates in memory; owned
+ * and freed here): binds every listener, raises the open-file limit, forks the
+ * config's workers and supervises them until SIGTERM, SIGINT or SIGQUIT.
  * Returns the process exit status: 0 when every worker stopped cleanly, 1 on
  * a startup error (already printed) or an unclean stop.
  */
-int gh_master_run(gh_conf *conf);
+int gh_master_run(gh_runtime *rt);
 
 #endif

@@ -16,7 +16,7 @@
 
 int proxy__access_open(proxy__worker *w)
 {
-    const char *path = w->conf->access_log;
+    const char *path = w->cfg->access_log;
     w->access_fd = -1;
     if (path == NULL)
         return 0;
@@ -97,6 +97,8 @@ static const char *log_date(proxy__worker *w)
     return w->date;
 }
 
+static void append_line(proxy__worker *w, char *line, size_t cap, int n);
+
 void proxy__access_end(proxy__exchange *ex)
 {
     proxy__worker *w = ex->c->w;
@@ -110,10 +112,46 @@ void proxy__access_end(proxy__exchange *ex)
                  strchr(ex->log + 1, '"') + 2);
     free(ex->log);
     ex->log = NULL;
+    append_line(w, line, sizeof(line), n);
+}
+
+/*
+ * A request refused by the parser: as nginx does, the log shows its first line
+ * as received (escaped, at most 2 KiB), or "-" when there is none.
+ */
+void proxy__access_reject(proxy__client *c, int status, size_t bytes)
+{
+    proxy__worker *w = c->w;
+    const char *p = gh_buf_head(&c->in), *nl;
+    size_t len = gh_buf_len(&c->in), o = 0;
+    char first[2048 * 4 + 4], line[sizeof(first) + 256];
+
+    if (w->access_fd < 0)
+        return;
+    nl = len ? memchr(p, '\n', len) : NULL;
+    len = nl ? (size_t)(nl - p) : 0;
+    if (len > 0 && p[len - 1] == '\r')
+        len--;
+    if (len > 2048)
+        len = 2048;
+    if (len == 0)
+        first[o++] = '-';
+    else
+        o = put_escaped(first, sizeof(first), p, len);
+    append_line(w, line, sizeof(line),
+                snprintf(line, sizeof(line), "%s - - [%s] \"%.*s\" %d %zu \"-\" \"-\"\n", c->ip, log_date(w), (int)o,
+                         first, status, bytes));
+}
+
+/* n is what snprintf returned for a buffer of cap bytes: a cut line keeps its newline. */
+static void append_line(proxy__worker *w, char *line, size_t cap, int n)
+{
     if (n <= 0)
         return;
-    if ((size_t)n >= sizeof(line))
-        n = sizeof(line) - 1;
+    if ((size_t)n >= cap) {
+        n = (int)cap - 1;
+        line[n - 1] = '\n';
+    }
     if (gh_buf_append(&w->access_buf, line, (size_t)n) < 0) {
         proxy__access_flush(w);
         gh_buf_append(&w->access_buf, line, (size_t)n);

@@ -99,7 +99,7 @@ void proxy__client_fail(proxy__client *c, int status)
     int n = proxy__error_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), status);
     if (n > 0)
         c->out.end += (uint32_t)n;
-    gh_timer_set(c->w->loop, &c->timer, c->w->conf->send_timeout);
+    gh_timer_set(c->w->loop, &c->timer, c->w->t->send);
 }
 
 /* An idle connection keeps no buffers: only its TLS session and this struct. */
@@ -121,10 +121,10 @@ void proxy__client_exchange_done(proxy__client *c)
     c->requests++;
     if (c->close_after || c->w->draining) {
         c->state = CLIENT_CLOSING;
-        gh_timer_set(c->w->loop, &c->timer, c->w->conf->send_timeout);
+        gh_timer_set(c->w->loop, &c->timer, c->w->t->send);
         return;
     }
-    go_idle(c, c->w->conf->keepalive_timeout);
+    go_idle(c, c->w->t->keepalive);
     if (gh_buf_len(&c->in) > 0)
         c->state = CLIENT_HEAD; /* a pipelined request is already here */
 }
@@ -175,11 +175,12 @@ static int try_head(proxy__client *c)
         c->line_ok = 1;
     }
     r = gh_h1_parse_request(p, len, &c->w->req);
-    if (r == 0 && len >= GH_BUF_SIZE)
+    if (r == 0 && gh_buf_room(&c->in) == 0 && c->in.start == 0)
         r = -431;
     if (r == 0)
         return 0;
     if (r < 0) {
+        proxy__access_reject(c, -r, proxy__error_body_len(-r));
         proxy__client_fail(c, -r);
         return 1;
     }
@@ -206,7 +207,7 @@ static void read_head(proxy__client *c)
         if (c->state == CLIENT_IDLE) {
             /* the head must arrive within header_timeout of its first byte (slowloris) */
             c->state = CLIENT_HEAD;
-            gh_timer_set(c->w->loop, &c->timer, c->w->conf->header_timeout);
+            gh_timer_set(c->w->loop, &c->timer, c->w->t->header);
         }
     }
 }
@@ -229,7 +230,7 @@ static void do_handshake(proxy__client *c)
     c->w->handshaking--;
     c->w->heap_dirty = 1;
     /* the first request is due within header_timeout of the handshake */
-    go_idle(c, c->w->conf->header_timeout);
+    go_idle(c, c->w->t->header);
 }
 
 /* CLOSING: send what is queued, then close_notify and half-close; LINGER: drain input briefly. */
@@ -334,8 +335,9 @@ static void on_client_timeout(gh_timer *t)
     proxy__client_close(c);
 }
 
-void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer, gh_tls_ctx *tls)
+void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer)
 {
+    gh_tls_ctx *tls = l->tls;
     proxy__client *c = calloc(1, sizeof(*c));
     if (c == NULL || (tls != NULL && (c->tls = gh_tls_new(tls, fd, &c->can_read, &c->can_write, &c->hup)) == NULL)) {
         free(c);
@@ -346,6 +348,7 @@ void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storag
     c->io.cb = on_client_event;
     c->timer.cb = on_client_timeout;
     c->w = w;
+    c->listener = l;
     c->state = CLIENT_HANDSHAKE;
     gh_sock_ntop(peer, c->ip, sizeof(c->ip));
     if (gh_loop_add(w->loop, &c->io) < 0) {
@@ -362,9 +365,9 @@ void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storag
     c->can_read = 1; /* the first bytes are often there already */
     if (tls != NULL) {
         w->handshaking++;
-        gh_timer_set(w->loop, &c->timer, w->conf->handshake_timeout);
+        gh_timer_set(w->loop, &c->timer, w->t->handshake);
     } else {
-        go_idle(c, w->conf->header_timeout);
+        go_idle(c, w->t->header);
     }
     dispatch(c);
 }

@@ -20,6 +20,9 @@
 
 #define GONE (-1) /* the exchange was finished or failed and freed */
 
+/* A head within GH_H1_MAX_HEAD plus the forwarding headers (Host repeated twice, XFF...) fits. */
+#define UPSTREAM_HEAD_MAX (4 * GH_H1_MAX_HEAD)
+
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static int method_is(gh_h1_str m, const char *s)
@@ -53,6 +56,8 @@ static int fail(proxy__exchange *ex, int status)
     int started = ex->res_started;
 
     ex->status = status;
+    if (!started)
+        ex->bytes_out = proxy__error_body_len(status);
     proxy__access_end(ex);
     c->ex = NULL;
     proxy__exchange_free(ex);
@@ -66,7 +71,7 @@ static int fail(proxy__exchange *ex, int status)
 /* `none_left` is the answer when no server is left to try: 503 if none could be reached. */
 static int attach_upstream(proxy__exchange *ex, int none_left)
 {
-    proxy__upstream *u = proxy__upstream_get(ex->c->w, &ex->tried);
+    proxy__upstream *u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
     if (u == NULL)
         return fail(ex, none_left);
     u->ex = ex;
@@ -76,6 +81,8 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
         u->connected = 1;
         u->can_write = 1;
         u->can_read = 0; /* it was drained when it went idle; new bytes bring an event */
+    } else {
+        gh_timer_set(ex->c->w->loop, &u->timer, ex->route->connect_timeout);
     }
     return 0;
 }
@@ -102,7 +109,7 @@ static int upstream_failed(proxy__exchange *ex, int status)
         /* A stale keep-alive connection (the server closed it while idle): the
          * server itself is fine, so it may be tried again with a fresh connection. */
         ex->tried &= ~((uint64_t)1 << server);
-        proxy__servers_close_idle(ex->c->w);
+        proxy__pool_close_idle(ex->pool);
     }
     if (connected)
         ex->reached = 1;
@@ -111,13 +118,136 @@ static int upstream_failed(proxy__exchange *ex, int status)
     return 1;
 }
 
+/* The value of cookie `name` in the request's Cookie headers (RFC 6265 5.4), or an empty slice. */
+static gh_h1_str find_cookie(const gh_h1_request *r, gh_cstr name)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const char *p, *end;
+        if (!gh_h1_str_ieq(r->headers[i].name, "cookie"))
+            continue;
+        p = r->headers[i].value.p;
+        end = p + r->headers[i].value.len;
+        while (p < end) {
+            const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
+            while (p < stop && *p == ' ')
+                p++;
+            if ((size_t)(stop - p) > name.len && memcmp(p, name.p, name.len) == 0 && p[name.len] == '=')
+                return (gh_h1_str){p + name.len + 1, (size_t)(stop - p) - name.len - 1};
+            p = stop + 1;
+        }
+    }
+    return (gh_h1_str){"", 0};
+}
+
+/* The key that `balance hash` maps to a server: client address, a header or a cookie. */
+static uint64_t hash_key(const proxy__client *c, const gh_cfg_pool *pool, const gh_h1_request *r)
+{
+    gh_h1_str v = {"", 0};
+
+    if (pool->balance != GH_BALANCE_HASH)
+        return 0;
+    if (pool->hash_key == GH_HASH_IP)
+        return gh_lb_hash(c->ip, strlen(c->ip));
+    if (pool->hash_key == GH_HASH_COOKIE) {
+        v = find_cookie(r, pool->hash_name);
+    } else {
+        for (size_t i = 0; i < r->nheaders; i++)
+            if (r->headers[i].name.len == pool->hash_name.len &&
+                strncasecmp(r->headers[i].name.p, pool->hash_name.p, pool->hash_name.len) == 0) {
+                v = r->headers[i].value;
+                break;
+            }
+    }
+    return gh_lb_hash(v.p, v.len);
+}
+
+/* A response of gatehouse's own (redirect, respond): no upstream; the pumps only flush it. */
+static void local_response(proxy__exchange *ex, int status, const char *loc, size_t loclen, const char *body,
+                           size_t bodylen)
+{
+    proxy__client *c = ex->c;
+    int n;
+
+    if (!ex->req_done)
+        c->close_after = 1; /* the body is not read: the connection cannot carry another request */
+    gh_buf_compact(&c->out);
+    n = proxy__local_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), status, loc, loclen, body, bodylen,
+                              c->close_after);
+    if (n < 0) {
+        fail(ex, 500);
+        return;
+    }
+    c->out.end += (uint32_t)n;
+    ex->status = status;
+    ex->res_started = 1;
+    ex->res_state = RES_DONE;
+    ex->bytes_out = bodylen;
+    proxy__exchange_run(ex);
+}
+
+static void do_redirect(proxy__exchange *ex, const gh_h1_request *r, gh_h1_str host)
+{
+    char loc[4096];
+    const char *colon = memchr(host.p, ':', host.len);
+    gh_redirect_vars v = {
+        .scheme = ex->c->tls ? (gh_cstr){"https", 5} : (gh_cstr){"http", 4},
+        .host = {host.p, colon && host.p[0] != '[' ? (size_t)(colon - host.p) : host.len},
+        .request_uri = {r->path.p, r->path.len},
+    };
+    int n = gh_route_redirect_target(ex->route, &v, loc, sizeof(loc));
+    if (n < 0) {
+        fail(ex, 414);
+        return;
+    }
+    local_response(ex, ex->route->status, loc, (size_t)n, "", 0);
+}
+
+/* Serializes the upstream head and connects. */
+static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
+{
+    proxy__client *c = ex->c;
+    const gh_cfg_route *rt = ex->route;
+    char path[GH_H1_MAX_LINE + 256];
+    proxy__forward f = {.client_ip = c->ip, .tls = c->tls != NULL, .route = rt};
+    int n;
+
+    if (r->body == GH_H1_BODY_LENGTH && r->content_length > rt->max_body) {
+        fail(ex, 413);
+        return;
+    }
+    if (rt->rewrite != GH_REWRITE_NONE && r->target_form != GH_H1_ASTERISK_FORM) {
+        n = gh_route_rewrite_path(rt, r->path.p, r->path.len, path, sizeof(path));
+        if (n < 0) {
+            fail(ex, 414);
+            return;
+        }
+        f.path = path;
+        f.path_len = (size_t)n;
+    }
+    ex->pool = &c->w->pools[rt->pool->index];
+    ex->hash_key = hash_key(c, rt->pool, r);
+    f.fallback_host = ex->pool->nservers > 0 ? ex->pool->servers[0].text : "localhost";
+    n = proxy__request_head(ex->uout.data, ex->uout.cap, r, &f);
+    if (n < 0 && gh_buf_reserve_large(&ex->uout, UPSTREAM_HEAD_MAX) == 0)
+        n = proxy__request_head(ex->uout.data, ex->uout.cap, r, &f);
+    if (n < 0) {
+        fail(ex, 431);
+        return;
+    }
+    ex->uout.end = (uint32_t)n;
+    if (attach_upstream(ex, 503) == GONE)
+        return;
+    proxy__exchange_run(ex);
+}
+
 void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head_len)
 {
     proxy__worker *w = c->w;
     proxy__exchange *ex = calloc(1, sizeof(*ex));
-    int n;
+    const gh_cfg_site *site;
+    gh_h1_str host;
 
-    if (ex == NULL || gh_buf_reserve(&ex->uout) < 0) {
+    if (ex == NULL || gh_buf_reserve(&ex->uout) < 0 || gh_buf_reserve(&c->out) < 0) {
         free(ex);
         proxy__client_fail(c, 500);
         return;
@@ -143,18 +273,34 @@ void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head
         fail(ex, 405); /* CONNECT: this is a reverse proxy */
         return;
     }
-    n = proxy__request_head(ex->uout.data, GH_BUF_SIZE, r, c->ip, w->servers[0].addr->text, c->tls != NULL);
-    if (n < 0) {
-        fail(ex, 431);
+    /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
+    host = r->target_form == GH_H1_ABSOLUTE_FORM ? r->authority : r->host;
+    site = gh_router_site(c->listener->router, host.p, host.len);
+    if (site != NULL) {
+        gh_route_request rq = {r->method.p, r->method.len, r->path.p, r->path.len, gh_router_h1_has_header, r};
+        if (r->target_form == GH_H1_ASTERISK_FORM)
+            rq.path = "/", rq.path_len = 1;
+        ex->route = gh_router_route(site, &rq);
+    }
+    if (ex->route == NULL) {
+        fail(ex, site ? 404 : 421); /* 421: this listener serves no site by that name (RFC 9110 15.5.20) */
         return;
     }
-    ex->uout.end = (uint32_t)n;
+    ex->max_body = ex->route->max_body;
     gh_buf_consume(&c->in, head_len);
     c->head_scanned = 0;
     gh_timer_stop(w->loop, &c->timer);
-    if (attach_upstream(ex, 503) == GONE)
-        return;
-    proxy__exchange_run(ex);
+    switch (ex->route->action) {
+    case GH_ACTION_REDIRECT:
+        do_redirect(ex, r, host);
+        break;
+    case GH_ACTION_RESPOND:
+        local_response(ex, ex->route->status, NULL, 0, ex->route->body.p, ex->route->body.len);
+        break;
+    default:
+        do_proxy(ex, r);
+        break;
+    }
 }
 
 /* ---- request pump ---- */
@@ -230,6 +376,8 @@ static int fill_request(proxy__exchange *ex)
             return fail(ex, 400);
         ex->req_decoded = (uint32_t)len;
         c->in.end = c->in.start + (uint32_t)len + (r >= 0 ? (uint32_t)r : 0);
+        if ((ex->req_total += len) > ex->max_body)
+            return fail(ex, 413); /* a chunked body is only known to be too large on the way */
         if (c->in.start == c->in.end)
             c->in.start = c->in.end = 0;
     }
@@ -296,6 +444,8 @@ static int pump_request(proxy__exchange *ex)
 {
     int p = 0, r;
 
+    if (ex->u == NULL)
+        return 0; /* a local response: the request body is not read */
     if (ex->u->connected && ex->expect_continue) {
         /* RFC 9110 10.1.1: the proxy answers the expectation once a server is there */
         ex->expect_continue = 0;
@@ -324,7 +474,8 @@ static int finish(proxy__exchange *ex)
     if (!ex->req_done)
         c->close_after = 1; /* the server answered early: the rest of the body is unread */
     ex->u = NULL;
-    proxy__upstream_release(u, reusable);
+    if (u != NULL)
+        proxy__upstream_release(u, reusable);
     proxy__access_end(ex);
     proxy__client_exchange_done(c);
     return GONE;
@@ -345,7 +496,7 @@ static int start_response(proxy__exchange *ex)
         return 0;
     }
     if (n < 0) {
-        gh_log_warn("upstream %s sent a malformed response head", w->servers[u->server].addr->text);
+        gh_log_warn("upstream %s sent a malformed response head", proxy__upstream_name(u));
         return fail(ex, 502);
     }
     if (res->status < 200) {
@@ -354,6 +505,7 @@ static int start_response(proxy__exchange *ex)
         gh_buf_consume(&u->in, (size_t)n); /* interim responses stop here */
         return 1;
     }
+    proxy__upstream_report(u->pool, u->server, res->status < 500);
     ex->res_body = (uint8_t)res->body;
     ex->res_left = res->body == GH_H1_BODY_LENGTH ? res->content_length : 0;
     ex->upstream_reusable = !(res->flags & GH_H1_F_CONN_CLOSE) && res->body != GH_H1_BODY_CLOSE &&
@@ -370,7 +522,7 @@ static int start_response(proxy__exchange *ex)
     gh_buf_compact(&c->out);
     if (gh_buf_reserve(&c->out) < 0)
         return fail(ex, 500);
-    int hn = proxy__response_head(gh_buf_tail(&c->out), gh_buf_room(&c->out), res, ex->chunk_out, close);
+    int hn = proxy__response_head(gh_buf_tail(&c->out), gh_buf_room(&c->out), res, ex->chunk_out, close, ex->route);
     if (hn < 0) {
         if (gh_buf_len(&c->out) > 0)
             return 0; /* wait for the 100 Continue to drain */
@@ -444,7 +596,7 @@ static int relay_body(proxy__exchange *ex)
             size_t len = avail;
             ssize_t d = gh_h1_chunked_decode(&ex->res_chunk, gh_buf_head(&u->in), &len);
             if (d == GH_H1_CHUNKED_ERROR) {
-                gh_log_warn("upstream %s sent invalid chunked framing", c->w->servers[u->server].addr->text);
+                gh_log_warn("upstream %s sent invalid chunked framing", proxy__upstream_name(u));
                 return fail(ex, 502);
             }
             ex->res_decoded = (uint32_t)len;
@@ -514,7 +666,7 @@ static int upstream_eof(proxy__exchange *ex)
         return 1;
     }
     /* truncated body: the client must see a cut, not a short complete response */
-    gh_log_warn("upstream %s closed in the middle of a response", ex->c->w->servers[ex->u->server].addr->text);
+    gh_log_warn("upstream %s closed in the middle of a response", proxy__upstream_name(ex->u));
     proxy__client_close(ex->c);
     return GONE;
 }
@@ -551,7 +703,7 @@ static int pump_response(proxy__exchange *ex)
 {
     int p = 0, r;
 
-    if (ex->res_state == RES_HEAD && gh_buf_len(&ex->u->in) > 0) {
+    if (ex->res_state == RES_HEAD && ex->u != NULL && gh_buf_len(&ex->u->in) > 0) {
         if ((r = start_response(ex)) == GONE)
             return GONE;
         p |= r;
@@ -578,21 +730,23 @@ static void arm_timers(proxy__exchange *ex, int progress)
     proxy__client *c = ex->c;
     proxy__upstream *u = ex->u;
     gh_loop *loop = c->w->loop;
-    const gh_conf *conf = c->w->conf;
+    const gh_cfg_timeouts *t = c->w->t;
     int wait_client_write = gh_buf_len(&c->out) > 0 && !c->can_write;
-    int wait_client_read = !ex->req_done && !c->can_read && ex->req_decoded == 0;
-    int wait_upstream = !u->connected || (ex->usent < ex->uout.end && !u->can_write) ||
-                        (ex->res_state != RES_DONE && !wait_client_write);
+    int wait_client_read = u != NULL && !ex->req_done && !c->can_read && ex->req_decoded == 0;
+    int wait_upstream = u != NULL && (!u->connected || (ex->usent < ex->uout.end && !u->can_write) ||
+                                      (ex->res_state != RES_DONE && !wait_client_write));
 
     if (wait_client_write || wait_client_read) {
         if (progress || c->timer.when == 0)
-            gh_timer_set(loop, &c->timer, wait_client_write ? conf->send_timeout : conf->body_timeout);
+            gh_timer_set(loop, &c->timer, wait_client_write ? t->send : t->body);
     } else {
         gh_timer_stop(loop, &c->timer);
     }
+    if (u == NULL)
+        return;
     if (wait_upstream) {
         if (progress || u->timer.when == 0)
-            gh_timer_set(loop, &u->timer, u->connected ? conf->response_timeout : conf->connect_timeout);
+            gh_timer_set(loop, &u->timer, u->connected ? ex->route->response_timeout : ex->route->connect_timeout);
     } else {
         gh_timer_stop(loop, &u->timer);
     }
@@ -623,7 +777,7 @@ void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events)
             return;
         int err = gh_sock_error(u->io.fd);
         if (err != 0) {
-            gh_log_warn("connect to %s failed: %s", u->w->servers[u->server].addr->text, strerror(err));
+            gh_log_warn("connect to %s failed: %s", proxy__upstream_name(u), strerror(err));
             if (upstream_failed(ex, 503) == GONE)
                 return;
         } else {
@@ -637,11 +791,11 @@ void proxy__exchange_upstream_timeout(proxy__exchange *ex)
 {
     proxy__upstream *u = ex->u;
     if (!u->connected) {
-        gh_log_warn("connect to %s timed out", u->w->servers[u->server].addr->text);
+        gh_log_warn("connect to %s timed out", proxy__upstream_name(u));
         if (upstream_failed(ex, 503) != GONE)
             proxy__exchange_run(ex);
         return;
     }
-    gh_log_warn("upstream %s timed out", u->w->servers[u->server].addr->text);
+    gh_log_warn("upstream %s timed out", proxy__upstream_name(u));
     fail(ex, 504);
 }

@@ -4,6 +4,7 @@
  * crosses the proxy.
  */
 #include <string.h>
+#include <strings.h>
 
 #include "proxy/proxy.h"
 
@@ -101,11 +102,34 @@ static int forwarded_kind(int kind)
            kind == GH_HDR_X_FORWARDED_HOST || kind == GH_HDR_FORWARDED;
 }
 
-int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *ip, const char *fallback_host,
-                        int tls)
+/* Whether a route's header operation names this header (then the client's copy is not forwarded). */
+static int op_names(const gh_cfg_header_op *ops, size_t n, gh_h1_str name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].name.len == name.len && strncasecmp(ops[i].name.p, name.p, name.len) == 0)
+            return 1;
+    return 0;
+}
+
+static void put_set_ops(out *o, const gh_cfg_header_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].op == GH_HEADER_SET) {
+            put(o, ops[i].name.p, ops[i].name.len);
+            put(o, ": ", 2);
+            put(o, ops[i].value.p, ops[i].value.len);
+            put(o, "\r\n", 2);
+        }
+}
+
+int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const proxy__forward *f)
 {
     out o = {dst, 0, cap, 0};
     gh_h1_str host = r->host;
+    const char *ip = f->client_ip, *fallback_host = f->fallback_host;
+    const gh_cfg_header_op *ops = f->route ? f->route->req_ops : NULL;
+    size_t nops = f->route ? f->route->nreq_ops : 0;
+    int tls = f->tls;
 
     /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
     if (r->target_form == GH_H1_ABSOLUTE_FORM)
@@ -115,7 +139,9 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const cha
 
     put_str(&o, r->method);
     put(&o, " ", 1);
-    if (r->target_form == GH_H1_ORIGIN_FORM || r->target_form == GH_H1_ABSOLUTE_FORM)
+    if (f->path != NULL)
+        put(&o, f->path, f->path_len);
+    else if (r->target_form == GH_H1_ORIGIN_FORM || r->target_form == GH_H1_ABSOLUTE_FORM)
         put_str(&o, r->path);
     else
         put_str(&o, r->target);
@@ -123,8 +149,9 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const cha
     put_str(&o, host);
     put(&o, "\r\n", 2);
     for (size_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].hop && !forwarded_kind(r->headers[i].kind))
+        if (!r->headers[i].hop && !forwarded_kind(r->headers[i].kind) && !op_names(ops, nops, r->headers[i].name))
             put_header(&o, &r->headers[i]);
+    put_set_ops(&o, ops, nops);
 
     put(&o, "X-Forwarded-For: ", 17);
     if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
@@ -141,9 +168,12 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const cha
     return o.overflow ? -1 : (int)o.len;
 }
 
-int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close)
+int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
+                         const gh_cfg_route *route)
 {
     out o = {dst, 0, cap, 0};
+    const gh_cfg_header_op *ops = route ? route->resp_ops : NULL;
+    size_t nops = route ? route->nresp_ops : 0;
 
     put(&o, "HTTP/1.1 ", 9);
     put_uint(&o, (uint64_t)r->status);
@@ -151,8 +181,9 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     put_str(&o, r->reason);
     put(&o, "\r\n", 2);
     for (size_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].hop)
+        if (!r->headers[i].hop && !op_names(ops, nops, r->headers[i].name))
             put_header(&o, &r->headers[i]);
+    put_set_ops(&o, ops, nops);
     if (chunk_out)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     if (close)
@@ -163,38 +194,68 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
 
 const char *proxy__status_text(int status)
 {
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 417:
-        return "Expectation Failed";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Error";
+    static const struct {
+        int status;
+        const char *text;
+    } texts[] = {
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {303, "See Other"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {410, "Gone"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {417, "Expectation Failed"},
+        {421, "Misdirected Request"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        if (texts[i].status == status)
+            return texts[i].text;
+    return status < 400 ? "Status" : "Error";
+}
+
+int proxy__local_response(char *dst, size_t cap, int status, const char *location, size_t location_len,
+                          const char *body, size_t body_len, int close)
+{
+    out o = {dst, 0, cap, 0};
+
+    put(&o, "HTTP/1.1 ", 9);
+    put_uint(&o, (uint64_t)status);
+    put(&o, " ", 1);
+    puts_(&o, proxy__status_text(status));
+    if (location != NULL) {
+        put(&o, "\r\nLocation: ", 12);
+        put(&o, location, location_len);
     }
+    puts_(&o, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    put_uint(&o, body_len);
+    puts_(&o, close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
+    put(&o, body, body_len);
+    return o.overflow ? -1 : (int)o.len;
+}
+
+size_t proxy__error_body_len(int status)
+{
+    return 4 + strlen(proxy__status_text(status)) + 1;
 }
 
 /* A short plain-text page; never anything about the backend. */

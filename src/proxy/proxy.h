@@ -16,17 +16,23 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conf/config.h"
+#include "conf/router.h"
 #include "core/buf.h"
-#include "core/conf.h"
 #include "core/loop.h"
 #include "http/h1.h"
 #include "proxy/balance.h"
+#include "health/probe.h"
+#include "health/state.h"
+#include "proxy/runtime.h"
 #include "tls/tls.h"
 
 typedef struct proxy__worker proxy__worker;
 typedef struct proxy__client proxy__client;
 typedef struct proxy__exchange proxy__exchange;
 typedef struct proxy__upstream proxy__upstream;
+typedef struct proxy__pool proxy__pool;
+typedef struct proxy__listener proxy__listener;
 
 enum proxy__client_state {
     CLIENT_HANDSHAKE,
@@ -41,6 +47,7 @@ struct proxy__client {
     gh_io io;
     gh_timer timer;
     proxy__worker *w;
+    const proxy__listener *listener;
     gh_tls *tls;
     proxy__client *prev, *next; /* worker's list, for drain */
     gh_buf in;                  /* decrypted bytes from the client */
@@ -63,6 +70,7 @@ struct proxy__upstream {
     proxy__exchange *ex;          /* NULL while idle in the pool */
     proxy__upstream *prev, *next; /* server's idle list */
     gh_buf in;                    /* response bytes from the server */
+    proxy__pool *pool;
     uint16_t server;
     uint8_t connected, reused, can_read, can_write;
     uint8_t hup; /* the server closed its side: read until EOF */
@@ -73,7 +81,12 @@ enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };
 struct proxy__exchange {
     proxy__client *c;
     proxy__upstream *u;
-    uint64_t tried; /* servers already tried (bit per server) */
+    const gh_cfg_route *route;
+    proxy__pool *pool;
+    uint64_t tried;    /* servers already tried (bit per server) */
+    uint64_t hash_key; /* for `balance hash` */
+    uint64_t max_body; /* the route's limit on the request body */
+    uint64_t req_total; /* request body bytes read so far */
     uint64_t start_ms;
     /* request: client -> upstream */
     gh_buf uout;            /* serialized head and body for the upstream */
@@ -102,18 +115,61 @@ struct proxy__exchange {
 };
 
 typedef struct proxy__server {
-    const gh_addr *addr;
+    const gh_addr *addr;   /* the first address of the config server */
+    const char *text;      /* "host:port" as configured, for logs */
     proxy__upstream *idle; /* LIFO of idle keep-alive connections */
     uint32_t nidle;
     uint64_t down_until; /* ms: skipped after a failed connect until then */
 } proxy__server;
 
+/* A pool as one worker sees it: its servers' idle connections and the balancer's state. */
+struct proxy__pool {
+    proxy__worker *w;
+    const gh_cfg_pool *cfg;
+    proxy__server *servers;
+    gh_lb_server *lb_servers; /* inflight kept up to date for least_conn and p2c */
+    gh_lb *lb;
+    size_t nservers;
+    size_t slot_base;             /* health slot of servers[0] */
+    gh_health_passive passive;
+};
+
+/* A listener of the runtime: its address, TLS context (NULL: plain HTTP), and router. */
+struct proxy__listener {
+    const gh_cfg_listener *cfg;
+    const struct gh_runtime *rt;
+    size_t index;
+    gh_tls_ctx *tls; /* default context; the SNI hook picks the site's */
+    gh_router *router;
+};
+
+/* Built by the master from a config (gh_runtime_new), inherited by the workers. */
+struct gh_runtime {
+    gh_config *cfg;
+    gh_health_shm *health;   /* one slot per server of every pool, shared by all processes */
+    size_t *slot_base;       /* per pool: the slot of its first server */
+    gh_health_target *probes; /* the servers with active checks */
+    size_t nprobes;
+    gh_tls_ctx **site_tls; /* per site; NULL for a site without certificates */
+    proxy__listener *listeners;
+    size_t nlisteners;
+};
+
+/* A listening socket in a worker's loop. */
+typedef struct proxy__acceptor {
+    gh_io io;
+    proxy__worker *w;
+    const proxy__listener *listener;
+} proxy__acceptor;
+
 struct proxy__worker {
-    const gh_conf *conf;
+    const gh_runtime *rt;
+    const gh_config *cfg;
+    const gh_cfg_timeouts *t;
     gh_loop *loop;
-    gh_tls_ctx *tls;
     int id;
-    gh_io listen_io;
+    struct proxy__acceptor *acceptors; /* one per listener, in runtime order */
+    size_t nacceptors;
     gh_io signal_io;
     int draining;
     gh_timer drain_timer;
@@ -122,9 +178,9 @@ struct proxy__worker {
     uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
-    proxy__server servers[GH_MAX_SERVERS];
-    gh_rr_server rr[GH_MAX_SERVERS];
-    size_t nservers;
+    proxy__pool *pools; /* one per config pool, same order */
+    size_t npools;
+    uint8_t accept_paused;
     gh_h1_request req; /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
     int access_fd;
@@ -135,7 +191,7 @@ struct proxy__worker {
 
 /* client.c */
 /* A new client connection: TLS with `tls`, plain HTTP when it is NULL. */
-void proxy__client_accept(proxy__worker *w, int fd, const struct sockaddr_storage *peer, gh_tls_ctx *tls);
+void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer);
 void proxy__client_exchange_done(proxy__client *c);
 /* Answers with a short error page and closes (status 400, 502...). */
 void proxy__client_fail(proxy__client *c, int status);
@@ -155,24 +211,48 @@ void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events);
 void proxy__exchange_upstream_timeout(proxy__exchange *ex);
 
 /* upstream.c */
-void proxy__servers_init(proxy__worker *w);
-/* Gets a pooled or new connection to a server not yet tried; NULL when none is left. */
-proxy__upstream *proxy__upstream_get(proxy__worker *w, uint64_t *tried);
+int proxy__pools_init(proxy__worker *w);
+void proxy__pools_free(proxy__worker *w);
+/* Gets a pooled or new connection to a server of the pool not yet tried; NULL when none is left. */
+proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
 void proxy__upstream_mark_failed(proxy__upstream *u);
-void proxy__servers_close_idle(proxy__worker *w);
+/* Passive health: ok 0 for a failed connect or a 5xx, 1 for a good answer. */
+void proxy__upstream_report(proxy__pool *p, size_t server, int ok);
+void proxy__pool_close_idle(proxy__pool *p);
+void proxy__pools_close_idle(proxy__worker *w);
+static inline const char *proxy__upstream_name(const proxy__upstream *u)
+{
+    return u->pool->servers[u->server].text;
+}
 
 /* headers.c: serialize heads; return the length written, or -1 if it does not fit in cap. */
-int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const char *client_ip, const char *fallback_host,
-                        int tls);
-int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close);
+/* What the upstream request carries besides the client's head. */
+typedef struct proxy__forward {
+    const char *client_ip;
+    const char *fallback_host; /* Host for an HTTP/1.0 request without one */
+    int tls;                   /* the client came over TLS: proto https */
+    const char *path;          /* the request-target to send (rewritten by the route), NULL: as received */
+    size_t path_len;
+    const gh_cfg_route *route; /* header operations; NULL: none */
+} proxy__forward;
+
+int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const proxy__forward *f);
+int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
+                         const gh_cfg_route *route);
+/* A complete small response of gatehouse's own (redirect, respond); location may be NULL. */
+int proxy__local_response(char *dst, size_t cap, int status, const char *location, size_t location_len,
+                          const char *body, size_t body_len, int close);
 int proxy__error_response(char *dst, size_t cap, int status);
+/* The body length of proxy__error_response's page, for the access log. */
+size_t proxy__error_body_len(int status);
 const char *proxy__status_text(int status);
 
 /* accesslog.c */
 int proxy__access_open(proxy__worker *w);
 void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r);
 void proxy__access_end(proxy__exchange *ex);
+void proxy__access_reject(proxy__client *c, int status, size_t bytes);
 void proxy__access_flush(proxy__worker *w);
 
 #endif

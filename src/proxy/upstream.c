@@ -1,12 +1,12 @@
 /*
- * upstream: connections to the servers of the pool, and their keep-alive
- * reuse. An idle connection waits in its server's LIFO list (the most recently
- * used is the one least likely to have been closed by the server).
+ * upstream: the pools' servers as one worker sees them, connections to them,
+ * and keep-alive reuse. An idle connection waits in its server's LIFO list (the
+ * most recently used is the one least likely to have been closed by the server).
  */
 #include <errno.h>
 #include <stddef.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,21 +16,78 @@
 #include "proxy/proxy.h"
 
 #define MAX_IDLE_PER_SERVER 256
-#define FAIL_BACKOFF_MS     2000
+#define FAIL_BACKOFF_MS 2000
 
-void proxy__servers_init(proxy__worker *w)
+/* The config's names for the algorithms, to the balancer's: spelled out, never assumed equal. */
+static int lb_algorithm(int balance)
 {
-    w->nservers = w->conf->nservers;
-    for (size_t i = 0; i < w->nservers; i++) {
-        w->servers[i].addr = &w->conf->servers[i];
-        w->rr[i].weight = 1;
-        w->rr[i].current = 0;
+    switch (balance) {
+    case GH_BALANCE_LEAST_CONN:
+        return GH_LB_LEAST_CONN;
+    case GH_BALANCE_P2C:
+        return GH_LB_P2C;
+    case GH_BALANCE_RANDOM:
+        return GH_LB_RANDOM;
+    case GH_BALANCE_HASH:
+        return GH_LB_HASH;
+    default:
+        return GH_LB_ROUND_ROBIN;
     }
+}
+
+static int pool_init(proxy__worker *w, proxy__pool *p, const gh_cfg_pool *cfg)
+{
+    p->w = w;
+    p->cfg = cfg;
+    p->slot_base = w->rt->slot_base[cfg->index];
+    p->passive = (gh_health_passive){cfg->passive.fails, cfg->passive.window, cfg->passive.eject};
+    p->nservers = cfg->nservers;
+    p->servers = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->servers));
+    p->lb_servers = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->lb_servers));
+    if (p->servers == NULL || p->lb_servers == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        const gh_cfg_server *s = &cfg->servers[i];
+        p->servers[i].addr = s->naddrs > 0 ? &s->addrs[0] : NULL;
+        p->servers[i].text = s->text.p;
+        p->lb_servers[i].weight = s->weight;
+        p->lb_servers[i].backup = (uint8_t)s->backup;
+        p->lb_servers[i].id = gh_lb_hash(s->text.p, s->text.len);
+    }
+    /* A seed per worker and pool: p2c and random must not make every worker choose alike. */
+    p->lb = gh_lb_new(lb_algorithm(cfg->balance), p->lb_servers, p->nservers,
+                      ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p ^ (uint64_t)gh_loop_now(w->loop));
+    return p->lb == NULL ? -1 : 0;
+}
+
+int proxy__pools_init(proxy__worker *w)
+{
+    const gh_config *cfg = w->cfg;
+    w->npools = cfg->npools;
+    w->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*w->pools));
+    if (w->pools == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (pool_init(w, &w->pools[i], &cfg->pools[i]) < 0)
+            return -1;
+    return 0;
+}
+
+void proxy__pools_free(proxy__worker *w)
+{
+    for (size_t i = 0; w->pools != NULL && i < w->npools; i++) {
+        proxy__pool_close_idle(&w->pools[i]);
+        gh_lb_free(w->pools[i].lb);
+        free(w->pools[i].servers);
+        free(w->pools[i].lb_servers);
+    }
+    free(w->pools);
+    w->pools = NULL;
 }
 
 static void idle_unlink(proxy__upstream *u)
 {
-    proxy__server *s = &u->w->servers[u->server];
+    proxy__server *s = &u->pool->servers[u->server];
     if (u->prev != NULL)
         u->prev->next = u->next;
     else
@@ -96,24 +153,46 @@ static void on_upstream_timeout(gh_timer *t)
     upstream_close(u);
 }
 
-static int pick_server(proxy__worker *w, uint64_t tried)
+/*
+ * Servers that the health checks (active or passive, shared by all workers)
+ * say are unusable are never picked: no healthy server is a 503 at once. Of
+ * the rest, one whose connect failed in this worker just now is skipped while
+ * another is left, and tried again rather than refusing when none is.
+ */
+static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
 {
-    uint64_t now = gh_loop_now(w->loop), down = 0;
-    for (size_t i = 0; i < w->nservers; i++)
-        if (w->servers[i].down_until > now)
-            down |= (uint64_t)1 << i;
-    int i = gh_rr_pick(w->rr, w->nservers, tried | down);
-    /* Every untried server recently failed: try them anyway rather than refuse at once. */
-    return i >= 0 ? i : gh_rr_pick(w->rr, w->nservers, tried);
+    const gh_health_shm *shm = p->w->rt->health;
+    uint64_t now = gh_loop_now(p->w->loop), unhealthy = 0, failed = 0;
+    for (size_t i = 0; i < p->nservers; i++) {
+        if (p->servers[i].addr == NULL || !gh_health_usable(shm, p->slot_base + i, now))
+            unhealthy |= (uint64_t)1 << i;
+        else if (p->servers[i].down_until > now)
+            failed |= (uint64_t)1 << i;
+    }
+    int i = gh_lb_pick(p->lb, p->lb_servers, p->nservers, tried | unhealthy | failed, key);
+    return i >= 0 ? i : gh_lb_pick(p->lb, p->lb_servers, p->nservers, tried | unhealthy, key);
 }
 
-static proxy__upstream *upstream_new(proxy__worker *w, int server)
+/* Passive health: a failed connect or a 5xx counts against the server in every worker. */
+void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
 {
-    const gh_addr *a = w->servers[server].addr;
-    int fd = gh_sock_connect(a);
+    gh_health_shm *shm = p->w->rt->health;
+    if (ok)
+        gh_health_passive_success(shm, p->slot_base + server);
+    else if (p->passive.max_fails > 0)
+        gh_health_passive_failure(shm, p->slot_base + server, gh_loop_now(p->w->loop), &p->passive,
+                                  p->servers[server].text, p->cfg->name.p);
+}
+
+static proxy__upstream *upstream_new(proxy__pool *p, int server)
+{
+    proxy__worker *w = p->w;
+    const gh_addr *a = p->servers[server].addr;
+    int fd = a != NULL ? gh_sock_connect(a) : -EADDRNOTAVAIL;
     if (fd < 0) {
-        gh_log_warn("connect to %s failed: %s", a->text, strerror(-fd));
-        w->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
+        gh_log_warn("connect to %s failed: %s", p->servers[server].text, strerror(-fd));
+        p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
+        proxy__upstream_report(p, (size_t)server, 0);
         return NULL;
     }
     proxy__upstream *u = calloc(1, sizeof(*u));
@@ -125,44 +204,46 @@ static proxy__upstream *upstream_new(proxy__worker *w, int server)
     u->io.cb = on_upstream_event;
     u->timer.cb = on_upstream_timeout;
     u->w = w;
+    u->pool = p;
     u->server = (uint16_t)server;
     if (gh_loop_add(w->loop, &u->io) < 0) {
         close(fd);
         free(u);
         return NULL;
     }
-    gh_timer_set(w->loop, &u->timer, w->conf->connect_timeout);
+    gh_timer_set(w->loop, &u->timer, w->t->connect);
     return u;
 }
 
-proxy__upstream *proxy__upstream_get(proxy__worker *w, uint64_t *tried)
+proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key)
 {
     for (;;) {
-        if (w->nservers == 0)
-            return NULL;
-        int i = pick_server(w, *tried);
+        int i = pick_server(p, *tried, key);
         if (i < 0)
             return NULL;
         *tried |= (uint64_t)1 << i;
-        proxy__server *s = &w->servers[i];
-        if (s->idle != NULL) {
-            proxy__upstream *u = s->idle;
+        proxy__server *s = &p->servers[i];
+        proxy__upstream *u = s->idle;
+        if (u != NULL) {
             idle_unlink(u);
-            gh_timer_stop(w->loop, &u->timer);
+            gh_timer_stop(p->w->loop, &u->timer);
             u->reused = 1;
-            return u;
+        } else if ((u = upstream_new(p, i)) == NULL) {
+            continue;
         }
-        proxy__upstream *u = upstream_new(w, i);
-        if (u != NULL)
-            return u;
+        p->lb_servers[i].inflight++;
+        return u;
     }
 }
 
 void proxy__upstream_release(proxy__upstream *u, int reusable)
 {
+    proxy__pool *p = u->pool;
     proxy__worker *w = u->w;
-    proxy__server *s = &w->servers[u->server];
+    proxy__server *s = &p->servers[u->server];
 
+    if (u->ex != NULL && p->lb_servers[u->server].inflight > 0)
+        p->lb_servers[u->server].inflight--;
     u->ex = NULL;
     if (!reusable || w->draining || s->nidle >= MAX_IDLE_PER_SERVER || gh_buf_len(&u->in) != 0) {
         upstream_close(u);
@@ -175,21 +256,27 @@ void proxy__upstream_release(proxy__upstream *u, int reusable)
         s->idle->prev = u;
     s->idle = u;
     s->nidle++;
-    gh_timer_set(w->loop, &u->timer, w->conf->upstream_idle_timeout);
+    gh_timer_set(w->loop, &u->timer, w->t->upstream_idle);
 }
 
 void proxy__upstream_mark_failed(proxy__upstream *u)
 {
-    proxy__server *s = &u->w->servers[u->server];
-    s->down_until = gh_loop_now(u->w->loop) + FAIL_BACKOFF_MS;
+    u->pool->servers[u->server].down_until = gh_loop_now(u->w->loop) + FAIL_BACKOFF_MS;
+    proxy__upstream_report(u->pool, u->server, 0);
 }
 
-void proxy__servers_close_idle(proxy__worker *w)
+void proxy__pool_close_idle(proxy__pool *p)
 {
-    for (size_t i = 0; i < w->nservers; i++)
-        while (w->servers[i].idle != NULL) {
-            proxy__upstream *u = w->servers[i].idle;
+    for (size_t i = 0; i < p->nservers; i++)
+        while (p->servers[i].idle != NULL) {
+            proxy__upstream *u = p->servers[i].idle;
             idle_unlink(u);
             upstream_close(u);
         }
+}
+
+void proxy__pools_close_idle(proxy__worker *w)
+{
+    for (size_t i = 0; i < w->npools; i++)
+        proxy__pool_close_idle(&w->pools[i]);
 }

@@ -26,13 +26,27 @@ static void on_accept(gh_io *io, unsigned events);
 static void resume_accept(gh_timer *t)
 {
     proxy__worker *w = (proxy__worker *)((char *)t - offsetof(proxy__worker, drain_timer));
+    w->accept_paused = 0;
     if (!w->draining)
-        gh_loop_add_listener(w->loop, &w->listen_io);
+        for (size_t i = 0; i < w->nacceptors; i++)
+            gh_loop_add_listener(w->loop, &w->acceptors[i].io);
+}
+
+static void pause_accept(proxy__worker *w)
+{
+    if (w->accept_paused)
+        return;
+    w->accept_paused = 1;
+    for (size_t i = 0; i < w->nacceptors; i++)
+        gh_loop_del(w->loop, &w->acceptors[i].io);
+    w->drain_timer.cb = resume_accept;
+    gh_timer_set(w->loop, &w->drain_timer, ACCEPT_PAUSE_MS);
 }
 
 static void on_accept(gh_io *io, unsigned events)
 {
-    proxy__worker *w = (proxy__worker *)((char *)io - offsetof(proxy__worker, listen_io));
+    proxy__acceptor *a = (proxy__acceptor *)io;
+    proxy__worker *w = a->w;
     struct sockaddr_storage peer;
     socklen_t plen;
 
@@ -42,13 +56,11 @@ static void on_accept(gh_io *io, unsigned events)
             return;
         if (fd < 0) {
             /* Out of descriptors: stop listening briefly instead of spinning on a ready socket. */
-            gh_log_error("accept: %s", strerror(errno));
-            gh_loop_del(w->loop, io);
-            w->drain_timer.cb = resume_accept;
-            gh_timer_set(w->loop, &w->drain_timer, ACCEPT_PAUSE_MS);
+            gh_log_error("accept on %s: %s", a->listener->cfg->addr.text, strerror(errno));
+            pause_accept(w);
             return;
         }
-        proxy__client_accept(w, fd, &peer, w->tls);
+        proxy__client_accept(w, a->listener, fd, &peer);
     }
 }
 
@@ -66,12 +78,14 @@ static void start_drain(proxy__worker *w)
         return;
     w->draining = 1;
     gh_log_info("worker %d: draining %u connections", w->id, w->nclients);
-    gh_loop_del(w->loop, &w->listen_io);
-    close(w->listen_io.fd);
-    w->listen_io.fd = -1;
-    proxy__servers_close_idle(w);
+    for (size_t i = 0; i < w->nacceptors; i++) {
+        gh_loop_del(w->loop, &w->acceptors[i].io);
+        close(w->acceptors[i].io.fd);
+        w->acceptors[i].io.fd = -1;
+    }
+    proxy__pools_close_idle(w);
     w->drain_timer.cb = on_drain_deadline;
-    gh_timer_set(w->loop, &w->drain_timer, w->conf->shutdown_timeout);
+    gh_timer_set(w->loop, &w->drain_timer, w->t->shutdown);
     proxy__client_drain(w);
     if (w->nclients == 0)
         gh_loop_stop(w->loop);
@@ -120,22 +134,28 @@ static void on_idle(void *arg)
     trim_heap(arg);
 }
 
-static int setup(proxy__worker *w, const gh_conf *conf, int listen_fd, int id)
+static int setup(proxy__worker *w, const gh_runtime *rt, const int *listen_fds, int id)
 {
     sigset_t mask;
 
-    w->conf = conf;
+    w->rt = rt;
+    w->cfg = rt->cfg;
+    w->t = &rt->cfg->timeouts;
     w->id = id;
-    w->tls = conf->tls;
-    if ((w->loop = gh_loop_new()) == NULL)
+    if ((w->loop = gh_loop_new()) == NULL || proxy__pools_init(w) < 0 || proxy__access_open(w) < 0)
         return -1;
-    proxy__servers_init(w);
-    if (proxy__access_open(w) < 0)
+    w->nacceptors = rt->nlisteners;
+    if ((w->acceptors = calloc(rt->nlisteners ? rt->nlisteners : 1, sizeof(*w->acceptors))) == NULL)
         return -1;
-    w->listen_io.fd = listen_fd;
-    w->listen_io.cb = on_accept;
-    if (gh_loop_add_listener(w->loop, &w->listen_io) < 0)
-        return -1;
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        proxy__acceptor *a = &w->acceptors[i];
+        a->io.fd = listen_fds[i];
+        a->io.cb = on_accept;
+        a->w = w;
+        a->listener = &rt->listeners[i];
+        if (gh_loop_add_listener(w->loop, &a->io) < 0)
+            return -1;
+    }
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
@@ -154,7 +174,8 @@ static void teardown(proxy__worker *w)
 {
     while (w->clients != NULL)
         proxy__client_close(w->clients);
-    proxy__servers_close_idle(w);
+    proxy__pools_free(w);
+    free(w->acceptors);
     if (w->access_fd >= 0)
         proxy__access_flush(w);
     if (w->access_fd > STDERR_FILENO)
@@ -166,13 +187,13 @@ static void teardown(proxy__worker *w)
     gh_buf_pool_drain();
 }
 
-int gh_worker_run(const gh_conf *conf, int listen_fd, int id)
+int gh_worker_run(const gh_runtime *rt, const int *listen_fds, int id)
 {
     proxy__worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return 1;
     w->access_fd = -1;
-    if (setup(w, conf, listen_fd, id) < 0) {
+    if (setup(w, rt, listen_fds, id) < 0) {
         gh_log_error("worker %d: cannot start: %s", id, strerror(errno));
         return 1;
     }

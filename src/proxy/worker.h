@@ -5,10 +5,11 @@
 #ifndef GH_PROXY_WORKER_H
 #define GH_PROXY_WORKER_H
 
-#include "core/conf.h"
+#include "proxy/runtime.h"
 
 /*
  * Runs a worker until it is told to stop; returns the process exit status.
+ * listen_fds[i] is the bound socket of the runtime's listener i.
  * Called in the child right after fork(), with SIGTERM, SIGINT, SIGQUIT and
  * SIGHUP blocked (the worker reads them through a signalfd):
  *   SIGTERM           stop accepting, finish in-flight requests, close idle
@@ -16,6 +17,6 @@
  *   SIGINT / SIGQUIT  exit at once.
  * `id` is the worker's index (0..workers-1), for logs.
  */
-int gh_worker_run(const gh_conf *conf, int listen_fd, int id);
+int gh_worker_run(const gh_runtime *rt, const int *listen_fds, int id);
 
 #endif

@@ -16,6 +16,9 @@ static const struct suite suites[] = {
     {"balance", suite_balance},
     {"headers", suite_headers},
     {"loop", suite_loop},
+    {"conf", suite_conf},
+    {"router", suite_router},
+    {"health", suite_health},
 };
 
 static unsigned long passed, failed;

@@ -14,7 +14,8 @@ static int upstream_head(const char *raw, const char *ip)
     CHECK(n > 0);
     if (n <= 0)
         return -1;
-    return proxy__request_head(out, sizeof(out), &r, ip, "10.0.0.1:80", 1);
+    proxy__forward f = {.client_ip = ip, .fallback_host = "10.0.0.1:80", .tls = 1};
+    return proxy__request_head(out, sizeof(out), &r, &f);
 }
 
 static void hop_by_hop_removed(void)
@@ -64,9 +65,11 @@ static void too_large(void)
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     unit_case("a head that does not fit is refused, not cut");
     CHECK(gh_h1_parse_request(raw, strlen(raw), &r) > 0);
-    CHECK_INT(proxy__request_head(out, 40, &r, "127.0.0.1", "x", 1), -1);
+    proxy__forward f = {.client_ip = "127.0.0.1", .fallback_host = "x", .tls = 1};
+    CHECK_INT(proxy__request_head(out, 40, &r, &f), -1);
     unit_case("a plain-HTTP listener says proto http");
-    int n = proxy__request_head(out, sizeof(out), &r, "127.0.0.1", "x", 0);
+    f.tls = 0;
+    int n = proxy__request_head(out, sizeof(out), &r, &f);
     CHECK(n > 0 && memmem(out, (size_t)n, "X-Forwarded-Proto: http\r\n", 25) != NULL);
     CHECK(n > 0 && memmem(out, (size_t)n, "for=127.0.0.1;proto=http;host=\"h\"", 33) != NULL);
 }
@@ -78,7 +81,7 @@ static void response_head(void)
                       "Keep-Alive: timeout=2\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n";
     unit_case("response: hop-by-hop removed, re-framed as chunked, Connection: close when closing");
     CHECK(gh_h1_parse_response(raw, strlen(raw), 0, &r) > 0);
-    int n = proxy__response_head(out, sizeof(out), &r, 1, 1);
+    int n = proxy__response_head(out, sizeof(out), &r, 1, 1, NULL);
     CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0),
               "HTTP/1.1 200 OK\r\nServer: origin\r\nContent-Type: text/plain\r\n"
               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");

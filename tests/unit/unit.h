@@ -36,5 +36,8 @@ void suite_h1(void);
 void suite_balance(void);
 void suite_headers(void);
 void suite_loop(void);
+void suite_conf(void);
+void suite_router(void);
+void suite_health(void);
 
 #endif

@@ -1,0 +1,216 @@
+/*
+ * runtime: TLS contexts and routers built from a config generation (see runtime.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/proxy.h"
+
+/* A TLS context with the certificates of site s; NULL with "FILE:LINE: reason" in err. */
+static gh_tls_ctx *site_context(const gh_cfg_site *s, char *err, size_t errlen)
+{
+    const char *certs[8], *keys[8];
+    char why[512];
+    gh_tls_ctx *c;
+
+    if (s->ncerts > 8) {
+        snprintf(err, errlen, "%s:%d: at most 8 certificates per site", s->certs[8].where.file, s->certs[8].where.line);
+        return NULL;
+    }
+    for (size_t k = 0; k < s->ncerts; k++) {
+        certs[k] = s->certs[k].cert_file.p;
+        keys[k] = s->certs[k].key_file.p;
+    }
+    if ((c = gh_tls_ctx_new_pairs(certs, keys, s->ncerts, why, sizeof(why))) == NULL)
+        snprintf(err, errlen, "%s:%d: %s", s->certs[0].where.file, s->certs[0].where.line, why);
+    return c;
+}
+
+static int load_site_tls(gh_runtime *rt, size_t i, char *err, size_t errlen)
+{
+    const gh_cfg_site *s = &rt->cfg->sites[i];
+    if (s->ncerts == 0)
+        return 0;
+    return (rt->site_tls[i] = site_context(s, err, errlen)) == NULL ? -1 : 0;
+}
+
+/* SNI: the certificate of the site that the router picks for the name on this listener. */
+static gh_tls_ctx *select_by_name(void *arg, const char *name)
+{
+    proxy__listener *l = arg;
+    const gh_runtime *rt = l->rt;
+    const gh_cfg_site *s = gh_router_sni(l->router, name, strlen(name));
+    if (s == NULL)
+        return NULL;
+    return rt->site_tls[(size_t)(s - rt->cfg->sites)];
+}
+
+/* The site whose certificate a TLS listener shows without SNI: its default site, else its first with one. */
+static int site_serves(const gh_cfg_site *s, size_t listener)
+{
+    if (s->nlisteners == 0)
+        return 1;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i] == listener)
+            return 1;
+    return 0;
+}
+
+static const gh_cfg_site *default_site(const gh_runtime *rt, const gh_router *router, size_t listener)
+{
+    const gh_cfg_site *s = gh_router_sni(router, NULL, 0);
+    if (s != NULL && s->ncerts > 0)
+        return s;
+    for (size_t i = 0; i < rt->cfg->nsites; i++)
+        if (rt->cfg->sites[i].ncerts > 0 && site_serves(&rt->cfg->sites[i], listener))
+            return &rt->cfg->sites[i];
+    return NULL;
+}
+
+static int build_listener(gh_runtime *rt, size_t i, char *err, size_t errlen)
+{
+    proxy__listener *l = &rt->listeners[i];
+    const gh_cfg_listener *lc = &rt->cfg->listeners[i];
+
+    l->cfg = lc;
+    l->index = i;
+    l->rt = rt;
+    if ((l->router = gh_router_new(rt->cfg, i)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!lc->tls)
+        return 0;
+    const gh_cfg_site *def = default_site(rt, l->router, i);
+    if (def == NULL) {
+        snprintf(err, errlen, "%s:%d: TLS listener %s serves no site with a certificate", lc->where.file,
+                 lc->where.line, lc->addr.text);
+        return -1;
+    }
+    /* A context of its own: the SNI hook (with this listener's router) is set on the context a session starts on. */
+    if ((l->tls = site_context(def, err, errlen)) == NULL)
+        return -1;
+    if (gh_tls_ctx_set_sni(l->tls, select_by_name, l) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Slots in the shared health state, and the probe list for the pools with active checks. */
+static int build_health(gh_runtime *rt, char *err, size_t errlen)
+{
+    const gh_config *cfg = rt->cfg;
+    size_t total = 0, n = 0;
+
+    if ((rt->slot_base = calloc(cfg->npools ? cfg->npools : 1, sizeof(size_t))) == NULL)
+        goto oom;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        rt->slot_base[i] = total;
+        total += cfg->pools[i].nservers;
+        if (cfg->pools[i].health.type != GH_HEALTH_NONE)
+            n += cfg->pools[i].nservers;
+    }
+    if ((rt->health = gh_health_shm_new(total ? total : 1)) == NULL) {
+        snprintf(err, errlen, "cannot map the shared health state for %zu servers", total);
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if ((rt->probes = calloc(n, sizeof(*rt->probes))) == NULL)
+        goto oom;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const gh_cfg_pool *p = &cfg->pools[i];
+        if (p->health.type == GH_HEALTH_NONE)
+            continue;
+        for (size_t k = 0; k < p->nservers; k++) {
+            gh_health_target *t = &rt->probes[rt->nprobes];
+            if (p->servers[k].naddrs == 0)
+                continue;
+            t->slot = (uint32_t)(rt->slot_base[i] + k);
+            t->addr = p->servers[k].addrs[0];
+            t->pool = p->name.p;
+            t->type = p->health.type == GH_HEALTH_TCP ? GH_PROBE_TCP : GH_PROBE_HTTP;
+            t->method = p->health.method.len ? p->health.method.p : NULL;
+            t->path = p->health.path.len ? p->health.path.p : NULL;
+            t->host = p->health.host.len ? p->health.host.p : p->servers[k].text.p;
+            t->status_min = p->health.status_min;
+            t->status_max = p->health.status_max;
+            t->interval_ms = p->health.interval;
+            t->timeout_ms = p->health.timeout;
+            t->rise = p->health.rise;
+            t->fall = p->health.fall;
+            rt->nprobes++;
+        }
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+int gh_runtime_has_probes(const gh_runtime *rt)
+{
+    return rt->nprobes > 0;
+}
+
+int gh_runtime_probe(const gh_runtime *rt)
+{
+    return gh_health_run(rt->probes, rt->nprobes, rt->health);
+}
+
+gh_runtime *gh_runtime_new(gh_config *cfg, char *err, size_t errlen)
+{
+    gh_runtime *rt = calloc(1, sizeof(*rt));
+
+    if (rt == NULL) {
+        gh_config_free(cfg);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->cfg = cfg;
+    rt->site_tls = calloc(cfg->nsites ? cfg->nsites : 1, sizeof(*rt->site_tls));
+    rt->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*rt->listeners));
+    rt->nlisteners = cfg->nlisteners;
+    if (rt->site_tls == NULL || rt->listeners == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nsites; i++)
+        if (load_site_tls(rt, i, err, errlen) < 0)
+            goto fail;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (build_listener(rt, i, err, errlen) < 0)
+            goto fail;
+    if (build_health(rt, err, errlen) < 0)
+        goto fail;
+    return rt;
+fail:
+    gh_runtime_free(rt);
+    return NULL;
+}
+
+void gh_runtime_free(gh_runtime *rt)
+{
+    if (rt == NULL)
+        return;
+    for (size_t i = 0; rt->listeners != NULL && i < rt->nlisteners; i++) {
+        gh_router_free(rt->listeners[i].router);
+        gh_tls_ctx_free(rt->listeners[i].tls);
+    }
+    for (size_t i = 0; rt->site_tls != NULL && i < rt->cfg->nsites; i++)
+        gh_tls_ctx_free(rt->site_tls[i]);
+    free(rt->listeners);
+    free(rt->site_tls);
+    free(rt->probes);
+    free(rt->slot_base);
+    gh_health_shm_free(rt->health);
+    gh_config_free(rt->cfg);
+    free(rt);
+}
+
+const gh_config *gh_runtime_config(const gh_runtime *rt)
+{
+    return rt->cfg;
+}

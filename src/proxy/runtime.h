@@ -1,0 +1,28 @@
+/*
+ * runtime: what the workers run from one configuration generation: the config
+ * itself, a TLS context per site with certificates, and per listener its
+ * default context (certificates chosen by SNI) and its router.
+ *
+ * Built by the master before it forks, so certificate errors stop the start
+ * (or, later, a reload) with FILE:LINE: reason, and the workers inherit it.
+ */
+#ifndef GH_PROXY_RUNTIME_H
+#define GH_PROXY_RUNTIME_H
+
+#include <stddef.h>
+
+#include "conf/config.h"
+
+typedef struct gh_runtime gh_runtime;
+
+/* Takes ownership of cfg (freed with the runtime, or on failure). NULL with "FILE:LINE: reason" in err. */
+gh_runtime *gh_runtime_new(gh_config *cfg, char *err, size_t errlen);
+void gh_runtime_free(gh_runtime *rt);
+const gh_config *gh_runtime_config(const gh_runtime *rt);
+
+/* Runs the active health checks of every pool until SIGTERM (in a child of the master); returns its exit status. */
+int gh_runtime_probe(const gh_runtime *rt);
+/* 1 when some pool has active health checks (a prober process is needed). */
+int gh_runtime_has_probes(const gh_runtime *rt);
+
+#endif

@@ -1,0 +1,698 @@
+/* The config file: units, lexer, directives, every error class with its FILE:LINE, includes, the example. */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "conf/units.h"
+#include "core/log.h"
+#include "unit.h"
+
+static char dir[64];
+static char err[1024];
+
+/* Writes dir/name (name may contain one subdirectory level that must exist). */
+static void write_file(const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_dir(const char *name)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    CHECK(mkdir(path, 0700) == 0);
+}
+
+static gh_config *parse_text(const char *text)
+{
+    char path[256];
+
+    write_file("main.conf", text);
+    snprintf(path, sizeof(path), "%s/main.conf", dir);
+    return gh_config_parse(path, err, sizeof(err));
+}
+
+/* A minimal valid tail, so error tests fail only where they mean to. */
+#define VALID_TAIL "listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default { route / { proxy app } }\n"
+
+/* The text must fail with "DIR/FILE:LINE: reason..." where want is "FILE:LINE: reason" (a prefix of the message). */
+static void expect_error_in(const char *text, const char *want, const char *file, int line)
+{
+    char full[512];
+    gh_config *c = parse_text(text);
+
+    snprintf(full, sizeof(full), "%s/%s", dir, want);
+    unit_check(c == NULL, file, line, "config was accepted, want error \"%s\"", want);
+    unit_check(strncmp(err, full, strlen(full)) == 0, file, line, "error \"%s\", want prefix \"%s\"", err, full);
+    gh_config_free(c);
+}
+#define EXPECT_ERROR(text, want) expect_error_in((text), (want), __FILE__, __LINE__)
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* ---- units ------------------------------------------------------------------------------------ */
+
+static uint64_t size_of(const char *s, int *ok)
+{
+    const char *why;
+    uint64_t v = 0;
+
+    *ok = gh_conf_parse_size(s, strlen(s), &v, &why) == 0;
+    return v;
+}
+
+static uint32_t ms_of(const char *s, int *ok)
+{
+    const char *why;
+    uint32_t v = 0;
+
+    *ok = gh_conf_parse_duration(s, strlen(s), &v, &why) == 0;
+    return v;
+}
+
+static void units(void)
+{
+    int ok;
+
+    unit_case("sizes");
+    CHECK_INT(size_of("0", &ok), 0);
+    CHECK(ok);
+    CHECK_INT(size_of("512", &ok), 512);
+    CHECK_INT(size_of("16k", &ok), 16384);
+    CHECK_INT(size_of("16K", &ok), 16384);
+    CHECK_INT(size_of("1m", &ok), 1048576);
+    CHECK_INT(size_of("1g", &ok), 1073741824);
+    CHECK(size_of("18446744073709551615", &ok) == UINT64_MAX && ok);
+    size_of("18446744073709551616", &ok);
+    CHECK(!ok);
+    size_of("17179869184g", &ok); /* 2^34 g = 2^64 */
+    CHECK(!ok);
+    CHECK(size_of("17179869183g", &ok) == 17179869183ull * 1073741824ull && ok);
+    for (const char *const *bad =
+             (const char *const[]){"", "k", "-1", "+1", " 1", "1 ", "1kb", "1.5m", "1t", "0x10", NULL};
+         *bad != NULL; bad++) {
+        size_of(*bad, &ok);
+        unit_check(!ok, __FILE__, __LINE__, "size \"%s\" accepted", *bad);
+    }
+
+    unit_case("durations");
+    CHECK_INT(ms_of("500ms", &ok), 500);
+    CHECK_INT(ms_of("10s", &ok), 10000);
+    CHECK_INT(ms_of("10", &ok), 10000);
+    CHECK_INT(ms_of("5m", &ok), 300000);
+    CHECK_INT(ms_of("1h", &ok), 3600000);
+    CHECK_INT(ms_of("4294967295ms", &ok), 4294967295u);
+    CHECK(ok);
+    CHECK_INT(ms_of("1193h", &ok), 1193u * 3600000u);
+    CHECK(ok);
+    for (const char *const *bad = (const char *const[]){"0", "0s", "", "s", "1d", "1H", "-5s", "1.5s", "4294967296ms",
+                                                        "1194h", "99999999999999999999999s", "10 s", NULL};
+         *bad != NULL; bad++) {
+        ms_of(*bad, &ok);
+        unit_check(!ok, __FILE__, __LINE__, "duration \"%s\" accepted", *bad);
+    }
+}
+
+/* ---- a valid file, read back --------------------------------------------------------------- */
+
+static void full_model(void)
+{
+    gh_config *c;
+    const gh_cfg_site *s;
+    const gh_cfg_route *r;
+    const gh_cfg_pool *p;
+
+    unit_case("every directive lands in the model");
+    c = parse_text("# comment line\n"
+                   "workers 3\n"
+                   "log_level debug   # trailing comment\n"
+                   "access_log logs/access.log\n"
+                   "max_body 2m\n"
+                   "timeouts { connect 3s; response 45s; handshake 500ms }\n"
+                   "listen 0.0.0.0:8443 tls\n"
+                   "listen [::1]:8080;\n"
+                   "pool app {\n"
+                   "    server 127.0.0.1:8081 weight=3\n"
+                   "    server app2.internal:8081\n"
+                   "    server [::1]:8089 backup\n"
+                   "    balance hash cookie sid\n"
+                   "    health http HEAD /healthz status=200-204 interval=4s timeout=1s rise=1 fall=5 host=app.local\n"
+                   "    passive fails=4 window=20s eject=1m\n"
+                   "}\n"
+                   "pool api { server 10.0.0.1:80; balance p2c; health tcp; passive }\n"
+                   "site Example.COM *.example.com {\n"
+                   "    listen 0.0.0.0:8443\n"
+                   "    cert certs/ec.pem certs/ec.key\n"
+                   "    cert /abs/rsa.pem /abs/rsa.key\n"
+                   "    route /api/ {\n"
+                   "        proxy api strip_prefix\n"
+                   "        method GET POST\n"
+                   "        header X-Canary 1\n"
+                   "        timeout response 30s\n"
+                   "        max_body 10m\n"
+                   "        request_header set X-From \"gate house\"\n"
+                   "        request_header remove Cookie\n"
+                   "        response_header remove Server\n"
+                   "    }\n"
+                   "    route /v1 { proxy api replace_prefix /v2/ }\n"
+                   "    route / { proxy app }\n"
+                   "}\n"
+                   "site default {\n"
+                   "    listen [::1]:8080\n"
+                   "    route / { redirect 301 https://$host$request_uri }\n"
+                   "    route /teapot { respond 418 \"short and \\\"stout\\\"\\n\" }\n"
+                   "}\n");
+    CHECK(c != NULL);
+    if (c == NULL) {
+        fprintf(stderr, "    %s\n", err);
+        return;
+    }
+    CHECK_INT(c->workers, 3);
+    CHECK_INT(c->log_level, GH_LOG_DEBUG);
+    CHECK(c->access_log != NULL && strcmp(c->access_log + strlen(dir), "/logs/access.log") == 0);
+    CHECK(c->max_body == 2 * 1024 * 1024);
+    CHECK_INT(c->timeouts.connect, 3000);
+    CHECK_INT(c->timeouts.response, 45000);
+    CHECK_INT(c->timeouts.handshake, 500);
+    CHECK_INT(c->timeouts.keepalive, 60000); /* untouched default */
+    CHECK_INT(c->nlisteners, 2);
+    CHECK(strcmp(c->listeners[0].addr.text, "0.0.0.0:8443") == 0 && c->listeners[0].tls);
+    CHECK(strcmp(c->listeners[1].addr.text, "[::1]:8080") == 0 && !c->listeners[1].tls);
+
+    CHECK_INT(c->npools, 2);
+    p = gh_config_pool(c, "app");
+    CHECK(p != NULL && p->index == 0);
+    if (p != NULL) {
+        CHECK_INT(p->nservers, 3);
+        CHECK_INT(p->servers[0].weight, 3);
+        CHECK_INT(p->servers[0].naddrs, 1);
+        CHECK_MEM(p->servers[1].host.p, p->servers[1].host.len, "app2.internal");
+        CHECK_INT(p->servers[1].port, 8081);
+        CHECK_INT(p->servers[1].naddrs, 0); /* a name: resolved later */
+        CHECK_MEM(p->servers[2].host.p, p->servers[2].host.len, "::1");
+        CHECK(p->servers[2].backup && !p->servers[0].backup);
+        CHECK_INT(p->balance, GH_BALANCE_HASH);
+        CHECK_INT(p->hash_key, GH_HASH_COOKIE);
+        CHECK_MEM(p->hash_name.p, p->hash_name.len, "sid");
+        CHECK_INT(p->health.type, GH_HEALTH_HTTP);
+        CHECK_MEM(p->health.method.p, p->health.method.len, "HEAD");
+        CHECK_MEM(p->health.path.p, p->health.path.len, "/healthz");
+        CHECK_MEM(p->health.host.p, p->health.host.len, "app.local");
+        CHECK(p->health.status_min == 200 && p->health.status_max == 204);
+        CHECK(p->health.interval == 4000 && p->health.timeout == 1000);
+        CHECK(p->health.rise == 1 && p->health.fall == 5);
+        CHECK(p->passive.fails == 4 && p->passive.window == 20000 && p->passive.eject == 60000);
+    }
+    p = gh_config_pool(c, "api");
+    CHECK(p != NULL && p->balance == GH_BALANCE_P2C && p->health.type == GH_HEALTH_TCP);
+    CHECK(p != NULL && p->passive.fails == 3 && p->passive.window == 10000 && p->passive.eject == 30000);
+    CHECK(p != NULL && p->health.interval == 5000 && p->health.fall == 3);
+
+    CHECK_INT(c->nsites, 2);
+    s = &c->sites[0];
+    CHECK_INT(s->nnames, 2);
+    CHECK_MEM(s->names[0].p, s->names[0].len, "example.com");
+    CHECK_MEM(s->names[1].p, s->names[1].len, "*.example.com");
+    CHECK(!s->is_default);
+    CHECK(s->nlisteners == 1 && s->listeners[0] == 0);
+    CHECK_INT(s->ncerts, 2);
+    CHECK(strcmp(s->certs[0].cert_file.p + strlen(dir), "/certs/ec.pem") == 0);
+    CHECK(strcmp(s->certs[1].key_file.p, "/abs/rsa.key") == 0);
+    CHECK_INT(s->nroutes, 3);
+    r = &s->routes[0]; /* sorted: /api/ (5) before /v1 (3) before / */
+    CHECK_MEM(r->prefix.p, r->prefix.len, "/api/");
+    CHECK_INT(r->action, GH_ACTION_PROXY);
+    CHECK(r->pool == gh_config_pool(c, "api") && r->rewrite == GH_REWRITE_STRIP);
+    CHECK_INT(r->nmethods, 2);
+    CHECK_INT(r->nheaders, 1);
+    CHECK_MEM(r->headers[0].name.p, r->headers[0].name.len, "x-canary");
+    CHECK_INT(r->response_timeout, 30000);
+    CHECK_INT(r->connect_timeout, 3000); /* from timeouts */
+    CHECK(r->max_body == 10 * 1024 * 1024);
+    CHECK_INT(r->nreq_ops, 2);
+    CHECK(r->req_ops[0].op == GH_HEADER_SET && strcmp(r->req_ops[0].value.p, "gate house") == 0);
+    CHECK(r->req_ops[1].op == GH_HEADER_REMOVE && strcmp(r->req_ops[1].name.p, "Cookie") == 0);
+    CHECK_INT(r->nresp_ops, 1);
+    CHECK_MEM(s->routes[1].prefix.p, s->routes[1].prefix.len, "/v1");
+    CHECK(s->routes[1].rewrite == GH_REWRITE_REPLACE && strcmp(s->routes[1].replace_with.p, "/v2/") == 0);
+    CHECK(s->routes[2].max_body == 2 * 1024 * 1024); /* from max_body */
+
+    s = &c->sites[1];
+    CHECK(s->is_default && s->nnames == 0 && s->nlisteners == 1 && s->listeners[0] == 1);
+    CHECK_MEM(s->routes[0].prefix.p, s->routes[0].prefix.len, "/teapot");
+    CHECK_INT(s->routes[0].status, 418);
+    CHECK_MEM(s->routes[0].body.p, s->routes[0].body.len, "short and \"stout\"\n");
+    CHECK_INT(s->routes[1].action, GH_ACTION_REDIRECT);
+    CHECK_INT(s->routes[1].status, 301);
+    gh_config_free(c);
+}
+
+static void defaults_and_forms(void)
+{
+    gh_config *c;
+
+    unit_case("defaults: all listeners, round robin, no limits, no checks");
+    c = parse_text("listen 127.0.0.1:1\nlisten 127.0.0.1:2\npool p { server h.test:1 }\n"
+                   "site default { route / { proxy p } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(c->sites[0].nlisteners == 2 && c->sites[0].listeners[1] == 1);
+        CHECK(c->pools[0].balance == GH_BALANCE_ROUND_ROBIN && c->pools[0].health.type == GH_HEALTH_NONE);
+        CHECK(c->pools[0].passive.fails == 0 && c->pools[0].servers[0].weight == 1);
+        CHECK(c->sites[0].routes[0].max_body == GH_CFG_NO_LIMIT);
+        CHECK(c->access_log == NULL && c->workers >= 1);
+    }
+    gh_config_free(c);
+
+    unit_case("pools may follow the sites; ';' and newlines end directives; CRLF; quoted {");
+    c = parse_text("site default { route / { proxy later; respond_never_seen_because_comment # x }\r\n}\r\n"
+                   "listen 127.0.0.1:1\r\npool later { server 127.0.0.1:2 }\n");
+    CHECK(c == NULL); /* respond_never_seen_because_comment is unknown: comments start only at a token */
+    gh_config_free(c);
+    c = parse_text(
+        "site default { route / { proxy later } }\r\nlisten 127.0.0.1:1\r\n"
+        "pool later { server 127.0.0.1:2 }\nsite \"quoted.test\" { route / { respond 200 \"{ #not a comment }\" } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(c->sites[0].routes[0].pool == &c->pools[0]);
+        CHECK_MEM(c->sites[1].names[0].p, c->sites[1].names[0].len, "quoted.test");
+        CHECK_MEM(c->sites[1].routes[0].body.p, c->sites[1].routes[0].body.len, "{ #not a comment }");
+    }
+    gh_config_free(c);
+
+    unit_case("balance forms");
+    for (int i = 0; i < 6; i++) {
+        static const char *const forms[] = {"round_robin", "least_conn", "p2c", "random", "hash ip", "hash header X-U"};
+        static const int want[] = {GH_BALANCE_ROUND_ROBIN, GH_BALANCE_LEAST_CONN, GH_BALANCE_P2C,
+                                   GH_BALANCE_RANDOM,      GH_BALANCE_HASH,       GH_BALANCE_HASH};
+        char text[512];
+
+        snprintf(text, sizeof(text),
+                 "listen 127.0.0.1:1\npool p { server 127.0.0.1:2; balance %s }\n"
+                 "site default { route / { proxy p } }\n",
+                 forms[i]);
+        c = parse_text(text);
+        CHECK(c != NULL && c->pools[0].balance == want[i]);
+        if (c != NULL && i == 5)
+            CHECK(c->pools[0].hash_key == GH_HASH_HEADER && strcmp(c->pools[0].hash_name.p, "X-U") == 0);
+        gh_config_free(c);
+    }
+}
+
+/* ---- errors ----------------------------------------------------------------------------------- */
+
+static void errors_syntax(void)
+{
+    unit_case("syntax errors");
+    EXPECT_ERROR("workers 2\nfrobnicate 1\n", "main.conf:2: unknown directive \"frobnicate\"");
+    EXPECT_ERROR("workers 2 3\n", "main.conf:1: wrong number of arguments for \"workers\" (usage: workers N|auto)");
+    EXPECT_ERROR("workers\n", "main.conf:1: wrong number of arguments for \"workers\"");
+    EXPECT_ERROR("\n\nroute / { proxy a }\n",
+                 "main.conf:3: \"route\" is not allowed here (it belongs in a site block)");
+    EXPECT_ERROR("site a.test {\n  server 1.2.3.4:5\n}\n", "main.conf:2: \"server\" is not allowed here (it belongs "
+                                                           "in a pool block)");
+    EXPECT_ERROR("pool a\n{\n}\n", "main.conf:1: \"pool\" needs a { } block opened on the same line");
+    EXPECT_ERROR("workers 2 {\n}\n", "main.conf:1: \"workers\" takes no { } block");
+    EXPECT_ERROR("pool a {\n  server 1.2.3.4:5\n", "main.conf:3: unexpected end of file: the block opened at line 1");
+    EXPECT_ERROR("workers 1\n}\n", "main.conf:2: unexpected \"}\"");
+    EXPECT_ERROR("{\n", "main.conf:1: unexpected \"{\"");
+    EXPECT_ERROR("access_log \"/tmp/x\n", "main.conf:1: unterminated string");
+    EXPECT_ERROR("access_log \"a\\qb\"\n", "main.conf:1: unknown escape in a string");
+    EXPECT_ERROR("access_log a\"b\"\n", "main.conf:1: unexpected quote inside a word");
+    EXPECT_ERROR("access_log \"a\"b\n", "main.conf:1: a quoted string must be followed by a space");
+    EXPECT_ERROR("\"workers\" 2\n", "main.conf:1: a directive name cannot be quoted");
+    EXPECT_ERROR("workers 2\x01\n", "main.conf:1: control character 0x01");
+    EXPECT_ERROR("workers 2\nworkers 3\n", "main.conf:2: duplicate \"workers\" (first at ");
+    EXPECT_ERROR("timeouts {\n connect 1s\n connect 2s\n}\n", "main.conf:3: duplicate \"connect\"");
+}
+
+static void errors_values(void)
+{
+    unit_case("bad values");
+    EXPECT_ERROR("workers 0\n", "main.conf:1: invalid worker count \"0\": expected a number from 1 to 1024");
+    EXPECT_ERROR("workers 99999999999999999999999\n", "main.conf:1: invalid worker count");
+    EXPECT_ERROR("log_level loud\n", "main.conf:1: invalid log level \"loud\"");
+    EXPECT_ERROR("max_body 12q\n", "main.conf:1: invalid size \"12q\": expected a size such as 512, 16k, 1m or 1g");
+    EXPECT_ERROR("max_body 99999999999g\n", "main.conf:1: invalid size \"99999999999g\": too large");
+    EXPECT_ERROR("timeouts {\n  response 0s\n}\n", "main.conf:2: invalid duration \"0s\": must be greater than zero");
+    EXPECT_ERROR("timeouts { header 10x }\n", "main.conf:1: invalid duration \"10x\": expected a duration");
+    EXPECT_ERROR("listen 1.2.3.4\n", "main.conf:1: invalid listen address \"1.2.3.4\"");
+    EXPECT_ERROR("listen localhost:80\n", "main.conf:1: invalid listen address \"localhost:80\"");
+    EXPECT_ERROR("listen 1.2.3.4:80 ssl\n", "main.conf:1: invalid listen option \"ssl\"");
+    EXPECT_ERROR("pool a { server 1.2.3.4:0 }\n", "main.conf:1: invalid server address \"1.2.3.4:0\": the port");
+    EXPECT_ERROR("pool a { server 1.2.3:80 }\n", "main.conf:1: invalid server address \"1.2.3:80\"");
+    EXPECT_ERROR("pool a { server [::1:80 }\n", "main.conf:1: invalid server address");
+    EXPECT_ERROR("pool a { server bad_host!:80 }\n", "main.conf:1: invalid server address");
+    EXPECT_ERROR("pool a { server 0.0.0.0:80 }\n", "main.conf:1: invalid server address \"0.0.0.0:80\": 0.0.0.0");
+    EXPECT_ERROR("pool a { server 1.2.3.4:80 weight=0 }\n", "main.conf:1: invalid weight \"0\"");
+    EXPECT_ERROR("pool a { server 1.2.3.4:80 heavy }\n", "main.conf:1: invalid server option \"heavy\"");
+    EXPECT_ERROR("pool a { balance fastest }\n", "main.conf:1: invalid balance \"fastest\"");
+    EXPECT_ERROR("pool a { balance hash header }\n", "main.conf:1: balance hash header needs a header name");
+    EXPECT_ERROR("pool a { balance hash }\n", "main.conf:1: balance hash needs a key");
+    EXPECT_ERROR("pool a {\nhealth http status=99\n}\n", "main.conf:2: invalid status range \"99\"");
+    EXPECT_ERROR("pool a { health http status=300-200 }\n", "main.conf:1: invalid status range");
+    EXPECT_ERROR("pool a { health udp }\n", "main.conf:1: invalid health check \"udp\"");
+    EXPECT_ERROR("pool a { health http interval=1s timeout=1s }\n", "main.conf:1: the health check timeout must be");
+    EXPECT_ERROR("pool a { passive fails=x }\n", "main.conf:1: invalid fails \"x\"");
+    EXPECT_ERROR("pool a/b { }\n", "main.conf:1: invalid pool name \"a/b\"");
+    EXPECT_ERROR("site a..*.b { }\n", "main.conf:1: invalid site name \"a..*.b\": a wildcard is only allowed");
+    EXPECT_ERROR("site example.com:443 { }\n", "main.conf:1: invalid site name \"example.com:443\": no port here");
+    EXPECT_ERROR("site [::1]:443 { }\n", "main.conf:1: invalid site name \"[::1]:443\"");
+    EXPECT_ERROR("site x { route api { } }\n", "main.conf:1: invalid route prefix \"api\": must start with /");
+    EXPECT_ERROR("site x {\n route / {\n  redirect 300 /x\n }\n}\n", "main.conf:3: invalid status \"300\"");
+    EXPECT_ERROR("site x { route / { redirect 304 /x } }\n", "main.conf:1: invalid redirect status 304");
+    EXPECT_ERROR("site x { route / { redirect 301 https://$hots/ } }\n",
+                 "main.conf:1: unknown variable \"$hots\" in redirect target");
+    EXPECT_ERROR("site x { route / { redirect 301 \"/a b\" } }\n", "main.conf:1: invalid redirect target");
+    EXPECT_ERROR("site x { route / { respond 204 body } }\n", "main.conf:1: status 204 has no body");
+    EXPECT_ERROR("site x { route / { respond 200; proxy a } }\n", "main.conf:1: a route has one action");
+    EXPECT_ERROR("site x { route / { proxy a strip } }\n", "main.conf:1: usage: proxy POOL");
+    EXPECT_ERROR("site x { route / { timeout idle 1s } }\n", "main.conf:1: invalid route timeout \"idle\"");
+    EXPECT_ERROR("site x { route / { method \"G T\" } }\n", "main.conf:1: invalid method \"G T\"");
+    EXPECT_ERROR("site x { route / { request_header set Content-Length 5 } }\n",
+                 "main.conf:1: invalid header name \"Content-Length\": framing headers");
+    EXPECT_ERROR("site x { route / { response_header set X-A \"a\\nb\" } }\n", "main.conf:1: invalid header value");
+    EXPECT_ERROR("site x { route / { request_header add X-A b } }\n", "main.conf:1: usage: request_header set");
+}
+
+static void errors_whole_file(void)
+{
+    unit_case("errors found once the whole file is read");
+    EXPECT_ERROR("listen 127.0.0.1:1\npool app { server 127.0.0.1:2 }\n"
+                 "site default {\n  route / {\n    proxy ap\n  }\n}\n",
+                 "main.conf:5: unknown pool \"ap\"");
+    EXPECT_ERROR("listen 127.0.0.1:1\nlisten 127.0.0.1:1 tls\n",
+                 "main.conf:2: duplicate listener 127.0.0.1:1 (first at ");
+    EXPECT_ERROR("pool a { server 127.0.0.1:1 }\n\npool a { server 127.0.0.1:1 }\n",
+                 "main.conf:3: duplicate pool \"a\" (first at ");
+    EXPECT_ERROR(VALID_TAIL "site A.test { route / { proxy app } }\nsite a.test { route / { proxy app } }\n",
+                 "main.conf:5: duplicate site a.test on listener 127.0.0.1:8080 (first at ");
+    EXPECT_ERROR(VALID_TAIL "site default { route / { proxy app } }\n", "main.conf:4: duplicate site default");
+    EXPECT_ERROR("listen 127.0.0.1:1 tls\npool app { server 127.0.0.1:2 }\nsite a.test {\n route / { proxy app }\n}\n",
+                 "main.conf:3: site a.test is served by TLS listener 127.0.0.1:1 but has no cert");
+    EXPECT_ERROR("listen 127.0.0.1:1\npool app { server 127.0.0.1:2 }\nsite a.test {\n listen 127.0.0.1:9\n"
+                 " route / { proxy app }\n}\n",
+                 "main.conf:4: no listener 127.0.0.1:9");
+    EXPECT_ERROR("listen 127.0.0.1:1\nlisten 127.0.0.1:2\npool app { server 127.0.0.1:2 }\n"
+                 "site a.test {\n listen 127.0.0.1:1\n route / { proxy app }\n}\n",
+                 "main.conf:2: listener 127.0.0.1:2 serves no site");
+    EXPECT_ERROR("listen 127.0.0.1:1\npool app {\n}\nsite default { route / { proxy app } }\n",
+                 "main.conf:2: pool \"app\" has no server");
+    EXPECT_ERROR("listen 127.0.0.1:1\npool app { server 127.0.0.1:2 backup }\nsite default { route / { proxy app } }\n",
+                 "main.conf:2: pool \"app\" has no server that is not a backup");
+    EXPECT_ERROR("listen 127.0.0.1:1\nsite default {\n}\n", "main.conf:2: site default has no route");
+    EXPECT_ERROR("listen 127.0.0.1:1\nsite default {\n route / {\n }\n}\n", "main.conf:3: route / has no action");
+    EXPECT_ERROR(VALID_TAIL "site b.test {\n route /x { respond 200 }\n route /x { respond 201 }\n}\n",
+                 "main.conf:6: duplicate route /x with the same conditions");
+    EXPECT_ERROR("workers 1\n\n", "main.conf:3: no listener");
+    EXPECT_ERROR("listen 127.0.0.1:1\n", "main.conf:2: no site");
+}
+
+static void errors_files(void)
+{
+    char path[256], want[512];
+    gh_config *c;
+
+    unit_case("unreadable main file");
+    snprintf(path, sizeof(path), "%s/missing.conf", dir);
+    c = gh_config_parse(path, err, sizeof(err));
+    snprintf(want, sizeof(want), "%s: cannot read: No such file or directory", path);
+    CHECK(c == NULL && strcmp(err, want) == 0);
+    c = gh_config_parse(dir, err, sizeof(err));
+    snprintf(want, sizeof(want), "%s: cannot read: Is a directory", dir);
+    CHECK(c == NULL && strcmp(err, want) == 0);
+
+    unit_case("certificate readability is checked by load, not parse");
+    snprintf(path, sizeof(path), "%s/main.conf", dir);
+    write_file("main.conf", "listen 127.0.0.1:1 tls\npool p { server 127.0.0.1:2 }\n"
+                            "site default {\n cert c.pem c.key\n cert missing.pem c.key\n route / { proxy p }\n}\n");
+    write_file("c.pem", "x");
+    write_file("c.key", "x");
+    c = gh_config_parse(path, err, sizeof(err));
+    CHECK(c != NULL);
+    CHECK(c != NULL && gh_config_check_files(c, err, sizeof(err)) < 0);
+    snprintf(want, sizeof(want), "%s/main.conf:5: cannot read certificate \"%s/missing.pem\": No such file", dir, dir);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    gh_config_free(c);
+    c = gh_config_load(path, err, sizeof(err));
+    CHECK(c == NULL && strncmp(err, want, strlen(want)) == 0);
+    write_file("missing.pem", "x");
+    c = gh_config_load(path, err, sizeof(err));
+    CHECK(c != NULL);
+    gh_config_free(c);
+}
+
+/* ---- include ---------------------------------------------------------------------------------- */
+
+static void includes(void)
+{
+    gh_config *c;
+
+    unit_case("include: glob, sorted, relative to the including file, in any block");
+    make_dir("conf.d");
+    make_dir("conf.d/routes");
+    write_file("conf.d/20-site.conf", "site b.test {\n  include routes/*.conf\n}\n");
+    write_file("conf.d/10-site.conf", "site a.test { route / { proxy app } }\n");
+    write_file("conf.d/routes/api.conf", "route /api/ { proxy app }\n");
+    write_file("conf.d/routes/root.conf", "route / { respond 200 }\n");
+    write_file("conf.d/ignored.txt", "this is not config\n");
+    write_file("pools.conf", "pool app { server 127.0.0.1:9 }\n");
+    c = parse_text("listen 127.0.0.1:1\ninclude pools.conf\ninclude conf.d/*.conf\ninclude nothing/*.conf\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_INT(c->nsites, 2);
+        CHECK_MEM(c->sites[0].names[0].p, c->sites[0].names[0].len, "a.test"); /* 10- before 20- */
+        CHECK_INT(c->sites[1].nroutes, 2);
+        CHECK(c->sites[1].routes[0].where.line == 1 && strstr(c->sites[1].routes[0].where.file, "routes/api.conf"));
+    } else {
+        fprintf(stderr, "    %s\n", err);
+    }
+    gh_config_free(c);
+
+    unit_case("include errors point at the right file and line");
+    EXPECT_ERROR("listen 127.0.0.1:1\n\ninclude nope.conf\n", "main.conf:3: cannot read \"");
+    write_file("bad.conf", "\n\nworkers x\n");
+    EXPECT_ERROR("include bad.conf\n", "bad.conf:3: invalid worker count \"x\"");
+    write_file("unbalanced.conf", "}\n");
+    EXPECT_ERROR("site x {\n include unbalanced.conf\n}\n", "unbalanced.conf:1: unexpected \"}\"");
+    write_file("open.conf", "pool z {\n");
+    EXPECT_ERROR("include open.conf\n", "open.conf:2: unexpected end of file");
+    write_file("wrongctx.conf", "workers 2\n");
+    EXPECT_ERROR("pool p {\n include wrongctx.conf\n}\n", "wrongctx.conf:1: \"workers\" is not allowed here");
+
+    unit_case("include cycles and depth");
+    write_file("a.conf", "include b.conf\n");
+    write_file("b.conf", "\ninclude a.conf\n");
+    EXPECT_ERROR("include a.conf\n", "b.conf:2: include cycle: \"");
+    EXPECT_ERROR("include main.conf\n", "main.conf:1: include cycle");
+    for (int i = 0; i < 12; i++) {
+        char name[32], text[64];
+
+        snprintf(name, sizeof(name), "deep%d.conf", i);
+        snprintf(text, sizeof(text), "include deep%d.conf\n", i + 1);
+        write_file(name, text);
+    }
+    EXPECT_ERROR("include deep0.conf\n", "deep7.conf:1: includes nested more than 8 deep");
+}
+
+/* ---- the example, the quick start, resolution, helpers ----------------------------------------- */
+
+static void example(void)
+{
+    gh_config *c;
+    const gh_cfg_site *s;
+
+    unit_case("examples/gatehouse.conf parses (certificates are not checked by gh_config_parse)");
+    c = gh_config_parse("examples/gatehouse.conf", err, sizeof(err));
+    if (c == NULL)
+        c = gh_config_parse("../examples/gatehouse.conf", err, sizeof(err));
+    CHECK(c != NULL);
+    if (c == NULL) {
+        fprintf(stderr, "    %s\n", err);
+        return;
+    }
+    CHECK_INT(c->nlisteners, 4);
+    CHECK_INT(c->npools, 3);
+    CHECK_INT(c->nsites, 3);
+    s = &c->sites[0];
+    CHECK_INT(s->ncerts, 2);
+    CHECK_INT(s->nlisteners, 2);
+    /* Conditional /admin/ sorts before the unconditional one. */
+    for (size_t i = 0; i + 1 < s->nroutes; i++)
+        if (strcmp(s->routes[i].prefix.p, "/admin/") == 0) {
+            CHECK_INT(s->routes[i].nheaders, 1);
+            CHECK_INT(s->routes[i + 1].nheaders, 0);
+            break;
+        }
+    CHECK(gh_config_check_files(c, err, sizeof(err)) < 0 && strstr(err, "gatehouse.conf:") != NULL);
+    gh_config_free(c);
+}
+
+static void quickstart(void)
+{
+    gh_conf q;
+    gh_config *c;
+    const gh_cfg_route *r;
+
+    unit_case("quick start flags build the same model");
+    gh_conf_defaults(&q);
+    q.workers = 2;
+    q.connect_timeout = 1234;
+    q.access_log = "-";
+    q.cert_file = "site.pem";
+    q.key_file = "site.key";
+    CHECK(gh_addr_parse(&q.listen, "127.0.0.1:8443") == 0);
+    CHECK(gh_addr_parse(&q.servers[0], "127.0.0.1:8080") == 0);
+    CHECK(gh_addr_parse(&q.servers[1], "[::1]:8081") == 0);
+    q.nservers = 2;
+    c = gh_config_from_quickstart(&q, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    CHECK(c->workers == 2 && strcmp(c->access_log, "-") == 0 && c->access_log != q.access_log);
+    CHECK(c->nlisteners == 1 && c->listeners[0].tls && strcmp(c->listeners[0].addr.text, "127.0.0.1:8443") == 0);
+    CHECK(c->npools == 1 && c->pools[0].nservers == 2 && c->pools[0].balance == GH_BALANCE_ROUND_ROBIN);
+    CHECK_MEM(c->pools[0].servers[1].host.p, c->pools[0].servers[1].host.len, "::1");
+    CHECK_INT(c->pools[0].servers[1].port, 8081);
+    CHECK(c->pools[0].servers[1].naddrs == 1 && strcmp(c->pools[0].servers[1].addrs[0].text, "[::1]:8081") == 0);
+    CHECK_MEM(c->pools[0].servers[0].text.p, c->pools[0].servers[0].text.len, "127.0.0.1:8080");
+    CHECK(c->nsites == 1 && c->sites[0].is_default && c->sites[0].ncerts == 1 && c->sites[0].nlisteners == 1);
+    CHECK(strcmp(c->sites[0].certs[0].cert_file.p, "site.pem") == 0);
+    r = &c->sites[0].routes[0];
+    CHECK(c->sites[0].nroutes == 1 && r->action == GH_ACTION_PROXY && r->pool == &c->pools[0]);
+    CHECK(strcmp(r->prefix.p, "/") == 0 && r->connect_timeout == 1234 && r->max_body == GH_CFG_NO_LIMIT);
+    gh_config_free(c);
+}
+
+static void resolve(void)
+{
+    gh_config *c;
+
+    unit_case("names resolve at load; failures name the line");
+    c = parse_text("listen 127.0.0.1:1\npool p {\n server localhost:8080\n server 127.0.0.2:1\n}\n"
+                   "site default { route / { proxy p } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(gh_config_resolve(c, err, sizeof(err)) == 0);
+        CHECK(c->pools[0].servers[0].naddrs >= 1);
+        CHECK(c->pools[0].servers[0].naddrs >= 1 && strstr(c->pools[0].servers[0].addrs[0].text, ":8080") != NULL);
+        CHECK(c->pools[0].servers[1].naddrs == 1);
+    }
+    gh_config_free(c);
+    c = parse_text("listen 127.0.0.1:1\npool p {\n\n server no-such-host.invalid:80\n}\n"
+                   "site default { route / { proxy p } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        char want[256];
+
+        snprintf(want, sizeof(want), "%s/main.conf:4: cannot resolve no-such-host.invalid: ", dir);
+        CHECK(gh_config_resolve(c, err, sizeof(err)) < 0);
+        unit_check(strncmp(err, want, strlen(want)) == 0, __FILE__, __LINE__, "error \"%s\"", err);
+    }
+    gh_config_free(c);
+}
+
+static void route_helpers(void)
+{
+    gh_config *c;
+    char out[128];
+    gh_redirect_vars v = {{"https", 5}, {"a.test", 6}, {"/x?y=1", 6}};
+    const gh_cfg_site *s;
+
+    unit_case("redirect targets and prefix rewriting");
+    c = parse_text("listen 127.0.0.1:1\npool p { server 127.0.0.1:2 }\nsite default {\n"
+                   " route /r1 { redirect 301 https://$host$request_uri }\n"
+                   " route /r2 { redirect 302 \"$scheme://b.test/$$5$$\" }\n"
+                   " route /r3 { redirect 307 /static }\n"
+                   " route /api/ { proxy p strip_prefix }\n"
+                   " route /api2 { proxy p strip_prefix }\n"
+                   " route /old/ { proxy p replace_prefix /new }\n"
+                   " route /o { proxy p replace_prefix /n/ }\n"
+                   " route / { proxy p }\n}\n");
+    CHECK(c != NULL);
+    if (c == NULL) {
+        fprintf(stderr, "    %s\n", err);
+        return;
+    }
+    s = &c->sites[0];
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const gh_cfg_route *r = &s->routes[i];
+        int n;
+#define RW(in, want)                                                                                                   \
+    do {                                                                                                               \
+        n = gh_route_rewrite_path(r, in, strlen(in), out, sizeof(out));                                                \
+        CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0), want);                                                          \
+    } while (0)
+
+        if (strcmp(r->prefix.p, "/r1") == 0) {
+            n = gh_route_redirect_target(r, &v, out, sizeof(out));
+            CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0), "https://a.test/x?y=1");
+            CHECK_INT(gh_route_redirect_target(r, &v, out, 20), -1); /* 20 bytes + NUL do not fit */
+            CHECK_INT(gh_route_redirect_target(r, &v, out, 21), 20);
+        } else if (strcmp(r->prefix.p, "/r2") == 0) {
+            n = gh_route_redirect_target(r, &v, out, sizeof(out));
+            CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0), "https://b.test/$5$");
+        } else if (strcmp(r->prefix.p, "/r3") == 0) {
+            n = gh_route_redirect_target(r, &v, out, sizeof(out));
+            CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0), "/static");
+        } else if (strcmp(r->prefix.p, "/api/") == 0) {
+            RW("/api/users?x=1", "/users?x=1");
+            RW("/api/", "/");
+        } else if (strcmp(r->prefix.p, "/api2") == 0) {
+            RW("/api2", "/");
+            RW("/api2?q", "/?q");
+            RW("/api2/v", "/v");
+        } else if (strcmp(r->prefix.p, "/old/") == 0) {
+            RW("/old/a/b", "/new/a/b");
+            RW("/old/", "/new/");
+        } else if (strcmp(r->prefix.p, "/o") == 0) {
+            RW("/o/a", "/n/a");
+            RW("/o", "/n/");
+        } else {
+            RW("/keep/this?q", "/keep/this?q");
+            CHECK_INT(gh_route_rewrite_path(r, "/abc", 4, out, 4), -1);
+        }
+#undef RW
+    }
+    gh_config_free(c);
+}
+
+void suite_conf(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    units();
+    full_model();
+    defaults_and_forms();
+    errors_syntax();
+    errors_values();
+    errors_whole_file();
+    errors_files();
+    includes();
+    example();
+    quickstart();
+    resolve();
+    route_helpers();
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_case(NULL);
+}

@@ -1,0 +1,357 @@
+/*
+ * Health checks: the rise/fall state machine, the probe request and answer, the
+ * passive ejection logic, the shared region across processes, and the prober
+ * against real loopback sockets.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "health/check.h"
+#include "health/probe.h"
+#include "health/state.h"
+#include "unit.h"
+
+static gh_h1_response res; /* large: not on the stack */
+
+static void test_fsm(void)
+{
+    gh_health_fsm f = {0};
+
+    unit_case("fsm: the first result decides at once");
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), GH_HEALTH_UP);
+    f = (gh_health_fsm){0};
+    CHECK_INT(gh_health_fsm_step(&f, 0, 3, 2), GH_HEALTH_DOWN);
+
+    unit_case("fsm: rise passes in a row bring it up; a failure restarts the count");
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 0, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), GH_HEALTH_UP);
+    CHECK_INT(f.status, GH_HEALTH_UP);
+
+    unit_case("fsm: fall failures in a row bring it down; a pass restarts the count");
+    CHECK_INT(gh_health_fsm_step(&f, 0, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 1, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 0, 3, 2), 0);
+    CHECK_INT(gh_health_fsm_step(&f, 0, 3, 2), GH_HEALTH_DOWN);
+    CHECK_INT(gh_health_fsm_step(&f, 0, 3, 2), 0);
+
+    unit_case("fsm: rise and fall of 0 count as 1");
+    CHECK_INT(gh_health_fsm_step(&f, 1, 0, 0), GH_HEALTH_UP);
+    CHECK_INT(gh_health_fsm_step(&f, 0, 0, 0), GH_HEALTH_DOWN);
+    unit_case(NULL);
+}
+
+static void test_request(void)
+{
+    char out[256];
+    ssize_t n;
+
+    unit_case("request text");
+    n = gh_health_http_request(out, sizeof(out), "GET", "/healthz?x=1", "app.internal:8080");
+    CHECK(n > 0);
+    if (n > 0)
+        CHECK_MEM(out, (size_t)n,
+                  "GET /healthz?x=1 HTTP/1.1\r\nHost: app.internal:8080\r\nUser-Agent: gatehouse-health\r\n"
+                  "Connection: close\r\n\r\n");
+    unit_case("request: no header injection from the config, no overflow");
+    CHECK_INT(gh_health_http_request(out, sizeof(out), "GET", "/a\r\nX: y", "h"), -1);
+    CHECK_INT(gh_health_http_request(out, sizeof(out), "GET", "/", "h\r\nX: y"), -1);
+    CHECK_INT(gh_health_http_request(out, sizeof(out), "GE T", "/", "h"), -1);
+    CHECK_INT(gh_health_http_request(out, sizeof(out), "GET", "relative", "h"), -1);
+    CHECK_INT(gh_health_http_request(out, sizeof(out), "GET", "/", ""), -1);
+    CHECK_INT(gh_health_http_request(out, 40, "GET", "/", "h"), -1);
+    unit_case(NULL);
+}
+
+static int answer(const char *text, int *status)
+{
+    size_t searched = 0;
+    return gh_health_http_answer(text, strlen(text), &searched, 0, &res, status);
+}
+
+static void test_answer(void)
+{
+    char big[GH_HEALTH_HEAD_MAX];
+    size_t searched = 0;
+    int status = 0;
+
+    unit_case("answer: a valid head gives its status");
+    CHECK_INT(answer("HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", &status), 1);
+    CHECK_INT(status, 204);
+    CHECK_INT(answer("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 3\r\n\r\nbye", &status), 1);
+    CHECK_INT(status, 503);
+    unit_case("answer: incomplete asks for more; garbage fails");
+    CHECK_INT(answer("HTTP/1.1 200 OK\r\nServer: x\r\n", &status), 0);
+    CHECK_INT(answer("SSH-2.0-OpenSSH_9.2\r\n\r\n", &status), -1);
+    CHECK_INT(answer("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &status), -1);
+    unit_case("answer: a head that does not fit fails");
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+    CHECK_INT(gh_health_http_answer(big, sizeof(big), &searched, 0, &res, &status), -1);
+    unit_case(NULL);
+}
+
+static const gh_health_passive passive = {.max_fails = 3, .window_ms = 1000, .eject_ms = 5000};
+
+static void test_passive(void)
+{
+    gh_health_shm *shm = gh_health_shm_new(4);
+    gh_health_stats st;
+    int saved = gh_log_level;
+
+    CHECK(shm != NULL);
+    if (shm == NULL)
+        return;
+    gh_log_level = GH_LOG_ERROR; /* the ejection lines are expected */
+
+    unit_case("passive: max_fails in a row within the window eject for eject_ms");
+    CHECK(gh_health_usable(shm, 1, 10000));
+    CHECK_INT(gh_health_passive_failure(shm, 1, 10000, &passive, "s", "p"), 0);
+    CHECK_INT(gh_health_passive_failure(shm, 1, 10500, &passive, "s", "p"), 0);
+    CHECK(gh_health_usable(shm, 1, 10500));
+    CHECK_INT(gh_health_passive_failure(shm, 1, 11000, &passive, "s", "p"), 1);
+    CHECK(!gh_health_usable(shm, 1, 11000));
+    CHECK(!gh_health_usable(shm, 1, 15999));
+    CHECK(gh_health_usable(shm, 1, 16000));
+    CHECK(gh_health_usable(shm, 0, 11000)); /* its neighbour is unaffected */
+
+    unit_case("passive: failures while ejected start no new streak");
+    CHECK_INT(gh_health_passive_failure(shm, 1, 12000, &passive, "s", "p"), 0);
+    gh_health_stats_get(shm, 1, &st);
+    CHECK_INT(st.streak, 0);
+    CHECK_INT(st.ejections, 1);
+    CHECK_INT(st.passive_failures, 4);
+
+    unit_case("passive: a success resets the streak");
+    CHECK_INT(gh_health_passive_failure(shm, 2, 20000, &passive, "s", NULL), 0);
+    CHECK_INT(gh_health_passive_failure(shm, 2, 20001, &passive, "s", NULL), 0);
+    gh_health_passive_success(shm, 2);
+    CHECK_INT(gh_health_passive_failure(shm, 2, 20002, &passive, "s", NULL), 0);
+    CHECK_INT(gh_health_passive_failure(shm, 2, 20003, &passive, "s", NULL), 0);
+    CHECK(gh_health_usable(shm, 2, 20003));
+    CHECK_INT(gh_health_passive_failure(shm, 2, 20004, &passive, "s", NULL), 1);
+
+    unit_case("passive: failures further apart than the window never eject");
+    for (uint64_t t = 30000; t < 40000; t += 600)
+        CHECK_INT(gh_health_passive_failure(shm, 3, t, &passive, NULL, NULL), 0);
+    gh_health_stats_get(shm, 3, &st);
+    CHECK_INT(st.ejections, 0);
+    CHECK_INT(st.streak, 1); /* 600 ms apart: every other failure begins a new streak, as the last (39600) did */
+
+    unit_case("passive: max_fails 0 turns it off; out-of-range slots are usable");
+    gh_health_passive off = {0, 1000, 5000};
+    for (int i = 0; i < 10; i++)
+        CHECK_INT(gh_health_passive_failure(shm, 0, 50000, &off, NULL, NULL), 0);
+    CHECK(gh_health_usable(shm, 0, 50000));
+    CHECK(gh_health_usable(shm, 99, 50000));
+    CHECK(gh_health_usable(NULL, 0, 50000));
+
+    unit_case("active: DOWN is unusable; UNKNOWN is usable; UP lifts an ejection");
+    CHECK_INT(gh_health_status_get(shm, 0), GH_HEALTH_UNKNOWN);
+    CHECK_INT(gh_health_status_set(shm, 0, GH_HEALTH_DOWN), GH_HEALTH_UNKNOWN);
+    CHECK(!gh_health_usable(shm, 0, 60000));
+    for (int i = 0; i < 3; i++)
+        gh_health_passive_failure(shm, 0, 60000, &passive, NULL, NULL);
+    CHECK_INT(gh_health_status_set(shm, 0, GH_HEALTH_UP), GH_HEALTH_DOWN);
+    CHECK(gh_health_usable(shm, 0, 60001));
+    gh_health_stats_get(shm, 0, &st);
+    CHECK_INT(st.downs, 1);
+
+    unit_case("shm: sizes out of range are refused");
+    CHECK(gh_health_shm_new(0) == NULL);
+    CHECK(gh_health_shm_new(GH_HEALTH_MAX_SLOTS + 1) == NULL);
+    gh_log_level = saved;
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
+/* Children write, the parent reads: the region is shared, and concurrent streaks count exactly. */
+static void test_fork(void)
+{
+    enum { CHILDREN = 4, FAILS = 20000 };
+    gh_health_passive every10 = {.max_fails = 10, .window_ms = 1000000, .eject_ms = 0};
+    gh_health_shm *shm = gh_health_shm_new(GH_HEALTH_MAX_SLOTS);
+    gh_health_stats st;
+    pid_t pids[CHILDREN];
+    int status, saved = gh_log_level;
+
+    unit_case("shared across fork");
+    CHECK(shm != NULL);
+    if (shm == NULL)
+        return;
+    gh_log_level = GH_LOG_ERROR;
+    fflush(NULL);
+    for (int c = 0; c < CHILDREN; c++) {
+        pids[c] = fork();
+        if (pids[c] == 0) {
+            gh_health_status_set(shm, GH_HEALTH_MAX_SLOTS - 1, GH_HEALTH_DOWN);
+            /* eject_ms 0: no failure is ignored, so every 10th ejects */
+            for (int i = 0; i < FAILS; i++)
+                gh_health_passive_failure(shm, 7, 1000, &every10, NULL, NULL);
+            _exit(0);
+        }
+        CHECK(pids[c] > 0);
+    }
+    for (int c = 0; c < CHILDREN; c++)
+        if (pids[c] > 0)
+            CHECK(waitpid(pids[c], &status, 0) == pids[c] && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_INT(gh_health_status_get(shm, GH_HEALTH_MAX_SLOTS - 1), GH_HEALTH_DOWN);
+    gh_health_stats_get(shm, 7, &st);
+    CHECK_INT(st.passive_failures, CHILDREN * FAILS);
+    CHECK_INT(st.ejections, CHILDREN * FAILS / 10); /* once per ejection, never twice */
+    CHECK_INT(st.streak, 0);
+    gh_log_level = saved;
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
+/* ---- the prober against loopback sockets ---------------------------------------------------- */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int listen_any(gh_addr *a)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, len) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    memset(a, 0, sizeof(*a));
+    memcpy(&a->ss, &sin, sizeof(sin));
+    a->len = sizeof(sin);
+    snprintf(a->text, sizeof(a->text), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+    return fd;
+}
+
+/*
+ * Serves the HTTP probes on lfd with `answer_text` until slot reaches `want`
+ * (or ms pass). Returns 1 when it did; req gets the last request seen.
+ */
+static int serve_until(int lfd, const char *answer_text, gh_health_shm *shm, size_t slot, int want, int ms, char *req,
+                       size_t reqlen)
+{
+    uint64_t end = mono_ms() + (uint64_t)ms;
+
+    while (mono_ms() < end) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+        if (gh_health_status_get(shm, slot) == want)
+            return 1;
+        if (lfd < 0) {
+            usleep(5000);
+            continue;
+        }
+        if (poll(&pfd, 1, 10) <= 0)
+            continue;
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0)
+            continue;
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char got[512];
+        ssize_t n = recv(c, got, sizeof(got) - 1, 0);
+        if (n > 0)
+            snprintf(req, reqlen, "%.*s", (int)n, got);
+        /* a TCP probe closes at once and reads nothing: answer only requests */
+        if (n > 0 && send(c, answer_text, strlen(answer_text), MSG_NOSIGNAL) < 0) {
+            /* the probe gave up already: the loop checks the state again */
+        }
+        close(c);
+    }
+    return gh_health_status_get(shm, slot) == want;
+}
+
+static void test_prober(void)
+{
+    gh_health_shm *shm = gh_health_shm_new(2);
+    gh_health_target t[2];
+    gh_addr a;
+    char req[512] = "";
+    int lfd, status, saved = gh_log_level;
+    pid_t pid;
+
+    unit_case("prober: TCP and HTTP verdicts follow a loopback server");
+    lfd = listen_any(&a);
+    CHECK(shm != NULL && lfd >= 0);
+    if (shm == NULL || lfd < 0)
+        return;
+    memset(t, 0, sizeof(t));
+    t[0] = (gh_health_target){
+        .slot = 0, .addr = a, .type = GH_PROBE_TCP, .interval_ms = 50, .timeout_ms = 200, .rise = 2, .fall = 2};
+    t[1] = (gh_health_target){.slot = 1,
+                              .addr = a,
+                              .pool = "app",
+                              .type = GH_PROBE_HTTP,
+                              .path = "/healthz",
+                              .status_min = 200,
+                              .status_max = 299,
+                              .interval_ms = 50,
+                              .timeout_ms = 200,
+                              .rise = 2,
+                              .fall = 2};
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        gh_log_level = GH_LOG_ERROR; /* the transitions are expected */
+        close(lfd);
+        _exit(gh_health_run(t, 2, shm));
+    }
+    CHECK(pid > 0);
+    if (pid < 0)
+        goto out;
+    CHECK(serve_until(lfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", shm, 1, GH_HEALTH_UP, 2000, req,
+                      sizeof(req)));
+    CHECK(strncmp(req, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:", 39) == 0);
+    CHECK(serve_until(lfd, "HTTP/1.1 200 OK\r\n\r\n", shm, 0, GH_HEALTH_UP, 2000, req, sizeof(req)));
+    unit_case("prober: a status out of range brings HTTP down, not TCP");
+    CHECK(serve_until(lfd, "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", shm, 1, GH_HEALTH_DOWN, 2000, req,
+                      sizeof(req)));
+    CHECK_INT(gh_health_status_get(shm, 0), GH_HEALTH_UP);
+    unit_case("prober: rise passes bring it back up");
+    CHECK(serve_until(lfd, "HTTP/1.1 200 OK\r\n\r\n", shm, 1, GH_HEALTH_UP, 2000, req, sizeof(req)));
+    unit_case("prober: a closed port brings both down");
+    close(lfd);
+    lfd = -1;
+    CHECK(serve_until(-1, "", shm, 0, GH_HEALTH_DOWN, 2000, req, sizeof(req)));
+    CHECK(serve_until(-1, "", shm, 1, GH_HEALTH_DOWN, 2000, req, sizeof(req)));
+    unit_case("prober: SIGTERM stops it cleanly");
+    kill(pid, SIGTERM);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+out:
+    if (lfd >= 0)
+        close(lfd);
+    gh_log_level = saved;
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
+void suite_health(void)
+{
+    test_fsm();
+    test_request();
+    test_answer();
+    test_passive();
+    test_fork();
+    test_prober();
+}
