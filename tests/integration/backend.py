@@ -29,6 +29,11 @@ Endpoints (query parameters in brackets):
   /flaky?fail=a,b        like /reset on backends named a or b, else 200 "ok NAME"
   /resphop               a response carrying hop-by-hop headers the proxy must strip
   /trailers              a chunked response with a trailer section
+  /early                 a 103 interim response, then 200
+  /truncated[?kind=chunked]  a response cut short (CL 1000 with 500 bytes, or no last chunk), then close
+  /reject-early[?status=N]  answers N before reading the request body, then closes (lingering)
+  /double                two responses to one request
+  any path, ?close=1     answer with Connection: close and close the connection
 """
 import argparse
 import hashlib
@@ -273,6 +278,9 @@ class Server:
             self.log.event(ev="response", conn=cid, seq=seq, status=0, note="reset")
             return False
 
+        if path == "/reject-early":
+            return self.respond(c, cid, seq, method, path, q, head, keep, ("", 0))
+
         if "100-continue" in ",".join(hget(headers, "expect")).lower():
             self.log.event(ev="expect", conn=cid, seq=seq)
             c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -331,10 +339,45 @@ class Server:
             hdrs += list(extra)
             return self.send(c, cid, seq, status, reason, hdrs, b"" if is_head else body, keep)
 
+        if q.get("close") == "1":
+            keep = False  # answer with Connection: close, then close
         if path == "/small":
             return simple(200, pattern.SMALL, "application/octet-stream")
         if path == "/id":
             return simple(200, self.name.encode())
+        if path == "/early":
+            c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+            time.sleep(0.05)
+            return simple(200, b"after hints\n")
+        if path == "/reject-early":
+            # Answers before reading the body, then a lingering close: stop sending, drain, close.
+            status = int(q.get("status", "413"))
+            body = b"rejected early\n"
+            c.sendall(b"HTTP/1.1 %d Rejected\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (status, len(body), body))
+            self.log.event(ev="response", conn=cid, seq=seq, status=status, note="early")
+            c.shutdown(socket.SHUT_WR)
+            c.settimeout(2)
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+            return False
+        if path == "/double":
+            # Two responses to one request: the second must never reach anyone.
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfirst\n"
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nX-Poison: 1\r\n\r\nPOISON\n")
+            self.log.event(ev="response", conn=cid, seq=seq, status=200, note="double")
+            return keep
+        if path == "/truncated":
+            if q.get("kind") == "chunked":
+                c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1f4\r\n" + b"t" * 500 + b"\r\n")
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"t" * 500)
+            time.sleep(0.1)
+            self.log.event(ev="response", conn=cid, seq=seq, status=200, note="truncated")
+            return False
         if path == "/flaky":
             return simple(200, ("ok " + self.name).encode())
         if path == "/echo":

@@ -64,3 +64,100 @@ def _(ctx):
     want = make_requests(gh)
     wait_until(lambda: len(lines_of(gh.out_path)) >= len(want), 3 * T)
     check_lines(lines_of(gh.out_path), want)
+
+
+@test("access_log_concurrent")
+def _(ctx):
+    import threading
+    path = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse([ctx.backend()], workers=2, access_log=path)
+    errors = []
+
+    def client(k):
+        try:
+            with Conn(gh.port, timeout=20 * T) as c:
+                for i in range(25):
+                    r = c.request("GET", "/echo?k=%d&i=%d" % (k, i))
+                    if r.status != 200:
+                        errors.append(r.status)
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60 * T)
+    check(not errors, "client errors: %s" % errors[:3])
+    wait_until(lambda: len(lines_of(path)) >= 200, 3 * T)
+    lines = lines_of(path)
+    eq(len(lines), 200, "access log lines for 200 concurrent requests")
+    bad = [ln for ln in lines if not COMBINED.match(ln)]
+    check(not bad, "%d mangled lines (interleaved writes?): %r" % (len(bad), bad[:2]))
+    targets = sorted(COMBINED.match(ln).group(6) for ln in lines)
+    eq(targets, sorted("/echo?k=%d&i=%d" % (k, i) for k in range(8) for i in range(25)), "logged targets")
+
+
+def unescape(s):
+    return re.sub(r"\\x([0-9a-fA-F]{2})|\\(.)",
+                  lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), s)
+
+
+@test("access_log_escaping")
+def _(ctx):
+    # Client-controlled fields must not be able to forge or break log lines.
+    path = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse([ctx.backend()], workers=1, access_log=path)
+    agent = 'evil" 200 0 "-" "x\\y'
+    ref = 'https://r.example/"quoted"'
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small", [("User-Agent", agent), ("Referer", ref)]).status, 200, "status")
+    wait_until(lambda: len(lines_of(path)) >= 1, 3 * T)
+    lines = lines_of(path)
+    eq(len(lines), 1, "lines")
+    m = COMBINED.match(lines[0])
+    check(m, "the log line does not parse as combined format (unescaped quote?): %r" % lines[0])
+    eq(unescape(m.group(11)), agent, "user agent, unescaped, in %r" % lines[0])
+    eq(unescape(m.group(10)), ref, "referer, unescaped, in %r" % lines[0])
+    eq(m.group(8), "200", "status in %r" % lines[0])
+
+
+@test("access_log_errors")
+def _(ctx):
+    path = os.path.join(ctx.dir, "access.log")
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1, access_log=path, args=["--response-timeout", "300ms"])
+    want = [("GET", "/bad", 502), ("GET", "/slow?ms=2000", 504), ("GET", "/status/503", 503)]
+    sizes = []
+    for method, target, status in want:
+        with Conn(gh.port) as c:
+            r = c.request(method, target)
+            eq(r.status, status, "status of %s" % target)
+            sizes.append(len(r.body))
+    wait_until(lambda: len(lines_of(path)) >= len(want), 3 * T)
+    lines = lines_of(path)
+    eq(len(lines), len(want), "lines (%r)" % lines)
+    for line, (method, target, status), size in zip(lines, want, sizes):
+        m = COMBINED.match(line)
+        check(m, "not a combined log line: %r" % line)
+        eq((m.group(5), m.group(6), int(m.group(8))), (method, target, status), "logged request and status")
+        logged = 0 if m.group(9) == "-" else int(m.group(9))
+        eq(logged, size, "body bytes logged for the %d (the client got a %d-byte body) in %r" % (status, size, line))
+
+
+@test("access_log_rejected_requests")
+def _(ctx):
+    # Requests gatehouse refuses itself are requests too: operators must see the 400s.
+    path = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse([ctx.backend()], workers=1, access_log=path)
+    with Conn(gh.port) as c:
+        c.send(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+        r = c.read_response()
+        eq(r.status, 400, "status")
+    wait_until(lambda: len(lines_of(path)) >= 1, 3 * T)
+    lines = lines_of(path)
+    eq(len(lines), 1, "access log lines after one refused request (%r)" % lines)
+    m = COMBINED.match(lines[0])
+    check(m, "not a combined log line: %r" % lines[0])
+    eq((m.group(5), m.group(6), int(m.group(8))), ("POST", "/upload", 400), "logged request and status")
+    eq(0 if m.group(9) == "-" else int(m.group(9)), len(r.body), "logged body bytes")

@@ -159,3 +159,17 @@ def _(ctx):
         r = c.read_response()
         check(r.body.startswith(b"GET /echo?a=1&b=%20x/../y HTTP/1.1\r\n"),
               "request target changed upstream: %r" % r.body[:80])
+
+
+@test("headers_absolute_form_uses_target_authority")
+def _(ctx):
+    # RFC 9112 section 3.2.2: with an absolute-form target, the target's authority wins over Host.
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        c.send(b"GET http://a.example/echo?x=1 HTTP/1.1\r\nHost: b.example\r\n\r\n")
+        r = c.read_response()
+    eq(r.status, 200, "status")
+    lines = r.body.decode("latin-1").split("\r\n")
+    eq(lines[0], "GET /echo?x=1 HTTP/1.1", "request line upstream (origin-form)")
+    hosts = [ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("host:")]
+    eq(hosts, ["a.example"], "Host upstream for an absolute-form request")

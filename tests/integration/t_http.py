@@ -272,3 +272,132 @@ def _(ctx):
     eq((r.status, r.body), (404, b"backend: no such path\n"), "a backend 404 is relayed as is")
     r = Conn(gh.port).request("GET", "/status/503")
     eq((r.status, r.body), (503, b"status 503\n"), "a backend 503 is relayed as is")
+
+
+@test("http_interim_103")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    with Conn(gh.port) as c:
+        r = c.request("GET", "/early")
+        eq((r.status, r.body), (200, b"after hints\n"), "final response after a 103 upstream")
+        check(set(r.interim) <= {103}, "interim responses relayed: %r" % r.interim)
+        eq(c.request("GET", "/small").body, pattern.SMALL, "next response on the connection")
+
+
+@test("http_pipelining_many")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    n = 60
+    with Conn(gh.port, timeout=20 * T) as c:
+        c.send(b"".join(build_request("GET", "/echo?seq=%d" % i) for i in range(n)))
+        for i in range(n):
+            r = c.read_response()
+            check(r.status == 200 and r.body.startswith(b"GET /echo?seq=%d HTTP/1.1\r\n" % i),
+                  "pipelined response %d is not the answer to request %d: %r" % (i, i, r.body[:40]))
+
+
+@test("http_concurrent_clients")
+def _(ctx):
+    import threading
+    bs = [ctx.backend("b1"), ctx.backend("b2")]
+    gh = ctx.gatehouse(bs, workers=2)
+    errors = []
+    done = [0]
+    lock = threading.Lock()
+
+    def client(k):
+        try:
+            with Conn(gh.port, timeout=20 * T) as c:
+                for i in range(10):
+                    path = "/echo?c=%d&i=%d" % (k, i)
+                    r = c.request("GET", path) if i % 3 else c.request("POST", "/upload", body=b"%d" % k * 1000)
+                    if r.status != 200:
+                        raise Fail("client %d request %d: status %d" % (k, i, r.status))
+                    if i % 3 and not r.body.startswith(b"GET " + path.encode() + b" "):
+                        raise Fail("client %d got another request's answer: %r" % (k, r.body[:40]))
+                    with lock:
+                        done[0] += 1
+        except Exception as e:  # noqa: BLE001
+            with lock:
+                errors.append("client %d: %s" % (k, e))
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(40)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60 * T)
+    check(not errors, "%d clients failed: %s" % (len(errors), errors[:3]))
+    eq(done[0], 400, "requests answered")
+
+
+@test("http_connection_close_stops_pipeline")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b])
+    with Conn(gh.port) as c:
+        c.send(build_request("GET", "/id", [("Connection", "close")]) + build_request("GET", "/echo?second=1"))
+        r = c.read_response()
+        eq((r.status, r.body), (200, b"b1"), "first response")
+        closed, extra = c.wait_closed(3 * T)
+        check(closed and not extra, "the request after Connection: close was answered: %r" % extra[:100])
+    time.sleep(0.2)
+    check(not [e for e in b.requests() if e["target"] == "/echo?second=1"],
+          "the request after Connection: close reached the backend")
+
+
+@test("http_10_client_never_chunked")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    for ka in (False, True):
+        with Conn(gh.port) as c:
+            c.send(b"GET /download?size=100000&chunked=1 HTTP/1.0\r\nHost: localhost\r\n"
+                   + (b"Connection: keep-alive\r\n" if ka else b"") + b"\r\n")
+            r = c.read_response()
+            eq(r.status, 200, "status")
+            check(not r.all("transfer-encoding"), "chunked response sent to an HTTP/1.0 client: %r" % r.headers)
+            check(r.body == pattern.data(100000), "body for the HTTP/1.0 client differs (%d bytes)" % len(r.body))
+
+
+@test("http_fragmented_request")
+def _(ctx):
+    gh = ctx.gatehouse([ctx.backend()])
+    body = b"0123456789" * 10
+    raw = (b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"a\r\n0123456789\r\n5a;x=y\r\n" + body[10:] + b"\r\n0\r\n\r\n")
+    with Conn(gh.port, timeout=10 * T) as c:
+        for i in range(len(raw)):
+            c.send(raw[i:i + 1])   # one TLS record per byte
+            if i % 16 == 0:
+                time.sleep(0.005)
+        r = c.read_response()
+        eq(r.body, ("%s %d\n" % (sha256_hex(body), len(body))).encode(), "upload sent one byte per TLS record")
+        raw2 = b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        for piece in (raw2[:15], raw2[15:38], raw2[38:39], raw2[39:]):
+            c.send(piece)
+            time.sleep(0.05)
+        eq(c.read_response().body, pattern.SMALL, "request head split across CR and LF")
+
+
+@test("http_many_idle_connections")
+def _(ctx):
+    # Hundreds of idle TLS connections cost little and all stay usable.
+    from harness import SLOW
+    gh = ctx.gatehouse([ctx.backend()], workers=1)
+    n = 400
+    conns = []
+    try:
+        for i in range(n):
+            conns.append(Conn(gh.port, timeout=20 * T))
+        eq(conns[0].request("GET", "/small").status, 200, "status")
+        rss = gh.rss_kib()
+        ctx.info = "%d idle TLS connections: gatehouse RSS %.1f MiB" % (n, rss / 1024)
+        if not SLOW:
+            check(rss < 32 * 1024, "RSS %.1f MiB with %d idle connections" % (rss / 1024, n))
+        for i, c in enumerate(conns):
+            c.send(build_request("GET", "/id"))
+        for i, c in enumerate(conns):
+            r = c.read_response()
+            eq((r.status, r.body), (200, b"b1"), "response on idle connection %d" % i)
+    finally:
+        for c in conns:
+            c.close()

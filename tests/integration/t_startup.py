@@ -132,3 +132,44 @@ def _(ctx):
         check(str(port) in err, "stderr does not name the address: %r" % err[-300:])
     finally:
         s.close()
+
+
+BAD_ARGS = [
+    # (flags added to a valid command line, a word the error message must contain)
+    (["--workers", "0"], "workers"),
+    (["--workers", "abc"], "workers"),
+    (["--workers", "-2"], "workers"),
+    (["--log-level", "loud"], "loud"),
+    (["--handshake-timeout", "5x"], "5x"),
+    (["--header-timeout", "-1s"], "-1s"),
+    (["--keepalive-timeout", ""], "timeout"),
+    (["--connect-timeout", "99999999999999999999ms"], "timeout"),
+    (["--to", "localhost:80"], "localhost"),
+    (["--to", "127.0.0.1"], "127.0.0.1"),
+    (["--to", "127.0.0.1:99999"], "99999"),
+    (["--listen-typo", "x"], "listen-typo"),
+    (["--workers"], "workers"),
+]
+
+
+@test("startup_bad_arguments")
+def _(ctx):
+    c = ctx.session.certs()
+    for extra, word in BAD_ARGS:
+        code, out, err = run_gatehouse(ctx, base_args(ctx, c["ec_cert"], c["ec_key"]) + extra)
+        check(code != 0, "gatehouse started with %r" % extra)
+        check(word.lower() in err.lower(), "the error for %r does not mention %r: %r" % (extra, word, err[-300:]))
+    code, out, err = run_gatehouse(ctx, ["--listen", "nonsense", "--cert", c["ec_cert"], "--key", c["ec_key"],
+                                         "--to", "127.0.0.1:%d" % free_port()])
+    check(code != 0 and "nonsense" in err, "a bad --listen address: exit %s, %r" % (code, err[-300:]))
+
+
+@test("startup_timeout_units")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], args=["--handshake-timeout", "1500ms", "--header-timeout", "2s",
+                                  "--keepalive-timeout", "1m", "--connect-timeout", "3", "--response-timeout", "1h",
+                                  "--shutdown-timeout", "250ms"])
+    from harness import Conn
+    with Conn(gh.port) as conn:
+        check(conn.request("GET", "/small").status == 200, "request with every timeout flag set")

@@ -39,6 +39,19 @@ def GET(*headers, target=b"/echo"):
     return R(b"GET " + target + b" HTTP/1.1", *headers)
 
 
+def HEAD_OF(total, host=b"localhost"):
+    """A valid GET whose head (request line to final CRLF) is exactly total bytes."""
+    base = b"GET /echo HTTP/1.1\r\nHost: " + host + b"\r\nX-Fill: "
+    return base + b"f" * (total - len(base) - 4) + b"\r\n\r\n"
+
+
+def LINE_OF(total):
+    """A valid GET whose request line (without CRLF) is exactly total bytes."""
+    base = b"GET /echo?q="
+    return base + b"a" * (total - len(base) - 9) + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+LONG_HOST = b"h" * 240 + b".example"  # 248 bytes: a long but valid DNS name
 MANY = [b"X-H%d: %d" % (i, i) for i in range(99)]          # with Host: 100 header lines
 TOO_MANY = [b"X-H%d: %d" % (i, i) for i in range(101)]     # with Host: 102
 BIG = [b"X-Big%d: %s" % (i, b"v" * 1000) for i in range(20)]  # ~20 KiB of head
@@ -54,8 +67,14 @@ CASES = [
     ("valid_tab_in_value", GET(HOST, b"X-A: a\tb"), OK),
     ("valid_ows_around_value", GET(HOST, b"X-A: \t a \t"), OK),
     ("valid_100_headers", GET(HOST, *MANY), OK),
+    ("valid_empty_value", GET(HOST, b"X-Empty:"), OK),
+    ("valid_chunk_leading_zeros", CHUNKED(b"0005\r\nhello\r\n000\r\n\r\n"), OK),
+    ("valid_chunked_trailer", CHUNKED(b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n"), OK),
     ("valid_head_14k", GET(HOST, *NEAR), OK),
     ("valid_target_8000", GET(HOST, target=b"/echo?q=" + b"a" * 7970), OK),
+    ("valid_request_line_8192", LINE_OF(8192), OK),
+    ("valid_head_16384", HEAD_OF(16384), OK),
+    ("valid_head_16000_long_host", HEAD_OF(16000, LONG_HOST), OK),
     ("valid_absolute_form", R(b"GET http://localhost/echo HTTP/1.1", HOST), OK),
     ("valid_http10_no_host", R(b"GET /echo HTTP/1.0"), OK),
     ("valid_get_body_looks_like_request", R(b"GET /echo HTTP/1.1", HOST, b"Content-Length: %d" % len(TAIL),
@@ -64,6 +83,7 @@ CASES = [
     ("cl_te", POST(b"Content-Length: 5", b"Transfer-Encoding: chunked", body=b"0\r\n\r\n"), {400}),
     ("te_cl", POST(b"Transfer-Encoding: chunked", b"Content-Length: 5", body=b"0\r\n\r\n"), {400}),
     ("cl_duplicate_same", POST(b"Content-Length: 5", b"Content-Length: 5", body=b"hello"), {400}),
+    ("cl_duplicate_case", POST(b"content-length: 5", b"Content-Length: 5", body=b"hello"), {400}),
     ("cl_duplicate_diff", POST(b"Content-Length: 5", b"Content-Length: 6", body=b"hello!"), {400}),
     ("cl_plus", POST(b"Content-Length: +5", body=b"hello"), {400}),
     ("cl_minus", POST(b"Content-Length: -5", body=b"hello"), {400}),
@@ -164,6 +184,9 @@ CASES = [
     ("headers_too_big", GET(HOST, *BIG), {431}, NO_TAIL),
     ("one_header_too_big", GET(HOST, b"X-Huge: " + b"v" * 17000), {431}, NO_TAIL),
     ("too_many_headers", GET(HOST, *TOO_MANY), {431}),
+    ("headers_101", GET(HOST, *MANY, b"X-One-More: 1"), {431}),
+    ("head_16385", HEAD_OF(16385), {431}, NO_TAIL),
+    ("request_line_8193", LINE_OF(8193), {414}, NO_TAIL),
 ]
 
 

@@ -259,3 +259,19 @@ def _(ctx):
     s.close()
     check(dt is not None, "plain HTTP on the TLS port: connection still open after %.1fs" % (3.0 * T))
     eq(b.raw_size(), 0, "bytes the backend received")
+
+
+@test("tls_no_early_data")
+def _(ctx):
+    # 0-RTT data can be replayed by an attacker; gatehouse does not offer it.
+    gh = ctx.gatehouse([ctx.backend()])
+    path = os.path.join(ctx.dir, "sess13.pem")
+    rc, out = s_client(gh.port, ["-tls1_3", "-sess_out", path, "-ign_eof"], input=GET_CLOSE)
+    maxes = re.findall(r"Max Early Data: (\d+)", out)
+    check(maxes, "no session ticket details from s_client: %s" % out[-500:])
+    check(all(m == "0" for m in maxes), "tickets allow early data: Max Early Data %s" % maxes)
+    early = os.path.join(ctx.dir, "early.txt")
+    with open(early, "wb") as f:
+        f.write(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx")
+    rc, out = s_client(gh.port, ["-tls1_3", "-sess_in", path, "-early_data", early])
+    check("Early data was accepted" not in out, "0-RTT early data accepted: %s" % out[-500:])

@@ -3,7 +3,8 @@ import collections
 import socket
 import time
 
-from harness import T, Conn, check, eq, error_body_ok, test
+from harness import T, Closed, Conn, Fail, build_request, check, eq, error_body_ok, test
+import pattern
 
 
 @test("upstream_round_robin")
@@ -216,3 +217,131 @@ def _(ctx):
         check(r.all("content-length") and not r.all("transfer-encoding"),
               "%d is not framed by Content-Length: %r" % (status, r.headers))
         check(0 < len(r.body) <= 200, "%d body is %d bytes: %r" % (status, len(r.body), r.body[:100]))
+
+
+@test("upstream_client_abort_mid_body")
+def _(ctx):
+    # A client that dies half way through its body: the upstream connection carrying the
+    # partial body must be closed, never reused (the next request would become body bytes).
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small").status, 200, "warm-up request (fills the upstream pool)")
+    for i in range(3):
+        c = Conn(gh.port)
+        c.send(build_request("POST", "/upload", [("Content-Length", "100000")]) + b"p" * 40000)
+        time.sleep(0.3)
+        c.close()
+        time.sleep(0.2)
+        with Conn(gh.port) as c2:
+            r = c2.request("GET", "/id?after=%d" % i)
+            eq((r.status, r.body), (200, b"b1"), "request after a client aborted its upload")
+    targets = [e["target"] for e in b.requests()]
+    for i in range(3):
+        check("/id?after=%d" % i in targets, "the backend never saw /id?after=%d as a request: %r" % (i, targets))
+    check(not b.events("body"), "an aborted upload was completed upstream with other bytes: %r" % b.events("body"))
+
+
+@test("upstream_client_abort_mid_response")
+def _(ctx):
+    # A client that leaves in the middle of a big response: the rest of that response must
+    # not be served to the next client (the upstream connection is closed, not pooled).
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(3):
+        c = Conn(gh.port)
+        c.send(build_request("GET", "/download?size=%d" % (50 << 20)))
+        while len(c.buf) < 1 << 20:
+            check(c._fill(), "download closed early")
+        c.close()
+        time.sleep(0.2)
+        with Conn(gh.port) as c2:
+            r = c2.request("GET", "/small")
+            eq(r.status, 200, "status after a client left a download")
+            check(r.body == pattern.SMALL, "the next client got other bytes (%r...)" % r.body[:40])
+
+
+@test("upstream_backend_connection_close")
+def _(ctx):
+    # A backend answer with Connection: close ends that upstream connection.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port) as c:
+        for i in range(5):
+            r = c.request("GET", "/id?close=1&n=%d" % i)
+            eq((r.status, r.body), (200, b"b1"), "request %d to a backend that closes after each answer" % (i + 1))
+    eq(b.accepts(), 5, "upstream connections for 5 answers with Connection: close")
+    for i in range(3):
+        with Conn(gh.port) as c:
+            eq(c.request("POST", "/upload?close=1", body=b"abc").status, 200, "POST %d" % (i + 1))
+
+
+@test("upstream_truncated_response")
+def _(ctx):
+    # A response cut short upstream must not reach the client as a complete one.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for kind in ("cl", "chunked"):
+        with Conn(gh.port) as c:
+            c.send(build_request("GET", "/truncated?kind=" + kind))
+            try:
+                r = c.read_response()
+            except Closed:
+                continue  # closed in the middle of the body: the client can tell
+            check(r.status == 502, "a truncated (%s) upstream response reached the client as complete: %d, %d bytes"
+                  % (kind, r.status, len(r.body)))
+
+
+@test("upstream_extra_response_not_relayed")
+def _(ctx):
+    # A backend that answers twice: the extra response must not be given to a later request
+    # (response queue poisoning); the upstream connection is dropped, not pooled.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(3):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/double")
+            eq((r.status, r.body), (200, b"first\n"), "answer to /double")
+            r = c.request("GET", "/id")
+            check(r.body == b"b1" and not r.get("x-poison"),
+                  "the second request got the backend's extra response: %r %r" % (r.headers, r.body))
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/id")
+            check(r.body == b"b1" and not r.get("x-poison"),
+                  "a new client got the backend's extra response: %r %r" % (r.headers, r.body))
+
+
+@test("upstream_early_response_relayed")
+def _(ctx):
+    # A backend may answer (401, 413...) before it has read the request body; the client
+    # gets that answer, not a 502.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for size in (1000, 4 << 20):
+        with Conn(gh.port, timeout=10 * T) as c:
+            c.send(build_request("POST", "/reject-early?status=413", [("Content-Length", str(size))]))
+            try:
+                for i in range(0, size, 65536):
+                    c.send(b"e" * min(65536, size - i))
+            except OSError:
+                pass
+            r = c.read_response()
+            eq((r.status, r.body), (413, b"rejected early\n"), "early answer to a %d-byte upload" % size)
+
+
+@test("upstream_response_timeout_mid_body")
+def _(ctx):
+    # The backend sends its head, then goes silent: the client must not get a complete response.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1, args=["--response-timeout", "500ms"])
+    with Conn(gh.port, timeout=10 * T) as c:
+        t0 = time.monotonic()
+        c.send(build_request("GET", "/slowbody?ms=4000"))
+        try:
+            r = c.read_response()
+            check(r.status == 504, "a response whose body stalled past the timeout came through: %d %r"
+                  % (r.status, r.body))
+        except Closed:
+            pass
+        dt = time.monotonic() - t0
+        check(dt < 3 * T, "gave up after %.1fs with --response-timeout 500ms (backend silent for 4s)" % dt)
