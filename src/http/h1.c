@@ -953,3 +953,30 @@ int gh_h1_chunked_done(const gh_h1_chunked *c)
 {
     return c->state == CH_DONE;
 }
+
+int gh_h1_path_normal(gh_h1_str path)
+{
+    const char *p = path.p, *end = path.p + path.len;
+    const char *q = memchr(p, '?', path.len);
+
+    if (q != NULL)
+        end = q;
+    for (const char *seg = p; seg < end;) {
+        const char *slash = memchr(seg, '/', (size_t)(end - seg)), *stop = slash ? slash : end;
+        size_t n = (size_t)(stop - seg);
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 0;
+        seg = stop + 1;
+    }
+    for (; p + 2 < end; p++) {
+        if (*p != '%')
+            continue;
+        if (!has(p[1], C_HEX) || !has(p[2], C_HEX))
+            continue;
+        char c = (char)(hexval(p[1]) << 4 | hexval(p[2]));
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            c == '_' || c == '~')
+            return 0;
+    }
+    return 1;
+}

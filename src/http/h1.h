@@ -166,6 +166,15 @@ ssize_t gh_h1_chunked_decode(gh_h1_chunked *c, char *buf, size_t *len);
 /* 1 once the decoder has seen the end of the body. */
 int gh_h1_chunked_done(const gh_h1_chunked *c);
 
+/*
+ * 1 when the path part of a request-target (before any '?') is in the one
+ * spelling a router can compare byte for byte: no "." or ".." segment and no
+ * percent-encoded unreserved character ("%61" for "a", "%2E" for "."). Two
+ * spellings of one path would let a request slip past a route that guards it
+ * (RFC 3986 6.2.2); such requests are refused, not rewritten.
+ */
+int gh_h1_path_normal(gh_h1_str path);
+
 /* Case-insensitive comparison of a slice with a NUL-terminated lowercase literal. */
 int gh_h1_str_ieq(gh_h1_str s, const char *lower);
 

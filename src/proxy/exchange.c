@@ -273,6 +273,10 @@ void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head
         fail(ex, 405); /* CONNECT: this is a reverse proxy */
         return;
     }
+    if ((r->target_form == GH_H1_ORIGIN_FORM || r->target_form == GH_H1_ABSOLUTE_FORM) && !gh_h1_path_normal(r->path)) {
+        fail(ex, 400); /* "/x/../admin" or "/%61dmin" would route differently from what the server reads */
+        return;
+    }
     /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
     host = r->target_form == GH_H1_ABSOLUTE_FORM ? r->authority : r->host;
     site = gh_router_site(c->listener->router, host.p, host.len);

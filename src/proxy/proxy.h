@@ -83,9 +83,9 @@ struct proxy__exchange {
     proxy__upstream *u;
     const gh_cfg_route *route;
     proxy__pool *pool;
-    uint64_t tried;    /* servers already tried (bit per server) */
-    uint64_t hash_key; /* for `balance hash` */
-    uint64_t max_body; /* the route's limit on the request body */
+    uint64_t tried;     /* servers already tried (bit per server) */
+    uint64_t hash_key;  /* for `balance hash` */
+    uint64_t max_body;  /* the route's limit on the request body */
     uint64_t req_total; /* request body bytes read so far */
     uint64_t start_ms;
     /* request: client -> upstream */
@@ -130,7 +130,7 @@ struct proxy__pool {
     gh_lb_server *lb_servers; /* inflight kept up to date for least_conn and p2c */
     gh_lb *lb;
     size_t nservers;
-    size_t slot_base;             /* health slot of servers[0] */
+    size_t slot_base; /* health slot of servers[0] */
     gh_health_passive passive;
 };
 
@@ -146,8 +146,8 @@ struct proxy__listener {
 /* Built by the master from a config (gh_runtime_new), inherited by the workers. */
 struct gh_runtime {
     gh_config *cfg;
-    gh_health_shm *health;   /* one slot per server of every pool, shared by all processes */
-    size_t *slot_base;       /* per pool: the slot of its first server */
+    gh_health_shm *health;    /* one slot per server of every pool, shared by all processes */
+    size_t *slot_base;        /* per pool: the slot of its first server */
     gh_health_target *probes; /* the servers with active checks */
     size_t nprobes;
     gh_tls_ctx **site_tls; /* per site; NULL for a site without certificates */

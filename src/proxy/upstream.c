@@ -16,7 +16,7 @@
 #include "proxy/proxy.h"
 
 #define MAX_IDLE_PER_SERVER 256
-#define FAIL_BACKOFF_MS 2000
+#define FAIL_BACKOFF_MS     2000
 
 /* The config's names for the algorithms, to the balancer's: spelled out, never assumed equal. */
 static int lb_algorithm(int balance)

@@ -13,6 +13,7 @@ struct suite {
 /* One line per suite. */
 static const struct suite suites[] = {
     {"h1", suite_h1},
+    {"h1_path", suite_h1_path},
     {"balance", suite_balance},
     {"headers", suite_headers},
     {"loop", suite_loop},

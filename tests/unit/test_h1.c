@@ -1249,3 +1249,22 @@ void suite_h1(void)
     test_chunked_state();
     test_str_ieq();
 }
+
+/* Paths with two spellings are refused before routing (gh_h1_path_normal). */
+void suite_h1_path(void)
+{
+    static const struct {
+        const char *path;
+        int normal;
+    } cases[] = {
+        {"/", 1},           {"/a/b?x=../..", 1}, {"/a%2Fb", 1},   {"/a%20b", 1},   {"/..a/b.", 1},
+        {"/a/../b", 0},     {"/a/./b", 0},       {"/a/..", 0},    {"/.", 0},       {"/%61dmin", 0},
+        {"/a/%2e%2e/b", 0}, {"/a%7E", 0},        {"/x?y=%61", 1}, {"/a%", 1},      {"/a%4", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        gh_h1_str s = {cases[i].path, strlen(cases[i].path)};
+        unit_case("path %s", cases[i].path);
+        CHECK_INT(gh_h1_path_normal(s), cases[i].normal);
+    }
+    unit_case(NULL);
+}

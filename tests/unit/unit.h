@@ -33,6 +33,7 @@ void unit_check_mem(const char *p, unsigned long len, const char *want, unsigned
 
 /* The suites. */
 void suite_h1(void);
+void suite_h1_path(void);
 void suite_balance(void);
 void suite_headers(void);
 void suite_loop(void);
