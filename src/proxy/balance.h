@@ -82,18 +82,6 @@ int gh_lb_algorithm_parse(const char *name, size_t len);
  */
 uint64_t gh_lb_hash(const void *p, size_t n);
 
-/*
- * Legacy interface, kept until upstream.c moves to gh_lb: smooth weighted
- * round-robin over servers[0..n) (n <= 64) whose bit is not set in `exclude`.
- * Returns the index, or -1 when every server is excluded.
- */
-typedef struct gh_rr_server {
-    int weight;  /* >= 1 */
-    int current; /* running score, starts at 0 */
-} gh_rr_server;
-
-int gh_rr_pick(gh_rr_server *servers, size_t n, uint64_t exclude);
-
 /* ---- Internal: shared by the balance*.c files only. ---- */
 
 /* An algorithm. `candidates` is never 0 and is all primaries or all backups. */

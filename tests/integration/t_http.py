@@ -5,7 +5,7 @@ import re
 import socket
 import time
 
-from harness import T, Conn, Fail, build_request, check, curl, eq, sha256_hex, test, wait_until
+from harness import T, Conn, Fail, build_request, check, curl, eq, sha256_hex, test
 import pattern
 
 

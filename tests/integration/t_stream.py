@@ -5,7 +5,7 @@ import subprocess
 import threading
 import time
 
-from harness import SLOW, T, Conn, Fail, build_request, check, eq, test
+from harness import SLOW, T, Conn, build_request, check, eq, test
 import pattern
 
 GIB = 1 << 30
@@ -129,7 +129,6 @@ def upload(ctx, chunked):
     eq(out.decode(errors="replace"), want, "backend's sha256 and length of the upload")
     reqs = b.requests()
     eq(len(reqs), 1, "requests the backend received")
-    te = [v for n, v in reqs[0]["headers"] if n.lower() == "transfer-encoding"]
     cl = [v for n, v in reqs[0]["headers"] if n.lower() == "content-length"]
     if not chunked:
         eq(cl, [str(SIZE)], "Content-Length upstream")

@@ -13,7 +13,7 @@ CASES is the whole list: adding a case is one line, (name, raw request, expectat
 """
 import time
 
-from harness import T, Closed, Conn, Fail, add_test, check, eq
+from harness import T, Closed, Conn, Fail, add_test, check
 
 OK = "ok"
 CHUNK = "chunk"

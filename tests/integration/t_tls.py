@@ -7,8 +7,7 @@ import ssl
 import subprocess
 import time
 
-from harness import (T, Conn, Fail, check, client_context, curl, eq, free_port, s_client, test,
-                     wait_until)
+from harness import T, Conn, check, client_context, curl, eq, free_port, s_client, test, wait_until
 import pattern
 
 GET_CLOSE = b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"

@@ -3,7 +3,7 @@ import collections
 import socket
 import time
 
-from harness import T, Closed, Conn, Fail, build_request, check, eq, error_body_ok, test
+from harness import T, Closed, Conn, build_request, check, eq, error_body_ok, test
 import pattern
 
 

@@ -668,28 +668,6 @@ static void benchmark(void)
     printf("\n");
 }
 
-/* ---- Legacy gh_rr_pick, until upstream.c moves to gh_lb. ---- */
-
-static void legacy_rr(void)
-{
-    gh_rr_server s[3] = {{5, 0}, {1, 0}, {1, 0}};
-    unit_case("gh_rr_pick: weights 5:1:1 exact per window of 7");
-    for (int window = 0; window < 20; window++) {
-        int counts[3] = {0};
-        for (int i = 0; i < 7; i++)
-            counts[gh_rr_pick(s, 3, 0)]++;
-        CHECK_INT(counts[0], 5);
-        CHECK_INT(counts[1], 1);
-        CHECK_INT(counts[2], 1);
-    }
-
-    gh_rr_server e[3] = {{1, 0}, {1, 0}, {1, 0}};
-    unit_case("gh_rr_pick: excluded servers are never picked");
-    for (int i = 0; i < 50; i++)
-        CHECK_INT(gh_rr_pick(e, 3, 1u << 1), i % 2 == 0 ? 0 : 2);
-    CHECK_INT(gh_rr_pick(e, 3, 7), -1);
-    CHECK_INT(gh_rr_pick(e, 0, 0), -1);
-}
 
 void suite_balance(void)
 {
@@ -711,7 +689,6 @@ void suite_balance(void)
     hash_distribution();
     hash_minimal_remap();
     hash_failover_spreads();
-    legacy_rr();
     benchmark();
     unit_case(NULL);
 }
