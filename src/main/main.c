@@ -7,6 +7,7 @@
 #include "conf/config.h"
 #include "core/conf.h"
 #include "core/log.h"
+#include "health/state.h"
 #include "main/cli.h"
 #include "main/master.h"
 #include "proxy/runtime.h"
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
     gh_conf conf;
     gh_config *cfg;
     gh_runtime *rt;
+    gh_health_shm *health;
     char err[1024] = "";
 
     gh_conf_defaults(&conf);
@@ -51,7 +53,11 @@ int main(int argc, char **argv)
     if (conf.config_file != NULL && cfg->log_level >= 0 && conf.log_level == GH_LOG_INFO)
         gh_log_level = cfg->log_level;
     /* Certificates are loaded here, in the master: a bad one stops the start with FILE:LINE. */
-    if ((rt = gh_runtime_new(cfg, err, sizeof(err))) == NULL) {
+    if ((health = gh_health_shm_new(GH_HEALTH_MAX_SLOTS)) == NULL) {
+        gh_cli_error("cannot map the shared health state");
+        return 1;
+    }
+    if ((rt = gh_runtime_new(cfg, health, err, sizeof(err))) == NULL) {
         gh_cli_error("%s", err);
         return 1;
     }
@@ -60,5 +66,5 @@ int main(int argc, char **argv)
         gh_runtime_free(rt);
         return 0;
     }
-    return gh_master_run(rt);
+    return gh_master_run(rt, health, conf.config_file);
 }

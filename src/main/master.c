@@ -32,14 +32,18 @@
 struct worker {
     pid_t pid; /* 0: not running */
     int id;
+    int ctl;            /* master's end of the control socket (reloads); -1 when none */
+    int reloading;      /* the prober was stopped to start again with a new configuration */
     int64_t restart_at; /* monotonic ms at which to start it again; 0: none pending */
 };
 
 /* Everything the supervision loop knows; lives on gh_master_run's stack. */
 struct master {
-    const gh_runtime *rt;
+    gh_runtime *rt;
     const gh_config *cfg;
-    int *listen_fds; /* one per listener; -1 once closed */
+    gh_health_shm *health;
+    const char *config_path; /* -c FILE, for reloads; NULL: the command line (nothing to reload) */
+    int *listen_fds;         /* one per listener; -1 once closed */
     pid_t self;
     sigset_t sigs; /* blocked, and read with sigtimedwait */
     struct worker *workers;
@@ -169,6 +173,15 @@ static void log_started(const gh_config *cfg)
             gh_log_debug("pool %s: server %s", cfg->pools[i].name.p, cfg->pools[i].servers[k].text.p);
 }
 
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; fds != NULL && i < n; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
 static void close_listeners(struct master *m)
 {
     for (size_t i = 0; m->listen_fds != NULL && i < m->cfg->nlisteners; i++)
@@ -180,7 +193,7 @@ static void close_listeners(struct master *m)
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
-static void child_main(const struct master *m, int id)
+static void child_main(const struct master *m, int id, int ctl)
 {
     sigset_t chld;
 
@@ -195,19 +208,39 @@ static void child_main(const struct master *m, int id)
     if (id >= m->cfg->workers) {
         /* The prober: health checks once per server for all workers; it serves no client. */
         close_listeners((struct master *)m);
+        if (!gh_runtime_has_probes(m->rt)) {
+            int sig; /* nothing to probe until a reload brings checks: wait to be stopped */
+            do
+                sig = sigwaitinfo(&m->sigs, NULL);
+            while (sig != SIGTERM && sig != SIGINT && sig != SIGQUIT);
+            exit(0);
+        }
         exit(gh_runtime_probe(m->rt));
     }
-    exit(gh_worker_run(m->rt, m->listen_fds, id));
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->workers[i].ctl >= 0)
+            close(m->workers[i].ctl); /* the master's ends, of this worker and of the others */
+    exit(gh_worker_run(m->rt, m->listen_fds, ctl, id));
 }
 
 static void start_worker(struct master *m, struct worker *w, int64_t now)
 {
     pid_t pid;
 
+    int sv[2] = {-1, -1};
+
+    if (w->ctl >= 0)
+        close(w->ctl);
+    w->ctl = -1;
+    if (w->id < m->cfg->workers && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        gh_log_warn("worker %d: no control socket (reloads will not reach it): %s", w->id, strerror(errno));
+    w->ctl = sv[0];
     fflush(NULL); /* nothing buffered may be written twice, by master and child */
     pid = fork();
     if (pid == 0)
-        child_main(m, w->id);
+        child_main(m, w->id, sv[1]);
+    if (sv[1] >= 0)
+        close(sv[1]);
     if (pid < 0) {
         gh_log_error("cannot start worker %d: fork: %s; retrying in %d ms", w->id, strerror(errno), RESTART_BACKOFF_MS);
         w->restart_at = now + RESTART_BACKOFF_MS;
@@ -289,6 +322,11 @@ static void on_worker_exit(struct master *m, struct worker *w, int status, int64
 
     w->pid = 0;
     describe_exit(status, how, sizeof(how));
+    if (w->reloading && !m->stopping) {
+        w->reloading = 0;
+        w->restart_at = now; /* the prober, stopped to pick up the new configuration */
+        return;
+    }
     if (m->stopping) {
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             gh_log_info("worker %d (pid %d) stopped", w->id, (int)pid);
@@ -407,6 +445,138 @@ static int wait_signal(const sigset_t *sigs, int64_t timeout_ms)
     return sig > 0 ? sig : 0; /* 0: timeout or EINTR, both just mean "look again" */
 }
 
+/* ---- reload ---------------------------------------------------------------------------------- */
+
+/* The sockets for the new listeners: the running one where the address stays, a new one where it is new. */
+static int *bind_listeners(struct master *m, const gh_config *cfg)
+{
+    int *fds = malloc((cfg->nlisteners ? cfg->nlisteners : 1) * sizeof(int));
+
+    if (fds == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        fds[i] = -1;
+        for (size_t k = 0; k < m->cfg->nlisteners; k++)
+            if (m->listen_fds[k] >= 0 && strcmp(m->cfg->listeners[k].addr.text, cfg->listeners[i].addr.text) == 0) {
+                fds[i] = dup(m->listen_fds[k]);
+                break;
+            }
+        if (fds[i] < 0)
+            fds[i] = open_listener(&cfg->listeners[i].addr);
+        if (fds[i] < 0) {
+            close_fds(fds, i);
+            free(fds);
+            return NULL;
+        }
+    }
+    return fds;
+}
+
+/* Health slots whose server changed (another pool or address) start again as unknown. */
+static void reset_moved_slots(struct master *m, const gh_config *next)
+{
+    size_t slot = 0;
+    for (size_t i = 0; i < next->npools; i++)
+        for (size_t k = 0; k < next->pools[i].nservers; k++, slot++) {
+            size_t old = 0;
+            int same = 0;
+            for (size_t pi = 0; pi < m->cfg->npools && !same; pi++)
+                for (size_t sk = 0; sk < m->cfg->pools[pi].nservers; sk++, old++)
+                    if (old == slot) {
+                        same = strcmp(m->cfg->pools[pi].name.p, next->pools[i].name.p) == 0 &&
+                               strcmp(m->cfg->pools[pi].servers[sk].text.p, next->pools[i].servers[k].text.p) == 0;
+                        break;
+                    }
+            if (!same)
+                gh_health_status_set(m->health, slot, GH_HEALTH_UNKNOWN);
+        }
+}
+
+static void send_reload(struct worker *w, const int *fds, size_t n)
+{
+    char byte = 'R';
+    char cbuf[CMSG_SPACE(sizeof(int) * GH_MAX_LISTENERS)];
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *c;
+
+    if (n > 0) {
+        memset(cbuf, 0, sizeof(cbuf));
+        msg.msg_control = cbuf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    }
+    if (sendmsg(w->ctl, &msg, MSG_NOSIGNAL) < 0)
+        gh_log_error("worker %d: cannot send the reload: %s", w->id, strerror(errno));
+}
+
+/*
+ * SIGHUP (DESIGN.md, Reload): the new file is loaded and checked here first
+ * (certificates included); if anything is wrong, nothing changes and the log
+ * says FILE:LINE: why. Otherwise the workers switch to it in place, keeping
+ * their connections, and the prober restarts with the new targets.
+ */
+static void reload(struct master *m)
+{
+    char err[1024] = "";
+    gh_config *cfg;
+    gh_runtime *rt;
+    int *fds;
+
+    if (m->config_path == NULL) {
+        gh_log_warn("SIGHUP received: no configuration file (-c) to reload");
+        return;
+    }
+    gh_log_info("SIGHUP received: reloading %s", m->config_path);
+    cfg = gh_config_load(m->config_path, err, sizeof(err));
+    if (cfg != NULL && gh_config_resolve(cfg, err, sizeof(err)) < 0) {
+        gh_config_free(cfg);
+        cfg = NULL;
+    }
+    if (cfg != NULL)
+        cfg->workers = m->cfg->workers; /* the number of workers changes with a restart, not a reload */
+    rt = cfg ? gh_runtime_new(cfg, m->health, err, sizeof(err)) : NULL;
+    if (rt != NULL && cfg->nlisteners > GH_MAX_LISTENERS) {
+        snprintf(err, sizeof(err), "%s: at most %d listeners", m->config_path, GH_MAX_LISTENERS);
+        gh_runtime_free(rt);
+        rt = NULL;
+    }
+    if (rt == NULL) {
+        gh_log_error("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    if ((fds = bind_listeners(m, cfg)) == NULL) {
+        gh_log_error("reload failed, keeping the running configuration");
+        gh_runtime_free(rt);
+        return;
+    }
+    reset_moved_slots(m, cfg);
+    for (int i = 0; i < m->nworkers; i++) {
+        struct worker *w = &m->workers[i];
+        if (w->pid == 0)
+            continue;
+        if (w->id >= m->cfg->workers) {
+            w->reloading = 1;
+            kill(w->pid, SIGTERM);
+        } else if (w->ctl >= 0) {
+            send_reload(w, fds, cfg->nlisteners);
+        }
+    }
+    close_listeners(m);
+    free(m->listen_fds);
+    m->listen_fds = fds;
+    gh_runtime_free(m->rt);
+    m->rt = rt;
+    m->cfg = cfg;
+    gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s", m->config_path, cfg->nlisteners,
+                cfg->nlisteners == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
+                cfg->npools == 1 ? "" : "s");
+}
+
 static void handle_signal(struct master *m, int sig, int64_t now)
 {
     switch (sig) {
@@ -419,7 +589,8 @@ static void handle_signal(struct master *m, int sig, int64_t now)
         begin_stop(m, sig, now);
         break;
     case SIGHUP:
-        gh_log_warn("SIGHUP received: reload is not supported yet");
+        if (!m->stopping)
+            reload(m);
         break;
     default:
         break;
@@ -460,13 +631,14 @@ static int run_workers(struct master *m)
     }
     for (int i = 0; i < m->nworkers; i++) {
         m->workers[i].id = i;
+        m->workers[i].ctl = -1;
         m->workers[i].restart_at = now; /* due now: the loop's first pass starts them */
     }
     m->window_start = now;
     return supervise(m);
 }
 
-int gh_master_run(gh_runtime *rt)
+int gh_master_run(gh_runtime *rt, gh_health_shm *health, const char *config_path)
 {
     struct master m;
     const gh_config *cfg = gh_runtime_config(rt);
@@ -475,7 +647,10 @@ int gh_master_run(gh_runtime *rt)
     memset(&m, 0, sizeof(m));
     m.rt = rt;
     m.cfg = cfg;
-    m.nworkers = cfg->workers + (gh_runtime_has_probes(rt) ? 1 : 0); /* the prober is supervised alike */
+    m.health = health;
+    m.config_path = config_path;
+    /* The prober is supervised like a worker; with a file it always runs, as a reload may add checks. */
+    m.nworkers = cfg->workers + (config_path != NULL || gh_runtime_has_probes(rt) ? 1 : 0);
     m.self = getpid();
     if (check_access_log(cfg) < 0)
         goto out;
@@ -500,9 +675,13 @@ int gh_master_run(gh_runtime *rt)
     log_started(cfg);
     rc = run_workers(&m);
 out:
+    for (int i = 0; m.workers != NULL && i < m.nworkers; i++)
+        if (m.workers[i].ctl >= 0)
+            close(m.workers[i].ctl);
     free(m.workers);
     close_listeners(&m);
     free(m.listen_fds);
-    gh_runtime_free(rt);
+    gh_runtime_free(m.rt);
+    gh_health_shm_free(health);
     return rc;
 }

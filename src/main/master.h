@@ -5,6 +5,7 @@
 #ifndef GH_MAIN_MASTER_H
 #define GH_MAIN_MASTER_H
 
+#include "health/state.h"
 #include "proxy/runtime.h"
 
 /*
@@ -14,6 +15,6 @@
  * Returns the process exit status: 0 when every worker stopped cleanly, 1 on
  * a startup error (already printed) or an unclean stop.
  */
-int gh_master_run(gh_runtime *rt);
+int gh_master_run(gh_runtime *rt, gh_health_shm *health, const char *config_path);
 
 #endif

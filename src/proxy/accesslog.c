@@ -16,7 +16,7 @@
 
 int proxy__access_open(proxy__worker *w)
 {
-    const char *path = w->cfg->access_log;
+    const char *path = w->gen->rt->cfg->access_log;
     w->access_fd = -1;
     if (path == NULL)
         return 0;

@@ -54,6 +54,8 @@ void proxy__client_close(proxy__client *c)
     c->io.fd = -1;
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
+    proxy__gen_unref(c->gen);
+    c->gen = NULL;
     list_unlink(c);
     gh_loop_release(w->loop, c);
     if (w->draining && w->nclients == 0)
@@ -185,6 +187,10 @@ static int try_head(proxy__client *c)
         return 1;
     }
     c->line_ok = 0;
+    if (c->gen != c->w->gen && proxy__client_regen(c) < 0) {
+        proxy__client_close(c); /* its listener is gone from the new configuration */
+        return 1;
+    }
     proxy__exchange_start(c, &c->w->req, (size_t)r);
     return 1;
 }
@@ -357,6 +363,8 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
         free(c);
         return;
     }
+    c->gen = w->gen;
+    w->gen->refs++;
     c->next = w->clients;
     if (w->clients != NULL)
         w->clients->prev = c;

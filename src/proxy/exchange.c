@@ -224,7 +224,7 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
         f.path = path;
         f.path_len = (size_t)n;
     }
-    ex->pool = &c->w->pools[rt->pool->index];
+    ex->pool = &c->gen->pools[rt->pool->index];
     ex->hash_key = hash_key(c, rt->pool, r);
     f.fallback_host = ex->pool->nservers > 0 ? ex->pool->servers[0].text : "localhost";
     n = proxy__request_head(ex->uout.data, ex->uout.cap, r, &f);

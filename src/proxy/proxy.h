@@ -33,6 +33,7 @@ typedef struct proxy__exchange proxy__exchange;
 typedef struct proxy__upstream proxy__upstream;
 typedef struct proxy__pool proxy__pool;
 typedef struct proxy__listener proxy__listener;
+typedef struct proxy__gen proxy__gen;
 
 enum proxy__client_state {
     CLIENT_HANDSHAKE,
@@ -47,6 +48,7 @@ struct proxy__client {
     gh_io io;
     gh_timer timer;
     proxy__worker *w;
+    proxy__gen *gen; /* the configuration generation it was accepted on, or switched to between requests */
     const proxy__listener *listener;
     gh_tls *tls;
     proxy__client *prev, *next; /* worker's list, for drain */
@@ -125,6 +127,7 @@ typedef struct proxy__server {
 /* A pool as one worker sees it: its servers' idle connections and the balancer's state. */
 struct proxy__pool {
     proxy__worker *w;
+    proxy__gen *gen;
     const gh_cfg_pool *cfg;
     proxy__server *servers;
     gh_lb_server *lb_servers; /* inflight kept up to date for least_conn and p2c */
@@ -155,6 +158,21 @@ struct gh_runtime {
     size_t nlisteners;
 };
 
+/*
+ * A configuration generation in a worker: the runtime and the worker's pools
+ * for it. The worker holds a reference to the current one and every client
+ * one to the generation it uses; a client moves to the current generation
+ * between requests, so requests in flight finish on the config they started
+ * with and the old generation is freed when its last client lets go.
+ */
+struct proxy__gen {
+    proxy__worker *w;
+    gh_runtime *rt;
+    proxy__pool *pools; /* one per config pool, same order */
+    size_t npools;
+    uint32_t refs;
+};
+
 /* A listening socket in a worker's loop. */
 typedef struct proxy__acceptor {
     gh_io io;
@@ -163,9 +181,9 @@ typedef struct proxy__acceptor {
 } proxy__acceptor;
 
 struct proxy__worker {
-    const gh_runtime *rt;
-    const gh_config *cfg;
-    const gh_cfg_timeouts *t;
+    proxy__gen *gen;          /* the current generation: new connections and requests use it */
+    const gh_cfg_timeouts *t; /* the current generation's */
+    gh_io ctl_io;             /* from the master: reload with these listening sockets */
     gh_loop *loop;
     int id;
     struct proxy__acceptor *acceptors; /* one per listener, in runtime order */
@@ -178,8 +196,6 @@ struct proxy__worker {
     uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
-    proxy__pool *pools; /* one per config pool, same order */
-    size_t npools;
     uint8_t accept_paused;
     gh_h1_request req; /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
@@ -211,8 +227,8 @@ void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events);
 void proxy__exchange_upstream_timeout(proxy__exchange *ex);
 
 /* upstream.c */
-int proxy__pools_init(proxy__worker *w);
-void proxy__pools_free(proxy__worker *w);
+int proxy__pools_init(proxy__gen *g);
+void proxy__pools_free(proxy__gen *g);
 /* Gets a pooled or new connection to a server of the pool not yet tried; NULL when none is left. */
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
@@ -220,7 +236,12 @@ void proxy__upstream_mark_failed(proxy__upstream *u);
 /* Passive health: ok 0 for a failed connect or a 5xx, 1 for a good answer. */
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok);
 void proxy__pool_close_idle(proxy__pool *p);
-void proxy__pools_close_idle(proxy__worker *w);
+void proxy__pools_close_idle(proxy__gen *g);
+
+/* worker.c */
+void proxy__gen_unref(proxy__gen *g);
+/* Moves a client between requests to the current generation; 0, or -1 when its listener is gone. */
+int proxy__client_regen(proxy__client *c);
 static inline const char *proxy__upstream_name(const proxy__upstream *u)
 {
     return u->pool->servers[u->server].text;

@@ -112,8 +112,9 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
         if (cfg->pools[i].health.type != GH_HEALTH_NONE)
             n += cfg->pools[i].nservers;
     }
-    if ((rt->health = gh_health_shm_new(total ? total : 1)) == NULL) {
-        snprintf(err, errlen, "cannot map the shared health state for %zu servers", total);
+    if (total > gh_health_shm_nslots(rt->health)) {
+        snprintf(err, errlen, "%s: %zu servers in all pools; at most %zu", cfg->path, total,
+                 gh_health_shm_nslots(rt->health));
         return -1;
     }
     if (n == 0)
@@ -160,7 +161,7 @@ int gh_runtime_probe(const gh_runtime *rt)
     return gh_health_run(rt->probes, rt->nprobes, rt->health);
 }
 
-gh_runtime *gh_runtime_new(gh_config *cfg, char *err, size_t errlen)
+gh_runtime *gh_runtime_new(gh_config *cfg, gh_health_shm *health, char *err, size_t errlen)
 {
     gh_runtime *rt = calloc(1, sizeof(*rt));
 
@@ -170,6 +171,7 @@ gh_runtime *gh_runtime_new(gh_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     rt->cfg = cfg;
+    rt->health = health;
     rt->site_tls = calloc(cfg->nsites ? cfg->nsites : 1, sizeof(*rt->site_tls));
     rt->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*rt->listeners));
     rt->nlisteners = cfg->nlisteners;
@@ -205,7 +207,6 @@ void gh_runtime_free(gh_runtime *rt)
     free(rt->site_tls);
     free(rt->probes);
     free(rt->slot_base);
-    gh_health_shm_free(rt->health);
     gh_config_free(rt->cfg);
     free(rt);
 }

@@ -12,11 +12,17 @@
 #include <stddef.h>
 
 #include "conf/config.h"
+#include "health/state.h"
 
 typedef struct gh_runtime gh_runtime;
 
-/* Takes ownership of cfg (freed with the runtime, or on failure). NULL with "FILE:LINE: reason" in err. */
-gh_runtime *gh_runtime_new(gh_config *cfg, char *err, size_t errlen);
+/*
+ * Takes ownership of cfg (freed with the runtime, or on failure). `health` is
+ * the shared health state, made once by the master and kept across reloads;
+ * the runtime gives each server a slot in it, in config order (the same file
+ * gives the same slots in every process). NULL with "FILE:LINE: reason" in err.
+ */
+gh_runtime *gh_runtime_new(gh_config *cfg, gh_health_shm *health, char *err, size_t errlen);
 void gh_runtime_free(gh_runtime *rt);
 const gh_config *gh_runtime_config(const gh_runtime *rt);
 

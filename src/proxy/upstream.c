@@ -35,11 +35,13 @@ static int lb_algorithm(int balance)
     }
 }
 
-static int pool_init(proxy__worker *w, proxy__pool *p, const gh_cfg_pool *cfg)
+static int pool_init(proxy__gen *g, proxy__pool *p, const gh_cfg_pool *cfg)
 {
+    proxy__worker *w = g->w;
     p->w = w;
+    p->gen = g;
     p->cfg = cfg;
-    p->slot_base = w->rt->slot_base[cfg->index];
+    p->slot_base = g->rt->slot_base[cfg->index];
     p->passive = (gh_health_passive){cfg->passive.fails, cfg->passive.window, cfg->passive.eject};
     p->nservers = cfg->nservers;
     p->servers = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->servers));
@@ -60,29 +62,29 @@ static int pool_init(proxy__worker *w, proxy__pool *p, const gh_cfg_pool *cfg)
     return p->lb == NULL ? -1 : 0;
 }
 
-int proxy__pools_init(proxy__worker *w)
+int proxy__pools_init(proxy__gen *g)
 {
-    const gh_config *cfg = w->cfg;
-    w->npools = cfg->npools;
-    w->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*w->pools));
-    if (w->pools == NULL)
+    const gh_config *cfg = g->rt->cfg;
+    g->npools = cfg->npools;
+    g->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*g->pools));
+    if (g->pools == NULL)
         return -1;
     for (size_t i = 0; i < cfg->npools; i++)
-        if (pool_init(w, &w->pools[i], &cfg->pools[i]) < 0)
+        if (pool_init(g, &g->pools[i], &cfg->pools[i]) < 0)
             return -1;
     return 0;
 }
 
-void proxy__pools_free(proxy__worker *w)
+void proxy__pools_free(proxy__gen *g)
 {
-    for (size_t i = 0; w->pools != NULL && i < w->npools; i++) {
-        proxy__pool_close_idle(&w->pools[i]);
-        gh_lb_free(w->pools[i].lb);
-        free(w->pools[i].servers);
-        free(w->pools[i].lb_servers);
+    for (size_t i = 0; g->pools != NULL && i < g->npools; i++) {
+        proxy__pool_close_idle(&g->pools[i]);
+        gh_lb_free(g->pools[i].lb);
+        free(g->pools[i].servers);
+        free(g->pools[i].lb_servers);
     }
-    free(w->pools);
-    w->pools = NULL;
+    free(g->pools);
+    g->pools = NULL;
 }
 
 static void idle_unlink(proxy__upstream *u)
@@ -161,7 +163,7 @@ static void on_upstream_timeout(gh_timer *t)
  */
 static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
 {
-    const gh_health_shm *shm = p->w->rt->health;
+    const gh_health_shm *shm = p->gen->rt->health;
     uint64_t now = gh_loop_now(p->w->loop), unhealthy = 0, failed = 0;
     for (size_t i = 0; i < p->nservers; i++) {
         if (p->servers[i].addr == NULL || !gh_health_usable(shm, p->slot_base + i, now))
@@ -176,7 +178,7 @@ static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
 /* Passive health: a failed connect or a 5xx counts against the server in every worker. */
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
 {
-    gh_health_shm *shm = p->w->rt->health;
+    gh_health_shm *shm = p->gen->rt->health;
     if (ok)
         gh_health_passive_success(shm, p->slot_base + server);
     else if (p->passive.max_fails > 0)
@@ -275,8 +277,8 @@ void proxy__pool_close_idle(proxy__pool *p)
         }
 }
 
-void proxy__pools_close_idle(proxy__worker *w)
+void proxy__pools_close_idle(proxy__gen *g)
 {
-    for (size_t i = 0; i < w->npools; i++)
-        proxy__pool_close_idle(&w->pools[i]);
+    for (size_t i = 0; i < g->npools; i++)
+        proxy__pool_close_idle(&g->pools[i]);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -83,7 +84,7 @@ static void start_drain(proxy__worker *w)
         close(w->acceptors[i].io.fd);
         w->acceptors[i].io.fd = -1;
     }
-    proxy__pools_close_idle(w);
+    proxy__pools_close_idle(w->gen);
     w->drain_timer.cb = on_drain_deadline;
     gh_timer_set(w->loop, &w->drain_timer, w->t->shutdown);
     proxy__client_drain(w);
@@ -134,28 +135,171 @@ static void on_idle(void *arg)
     trim_heap(arg);
 }
 
-static int setup(proxy__worker *w, const gh_runtime *rt, const int *listen_fds, int id)
+/* ---- configuration generations ---- */
+
+static proxy__gen *gen_new(proxy__worker *w, gh_runtime *rt)
+{
+    proxy__gen *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    g->w = w;
+    g->rt = rt;
+    g->refs = 1;
+    if (proxy__pools_init(g) < 0) {
+        proxy__pools_free(g);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void proxy__gen_unref(proxy__gen *g)
+{
+    if (g == NULL || --g->refs > 0)
+        return;
+    proxy__pools_free(g);
+    gh_runtime_free(g->rt);
+    free(g);
+}
+
+int proxy__client_regen(proxy__client *c)
+{
+    proxy__worker *w = c->w;
+    const gh_runtime *rt = w->gen->rt;
+    const char *addr = c->listener->cfg->addr.text;
+
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        const proxy__listener *l = &rt->listeners[i];
+        if (strcmp(l->cfg->addr.text, addr) == 0 && (l->tls != NULL) == (c->tls != NULL)) {
+            proxy__gen_unref(c->gen);
+            c->gen = w->gen;
+            c->gen->refs++;
+            c->listener = l;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Listens on fds[i] for the current generation's listener i; the previous sockets are closed. */
+static int set_acceptors(proxy__worker *w, const int *fds)
+{
+    const gh_runtime *rt = w->gen->rt;
+    proxy__acceptor *a = calloc(rt->nlisteners ? rt->nlisteners : 1, sizeof(*a));
+
+    if (a == NULL)
+        return -1;
+    for (size_t i = 0; i < w->nacceptors; i++) {
+        if (!w->accept_paused)
+            gh_loop_del(w->loop, &w->acceptors[i].io);
+        close(w->acceptors[i].io.fd);
+    }
+    free(w->acceptors);
+    w->acceptors = a;
+    w->nacceptors = rt->nlisteners;
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        a[i].io.fd = fds[i];
+        a[i].io.cb = on_accept;
+        a[i].w = w;
+        a[i].listener = &rt->listeners[i];
+        if (!w->accept_paused && gh_loop_add_listener(w->loop, &a[i].io) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * SIGHUP, as the master passes it on once the new file proved valid: the
+ * worker loads the same file into a new generation and takes the listening
+ * sockets the master sends (the same sockets for addresses that stay, so no
+ * connection waiting in a queue is lost). Connections in flight keep theirs.
+ */
+static void reload(proxy__worker *w, int *fds, size_t nfds)
+{
+    const char *path = w->gen->rt->cfg->path;
+    char err[1024] = "";
+    gh_config *cfg = gh_config_load(path, err, sizeof(err));
+    gh_runtime *rt = NULL;
+    proxy__gen *g = NULL, *old = w->gen;
+
+    if (cfg != NULL && gh_config_resolve(cfg, err, sizeof(err)) < 0) {
+        gh_config_free(cfg);
+        cfg = NULL;
+    }
+    if (cfg != NULL && (rt = gh_runtime_new(cfg, old->rt->health, err, sizeof(err))) == NULL)
+        cfg = NULL; /* freed by gh_runtime_new */
+    if (rt != NULL && rt->nlisteners != nfds) {
+        snprintf(err, sizeof(err), "%s changed while reloading", path);
+        gh_runtime_free(rt);
+        rt = NULL;
+    }
+    if (rt == NULL || (g = gen_new(w, rt)) == NULL) {
+        gh_log_error("worker %d: reload failed, keeping the running configuration: %s", w->id,
+                     err[0] ? err : "out of memory");
+        if (rt != NULL && g == NULL)
+            gh_runtime_free(rt);
+        for (size_t i = 0; i < nfds; i++)
+            close(fds[i]);
+        return;
+    }
+    w->gen = g;
+    w->t = &rt->cfg->timeouts;
+    if (set_acceptors(w, fds) < 0)
+        gh_log_error("worker %d: cannot listen on the new sockets: %s", w->id, strerror(errno));
+    proxy__pools_close_idle(old); /* pooled connections of the old generation will not be used again */
+    proxy__gen_unref(old);
+    gh_log_info("worker %d: reloaded %s", w->id, path);
+}
+
+/* The master's control socket: one message per reload, the listening sockets attached (SCM_RIGHTS). */
+static void on_ctl(gh_io *io, unsigned events)
+{
+    proxy__worker *w = (proxy__worker *)((char *)io - offsetof(proxy__worker, ctl_io));
+    char byte, cbuf[CMSG_SPACE(sizeof(int) * GH_MAX_LISTENERS)];
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+
+    for (;;) {
+        ssize_t n = recvmsg(io->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        int fds[GH_MAX_LISTENERS];
+        size_t nfds = 0;
+
+        if (n <= 0) {
+            if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                gh_loop_del(w->loop, io); /* the master is gone: PDEATHSIG brings SIGTERM */
+                close(io->fd);
+                io->fd = -1;
+            }
+            return;
+        }
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
+            }
+        if (byte == 'R' && !w->draining)
+            reload(w, fds, nfds);
+        else
+            for (size_t i = 0; i < nfds; i++)
+                close(fds[i]);
+        msg.msg_controllen = sizeof(cbuf);
+    }
+}
+
+static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ctl_fd, int id)
 {
     sigset_t mask;
 
-    w->rt = rt;
-    w->cfg = rt->cfg;
-    w->t = &rt->cfg->timeouts;
     w->id = id;
-    if ((w->loop = gh_loop_new()) == NULL || proxy__pools_init(w) < 0 || proxy__access_open(w) < 0)
+    w->t = &rt->cfg->timeouts;
+    if ((w->loop = gh_loop_new()) == NULL || (w->gen = gen_new(w, rt)) == NULL || proxy__access_open(w) < 0)
         return -1;
-    w->nacceptors = rt->nlisteners;
-    if ((w->acceptors = calloc(rt->nlisteners ? rt->nlisteners : 1, sizeof(*w->acceptors))) == NULL)
+    if (set_acceptors(w, listen_fds) < 0)
         return -1;
-    for (size_t i = 0; i < rt->nlisteners; i++) {
-        proxy__acceptor *a = &w->acceptors[i];
-        a->io.fd = listen_fds[i];
-        a->io.cb = on_accept;
-        a->w = w;
-        a->listener = &rt->listeners[i];
-        if (gh_loop_add_listener(w->loop, &a->io) < 0)
-            return -1;
-    }
+    w->ctl_io.fd = ctl_fd;
+    w->ctl_io.cb = on_ctl;
+    if (ctl_fd >= 0 && gh_loop_add(w->loop, &w->ctl_io) < 0)
+        return -1;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
@@ -174,26 +318,32 @@ static void teardown(proxy__worker *w)
 {
     while (w->clients != NULL)
         proxy__client_close(w->clients);
-    proxy__pools_free(w);
+    for (size_t i = 0; i < w->nacceptors; i++)
+        if (w->acceptors[i].io.fd >= 0)
+            close(w->acceptors[i].io.fd);
     free(w->acceptors);
+    proxy__gen_unref(w->gen);
     if (w->access_fd >= 0)
         proxy__access_flush(w);
     if (w->access_fd > STDERR_FILENO)
         close(w->access_fd);
     if (w->signal_io.fd >= 0)
         close(w->signal_io.fd);
+    if (w->ctl_io.fd >= 0)
+        close(w->ctl_io.fd);
     gh_timer_stop(w->loop, &w->drain_timer);
     gh_loop_free(w->loop);
     gh_buf_pool_drain();
 }
 
-int gh_worker_run(const gh_runtime *rt, const int *listen_fds, int id)
+int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id)
 {
     proxy__worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return 1;
     w->access_fd = -1;
-    if (setup(w, rt, listen_fds, id) < 0) {
+    w->ctl_io.fd = -1;
+    if (setup(w, rt, listen_fds, ctl_fd, id) < 0) {
         gh_log_error("worker %d: cannot start: %s", id, strerror(errno));
         return 1;
     }

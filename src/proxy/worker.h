@@ -7,9 +7,14 @@
 
 #include "proxy/runtime.h"
 
+#define GH_MAX_LISTENERS 64 /* sockets one reload message can carry */
+
 /*
  * Runs a worker until it is told to stop; returns the process exit status.
- * listen_fds[i] is the bound socket of the runtime's listener i.
+ * listen_fds[i] is the bound socket of the runtime's listener i; the worker
+ * owns its copy of rt (a fork's) and of the sockets. ctl_fd is the worker's end
+ * of a SOCK_SEQPACKET pair: on a reload the master sends 'R' with the new
+ * listening sockets attached (SCM_RIGHTS), one per listener of the new file.
  * Called in the child right after fork(), with SIGTERM, SIGINT, SIGQUIT and
  * SIGHUP blocked (the worker reads them through a signalfd):
  *   SIGTERM           stop accepting, finish in-flight requests, close idle
@@ -17,6 +22,6 @@
  *   SIGINT / SIGQUIT  exit at once.
  * `id` is the worker's index (0..workers-1), for logs.
  */
-int gh_worker_run(const gh_runtime *rt, const int *listen_fds, int id);
+int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id);
 
 #endif
