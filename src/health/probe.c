@@ -297,8 +297,16 @@ static int prober_init(health__run *r, health__prober *p, const gh_health_target
         p->req_len = (size_t)len;
         p->head_request = strcmp(method, "HEAD") == 0;
     }
-    /* Due at a random point of the first interval, so that targets spread out. */
-    p->started = gh_loop_now(r->loop) + rng_next(rng) % p->interval - p->interval;
+    /*
+     * Due at a random point of the first interval, so that targets spread out;
+     * but a server not known to be up is probed at once: after a reload (which
+     * restarts the prober) a down server must not wait out a whole interval, or
+     * reloads in a row would keep it out of the pool.
+     */
+    if (p->fsm.status == GH_HEALTH_UP)
+        p->started = gh_loop_now(r->loop) + rng_next(rng) % p->interval - p->interval;
+    else
+        p->started = gh_loop_now(r->loop) + rng_next(rng) % 20 - p->interval;
     schedule_next(p);
     return 0;
 }

@@ -20,13 +20,17 @@ Endpoints (query parameters in brackets):
                          with pause_ms, stops reading for N ms after the first MiB
   /download[?size=N&chunked=1&chunk=K]   N pattern bytes, CL or chunked
   /close[?size=N]        N pattern bytes framed by closing the connection
-  /status/N              status N (no body for 1xx, 204, 304)
-  /head                  777 bytes for GET, the same Content-Length and no body for HEAD
+  /status/N[?cl=K&junk=1]  status N (no body for 1xx, 204, 304; cl: send Content-Length K
+                         anyway; junk: send illegal body bytes after a 204/304)
+  /head[?junk=1]         777 bytes for GET, the same Content-Length and no body for HEAD
+                         (junk: a broken backend that sends the body for HEAD too)
   /slow[?ms=N]           waits N ms, then answers "slow"
   /slowbody[?ms=N]       sends the head at once and the body after N ms
   /bad[?kind=K]          a malformed response (garbage, dupcl, badstatus, clte, nul, bigline)
   /reset[?graceful=1]    closes without answering (RST by default)
   /flaky?fail=a,b        like /reset on backends named a or b, else 200 "ok NAME"
+  /fail?on=a,b[&status=N]  status N (default 500) on backends named a or b, else 200 "ok NAME"
+  /healthz               200 "healthy" (for health checks; counted apart from requests by path)
   /resphop               a response carrying hop-by-hop headers the proxy must strip
   /trailers              a chunked response with a trailer section
   /early                 a 103 interim response, then 200
@@ -47,6 +51,7 @@ import threading
 import time
 import urllib.parse
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pattern  # noqa: E402
 
@@ -380,19 +385,32 @@ class Server:
             return False
         if path == "/flaky":
             return simple(200, ("ok " + self.name).encode())
+        if path == "/fail":
+            if self.name in q.get("on", "").split(","):
+                st = int(q.get("status", "500"))
+                return simple(st, ("failing %d %s" % (st, self.name)).encode(), reason="Failing")
+            return simple(200, ("ok " + self.name).encode())
+        if path == "/healthz":
+            return simple(200, b"healthy\n")
         if path == "/echo":
             return simple(200, head, extra=[("X-Body-Sha256", body_info[0]), ("X-Body-Length", str(body_info[1]))])
         if path == "/upload":
             return simple(200, ("%s %d\n" % body_info).encode())
         if path == "/head":
             body = pattern.data(777)
+            if is_head and q.get("junk") == "1":
+                # A broken backend that sends a body in answer to HEAD.
+                return self.send(c, cid, seq, 200, "OK", [("Content-Length", "777")], body, keep)
             return simple(200, body, "application/octet-stream")
         if path.startswith("/status/"):
             status = int(path.split("/")[2])
             if status < 200 or status in (204, 304):
                 extra = [("ETag", '"v1"')] if status == 304 else []
+                if "cl" in q:  # legal on a 304: the size of the representation, with no body
+                    extra.append(("Content-Length", q["cl"]))
                 hdrs = [("X-Backend", self.name)] + extra
-                return self.send(c, cid, seq, status, "Status", hdrs, b"", keep)
+                junk = b"JUNK!" if q.get("junk") == "1" else b""  # illegal body bytes
+                return self.send(c, cid, seq, status, "Status", hdrs, junk, keep)
             return simple(status, ("status %d\n" % status).encode(), reason="Status")
         if path == "/slow":
             time.sleep(int(q.get("ms", "1000")) / 1000.0)

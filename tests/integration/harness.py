@@ -430,6 +430,92 @@ class Gatehouse:
         self.outf.close()
 
 
+class GatehouseConf(Gatehouse):
+    """A gatehouse run from a configuration file: `gatehouse -c FILE` (ctx.gatehouse_config).
+
+    text is the file's text, or a function of a list of `nports` free ports that returns it
+    (on EADDRINUSE it is called again with new ports). The file is written into the test's
+    directory. Ready once every `listen ADDRESS:PORT` of the text accepts (a TLS handshake on
+    `tls` ones) and the master has its children: the workers (`workers N`, else `children`)
+    plus the prober when a pool has `health http|tcp`. self.ports: the ports given to text;
+    self.port: the first listener's port; self.listeners: [(host, port, tls)].
+    """
+
+    def __init__(self, ctx, text, nports=0, children=None, args=(), wait=True, name=None):
+        self.ctx = ctx
+        self.stopped = False
+        self.allow_worker_change = False
+        self.access_log = None
+        self.cert = self.key = None
+        n = len(ctx.gatehouses)
+        self.log_path = os.path.join(ctx.dir, "gatehouse%d.stderr" % n)
+        self.out_path = os.path.join(ctx.dir, "gatehouse%d.stdout" % n)
+        self.conf_path = os.path.join(ctx.dir, name or "gatehouse%d.conf" % n)
+        last = None
+        for attempt in range(3 if callable(text) else 1):
+            self.ports = [free_port() for _ in range(nports)]
+            self.text = text(self.ports) if callable(text) else text
+            with open(self.conf_path, "w") as f:
+                f.write(self.text)
+            self.listeners = []
+            for m in re.finditer(r"^[ \t]*listen[ \t]+(\S+?):(\d+)([ \t]+tls)?[ \t]*(?:[;#].*)?$", self.text, re.M):
+                li = (m.group(1).strip("[]"), int(m.group(2)), bool(m.group(3)))
+                if m.group(3) or li[:2] not in [x[:2] for x in self.listeners]:
+                    self.listeners = [x for x in self.listeners if x[:2] != li[:2]] + [li]
+            self.port = self.listeners[0][1] if self.listeners else None
+            m = re.search(r"^[ \t]*workers[ \t]+(\d+)", self.text, re.M)
+            self.nworkers = children if children is not None else (int(m.group(1)) if m else os.cpu_count())
+            if children is None and re.search(r"^[ \t]*health[ \t]+(http|tcp)\b", self.text, re.M):
+                self.nworkers += 1
+            self.argv = [GATEHOUSE, "-c", self.conf_path] + list(args)
+            self.errf = open(self.log_path, "ab")
+            self.outf = open(self.out_path, "ab")
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.outf, stderr=self.errf)
+            self.pid = self.proc.pid
+            ctx.gatehouses.append(self)
+            if not wait:
+                return
+            try:
+                self.wait_ready()
+                return
+            except Fail as e:
+                last = e
+                if self.proc.poll() is not None and re.search(r"in use|EADDRINUSE", self.stderr(), re.I):
+                    ctx.gatehouses.remove(self)
+                    self.close_files()
+                    continue
+                raise
+        raise last
+
+    def listener_ok(self, host, port, tls):
+        try:
+            with socket.create_connection((host, port), timeout=1.0) as s:
+                if tls:
+                    with client_context().wrap_socket(s, server_hostname="localhost"):
+                        pass
+                return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    def wait_ready(self):
+        deadline = time.monotonic() + 15 * T
+        for host, port, tls in self.listeners:
+            while not self.listener_ok(host, port, tls):
+                if self.proc.poll() is not None:
+                    raise Fail("gatehouse -c exited at startup with code %s: %s"
+                               % (self.proc.returncode, tail(self.log_path, 10)))
+                if time.monotonic() > deadline:
+                    raise Fail("gatehouse -c: listener %s:%d did not accept within %.0fs" % (host, port, 15 * T))
+                time.sleep(0.05)
+        ok = wait_until(lambda: len(self.workers()) == self.nworkers, 10 * T)
+        if not ok:
+            raise Fail("gatehouse -c has %d child processes, want %d" % (len(self.workers()), self.nworkers))
+        self.initial_workers = self.workers()
+
+    def url(self, path, port=None):
+        return "https://127.0.0.1:%d%s" % (port or self.port, path)
+
+
 class Ctx:
     """One test's world: its temp dir, processes and logs."""
 
@@ -452,6 +538,9 @@ class Ctx:
 
     def gatehouse(self, to, **kw):
         return Gatehouse(self, to, **kw)
+
+    def gatehouse_config(self, text, **kw):
+        return GatehouseConf(self, text, **kw)
 
     def dead_port(self):
         return free_port()

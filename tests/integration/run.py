@@ -21,12 +21,13 @@ import threading
 import time
 import traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Ctx, Fail, Session  # noqa: E402
 
 MODULES = ["t_startup", "t_tls", "t_http", "t_headers", "t_upstream", "t_strict", "t_process",
-           "t_accesslog", "t_stream"]
+           "t_accesslog", "t_stream", "t_config", "t_routing", "t_sni"]
 
 out_lock = threading.Lock()
 

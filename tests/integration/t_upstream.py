@@ -345,3 +345,37 @@ def _(ctx):
             pass
         dt = time.monotonic() - t0
         check(dt < 3 * T, "gave up after %.1fs with --response-timeout 500ms (backend silent for 4s)" % dt)
+
+
+@test("upstream_bodiless_responses_framing")
+def _(ctx):
+    # 304 with a Content-Length has no body (RFC 9110 8.6): nothing to wait for.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port, timeout=3 * T) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/status/304?cl=1000")
+        eq((r.status, r.body), (304, b""), "304 with Content-Length: 1000")
+        check(time.monotonic() - t0 < 1.5 * T, "the 304 took %.1fs (waited for a body?)" % (time.monotonic() - t0))
+        eq(c.request("GET", "/id").body, b"b1", "next request on the connection")
+        r = c.request("HEAD", "/download?size=5000&chunked=1")
+        eq(r.status, 200, "HEAD of a chunked resource")
+        eq(c.request("GET", "/id").body, b"b1", "request after the HEAD")
+
+
+@test("upstream_illegal_body_not_relayed")
+def _(ctx):
+    # Body bytes after a HEAD answer, a 204 or a 304 are garbage: they must reach no client,
+    # and the upstream connection that carried them must not be reused.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for method, path, status in (("HEAD", "/head?junk=1", 200), ("GET", "/status/204?junk=1", 204),
+                                 ("GET", "/status/304?junk=1", 304)):
+        with Conn(gh.port) as c:
+            r = c.request(method, path)
+            eq((r.status, r.body), (status, b""), "%s %s" % (method, path))
+            r = c.request("GET", "/id")
+            eq((r.status, r.body), (200, b"b1"), "the request after %s %s on the same client connection" % (method, path))
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/id")
+            eq((r.status, r.body), (200, b"b1"), "a new client after %s %s" % (method, path))
