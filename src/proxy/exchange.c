@@ -171,8 +171,8 @@ static void local_response(proxy__exchange *ex, int status, const char *loc, siz
     if (!ex->req_done)
         c->close_after = 1; /* the body is not read: the connection cannot carry another request */
     gh_buf_compact(&c->out);
-    n = proxy__local_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), status, loc, loclen, body, bodylen,
-                              c->close_after);
+    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, c->close_after, ex->route};
+    n = proxy__local_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), &l);
     if (n < 0) {
         fail(ex, 500);
         return;
@@ -181,7 +181,7 @@ static void local_response(proxy__exchange *ex, int status, const char *loc, siz
     ex->status = status;
     ex->res_started = 1;
     ex->res_state = RES_DONE;
-    ex->bytes_out = bodylen;
+    ex->bytes_out = ex->is_head || status == 204 || status == 304 ? 0 : bodylen;
     proxy__exchange_run(ex);
 }
 

@@ -233,23 +233,37 @@ const char *proxy__status_text(int status)
     return status < 400 ? "Status" : "Error";
 }
 
-int proxy__local_response(char *dst, size_t cap, int status, const char *location, size_t location_len,
-                          const char *body, size_t body_len, int close)
+int proxy__local_response(char *dst, size_t cap, const proxy__local *l)
 {
     out o = {dst, 0, cap, 0};
+    const gh_cfg_header_op *ops = l->route ? l->route->resp_ops : NULL;
+    size_t nops = l->route ? l->route->nresp_ops : 0;
+    /* RFC 9110 8.6 and 6.4.1: no Content-Length, and no body, for 1xx, 204 and 304 */
+    int bodiless = l->status < 200 || l->status == 204 || l->status == 304;
 
     put(&o, "HTTP/1.1 ", 9);
-    put_uint(&o, (uint64_t)status);
+    put_uint(&o, (uint64_t)l->status);
     put(&o, " ", 1);
-    puts_(&o, proxy__status_text(status));
-    if (location != NULL) {
-        put(&o, "\r\nLocation: ", 12);
-        put(&o, location, location_len);
+    puts_(&o, proxy__status_text(l->status));
+    put(&o, "\r\n", 2);
+    if (l->location != NULL) {
+        put(&o, "Location: ", 10);
+        put(&o, l->location, l->location_len);
+        put(&o, "\r\n", 2);
     }
-    puts_(&o, "\r\nContent-Type: text/plain\r\nContent-Length: ");
-    put_uint(&o, body_len);
-    puts_(&o, close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
-    put(&o, body, body_len);
+    if (!bodiless && !op_names(ops, nops, (gh_h1_str){"Content-Type", 12}))
+        puts_(&o, "Content-Type: text/plain\r\n");
+    put_set_ops(&o, ops, nops);
+    if (!bodiless) {
+        puts_(&o, "Content-Length: ");
+        put_uint(&o, l->body_len);
+        put(&o, "\r\n", 2);
+    }
+    if (l->close)
+        puts_(&o, "Connection: close\r\n");
+    put(&o, "\r\n", 2);
+    if (!bodiless && !l->head)
+        put(&o, l->body, l->body_len);
     return o.overflow ? -1 : (int)o.len;
 }
 

@@ -261,9 +261,19 @@ typedef struct proxy__forward {
 int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const proxy__forward *f);
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
                          const gh_cfg_route *route);
-/* A complete small response of gatehouse's own (redirect, respond); location may be NULL. */
-int proxy__local_response(char *dst, size_t cap, int status, const char *location, size_t location_len,
-                          const char *body, size_t body_len, int close);
+/* A response of gatehouse's own (redirect, respond). */
+typedef struct proxy__local {
+    int status;
+    const char *location; /* NULL: none */
+    size_t location_len;
+    const char *body;
+    size_t body_len;
+    int head;                  /* a HEAD request: the same head, no body */
+    int close;                 /* Connection: close */
+    const gh_cfg_route *route; /* its response_header operations apply */
+} proxy__local;
+
+int proxy__local_response(char *dst, size_t cap, const proxy__local *l);
 int proxy__error_response(char *dst, size_t cap, int status);
 /* The body length of proxy__error_response's page, for the access log. */
 size_t proxy__error_body_len(int status);

@@ -13,6 +13,7 @@ static gh_tls_ctx *site_context(const gh_cfg_site *s, char *err, size_t errlen)
     const char *certs[8], *keys[8];
     char why[512];
     gh_tls_ctx *c;
+    size_t bad = 0;
 
     if (s->ncerts > 8) {
         snprintf(err, errlen, "%s:%d: at most 8 certificates per site", s->certs[8].where.file, s->certs[8].where.line);
@@ -22,8 +23,8 @@ static gh_tls_ctx *site_context(const gh_cfg_site *s, char *err, size_t errlen)
         certs[k] = s->certs[k].cert_file.p;
         keys[k] = s->certs[k].key_file.p;
     }
-    if ((c = gh_tls_ctx_new_pairs(certs, keys, s->ncerts, why, sizeof(why))) == NULL)
-        snprintf(err, errlen, "%s:%d: %s", s->certs[0].where.file, s->certs[0].where.line, why);
+    if ((c = gh_tls_ctx_new_pairs(certs, keys, s->ncerts, &bad, why, sizeof(why))) == NULL)
+        snprintf(err, errlen, "%s:%d: %s", s->certs[bad].where.file, s->certs[bad].where.line, why);
     return c;
 }
 

@@ -214,7 +214,8 @@ static int load_pair(SSL_CTX *ctx, const char *cert_file, const char *key_file, 
     return 0;
 }
 
-gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, char *err, size_t errlen)
+gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, size_t *failed, char *err,
+                                 size_t errlen)
 {
     gh_tls_ctx *c = NULL;
     SSL_CTX *ctx = NULL;
@@ -237,8 +238,11 @@ gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *ke
         goto fail;
     }
     for (size_t i = 0; i < n; i++)
-        if (load_pair(ctx, certs[i], keys[i], types, i, err, errlen) < 0)
+        if (load_pair(ctx, certs[i], keys[i], types, i, err, errlen) < 0) {
+            if (failed != NULL)
+                *failed = i;
             goto fail;
+        }
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -256,7 +260,7 @@ fail:
 
 gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
-    return gh_tls_ctx_new_pairs(&cert_file, &key_file, 1, err, errlen);
+    return gh_tls_ctx_new_pairs(&cert_file, &key_file, 1, NULL, err, errlen);
 }
 
 typedef struct sni_select {

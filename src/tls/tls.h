@@ -32,8 +32,10 @@ gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *er
 /*
  * The same for the names of one site: up to 8 cert/key pairs of different key
  * types (ECDSA and RSA side by side; the client's signature algorithms choose).
+ * On failure *failed (if not NULL) is the index of the pair at fault.
  */
-gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, char *err, size_t errlen);
+gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, size_t *failed, char *err,
+                                 size_t errlen);
 
 /*
  * Makes `def` the context of a listener whose sessions pick their certificate
