@@ -436,8 +436,8 @@ class GatehouseConf(Gatehouse):
     text is the file's text, or a function of a list of `nports` free ports that returns it
     (on EADDRINUSE it is called again with new ports). The file is written into the test's
     directory. Ready once every `listen ADDRESS:PORT` of the text accepts (a TLS handshake on
-    `tls` ones) and the master has its children: the workers (`workers N`, else `children`)
-    plus the prober when a pool has `health http|tcp`. self.ports: the ports given to text;
+    `tls` ones) and the master has its children: the workers (`workers N`) plus the prober,
+    which always runs with a file (or `children` if given). self.ports: the ports given to text;
     self.port: the first listener's port; self.listeners: [(host, port, tls)].
     """
 
@@ -464,9 +464,8 @@ class GatehouseConf(Gatehouse):
                     self.listeners = [x for x in self.listeners if x[:2] != li[:2]] + [li]
             self.port = self.listeners[0][1] if self.listeners else None
             m = re.search(r"^[ \t]*workers[ \t]+(\d+)", self.text, re.M)
-            self.nworkers = children if children is not None else (int(m.group(1)) if m else os.cpu_count())
-            if children is None and re.search(r"^[ \t]*health[ \t]+(http|tcp)\b", self.text, re.M):
-                self.nworkers += 1
+            # With a file the prober always runs (a reload may add checks): workers + 1.
+            self.nworkers = children if children is not None else (int(m.group(1)) if m else os.cpu_count()) + 1
             self.argv = [GATEHOUSE, "-c", self.conf_path] + list(args)
             self.errf = open(self.log_path, "ab")
             self.outf = open(self.out_path, "ab")

@@ -1,0 +1,276 @@
+"""Health from a configuration file: active HTTP and TCP checks (down, up again, status range,
+probed by one process for all workers), 503 at once when no server is healthy, zero failed
+requests under load across a backend kill, and passive ejection on 5xx."""
+import collections
+import socket
+import threading
+import time
+
+from harness import T, Conn, check, eq, error_body_ok, test
+from cfgutil import (backends, count_requests, ids, kill_backend, log_lines, restart_backend, wait_log)
+
+
+def health_config(ctx, servers, health, workers=1, balance="round_robin", extra_pool="", timeouts=""):
+    """servers: backends or ports. One TLS listener, pool app with `health`, site default -> app."""
+    c = ctx.session.certs()
+
+    def conf(p):
+        lines = ["workers %d" % workers, "listen 127.0.0.1:%d tls" % p[0]]
+        if timeouts:
+            lines.append("timeouts { %s }" % timeouts)
+        lines.append("pool app {")
+        for s in servers:
+            lines.append("    server 127.0.0.1:%d" % (s if isinstance(s, int) else s.port))
+        lines.append("    balance " + balance)
+        if health:
+            lines.append("    " + health)
+        if extra_pool:
+            lines.append("    " + extra_pool)
+        lines += ["}", "site default {", "    cert %s %s" % (c["ec_cert"], c["ec_key"]),
+                  "    route / { proxy app }", "}", ""]
+        return "\n".join(lines)
+    return ctx.gatehouse_config(conf, nports=1)
+
+
+def down_re(port):
+    return r"server 127\.0\.0\.1:%d of pool app is down" % port
+
+
+def up_re(port):
+    return r"server 127\.0\.0\.1:%d of pool app is up" % port
+
+
+def connect_fail_re(port):
+    return r"connect to 127\.0\.0\.1:%d failed" % port
+
+
+INTERVAL, TIMEOUT, RISE, FALL = 0.3, 0.2, 2, 2
+HTTP_CHECK = "health http GET /healthz interval=300ms timeout=200ms rise=2 fall=2"
+SLACK = 1.0
+
+
+@test("health_active_down_and_up")
+def _(ctx):
+    b1, b2 = backends(ctx, ["b1", "b2"])
+    gh = health_config(ctx, [b1, b2], HTTP_CHECK, workers=2)
+    seen, st = ids(gh.port, 10)
+    eq(dict(seen), {"b1": 5, "b2": 5}, "round robin with both up")
+    kill_backend(b2)
+    limit = (INTERVAL * FALL + TIMEOUT + SLACK) * T
+    dt = wait_log(gh, down_re(b2.port), limit)
+    check(dt is not None, "b2 killed: no 'is down' within %.1fs (interval 300ms x fall 2 + timeout 200ms + slack)"
+          % limit)
+    # Marked down: the proxy does not even try it any more.
+    tries = len(log_lines(gh, connect_fail_re(b2.port)))
+    statuses = []
+    for i in range(10):
+        with Conn(gh.port) as c:
+            statuses.append(c.request("GET", "/id").status)
+    s2, st2 = ids(gh.port, 10)
+    statuses += st2
+    eq(statuses, [200] * 20, "statuses once b2 is marked down")
+    eq(len(log_lines(gh, connect_fail_re(b2.port))), tries,
+       "connect attempts to b2 after it was marked down (it must not be tried)")
+    # Restarted: traffic again within interval x rise + slack.
+    ups = len(log_lines(gh, up_re(b2.port)))
+    restart_backend(ctx, b2, "b2-again")
+    t_up = time.monotonic()
+    limit = (INTERVAL * RISE + TIMEOUT + SLACK) * T
+    check(wait_log(gh, up_re(b2.port), limit, after=ups) is not None,
+          "b2 restarted: no 'is up' within %.1fs (interval 300ms x rise 2 + slack)" % limit)
+    seen = collections.Counter()
+    deadline = time.monotonic() + 2 * T
+    while seen["b2-again"] == 0 and time.monotonic() < deadline:
+        s, st = ids(gh.port, 4)
+        eq(st, [200] * 4, "statuses after b2 came back")
+        seen.update(s)
+    check(seen["b2-again"] > 0, "the restarted b2 got no traffic within 2s of 'is up': %s" % dict(seen))
+    took = time.monotonic() - t_up
+    s, st = ids(gh.port, 10)
+    check(s["b2-again"] >= 4, "round robin once b2 is back: %s" % dict(s))
+    ctx.info = "down %.2fs after the kill, traffic %.2fs after the restart" % (dt, took)
+
+
+@test("health_http_status_range")
+def _(ctx):
+    # b1 is alive but its check answers 503: it is down for the proxy, and gets no request at all.
+    b1, b2 = backends(ctx, ["b1", "b2"])
+    gh = health_config(ctx, [b1, b2], "health http GET /fail?on=b1&status=503 interval=250ms timeout=200ms "
+                       "rise=1 fall=1 status=200-299")
+    check(wait_log(gh, down_re(b1.port), (0.25 + 0.2 + SLACK) * T) is not None,
+          "no 'is down' for b1 whose check answers 503")
+    check(any("503" in ln for ln in log_lines(gh, down_re(b1.port))), "the 'is down' line does not give the status: %s"
+          % log_lines(gh, down_re(b1.port)))
+    n1 = count_requests(b1, "/id")
+    seen, st = ids(gh.port, 20)
+    eq(st, [200] * 20, "statuses")
+    eq(dict(seen), {"b2": 20}, "servers that answered while b1's check fails")
+    eq(count_requests(b1, "/id"), n1, "client requests that reached b1 (marked down by its check)")
+    probes = [e for e in b1.requests() if e["target"].startswith("/fail")]
+    check(probes and probes[-1]["method"] == "GET", "b1 saw no GET probe: %r" % probes[-1:])
+    hosts = [v for n, v in probes[-1]["headers"] if n.lower() == "host"]
+    eq(hosts, ["127.0.0.1:%d" % b1.port], "Host header of the probe (default: the server's host:port)")
+
+
+def hanging_listener():
+    """A listener whose accept queue is full: SYNs to it are dropped, so a connect() hangs."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fillers = []
+    for i in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    return port, [ls] + fillers
+
+
+@test("health_all_down_503_at_once")
+def _(ctx):
+    hang, socks = hanging_listener()
+    refused = ctx.dead_port()
+    try:
+        gh = health_config(ctx, [hang, refused], "health tcp interval=250ms timeout=150ms rise=1 fall=1",
+                           timeouts="connect 5s")
+        for p in (hang, refused):
+            check(wait_log(gh, down_re(p), (0.25 + 0.15 + SLACK) * T) is not None,
+                  "no 'is down' for 127.0.0.1:%d within %.1fs" % (p, (0.25 + 0.15 + SLACK) * T))
+        tries = len(log_lines(gh, r"connect to 127\.0\.0\.1:(%d|%d) failed" % (hang, refused)))
+        with Conn(gh.port, timeout=15 * T) as c:
+            for i in range(3):
+                t0 = time.monotonic()
+                r = c.request("GET", "/id")
+                dt = time.monotonic() - t0
+                error_body_ok(r, 503, [hang, refused])
+                check(dt < 0.5 * T, "503 after %.2fs with every server down (connect timeout 5s): not at once" % dt)
+                if (r.get("connection") or "").lower() == "close":
+                    c.close()
+                    c = Conn(gh.port, timeout=15 * T)
+        eq(len(log_lines(gh, r"connect to 127\.0\.0\.1:(%d|%d) failed" % (hang, refused))), tries,
+           "connect attempts to servers marked down")
+    finally:
+        for s in socks:
+            s.close()
+
+
+@test("health_zero_failures_across_kill")
+def _(ctx):
+    b1, b2 = backends(ctx, ["b1", "b2"])
+    gh = health_config(ctx, [b1, b2], HTTP_CHECK, workers=2)
+    stop = threading.Event()
+    results = {"ok": 0, "fail": [], "by": collections.Counter()}
+    lock = threading.Lock()
+
+    def record(ok, what, body=b""):
+        with lock:
+            if ok:
+                results["ok"] += 1
+                results["by"][body.decode(errors="replace")] += 1
+            else:
+                results["fail"].append(what)
+
+    def loop(keepalive):
+        c = None
+        n = 0
+        t_end = time.monotonic() + 3.0 * T
+        while not stop.is_set() and time.monotonic() < t_end and n < 3000:
+            n += 1
+            try:
+                if c is None:
+                    c = Conn(gh.port)
+                r = c.request("GET", "/id?n=%d" % n)
+                record(r.status == 200, "status %d" % r.status, r.body)
+                if not keepalive or (r.get("connection") or "").lower() == "close" or n % 20 == 0:
+                    c.close()
+                    c = None
+            except Exception as e:  # noqa: BLE001
+                record(False, "%s: %s" % (type(e).__name__, e))
+                if c is not None:
+                    c.close()
+                c = None
+        if c is not None:
+            c.close()
+
+    ts = [threading.Thread(target=loop, args=(ka,)) for ka in (True, False)]
+    for t in ts:
+        t.start()
+    time.sleep(1.0 * T)
+    kill_backend(b2)
+    for t in ts:
+        t.join(10 * T)
+    stop.set()
+    fails = results["fail"]
+    check(not fails, "%d of %d GETs failed across the kill of one of two backends: %s"
+          % (len(fails), len(fails) + results["ok"], fails[:5]))
+    check(results["ok"] >= 50, "only %d requests in 3s (the loop did not run)" % results["ok"])
+    check(results["by"]["b2"] > 0 and results["by"]["b1"] > results["by"]["b2"],
+          "distribution %s (b2 served before the kill, b1 after)" % dict(results["by"]))
+    check(wait_log(gh, down_re(b2.port), 2 * T) is not None, "b2 was never marked down")
+    ctx.info = "%d GETs, 0 failed, %s" % (results["ok"], dict(results["by"]))
+
+
+@test("health_probes_from_one_process")
+def _(ctx):
+    b = ctx.backend("b1")
+    gh = health_config(ctx, [b], "health http HEAD /healthz interval=250ms timeout=200ms host=probe.test", workers=3)
+    eq(len(gh.workers()), 4, "child processes (3 workers and the prober)")
+    time.sleep(0.4)
+    n0 = count_requests(b, "/healthz")
+    time.sleep(1.5)
+    n = count_requests(b, "/healthz") - n0
+    # One prober: 1.5s / 250ms = 6 probes (between 4 and 8); one per worker would be 18.
+    check(4 <= n <= 8, "%d health probes in 1.5s with interval 250ms and 3 workers (want about 6, not 18)" % n)
+    last = [e for e in b.requests() if e["target"] == "/healthz"][-1]
+    eq(last["method"], "HEAD", "method of the probe (health http HEAD)")
+    eq([v for k, v in last["headers"] if k.lower() == "host"], ["probe.test"], "Host of the probe (host=probe.test)")
+    ctx.info = "%d probes in 1.5s" % n
+
+
+@test("health_http_timeout")
+def _(ctx):
+    # A server that accepts but answers its check too late is down; with no other server, 503 at once.
+    b = ctx.backend("b1")
+    gh = health_config(ctx, [b], "health http GET /slow?ms=1500 interval=300ms timeout=200ms rise=1 fall=1")
+    check(wait_log(gh, down_re(b.port), (0.3 + 0.2 + SLACK) * T) is not None,
+          "no 'is down' for a server whose check answers after 1.5s (timeout 200ms)")
+    check(any("200 ms" in ln for ln in log_lines(gh, down_re(b.port))),
+          "the 'is down' line does not say the check timed out: %s" % log_lines(gh, down_re(b.port)))
+    n = count_requests(b, "/id")
+    with Conn(gh.port) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/id")
+        dt = time.monotonic() - t0
+    error_body_ok(r, 503, [b])
+    check(dt < 0.5 * T, "503 after %.2fs" % dt)
+    eq(count_requests(b, "/id"), n, "client requests that reached the server marked down")
+
+
+@test("health_passive_ejection")
+def _(ctx):
+    b1, b2 = backends(ctx, ["b1", "b2"])
+    eject = 2.0 * T
+    gh = health_config(ctx, [b1, b2], None, workers=2,
+                       extra_pool="passive fails=3 window=%ds eject=%dms" % (int(5 * T), int(eject * 1000)))
+    statuses = collections.Counter()
+    t0 = time.monotonic()
+    for i in range(30):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/fail?on=b1&i=%d" % i)
+            statuses[r.status] += 1
+    dt = time.monotonic() - t0
+    check(dt < eject * 0.9, "30 requests took %.1fs, longer than the ejection (test too slow to judge)" % dt)
+    # b1 answers 500 to the first 3 requests it gets, is ejected, and gets nothing more for the eject period.
+    eq(count_requests(b1, "/fail"), 3, "requests b1 got (500 each; ejected after 3 in a row)")
+    eq(dict(statuses), {500: 3, 200: 27}, "statuses the client saw")
+    check(log_lines(gh, r"server 127\.0\.0\.1:%d of pool app is ejected" % b1.port),
+          "no 'is ejected' line for b1")
+    # After the ejection period it gets traffic again (and, still failing, is ejected again after 3).
+    time.sleep(max(0, eject - (time.monotonic() - t0)) + 0.3)
+    seen, st = ids(gh.port, 10, path="/fail?on=nobody")
+    check(seen["ok b1"] >= 3, "b1 got no traffic after its ejection ended: %s" % dict(seen))
+    ctx.info = "%s" % dict(statuses)
