@@ -193,8 +193,10 @@ static int set_acceptors(proxy__worker *w, const int *fds)
         if (!w->accept_paused)
             gh_loop_del(w->loop, &w->acceptors[i].io);
         close(w->acceptors[i].io.fd);
+        w->acceptors[i].io.fd = -1; /* an accept event of this batch may still name it */
     }
-    free(w->acceptors);
+    if (w->acceptors != NULL)
+        gh_loop_release(w->loop, w->acceptors); /* freed after the batch, not under its feet */
     w->acceptors = a;
     w->nacceptors = rt->nlisteners;
     for (size_t i = 0; i < rt->nlisteners; i++) {
