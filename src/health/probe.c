@@ -54,7 +54,16 @@ struct health__run {
     health__prober *probers;
     size_t n;
     gh_h1_response res; /* parse scratch, used synchronously by one prober at a time */
+    gh_timer tick_timer;
+    const gh_health_tick *tick;
 };
+
+static void on_tick(gh_timer *t)
+{
+    health__run *r = (health__run *)((char *)t - offsetof(health__run, tick_timer));
+    r->tick->fn(r->tick->arg);
+    gh_timer_set(r->loop, &r->tick_timer, r->tick->period_ms);
+}
 
 static void schedule_next(health__prober *p);
 
@@ -356,7 +365,7 @@ static void teardown(health__run *r)
     free(r);
 }
 
-int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm)
+int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_health_tick *tick)
 {
     health__run *r = calloc(1, sizeof(*r));
     struct timespec ts;
@@ -380,7 +389,13 @@ int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm)
         if (prober_init(r, &r->probers[i], &targets[i], &rng) < 0)
             goto out;
     gh_log_debug("health checks started: %zu target%s", n, n == 1 ? "" : "s");
+    if (tick != NULL && tick->fn != NULL && tick->period_ms > 0) {
+        r->tick = tick;
+        r->tick_timer.cb = on_tick;
+        gh_timer_set(r->loop, &r->tick_timer, tick->period_ms);
+    }
     gh_loop_run(r->loop);
+    gh_timer_stop(r->loop, &r->tick_timer);
     rc = 0;
 out:
     teardown(r);

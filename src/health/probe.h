@@ -44,8 +44,17 @@ typedef struct gh_health_target {
  * target comes at a random point of its first interval, so that targets do not
  * all fire together. Allocates once at start (a small struct per target) and
  * never per probe. Returns 0 when stopped by a signal, 1 when it could not
- * start: a process exit status.
+ * start: a process exit status. `tick`, if not NULL, is called every
+ * tick->period_ms in the same loop (it may block briefly: no client waits on
+ * this process).
  */
-int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm);
+/* Other periodic work of the prober process (re-resolving server names); see gh_health_run. */
+typedef struct gh_health_tick {
+    void (*fn)(void *arg);
+    void *arg;
+    uint32_t period_ms;
+} gh_health_tick;
+
+int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_health_tick *tick);
 
 #endif

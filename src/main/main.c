@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     gh_conf conf;
     gh_config *cfg;
     gh_runtime *rt;
-    gh_health_shm *health;
+    gh_shared shared;
     char err[1024] = "";
 
     gh_conf_defaults(&conf);
@@ -53,11 +53,11 @@ int main(int argc, char **argv)
     if (conf.config_file != NULL && cfg->log_level >= 0 && conf.log_level == GH_LOG_INFO)
         gh_log_level = cfg->log_level;
     /* Certificates are loaded here, in the master: a bad one stops the start with FILE:LINE. */
-    if ((health = gh_health_shm_new(GH_HEALTH_MAX_SLOTS)) == NULL) {
+    if (gh_shared_init(&shared) < 0) {
         gh_cli_error("cannot map the shared health state");
         return 1;
     }
-    if ((rt = gh_runtime_new(cfg, health, err, sizeof(err))) == NULL) {
+    if ((rt = gh_runtime_new(cfg, &shared, err, sizeof(err))) == NULL) {
         gh_cli_error("%s", err);
         return 1;
     }
@@ -66,5 +66,5 @@ int main(int argc, char **argv)
         gh_runtime_free(rt);
         return 0;
     }
-    return gh_master_run(rt, health, conf.config_file);
+    return gh_master_run(rt, &shared, conf.config_file);
 }

@@ -42,6 +42,7 @@ struct master {
     gh_runtime *rt;
     const gh_config *cfg;
     gh_health_shm *health;
+    gh_shared *shared;
     const char *config_path; /* -c FILE, for reloads; NULL: the command line (nothing to reload) */
     int *listen_fds;         /* one per listener; -1 once closed */
     pid_t self;
@@ -539,7 +540,7 @@ static void reload(struct master *m)
     }
     if (cfg != NULL)
         cfg->workers = m->cfg->workers; /* the number of workers changes with a restart, not a reload */
-    rt = cfg ? gh_runtime_new(cfg, m->health, err, sizeof(err)) : NULL;
+    rt = cfg ? gh_runtime_new(cfg, m->shared, err, sizeof(err)) : NULL;
     if (rt != NULL && cfg->nlisteners > GH_MAX_LISTENERS) {
         snprintf(err, sizeof(err), "%s: at most %d listeners", m->config_path, GH_MAX_LISTENERS);
         gh_runtime_free(rt);
@@ -555,6 +556,7 @@ static void reload(struct master *m)
         return;
     }
     reset_moved_slots(m, cfg);
+    gh_addr_shm_clear(m->shared->addrs); /* the new file was just resolved; the slots may have moved */
     for (int i = 0; i < m->nworkers; i++) {
         struct worker *w = &m->workers[i];
         if (w->pid == 0)
@@ -638,7 +640,7 @@ static int run_workers(struct master *m)
     return supervise(m);
 }
 
-int gh_master_run(gh_runtime *rt, gh_health_shm *health, const char *config_path)
+int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
 {
     struct master m;
     const gh_config *cfg = gh_runtime_config(rt);
@@ -647,7 +649,8 @@ int gh_master_run(gh_runtime *rt, gh_health_shm *health, const char *config_path
     memset(&m, 0, sizeof(m));
     m.rt = rt;
     m.cfg = cfg;
-    m.health = health;
+    m.shared = shared;
+    m.health = shared->health;
     m.config_path = config_path;
     /* The prober is supervised like a worker; with a file it always runs, as a reload may add checks. */
     m.nworkers = cfg->workers + (config_path != NULL || gh_runtime_has_probes(rt) ? 1 : 0);
@@ -682,6 +685,6 @@ out:
     close_listeners(&m);
     free(m.listen_fds);
     gh_runtime_free(m.rt);
-    gh_health_shm_free(health);
+    gh_shared_dispose(shared);
     return rc;
 }

@@ -15,6 +15,6 @@
  * Returns the process exit status: 0 when every worker stopped cleanly, 1 on
  * a startup error (already printed) or an unclean stop.
  */
-int gh_master_run(gh_runtime *rt, gh_health_shm *health, const char *config_path);
+int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path);
 
 #endif

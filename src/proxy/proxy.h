@@ -118,6 +118,7 @@ struct proxy__exchange {
 
 typedef struct proxy__server {
     const gh_addr *addr;   /* the first address of the config server */
+    int named;             /* given by name: the prober's latest address wins */
     const char *text;      /* "host:port" as configured, for logs */
     proxy__upstream *idle; /* LIFO of idle keep-alive connections */
     uint32_t nidle;
@@ -149,7 +150,10 @@ struct proxy__listener {
 /* Built by the master from a config (gh_runtime_new), inherited by the workers. */
 struct gh_runtime {
     gh_config *cfg;
-    gh_health_shm *health;    /* one slot per server of every pool, shared by all processes */
+    gh_health_shm *health;     /* one slot per server of every pool, shared by all processes */
+    gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
+    struct proxy__name *names; /* servers given by name: re-resolved by the prober */
+    size_t nnames;
     size_t *slot_base;        /* per pool: the slot of its first server */
     gh_health_target *probes; /* the servers with active checks */
     size_t nprobes;

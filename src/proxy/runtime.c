@@ -1,10 +1,14 @@
 /*
  * runtime: TLS contexts and routers built from a config generation (see runtime.h).
  */
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
+#include "net/sock.h"
 #include "proxy/proxy.h"
 
 /* A TLS context with the certificates of site s; NULL with "FILE:LINE: reason" in err. */
@@ -154,15 +158,109 @@ oom:
 
 int gh_runtime_has_probes(const gh_runtime *rt)
 {
-    return rt->nprobes > 0;
+    return rt->nprobes > 0 || rt->nnames > 0;
+}
+
+int gh_shared_init(gh_shared *s)
+{
+    s->health = gh_health_shm_new(GH_HEALTH_MAX_SLOTS);
+    s->addrs = gh_addr_shm_new(GH_HEALTH_MAX_SLOTS);
+    if (s->health == NULL || s->addrs == NULL) {
+        gh_shared_dispose(s);
+        return -1;
+    }
+    return 0;
+}
+
+void gh_shared_dispose(gh_shared *s)
+{
+    gh_health_shm_free(s->health);
+    gh_addr_shm_free(s->addrs);
+    s->health = NULL;
+    s->addrs = NULL;
+}
+
+/* A server given by name, re-resolved every RESOLVE_PERIOD_MS by the prober. */
+typedef struct proxy__name {
+    size_t slot;
+    const char *host;
+    char port[8];
+} proxy__name;
+
+#ifndef RESOLVE_PERIOD_MS
+#define RESOLVE_PERIOD_MS 30000 /* -DRESOLVE_PERIOD_MS=... to try it quickly */
+#endif
+
+static int is_numeric(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static int collect_names(gh_runtime *rt)
+{
+    const gh_config *cfg = rt->cfg;
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->npools; i++)
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
+            n += !is_numeric(cfg->pools[i].servers[k].host.p);
+    if (n == 0)
+        return 0;
+    if ((rt->names = calloc(n, sizeof(*rt->names))) == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->npools; i++)
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
+            const gh_cfg_server *s = &cfg->pools[i].servers[k];
+            if (is_numeric(s->host.p))
+                continue;
+            proxy__name *nm = &rt->names[rt->nnames++];
+            nm->slot = rt->slot_base[i] + k;
+            nm->host = s->host.p;
+            snprintf(nm->port, sizeof(nm->port), "%u", (unsigned)s->port);
+        }
+    return 0;
+}
+
+/*
+ * The prober's periodic task: getaddrinfo may block on a slow resolver, which
+ * is why it runs here and not in a worker. A name that no longer resolves
+ * keeps its last address (a resolver outage must not empty a pool).
+ */
+static void resolve_names(void *arg)
+{
+    const gh_runtime *rt = arg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+
+    for (size_t i = 0; i < rt->nnames; i++) {
+        const proxy__name *nm = &rt->names[i];
+        gh_addr a = {0}, old;
+        char ip[INET6_ADDRSTRLEN];
+        int rc = getaddrinfo(nm->host, nm->port, &hints, &res);
+
+        if (rc != 0) {
+            gh_log_warn("cannot resolve %s: %s; keeping its last address", nm->host, gai_strerror(rc));
+            continue;
+        }
+        memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
+        a.len = res->ai_addrlen;
+        freeaddrinfo(res);
+        gh_sock_ntop(&a.ss, ip, sizeof(ip));
+        snprintf(a.text, sizeof(a.text), a.ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", ip, nm->port);
+        if (gh_addr_shm_get(rt->addrs, nm->slot, &old) && old.len == a.len && memcmp(&old.ss, &a.ss, a.len) == 0)
+            continue;
+        gh_addr_shm_set(rt->addrs, nm->slot, &a);
+        gh_log_info("%s:%s resolves to %s", nm->host, nm->port, a.text);
+    }
 }
 
 int gh_runtime_probe(const gh_runtime *rt)
 {
-    return gh_health_run(rt->probes, rt->nprobes, rt->health);
+    gh_health_tick tick = {resolve_names, (void *)rt, RESOLVE_PERIOD_MS};
+    return gh_health_run(rt->probes, rt->nprobes, rt->health, rt->nnames > 0 ? &tick : NULL);
 }
 
-gh_runtime *gh_runtime_new(gh_config *cfg, gh_health_shm *health, char *err, size_t errlen)
+gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, size_t errlen)
 {
     gh_runtime *rt = calloc(1, sizeof(*rt));
 
@@ -172,7 +270,8 @@ gh_runtime *gh_runtime_new(gh_config *cfg, gh_health_shm *health, char *err, siz
         return NULL;
     }
     rt->cfg = cfg;
-    rt->health = health;
+    rt->health = shared->health;
+    rt->addrs = shared->addrs;
     rt->site_tls = calloc(cfg->nsites ? cfg->nsites : 1, sizeof(*rt->site_tls));
     rt->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*rt->listeners));
     rt->nlisteners = cfg->nlisteners;
@@ -188,6 +287,10 @@ gh_runtime *gh_runtime_new(gh_config *cfg, gh_health_shm *health, char *err, siz
             goto fail;
     if (build_health(rt, err, errlen) < 0)
         goto fail;
+    if (collect_names(rt) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return rt;
 fail:
     gh_runtime_free(rt);
@@ -207,6 +310,7 @@ void gh_runtime_free(gh_runtime *rt)
     free(rt->listeners);
     free(rt->site_tls);
     free(rt->probes);
+    free(rt->names);
     free(rt->slot_base);
     gh_config_free(rt->cfg);
     free(rt);

@@ -12,9 +12,20 @@
 #include <stddef.h>
 
 #include "conf/config.h"
+#include "health/addrs.h"
 #include "health/state.h"
 
 typedef struct gh_runtime gh_runtime;
+
+/* The memory every process shares, made once by the master and kept across reloads. */
+typedef struct gh_shared {
+    gh_health_shm *health; /* health verdicts, one slot per server */
+    gh_addr_shm *addrs;    /* re-resolved addresses of servers given by name, same slots */
+} gh_shared;
+
+/* Maps both regions (before any fork); 0 or -1. */
+int gh_shared_init(gh_shared *s);
+void gh_shared_dispose(gh_shared *s);
 
 /*
  * Takes ownership of cfg (freed with the runtime, or on failure). `health` is
@@ -22,7 +33,7 @@ typedef struct gh_runtime gh_runtime;
  * the runtime gives each server a slot in it, in config order (the same file
  * gives the same slots in every process). NULL with "FILE:LINE: reason" in err.
  */
-gh_runtime *gh_runtime_new(gh_config *cfg, gh_health_shm *health, char *err, size_t errlen);
+gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, size_t errlen);
 void gh_runtime_free(gh_runtime *rt);
 const gh_config *gh_runtime_config(const gh_runtime *rt);
 

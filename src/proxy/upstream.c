@@ -51,6 +51,7 @@ static int pool_init(proxy__gen *g, proxy__pool *p, const gh_cfg_pool *cfg)
     for (size_t i = 0; i < cfg->nservers; i++) {
         const gh_cfg_server *s = &cfg->servers[i];
         p->servers[i].addr = s->naddrs > 0 ? &s->addrs[0] : NULL;
+        p->servers[i].named = s->host.len > 0 && s->naddrs > 0 && strcmp(s->addrs[0].text, s->text.p) != 0;
         p->servers[i].text = s->text.p;
         p->lb_servers[i].weight = s->weight;
         p->lb_servers[i].backup = (uint8_t)s->backup;
@@ -190,7 +191,13 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server)
 {
     proxy__worker *w = p->w;
     const gh_addr *a = p->servers[server].addr;
-    int fd = a != NULL ? gh_sock_connect(a) : -EADDRNOTAVAIL;
+    gh_addr latest;
+    int fd;
+
+    /* A name: the address the prober resolved last, if it published one since the load. */
+    if (p->servers[server].named && gh_addr_shm_get(p->gen->rt->addrs, p->slot_base + (size_t)server, &latest))
+        a = &latest;
+    fd = a != NULL ? gh_sock_connect(a) : -EADDRNOTAVAIL;
     if (fd < 0) {
         gh_log_warn("connect to %s failed: %s", p->servers[server].text, strerror(-fd));
         p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;

@@ -228,7 +228,8 @@ static void reload(proxy__worker *w, int *fds, size_t nfds)
         gh_config_free(cfg);
         cfg = NULL;
     }
-    if (cfg != NULL && (rt = gh_runtime_new(cfg, old->rt->health, err, sizeof(err))) == NULL)
+    gh_shared shared = {old->rt->health, old->rt->addrs};
+    if (cfg != NULL && (rt = gh_runtime_new(cfg, &shared, err, sizeof(err))) == NULL)
         cfg = NULL; /* freed by gh_runtime_new */
     if (rt != NULL && rt->nlisteners != nfds) {
         snprintf(err, sizeof(err), "%s changed while reloading", path);

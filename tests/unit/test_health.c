@@ -315,7 +315,7 @@ static void test_prober(void)
     if (pid == 0) {
         gh_log_level = GH_LOG_ERROR; /* the transitions are expected */
         close(lfd);
-        _exit(gh_health_run(t, 2, shm));
+        _exit(gh_health_run(t, 2, shm, NULL));
     }
     CHECK(pid > 0);
     if (pid < 0)
