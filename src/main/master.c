@@ -550,6 +550,12 @@ static void reload(struct master *m)
         gh_log_error("reload failed, keeping the running configuration: %s", err);
         return;
     }
+    if (check_access_log(cfg) < 0) {
+        gh_log_error("reload failed, keeping the running configuration: cannot open the access log %s",
+                     cfg->access_log);
+        gh_runtime_free(rt);
+        return;
+    }
     if ((fds = bind_listeners(m, cfg)) == NULL) {
         gh_log_error("reload failed, keeping the running configuration");
         gh_runtime_free(rt);

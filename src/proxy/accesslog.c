@@ -158,6 +158,19 @@ static void append_line(proxy__worker *w, char *line, size_t cap, int n)
     }
 }
 
+/*
+ * On reload: the file may have moved (a new path, or log rotation renamed it),
+ * so the current one is closed and the configured one opened again.
+ */
+void proxy__access_reopen(proxy__worker *w)
+{
+    if (w->access_fd >= 0)
+        proxy__access_flush(w);
+    if (w->access_fd > STDERR_FILENO)
+        close(w->access_fd);
+    proxy__access_open(w);
+}
+
 void proxy__access_flush(proxy__worker *w)
 {
     size_t len = gh_buf_len(&w->access_buf);

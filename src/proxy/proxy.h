@@ -289,5 +289,6 @@ void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r);
 void proxy__access_end(proxy__exchange *ex);
 void proxy__access_reject(proxy__client *c, int status, size_t bytes);
 void proxy__access_flush(proxy__worker *w);
+void proxy__access_reopen(proxy__worker *w);
 
 #endif

@@ -250,6 +250,7 @@ static void reload(proxy__worker *w, int *fds, size_t nfds)
     if (set_acceptors(w, fds) < 0)
         gh_log_error("worker %d: cannot listen on the new sockets: %s", w->id, strerror(errno));
     proxy__pools_close_idle(old); /* pooled connections of the old generation will not be used again */
+    proxy__access_reopen(w);
     proxy__gen_unref(old);
     gh_log_info("worker %d: reloaded %s", w->id, rt->cfg->path); /* `path` went with the old generation */
 }

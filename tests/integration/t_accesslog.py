@@ -161,3 +161,36 @@ def _(ctx):
     check(m, "not a combined log line: %r" % lines[0])
     eq((m.group(5), m.group(6), int(m.group(8))), ("POST", "/upload", 400), "logged request and status")
     eq(0 if m.group(9) == "-" else int(m.group(9)), len(r.body), "logged body bytes")
+
+
+@test("access_log_reopened_on_reload")
+def _(ctx):
+    # A reload opens the configured access log again: a new path, or a rotated file, takes effect.
+    import signal
+
+    from cfgutil import wait_log
+
+    first, second = os.path.join(ctx.dir, "first.log"), os.path.join(ctx.dir, "second.log")
+    be = ctx.backend()
+    c = ctx.session.certs()
+
+    def conf(port, log):
+        return ("workers 1\naccess_log %s\nlisten 127.0.0.1:%d tls\npool p { server 127.0.0.1:%d }\n"
+                "site default {\n    cert %s %s\n    route / { proxy p }\n}\n"
+                % (log, port, be.port, c["ec_cert"], c["ec_key"]))
+
+    gh = ctx.gatehouse_config(lambda ports: conf(ports[0], first), nports=1)
+    with Conn(gh.port) as cn:
+        eq(cn.request("GET", "/small").status, 200, "status before the reload")
+    wait_until(lambda: len(lines_of(first)) == 1, 3 * T)
+    with open(gh.conf_path, "w") as f:
+        f.write(conf(gh.port, second))
+    gh.allow_worker_change = True  # the prober (not a worker) restarts with every reload
+    os.kill(gh.pid, signal.SIGHUP)
+    check(wait_log(gh, r"worker 0: reloaded", 5 * T) is not None, "the worker did not reload")
+    with Conn(gh.port) as cn:
+        eq(cn.request("GET", "/small?after").status, 200, "status after the reload")
+    wait_until(lambda: len(lines_of(second)) >= 1, 3 * T)
+    eq(len(lines_of(first)), 1, "lines in the first log (nothing after the reload)")
+    check(re.search(r'"GET /small\?after HTTP/1\.1" 200', lines_of(second)[0]),
+          "the request after the reload is in the new log: %r" % lines_of(second))
