@@ -233,7 +233,7 @@ static void start_worker(struct master *m, struct worker *w, int64_t now)
     if (w->ctl >= 0)
         close(w->ctl);
     w->ctl = -1;
-    if (w->id < m->cfg->workers && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    if (w->id < m->cfg->workers && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
         gh_log_warn("worker %d: no control socket (reloads will not reach it): %s", w->id, strerror(errno));
     w->ctl = sv[0];
     fflush(NULL); /* nothing buffered may be written twice, by master and child */
@@ -512,7 +512,9 @@ static void send_reload(struct worker *w, const int *fds, size_t n)
         memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
     }
     if (sendmsg(w->ctl, &msg, MSG_NOSIGNAL) < 0)
-        gh_log_error("worker %d: cannot send the reload: %s", w->id, strerror(errno));
+        /* Nonblocking: a stuck worker must not stall the master; it keeps its configuration. */
+        gh_log_error("worker %d: cannot send the reload (%s); it keeps the previous configuration", w->id,
+                     strerror(errno));
 }
 
 /*
