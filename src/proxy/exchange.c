@@ -248,7 +248,7 @@ void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head
     gh_h1_str host;
 
     if (ex == NULL || gh_buf_reserve(&ex->uout) < 0 || gh_buf_reserve(&c->out) < 0) {
-        free(ex);
+        proxy__exchange_free(ex); /* gives back uout if it was reserved */
         proxy__client_fail(c, 500);
         return;
     }
