@@ -12,26 +12,27 @@
 #include "main/master.h"
 #include "proxy/runtime.h"
 
-/* The configuration generation: from -c FILE, or from the quick-start flags. */
-static gh_config *load_config(const gh_conf *conf, char *err, size_t errlen)
+/*
+ * The first generation: from -c FILE, or from the quick-start flags. Its
+ * certificates are loaded here, in the master: a bad one stops the start with
+ * FILE:LINE.
+ */
+static gh_runtime *load_runtime(const gh_conf *conf, const gh_shared *shared, char *err, size_t errlen)
 {
-    gh_config *cfg = conf->config_file ? gh_config_load(conf->config_file, err, errlen)
-                                       : gh_config_from_quickstart(conf, err, errlen);
-    if (cfg == NULL)
+    gh_config *cfg;
+
+    if (conf->config_file != NULL)
+        return gh_runtime_load(conf->config_file, shared, conf->workers_given ? conf->workers : 0, err, errlen);
+    if ((cfg = gh_config_from_quickstart(conf, err, errlen)) == NULL)
         return NULL;
-    if (gh_config_resolve(cfg, err, errlen) < 0) {
-        gh_config_free(cfg);
-        return NULL;
-    }
-    if (conf->workers_given || conf->config_file == NULL)
-        cfg->workers = conf->workers;
-    return cfg;
+    cfg->workers = conf->workers;
+    return gh_runtime_new(cfg, shared, err, errlen); /* numeric addresses: nothing to resolve */
 }
 
 int main(int argc, char **argv)
 {
     gh_conf conf;
-    gh_config *cfg;
+    const gh_config *cfg;
     gh_runtime *rt;
     gh_shared shared;
     char err[1024] = "";
@@ -46,24 +47,22 @@ int main(int argc, char **argv)
         break;
     }
     gh_log_level = conf.log_level;
-    if ((cfg = load_config(&conf, err, sizeof(err))) == NULL) {
-        gh_cli_error("%s", err);
-        return 1;
-    }
-    if (conf.config_file != NULL && cfg->log_level >= 0 && conf.log_level == GH_LOG_INFO)
-        gh_log_level = cfg->log_level;
-    /* Certificates are loaded here, in the master: a bad one stops the start with FILE:LINE. */
     if (gh_shared_init(&shared) < 0) {
         gh_cli_error("cannot map the shared health state");
         return 1;
     }
-    if ((rt = gh_runtime_new(cfg, &shared, err, sizeof(err))) == NULL) {
+    if ((rt = load_runtime(&conf, &shared, err, sizeof(err))) == NULL) {
         gh_cli_error("%s", err);
+        gh_shared_dispose(&shared);
         return 1;
     }
+    cfg = gh_runtime_config(rt);
+    if (conf.config_file != NULL && cfg->log_level >= 0 && conf.log_level == GH_LOG_INFO)
+        gh_log_level = cfg->log_level;
     if (conf.test_only) {
         printf("gatehouse: %s: configuration is valid\n", conf.config_file ? conf.config_file : "command line");
         gh_runtime_free(rt);
+        gh_shared_dispose(&shared);
         return 0;
     }
     return gh_master_run(rt, &shared, conf.config_file);

@@ -526,7 +526,7 @@ static void send_reload(struct worker *w, const int *fds, size_t n)
 static void reload(struct master *m)
 {
     char err[1024] = "";
-    gh_config *cfg;
+    const gh_config *cfg;
     gh_runtime *rt;
     int *fds;
 
@@ -535,23 +535,12 @@ static void reload(struct master *m)
         return;
     }
     gh_log_info("SIGHUP received: reloading %s", m->config_path);
-    cfg = gh_config_load(m->config_path, err, sizeof(err));
-    if (cfg != NULL && gh_config_resolve(cfg, err, sizeof(err)) < 0) {
-        gh_config_free(cfg);
-        cfg = NULL;
-    }
-    if (cfg != NULL)
-        cfg->workers = m->cfg->workers; /* the number of workers changes with a restart, not a reload */
-    rt = cfg ? gh_runtime_new(cfg, m->shared, err, sizeof(err)) : NULL;
-    if (rt != NULL && cfg->nlisteners > GH_MAX_LISTENERS) {
-        snprintf(err, sizeof(err), "%s: at most %d listeners", m->config_path, GH_MAX_LISTENERS);
-        gh_runtime_free(rt);
-        rt = NULL;
-    }
-    if (rt == NULL) {
+    /* The number of workers changes with a restart, not a reload. */
+    if ((rt = gh_runtime_load(m->config_path, m->shared, m->cfg->workers, err, sizeof(err))) == NULL) {
         gh_log_error("reload failed, keeping the running configuration: %s", err);
         return;
     }
+    cfg = gh_runtime_config(rt);
     if (check_access_log(cfg) < 0) {
         gh_log_error("reload failed, keeping the running configuration: cannot open the access log %s",
                      cfg->access_log);

@@ -275,6 +275,10 @@ gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, s
     rt->site_tls = calloc(cfg->nsites ? cfg->nsites : 1, sizeof(*rt->site_tls));
     rt->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*rt->listeners));
     rt->nlisteners = cfg->nlisteners;
+    if (cfg->nlisteners > GH_MAX_LISTENERS) {
+        snprintf(err, errlen, "%s: %zu listeners; at most %d", cfg->path, cfg->nlisteners, GH_MAX_LISTENERS);
+        goto fail;
+    }
     if (rt->site_tls == NULL || rt->listeners == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -314,6 +318,21 @@ void gh_runtime_free(gh_runtime *rt)
     free(rt->slot_base);
     gh_config_free(rt->cfg);
     free(rt);
+}
+
+gh_runtime *gh_runtime_load(const char *path, const gh_shared *shared, int workers, char *err, size_t errlen)
+{
+    gh_config *cfg = gh_config_load(path, err, errlen);
+
+    if (cfg == NULL)
+        return NULL;
+    if (gh_config_resolve(cfg, err, errlen) < 0) {
+        gh_config_free(cfg);
+        return NULL;
+    }
+    if (workers > 0)
+        cfg->workers = workers;
+    return gh_runtime_new(cfg, shared, err, errlen); /* frees cfg when it fails */
 }
 
 const gh_config *gh_runtime_config(const gh_runtime *rt)

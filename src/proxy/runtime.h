@@ -17,6 +17,8 @@
 
 typedef struct gh_runtime gh_runtime;
 
+#define GH_MAX_LISTENERS 64 /* listening sockets one reload message can carry */
+
 /* The memory every process shares, made once by the master and kept across reloads. */
 typedef struct gh_shared {
     gh_health_shm *health; /* health verdicts, one slot per server */
@@ -35,6 +37,13 @@ void gh_shared_dispose(gh_shared *s);
  */
 gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, size_t errlen);
 void gh_runtime_free(gh_runtime *rt);
+
+/*
+ * Reads the file at path, resolves its server names and builds the runtime:
+ * what the master does at start and at a reload, and each worker at a reload.
+ * workers > 0 replaces the file's `workers`. NULL with "FILE:LINE: reason" in err.
+ */
+gh_runtime *gh_runtime_load(const char *path, const gh_shared *shared, int workers, char *err, size_t errlen);
 const gh_config *gh_runtime_config(const gh_runtime *rt);
 
 /* Runs the active health checks of every pool until SIGTERM (in a child of the master); returns its exit status. */

@@ -220,17 +220,10 @@ static void reload(proxy__worker *w, int *fds, size_t nfds)
 {
     const char *path = w->gen->rt->cfg->path;
     char err[1024] = "";
-    gh_config *cfg = gh_config_load(path, err, sizeof(err));
-    gh_runtime *rt = NULL;
     proxy__gen *g = NULL, *old = w->gen;
-
-    if (cfg != NULL && gh_config_resolve(cfg, err, sizeof(err)) < 0) {
-        gh_config_free(cfg);
-        cfg = NULL;
-    }
     gh_shared shared = {old->rt->health, old->rt->addrs};
-    if (cfg != NULL && (rt = gh_runtime_new(cfg, &shared, err, sizeof(err))) == NULL)
-        cfg = NULL; /* freed by gh_runtime_new */
+    gh_runtime *rt = gh_runtime_load(path, &shared, 0, err, sizeof(err));
+
     if (rt != NULL && rt->nlisteners != nfds) {
         snprintf(err, sizeof(err), "%s changed while reloading", path);
         gh_runtime_free(rt);

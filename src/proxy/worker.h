@@ -7,8 +7,6 @@
 
 #include "proxy/runtime.h"
 
-#define GH_MAX_LISTENERS 64 /* sockets one reload message can carry */
-
 /*
  * Runs a worker until it is told to stop; returns the process exit status.
  * listen_fds[i] is the bound socket of the runtime's listener i; the worker
