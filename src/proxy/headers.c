@@ -275,20 +275,14 @@ size_t proxy__error_body_len(int status)
 /* A short plain-text page; never anything about the backend. */
 int proxy__error_response(char *dst, size_t cap, int status)
 {
-    out o = {dst, 0, cap, 0};
-    const char *text = proxy__status_text(status);
-    size_t body = 4 + strlen(text) + 1;
+    char body[64];
+    out o = {body, 0, sizeof(body), 0};
+    proxy__local l = {.status = status, .body = body, .close = 1};
 
-    put(&o, "HTTP/1.1 ", 9);
     put_uint(&o, (uint64_t)status);
     put(&o, " ", 1);
-    puts_(&o, text);
-    puts_(&o, "\r\nContent-Type: text/plain\r\nContent-Length: ");
-    put_uint(&o, body);
-    puts_(&o, "\r\nConnection: close\r\n\r\n");
-    put_uint(&o, (uint64_t)status);
-    put(&o, " ", 1);
-    puts_(&o, text);
+    puts_(&o, proxy__status_text(status));
     put(&o, "\n", 1);
-    return o.overflow ? -1 : (int)o.len;
+    l.body_len = o.len;
+    return proxy__local_response(dst, cap, &l);
 }
