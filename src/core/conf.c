@@ -127,3 +127,9 @@ int gh_addr_parse(gh_addr *a, const char *text)
     *a = out;
     return 0;
 }
+
+int gh_addr_is_numeric(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}

@@ -52,4 +52,7 @@ void gh_conf_defaults(gh_conf *c);
  */
 int gh_addr_parse(gh_addr *a, const char *text);
 
+/* 1 when host is a numeric IPv4 or IPv6 address (no brackets), 0 for a name to resolve. */
+int gh_addr_is_numeric(const char *host);
+
 #endif

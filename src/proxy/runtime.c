@@ -191,12 +191,6 @@ typedef struct proxy__name {
 #define RESOLVE_PERIOD_MS 30000 /* -DRESOLVE_PERIOD_MS=... to try it quickly */
 #endif
 
-static int is_numeric(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static int collect_names(gh_runtime *rt)
 {
     const gh_config *cfg = rt->cfg;
@@ -204,7 +198,7 @@ static int collect_names(gh_runtime *rt)
 
     for (size_t i = 0; i < cfg->npools; i++)
         for (size_t k = 0; k < cfg->pools[i].nservers; k++)
-            n += !is_numeric(cfg->pools[i].servers[k].host.p);
+            n += !gh_addr_is_numeric(cfg->pools[i].servers[k].host.p);
     if (n == 0)
         return 0;
     if ((rt->names = calloc(n, sizeof(*rt->names))) == NULL)
@@ -212,7 +206,7 @@ static int collect_names(gh_runtime *rt)
     for (size_t i = 0; i < cfg->npools; i++)
         for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
             const gh_cfg_server *s = &cfg->pools[i].servers[k];
-            if (is_numeric(s->host.p))
+            if (gh_addr_is_numeric(s->host.p))
                 continue;
             proxy__name *nm = &rt->names[rt->nnames++];
             nm->slot = rt->slot_base[i] + k;

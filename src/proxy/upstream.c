@@ -51,7 +51,7 @@ static int pool_init(proxy__gen *g, proxy__pool *p, const gh_cfg_pool *cfg)
     for (size_t i = 0; i < cfg->nservers; i++) {
         const gh_cfg_server *s = &cfg->servers[i];
         p->servers[i].addr = s->naddrs > 0 ? &s->addrs[0] : NULL;
-        p->servers[i].named = s->host.len > 0 && s->naddrs > 0 && strcmp(s->addrs[0].text, s->text.p) != 0;
+        p->servers[i].named = !gh_addr_is_numeric(s->host.p); /* the prober re-resolves the same ones */
         p->servers[i].text = s->text.p;
         p->lb_servers[i].weight = s->weight;
         p->lb_servers[i].backup = (uint8_t)s->backup;
