@@ -258,11 +258,6 @@ fail:
     return NULL;
 }
 
-gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
-{
-    return gh_tls_ctx_new_pairs(&cert_file, &key_file, 1, NULL, err, errlen);
-}
-
 typedef struct sni_select {
     gh_tls_ctx *(*select)(void *arg, const char *name);
     void *arg;
@@ -295,11 +290,6 @@ int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const c
     SSL_CTX_set_tlsext_servername_callback(def->ssl, on_servername);
     SSL_CTX_set_tlsext_servername_arg(def->ssl, s);
     return 0;
-}
-
-const char *gh_tls_servername(gh_tls *t)
-{
-    return SSL_get_servername((SSL *)t, TLSEXT_NAMETYPE_host_name);
 }
 
 void gh_tls_ctx_free(gh_tls_ctx *c)
@@ -491,14 +481,4 @@ void gh_tls_release_buffers(gh_tls *t)
      * its 32-pipeline record arrays, AEAD states, session, key shares) no public
      * call releases. */
     SSL_free_buffers((SSL *)t);
-}
-
-const char *gh_tls_version(gh_tls *t)
-{
-    return SSL_get_version((SSL *)t);
-}
-
-int gh_tls_resumed(gh_tls *t)
-{
-    return SSL_session_reused((SSL *)t);
 }

@@ -23,16 +23,12 @@ typedef struct gh_tls gh_tls;         /* one TLS session, owned by its connectio
 #define GH_TLS_ERROR      (-1)
 
 /*
- * Loads a certificate chain and key (PEM) and builds a server context with
- * gatehouse's policy and ALPN "http/1.1". Returns NULL and writes a one-line
- * reason to err (unreadable file, not a certificate, key does not match...).
- */
-gh_tls_ctx *gh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
-
-/*
- * The same for the names of one site: up to 8 cert/key pairs of different key
+ * Builds a server context with gatehouse's policy and ALPN "http/1.1" for the
+ * names of one site: up to 8 certificate chains and keys (PEM) of different key
  * types (ECDSA and RSA side by side; the client's signature algorithms choose).
- * On failure *failed (if not NULL) is the index of the pair at fault.
+ * Returns NULL with a one-line reason in err (unreadable file, not a
+ * certificate, key does not match...) and, if failed is not NULL, the index of
+ * the pair at fault in *failed.
  */
 gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, size_t *failed, char *err,
                                  size_t errlen);
@@ -44,8 +40,6 @@ gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *ke
  */
 int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const char *name), void *arg);
 
-/* The SNI name the client sent, or NULL. */
-const char *gh_tls_servername(gh_tls *t);
 void gh_tls_ctx_free(gh_tls_ctx *ctx);
 
 /*
@@ -77,9 +71,5 @@ void gh_tls_shutdown(gh_tls *t);
 
 /* Frees the session's read/write buffers while the connection is idle. */
 void gh_tls_release_buffers(gh_tls *t);
-
-/* For the access log: "TLSv1.3", 1 if the session was resumed. */
-const char *gh_tls_version(gh_tls *t);
-int gh_tls_resumed(gh_tls *t);
 
 #endif
