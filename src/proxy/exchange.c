@@ -109,7 +109,7 @@ static int upstream_failed(proxy__exchange *ex, int status)
         /* A stale keep-alive connection (the server closed it while idle): the
          * server itself is fine, so it may be tried again with a fresh connection. */
         ex->tried &= ~((uint64_t)1 << server);
-        proxy__pool_close_idle(ex->pool);
+        proxy__server_close_idle(ex->pool, (size_t)server); /* its other pooled ones likely went stale alike */
     }
     if (connected)
         ex->reached = 1;

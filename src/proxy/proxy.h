@@ -240,6 +240,8 @@ void proxy__upstream_mark_failed(proxy__upstream *u);
 /* Passive health: ok 0 for a failed connect or a 5xx, 1 for a good answer. */
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok);
 void proxy__pool_close_idle(proxy__pool *p);
+/* Closes one server's idle connections (after one of them proved stale, the others likely are too). */
+void proxy__server_close_idle(proxy__pool *p, size_t server);
 void proxy__pools_close_idle(proxy__gen *g);
 
 /* worker.c */

@@ -274,14 +274,19 @@ void proxy__upstream_mark_failed(proxy__upstream *u)
     proxy__upstream_report(u->pool, u->server, 0);
 }
 
+void proxy__server_close_idle(proxy__pool *p, size_t server)
+{
+    while (p->servers[server].idle != NULL) {
+        proxy__upstream *u = p->servers[server].idle;
+        idle_unlink(u);
+        upstream_close(u);
+    }
+}
+
 void proxy__pool_close_idle(proxy__pool *p)
 {
     for (size_t i = 0; i < p->nservers; i++)
-        while (p->servers[i].idle != NULL) {
-            proxy__upstream *u = p->servers[i].idle;
-            idle_unlink(u);
-            upstream_close(u);
-        }
+        proxy__server_close_idle(p, i);
 }
 
 void proxy__pools_close_idle(proxy__gen *g)
