@@ -20,6 +20,7 @@ static const struct suite suites[] = {
     {"conf", suite_conf},
     {"router", suite_router},
     {"health", suite_health},
+    {"conn", suite_conn},
 };
 
 static unsigned long passed, failed;

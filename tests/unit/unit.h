@@ -40,5 +40,6 @@ void suite_loop(void);
 void suite_conf(void);
 void suite_router(void);
 void suite_health(void);
+void suite_conn(void);
 
 #endif

@@ -1,0 +1,145 @@
+/*
+ * conn: the plain-socket transport and what every transport shares
+ * (registration, readiness from events, close).
+ */
+#include "net/conn.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "net/sock.h"
+
+static ssize_t plain_read(gh_conn *c, void *buf, size_t len)
+{
+    ssize_t n = read(c->io.fd, buf, len);
+    if (n > 0) {
+        /* A short read drained the socket, unless the peer closed: then the
+         * end of stream is still to be read and no new edge will announce it. */
+        if ((size_t)n < len && !c->hup)
+            c->can_read = 0;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        c->can_read = 0;
+        return GH_AGAIN;
+    }
+    return GH_ERROR;
+}
+
+static ssize_t plain_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    size_t total = 0;
+    ssize_t n;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+    if (n > 0) {
+        if ((size_t)n < total)
+            c->can_write = 0;
+        return n;
+    }
+    if (n == 0 && total == 0)
+        return 0;
+    if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        c->can_write = 0;
+        return GH_AGAIN;
+    }
+    return GH_ERROR;
+}
+
+static int plain_handshake(gh_conn *c)
+{
+    (void)c;
+    return GH_OK;
+}
+
+static int plain_pending(const gh_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
+static void plain_shutdown(gh_conn *c)
+{
+    shutdown(c->io.fd, SHUT_WR);
+}
+
+static void plain_idle(gh_conn *c)
+{
+    (void)c;
+}
+
+static const char *plain_alpn(const gh_conn *c, size_t *len)
+{
+    (void)c;
+    *len = 0;
+    return NULL;
+}
+
+static void plain_dispose(gh_conn *c)
+{
+    (void)c;
+}
+
+const gh_conn_ops gh_conn_plain_ops = {
+    "tcp",          plain_read, plain_writev, plain_handshake, plain_pending,
+    plain_shutdown, plain_idle, plain_alpn,   plain_dispose,
+};
+
+void gh_conn_init(gh_conn *c, int fd, gh_io_cb cb)
+{
+    *c = (gh_conn){.io = {fd, cb}, .ops = &gh_conn_plain_ops};
+}
+
+int gh_conn_add(gh_conn *c, gh_loop *l)
+{
+    return gh_loop_add(l, &c->io);
+}
+
+void gh_conn_on_events(gh_conn *c, unsigned events)
+{
+    if (events & GH_EV_READ)
+        c->can_read = 1;
+    if (events & GH_EV_HUP)
+        c->hup = 1;
+    if (events & GH_EV_WRITE)
+        c->can_write = 1;
+    if (events & GH_EV_ERROR)
+        c->can_read = c->can_write = 1; /* the next call reports the error */
+}
+
+int gh_conn_connect_result(gh_conn *c)
+{
+    int err = gh_sock_error(c->io.fd);
+    if (err == 0)
+        c->connecting = 0;
+    return err;
+}
+
+int gh_conn_quiet(gh_conn *c)
+{
+    char byte;
+    ssize_t n;
+
+    if (c->hup || c->ops->pending(c))
+        return 0;
+    n = recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void gh_conn_close(gh_conn *c, gh_loop *l)
+{
+    if (c->io.fd < 0)
+        return;
+    gh_loop_del(l, &c->io);
+    c->ops->dispose(c);
+    c->impl = NULL;
+    close(c->io.fd);
+    c->io.fd = -1;
+}
