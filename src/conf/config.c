@@ -31,7 +31,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A config with the same defaults as the command line (core/conf.c), from a new arena. */
+/* A config with the same defaults as the command line (conf/quickstart.c), from a new arena. */
 static gh_config *new_config(void)
 {
     conf__arena *a = conf__arena_new();

@@ -19,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/conf.h" /* gh_addr, gh_conf (the quick-start flags) */
+#include "conf/quickstart.h" /* gh_conf: the quick-start flags */
+#include "net/addr.h"
 
 /* Bounds that keep a typo from allocating without limit; balancers take 64-bit masks. */
 #define GH_CFG_MAX_SERVERS   64         /* per pool, backups included */

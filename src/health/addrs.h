@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "core/conf.h"
+#include "net/addr.h"
 
 typedef struct gh_addr_shm gh_addr_shm;
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/conf.h"
+#include "net/addr.h"
 #include "health/state.h"
 
 enum gh_probe_type {

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/conf.h"
+#include "conf/quickstart.h"
 
 #define GH_VERSION "0.1.0"
 

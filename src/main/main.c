@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "conf/config.h"
-#include "core/conf.h"
+#include "conf/quickstart.h"
 #include "core/log.h"
 #include "health/state.h"
 #include "main/cli.h"

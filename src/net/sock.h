@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "core/conf.h"
+#include "net/addr.h"
 
 /* Accepts one connection (nonblocking, close-on-exec, TCP_NODELAY). Returns fd, GH_AGAIN or GH_ERROR. */
 int gh_sock_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen);

@@ -16,12 +16,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "balance/balance.h"
 #include "conf/config.h"
 #include "conf/router.h"
 #include "core/buf.h"
 #include "core/loop.h"
 #include "http/h1.h"
-#include "proxy/balance.h"
 #include "health/probe.h"
 #include "health/state.h"
 #include "proxy/runtime.h"

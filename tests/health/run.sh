@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 # shellcheck disable=SC2086
 cc -std=c11 -D_GNU_SOURCE -O1 -g ${SAN:-} -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Isrc \
     -o "$OUT/health-watch" tests/health/watch.c src/health/state.c src/health/check.c src/health/probe.c \
-    src/core/loop.c src/core/log.c src/net/sock.c src/http/h1.c
+    src/core/loop.c src/core/log.c src/net/sock.c src/net/addr.c src/http/h1.c
 
 now() { date +%s%3N; }
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

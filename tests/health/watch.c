@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/conf.h"
+#include "net/addr.h"
 #include "core/log.h"
 #include "health/probe.h"
 #include "health/state.h"

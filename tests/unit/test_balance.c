@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy/balance.h"
+#include "balance/balance.h"
 #include "unit.h"
 
 #define BIT(i) ((uint64_t)1 << (i))
@@ -667,7 +667,6 @@ static void benchmark(void)
     }
     printf("\n");
 }
-
 
 void suite_balance(void)
 {

@@ -9,9 +9,9 @@
  * A server left out of a pick (unusable) keeps its score: it neither gains
  * credit while it is down nor loses its place.
  */
-#include "proxy/balance.h"
+#include "balance/lb.h"
 
-int proxy__lb_swrr(gh_lb *lb, const gh_lb_server *s, uint64_t mask)
+int balance__swrr(gh_lb *lb, const gh_lb_server *s, uint64_t mask)
 {
     int best = -1;
     int64_t total = 0, best_score = INT64_MIN;
@@ -31,10 +31,10 @@ int proxy__lb_swrr(gh_lb *lb, const gh_lb_server *s, uint64_t mask)
 
 static int rr_pick(gh_lb *lb, const gh_lb_server *s, uint64_t candidates, uint64_t key)
 {
-    return proxy__lb_swrr(lb, s, candidates);
+    return balance__swrr(lb, s, candidates);
 }
 
-const proxy__lb_ops proxy__lb_rr = {
+const balance__ops balance__rr = {
     .name = "round_robin",
     .pick = rr_pick,
 };

@@ -1,23 +1,18 @@
 /*
- * conf: the running configuration. Built once by the master (from the command
- * line for now), validated before any worker starts, then read-only: workers
- * inherit it through fork() and never change it.
+ * quickstart: the options of the quick-start command line (`gatehouse --listen
+ * ADDR --cert F --key F --to ADDR...`), filled by src/main/cli.c and turned
+ * into a gh_config by gh_config_from_quickstart. With -c FILE only the
+ * process options (workers, log level, -t) are read from it.
  */
-#ifndef GH_CORE_CONF_H
-#define GH_CORE_CONF_H
+#ifndef GH_CONF_QUICKSTART_H
+#define GH_CONF_QUICKSTART_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
+
+#include "net/addr.h"
 
 #define GH_MAX_SERVERS 64
-
-/* A socket address with its text form ("127.0.0.1:8080", "[::1]:443") for logs. */
-typedef struct gh_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[64];
-} gh_addr;
 
 typedef struct gh_conf {
     gh_addr listen;
@@ -45,14 +40,5 @@ typedef struct gh_conf {
 
 /* Sets every field to its default (no listener, no servers, one worker per core). */
 void gh_conf_defaults(gh_conf *c);
-
-/*
- * Parses "host:port", "[v6]:port" or "v6" forms with a mandatory port into a.
- * Numeric addresses only (names come with the config file). Returns 0 or -1.
- */
-int gh_addr_parse(gh_addr *a, const char *text);
-
-/* 1 when host is a numeric IPv4 or IPv6 address (no brackets), 0 for a name to resolve. */
-int gh_addr_is_numeric(const char *host);
 
 #endif

@@ -7,7 +7,7 @@
  * has 0 in flight at each pick, traffic still rotates and still follows the
  * weights instead of all landing on server 0.
  */
-#include "proxy/balance.h"
+#include "balance/lb.h"
 
 /* a/wa < b/wb, in integers: inflight < 2^32 and weight < 2^14, so no overflow. */
 static inline int less_loaded(const gh_lb_server *a, const gh_lb_server *b)
@@ -29,10 +29,10 @@ static int leastconn_pick(gh_lb *lb, const gh_lb_server *s, uint64_t candidates,
             ties |= (uint64_t)1 << i;
         }
     }
-    return ties == ((uint64_t)1 << best) ? best : proxy__lb_swrr(lb, s, ties);
+    return ties == ((uint64_t)1 << best) ? best : balance__swrr(lb, s, ties);
 }
 
-const proxy__lb_ops proxy__lb_leastconn = {
+const balance__ops balance__least_conn = {
     .name = "least_conn",
     .pick = leastconn_pick,
 };

@@ -3,12 +3,13 @@
  * allocation when picking.
  *
  * One algorithm per file behind a small vtable (HAProxy's lb_*.c):
- *   balance.c            dispatcher: backups, the unusable mask, the hash, the PRNG
- *   balance_rr.c         round_robin: smooth weighted round-robin (nginx's)
- *   balance_leastconn.c  least_conn: fewest in flight per weight, ties by smooth WRR
- *   balance_p2c.c        p2c: two distinct weighted-random choices, the less loaded wins
- *   balance_hash.c       hash: consistent hashing on a ring of virtual nodes
- *   balance_random.c     random: weighted random
+ *   balance.c     dispatcher: backups, the unusable mask, the hash, the PRNG
+ *   rr.c          round_robin: smooth weighted round-robin (nginx's)
+ *   least_conn.c  least_conn: fewest in flight per weight, ties by smooth WRR
+ *   p2c.c         p2c: two distinct weighted-random choices, the less loaded wins
+ *   hash.c        hash: consistent hashing on a ring of virtual nodes
+ *   random.c      random: weighted random
+ *   lb.h          what the algorithms share (the vtable, struct gh_lb): private to this folder
  *
  * The caller describes the pool once (gh_lb_new) and then, for every pick,
  * passes the same array, in which only `inflight` may have changed, plus a
@@ -16,8 +17,8 @@
  * already tried. Backup servers are considered only when every primary is in
  * that mask.
  */
-#ifndef GH_PROXY_BALANCE_H
-#define GH_PROXY_BALANCE_H
+#ifndef GH_BALANCE_BALANCE_H
+#define GH_BALANCE_BALANCE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -81,50 +82,5 @@ int gh_lb_algorithm_parse(const char *name, size_t len);
  * gatehouse instance it reaches. Not for keys an attacker must not predict.
  */
 uint64_t gh_lb_hash(const void *p, size_t n);
-
-/* ---- Internal: shared by the balance*.c files only. ---- */
-
-/* An algorithm. `candidates` is never 0 and is all primaries or all backups. */
-typedef struct proxy__lb_ops {
-    const char *name;
-    int (*init)(gh_lb *lb, const gh_lb_server *s, size_t n); /* optional: 0 or -ENOMEM */
-    int (*pick)(gh_lb *lb, const gh_lb_server *s, uint64_t candidates, uint64_t key);
-    void (*dispose)(gh_lb *lb); /* optional: frees what init allocated */
-} proxy__lb_ops;
-
-struct gh_lb {
-    const proxy__lb_ops *ops;
-    int algorithm;
-    uint32_t n;
-    uint64_t primaries, backups;               /* one bit per server */
-    uint32_t primaries_weight, backups_weight; /* sums of the weights */
-    uint64_t rng;                              /* PRNG state (splitmix64) */
-    int64_t current[GH_LB_MAX_SERVERS];        /* smooth WRR scores: round_robin, least_conn ties */
-    void *priv;                                /* the algorithm's own tables (hash ring) */
-};
-
-extern const proxy__lb_ops proxy__lb_rr, proxy__lb_leastconn, proxy__lb_p2c, proxy__lb_hash, proxy__lb_random;
-
-/* Smooth WRR among `mask` (not 0), using lb->current. */
-int proxy__lb_swrr(gh_lb *lb, const gh_lb_server *s, uint64_t mask);
-
-/* Sum of the weights of `mask` (from the cache when it is all primaries or all backups). */
-uint32_t proxy__lb_weight(const gh_lb *lb, const gh_lb_server *s, uint64_t mask);
-
-/* A server of `mask` (not 0, total weight `weight`) at random, with probability weight / `weight`. */
-int proxy__lb_weighted_random(gh_lb *lb, const gh_lb_server *s, uint64_t mask, uint32_t weight);
-
-/* The next 64 random bits of lb's PRNG. */
-uint64_t proxy__lb_rand(gh_lb *lb);
-
-/* A bijective 64-bit mixer (splitmix64's finaliser): spreads structured input over all bits. */
-static inline uint64_t proxy__lb_mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9u;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebu;
-    return x ^ (x >> 31);
-}
 
 #endif

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/balance.h"
+#include "balance/lb.h"
 
-static const proxy__lb_ops *const algorithms[GH_LB_NALGORITHMS] = {
-    [GH_LB_ROUND_ROBIN] = &proxy__lb_rr, [GH_LB_LEAST_CONN] = &proxy__lb_leastconn, [GH_LB_P2C] = &proxy__lb_p2c,
-    [GH_LB_HASH] = &proxy__lb_hash,      [GH_LB_RANDOM] = &proxy__lb_random,
+static const balance__ops *const algorithms[GH_LB_NALGORITHMS] = {
+    [GH_LB_ROUND_ROBIN] = &balance__rr, [GH_LB_LEAST_CONN] = &balance__least_conn, [GH_LB_P2C] = &balance__p2c,
+    [GH_LB_HASH] = &balance__hash,      [GH_LB_RANDOM] = &balance__random,
 };
 
 gh_lb *gh_lb_new(int algorithm, const gh_lb_server *servers, size_t n, uint64_t seed)
@@ -29,7 +29,7 @@ gh_lb *gh_lb_new(int algorithm, const gh_lb_server *servers, size_t n, uint64_t 
     lb->algorithm = algorithm;
     lb->n = (uint32_t)n;
     /* Mixed, so that seeds 0, 1, 2... (worker ids) start far apart in the sequence. */
-    lb->rng = proxy__lb_mix64(seed ^ 0x6a09e667f3bcc909u);
+    lb->rng = balance__mix64(seed ^ 0x6a09e667f3bcc909u);
     for (size_t i = 0; i < n; i++) {
         if (servers[i].backup) {
             lb->backups |= (uint64_t)1 << i;
@@ -93,19 +93,19 @@ int gh_lb_algorithm_parse(const char *name, size_t len)
 
 /* ---- PRNG: splitmix64 (Steele, Lea, Flood 2014). Passes BigCrush; one add and a mix per draw. ---- */
 
-uint64_t proxy__lb_rand(gh_lb *lb)
+uint64_t balance__rand(gh_lb *lb)
 {
     lb->rng += 0x9e3779b97f4a7c15u;
-    return proxy__lb_mix64(lb->rng);
+    return balance__mix64(lb->rng);
 }
 
 /* Uniform in [0, bound) for bound < 2^32, by multiply-shift (Lemire): no division, bias < 2^-32 * bound. */
 static uint32_t rand_below(gh_lb *lb, uint32_t bound)
 {
-    return (uint32_t)(((proxy__lb_rand(lb) >> 32) * bound) >> 32);
+    return (uint32_t)(((balance__rand(lb) >> 32) * bound) >> 32);
 }
 
-uint32_t proxy__lb_weight(const gh_lb *lb, const gh_lb_server *s, uint64_t mask)
+uint32_t balance__weight(const gh_lb *lb, const gh_lb_server *s, uint64_t mask)
 {
     if (mask == lb->primaries)
         return lb->primaries_weight;
@@ -117,7 +117,7 @@ uint32_t proxy__lb_weight(const gh_lb *lb, const gh_lb_server *s, uint64_t mask)
     return total;
 }
 
-int proxy__lb_weighted_random(gh_lb *lb, const gh_lb_server *s, uint64_t mask, uint32_t weight)
+int balance__weighted_random(gh_lb *lb, const gh_lb_server *s, uint64_t mask, uint32_t weight)
 {
     uint32_t r = rand_below(lb, weight);
     int last = -1;

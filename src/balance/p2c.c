@@ -9,21 +9,21 @@
  * exactly the weighted-random distribution, and load only shifts traffic away
  * from busy servers.
  */
-#include "proxy/balance.h"
+#include "balance/lb.h"
 
 static int p2c_pick(gh_lb *lb, const gh_lb_server *s, uint64_t candidates, uint64_t key)
 {
-    uint32_t weight = proxy__lb_weight(lb, s, candidates);
-    int a = proxy__lb_weighted_random(lb, s, candidates, weight);
+    uint32_t weight = balance__weight(lb, s, candidates);
+    int a = balance__weighted_random(lb, s, candidates, weight);
     /* The second draw among the others (there are at least 2 candidates). */
-    int b = proxy__lb_weighted_random(lb, s, candidates & ~((uint64_t)1 << a), weight - s[a].weight);
+    int b = balance__weighted_random(lb, s, candidates & ~((uint64_t)1 << a), weight - s[a].weight);
     /* inflight/weight compared without division: inflight < 2^32, weight < 2^14. */
     uint64_t load_a = (uint64_t)s[a].inflight * s[b].weight, load_b = (uint64_t)s[b].inflight * s[a].weight;
 
     return load_b < load_a ? b : a;
 }
 
-const proxy__lb_ops proxy__lb_p2c = {
+const balance__ops balance__p2c = {
     .name = "p2c",
     .pick = p2c_pick,
 };

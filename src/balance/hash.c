@@ -29,7 +29,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "proxy/balance.h"
+#include "balance/lb.h"
 
 #define RING_BUDGET    65536
 #define RING_MAX_SCALE 1024
@@ -54,7 +54,7 @@ typedef struct point {
 /* Position of virtual node j of a server: depends on nothing else, hence the minimal moves. */
 static inline uint64_t point_hash(uint64_t id, uint32_t j)
 {
-    return proxy__lb_mix64(id + (uint64_t)(j + 1) * 0x9e3779b97f4a7c15u);
+    return balance__mix64(id + (uint64_t)(j + 1) * 0x9e3779b97f4a7c15u);
 }
 
 static int point_cmp(const void *a, const void *b)
@@ -195,7 +195,7 @@ static int hash_pick(gh_lb *lb, const gh_lb_server *s, uint64_t candidates, uint
     const hash_state *st = lb->priv;
     const ring *r = &st->rings[(candidates & lb->primaries) ? 0 : 1];
     /* Mixed again: a caller may pass a raw IPv4 address or a small integer. */
-    uint32_t i = ring_find(r, (uint32_t)(proxy__lb_mix64(key) >> 32));
+    uint32_t i = ring_find(r, (uint32_t)(balance__mix64(key) >> 32));
 
     /* Ends: every candidate owns at least one point of this ring. */
     while (!(candidates & ((uint64_t)1 << r->server[i])))
@@ -203,7 +203,7 @@ static int hash_pick(gh_lb *lb, const gh_lb_server *s, uint64_t candidates, uint
     return r->server[i];
 }
 
-const proxy__lb_ops proxy__lb_hash = {
+const balance__ops balance__hash = {
     .name = "hash",
     .init = hash_init,
     .pick = hash_pick,
