@@ -23,8 +23,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GH_LB_MAX_SERVERS 64    /* one bit each in a uint64_t mask */
-#define GH_LB_MAX_WEIGHT  10000 /* the config's bound (GH_CFG_MAX_WEIGHT) */
+/*
+ * The one bound on the servers of a pool, for the config file, the quick-start
+ * --to list and every per-request mask: each server is one bit of a uint64_t
+ * (gh_lb_pick's `unusable`, the exchange's `tried`). A module that keeps such a
+ * mask of its own asserts statically that GH_LB_MAX_SERVERS bits fit in it.
+ */
+#define GH_LB_MAX_SERVERS 64
+#define GH_LB_MAX_WEIGHT  10000 /* server weight=N: 1..this (sums stay far from overflowing 32 bits) */
+
+_Static_assert(GH_LB_MAX_SERVERS <= 64, "a pool's servers are the bits of a uint64_t mask");
 
 enum gh_lb_algorithm { GH_LB_ROUND_ROBIN, GH_LB_LEAST_CONN, GH_LB_P2C, GH_LB_HASH, GH_LB_RANDOM, GH_LB_NALGORITHMS };
 

@@ -19,13 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "balance/balance.h" /* GH_LB_MAX_SERVERS per pool (backups included), GH_LB_MAX_WEIGHT */
 #include "conf/quickstart.h" /* gh_conf: the quick-start flags */
 #include "net/addr.h"
 
-/* Bounds that keep a typo from allocating without limit; balancers take 64-bit masks. */
-#define GH_CFG_MAX_SERVERS   64         /* per pool, backups included */
+/* Bounds that keep a typo from allocating without limit. */
 #define GH_CFG_MAX_WORKERS   1024       /* same bound as --workers */
-#define GH_CFG_MAX_WEIGHT    10000      /* server weight=N */
 #define GH_CFG_NO_LIMIT      UINT64_MAX /* max_body off */
 #define GH_CFG_MAX_FILE      (1u << 20) /* one config file, bytes */
 #define GH_CFG_INCLUDE_DEPTH 8          /* nested include levels */
@@ -65,7 +64,7 @@ typedef struct gh_cfg_server {
     gh_cstr text; /* "host:port" as written, for logs */
     gh_cstr host; /* a numeric address or a name (without brackets) */
     uint16_t port;
-    uint32_t weight; /* 1..GH_CFG_MAX_WEIGHT, default 1 */
+    uint32_t weight; /* 1..GH_LB_MAX_WEIGHT, default 1 */
     int backup;      /* 1: used only when no primary server is healthy */
     /*
      * The addresses: filled at parse time for numeric hosts, by

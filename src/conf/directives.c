@@ -388,9 +388,9 @@ static int d_server(conf__parser *p, const conf__directive *d)
     gh_cfg_server *s;
     uint64_t w;
 
-    if (pool->nservers == GH_CFG_MAX_SERVERS)
+    if (pool->nservers == GH_LB_MAX_SERVERS)
         return conf__fail(p, NULL, d->line, "too many servers in pool \"%s\" (at most %d)", pool->name.p,
-                          GH_CFG_MAX_SERVERS);
+                          GH_LB_MAX_SERVERS);
     s = conf__arena_push(p->a, (void **)&pool->servers, &pool->nservers, &p->cap_servers, sizeof(*s));
     if (s == NULL)
         return oom(p, d->line);
@@ -405,7 +405,7 @@ static int d_server(conf__parser *p, const conf__directive *d)
         if (arg_is(ARG(i), "backup") && !s->backup) {
             s->backup = 1;
         } else if ((v = option_value(ARG(i), "weight", &vlen)) != NULL) {
-            if (uint_arg(p, d->line, "weight", v, vlen, 1, GH_CFG_MAX_WEIGHT, &w) < 0)
+            if (uint_arg(p, d->line, "weight", v, vlen, 1, GH_LB_MAX_WEIGHT, &w) < 0)
                 return -1;
             s->weight = (uint32_t)w;
         } else {

@@ -10,15 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "balance/balance.h" /* GH_LB_MAX_SERVERS: --to makes one pool */
 #include "net/addr.h"
-
-#define GH_MAX_SERVERS 64
 
 typedef struct gh_conf {
     gh_addr listen;
     const char *cert_file; /* PEM, leaf first then chain */
     const char *key_file;  /* PEM private key */
-    gh_addr servers[GH_MAX_SERVERS];
+    gh_addr servers[GH_LB_MAX_SERVERS];
     size_t nservers;
     int workers;            /* >= 1 */
     const char *access_log; /* NULL: off; "-": stdout; else a file path (appended) */

@@ -173,7 +173,7 @@ static void print_help(void)
                     "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
                     "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
                     "exit at once. Errors go to standard error.\n",
-        GH_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level],
+        GH_LB_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level],
         format_duration(d.handshake_timeout, t[0], sizeof(t[0])), format_duration(d.header_timeout, t[1], sizeof(t[1])),
         format_duration(d.keepalive_timeout, t[2], sizeof(t[2])),
         format_duration(d.connect_timeout, t[3], sizeof(t[3])), format_duration(d.response_timeout, t[4], sizeof(t[4])),
@@ -239,8 +239,8 @@ static int parse_server(gh_conf *c, const char *arg)
 {
     gh_addr *a;
 
-    if (c->nservers == GH_MAX_SERVERS) {
-        gh_cli_error("--to: \"%s\": at most %d servers", arg, GH_MAX_SERVERS);
+    if (c->nservers == GH_LB_MAX_SERVERS) {
+        gh_cli_error("--to: \"%s\": at most %d servers", arg, GH_LB_MAX_SERVERS);
         return -1;
     }
     a = &c->servers[c->nservers];

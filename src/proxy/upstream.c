@@ -15,6 +15,9 @@
 #include "net/sock.h"
 #include "proxy/proxy.h"
 
+/* An exchange's `tried` has one bit per server of its pool. */
+_Static_assert(sizeof(((proxy__exchange *)0)->tried) * 8 >= GH_LB_MAX_SERVERS, "tried: one bit per server");
+
 #define MAX_IDLE_PER_SERVER 256
 #define FAIL_BACKOFF_MS     2000
 
