@@ -48,9 +48,7 @@ static gh_config *new_config(void)
     c->log_level = d.log_level;
     c->access_log = NULL;
     c->max_body = GH_CFG_NO_LIMIT;
-    c->timeouts = (gh_cfg_timeouts){d.handshake_timeout, d.header_timeout,        d.keepalive_timeout,
-                                    d.body_timeout,      d.send_timeout,          d.connect_timeout,
-                                    d.response_timeout,  d.upstream_idle_timeout, d.shutdown_timeout};
+    c->timeouts = d.timeouts;
     return c;
 }
 
@@ -287,9 +285,7 @@ gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
     c->path = "(command line)";
     c->workers = q->workers;
     c->log_level = q->log_level;
-    c->timeouts = (gh_cfg_timeouts){q->handshake_timeout, q->header_timeout,        q->keepalive_timeout,
-                                    q->body_timeout,      q->send_timeout,          q->connect_timeout,
-                                    q->response_timeout,  q->upstream_idle_timeout, q->shutdown_timeout};
+    c->timeouts = q->timeouts;
     if (q->access_log != NULL &&
         (c->access_log = conf__arena_strndup(c->arena, q->access_log, strlen(q->access_log))) == NULL)
         goto oom;

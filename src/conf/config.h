@@ -21,6 +21,7 @@
 
 #include "balance/balance.h" /* GH_LB_MAX_SERVERS per pool (backups included), GH_LB_MAX_WEIGHT */
 #include "conf/quickstart.h" /* gh_conf: the quick-start flags */
+#include "conf/timeouts.h"   /* gh_cfg_timeouts */
 #include "net/addr.h"
 
 /* Bounds that keep a typo from allocating without limit. */
@@ -40,12 +41,6 @@ typedef struct gh_cfg_where {
     const char *file;
     int line;
 } gh_cfg_where;
-
-/* Global timeouts, ms; every one is > 0 (all timeouts are on). */
-typedef struct gh_cfg_timeouts {
-    uint32_t handshake, header, keepalive, body, send;
-    uint32_t connect, response, upstream_idle, shutdown;
-} gh_cfg_timeouts;
 
 typedef struct gh_cfg_listener {
     gh_addr addr; /* numeric, bound by the master */

@@ -194,34 +194,12 @@ static int d_timeouts(conf__parser *p, const conf__directive *d)
     return conf__parse_nested(p, CONF__CTX_TIMEOUTS, d->line);
 }
 
-static uint32_t *timeout_field(gh_cfg_timeouts *t, const conf__arg *name)
-{
-    static const struct {
-        const char *name;
-        size_t offset;
-    } fields[] = {
-        {"handshake", offsetof(gh_cfg_timeouts, handshake)},
-        {"header", offsetof(gh_cfg_timeouts, header)},
-        {"keepalive", offsetof(gh_cfg_timeouts, keepalive)},
-        {"body", offsetof(gh_cfg_timeouts, body)},
-        {"send", offsetof(gh_cfg_timeouts, send)},
-        {"connect", offsetof(gh_cfg_timeouts, connect)},
-        {"response", offsetof(gh_cfg_timeouts, response)},
-        {"upstream_idle", offsetof(gh_cfg_timeouts, upstream_idle)},
-        {"shutdown", offsetof(gh_cfg_timeouts, shutdown)},
-    };
-
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-        if (arg_is(name, fields[i].name))
-            return (uint32_t *)((char *)t + fields[i].offset);
-    return NULL;
-}
-
+/* `NAME DURATION` in `timeouts { }`: one row of GH_CFG_TIMEOUTS (the table below has one per timeout). */
 static int d_timeout_value(conf__parser *p, const conf__directive *d)
 {
-    uint32_t *field = timeout_field(&p->cfg->timeouts, &d->name);
+    const gh_cfg_timeout *t = gh_cfg_timeout_find(d->name.p, d->name.len);
 
-    return duration_arg(p, d->line, "duration", ARG(0)->p, ARG(0)->len, field);
+    return duration_arg(p, d->line, "duration", ARG(0)->p, ARG(0)->len, gh_cfg_timeout_field(&p->cfg->timeouts, t));
 }
 
 /* A numeric listen address into a, with a message naming the directive. */
@@ -946,10 +924,8 @@ static int d_header_op(conf__parser *p, const conf__directive *d)
 
 /* ---- the table -------------------------------------------------------------------------------- */
 
-#define TIMEOUT(n)                                                                                                     \
-    {                                                                                                                  \
-        n, CONF__CTX_TIMEOUTS, 1, 1, 0, 0, d_timeout_value, n " DURATION"                                              \
-    }
+/* A row per GH_CFG_TIMEOUTS entry: `timeouts { NAME DURATION }`. */
+#define TIMEOUT(name, flag, ms, help) {#name, CONF__CTX_TIMEOUTS, 1, 1, 0, 0, d_timeout_value, #name " DURATION"},
 
 const conf__dirspec conf__directives[] = {
     {"include", -1, 1, 1, 0, 1, conf__include, "include PATH-OR-GLOB"},
@@ -961,15 +937,9 @@ const conf__dirspec conf__directives[] = {
     {"listen", CONF__CTX_MAIN, 1, 2, 0, 1, d_listen, "listen ADDRESS:PORT [tls]"},
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, d_pool, "pool NAME { ... }"},
     {"site", CONF__CTX_MAIN, 1, CONF__MAX_ARGS, 1, 1, d_site, "site NAME... { ... }"},
-    TIMEOUT("handshake"),
-    TIMEOUT("header"),
-    TIMEOUT("keepalive"),
-    TIMEOUT("body"),
-    TIMEOUT("send"),
-    TIMEOUT("connect"),
-    TIMEOUT("response"),
-    TIMEOUT("upstream_idle"),
-    TIMEOUT("shutdown"),
+    /* clang-format off */
+    GH_CFG_TIMEOUTS(TIMEOUT)
+    /* clang-format on */
     {"server", CONF__CTX_POOL, 1, 3, 0, 1, d_server, "server HOST:PORT [weight=N] [backup]"},
     {"balance", CONF__CTX_POOL, 1, 3, 0, 0, d_balance,
      "balance round_robin|least_conn|p2c|random|hash ip|hash header NAME|hash cookie NAME"},

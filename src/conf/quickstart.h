@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "balance/balance.h" /* GH_LB_MAX_SERVERS: --to makes one pool */
+#include "conf/timeouts.h"
 #include "net/addr.h"
 
 typedef struct gh_conf {
@@ -19,22 +20,13 @@ typedef struct gh_conf {
     const char *key_file;  /* PEM private key */
     gh_addr servers[GH_LB_MAX_SERVERS];
     size_t nservers;
-    int workers;            /* >= 1 */
-    const char *access_log; /* NULL: off; "-": stdout; else a file path (appended) */
-    int log_level;          /* GH_LOG_* */
-    /* Timeouts in milliseconds; all on by default. */
-    uint32_t handshake_timeout;     /* TLS handshake: 10 s */
-    uint32_t header_timeout;        /* whole request head: 10 s */
-    uint32_t keepalive_timeout;     /* idle between requests: 60 s */
-    uint32_t body_timeout;          /* client silent while sending a body: 60 s */
-    uint32_t send_timeout;          /* peer not reading what we send: 60 s */
-    uint32_t connect_timeout;       /* upstream connect: 5 s */
-    uint32_t response_timeout;      /* upstream silent while we wait for response bytes: 60 s */
-    uint32_t upstream_idle_timeout; /* pooled idle upstream connection: 30 s */
-    uint32_t shutdown_timeout;      /* SIGTERM drain deadline: 30 s */
-    const char *config_file;        /* -c FILE: everything but --workers/--log-level comes from it */
-    int test_only;                  /* -t: check the configuration and exit */
-    int workers_given;              /* --workers was on the command line (overrides the file) */
+    int workers;              /* >= 1 */
+    const char *access_log;   /* NULL: off; "-": stdout; else a file path (appended) */
+    int log_level;            /* GH_LOG_* */
+    gh_cfg_timeouts timeouts; /* ms; defaults and flags from GH_CFG_TIMEOUTS */
+    const char *config_file;  /* -c FILE: everything but --workers/--log-level comes from it */
+    int test_only;            /* -t: check the configuration and exit */
+    int workers_given;        /* --workers was on the command line (overrides the file) */
 } gh_conf;
 
 /* Sets every field to its default (no listener, no servers, one worker per core). */

@@ -16,16 +16,12 @@ enum {
     OPT_WORKERS,
     OPT_ACCESS_LOG,
     OPT_LOG_LEVEL,
-    OPT_HANDSHAKE_TIMEOUT,
-    OPT_HEADER_TIMEOUT,
-    OPT_KEEPALIVE_TIMEOUT,
-    OPT_CONNECT_TIMEOUT,
-    OPT_RESPONSE_TIMEOUT,
-    OPT_SHUTDOWN_TIMEOUT,
-    OPT_END
+    OPT_TIMEOUT, /* OPT_TIMEOUT + i: --FLAG of gh_cfg_timeout_table[i] */
+    OPT_END = OPT_TIMEOUT + GH_CFG_NTIMEOUTS
 };
 
-static const struct option options[] = {
+/* The options but the timeouts, which come from gh_cfg_timeout_table (see all_options). */
+static const struct option fixed_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"cert", required_argument, NULL, OPT_CERT},
     {"key", required_argument, NULL, OPT_KEY},
@@ -33,18 +29,26 @@ static const struct option options[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
-    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
-    {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"response-timeout", required_argument, NULL, OPT_RESPONSE_TIMEOUT},
-    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"config", required_argument, NULL, 'c'},
     {"test", no_argument, NULL, 't'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+#define NFIXED (sizeof(fixed_options) / sizeof(fixed_options[0]) - 1)
+
+/* fixed_options, then a --FLAG for every timeout that has one, then the terminator. */
+static void all_options(struct option out[NFIXED + GH_CFG_NTIMEOUTS + 1])
+{
+    size_t n = NFIXED;
+
+    memcpy(out, fixed_options, NFIXED * sizeof(out[0]));
+    for (size_t i = 0; i < GH_CFG_NTIMEOUTS; i++)
+        if (gh_cfg_timeout_table[i].flag != NULL)
+            out[n++] = (struct option){gh_cfg_timeout_table[i].flag, required_argument, NULL, OPT_TIMEOUT + (int)i};
+    out[n] = (struct option){NULL, 0, NULL, 0};
+}
 
 #define STR_(x)         #x
 #define STR(x)          STR_(x)
@@ -66,7 +70,9 @@ void gh_cli_error(const char *fmt, ...)
 /* The canonical "--name" of an option code, whatever abbreviation was typed. */
 static const char *option_name(int code)
 {
-    for (const struct option *o = options; o->name != NULL; o++)
+    if (code >= OPT_TIMEOUT && code < OPT_END)
+        return gh_cfg_timeout_table[code - OPT_TIMEOUT].flag;
+    for (const struct option *o = fixed_options; o->name != NULL; o++)
         if (o->val == code)
             return o->name;
     return "?";
@@ -133,51 +139,50 @@ static void print_help(void)
 {
     static const char *const level_names[] = {"error", "warn", "info", "debug"};
     gh_conf d;
-    char t[6][16];
+    char flag[32], dflt[16];
 
     gh_conf_defaults(&d);
-    printf(
-        SHORT_USAGE "\n"
-                    "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
-                    "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
-                    "\n"
-                    "   or: gatehouse -c FILE [-t] [--workers N] [--log-level LEVEL]\n"
-                    "\n"
-                    "  -c, --config FILE       run from a configuration file (docs/config.md)\n"
-                    "  -t, --test              check the configuration (file or flags), then exit\n"
-                    "\n"
-                    "Required without -c:\n"
-                    "  --listen ADDR           address to accept TLS connections on (0.0.0.0:443, [::]:443)\n"
-                    "  --cert FILE             certificate chain in PEM, leaf first\n"
-                    "  --key FILE              private key in PEM\n"
-                    "  --to ADDR               upstream HTTP server (127.0.0.1:8080); repeat for more,\n"
-                    "                          up to %d\n"
-                    "\n"
-                    "Options:\n"
-                    "  --workers N             worker processes, 1 to %d (default: one per CPU core: %d)\n"
-                    "  --access-log PATH|-     access log, appended to PATH, or - for standard output\n"
-                    "                          (default: off)\n"
-                    "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
-                    "\n"
-                    "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n"
-                    "  --handshake-timeout T   TLS handshake (default: %s)\n"
-                    "  --header-timeout T      receiving a whole request head (default: %s)\n"
-                    "  --keepalive-timeout T   idle client connection between requests (default: %s)\n"
-                    "  --connect-timeout T     connecting to an upstream server (default: %s)\n"
-                    "  --response-timeout T    upstream silent while a response is due (default: %s)\n"
-                    "  --shutdown-timeout T    deadline to drain connections after SIGTERM (default: %s)\n"
-                    "\n"
-                    "  -h, --help              print this help and exit\n"
-                    "  -V, --version           print the version and exit\n"
-                    "\n"
-                    "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
-                    "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
-                    "exit at once. Errors go to standard error.\n",
-        GH_LB_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level],
-        format_duration(d.handshake_timeout, t[0], sizeof(t[0])), format_duration(d.header_timeout, t[1], sizeof(t[1])),
-        format_duration(d.keepalive_timeout, t[2], sizeof(t[2])),
-        format_duration(d.connect_timeout, t[3], sizeof(t[3])), format_duration(d.response_timeout, t[4], sizeof(t[4])),
-        format_duration(d.shutdown_timeout, t[5], sizeof(t[5])));
+    printf(SHORT_USAGE "\n"
+                       "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
+                       "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
+                       "\n"
+                       "   or: gatehouse -c FILE [-t] [--workers N] [--log-level LEVEL]\n"
+                       "\n"
+                       "  -c, --config FILE       run from a configuration file (docs/config.md)\n"
+                       "  -t, --test              check the configuration (file or flags), then exit\n"
+                       "\n"
+                       "Required without -c:\n"
+                       "  --listen ADDR           address to accept TLS connections on (0.0.0.0:443, [::]:443)\n"
+                       "  --cert FILE             certificate chain in PEM, leaf first\n"
+                       "  --key FILE              private key in PEM\n"
+                       "  --to ADDR               upstream HTTP server (127.0.0.1:8080); repeat for more,\n"
+                       "                          up to %d\n"
+                       "\n"
+                       "Options:\n"
+                       "  --workers N             worker processes, 1 to %d (default: one per CPU core: %d)\n"
+                       "  --access-log PATH|-     access log, appended to PATH, or - for standard output\n"
+                       "                          (default: off)\n"
+                       "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
+                       "\n"
+                       "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n",
+           GH_LB_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level]);
+    for (size_t i = 0; i < GH_CFG_NTIMEOUTS; i++) {
+        const gh_cfg_timeout *t = &gh_cfg_timeout_table[i];
+
+        if (t->flag == NULL)
+            continue;
+        snprintf(flag, sizeof(flag), "--%s T", t->flag);
+        printf("  %-22s  %s (default: %s)\n", flag, t->help,
+               format_duration(*gh_cfg_timeout_field(&d.timeouts, t), dflt, sizeof(dflt)));
+    }
+    fputs("\n"
+          "  -h, --help              print this help and exit\n"
+          "  -V, --version           print the version and exit\n"
+          "\n"
+          "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
+          "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
+          "exit at once. Errors go to standard error.\n",
+          stdout);
 }
 
 static int bad_value(int opt, const char *arg, const char *why)
@@ -186,24 +191,12 @@ static int bad_value(int opt, const char *arg, const char *why)
     return -1;
 }
 
+/* The field a timeout option sets, or NULL for another option. */
 static uint32_t *duration_field(gh_conf *c, int opt)
 {
-    switch (opt) {
-    case OPT_HANDSHAKE_TIMEOUT:
-        return &c->handshake_timeout;
-    case OPT_HEADER_TIMEOUT:
-        return &c->header_timeout;
-    case OPT_KEEPALIVE_TIMEOUT:
-        return &c->keepalive_timeout;
-    case OPT_CONNECT_TIMEOUT:
-        return &c->connect_timeout;
-    case OPT_RESPONSE_TIMEOUT:
-        return &c->response_timeout;
-    case OPT_SHUTDOWN_TIMEOUT:
-        return &c->shutdown_timeout;
-    default:
+    if (opt < OPT_TIMEOUT || opt >= OPT_END)
         return NULL;
-    }
+    return gh_cfg_timeout_field(&c->timeouts, &gh_cfg_timeout_table[opt - OPT_TIMEOUT]);
 }
 
 /* 1..GH_CLI_MAX_WORKERS, digits only: no sign, spaces or suffix. */
@@ -338,8 +331,10 @@ int gh_cli_parse(gh_conf *c, int argc, char **argv)
 {
     /* Single-valued options may appear once: a second --listen is a mistake, not an override. */
     unsigned char seen[OPT_END - OPT_LISTEN] = {0};
+    struct option options[NFIXED + GH_CFG_NTIMEOUTS + 1];
     int opt;
 
+    all_options(options);
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":hVc:t", options, NULL)) != -1) {

@@ -554,7 +554,7 @@ static void quickstart(void)
     unit_case("quick start flags build the same model");
     gh_conf_defaults(&q);
     q.workers = 2;
-    q.connect_timeout = 1234;
+    q.timeouts.connect = 1234;
     q.access_log = "-";
     q.cert_file = "site.pem";
     q.key_file = "site.key";
