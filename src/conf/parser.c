@@ -18,10 +18,12 @@
 
 #include "conf/directives.h"
 
-/* One open block: its context and, per directive, where it first appeared (directives given once). */
+/* One open block: its context and where each of its once-only directives first appeared. */
 typedef struct conf__block {
     int ctx;
     int open_line;
+    size_t nseen;
+    const conf__dirspec *seen[CONF__NDIRECTIVES];
     int first_line[CONF__NDIRECTIVES];
     const char *first_file[CONF__NDIRECTIVES];
 } conf__block;
@@ -259,13 +261,19 @@ static int dispatch(conf__parser *p, conf__block *b, const conf__directive *d)
     if (!d->block && s->block)
         return conf__fail(p, NULL, d->line, "\"%s\" needs a { } block opened on the same line (usage: %s)", s->name,
                           s->usage);
-    i = (size_t)(s - conf__directives);
-    if (!s->multi && b->first_line[i] != 0)
-        return conf__fail(p, NULL, d->line, "duplicate \"%s\" (first at %s:%d)", s->name, b->first_file[i],
-                          b->first_line[i]);
-    b->first_line[i] = d->line;
-    b->first_file[i] = p->file;
-    return s->fn(p, d);
+    if (!s->multi) {
+        for (i = 0; i < b->nseen; i++)
+            if (b->seen[i] == s)
+                return conf__fail(p, NULL, d->line, "duplicate \"%s\" (first at %s:%d)", s->name, b->first_file[i],
+                                  b->first_line[i]);
+        /* Each once-only directive is seen once per block: the tables bound nseen; this guards a bigger one. */
+        if (b->nseen == CONF__NDIRECTIVES)
+            return conf__fail(p, NULL, d->line, "too many directives in %s", conf__context_name(b->ctx));
+        b->seen[b->nseen] = s;
+        b->first_line[b->nseen] = d->line;
+        b->first_file[b->nseen++] = p->file;
+    }
+    return s->fn != NULL ? s->fn(p, d) : conf__set_slot(p, d, s);
 }
 
 static int parse_block(conf__parser *p, conf__block *b, int nested)

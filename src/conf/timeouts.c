@@ -1,7 +1,5 @@
 #include "conf/timeouts.h"
 
-#include <string.h>
-
 #define ROW(name, flag, ms, help) {#name, flag, ms, offsetof(gh_cfg_timeouts, name), help},
 
 const gh_cfg_timeout gh_cfg_timeout_table[GH_CFG_NTIMEOUTS] = {GH_CFG_TIMEOUTS(ROW)};
@@ -16,12 +14,4 @@ void gh_cfg_timeouts_defaults(gh_cfg_timeouts *t)
 {
     for (size_t i = 0; i < GH_CFG_NTIMEOUTS; i++)
         *gh_cfg_timeout_field(t, &gh_cfg_timeout_table[i]) = gh_cfg_timeout_table[i].default_ms;
-}
-
-const gh_cfg_timeout *gh_cfg_timeout_find(const char *name, size_t len)
-{
-    for (size_t i = 0; i < GH_CFG_NTIMEOUTS; i++)
-        if (strlen(gh_cfg_timeout_table[i].name) == len && memcmp(gh_cfg_timeout_table[i].name, name, len) == 0)
-            return &gh_cfg_timeout_table[i];
-    return NULL;
 }

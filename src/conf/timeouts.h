@@ -56,9 +56,6 @@ extern const gh_cfg_timeout gh_cfg_timeout_table[GH_CFG_NTIMEOUTS];
 /* Sets every field to its default. */
 void gh_cfg_timeouts_defaults(gh_cfg_timeouts *t);
 
-/* The row whose name is name[0..len), or NULL. */
-const gh_cfg_timeout *gh_cfg_timeout_find(const char *name, size_t len);
-
 /* The field of t that row r describes. */
 static inline uint32_t *gh_cfg_timeout_field(gh_cfg_timeouts *t, const gh_cfg_timeout *r)
 {

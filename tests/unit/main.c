@@ -18,6 +18,7 @@ static const struct suite suites[] = {
     {"headers", suite_headers},
     {"loop", suite_loop},
     {"conf", suite_conf},
+    {"conf_setters", suite_conf_setters},
     {"router", suite_router},
     {"health", suite_health},
     {"conn", suite_conn},

@@ -38,6 +38,7 @@ void suite_balance(void);
 void suite_headers(void);
 void suite_loop(void);
 void suite_conf(void);
+void suite_conf_setters(void);
 void suite_router(void);
 void suite_health(void);
 void suite_conn(void);
