@@ -201,7 +201,9 @@ struct proxy__worker {
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
     uint8_t accept_paused;
-    gh_h1_request req; /* parse scratch: heads are turned into uout at once */
+    uint64_t local_error_logged; /* ms: last "local resource error" line (once a second at most) */
+    uint64_t local_errors;       /* since that line */
+    gh_h1_request req;           /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
     int access_fd;
     gh_buf access_buf;

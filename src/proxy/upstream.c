@@ -190,17 +190,76 @@ void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
                                   p->servers[server].text, p->cfg->name.p);
 }
 
-static proxy__upstream *upstream_new(proxy__pool *p, int server)
+/*
+ * Errors of this host, not of the server: out of descriptors (EMFILE, ENFILE),
+ * of local ports (EADDRNOTAVAIL from connect) or of kernel memory. Counting
+ * them against the server would let one busy moment eject every healthy
+ * server, in every worker, through the shared health state.
+ */
+static int local_error(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EADDRNOTAVAIL;
+}
+
+/*
+ * Out of descriptors: idle pooled connections are what can be given back at
+ * once (the least recently used of a server sit at the end of its list, but a
+ * descriptor is a descriptor: take them from the front, in O(1)).
+ */
+static int reclaim_idle(proxy__gen *g, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < g->npools && n < max; i++)
+        for (size_t s = 0; s < g->pools[i].nservers && n < max; s++)
+            while (g->pools[i].servers[s].idle != NULL && n < max) {
+                proxy__upstream *u = g->pools[i].servers[s].idle;
+                idle_unlink(u);
+                upstream_close(u);
+                n++;
+            }
+    return n;
+}
+
+/* Once a second at most: under EMFILE every request would log it. */
+static void log_local_error(proxy__worker *w, const char *server, int err)
+{
+    uint64_t now = gh_loop_now(w->loop);
+    w->local_errors++;
+    if (w->local_error_logged != 0 && now - w->local_error_logged < 1000)
+        return;
+    gh_log_error("worker %d: connect to %s: %s: a local resource error (descriptors, ports or memory of this "
+                 "host), not counted against the server; answering 503 (%llu such errors)",
+                 w->id, server, strerror(err), (unsigned long long)w->local_errors);
+    w->local_error_logged = now;
+    w->local_errors = 0;
+}
+
+/* A new connection to a server; NULL with *local set when this host, not the server, failed. */
+static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
 {
     proxy__worker *w = p->w;
     const gh_addr *a = p->servers[server].addr;
     gh_addr latest;
     int fd;
 
+    *local = 0;
     /* A name: the address the prober resolved last, if it published one since the load. */
     if (p->servers[server].named && gh_addr_shm_get(p->gen->rt->addrs, p->slot_base + (size_t)server, &latest))
         a = &latest;
-    fd = a != NULL ? gh_sock_connect(a) : -EADDRNOTAVAIL;
+    if (a == NULL) {
+        gh_log_warn("connect to %s failed: no address", p->servers[server].text);
+        p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
+        proxy__upstream_report(p, (size_t)server, 0);
+        return NULL;
+    }
+    fd = gh_sock_connect(a);
+    if ((fd == -EMFILE || fd == -ENFILE) && reclaim_idle(p->gen, 16) > 0)
+        fd = gh_sock_connect(a);
+    if (fd < 0 && local_error(-fd)) {
+        log_local_error(w, p->servers[server].text, -fd);
+        *local = 1;
+        return NULL;
+    }
     if (fd < 0) {
         gh_log_warn("connect to %s failed: %s", p->servers[server].text, strerror(-fd));
         p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
@@ -210,6 +269,7 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server)
     proxy__upstream *u = calloc(1, sizeof(*u));
     if (u == NULL) {
         close(fd);
+        *local = 1;
         return NULL;
     }
     u->io.fd = fd;
@@ -221,6 +281,7 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server)
     if (gh_loop_add(w->loop, &u->io) < 0) {
         close(fd);
         free(u);
+        *local = 1;
         return NULL;
     }
     gh_timer_set(w->loop, &u->timer, w->t->connect);
@@ -229,6 +290,8 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server)
 
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key)
 {
+    int local;
+
     for (;;) {
         int i = pick_server(p, *tried, key);
         if (i < 0)
@@ -240,7 +303,9 @@ proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t k
             idle_unlink(u);
             gh_timer_stop(p->w->loop, &u->timer);
             u->reused = 1;
-        } else if ((u = upstream_new(p, i)) == NULL) {
+        } else if ((u = upstream_new(p, i, &local)) == NULL) {
+            if (local)
+                return NULL; /* another server would fail alike: the exchange answers 503 */
             continue;
         }
         p->lb_servers[i].inflight++;

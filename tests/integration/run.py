@@ -27,7 +27,8 @@ import harness  # noqa: E402
 from harness import Ctx, Fail, Session  # noqa: E402
 
 MODULES = ["t_startup", "t_tls", "t_http", "t_headers", "t_upstream", "t_strict", "t_process",
-           "t_accesslog", "t_stream", "t_config", "t_routing", "t_sni", "t_balance", "t_health", "t_reload"]
+           "t_accesslog", "t_stream", "t_config", "t_routing", "t_sni", "t_balance", "t_health", "t_reload",
+           "t_limits"]
 
 out_lock = threading.Lock()
 
