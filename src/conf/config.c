@@ -285,6 +285,7 @@ gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
     c->path = "(command line)";
     c->workers = q->workers;
     c->log_level = q->log_level;
+    c->max_connections = q->max_connections;
     c->timeouts = q->timeouts;
     if (q->access_log != NULL &&
         (c->access_log = conf__arena_strndup(c->arena, q->access_log, strlen(q->access_log))) == NULL)

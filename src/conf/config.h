@@ -29,6 +29,7 @@
 #define GH_CFG_NO_LIMIT      UINT64_MAX /* max_body off */
 #define GH_CFG_MAX_FILE      (1u << 20) /* one config file, bytes */
 #define GH_CFG_INCLUDE_DEPTH 8          /* nested include levels */
+#define GH_CFG_MAX_CONNS     (1u << 24) /* max_connections N, all workers together */
 
 /* A NUL-terminated string in the config arena with its length. Empty: p = "", len = 0. */
 typedef struct gh_cstr {
@@ -193,6 +194,9 @@ struct gh_config {
     const char *access_log; /* NULL: off; "-": stdout; else a path */
     gh_cfg_timeouts timeouts;
     uint64_t max_body; /* default for routes; GH_CFG_NO_LIMIT unless set */
+    /* Client connections, all workers together (each takes its share); 0: derived from the
+     * open-file limit (src/proxy/limit.h). */
+    uint32_t max_connections;
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

@@ -29,6 +29,20 @@ static int d_workers(conf__parser *p, const conf__directive *d)
     return 0;
 }
 
+static int d_max_connections(conf__parser *p, const conf__directive *d)
+{
+    uint64_t v;
+
+    if (conf__arg_is(ARG(0), "auto")) {
+        p->cfg->max_connections = 0;
+        return 0;
+    }
+    if (conf__uint_arg(p, d->line, "connection limit", ARG(0)->p, ARG(0)->len, 1, GH_CFG_MAX_CONNS, &v) < 0)
+        return -1;
+    p->cfg->max_connections = (uint32_t)v;
+    return 0;
+}
+
 static int d_log_level(conf__parser *p, const conf__directive *d)
 {
     char level[16];
@@ -119,6 +133,7 @@ CONF__TABLE_BEGIN
 const conf__dirspec conf__main_directives[] = {
     {"include", -1, 1, 1, 0, 1, conf__include, "include PATH-OR-GLOB"},
     {"workers", CONF__CTX_MAIN, 1, 1, 0, 0, d_workers, "workers N|auto"},
+    {"max_connections", CONF__CTX_MAIN, 1, 1, 0, 0, d_max_connections, "max_connections N|auto"},
     {"log_level", CONF__CTX_MAIN, 1, 1, 0, 0, d_log_level, "log_level error|warn|info|debug"},
     {"access_log", CONF__CTX_MAIN, 1, 1, 0, 0, d_access_log, "access_log PATH|-|off"},
     {"max_body", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "max_body SIZE|off",

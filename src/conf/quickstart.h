@@ -23,6 +23,7 @@ typedef struct gh_conf {
     int workers;              /* >= 1 */
     const char *access_log;   /* NULL: off; "-": stdout; else a file path (appended) */
     int log_level;            /* GH_LOG_* */
+    uint32_t max_connections; /* client connections, all workers together; 0: from the open-file limit */
     gh_cfg_timeouts timeouts; /* ms; defaults and flags from GH_CFG_TIMEOUTS */
     const char *config_file;  /* -c FILE: everything but --workers/--log-level comes from it */
     int test_only;            /* -t: check the configuration and exit */

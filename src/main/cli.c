@@ -16,6 +16,7 @@ enum {
     OPT_WORKERS,
     OPT_ACCESS_LOG,
     OPT_LOG_LEVEL,
+    OPT_MAX_CONNECTIONS,
     OPT_TIMEOUT, /* OPT_TIMEOUT + i: --FLAG of gh_cfg_timeout_table[i] */
     OPT_END = OPT_TIMEOUT + GH_CFG_NTIMEOUTS
 };
@@ -29,6 +30,7 @@ static const struct option fixed_options[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"config", required_argument, NULL, 'c'},
     {"test", no_argument, NULL, 't'},
     {"help", no_argument, NULL, 'h'},
@@ -163,9 +165,11 @@ static void print_help(void)
                        "  --access-log PATH|-     access log, appended to PATH, or - for standard output\n"
                        "                          (default: off)\n"
                        "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
+                       "  --max-connections N     client connections, all workers together, 1 to %u\n"
+                       "                          (default: from the open file limit, logged at start)\n"
                        "\n"
                        "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n",
-           GH_LB_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level]);
+           GH_LB_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level], GH_CLI_MAX_CONNS);
     for (size_t i = 0; i < GH_CFG_NTIMEOUTS; i++) {
         const gh_cfg_timeout *t = &gh_cfg_timeout_table[i];
 
@@ -214,6 +218,24 @@ static int parse_workers(const char *s, int *n)
     if (v < 1 || v > GH_CLI_MAX_WORKERS)
         return -1;
     *n = v;
+    return 0;
+}
+
+/* 1..GH_CLI_MAX_CONNS, digits only. */
+static int parse_max_connections(const char *s, uint32_t *n)
+{
+    uint64_t v = 0;
+
+    if (s[0] == '\0')
+        return -1;
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        if (s[i] < '0' || s[i] > '9' || i >= 9)
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v < 1 || v > GH_CLI_MAX_CONNS)
+        return -1;
+    *n = (uint32_t)v;
     return 0;
 }
 
@@ -272,6 +294,10 @@ static int apply_option(gh_conf *c, int opt, const char *arg)
     case OPT_WORKERS:
         if (parse_workers(arg, &c->workers) < 0)
             return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_WORKERS));
+        return 0;
+    case OPT_MAX_CONNECTIONS:
+        if (parse_max_connections(arg, &c->max_connections) < 0)
+            return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_CONNS));
         return 0;
     case OPT_LOG_LEVEL:
         if ((c->log_level = gh_log_level_parse(arg)) < 0)
@@ -378,8 +404,8 @@ int gh_cli_parse(gh_conf *c, int argc, char **argv)
     if (c->config_file != NULL) {
         /* One source of truth: a file and quick-start flags that contradict it would confuse. */
         if (c->listen.len != 0 || c->cert_file != NULL || c->key_file != NULL || c->nservers != 0 ||
-            c->access_log != NULL) {
-            gh_cli_error("-c: --listen, --cert, --key, --to and --access-log belong in the file");
+            c->access_log != NULL || c->max_connections != 0) {
+            gh_cli_error("-c: --listen, --cert, --key, --to, --access-log and --max-connections belong in the file");
             return usage_error();
         }
         return GH_CLI_RUN;

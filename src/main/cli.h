@@ -13,6 +13,7 @@
 
 /* Upper bound for --workers: a typo must not fork thousands of processes. */
 #define GH_CLI_MAX_WORKERS 1024
+#define GH_CLI_MAX_CONNS   16777216 /* --max-connections; the same bound as max_connections (GH_CFG_MAX_CONNS) */
 
 enum gh_cli_result {
     GH_CLI_RUN = 0, /* conf is complete: start the proxy */

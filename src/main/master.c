@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "main/cli.h"
+#include "proxy/limit.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
@@ -71,13 +72,14 @@ static int64_t now_ms(void)
  * and the usual soft limit of 1024 would cap a worker at ~500 requests in
  * flight. The hard limit is what the administrator granted, so take all of it.
  */
-static void raise_nofile_limit(void)
+/* Returns the open file limit the workers inherit, 0 when unknown. */
+static uint64_t raise_nofile_limit(void)
 {
     struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
         gh_log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-        return;
+        return 0;
     }
     if (rl.rlim_cur < rl.rlim_max) {
         rlim_t old = rl.rlim_cur;
@@ -94,6 +96,28 @@ static void raise_nofile_limit(void)
         gh_log_warn("the hard open file limit is only %llu: each worker can hold about %llu proxied "
                     "connections; raise it (ulimit -Hn, LimitNOFILE=) to serve more",
                     (unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max / 2);
+    return rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX : (uint64_t)rl.rlim_cur;
+}
+
+/* Says at start what max_connections comes to, and where it came from (each worker applies the same). */
+static void log_conn_limit(const gh_config *cfg, uint64_t nofile)
+{
+    gh_conn_limit l;
+
+    if (nofile == 0)
+        return;
+    l = gh_conn_limit_compute(cfg->max_connections, cfg->workers, nofile, cfg->nlisteners);
+    if (l.derived)
+        gh_log_info("connection limit: %u per worker, %llu in all (max_connections auto: half of the open file "
+                    "limit %llu after %llu descriptors kept for listeners and logs, one upstream per client)",
+                    l.per_worker, (unsigned long long)l.per_worker * (unsigned long long)cfg->workers,
+                    (unsigned long long)nofile, (unsigned long long)(GH_LIMIT_RESERVED_FDS + 2 * cfg->nlisteners));
+    else if (l.per_worker > l.fd_bound)
+        gh_log_warn("max_connections %u: %u per worker, more than the open file limit %llu allows with an "
+                    "upstream connection per client (%u): descriptors may run out",
+                    cfg->max_connections, l.per_worker, (unsigned long long)nofile, l.fd_bound);
+    else
+        gh_log_info("connection limit: %u per worker (max_connections %u)", l.per_worker, cfg->max_connections);
 }
 
 /* Fails at startup, once, rather than in every worker, in a restart loop. */
@@ -663,7 +687,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     for (size_t i = 0; i < cfg->nlisteners; i++)
         if ((m.listen_fds[i] = open_listener(&cfg->listeners[i].addr)) < 0)
             goto out;
-    raise_nofile_limit();
+    log_conn_limit(cfg, raise_nofile_limit());
     /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */
     sigemptyset(&m.sigs);
     sigaddset(&m.sigs, SIGTERM);

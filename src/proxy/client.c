@@ -393,3 +393,50 @@ void proxy__client_drain(proxy__worker *w)
             proxy__client_close(c);
     }
 }
+
+/*
+ * At the connection limit (max_connections) or out of descriptors: closes the
+ * clients that have waited longest for their next request, as nginx does with
+ * its reusable connections, max(1, min(32, idle / 8)) of them, so that a burst
+ * of accepts costs one scan, not one per accept. Busy clients (a head being
+ * read, an exchange, a response being flushed) are never chosen: RFC 9112 9.3
+ * lets a server close an idle persistent connection at any time, not one with
+ * a request under way. Returns how many it closed.
+ */
+size_t proxy__client_close_idle(proxy__worker *w)
+{
+    enum { PICK = 32 };
+    proxy__client *pick[PICK];
+    uint64_t since[PICK];
+    size_t n = 0, idle = 0, want;
+
+    for (proxy__client *c = w->clients; c != NULL; c = c->next) {
+        uint64_t s;
+        size_t i;
+
+        /* Fresh connections (no request yet) are left to the header timeout: their first request may be on its way. */
+        if (c->state != CLIENT_IDLE || c->requests == 0 || gh_buf_len(&c->in) > 0 || c->io.fd < 0)
+            continue;
+        idle++;
+        /* go_idle armed the timer when the client became idle: its deadline less the timeout is that moment. */
+        s = c->timer.when > w->t->keepalive ? c->timer.when - w->t->keepalive : 0;
+        if (n == PICK && s >= since[PICK - 1])
+            continue;
+        if (n < PICK)
+            n++;
+        for (i = n - 1; i > 0 && since[i - 1] > s; i--) {
+            since[i] = since[i - 1];
+            pick[i] = pick[i - 1];
+        }
+        since[i] = s;
+        pick[i] = c;
+    }
+    want = GH_MIN(PICK, idle / 8);
+    want = GH_MIN(n, want > 0 ? want : 1);
+    for (size_t i = 0; i < want; i++) {
+        if (pick[i]->tls != NULL)
+            gh_tls_shutdown(pick[i]->tls); /* close_notify: a clean end, not a truncation */
+        proxy__client_close(pick[i]);
+    }
+    return want;
+}

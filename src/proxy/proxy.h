@@ -201,9 +201,16 @@ struct proxy__worker {
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
     uint8_t accept_paused;
-    uint64_t local_error_logged; /* ms: last "local resource error" line (once a second at most) */
-    uint64_t local_errors;       /* since that line */
-    gh_h1_request req;           /* parse scratch: heads are turned into uout at once */
+    uint8_t limit_paused;         /* paused at max_connections: resumed as soon as a client leaves */
+    uint8_t at_limit;             /* since "connection limit reached" was logged, until it clears */
+    uint32_t max_clients;         /* this worker's share of max_connections (proxy/limit.h) */
+    uint64_t limit_closed;        /* idle clients closed to make room, since the limit was reached */
+    uint64_t limit_pauses;        /* accepts paused for want of an idle client to close, idem */
+    uint64_t accept_error_logged; /* ms: last "accept ... Too many open files" line */
+    uint64_t accept_errors;       /* since that line */
+    uint64_t local_error_logged;  /* ms: last "local resource error" line (once a second at most) */
+    uint64_t local_errors;        /* since that line */
+    gh_h1_request req;            /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
     int access_fd;
     gh_buf access_buf;
@@ -221,6 +228,8 @@ void proxy__client_close(proxy__client *c);
 /* Runs the client's state machine after something changed (an upstream event). */
 void proxy__client_dispatch(proxy__client *c);
 void proxy__client_drain(proxy__worker *w);
+/* Closes the longest-idle keep-alive clients (a batch, oldest first); returns how many. */
+size_t proxy__client_close_idle(proxy__worker *w);
 ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n);
 /* Reads what the client sent into c->in: 1 got bytes, 0 would block or no room, -1 closed or failed. */
 int proxy__client_read(proxy__client *c);

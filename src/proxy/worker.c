@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,11 +15,13 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "net/sock.h"
+#include "proxy/limit.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
 #define ACCEPT_BATCH    64
 #define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_MS   10000 /* "accept failed" once per this at most: it repeats every pause */
 
 static int exit_status;
 
@@ -28,6 +31,7 @@ static void resume_accept(gh_timer *t)
 {
     proxy__worker *w = (proxy__worker *)((char *)t - offsetof(proxy__worker, drain_timer));
     w->accept_paused = 0;
+    w->limit_paused = 0;
     if (!w->draining)
         for (size_t i = 0; i < w->nacceptors; i++)
             gh_loop_add_listener(w->loop, &w->acceptors[i].io);
@@ -44,6 +48,80 @@ static void pause_accept(proxy__worker *w)
     gh_timer_set(w->loop, &w->drain_timer, ACCEPT_PAUSE_MS);
 }
 
+/* This worker's share of max_connections, from the open file limit it inherited (see proxy/limit.h). */
+static void set_limit(proxy__worker *w)
+{
+    const gh_config *cfg = w->gen->rt->cfg;
+    struct rlimit rl;
+    uint64_t nofile = 1024;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        nofile = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX : (uint64_t)rl.rlim_cur;
+    w->max_clients =
+        gh_conn_limit_compute(cfg->max_connections, cfg->workers, nofile, w->gen->rt->nlisteners).per_worker;
+}
+
+/*
+ * At max_connections: the longest-idle keep-alive clients make room, as nginx
+ * does. 1 when there is room now; 0 when every client is busy (the caller then
+ * pauses accepting until one leaves). Logged once when the limit is reached,
+ * and once when it clears (check_limit), not on every accept.
+ */
+static int make_room(proxy__worker *w)
+{
+    size_t n;
+
+    if (!w->at_limit) {
+        w->at_limit = 1;
+        gh_log_warn("worker %d: connection limit reached (%u clients of %u, max_connections): closing idle "
+                    "keep-alive connections, oldest first, and pausing accepts while none is idle",
+                    w->id, w->nclients, w->max_clients);
+    }
+    n = proxy__client_close_idle(w);
+    w->limit_closed += n;
+    if (w->nclients < w->max_clients)
+        return 1;
+    w->limit_pauses++;
+    return 0;
+}
+
+/* Once per loop iteration: resume accepting as soon as a client left; say when the limit cleared. */
+static void check_limit(proxy__worker *w)
+{
+    if (!w->at_limit)
+        return;
+    if (w->limit_paused && w->nclients < w->max_clients && !w->draining) {
+        gh_timer_stop(w->loop, &w->drain_timer);
+        resume_accept(&w->drain_timer);
+    }
+    /* A tenth below the limit, so that a worker hovering at it does not log every change. */
+    if (w->nclients + w->max_clients / 10 + 1 <= w->max_clients) {
+        gh_log_info("worker %d: below the connection limit again (%u clients): %llu idle connections were "
+                    "closed to make room, accepting paused %llu times",
+                    w->id, w->nclients, (unsigned long long)w->limit_closed, (unsigned long long)w->limit_pauses);
+        w->at_limit = 0;
+        w->limit_closed = w->limit_pauses = 0;
+    }
+}
+
+/* accept() failed (out of descriptors, most likely): make room if idle clients can give some back. 1: retry now. */
+static int accept_failed(proxy__worker *w, const proxy__acceptor *a, int err)
+{
+    uint64_t now = gh_loop_now(w->loop);
+    size_t closed = err == EMFILE || err == ENFILE ? proxy__client_close_idle(w) : 0;
+
+    w->accept_errors++;
+    if (w->accept_error_logged == 0 || now - w->accept_error_logged >= ACCEPT_LOG_MS) {
+        gh_log_error("worker %d: accept on %s: %s: %s (%llu times since the last such line)", w->id,
+                     a->listener->cfg->addr.text, strerror(err),
+                     closed ? "closed idle keep-alive connections to make room" : "accepting paused briefly",
+                     (unsigned long long)w->accept_errors);
+        w->accept_error_logged = now;
+        w->accept_errors = 0;
+    }
+    return closed > 0;
+}
+
 static void on_accept(gh_io *io, unsigned events)
 {
     proxy__acceptor *a = (proxy__acceptor *)io;
@@ -52,12 +130,25 @@ static void on_accept(gh_io *io, unsigned events)
     socklen_t plen;
 
     for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+        /* Room is made only for a connection known to wait (the listener is level-triggered:
+         * if more wait after this batch, the next iteration says so), never speculatively. */
+        if (w->nclients >= w->max_clients && i > 0)
+            return;
+        if (w->nclients >= w->max_clients && !make_room(w)) {
+            /* Connections wait in the shared queue, where other workers may take them. */
+            if (!w->accept_paused) {
+                pause_accept(w);
+                w->limit_paused = 1;
+            }
+            return;
+        }
         int fd = gh_sock_accept(io->fd, &peer, &plen);
         if (fd == GH_AGAIN)
             return;
         if (fd < 0) {
             /* Out of descriptors: stop listening briefly instead of spinning on a ready socket. */
-            gh_log_error("accept on %s: %s", a->listener->cfg->addr.text, strerror(errno));
+            if (accept_failed(w, a, errno))
+                continue;
             pause_accept(w);
             return;
         }
@@ -131,6 +222,7 @@ static void trim_heap(proxy__worker *w)
 
 static void on_idle(void *arg)
 {
+    check_limit(arg);
     proxy__access_flush(arg);
     trim_heap(arg);
 }
@@ -240,6 +332,7 @@ static void reload(proxy__worker *w, int *fds, size_t nfds)
     }
     w->gen = g;
     w->t = &rt->cfg->timeouts;
+    set_limit(w);
     if (set_acceptors(w, fds) < 0)
         gh_log_error("worker %d: cannot listen on the new sockets: %s", w->id, strerror(errno));
     proxy__pools_close_idle(old); /* pooled connections of the old generation will not be used again */
@@ -291,6 +384,7 @@ static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ct
     w->t = &rt->cfg->timeouts;
     if ((w->loop = gh_loop_new()) == NULL || (w->gen = gen_new(w, rt)) == NULL || proxy__access_open(w) < 0)
         return -1;
+    set_limit(w);
     if (set_acceptors(w, listen_fds) < 0)
         return -1;
     w->ctl_io.fd = ctl_fd;

@@ -437,11 +437,12 @@ class GatehouseConf(Gatehouse):
     (on EADDRINUSE it is called again with new ports). The file is written into the test's
     directory. Ready once every `listen ADDRESS:PORT` of the text accepts (a TLS handshake on
     `tls` ones) and the master has its children: the workers (`workers N`) plus the prober,
-    which always runs with a file (or `children` if given). self.ports: the ports given to text;
+    which always runs with a file (or `children` if given); `prefix` runs it under a command that execs it
+    (prlimit). self.ports: the ports given to text;
     self.port: the first listener's port; self.listeners: [(host, port, tls)].
     """
 
-    def __init__(self, ctx, text, nports=0, children=None, args=(), wait=True, name=None):
+    def __init__(self, ctx, text, nports=0, children=None, args=(), wait=True, name=None, prefix=()):
         self.ctx = ctx
         self.stopped = False
         self.allow_worker_change = False
@@ -466,7 +467,8 @@ class GatehouseConf(Gatehouse):
             m = re.search(r"^[ \t]*workers[ \t]+(\d+)", self.text, re.M)
             # With a file the prober always runs (a reload may add checks): workers + 1.
             self.nworkers = children if children is not None else (int(m.group(1)) if m else os.cpu_count()) + 1
-            self.argv = [GATEHOUSE, "-c", self.conf_path] + list(args)
+            # prefix: a command that execs gatehouse (e.g. prlimit --nofile=N:N), so the PID is gatehouse's.
+            self.argv = list(prefix) + [GATEHOUSE, "-c", self.conf_path] + list(args)
             self.errf = open(self.log_path, "ab")
             self.outf = open(self.out_path, "ab")
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.outf, stderr=self.errf)

@@ -149,6 +149,9 @@ BAD_ARGS = [
     (["--to", "127.0.0.1:99999"], "99999"),
     (["--listen-typo", "x"], "listen-typo"),
     (["--workers"], "workers"),
+    (["--max-connections", "0"], "max-connections"),
+    (["--max-connections", "16777217"], "max-connections"),
+    (["--max-connections", "1k"], "max-connections"),
 ]
 
 

@@ -22,6 +22,7 @@ static const struct suite suites[] = {
     {"router", suite_router},
     {"health", suite_health},
     {"conn", suite_conn},
+    {"limit", suite_limit},
 };
 
 static unsigned long passed, failed;

@@ -278,7 +278,16 @@ static void defaults_and_forms(void)
         CHECK(c->pools[0].passive.fails == 0 && c->pools[0].servers[0].weight == 1);
         CHECK(c->sites[0].routes[0].max_body == GH_CFG_NO_LIMIT);
         CHECK(c->access_log == NULL && c->workers >= 1);
+        CHECK(c->max_connections == 0); /* derived from the open file limit */
     }
+    gh_config_free(c);
+
+    unit_case("max_connections N and auto");
+    c = parse_text("max_connections 5000\n" VALID_TAIL);
+    CHECK(c != NULL && c->max_connections == 5000);
+    gh_config_free(c);
+    c = parse_text("max_connections auto\n" VALID_TAIL);
+    CHECK(c != NULL && c->max_connections == 0);
     gh_config_free(c);
 
     unit_case("pools may follow the sites; ';' and newlines end directives; CRLF; quoted {");
@@ -347,6 +356,10 @@ static void errors_values(void)
 {
     unit_case("bad values");
     EXPECT_ERROR("workers 0\n", "main.conf:1: invalid worker count \"0\": expected a number from 1 to 1024");
+    EXPECT_ERROR("max_connections 0\n",
+                 "main.conf:1: invalid connection limit \"0\": expected a number from 1 to 16777216");
+    EXPECT_ERROR("max_connections 16777217\n", "main.conf:1: invalid connection limit");
+    EXPECT_ERROR("max_connections -1\n", "main.conf:1: invalid connection limit");
     EXPECT_ERROR("workers 99999999999999999999999\n", "main.conf:1: invalid worker count");
     EXPECT_ERROR("log_level loud\n", "main.conf:1: invalid log level \"loud\"");
     EXPECT_ERROR("max_body 12q\n", "main.conf:1: invalid size \"12q\": expected a size such as 512, 16k, 1m or 1g");

@@ -42,5 +42,6 @@ void suite_conf_setters(void);
 void suite_router(void);
 void suite_health(void);
 void suite_conn(void);
+void suite_limit(void);
 
 #endif
