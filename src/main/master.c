@@ -127,7 +127,8 @@ static int check_access_log(const gh_config *cfg)
 
     if (cfg->access_log == NULL || strcmp(cfg->access_log, "-") == 0)
         return 0;
-    fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* O_NONBLOCK: a FIFO nobody reads must fail (ENXIO), not hang the start. */
+    fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
     if (fd < 0) {
         gh_cli_error("access log: cannot open \"%s\": %s", cfg->access_log, strerror(errno));
         return -1;

@@ -45,7 +45,7 @@ void proxy__exchange_free(proxy__exchange *ex)
     if (ex->u != NULL)
         proxy__upstream_release(ex->u, 0);
     gh_buf_release(&ex->uout);
-    free(ex->log);
+    proxy__access_discard(ex);
     free(ex);
 }
 

@@ -34,6 +34,8 @@ typedef struct proxy__upstream proxy__upstream;
 typedef struct proxy__pool proxy__pool;
 typedef struct proxy__listener proxy__listener;
 typedef struct proxy__gen proxy__gen;
+typedef struct proxy__access proxy__access;         /* accesslog.c: a worker's log descriptor and buffer */
+typedef struct proxy__access_rec proxy__access_rec; /* accesslog.c: one request's quoted log fields */
 
 enum proxy__client_state {
     CLIENT_HANDSHAKE,
@@ -112,8 +114,8 @@ struct proxy__exchange {
     uint32_t res_decoded; /* CHUNKED: decoded data bytes at the front of u->in */
     gh_h1_chunked res_chunk;
     int status;
-    uint64_t bytes_out; /* body bytes sent to the client (access log) */
-    char *log;          /* request line, referer and user agent, when logging */
+    uint64_t bytes_out;     /* body bytes sent to the client (access log) */
+    proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
 };
 
 typedef struct proxy__server {
@@ -212,8 +214,7 @@ struct proxy__worker {
     uint64_t local_errors;        /* since that line */
     gh_h1_request req;            /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
-    int access_fd;
-    gh_buf access_buf;
+    proxy__access *access; /* NULL: no access log */
     int64_t date_sec;
     char date[32]; /* "25/Nov/2026:13:47:19 +0000" */
 };
@@ -299,7 +300,12 @@ const char *proxy__status_text(int status);
 /* accesslog.c */
 int proxy__access_open(proxy__worker *w);
 void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r);
+/* Writes the exchange's line into the worker's buffer and gives its record back. */
 void proxy__access_end(proxy__exchange *ex);
+/* Gives the record back without a line (the exchange is freed without one). */
+void proxy__access_discard(proxy__exchange *ex);
+/* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptor closed. */
+void proxy__access_close(proxy__worker *w);
 void proxy__access_reject(proxy__client *c, int status, size_t bytes);
 void proxy__access_flush(proxy__worker *w);
 void proxy__access_reopen(proxy__worker *w);

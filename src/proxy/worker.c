@@ -414,10 +414,7 @@ static void teardown(proxy__worker *w)
             close(w->acceptors[i].io.fd);
     free(w->acceptors);
     proxy__gen_unref(w->gen);
-    if (w->access_fd >= 0)
-        proxy__access_flush(w);
-    if (w->access_fd > STDERR_FILENO)
-        close(w->access_fd);
+    proxy__access_close(w);
     if (w->signal_io.fd >= 0)
         close(w->signal_io.fd);
     if (w->ctl_io.fd >= 0)
@@ -432,7 +429,6 @@ int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id)
     proxy__worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return 1;
-    w->access_fd = -1;
     w->ctl_io.fd = -1;
     if (setup(w, rt, listen_fds, ctl_fd, id) < 0) {
         gh_log_error("worker %d: cannot start: %s", id, strerror(errno));

@@ -1,6 +1,8 @@
 """Access log: one combined-format line per request."""
 import os
 import re
+import threading
+import time
 
 from harness import T, Conn, check, curl, eq, test, wait_until
 
@@ -194,3 +196,70 @@ def _(ctx):
     eq(len(lines_of(first)), 1, "lines in the first log (nothing after the reload)")
     check(re.search(r'"GET /small\?after HTTP/1\.1" 200', lines_of(second)[0]),
           "the request after the reload is in the new log: %r" % lines_of(second))
+
+
+@test("access_log_stalled_pipe_does_not_block_worker")
+def _(ctx):
+    # The access log is a FIFO whose reader never reads: the pipe fills (64 KiB), then each worker's
+    # buffer; requests must go on being served at full speed, the lines past the bound dropped and
+    # counted in the error log. What does reach the pipe is whole lines, never two workers' mixed.
+    from cfgutil import wait_log
+    fifo = os.path.join(ctx.dir, "access.fifo")
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader that does not read (yet)
+    try:
+        # Passed as a flag, not access_log=: the harness must not open the FIFO to show its tail.
+        gh = ctx.gatehouse([ctx.backend()], workers=2, args=["--access-log", fifo])
+        agent = "agent-" + "x" * 700  # with the padded target, lines of ~2.7 KiB: the pipe is full after ~24
+        pad = "p" * 1900
+        errors, slowest = [], [0.0]
+
+        def client(k):
+            try:
+                with Conn(gh.port, timeout=5 * T) as c:
+                    for i in range(100):
+                        t0 = time.monotonic()
+                        r = c.request("GET", "/small?k=%d&i=%d&%s" % (k, i, pad), [("User-Agent", agent)])
+                        slowest[0] = max(slowest[0], time.monotonic() - t0)
+                        if r.status != 200:
+                            errors.append(r.status)
+            except Exception as e:  # noqa: BLE001
+                errors.append(str(e)[:200])
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60 * T)
+        total = time.monotonic() - t0
+        check(not errors, "requests failed while the access log was stalled: %s" % errors[:3])
+        check(slowest[0] < 2 * T, "a request took %.2fs while the access log was stalled" % slowest[0])
+        check(wait_log(gh, r"access log: \d+ lines dropped", 3 * T) is not None,
+              "no error-log line counts the access-log lines dropped")
+        # A reader catches up: the lines kept come out whole, and a new request is logged too.
+        with Conn(gh.port) as c:
+            eq(c.request("GET", "/small?after-the-stall").status, 200, "status")
+        data = bytearray()
+
+        def drain():
+            while True:
+                try:
+                    d = os.read(rfd, 65536)
+                except BlockingIOError:
+                    return b"/small?after-the-stall" in data
+                if not d:
+                    return b"/small?after-the-stall" in data
+                data.extend(d)
+        check(wait_until(drain, 5 * T, interval=0.02), "the request after the stall never reached the log")
+        lines = data.decode("latin-1").split("\n")
+        eq(lines[-1], "", "the log ends with a whole line")
+        lines = lines[:-1]
+        def whole(ln):
+            m = COMBINED.match(ln)
+            return m and m.group(6).endswith(pad) and m.group(11) == agent
+        bad = [ln[:120] for ln in lines if not whole(ln) and "after-the-stall" not in ln]
+        check(not bad, "%d of %d lines mangled (interleaved or cut): %r" % (len(bad), len(lines), bad[:2]))
+        ctx.info = "400 requests in %.1fs, slowest %.3fs, %d lines reached the pipe" % (total, slowest[0],
+                                                                                       len(lines))
+    finally:
+        os.close(rfd)
