@@ -54,7 +54,7 @@ struct proxy__access {
     gh_io io; /* registered for writability when the descriptor can block (pipe, FIFO, socket, tty) */
     proxy__worker *w;
     int pollable; /* io is in the loop: after EAGAIN, wait for its event */
-    int chunked;  /* pipe or FIFO: writes of whole lines, PIPE_BUF at most */
+    int chunked;  /* pipe, FIFO or socket: writes of whole lines, PIPE_BUF at most */
     int is_sock;  /* send(MSG_DONTWAIT): no flag changed on a descriptor shared with others */
     int blocked;  /* the last write would have blocked */
     char *buf;    /* [start, end) of BUF_MAX bytes: whole lines */
@@ -233,7 +233,7 @@ int proxy__access_open(proxy__worker *w)
     a->io.fd = fd;
     a->io.cb = on_writable;
     a->is_sock = is_sock;
-    a->chunked = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+    a->chunked = fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
     a->blocked = 0;
     /* A regular file cannot be polled (EPERM): it never says EAGAIN either. */
     a->pollable = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && gh_loop_add(w->loop, &a->io) == 0;
