@@ -181,3 +181,12 @@ def _(ctx):
           "the start log does not give each worker's share of --max-connections 7")
     with Conn(gh.port) as c:
         eq(c.request("GET", "/small").status, 200, "status")
+    # Over TLS: the idle client closed to make room gets a close_notify, the new one its answer.
+    gh1 = ctx.gatehouse([b], workers=1, args=["--max-connections", "1"])
+    with Conn(gh1.port) as c1:
+        eq(c1.request("GET", "/small?c1").status, 200, "c1")
+        with Conn(gh1.port) as c2:  # its handshake needs the worker to accept it: c1 must go
+            closed, _ = c1.wait_closed(3 * T)
+            check(closed, "the idle TLS client was not closed to admit a new one at --max-connections 1")
+            check(not c1.reset, "the idle TLS client was reset, not closed with close_notify")
+            eq(c2.request("GET", "/small?c2").status, 200, "c2, admitted at the limit")
