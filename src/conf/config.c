@@ -58,7 +58,7 @@ void gh_config_free(gh_config *cfg)
         conf__arena_free(cfg->arena); /* cfg itself lives in its arena */
 }
 
-gh_config *gh_config_parse(const char *path, char *err, size_t errlen)
+static gh_config *parse_from(const char *path, const gh_conf_source *src, char *err, size_t errlen)
 {
     gh_config *c = new_config();
     conf__parser p;
@@ -72,6 +72,7 @@ gh_config *gh_config_parse(const char *path, char *err, size_t errlen)
     }
     memset(&p, 0, sizeof(p));
     p.cfg = c;
+    p.src = src;
     p.a = c->arena;
     p.err = err;
     p.errlen = errlen;
@@ -89,42 +90,59 @@ gh_config *gh_config_parse(const char *path, char *err, size_t errlen)
     return c;
 }
 
-/* fopen, not access(2): the effective ids decide, as they will when the TLS module opens it. */
-static int check_readable(const gh_cfg_where *w, const char *what, const char *path, char *err, size_t errlen)
+gh_config *gh_config_parse(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
+    return parse_from(path, gh_conf_source_fs(), err, errlen);
+}
 
-    if (f != NULL) {
-        fclose(f);
+/* Read, not access(2): the effective ids decide, as they will when the TLS contexts are built from the bytes. */
+static int check_readable(const gh_conf_source *src, const gh_cfg_where *w, const char *what, const char *path,
+                          char *err, size_t errlen)
+{
+    gh_conf_file f = {0};
+    int e = src->read(src, path, GH_CFG_MAX_PEM, &f);
+
+    gh_conf_file_dispose(&f);
+    if (e == 0)
         return 0;
-    }
-    set_err(err, errlen, "%s:%d: cannot read %s \"%s\": %s", w->file, w->line, what, path, strerror(errno));
+    set_err(err, errlen, "%s:%d: cannot read %s \"%s\": %s", w->file, w->line, what, path,
+            e == EFBIG ? "file too large (the limit is 1 MiB)" : strerror(e));
     return -1;
 }
 
-int gh_config_check_files(const gh_config *cfg, char *err, size_t errlen)
+static int check_files_from(const gh_config *cfg, const gh_conf_source *src, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->nsites; i++) {
         for (size_t k = 0; k < cfg->sites[i].ncerts; k++) {
             const gh_cfg_cert *c = &cfg->sites[i].certs[k];
 
-            if (check_readable(&c->where, "certificate", c->cert_file.p, err, errlen) < 0 ||
-                check_readable(&c->where, "key", c->key_file.p, err, errlen) < 0)
+            if (check_readable(src, &c->where, "certificate", c->cert_file.p, err, errlen) < 0 ||
+                check_readable(src, &c->where, "key", c->key_file.p, err, errlen) < 0)
                 return -1;
         }
     }
     return 0;
 }
 
-gh_config *gh_config_load(const char *path, char *err, size_t errlen)
+int gh_config_check_files(const gh_config *cfg, char *err, size_t errlen)
 {
-    gh_config *c = gh_config_parse(path, err, errlen);
+    return check_files_from(cfg, gh_conf_source_fs(), err, errlen);
+}
 
-    if (c != NULL && gh_config_check_files(c, err, errlen) < 0) {
+gh_config *gh_config_load_from(const char *path, const gh_conf_source *src, char *err, size_t errlen)
+{
+    gh_config *c = parse_from(path, src, err, errlen);
+
+    if (c != NULL && check_files_from(c, src, err, errlen) < 0) {
         gh_config_free(c);
         return NULL;
     }
     return c;
+}
+
+gh_config *gh_config_load(const char *path, char *err, size_t errlen)
+{
+    return gh_config_load_from(path, gh_conf_source_fs(), err, errlen);
 }
 
 /* The text form the rest of gatehouse uses for addresses: "1.2.3.4:80", "[::1]:80". */
@@ -148,7 +166,7 @@ static void addr_from_sockaddr(gh_addr *a, const struct sockaddr *sa, socklen_t 
     }
 }
 
-static int resolve_server(gh_config *cfg, gh_cfg_server *s, char *err, size_t errlen)
+static int resolve_server(gh_config *cfg, const gh_conf_source *src, gh_cfg_server *s, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
     char port[8];
@@ -160,7 +178,7 @@ static int resolve_server(gh_config *cfg, gh_cfg_server *s, char *err, size_t er
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(port, sizeof(port), "%u", (unsigned)s->port);
-    rc = getaddrinfo(s->host.p, port, &hints, &res);
+    rc = src->getaddrinfo(src, s->host.p, port, &hints, &res);
     if (rc != 0) {
         set_err(err, errlen, "%s:%d: cannot resolve %s: %s", s->where.file, s->where.line, s->host.p,
                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
@@ -171,7 +189,7 @@ static int resolve_server(gh_config *cfg, gh_cfg_server *s, char *err, size_t er
         if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
             ai->ai_addrlen <= sizeof(struct sockaddr_storage))
             addr_from_sockaddr(&s->addrs[n++], ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(res);
+    src->freeaddrinfo(src, res);
     if (s->addrs == NULL || n == 0) {
         set_err(err, errlen, "%s:%d: cannot resolve %s: %s", s->where.file, s->where.line, s->host.p,
                 s->addrs == NULL ? "out of memory" : "no IPv4 or IPv6 address");
@@ -181,13 +199,19 @@ static int resolve_server(gh_config *cfg, gh_cfg_server *s, char *err, size_t er
     return 0;
 }
 
-int gh_config_resolve(gh_config *cfg, char *err, size_t errlen)
+int gh_config_resolve_from(gh_config *cfg, const gh_conf_source *src, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->npools; i++)
         for (size_t k = 0; k < cfg->pools[i].nservers; k++)
-            if (cfg->pools[i].servers[k].naddrs == 0 && resolve_server(cfg, &cfg->pools[i].servers[k], err, errlen) < 0)
+            if (cfg->pools[i].servers[k].naddrs == 0 &&
+                resolve_server(cfg, src, &cfg->pools[i].servers[k], err, errlen) < 0)
                 return -1;
     return 0;
+}
+
+int gh_config_resolve(gh_config *cfg, char *err, size_t errlen)
+{
+    return gh_config_resolve_from(cfg, gh_conf_source_fs(), err, errlen);
 }
 
 const gh_cfg_pool *gh_config_pool(const gh_config *cfg, const char *name)

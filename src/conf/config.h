@@ -21,6 +21,7 @@
 
 #include "balance/balance.h" /* GH_LB_MAX_SERVERS per pool (backups included), GH_LB_MAX_WEIGHT */
 #include "conf/quickstart.h" /* gh_conf: the quick-start flags */
+#include "conf/source.h"     /* where a load reads its inputs */
 #include "conf/timeouts.h"   /* gh_cfg_timeouts */
 #include "net/addr.h"
 
@@ -30,6 +31,7 @@
 #define GH_CFG_MAX_FILE      (1u << 20) /* one config file, bytes */
 #define GH_CFG_INCLUDE_DEPTH 8          /* nested include levels */
 #define GH_CFG_MAX_CONNS     (1u << 24) /* max_connections N, all workers together */
+#define GH_CFG_MAX_PEM       (1u << 20) /* one certificate chain or key file, bytes */
 
 /* A NUL-terminated string in the config arena with its length. Empty: p = "", len = 0. */
 typedef struct gh_cstr {
@@ -216,6 +218,9 @@ struct gh_config {
  */
 gh_config *gh_config_load(const char *path, char *err, size_t errlen);
 
+/* gh_config_load reading every file through src (the filesystem, or a reload bundle: bundle.h). */
+gh_config *gh_config_load_from(const char *path, const gh_conf_source *src, char *err, size_t errlen);
+
 /* gh_config_load without the certificate readability check (tests, tools that only lint syntax). */
 gh_config *gh_config_parse(const char *path, char *err, size_t errlen);
 
@@ -231,6 +236,8 @@ int gh_config_check_files(const gh_config *cfg, char *err, size_t errlen);
  * Returns 0 or -1.
  */
 int gh_config_resolve(gh_config *cfg, char *err, size_t errlen);
+/* The same with src's resolver: a worker resolves from the master's answers (bundle.h), never by DNS. */
+int gh_config_resolve_from(gh_config *cfg, const gh_conf_source *src, char *err, size_t errlen);
 
 /*
  * The same structure from the quick-start flags (already parsed and checked by

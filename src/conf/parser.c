@@ -6,15 +6,12 @@
 #include "conf/parser.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "conf/directives.h"
 
@@ -46,51 +43,6 @@ int conf__fail(conf__parser *p, const char *file, int line, const char *fmt, ...
     return -1;
 }
 
-/*
- * Reads a whole regular file of at most GH_CFG_MAX_FILE bytes into a malloc'd
- * buffer. Returns 0, or an errno value (EFBIG: too large, EISDIR/EINVAL: not a
- * regular file).
- */
-static int read_file(const char *path, char **buf, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
-    struct stat st;
-    size_t got = 0;
-    char *b = NULL;
-
-    if (fd < 0)
-        return errno;
-    if (fstat(fd, &st) < 0)
-        e = errno;
-    else if (S_ISDIR(st.st_mode))
-        e = EISDIR;
-    else if (!S_ISREG(st.st_mode))
-        e = EINVAL;
-    else if ((uint64_t)st.st_size > GH_CFG_MAX_FILE)
-        e = EFBIG;
-    else if ((b = malloc((size_t)st.st_size + 1)) == NULL)
-        e = ENOMEM;
-    while (e == 0 && got < (size_t)st.st_size) {
-        ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            e = n < 0 ? errno : EIO; /* shrank while we read it */
-            break;
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    if (e != 0) {
-        free(b);
-        return e;
-    }
-    *buf = b;
-    *len = got;
-    return 0;
-}
-
 static const char *read_error(int e)
 {
     if (e == EFBIG)
@@ -100,13 +52,9 @@ static const char *read_error(int e)
     return strerror(e);
 }
 
-/* Is path already being read (an include cycle)? Also pushes its real path on the stack. */
-static int push_file(conf__parser *p, const char *path, int from_line)
+/* Is the file at `real` (its canonical path) already being read (an include cycle)? Else pushes it; takes real. */
+static int push_file(conf__parser *p, const char *path, char *real, int from_line)
 {
-    char *real = realpath(path, NULL);
-
-    if (real == NULL)
-        return conf__fail(p, NULL, from_line, "cannot open \"%s\": %s", path, strerror(errno));
     for (int i = 0; i < p->depth; i++) {
         if (strcmp(p->stack[i], real) == 0) {
             free(real);
@@ -136,32 +84,33 @@ static int parse_file(conf__parser *p, const char *path, conf__block *b, int fro
 {
     const char *saved_file = p->file;
     conf__lexer *saved_lx = p->lx, lx;
-    char *buf = NULL;
-    size_t len = 0;
+    gh_conf_file f = {0};
     int e, rc;
 
-    if (from_line == 0 && (e = read_file(path, &buf, &len)) != 0) {
-        snprintf(p->err, p->errlen, "%s: cannot read: %s", path, read_error(e));
-        return -1;
-    }
-    if (from_line > 0 && (e = read_file(path, &buf, &len)) != 0)
+    if ((e = p->src->read(p->src, path, GH_CFG_MAX_FILE, &f)) != 0) {
+        if (from_line == 0) {
+            snprintf(p->err, p->errlen, "%s: cannot read: %s", path, read_error(e));
+            return -1;
+        }
         return conf__fail(p, NULL, from_line, "cannot read \"%s\": %s", path, read_error(e));
-    if (push_file(p, path, from_line) < 0) {
-        free(buf);
+    }
+    if (push_file(p, path, f.real, from_line) < 0) {
+        free(f.data);
         return -1;
     }
+    f.real = NULL; /* the stack owns it now */
     p->file = conf__arena_strndup(p->a, path, strlen(path));
     if (p->file == NULL) {
         rc = conf__fail(p, saved_file, from_line, "out of memory");
     } else {
-        conf__lexer_init(&lx, p->file, buf, len, p->err, p->errlen);
+        conf__lexer_init(&lx, p->file, f.data, f.len, p->err, p->errlen);
         p->lx = &lx;
         rc = parse_block(p, b, 0);
         if (from_line == 0)
             p->main_lines = lx.line;
     }
     pop_file(p);
-    free(buf);
+    gh_conf_file_dispose(&f);
     p->file = saved_file;
     p->lx = saved_lx;
     return rc;
@@ -193,12 +142,6 @@ int conf__relative_path(conf__parser *p, const char *s, size_t len, gh_cstr *out
     return 0;
 }
 
-/* A directory that does not exist matches nothing; one we may not read is an error. */
-static int glob_error(const char *path, int e)
-{
-    return e != ENOENT && e != ENOTDIR;
-}
-
 /*
  * include GLOB: every matching file in sorted order (glob(3) sorts), parsed
  * in the current block as if its text stood here. A pattern without wildcards
@@ -217,20 +160,20 @@ int conf__include(conf__parser *p, const conf__directive *d)
     if (strpbrk(pattern.p, "*?[") == NULL)
         return parse_file(p, pattern.p, p->block, line);
     memset(&g, 0, sizeof(g));
-    rc = glob(pattern.p, 0, glob_error, &g);
+    rc = p->src->glob(p->src, pattern.p, &g);
     if (rc == GLOB_NOMATCH) {
-        globfree(&g);
+        p->src->globfree(p->src, &g);
         return 0;
     }
     if (rc != 0) {
-        globfree(&g);
+        p->src->globfree(p->src, &g);
         return conf__fail(p, NULL, line, "include \"%s\": %s", pattern.p,
                           rc == GLOB_NOSPACE ? "out of memory" : "cannot read the directory");
     }
     rc = 0;
     for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
         rc = parse_file(p, g.gl_pathv[i], p->block, line);
-    globfree(&g);
+    p->src->globfree(p->src, &g);
     return rc;
 }
 

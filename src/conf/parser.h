@@ -8,6 +8,7 @@
 #include "conf/arena.h"
 #include "conf/config.h"
 #include "conf/lexer.h"
+#include "conf/source.h"
 
 /* A route's `proxy POOL`, resolved once every pool is known (pools may follow the sites). */
 typedef struct conf__pool_ref {
@@ -27,6 +28,7 @@ struct conf__block;
 
 typedef struct conf__parser {
     gh_config *cfg;
+    const gh_conf_source *src; /* every file is read through it (the filesystem, or a reload bundle) */
     conf__arena *a;
     char *err;
     size_t errlen;

@@ -22,11 +22,12 @@ static gh_runtime *load_runtime(const gh_conf *conf, const gh_shared *shared, ch
     gh_config *cfg;
 
     if (conf->config_file != NULL)
-        return gh_runtime_load(conf->config_file, shared, conf->workers_given ? conf->workers : 0, err, errlen);
+        return gh_runtime_load(conf->config_file, gh_conf_source_fs(), shared, conf->workers_given ? conf->workers : 0,
+                               err, errlen);
     if ((cfg = gh_config_from_quickstart(conf, err, errlen)) == NULL)
         return NULL;
     cfg->workers = conf->workers;
-    return gh_runtime_new(cfg, shared, err, errlen); /* numeric addresses: nothing to resolve */
+    return gh_runtime_new(cfg, gh_conf_source_fs(), shared, err, errlen); /* numeric addresses: nothing to resolve */
 }
 
 int main(int argc, char **argv)

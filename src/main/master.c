@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/bundle.h"
 #include "core/log.h"
 #include "main/cli.h"
 #include "proxy/limit.h"
@@ -518,24 +519,32 @@ static void reset_moved_slots(struct master *m, const gh_config *next)
         }
 }
 
-static void send_reload(struct worker *w, const int *fds, size_t n)
+static void send_reload(struct worker *w, int bundle, const int *fds, const gh_config *cfg)
 {
-    char byte = 'R';
-    char cbuf[CMSG_SPACE(sizeof(int) * GH_MAX_LISTENERS)];
-    struct iovec iov = {&byte, 1};
+    gh_reload_msg rm;
+    char cbuf[CMSG_SPACE(sizeof(int) * (GH_MAX_LISTENERS + 1))];
+    struct iovec iov = {&rm, sizeof(rm)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    size_t n = cfg->nlisteners; /* <= GH_MAX_LISTENERS: gh_runtime_new checked it */
     struct cmsghdr *c;
 
-    if (n > 0) {
-        memset(cbuf, 0, sizeof(cbuf));
-        msg.msg_control = cbuf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-        c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    memset(&rm, 0, sizeof(rm));
+    rm.magic = GH_RELOAD_MAGIC;
+    rm.nlisteners = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(rm.listeners[i].addr, sizeof(rm.listeners[i].addr), "%s", cfg->listeners[i].addr.text);
+        rm.listeners[i].tls = (uint8_t)(cfg->listeners[i].tls != 0);
     }
+    memset(cbuf, 0, sizeof(cbuf));
+    msg.msg_control = cbuf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (n + 1));
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (n + 1));
+    memcpy(CMSG_DATA(c), &bundle, sizeof(int));
+    if (n > 0)
+        memcpy(CMSG_DATA(c) + sizeof(int), fds, sizeof(int) * n);
     if (sendmsg(w->ctl, &msg, MSG_NOSIGNAL) < 0)
         /* Nonblocking: a stuck worker must not stall the master; it keeps its configuration. */
         gh_log_error("worker %d: cannot send the reload (%s); it keeps the previous configuration", w->id,
@@ -552,30 +561,43 @@ static void reload(struct master *m)
 {
     char err[1024] = "";
     const gh_config *cfg;
-    gh_runtime *rt;
-    int *fds;
+    gh_runtime *rt = NULL;
+    gh_bundle *b;
+    int *fds = NULL, bfd = -1;
 
     if (m->config_path == NULL) {
         gh_log_warn("SIGHUP received: no configuration file (-c) to reload");
         return;
     }
     gh_log_info("SIGHUP received: reloading %s", m->config_path);
-    /* The number of workers changes with a restart, not a reload. */
-    if ((rt = gh_runtime_load(m->config_path, m->shared, m->cfg->workers, err, sizeof(err))) == NULL) {
-        gh_log_error("reload failed, keeping the running configuration: %s", err);
+    /*
+     * Everything the load reads and resolves is recorded: the workers load the
+     * same bytes and addresses from the bundle, without a file or DNS.
+     * The number of workers changes with a restart, not a reload.
+     */
+    if ((b = gh_bundle_recorder()) == NULL) {
+        gh_log_error("reload failed, keeping the running configuration: out of memory");
         return;
+    }
+    if ((rt = gh_runtime_load(m->config_path, gh_bundle_source(b), m->shared, m->cfg->workers, err, sizeof(err))) ==
+        NULL) {
+        gh_log_error("reload failed, keeping the running configuration: %s", err);
+        goto out;
     }
     cfg = gh_runtime_config(rt);
     if (check_access_log(cfg) < 0) {
         gh_log_error("reload failed, keeping the running configuration: cannot open the access log %s",
                      cfg->access_log);
-        gh_runtime_free(rt);
-        return;
+        goto out;
+    }
+    if ((bfd = gh_bundle_memfd(b)) < 0) {
+        gh_log_error("reload failed, keeping the running configuration: cannot pass it to the workers: %s",
+                     strerror(errno));
+        goto out;
     }
     if ((fds = bind_listeners(m, cfg)) == NULL) {
         gh_log_error("reload failed, keeping the running configuration");
-        gh_runtime_free(rt);
-        return;
+        goto out;
     }
     reset_moved_slots(m, cfg);
     gh_addr_shm_clear(m->shared->addrs); /* the new file was just resolved; the slots may have moved */
@@ -587,7 +609,7 @@ static void reload(struct master *m)
             w->reloading = 1;
             kill(w->pid, SIGTERM);
         } else if (w->ctl >= 0) {
-            send_reload(w, fds, cfg->nlisteners);
+            send_reload(w, bfd, fds, cfg);
         }
     }
     close_listeners(m);
@@ -596,9 +618,15 @@ static void reload(struct master *m)
     gh_runtime_free(m->rt);
     m->rt = rt;
     m->cfg = cfg;
-    gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s", m->config_path, cfg->nlisteners,
-                cfg->nlisteners == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
-                cfg->npools == 1 ? "" : "s");
+    rt = NULL;
+    gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s (%zu bytes to the workers)", m->config_path,
+                cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
+                cfg->npools == 1 ? "" : "s", gh_bundle_size(b));
+out:
+    if (bfd >= 0)
+        close(bfd);
+    gh_runtime_free(rt);
+    gh_bundle_free(b);
 }
 
 static void handle_signal(struct master *m, int sig, int64_t now)

@@ -2,6 +2,7 @@
  * runtime: TLS contexts and routers built from a config generation (see runtime.h).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,33 +12,58 @@
 #include "net/sock.h"
 #include "proxy/proxy.h"
 
-/* A TLS context with the certificates of site s; NULL with "FILE:LINE: reason" in err. */
-static gh_tls_ctx *site_context(const gh_cfg_site *s, char *err, size_t errlen)
+/*
+ * A TLS context with the certificates of site s, from the bytes `src` gives
+ * (the files, or a reload bundle: a worker opens nothing); NULL with
+ * "FILE:LINE: reason" in err.
+ */
+static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src, char *err, size_t errlen)
 {
-    const char *certs[8], *keys[8];
+    gh_conf_file files[16];
+    gh_tls_pem pems[8];
     char why[512];
-    gh_tls_ctx *c;
-    size_t bad = 0;
+    gh_tls_ctx *c = NULL;
+    size_t bad = 0, nfiles = 0;
 
     if (s->ncerts > 8) {
         snprintf(err, errlen, "%s:%d: at most 8 certificates per site", s->certs[8].where.file, s->certs[8].where.line);
         return NULL;
     }
-    for (size_t k = 0; k < s->ncerts; k++) {
-        certs[k] = s->certs[k].cert_file.p;
-        keys[k] = s->certs[k].key_file.p;
+    memset(files, 0, sizeof(files));
+    memset(pems, 0, sizeof(pems));
+    for (size_t k = 0; k < s->ncerts; k++, nfiles += 2) {
+        const gh_cfg_cert *ct = &s->certs[k];
+        const char *what = "certificate", *path = ct->cert_file.p;
+        int e = src->read(src, path, GH_CFG_MAX_PEM, &files[nfiles]);
+
+        if (e == 0) {
+            what = "key";
+            path = ct->key_file.p;
+            e = src->read(src, path, GH_CFG_MAX_PEM, &files[nfiles + 1]);
+        }
+        if (e != 0) {
+            snprintf(err, errlen, "%s:%d: cannot read %s \"%s\": %s", ct->where.file, ct->where.line, what, path,
+                     e == EFBIG ? "file too large (the limit is 1 MiB)" : strerror(e));
+            nfiles += 2;
+            goto out;
+        }
+        pems[k] = (gh_tls_pem){ct->cert_file.p,        ct->key_file.p,    files[nfiles].data,
+                               files[nfiles + 1].data, files[nfiles].len, files[nfiles + 1].len};
     }
-    if ((c = gh_tls_ctx_new_pairs(certs, keys, s->ncerts, &bad, why, sizeof(why))) == NULL)
+    if ((c = gh_tls_ctx_new_pem(pems, s->ncerts, &bad, why, sizeof(why))) == NULL)
         snprintf(err, errlen, "%s:%d: %s", s->certs[bad].where.file, s->certs[bad].where.line, why);
+out:
+    for (size_t i = 0; i < nfiles; i++)
+        gh_conf_file_dispose(&files[i]);
     return c;
 }
 
-static int load_site_tls(gh_runtime *rt, size_t i, char *err, size_t errlen)
+static int load_site_tls(gh_runtime *rt, size_t i, const gh_conf_source *src, char *err, size_t errlen)
 {
     const gh_cfg_site *s = &rt->cfg->sites[i];
     if (s->ncerts == 0)
         return 0;
-    return (rt->site_tls[i] = site_context(s, err, errlen)) == NULL ? -1 : 0;
+    return (rt->site_tls[i] = site_context(s, src, err, errlen)) == NULL ? -1 : 0;
 }
 
 /* SNI: the certificate of the site that the router picks for the name on this listener. */
@@ -73,7 +99,7 @@ static const gh_cfg_site *default_site(const gh_runtime *rt, const gh_router *ro
     return NULL;
 }
 
-static int build_listener(gh_runtime *rt, size_t i, char *err, size_t errlen)
+static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, char *err, size_t errlen)
 {
     proxy__listener *l = &rt->listeners[i];
     const gh_cfg_listener *lc = &rt->cfg->listeners[i];
@@ -94,7 +120,7 @@ static int build_listener(gh_runtime *rt, size_t i, char *err, size_t errlen)
         return -1;
     }
     /* A context of its own: the SNI hook (with this listener's router) is set on the context a session starts on. */
-    if ((l->tls = site_context(def, err, errlen)) == NULL)
+    if ((l->tls = site_context(def, src, err, errlen)) == NULL)
         return -1;
     if (gh_tls_ctx_set_sni(l->tls, select_by_name, l) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -254,7 +280,7 @@ int gh_runtime_probe(const gh_runtime *rt)
     return gh_health_run(rt->probes, rt->nprobes, rt->health, rt->nnames > 0 ? &tick : NULL);
 }
 
-gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, size_t errlen)
+gh_runtime *gh_runtime_new(gh_config *cfg, const gh_conf_source *src, const gh_shared *shared, char *err, size_t errlen)
 {
     gh_runtime *rt = calloc(1, sizeof(*rt));
 
@@ -278,10 +304,10 @@ gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, s
         goto fail;
     }
     for (size_t i = 0; i < cfg->nsites; i++)
-        if (load_site_tls(rt, i, err, errlen) < 0)
+        if (load_site_tls(rt, i, src, err, errlen) < 0)
             goto fail;
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (build_listener(rt, i, err, errlen) < 0)
+        if (build_listener(rt, i, src, err, errlen) < 0)
             goto fail;
     if (build_health(rt, err, errlen) < 0)
         goto fail;
@@ -314,19 +340,20 @@ void gh_runtime_free(gh_runtime *rt)
     free(rt);
 }
 
-gh_runtime *gh_runtime_load(const char *path, const gh_shared *shared, int workers, char *err, size_t errlen)
+gh_runtime *gh_runtime_load(const char *path, const gh_conf_source *src, const gh_shared *shared, int workers,
+                            char *err, size_t errlen)
 {
-    gh_config *cfg = gh_config_load(path, err, errlen);
+    gh_config *cfg = gh_config_load_from(path, src, err, errlen);
 
     if (cfg == NULL)
         return NULL;
-    if (gh_config_resolve(cfg, err, errlen) < 0) {
+    if (gh_config_resolve_from(cfg, src, err, errlen) < 0) {
         gh_config_free(cfg);
         return NULL;
     }
     if (workers > 0)
         cfg->workers = workers;
-    return gh_runtime_new(cfg, shared, err, errlen); /* frees cfg when it fails */
+    return gh_runtime_new(cfg, src, shared, err, errlen); /* frees cfg when it fails */
 }
 
 const gh_config *gh_runtime_config(const gh_runtime *rt)

@@ -30,20 +30,25 @@ int gh_shared_init(gh_shared *s);
 void gh_shared_dispose(gh_shared *s);
 
 /*
- * Takes ownership of cfg (freed with the runtime, or on failure). `health` is
+ * Takes ownership of cfg (freed with the runtime, or on failure); the
+ * certificates and keys are read through src. `health` is
  * the shared health state, made once by the master and kept across reloads;
  * the runtime gives each server a slot in it, in config order (the same file
  * gives the same slots in every process). NULL with "FILE:LINE: reason" in err.
  */
-gh_runtime *gh_runtime_new(gh_config *cfg, const gh_shared *shared, char *err, size_t errlen);
+gh_runtime *gh_runtime_new(gh_config *cfg, const gh_conf_source *src, const gh_shared *shared, char *err,
+                           size_t errlen);
 void gh_runtime_free(gh_runtime *rt);
 
 /*
- * Reads the file at path, resolves its server names and builds the runtime:
- * what the master does at start and at a reload, and each worker at a reload.
- * workers > 0 replaces the file's `workers`. NULL with "FILE:LINE: reason" in err.
+ * Reads the file at path, resolves its server names and builds the runtime,
+ * every input read through src: the master at start (the filesystem) and at
+ * a reload (recording a bundle), each worker at a reload (from that bundle:
+ * no file, no DNS). workers > 0 replaces the file's `workers`. NULL with
+ * "FILE:LINE: reason" in err.
  */
-gh_runtime *gh_runtime_load(const char *path, const gh_shared *shared, int workers, char *err, size_t errlen);
+gh_runtime *gh_runtime_load(const char *path, const gh_conf_source *src, const gh_shared *shared, int workers,
+                            char *err, size_t errlen);
 const gh_config *gh_runtime_config(const gh_runtime *rt);
 
 /* Runs the active health checks of every pool until SIGTERM (in a child of the master); returns its exit status. */

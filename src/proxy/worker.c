@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conf/bundle.h"
 #include "core/common.h"
 #include "core/log.h"
 #include "net/sock.h"
@@ -254,15 +255,21 @@ void proxy__gen_unref(proxy__gen *g)
     free(g);
 }
 
+/* A listener's identity across generations: its address and whether it speaks TLS. */
+static int same_listener(const char *addr, int tls, const gh_cfg_listener *l)
+{
+    return strcmp(l->addr.text, addr) == 0 && !tls == !l->tls;
+}
+
 int proxy__client_regen(proxy__client *c)
 {
     proxy__worker *w = c->w;
     const gh_runtime *rt = w->gen->rt;
-    const char *addr = c->listener->cfg->addr.text;
+    const gh_cfg_listener *mine = c->listener->cfg;
 
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const proxy__listener *l = &rt->listeners[i];
-        if (strcmp(l->cfg->addr.text, addr) == 0 && (l->tls != NULL) == (c->tls != NULL)) {
+        if (same_listener(mine->addr.text, mine->tls, l->cfg)) {
             proxy__gen_unref(c->gen);
             c->gen = w->gen;
             c->gen->refs++;
@@ -303,37 +310,81 @@ static int set_acceptors(proxy__worker *w, const int *fds)
 }
 
 /*
- * SIGHUP, as the master passes it on once the new file proved valid: the
- * worker loads the same file into a new generation and takes the listening
- * sockets the master sends (the same sockets for addresses that stay, so no
- * connection waiting in a queue is lost). Connections in flight keep theirs.
+ * Orders the sockets of a reload message by the listeners of rt: out[i] is the
+ * socket tagged with listener i's identity. Every listener must have one;
+ * sockets no listener takes are closed. Returns 0, or -1 (all closed).
  */
-static void reload(proxy__worker *w, int *fds, size_t nfds)
+static int match_listeners(const gh_runtime *rt, const gh_reload_msg *m, int *fds, int *out)
+{
+    size_t n = m->nlisteners;
+    int rc = rt->nlisteners == n ? 0 : -1;
+
+    for (size_t i = 0; i < rt->nlisteners; i++)
+        out[i] = -1;
+    for (size_t i = 0; rc == 0 && i < rt->nlisteners; i++) {
+        for (size_t k = 0; k < n && out[i] < 0; k++)
+            if (fds[k] >= 0 && same_listener(m->listeners[k].addr, m->listeners[k].tls, rt->listeners[i].cfg)) {
+                out[i] = fds[k];
+                fds[k] = -1;
+            }
+        if (out[i] < 0)
+            rc = -1;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (fds[k] >= 0)
+            close(fds[k]);
+    if (rc < 0)
+        for (size_t i = 0; i < rt->nlisteners; i++)
+            if (out[i] >= 0)
+                close(out[i]);
+    return rc;
+}
+
+/*
+ * A reload, as the master sends it once the new file proved valid: the worker
+ * builds the new generation from the bundle, the bytes and addresses the
+ * master read (no file is opened, no name resolved: the loop must not wait on
+ * a disk or a resolver), and takes the listening sockets by identity (the
+ * same sockets for addresses that stay, so no connection waiting in a queue is
+ * lost). Connections in flight keep their generation.
+ */
+static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int *fds)
 {
     const char *path = w->gen->rt->cfg->path;
     char err[1024] = "";
     proxy__gen *g = NULL, *old = w->gen;
     gh_shared shared = {old->rt->health, old->rt->addrs};
-    gh_runtime *rt = gh_runtime_load(path, &shared, 0, err, sizeof(err));
+    gh_bundle *b = gh_bundle_from_memfd(bundle_fd, err, sizeof(err));
+    gh_runtime *rt = NULL;
+    int ordered[GH_MAX_LISTENERS];
 
-    if (rt != NULL && rt->nlisteners != nfds) {
-        snprintf(err, sizeof(err), "%s changed while reloading", path);
+    close(bundle_fd);
+    if (b != NULL)
+        rt = gh_runtime_load(path, gh_bundle_source(b), &shared, 0, err, sizeof(err));
+    gh_bundle_free(b);
+    if (rt != NULL && match_listeners(rt, m, fds, ordered) < 0) {
+        snprintf(err, sizeof(err), "the listening sockets do not match the listeners of %s", path);
         gh_runtime_free(rt);
-        rt = NULL;
+        gh_log_error("worker %d: reload failed, keeping the running configuration: %s", w->id, err);
+        return;
     }
     if (rt == NULL || (g = gen_new(w, rt)) == NULL) {
         gh_log_error("worker %d: reload failed, keeping the running configuration: %s", w->id,
                      err[0] ? err : "out of memory");
-        if (rt != NULL && g == NULL)
+        if (rt != NULL && g == NULL) {
+            for (size_t i = 0; i < rt->nlisteners; i++)
+                close(ordered[i]);
             gh_runtime_free(rt);
-        for (size_t i = 0; i < nfds; i++)
-            close(fds[i]);
+        } else {
+            for (size_t k = 0; k < m->nlisteners; k++)
+                close(fds[k]);
+        }
         return;
     }
     w->gen = g;
     w->t = &rt->cfg->timeouts;
     set_limit(w);
-    if (set_acceptors(w, fds) < 0)
+    if (set_acceptors(w, ordered) < 0)
         gh_log_error("worker %d: cannot listen on the new sockets: %s", w->id, strerror(errno));
     proxy__pools_close_idle(old); /* pooled connections of the old generation will not be used again */
     proxy__access_reopen(w);
@@ -341,17 +392,24 @@ static void reload(proxy__worker *w, int *fds, size_t nfds)
     gh_log_info("worker %d: reloaded %s", w->id, rt->cfg->path); /* `path` went with the old generation */
 }
 
-/* The master's control socket: one message per reload, the listening sockets attached (SCM_RIGHTS). */
+static void close_all(const int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* The master's control socket: one gh_reload_msg per reload, the bundle and the listening sockets attached. */
 static void on_ctl(gh_io *io, unsigned events)
 {
     proxy__worker *w = (proxy__worker *)((char *)io - offsetof(proxy__worker, ctl_io));
-    char byte, cbuf[CMSG_SPACE(sizeof(int) * GH_MAX_LISTENERS)];
-    struct iovec iov = {&byte, 1};
+    static gh_reload_msg rm; /* 4 KiB: not on the stack of every event */
+    char cbuf[CMSG_SPACE(sizeof(int) * (GH_MAX_LISTENERS + 1))];
+    struct iovec iov = {&rm, sizeof(rm)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 
     for (;;) {
         ssize_t n = recvmsg(io->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        int fds[GH_MAX_LISTENERS];
+        int fds[GH_MAX_LISTENERS + 1];
         size_t nfds = 0;
 
         if (n <= 0) {
@@ -363,15 +421,25 @@ static void on_ctl(gh_io *io, unsigned events)
             return;
         }
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && nfds == 0) {
                 nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                if (nfds > GH_ARRAY_LEN(fds))
+                    nfds = GH_ARRAY_LEN(fds); /* cannot happen: cbuf holds no more */
                 memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
             }
-        if (byte == 'R' && !w->draining)
-            reload(w, fds, nfds);
-        else
-            for (size_t i = 0; i < nfds; i++)
-                close(fds[i]);
+        /* From the master, but checked all the same: a malformed message changes nothing. */
+        if ((size_t)n != sizeof(rm) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || rm.magic != GH_RELOAD_MAGIC ||
+            rm.nlisteners > GH_MAX_LISTENERS || nfds != rm.nlisteners + 1) {
+            gh_log_error("worker %d: malformed reload message from the master (%zd bytes, %zu descriptors); ignored",
+                         w->id, n, nfds);
+            close_all(fds, nfds);
+        } else if (w->draining) {
+            close_all(fds, nfds);
+        } else {
+            for (size_t i = 0; i < rm.nlisteners; i++)
+                rm.listeners[i].addr[sizeof(rm.listeners[i].addr) - 1] = '\0';
+            reload(w, fds[0], &rm, fds + 1);
+        }
         msg.msg_controllen = sizeof(cbuf);
     }
 }

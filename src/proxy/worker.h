@@ -5,14 +5,35 @@
 #ifndef GH_PROXY_WORKER_H
 #define GH_PROXY_WORKER_H
 
+#include <stdint.h>
+
 #include "proxy/runtime.h"
+
+/*
+ * A reload, master to worker, in one SOCK_SEQPACKET message: this struct as
+ * the data, and as SCM_RIGHTS the sealed bundle memfd (conf/bundle.h) first,
+ * then one listening socket per listener of the new file, in the order of
+ * `listeners`. Each socket is tagged with its listener's identity (address
+ * text and TLS flag): the worker matches its new listeners to the sockets by
+ * identity, never by position or count.
+ */
+#define GH_RELOAD_MAGIC 0x47485231u /* "GHR1" */
+typedef struct gh_reload_listener {
+    char addr[64]; /* gh_addr.text, NUL-terminated */
+    uint8_t tls;
+} gh_reload_listener;
+
+typedef struct gh_reload_msg {
+    uint32_t magic;
+    uint32_t nlisteners; /* <= GH_MAX_LISTENERS; SCM_RIGHTS carries 1 + nlisteners fds */
+    gh_reload_listener listeners[GH_MAX_LISTENERS];
+} gh_reload_msg;
 
 /*
  * Runs a worker until it is told to stop; returns the process exit status.
  * listen_fds[i] is the bound socket of the runtime's listener i; the worker
  * owns its copy of rt (a fork's) and of the sockets. ctl_fd is the worker's end
- * of a SOCK_SEQPACKET pair: on a reload the master sends 'R' with the new
- * listening sockets attached (SCM_RIGHTS), one per listener of the new file.
+ * of a SOCK_SEQPACKET pair on which the master sends reloads (gh_reload_msg).
  * Called in the child right after fork(), with SIGTERM, SIGINT, SIGQUIT and
  * SIGHUP blocked (the worker reads them through a signalfd):
  *   SIGTERM           stop accepting, finish in-flight requests, close idle

@@ -3,6 +3,7 @@
 #include "core/common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -141,17 +143,6 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_
     return 0; /* unknown or expired key: full handshake */
 }
 
-static int check_readable(const char *what, const char *file, char *err, size_t errlen)
-{
-    FILE *f = fopen(file, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read %s %s: %s", what, file, strerror(errno));
-        return -1;
-    }
-    fclose(f);
-    return 0;
-}
-
 static int apply_policy(SSL_CTX *ctx)
 {
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) || !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
@@ -182,40 +173,112 @@ static int key_type_name(EVP_PKEY *pk, const char **name)
     return id;
 }
 
-/* Loads one cert/key pair into its key type's slot of ctx; a second pair of the same type is an error. */
-static int load_pair(SSL_CTX *ctx, const char *cert_file, const char *key_file, int *types, size_t ntypes, char *err,
-                     size_t errlen)
+/* A second certificate of the same key type for the same names is an error: one would silently shadow the other. */
+static int check_type(SSL_CTX *ctx, const char *cert_name, int *types, size_t ntypes, char *err, size_t errlen)
 {
     const char *tname;
-    int type;
+    int type = key_type_name(X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)), &tname);
 
-    if (check_readable("certificate", cert_file, err, errlen) < 0 || check_readable("key", key_file, err, errlen) < 0)
-        return -1;
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        openssl_reason(err, errlen, "bad certificate file", cert_file);
-        return -1;
-    }
-    type = key_type_name(X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)), &tname);
     for (size_t i = 0; i < ntypes; i++)
         if (types[i] == type) {
-            snprintf(err, errlen, "certificate %s: a second %s certificate for the same names", cert_file, tname);
+            snprintf(err, errlen, "certificate %s: a second %s certificate for the same names", cert_name, tname);
             return -1;
         }
     types[ntypes] = type;
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-        openssl_reason(err, errlen, "bad key file", key_file);
-        return -1;
-    }
+    return 0;
+}
+
+static int check_key(SSL_CTX *ctx, const char *cert_name, const char *key_name, char *err, size_t errlen)
+{
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "key %s does not match certificate %s", key_file, cert_file);
+        snprintf(err, errlen, "key %s does not match certificate %s", key_name, cert_name);
         ERR_clear_error();
         return -1;
     }
     return 0;
 }
 
-gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, size_t *failed, char *err,
-                                 size_t errlen)
+/*
+ * No passphrase prompt: a worker loading a reload must never wait on a
+ * terminal. An encrypted key is refused as a bad key.
+ */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+/* The end of a PEM stream reads as "no start line": expected after the last certificate of a chain. */
+static int pem_at_end(void)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+        ERR_clear_error();
+        return 1;
+    }
+    return 0;
+}
+
+/* What SSL_CTX_use_certificate_chain_file does, from memory: the leaf, then its chain in this key type's slot. */
+static int use_chain_pem(SSL_CTX *ctx, const gh_tls_pem *p)
+{
+    BIO *bio = BIO_new_mem_buf(p->cert, (int)p->cert_len);
+    X509 *x = bio != NULL ? PEM_read_bio_X509_AUX(bio, NULL, no_passphrase, NULL) : NULL;
+    int ok = x != NULL && SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+
+    X509_free(x);
+    while (ok) {
+        X509 *ca = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
+
+        if (ca == NULL) {
+            ok = pem_at_end();
+            break;
+        }
+        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+            X509_free(ca);
+            ok = 0;
+        }
+    }
+    BIO_free(bio);
+    return ok ? 0 : -1;
+}
+
+static int use_key_pem(SSL_CTX *ctx, const gh_tls_pem *p)
+{
+    BIO *bio = BIO_new_mem_buf(p->key, (int)p->key_len);
+    EVP_PKEY *k = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    int ok = k != NULL && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+
+    EVP_PKEY_free(k);
+    BIO_free(bio);
+    return ok ? 0 : -1;
+}
+
+/* Loads one cert/key pair into its key type's slot of ctx; a second pair of the same type is an error. */
+static int load_pair(SSL_CTX *ctx, const gh_tls_pem *p, int *types, size_t ntypes, char *err, size_t errlen)
+{
+    if (p->cert_len > INT_MAX || p->key_len > INT_MAX) {
+        snprintf(err, errlen, "certificate %s: file too large", p->cert_name);
+        return -1;
+    }
+    if (use_chain_pem(ctx, p) < 0) {
+        openssl_reason(err, errlen, "bad certificate file", p->cert_name);
+        return -1;
+    }
+    if (check_type(ctx, p->cert_name, types, ntypes, err, errlen) < 0)
+        return -1;
+    if (use_key_pem(ctx, p) < 0) {
+        openssl_reason(err, errlen, "bad key file", p->key_name);
+        return -1;
+    }
+    return check_key(ctx, p->cert_name, p->key_name, err, errlen);
+}
+
+gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed, char *err, size_t errlen)
 {
     gh_tls_ctx *c = NULL;
     SSL_CTX *ctx = NULL;
@@ -238,7 +301,7 @@ gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *ke
         goto fail;
     }
     for (size_t i = 0; i < n; i++)
-        if (load_pair(ctx, certs[i], keys[i], types, i, err, errlen) < 0) {
+        if (load_pair(ctx, &pairs[i], types, i, err, errlen) < 0) {
             if (failed != NULL)
                 *failed = i;
             goto fail;

@@ -22,16 +22,25 @@ typedef struct gh_tls gh_tls;         /* one TLS session, owned by its connectio
 #define GH_TLS_WANT_WRITE (-3)
 #define GH_TLS_ERROR      (-1)
 
+/* A certificate chain and its key as PEM bytes (not NUL-terminated); the names are for errors only. */
+typedef struct gh_tls_pem {
+    const char *cert_name, *key_name;
+    const void *cert, *key;
+    size_t cert_len, key_len;
+} gh_tls_pem;
+
 /*
  * Builds a server context with gatehouse's policy and ALPN "http/1.1" for the
- * names of one site: up to 8 certificate chains and keys (PEM) of different key
- * types (ECDSA and RSA side by side; the client's signature algorithms choose).
- * Returns NULL with a one-line reason in err (unreadable file, not a
- * certificate, key does not match...) and, if failed is not NULL, the index of
- * the pair at fault in *failed.
+ * names of one site: up to 8 certificate chains and keys of different key
+ * types (ECDSA and RSA side by side; the client's signature algorithms choose),
+ * from PEM bytes in memory: the master reads the files once and every worker
+ * builds its contexts from the same bytes, opening nothing (DESIGN.md, Reload).
+ * Returns NULL with a one-line reason in err (not a certificate, key does not
+ * match...; files named by cert_name/key_name) and, if failed is not NULL, the
+ * index of the pair at fault in *failed. An encrypted key is refused: nothing
+ * may wait for a passphrase.
  */
-gh_tls_ctx *gh_tls_ctx_new_pairs(const char *const *certs, const char *const *keys, size_t n, size_t *failed, char *err,
-                                 size_t errlen);
+gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed, char *err, size_t errlen);
 
 /*
  * Makes `def` the context of a listener whose sessions pick their certificate

@@ -906,3 +906,86 @@ def _(ctx):
     if not SLOW:
         check(a - b < limit_kib, "gatehouse RSS grew by %d KiB across %d reloads (limit %d KiB): %s"
               % (a - b, n, limit_kib, per))
+
+
+# ---------------------------------------------------------------- 8. what a worker does at a reload
+
+NAMED = """\
+workers %(workers)d
+log_level info
+listen 127.0.0.1:%(port)d tls
+include %(incdir)s/*.conf
+site default {
+    cert %(cert)s %(key)s
+    route / { proxy named }
+    route /gen { respond 200 %(gen)s }
+}
+"""
+
+
+def named_setup(ctx, b1):
+    """A file whose pool lives in an include (a glob) and names its server `localhost` (resolved through
+    /etc/hosts), with a certificate of the test's own: every kind of input a reload reads."""
+    incdir = os.path.join(ctx.dir, "conf.d")
+    os.makedirs(incdir, exist_ok=True)
+    with open(os.path.join(incdir, "pool.conf"), "w") as f:
+        f.write("pool named {\n    server localhost:%d\n}\n" % b1.port)
+    make_cert(ctx.dir, "named", "reload-named.test")
+    cert, key = os.path.join(ctx.dir, "named.pem"), os.path.join(ctx.dir, "named.key")
+
+    def text(port, gen):
+        return NAMED % dict(workers=NWORKERS, port=port, incdir=incdir, cert=cert, key=key, gen=gen)
+    return text, [os.path.join(incdir, "pool.conf"), cert, key]
+
+
+class Strace:
+    """strace attached to some processes only (the workers), syscalls to a file; stopped by its PID."""
+
+    def __init__(self, ctx, pids, trace="openat,open,connect,sendto"):
+        self.out = os.path.join(ctx.dir, "strace-%d.out" % len(ctx.others))
+        self.err = open(self.out + ".stderr", "wb")
+        argv = ["strace", "-f", "-e", "trace=" + trace, "-o", self.out]
+        for p in pids:
+            argv += ["-p", str(p)]
+        self.p = ctx.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err)
+        ok = wait_until(lambda: self.attached() >= len(pids), 10 * T)
+        check(ok, "strace attached to %d of %s" % (self.attached(), pids))
+
+    def attached(self):
+        with open(self.out + ".stderr", "rb") as f:
+            return f.read().count(b"attached")
+
+    def stop(self):
+        self.p.send_signal(signal.SIGINT)
+        self.p.wait(10 * T)
+        self.err.close()
+        with open(self.out, errors="replace") as f:
+            return f.read().splitlines()
+
+
+@test("reload_worker_reads_no_file_and_resolves_nothing")
+def _(ctx):
+    b1, b2 = ctx.backend("b1"), ctx.backend("b2")
+    text, inputs = named_setup(ctx, b1)
+    gh = start(ctx, lambda port: text(port, "gen-1"))
+    eq(new_id(gh.port), "b1", "GET /id through the server given by name")
+    probes = Probes(gh)
+    workers = serving_workers(gh)
+    st = Strace(ctx, workers)
+    try:
+        write_conf(gh, text(gh.port, "gen-2"))
+        hup(gh)
+        probes.wait("gen-2")
+        eq(new_id(gh.port), "b1", "GET /id through the server given by name after the reload")
+    finally:
+        lines = st.stop()
+    files = [gh.conf_path, os.path.dirname(inputs[0])] + inputs + ["/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf"]
+    bad = [ln for ln in lines if re.search(r"\bopen(at)?\(", ln) and any('"%s"' % f in ln for f in files)]
+    bad += [ln for ln in lines if re.search(r"\b(connect|sendto)\(", ln)
+            and (re.search(r"htons\(53\)", ln) or "nscd" in ln)]
+    check(not bad, "the workers %s read the configuration or resolved names at the reload: %d call(s): %s"
+          % (workers, len(bad), " | ".join(bad[:6])))
+    eq(serving_workers(gh), workers, "worker PIDs")
+    check_clean(gh)
+    probes.close()
+    ctx.info = "%d system calls traced in the workers across the reload, none on the inputs" % len(lines)
