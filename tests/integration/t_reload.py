@@ -989,3 +989,188 @@ def _(ctx):
     check_clean(gh)
     probes.close()
     ctx.info = "%d system calls traced in the workers across the reload, none on the inputs" % len(lines)
+
+
+# ---------------------------------------------------------------- 9. listeners matched by identity
+
+IDENT = """\
+workers %(workers)d
+log_level info
+%(listens)s
+pool pa {
+    server 127.0.0.1:%(b1)d
+}
+site default {
+    cert %(cert)s %(key)s
+    route / { proxy pa }
+    route /gen { respond 200 %(gen)s }
+}
+"""
+
+
+def plain_conn(port):
+    """A plain HTTP keep-alive connection in a harness Conn (no TLS)."""
+    c = Conn.__new__(Conn)
+    c.timeout = 5 * T
+    c.s = socket.create_connection(("127.0.0.1", port), timeout=c.timeout)
+    c.port = port
+    c.buf = bytearray()
+    c.eof = False
+    c.reset = False
+    return c
+
+
+class InFlight:
+    """A slow exchange (/slowbody) started on one listener, finishing in a thread."""
+
+    def __init__(self, b, port, tls, ms=1500):
+        self.c = Conn(port, timeout=10 * T) if tls else plain_conn(port)
+        self.res = None
+        before = len([e for e in b.requests() if e["target"].startswith("/slowbody")])
+        self.t = threading.Thread(target=self.run, args=(ms,), daemon=True)
+        self.t.start()
+        check(wait_until(lambda: len([e for e in b.requests() if e["target"].startswith("/slowbody")]) > before,
+                         5 * T), "the slow request on port %d did not reach the backend" % port)
+
+    def run(self, ms):
+        try:
+            self.res = self.c.request("GET", "/slowbody?ms=%d" % ms)
+        except Exception as e:  # noqa: BLE001
+            self.res = e
+
+    def result(self):
+        self.t.join(10 * T)
+        r = self.res
+        return (r.status, r.body) if hasattr(r, "status") else repr(r)
+
+
+def serves(port, tls):
+    if tls:
+        try:
+            return get(port, "/id").body
+        except (Fail, OSError, ssl.SSLError) as e:
+            return "error %s" % e
+    r = plain_get(port)
+    return r[1] if isinstance(r, tuple) else r
+
+
+@test("reload_listeners_matched_by_identity")
+def _(ctx):
+    b1 = ctx.backend("b1")
+    certs = ctx.session.certs()
+
+    def text(ports, order, gen):
+        # order: [(index into ports, tls)], written in that order
+        listens = "\n".join("listen 127.0.0.1:%d%s" % (ports[i], " tls" if tls else "") for i, tls in order)
+        return IDENT % dict(workers=NWORKERS, listens=listens, b1=b1.port, gen=gen, cert=certs["ec_cert"],
+                            key=certs["ec_key"])
+
+    first = [(0, True), (1, False), (2, False)]
+    gh = ctx.gatehouse_config(lambda ports: text(ports, first, "gen-1"), nports=4)
+    gh.allow_worker_change = True  # the prober is restarted by reloads; worker PIDs are checked below
+    ports = gh.ports
+    workers = serving_workers(gh)
+    probes = Probes(gh)
+    for i, tls in first:
+        eq(serves(ports[i], tls), b"b1", "listener %d before the reload" % ports[i])
+
+    # 1. The same set in another order: every listener keeps serving, every exchange in flight finishes.
+    flights = {i: InFlight(b1, ports[i], tls) for i, tls in first}
+    kept = {i: (Conn(ports[i]) if tls else plain_conn(ports[i])) for i, tls in first}
+    for i, c in kept.items():
+        eq(c.request("GET", "/id").body, b"b1", "keep-alive connection on %d before the reload" % ports[i])
+    write_conf(gh, text(ports, [(2, False), (0, True), (1, False)], "gen-2"))
+    hup(gh)
+    probes.wait("gen-2")
+    for i, tls in first:
+        eq(serves(ports[i], tls), b"b1", "listener %d (%s) after the reordering reload" % (ports[i], "tls" if tls else "plain"))
+        eq(flights[i].result(), (200, b"slow body\n"), "the exchange in flight on %d across the reordering" % ports[i])
+        eq(kept[i].request("GET", "/id").body, b"b1", "keep-alive connection on %d after the reordering" % ports[i])
+
+    # 2. One removed (port 1), one added (port 3), in the same reload; in flight on the others survive.
+    flights = {i: InFlight(b1, ports[i], tls) for i, tls in [(0, True), (2, False)]}
+    write_conf(gh, text(ports, [(3, False), (2, False), (0, True)], "gen-3"))
+    hup(gh)
+    probes.wait("gen-3")
+    check(wait_until(lambda: plain_get(ports[1]) == "refused", 3 * T),
+          "the removed listener %d still accepts: %r" % (ports[1], plain_get(ports[1])))
+    check(wait_until(lambda: serves(ports[3], False) == b"b1", 3 * T),
+          "the added listener %d: %r" % (ports[3], serves(ports[3], False)))
+    for i, tls in [(0, True), (2, False), (3, False)]:
+        for k in range(4):
+            eq(serves(ports[i], tls), b"b1", "request %d on listener %d after the add/remove reload" % (k + 1, ports[i]))
+    for i in (0, 2):
+        eq(flights[i].result(), (200, b"slow body\n"), "the exchange in flight on %d across the add/remove" % ports[i])
+        eq(kept[i].request("GET", "/id").body, b"b1", "keep-alive connection on %d after the add/remove" % ports[i])
+    # A TLS listener is TLS still: a plain request to it gets no HTTP answer, a handshake works.
+    check(not isinstance(plain_get(ports[0]), tuple), "the TLS listener answered plain HTTP after the reloads")
+    eq(serving_workers(gh), workers, "worker PIDs")
+    check_clean(gh)
+    for c in kept.values():
+        c.close()
+    probes.close()
+    ctx.info = "4 ports: reordered, then one removed and one added; in-flight exchanges intact"
+
+
+@test("reload_worker_loads_what_the_master_validated")
+def _(ctx):
+    """The file changes between the master's check and the workers' load (the workers are stopped until it
+    has): the workers must apply what the master validated, with each socket on its own listener, never the
+    newer text with the sockets matched by position."""
+    b1 = ctx.backend("b1")
+    certs = ctx.session.certs()
+
+    def text(ports, order, gen):
+        listens = "\n".join("listen 127.0.0.1:%d%s" % (ports[i], " tls" if tls else "") for i, tls in order)
+        return IDENT % dict(workers=NWORKERS, listens=listens, b1=b1.port, gen=gen, cert=certs["ec_cert"],
+                            key=certs["ec_key"])
+
+    gh = ctx.gatehouse_config(lambda ports: text(ports, [(0, True), (1, False)], "gen-1"), nports=2)
+    gh.allow_worker_change = True
+    p_tls, p_plain = gh.ports
+    workers = serving_workers(gh)
+    before = gh.stderr()
+    for w in workers:
+        os.kill(w, signal.SIGSTOP)
+    try:
+        write_conf(gh, text(gh.ports, [(0, True), (1, False)], "gen-2"))
+        hup(gh)
+        check(wait_until(lambda: re.search(r"\[info\] \d+ reloaded ", gh.stderr()[len(before):]), 5 * T),
+              "the master did not log its reload: %r" % gh.stderr()[len(before):][-400:])
+        # Same number of listeners, other order, other TLS flags, other routes: a different valid file.
+        write_conf(gh, text(gh.ports, [(0, False), (1, True)], "gen-3"))
+    finally:
+        for w in workers:
+            os.kill(w, signal.SIGCONT)
+    check(wait_until(lambda: len(re.findall(r"worker \d+: reload", gh.stderr()[len(before):])) >= len(workers), 5 * T),
+          "the workers did not log their reload: %r" % gh.stderr()[len(before):][-600:])
+    for k in range(8):
+        r = get(p_tls, "/gen")
+        eq((r.status, r.body), (200, b"gen-2"), "GET /gen over TLS on %d, request %d" % (p_tls, k + 1))
+        eq(plain_get(p_plain, "/gen"), (200, b"gen-2"), "plain GET /gen on %d, request %d" % (p_plain, k + 1))
+    eq(serving_workers(gh), workers, "worker PIDs")
+    check_clean(gh)
+    ctx.info = "the workers applied the validated file, with each socket on its listener"
+
+
+@test("reload_server_given_by_name_resolved_by_the_master")
+def _(ctx):
+    """A name the workers never saw before the reload (localhost, another port): the master resolves it and
+    the workers connect to what it found."""
+    b1, b2 = ctx.backend("b1"), ctx.backend("b2")
+    text, _ = named_setup(ctx, b1)
+    gh = start(ctx, lambda port: text(port, "gen-1"))
+    probes = Probes(gh)
+    kept = Conn(gh.port)
+    eq(kept.request("GET", "/id").body, b"b1", "through localhost:%d before the reload" % b1.port)
+    with open(os.path.join(ctx.dir, "conf.d", "pool.conf"), "w") as f:
+        f.write("pool named {\n    server localhost:%d\n}\n" % b2.port)
+    write_conf(gh, text(gh.port, "gen-2"))
+    hup(gh)
+    probes.wait("gen-2")
+    for i in range(6):
+        eq(new_id(gh.port), "b2", "request %d through localhost:%d after the reload" % (i + 1, b2.port))
+    eq(kept.request("GET", "/id").body, b"b2", "the keep-alive connection after the reload")
+    check_clean(gh)
+    kept.close()
+    probes.close()

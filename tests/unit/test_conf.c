@@ -1,4 +1,5 @@
 /* The config file: units, lexer, directives, every error class with its FILE:LINE, includes, the example. */
+#include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conf/bundle.h"
 #include "conf/config.h"
 #include "conf/units.h"
 #include "core/log.h"
@@ -622,6 +624,121 @@ static void resolve(void)
     gh_config_free(c);
 }
 
+/* Loads dir/b/main.conf through src and resolves it; NULL with err set. */
+static gh_config *load_through(const gh_conf_source *src)
+{
+    char path[256];
+    gh_config *c;
+
+    snprintf(path, sizeof(path), "%s/b/main.conf", dir);
+    c = gh_config_load_from(path, src, err, sizeof(err));
+    if (c != NULL && gh_config_resolve_from(c, src, err, sizeof(err)) < 0) {
+        gh_config_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static void bundle(void)
+{
+    char path[256], sub[256];
+    gh_bundle *rec, *got;
+    gh_config *c;
+    gh_conf_file f = {0};
+    struct addrinfo *res = NULL;
+    const char *data;
+    size_t len, rejected = 0;
+    int fd;
+
+    unit_case("bundle: a load recorded in the master is the same load in a worker, with the disk changed");
+    snprintf(sub, sizeof(sub), "%s/b", dir);
+    mkdir(sub, 0700);
+    snprintf(sub, sizeof(sub), "%s/b/conf.d", dir);
+    mkdir(sub, 0700);
+    write_file("b/main.conf", "listen 127.0.0.1:1 tls\ninclude conf.d/*.conf\n"
+                              "site default {\n cert c.pem c.key\n route / { proxy p }\n}\n");
+    write_file("b/conf.d/pool.conf", "pool p {\n server localhost:8080\n server 127.0.0.2:1\n}\n");
+    write_file("b/c.pem", "PEM");
+    write_file("b/c.key", "KEY");
+    rec = gh_bundle_recorder();
+    CHECK(rec != NULL);
+    if (rec == NULL)
+        return;
+    c = load_through(gh_bundle_source(rec));
+    CHECK(c != NULL);
+    gh_config_free(c);
+    fd = gh_bundle_memfd(rec);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "x", 1) < 0 && errno == EPERM); /* sealed: no process may change it under a worker */
+    /* Everything on disk changes or goes: the worker must not notice. */
+    write_file("b/main.conf", "bogus\n");
+    snprintf(path, sizeof(path), "%s/b/conf.d/pool.conf", dir);
+    unlink(path);
+    got = fd >= 0 ? gh_bundle_from_memfd(fd, err, sizeof(err)) : NULL;
+    CHECK(got != NULL);
+    if (fd >= 0)
+        close(fd);
+    c = got != NULL ? load_through(gh_bundle_source(got)) : NULL;
+    unit_check(c != NULL, __FILE__, __LINE__, "load from the bundle: %s", err);
+    if (c != NULL) {
+        CHECK_INT(c->npools, 1);
+        CHECK_INT(c->pools[0].nservers, 2);
+        CHECK(c->pools[0].servers[0].naddrs >= 1 && strstr(c->pools[0].servers[0].addrs[0].text, ":8080") != NULL);
+        CHECK_INT(c->nsites, 1);
+        CHECK_INT(c->sites[0].ncerts, 1);
+    }
+    gh_config_free(c);
+
+    unit_case("bundle: the certificate bytes are the recorded ones; a miss is an error, never the disk");
+    if (got != NULL) {
+        const gh_conf_source *src = gh_bundle_source(got);
+
+        snprintf(path, sizeof(path), "%s/b/c.pem", dir);
+        CHECK(src->read(src, path, 1 << 20, &f) == 0 && f.len == 3 && memcmp(f.data, "PEM", 3) == 0);
+        gh_conf_file_dispose(&f);
+        CHECK_INT(src->read(src, path, 2, &f), EFBIG);
+        snprintf(path, sizeof(path), "%s/b/other.pem", dir);
+        write_file("b/other.pem", "on disk, not in the bundle");
+        CHECK_INT(src->read(src, path, 1 << 20, &f), ENOENT);
+        CHECK(src->getaddrinfo(src, "localhost", "8081", NULL, &res) != 0 && res == NULL);
+        CHECK(src->getaddrinfo(src, "localhost", "8080", NULL, &res) == 0 && res != NULL);
+        src->freeaddrinfo(src, res);
+    }
+
+    unit_case("bundle: every truncation and a corrupted length are refused");
+    data = gh_bundle_data(rec);
+    len = gh_bundle_size(rec);
+    for (size_t n = 0; n < len; n++) {
+        gh_bundle *b = gh_bundle_parse(data, n, err, sizeof(err));
+
+        rejected += b == NULL;
+        gh_bundle_free(b);
+    }
+    CHECK_INT(rejected, len);
+    {
+        char *bad = malloc(len);
+
+        if (bad != NULL) {
+            gh_bundle *b;
+            uint32_t huge = 0xfffffff0u;
+
+            memcpy(bad, data, len);
+            memcpy(bad + 16 + 8, &huge, 4); /* the first entry's value length */
+            b = gh_bundle_parse(bad, len, err, sizeof(err));
+            CHECK(b == NULL && strstr(err, "invalid reload bundle") != NULL);
+            gh_bundle_free(b);
+            memcpy(bad, data, len);
+            bad[16] = 9; /* an unknown kind */
+            b = gh_bundle_parse(bad, len, err, sizeof(err));
+            CHECK(b == NULL);
+            gh_bundle_free(b);
+            free(bad);
+        }
+    }
+    gh_bundle_free(got);
+    gh_bundle_free(rec);
+}
+
 static void route_helpers(void)
 {
     gh_config *c;
@@ -705,6 +822,7 @@ void suite_conf(void)
     example();
     quickstart();
     resolve();
+    bundle();
     route_helpers();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
