@@ -23,7 +23,7 @@ static gh_runtime *load_runtime(const gh_conf *conf, const gh_shared *shared, ch
 
     if (conf->config_file != NULL)
         return gh_runtime_load(conf->config_file, gh_conf_source_fs(), shared, conf->workers_given ? conf->workers : 0,
-                               err, errlen);
+                               NULL, err, errlen);
     if ((cfg = gh_config_from_quickstart(conf, err, errlen)) == NULL)
         return NULL;
     cfg->workers = conf->workers;

@@ -579,8 +579,8 @@ static void reload(struct master *m)
         gh_log_error("reload failed, keeping the running configuration: out of memory");
         return;
     }
-    if ((rt = gh_runtime_load(m->config_path, gh_bundle_source(b), m->shared, m->cfg->workers, err, sizeof(err))) ==
-        NULL) {
+    if ((rt = gh_runtime_load(m->config_path, gh_bundle_source(b), m->shared, m->cfg->workers, m->rt, err,
+                              sizeof(err))) == NULL) {
         gh_log_error("reload failed, keeping the running configuration: %s", err);
         goto out;
     }

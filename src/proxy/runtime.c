@@ -17,7 +17,22 @@
  * (the files, or a reload bundle: a worker opens nothing); NULL with
  * "FILE:LINE: reason" in err.
  */
-static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src, char *err, size_t errlen)
+/* A context of prev built from the same bytes (a reload that left this certificate alone), shared; else NULL. */
+static gh_tls_ctx *shared_context(gh_runtime *prev, const gh_tls_pem *pems, size_t n)
+{
+    unsigned char digest[GH_TLS_DIGEST_LEN];
+    gh_tls_ctx *c = NULL;
+
+    if (prev == NULL)
+        return NULL;
+    gh_tls_pem_digest(pems, n, digest);
+    for (size_t i = 0; c == NULL && i < prev->cfg->nsites; i++)
+        c = gh_tls_ctx_share(prev->site_tls[i], digest);
+    return c;
+}
+
+static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src, gh_runtime *prev, char *err,
+                                size_t errlen)
 {
     gh_conf_file files[16];
     gh_tls_pem pems[8];
@@ -50,7 +65,8 @@ static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src,
         pems[k] = (gh_tls_pem){ct->cert_file.p,        ct->key_file.p,    files[nfiles].data,
                                files[nfiles + 1].data, files[nfiles].len, files[nfiles + 1].len};
     }
-    if ((c = gh_tls_ctx_new_pem(pems, s->ncerts, &bad, why, sizeof(why))) == NULL)
+    if ((c = shared_context(prev, pems, s->ncerts)) == NULL &&
+        (c = gh_tls_ctx_new_pem(pems, s->ncerts, &bad, why, sizeof(why))) == NULL)
         snprintf(err, errlen, "%s:%d: %s", s->certs[bad].where.file, s->certs[bad].where.line, why);
 out:
     for (size_t i = 0; i < nfiles; i++)
@@ -58,12 +74,13 @@ out:
     return c;
 }
 
-static int load_site_tls(gh_runtime *rt, size_t i, const gh_conf_source *src, char *err, size_t errlen)
+static int load_site_tls(gh_runtime *rt, size_t i, const gh_conf_source *src, gh_runtime *prev, char *err,
+                         size_t errlen)
 {
     const gh_cfg_site *s = &rt->cfg->sites[i];
     if (s->ncerts == 0)
         return 0;
-    return (rt->site_tls[i] = site_context(s, src, err, errlen)) == NULL ? -1 : 0;
+    return (rt->site_tls[i] = site_context(s, src, prev, err, errlen)) == NULL ? -1 : 0;
 }
 
 /* SNI: the certificate of the site that the router picks for the name on this listener. */
@@ -120,7 +137,7 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
         return -1;
     }
     /* A context of its own: the SNI hook (with this listener's router) is set on the context a session starts on. */
-    if ((l->tls = site_context(def, src, err, errlen)) == NULL)
+    if ((l->tls = site_context(def, src, NULL, err, errlen)) == NULL)
         return -1;
     if (gh_tls_ctx_set_sni(l->tls, select_by_name, l) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -280,7 +297,8 @@ int gh_runtime_probe(const gh_runtime *rt)
     return gh_health_run(rt->probes, rt->nprobes, rt->health, rt->nnames > 0 ? &tick : NULL);
 }
 
-gh_runtime *gh_runtime_new(gh_config *cfg, const gh_conf_source *src, const gh_shared *shared, char *err, size_t errlen)
+static gh_runtime *build(gh_config *cfg, const gh_conf_source *src, const gh_shared *shared, gh_runtime *prev,
+                         char *err, size_t errlen)
 {
     gh_runtime *rt = calloc(1, sizeof(*rt));
 
@@ -304,7 +322,7 @@ gh_runtime *gh_runtime_new(gh_config *cfg, const gh_conf_source *src, const gh_s
         goto fail;
     }
     for (size_t i = 0; i < cfg->nsites; i++)
-        if (load_site_tls(rt, i, src, err, errlen) < 0)
+        if (load_site_tls(rt, i, src, prev, err, errlen) < 0)
             goto fail;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         if (build_listener(rt, i, src, err, errlen) < 0)
@@ -319,6 +337,11 @@ gh_runtime *gh_runtime_new(gh_config *cfg, const gh_conf_source *src, const gh_s
 fail:
     gh_runtime_free(rt);
     return NULL;
+}
+
+gh_runtime *gh_runtime_new(gh_config *cfg, const gh_conf_source *src, const gh_shared *shared, char *err, size_t errlen)
+{
+    return build(cfg, src, shared, NULL, err, errlen);
 }
 
 void gh_runtime_free(gh_runtime *rt)
@@ -341,7 +364,7 @@ void gh_runtime_free(gh_runtime *rt)
 }
 
 gh_runtime *gh_runtime_load(const char *path, const gh_conf_source *src, const gh_shared *shared, int workers,
-                            char *err, size_t errlen)
+                            gh_runtime *prev, char *err, size_t errlen)
 {
     gh_config *cfg = gh_config_load_from(path, src, err, errlen);
 
@@ -353,7 +376,7 @@ gh_runtime *gh_runtime_load(const char *path, const gh_conf_source *src, const g
     }
     if (workers > 0)
         cfg->workers = workers;
-    return gh_runtime_new(cfg, src, shared, err, errlen); /* frees cfg when it fails */
+    return build(cfg, src, shared, prev, err, errlen); /* frees cfg when it fails */
 }
 
 const gh_config *gh_runtime_config(const gh_runtime *rt)

@@ -44,11 +44,13 @@ void gh_runtime_free(gh_runtime *rt);
  * Reads the file at path, resolves its server names and builds the runtime,
  * every input read through src: the master at start (the filesystem) and at
  * a reload (recording a bundle), each worker at a reload (from that bundle:
- * no file, no DNS). workers > 0 replaces the file's `workers`. NULL with
- * "FILE:LINE: reason" in err.
+ * no file, no DNS). workers > 0 replaces the file's `workers`. prev (or
+ * NULL): the running runtime, whose site TLS contexts are shared where the
+ * certificate and key bytes did not change (no parsing, no key check again).
+ * NULL with "FILE:LINE: reason" in err.
  */
 gh_runtime *gh_runtime_load(const char *path, const gh_conf_source *src, const gh_shared *shared, int workers,
-                            char *err, size_t errlen);
+                            gh_runtime *prev, char *err, size_t errlen);
 const gh_config *gh_runtime_config(const gh_runtime *rt);
 
 /* Runs the active health checks of every pool until SIGTERM (in a child of the master); returns its exit status. */

@@ -360,7 +360,7 @@ static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int 
 
     close(bundle_fd);
     if (b != NULL)
-        rt = gh_runtime_load(path, gh_bundle_source(b), &shared, 0, err, sizeof(err));
+        rt = gh_runtime_load(path, gh_bundle_source(b), &shared, 0, old->rt, err, sizeof(err));
     gh_bundle_free(b);
     if (rt != NULL && match_listeners(rt, m, fds, ordered) < 0) {
         snprintf(err, sizeof(err), "the listening sockets do not match the listeners of %s", path);

@@ -48,6 +48,8 @@ struct gh_tls_ctx {
     SSL_CTX *ssl;
     ticket_keys cache[2]; /* the two epochs derived last */
     struct sni_select *sni;
+    unsigned refs;                           /* runtimes holding it: a reload shares unchanged contexts */
+    unsigned char digest[GH_TLS_DIGEST_LEN]; /* of the PEM bytes it was built from */
 };
 
 /*
@@ -311,6 +313,8 @@ gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed
         goto fail;
     }
     c->cache[0].epoch = c->cache[1].epoch = -1;
+    c->refs = 1;
+    gh_tls_pem_digest(pairs, n, c->digest);
     c->ssl = ctx;
     SSL_CTX_set_app_data(ctx, c);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
@@ -355,9 +359,37 @@ int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const c
     return 0;
 }
 
+void gh_tls_pem_digest(const gh_tls_pem *pairs, size_t n, unsigned char out[GH_TLS_DIGEST_LEN])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+
+    /* Lengths first: the boundaries between the files are part of what is hashed. */
+    for (size_t i = 0; ok && i < n; i++) {
+        uint64_t lens[2] = {pairs[i].cert_len, pairs[i].key_len};
+
+        ok = EVP_DigestUpdate(md, lens, sizeof(lens)) == 1 &&
+             EVP_DigestUpdate(md, pairs[i].cert, pairs[i].cert_len) == 1 &&
+             EVP_DigestUpdate(md, pairs[i].key, pairs[i].key_len) == 1;
+    }
+    if (!ok || EVP_DigestFinal_ex(md, out, &len) != 1 || len != GH_TLS_DIGEST_LEN)
+        RAND_bytes(out, GH_TLS_DIGEST_LEN); /* matches nothing: the context is built again, never wrongly shared */
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+}
+
+gh_tls_ctx *gh_tls_ctx_share(gh_tls_ctx *c, const unsigned char digest[GH_TLS_DIGEST_LEN])
+{
+    if (c == NULL || c->sni != NULL || memcmp(c->digest, digest, GH_TLS_DIGEST_LEN) != 0)
+        return NULL;
+    c->refs++;
+    return c;
+}
+
 void gh_tls_ctx_free(gh_tls_ctx *c)
 {
-    if (c == NULL)
+    if (c == NULL || --c->refs > 0)
         return;
     SSL_CTX_free(c->ssl);
     free(c->sni);

@@ -42,6 +42,19 @@ typedef struct gh_tls_pem {
  */
 gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed, char *err, size_t errlen);
 
+#define GH_TLS_DIGEST_LEN 32
+
+/* SHA-256 over the pairs' bytes: two contexts built from the same bytes are the same. */
+void gh_tls_pem_digest(const gh_tls_pem *pairs, size_t n, unsigned char out[GH_TLS_DIGEST_LEN]);
+
+/*
+ * ctx with one more reference when it was built from PEM bytes of this digest
+ * and has no SNI hook (a hook belongs to one runtime's listener); else NULL.
+ * A reload then shares the contexts of unchanged certificates instead of
+ * parsing them again in every worker's loop. gh_tls_ctx_free drops one reference.
+ */
+gh_tls_ctx *gh_tls_ctx_share(gh_tls_ctx *ctx, const unsigned char digest[GH_TLS_DIGEST_LEN]);
+
 /*
  * Makes `def` the context of a listener whose sessions pick their certificate
  * by SNI: select(arg, name) returns the context for a name, or NULL to keep
@@ -49,6 +62,7 @@ gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed
  */
 int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const char *name), void *arg);
 
+/* Drops a reference; the last one frees the context. NULL is a no-op. */
 void gh_tls_ctx_free(gh_tls_ctx *ctx);
 
 /*

@@ -1174,3 +1174,88 @@ def _(ctx):
     check_clean(gh)
     kept.close()
     probes.close()
+
+
+# ---------------------------------------------------------------- 10. how long a reload stalls a worker
+
+def cpu_ms(pid):
+    """utime + stime of a process, ms."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+@test("reload_stall_with_50_certificates", timeout=180)
+def _(ctx):
+    """Measured, not asserted beyond 'nothing fails': 50 sites with a certificate each, a pool given by name;
+    per reload, the CPU each worker spends (its loop does nothing else meanwhile) and the longest a request
+    waited on a keep-alive connection held on each worker while reloads ran."""
+    nsites, nreloads = 50, 10
+    b1 = ctx.backend("b1")
+    certs = []
+    for i in range(nsites):
+        make_cert(ctx.dir, "s%d" % i, "s%d.example.test" % i)
+        certs.append((os.path.join(ctx.dir, "s%d.pem" % i), os.path.join(ctx.dir, "s%d.key" % i)))
+    base = ctx.session.certs()
+
+    def text(port, gen):
+        out = ["workers %d" % NWORKERS, "log_level info", "listen 127.0.0.1:%d tls" % port, "",
+               "pool p {", "    server localhost:%d" % b1.port, "}"]
+        for i, (c, k) in enumerate(certs):
+            out += ["site s%d.example.test {" % i, "    cert %s %s" % (c, k),
+                    "    route / { proxy p }", "}"]
+        out += ["site default {", "    cert %s %s" % (base["ec_cert"], base["ec_key"]),
+                "    route / { proxy p }", "    route /gen { respond 200 %s }" % gen, "}", ""]
+        return "\n".join(out)
+
+    gh = start(ctx, lambda port: text(port, "gen-0"))
+    workers = serving_workers(gh)
+    probes = Probes(gh)
+    stop = threading.Event()
+    worst = {w: 0.0 for w in workers}
+    fails = []
+
+    def loop(w, c):
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                r = c.request("GET", "/id")
+            except Exception as e:  # noqa: BLE001
+                fails.append("worker %d: %s" % (w, e))
+                return
+            if r.status != 200:
+                fails.append("worker %d: status %d" % (w, r.status))
+            worst[w] = max(worst[w], time.monotonic() - t0)
+
+    loaders = conns_per_worker(gh)
+    threads = [threading.Thread(target=loop, args=(w, cs[0]), daemon=True) for w, cs in loaders.items()]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    base_worst = dict(worst)
+    cpu0 = {w: cpu_ms(w) for w in workers}
+    apply = []
+    try:
+        for i in range(1, nreloads + 1):
+            write_conf(gh, text(gh.port, "gen-%d" % i))
+            t1 = time.monotonic()
+            hup(gh)
+            probes.wait("gen-%d" % i, timeout=20 * T, what="reload %d" % i)
+            apply.append(time.monotonic() - t1)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10 * T)
+    cpu = {w: (cpu_ms(w) - cpu0[w]) / nreloads for w in workers}
+    for cs in loaders.values():
+        cs[0].close()
+    probes.close()
+    check(not fails, "requests failed during the reloads: %s" % fails[:4])
+    check_clean(gh)
+    ctx.info = ("%d sites with a certificate each, %d reloads: worker CPU per reload %s ms (includes the request "
+                "loop); longest request during the reloads %s ms (before: %s ms); SIGHUP to applied everywhere "
+                "%.0f-%.0f ms") % (
+        nsites, nreloads, "/".join("%.1f" % v for v in cpu.values()),
+        "/".join("%.0f" % (1000 * v) for v in worst.values()),
+        "/".join("%.0f" % (1000 * v) for v in base_worst.values()), 1000 * min(apply), 1000 * max(apply))
