@@ -4,8 +4,23 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/*
+ * seq: epoch << 48 | count << 2 | published << 1 | writing. The epoch is the
+ * health slot's (state.h): the prober writes with the ref of its target and
+ * a write of a previous occupant fails its compare-and-swap, at the start or
+ * at the end (then what it copied stays unpublished). The count only grows,
+ * so a reader that saw the same seq before and after its copy read one write.
+ * Only one prober runs at a time (the master starts the next once the last
+ * has exited), so two writers never copy into one slot at once.
+ */
+#define EPOCH_SHIFT 48
+#define WRITING     UINT64_C(1)
+#define PUBLISHED   UINT64_C(2)
+#define COUNT_ONE   UINT64_C(4)
+#define COUNT_MASK  (((UINT64_C(1) << EPOCH_SHIFT) - 1) & ~(COUNT_ONE - 1))
+
 typedef struct addr_slot {
-    _Atomic unsigned seq; /* even: stable; odd: being written; 0: never written */
+    _Atomic unsigned long long seq;
     gh_addr addr;
 } addr_slot;
 
@@ -34,33 +49,46 @@ void gh_addr_shm_free(gh_addr_shm *s)
         munmap(s, region_size(s->nslots));
 }
 
-void gh_addr_shm_set(gh_addr_shm *s, size_t slot, const gh_addr *a)
+static uint32_t epoch_of(gh_health_ref r)
 {
-    addr_slot *e;
-    unsigned seq;
-
-    if (slot >= s->nslots)
-        return;
-    e = &s->slots[slot];
-    seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
-    atomic_store_explicit(&e->seq, seq | 1u, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    memcpy(&e->addr, a, sizeof(*a));
-    atomic_store_explicit(&e->seq, (seq | 1u) + 1u, memory_order_release);
+    return (uint32_t)(r >> 32);
 }
 
-int gh_addr_shm_get(const gh_addr_shm *s, size_t slot, gh_addr *out)
+void gh_addr_shm_set(gh_addr_shm *s, gh_health_ref ref, const gh_addr *a)
 {
+    size_t slot = gh_health_ref_index(ref);
+    unsigned long long cur, busy;
+    addr_slot *e;
+
+    if (s == NULL || slot >= s->nslots)
+        return;
+    e = &s->slots[slot];
+    cur = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    /* A prober that died mid-write left WRITING set: its successor writes over it. */
+    if (cur >> EPOCH_SHIFT != epoch_of(ref))
+        return;
+    busy = (cur & ~PUBLISHED) | WRITING;
+    if (!atomic_compare_exchange_strong(&e->seq, &cur, busy))
+        return; /* the slot was just given to another server */
+    atomic_thread_fence(memory_order_release);
+    memcpy(&e->addr, a, sizeof(*a));
+    atomic_compare_exchange_strong_explicit(&e->seq, &busy, ((busy & ~WRITING) + COUNT_ONE) | PUBLISHED,
+                                            memory_order_release, memory_order_relaxed);
+}
+
+int gh_addr_shm_get(const gh_addr_shm *s, gh_health_ref ref, gh_addr *out)
+{
+    size_t slot = gh_health_ref_index(ref);
     const addr_slot *e;
 
     if (s == NULL || slot >= s->nslots)
         return 0;
     e = &s->slots[slot];
     for (int tries = 0; tries < 100; tries++) {
-        unsigned before = atomic_load_explicit(&e->seq, memory_order_acquire);
-        if (before == 0)
-            return 0;
-        if (before & 1u)
+        unsigned long long before = atomic_load_explicit(&e->seq, memory_order_acquire);
+        if (before >> EPOCH_SHIFT != epoch_of(ref) || !(before & PUBLISHED))
+            return 0; /* nothing published for this occupant: the configuration's address */
+        if (before & WRITING)
             continue;
         memcpy(out, &e->addr, sizeof(*out));
         atomic_thread_fence(memory_order_acquire);
@@ -70,8 +98,14 @@ int gh_addr_shm_get(const gh_addr_shm *s, size_t slot, gh_addr *out)
     return 0; /* the writer keeps writing: use the address from the configuration */
 }
 
-void gh_addr_shm_clear(gh_addr_shm *s)
+void gh_addr_shm_claim(gh_addr_shm *s, gh_health_ref ref)
 {
-    for (size_t i = 0; i < s->nslots; i++)
-        atomic_store_explicit(&s->slots[i].seq, 0, memory_order_release);
+    size_t slot = gh_health_ref_index(ref);
+    unsigned long long cur;
+
+    if (s == NULL || slot >= s->nslots)
+        return;
+    cur = atomic_load(&s->slots[slot].seq);
+    atomic_store(&s->slots[slot].seq,
+                 (unsigned long long)epoch_of(ref) << EPOCH_SHIFT | ((cur + COUNT_ONE) & COUNT_MASK));
 }

@@ -5,7 +5,8 @@
  * here; workers read it when they open a connection, never blocking.
  *
  * One writer (the prober) and many readers, without locks: a sequence counter
- * per slot (odd while a write is under way) lets a reader retry a torn read.
+ * per slot (with a bit set while a write is under way) lets a reader retry a
+ * torn read, and the slot's epoch in the same word refuses a stale writer.
  * Slots are the health slots (one per server of every pool, in config order).
  */
 #ifndef GH_HEALTH_ADDRS_H
@@ -13,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "health/state.h"
 #include "net/addr.h"
 
 typedef struct gh_addr_shm gh_addr_shm;
@@ -21,13 +23,17 @@ typedef struct gh_addr_shm gh_addr_shm;
 gh_addr_shm *gh_addr_shm_new(size_t nslots);
 void gh_addr_shm_free(gh_addr_shm *s);
 
-/* Publishes a's address for slot (the prober only). */
-void gh_addr_shm_set(gh_addr_shm *s, size_t slot, const gh_addr *a);
+/* Publishes a's address for the server of ref (the prober only); nothing if the slot is another server's now. */
+void gh_addr_shm_set(gh_addr_shm *s, gh_health_ref ref, const gh_addr *a);
 
-/* Copies slot's address into out: 1, or 0 when nothing was published for it. */
-int gh_addr_shm_get(const gh_addr_shm *s, size_t slot, gh_addr *out);
+/* Copies the address published for the server of ref into out: 1, or 0 when none was (for this occupant). */
+int gh_addr_shm_get(const gh_addr_shm *s, gh_health_ref ref, gh_addr *out);
 
-/* Forgets every slot (a reload may give the slots to other servers). */
-void gh_addr_shm_clear(gh_addr_shm *s);
+/*
+ * The master, at a load: forgets what was published for the slot (the file
+ * was just resolved) and takes ref's epoch (gh_health_claim), so that what a
+ * previous occupant's prober writes afterwards is refused.
+ */
+void gh_addr_shm_claim(gh_addr_shm *s, gh_health_ref ref);
 
 #endif

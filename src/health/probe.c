@@ -285,8 +285,8 @@ static int prober_init(health__run *r, health__prober *p, const gh_health_target
     p->fall = t->fall;
     p->status_min = t->status_min || t->status_max ? t->status_min : 200;
     p->status_max = t->status_min || t->status_max ? t->status_max : 399;
-    if (t->slot >= gh_health_shm_nslots(r->shm)) {
-        gh_log_error("health check of %s: slot %u out of range", t->addr.text, (unsigned)t->slot);
+    if (gh_health_ref_index(t->slot) >= gh_health_shm_nslots(r->shm)) {
+        gh_log_error("health check of %s: slot %zu out of range", t->addr.text, gh_health_ref_index(t->slot));
         return -1;
     }
     /* A restarted prober goes on from the shared verdict: no second "is down", and rise still applies. */

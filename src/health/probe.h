@@ -23,7 +23,7 @@ enum gh_probe_type {
  * the strings are borrowed and must outlive gh_health_run().
  */
 typedef struct gh_health_target {
-    uint32_t slot; /* the server's slot in the shared state */
+    gh_health_ref slot; /* the server's slot in the shared state, and its occupant's epoch */
     gh_addr addr;
     const char *pool;                /* for logs; may be NULL */
     int type;                        /* enum gh_probe_type */

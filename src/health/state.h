@@ -25,6 +25,31 @@
 
 #define GH_HEALTH_MAX_SLOTS 4096
 
+/*
+ * Which server a writer means: a slot index and the epoch of the occupant it
+ * was given to (epoch << 32 | index). A reload may give a slot to another
+ * server while old writers still run (the old prober until it exits, a
+ * worker's old generation until its last exchange ends); the master then
+ * advances the slot's epoch (gh_health_claim), and every write carrying the
+ * previous one is refused, atomically with the write itself (the epoch is in
+ * each word, changed by compare-and-swap), so none can land on the new
+ * occupant. A plain index is epoch 0: a slot never claimed (unit tests).
+ * Epochs are 16 bits: a writer would have to outlive 65536 changes of owner
+ * of its slot to be mistaken for a current one.
+ */
+typedef uint64_t gh_health_ref;
+#define GH_HEALTH_NO_EPOCH 0x10000u /* matches no slot: every write refused, every read "no verdict" */
+
+static inline gh_health_ref gh_health_ref_make(size_t index, uint32_t epoch)
+{
+    return (uint64_t)epoch << 32 | (uint32_t)index;
+}
+
+static inline size_t gh_health_ref_index(gh_health_ref r)
+{
+    return (size_t)(uint32_t)r;
+}
+
 /* Active verdict of a slot. */
 enum gh_health_status {
     GH_HEALTH_UNKNOWN = 0, /* not probed yet, or no active check: counts as up */
@@ -65,15 +90,27 @@ void gh_health_shm_free(gh_health_shm *shm);
 size_t gh_health_shm_nslots(const gh_health_shm *shm);
 
 /*
+ * The master gives slot `index` to the server named by owner (a nonzero hash
+ * of its pool and its text). The same owner keeps the slot as it is (its
+ * verdicts survive a reload); another one advances the epoch and starts the
+ * slot clean: UNKNOWN, no failure streak, not ejected. Returns the ref that
+ * the new occupant's writers use (GH_HEALTH_NO_EPOCH for an index out of range).
+ */
+gh_health_ref gh_health_claim(gh_health_shm *shm, size_t index, uint64_t owner);
+
+/* A worker's ref for the server owner at index, as the master claimed it; GH_HEALTH_NO_EPOCH if it is another's. */
+gh_health_ref gh_health_ref_of(const gh_health_shm *shm, size_t index, uint64_t owner);
+
+/*
  * 1 when new traffic may go to the server of `slot`: not actively DOWN and not
  * ejected at now_ms. Two relaxed loads: cheap enough for every pick. An
- * out-of-range slot (or a NULL shm) is usable: health never hides a server it
- * does not track.
+ * out-of-range slot (or a NULL shm), or one that another server now holds,
+ * is usable: health never hides a server on a verdict about another.
  */
-int gh_health_usable(const gh_health_shm *shm, size_t slot, uint64_t now_ms);
+int gh_health_usable(const gh_health_shm *shm, gh_health_ref slot, uint64_t now_ms);
 
 /* The slot's active verdict (enum gh_health_status). */
-int gh_health_status_get(const gh_health_shm *shm, size_t slot);
+int gh_health_status_get(const gh_health_shm *shm, gh_health_ref slot);
 
 /*
  * The prober's verdict. A change to UP also lifts a passive ejection and
@@ -81,10 +118,10 @@ int gh_health_status_get(const gh_health_shm *shm, size_t slot);
  * server must get traffic again without waiting out an ejection that its
  * outage caused. Returns the previous status.
  */
-int gh_health_status_set(gh_health_shm *shm, size_t slot, int status);
+int gh_health_status_set(gh_health_shm *shm, gh_health_ref slot, int status);
 
 /* Counts one active probe result (metrics only). */
-void gh_health_probe_counted(gh_health_shm *shm, size_t slot, int ok);
+void gh_health_probe_counted(gh_health_shm *shm, gh_health_ref slot, int ok);
 
 /*
  * A worker saw a connect failure or a 5xx from the server of `slot`. The
@@ -95,7 +132,7 @@ void gh_health_probe_counted(gh_health_shm *shm, size_t slot, int ok);
  * warn, naming `server` and `pool` (either may be NULL), and gets 1; every
  * other call returns 0.
  */
-int gh_health_passive_failure(gh_health_shm *shm, size_t slot, uint64_t now_ms, const gh_health_passive *cfg,
+int gh_health_passive_failure(gh_health_shm *shm, gh_health_ref slot, uint64_t now_ms, const gh_health_passive *cfg,
                               const char *server, const char *pool);
 
 /*
@@ -103,9 +140,9 @@ int gh_health_passive_failure(gh_health_shm *shm, size_t slot, uint64_t now_ms, 
  * streak starts again. Only reads the slot when there is no streak, so the
  * common case writes no shared cache line.
  */
-void gh_health_passive_success(gh_health_shm *shm, size_t slot);
+void gh_health_passive_success(gh_health_shm *shm, gh_health_ref slot);
 
-/* Copies the slot's state into out; zeroes it for an out-of-range slot. */
+/* Copies the slot's state (whoever holds it) into out; zeroes it for an out-of-range slot. */
 void gh_health_stats_get(const gh_health_shm *shm, size_t slot, gh_health_stats *out);
 
 #endif

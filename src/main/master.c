@@ -499,26 +499,6 @@ static int *bind_listeners(struct master *m, const gh_config *cfg)
     return fds;
 }
 
-/* Health slots whose server changed (another pool or address) start again as unknown. */
-static void reset_moved_slots(struct master *m, const gh_config *next)
-{
-    size_t slot = 0;
-    for (size_t i = 0; i < next->npools; i++)
-        for (size_t k = 0; k < next->pools[i].nservers; k++, slot++) {
-            size_t old = 0;
-            int same = 0;
-            for (size_t pi = 0; pi < m->cfg->npools && !same; pi++)
-                for (size_t sk = 0; sk < m->cfg->pools[pi].nservers; sk++, old++)
-                    if (old == slot) {
-                        same = strcmp(m->cfg->pools[pi].name.p, next->pools[i].name.p) == 0 &&
-                               strcmp(m->cfg->pools[pi].servers[sk].text.p, next->pools[i].servers[k].text.p) == 0;
-                        break;
-                    }
-            if (!same)
-                gh_health_status_set(m->health, slot, GH_HEALTH_UNKNOWN);
-        }
-}
-
 static void send_reload(struct worker *w, int bundle, const int *fds, const gh_config *cfg)
 {
     gh_reload_msg rm;
@@ -599,8 +579,9 @@ static void reload(struct master *m)
         gh_log_error("reload failed, keeping the running configuration");
         goto out;
     }
-    reset_moved_slots(m, cfg);
-    gh_addr_shm_clear(m->shared->addrs); /* the new file was just resolved; the slots may have moved */
+    /* Before any worker or the new prober hears of it: a slot that changed hands starts clean, and what the
+     * old prober or an old generation still writes by the old numbers is refused (health/state.h). */
+    gh_runtime_claim_slots(rt);
     for (int i = 0; i < m->nworkers; i++) {
         struct worker *w = &m->workers[i];
         if (w->pid == 0)
@@ -717,6 +698,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
         if ((m.listen_fds[i] = open_listener(&cfg->listeners[i].addr)) < 0)
             goto out;
     log_conn_limit(cfg, raise_nofile_limit());
+    gh_runtime_claim_slots(rt);
     /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */
     sigemptyset(&m.sigs);
     sigaddset(&m.sigs, SIGTERM);

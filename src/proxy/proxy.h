@@ -136,7 +136,7 @@ struct proxy__pool {
     gh_lb_server *lb_servers; /* inflight kept up to date for least_conn and p2c */
     gh_lb *lb;
     size_t nservers;
-    size_t slot_base; /* health slot of servers[0] */
+    const gh_health_ref *slots; /* per server: its health slot (the runtime's refs) */
     gh_health_passive passive;
 };
 
@@ -156,7 +156,10 @@ struct gh_runtime {
     gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
     struct proxy__name *names; /* servers given by name: re-resolved by the prober */
     size_t nnames;
-    size_t *slot_base;        /* per pool: the slot of its first server */
+    size_t *slot_base;   /* per pool: the slot of its first server */
+    gh_health_ref *refs; /* per slot: the ref its server writes with (gh_runtime_claim_slots) */
+    uint64_t *owners;    /* per slot: the identity of its server (pool and server text) */
+    size_t nslots;
     gh_health_target *probes; /* the servers with active checks */
     size_t nprobes;
     gh_tls_ctx **site_tls; /* per site; NULL for a site without certificates */

@@ -146,6 +146,18 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
     return 0;
 }
 
+/*
+ * Who holds a slot: the pool's name and the server as written. The same
+ * server in the same pool at the same slot keeps its health across a reload;
+ * anything else is a new occupant (gh_health_claim). Never 0 (no owner).
+ */
+static uint64_t slot_owner(const gh_cfg_pool *p, const gh_cfg_server *s)
+{
+    uint64_t h = gh_lb_hash(p->name.p, p->name.len) * UINT64_C(0x9e3779b97f4a7c15) ^ gh_lb_hash(s->text.p, s->text.len);
+
+    return h != 0 ? h : 1;
+}
+
 /* Slots in the shared health state, and the probe list for the pools with active checks. */
 static int build_health(gh_runtime *rt, char *err, size_t errlen)
 {
@@ -165,6 +177,18 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
                  gh_health_shm_nslots(rt->health));
         return -1;
     }
+    rt->nslots = total;
+    if ((rt->refs = calloc(total ? total : 1, sizeof(*rt->refs))) == NULL ||
+        (rt->owners = calloc(total ? total : 1, sizeof(*rt->owners))) == NULL)
+        goto oom;
+    for (size_t i = 0; i < cfg->npools; i++)
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
+            size_t slot = rt->slot_base[i] + k;
+
+            rt->owners[slot] = slot_owner(&cfg->pools[i], &cfg->pools[i].servers[k]);
+            /* As the master claimed it (a worker's reload comes after the claim); the master claims again. */
+            rt->refs[slot] = gh_health_ref_of(rt->health, slot, rt->owners[slot]);
+        }
     if (n == 0)
         return 0;
     if ((rt->probes = calloc(n, sizeof(*rt->probes))) == NULL)
@@ -177,7 +201,7 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
             gh_health_target *t = &rt->probes[rt->nprobes];
             if (p->servers[k].naddrs == 0)
                 continue;
-            t->slot = (uint32_t)(rt->slot_base[i] + k);
+            t->slot = rt->refs[rt->slot_base[i] + k];
             t->addr = p->servers[k].addrs[0];
             t->pool = p->name.p;
             t->type = p->health.type == GH_HEALTH_TCP ? GH_PROBE_TCP : GH_PROBE_HTTP;
@@ -225,7 +249,7 @@ void gh_shared_dispose(gh_shared *s)
 
 /* A server given by name, re-resolved every RESOLVE_PERIOD_MS by the prober. */
 typedef struct proxy__name {
-    size_t slot;
+    gh_health_ref slot;
     const char *host;
     char port[8];
 } proxy__name;
@@ -252,7 +276,7 @@ static int collect_names(gh_runtime *rt)
             if (gh_addr_is_numeric(s->host.p))
                 continue;
             proxy__name *nm = &rt->names[rt->nnames++];
-            nm->slot = rt->slot_base[i] + k;
+            nm->slot = rt->refs[rt->slot_base[i] + k];
             nm->host = s->host.p;
             snprintf(nm->port, sizeof(nm->port), "%u", (unsigned)s->port);
         }
@@ -289,6 +313,18 @@ static void resolve_names(void *arg)
         gh_addr_shm_set(rt->addrs, nm->slot, &a);
         gh_log_info("%s:%s resolves to %s", nm->host, nm->port, a.text);
     }
+}
+
+void gh_runtime_claim_slots(gh_runtime *rt)
+{
+    for (size_t i = 0; i < rt->nslots; i++) {
+        rt->refs[i] = gh_health_claim(rt->health, i, rt->owners[i]);
+        gh_addr_shm_claim(rt->addrs, rt->refs[i]); /* the file was just resolved: nothing published yet */
+    }
+    for (size_t i = 0; i < rt->nprobes; i++)
+        rt->probes[i].slot = rt->refs[gh_health_ref_index(rt->probes[i].slot)];
+    for (size_t i = 0; i < rt->nnames; i++)
+        rt->names[i].slot = rt->refs[gh_health_ref_index(rt->names[i].slot)];
 }
 
 int gh_runtime_probe(const gh_runtime *rt)
@@ -359,6 +395,8 @@ void gh_runtime_free(gh_runtime *rt)
     free(rt->probes);
     free(rt->names);
     free(rt->slot_base);
+    free(rt->refs);
+    free(rt->owners);
     gh_config_free(rt->cfg);
     free(rt);
 }

@@ -53,6 +53,15 @@ gh_runtime *gh_runtime_load(const char *path, const gh_conf_source *src, const g
                             gh_runtime *prev, char *err, size_t errlen);
 const gh_config *gh_runtime_config(const gh_runtime *rt);
 
+/*
+ * The master, once a runtime is the one to run (at start, and at a reload
+ * once it proved valid, before the workers hear of it): gives every server its
+ * health slot (gh_health_claim). A slot whose server changed starts clean and
+ * refuses every later write of its previous occupant's writers (the old
+ * prober, old generations in the workers).
+ */
+void gh_runtime_claim_slots(gh_runtime *rt);
+
 /* Runs the active health checks of every pool until SIGTERM (in a child of the master); returns its exit status. */
 int gh_runtime_probe(const gh_runtime *rt);
 /* 1 when some pool has active health checks (a prober process is needed). */

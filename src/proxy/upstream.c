@@ -44,7 +44,7 @@ static int pool_init(proxy__gen *g, proxy__pool *p, const gh_cfg_pool *cfg)
     p->w = w;
     p->gen = g;
     p->cfg = cfg;
-    p->slot_base = g->rt->slot_base[cfg->index];
+    p->slots = &g->rt->refs[g->rt->slot_base[cfg->index]];
     p->passive = (gh_health_passive){cfg->passive.fails, cfg->passive.window, cfg->passive.eject};
     p->nservers = cfg->nservers;
     p->servers = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->servers));
@@ -170,7 +170,7 @@ static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
     const gh_health_shm *shm = p->gen->rt->health;
     uint64_t now = gh_loop_now(p->w->loop), unhealthy = 0, failed = 0;
     for (size_t i = 0; i < p->nservers; i++) {
-        if (p->servers[i].addr == NULL || !gh_health_usable(shm, p->slot_base + i, now))
+        if (p->servers[i].addr == NULL || !gh_health_usable(shm, p->slots[i], now))
             unhealthy |= (uint64_t)1 << i;
         else if (p->servers[i].down_until > now)
             failed |= (uint64_t)1 << i;
@@ -184,10 +184,10 @@ void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
 {
     gh_health_shm *shm = p->gen->rt->health;
     if (ok)
-        gh_health_passive_success(shm, p->slot_base + server);
+        gh_health_passive_success(shm, p->slots[server]);
     else if (p->passive.max_fails > 0)
-        gh_health_passive_failure(shm, p->slot_base + server, gh_loop_now(p->w->loop), &p->passive,
-                                  p->servers[server].text, p->cfg->name.p);
+        gh_health_passive_failure(shm, p->slots[server], gh_loop_now(p->w->loop), &p->passive, p->servers[server].text,
+                                  p->cfg->name.p);
 }
 
 /*
@@ -244,7 +244,7 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
 
     *local = 0;
     /* A name: the address the prober resolved last, if it published one since the load. */
-    if (p->servers[server].named && gh_addr_shm_get(p->gen->rt->addrs, p->slot_base + (size_t)server, &latest))
+    if (p->servers[server].named && gh_addr_shm_get(p->gen->rt->addrs, p->slots[server], &latest))
         a = &latest;
     if (a == NULL) {
         gh_log_warn("connect to %s failed: no address", p->servers[server].text);

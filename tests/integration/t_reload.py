@@ -1259,3 +1259,55 @@ def _(ctx):
         nsites, nreloads, "/".join("%.1f" % v for v in cpu.values()),
         "/".join("%.0f" % (1000 * v) for v in worst.values()),
         "/".join("%.0f" % (1000 * v) for v in base_worst.values()), 1000 * min(apply), 1000 * max(apply))
+
+
+# ---------------------------------------------------------------- 11. health slots that change hands
+
+MOVED = """\
+workers %(workers)d
+log_level info
+listen 127.0.0.1:%(port)d tls
+pool p {
+    server 127.0.0.1:%(server)d
+    passive fails=2 window=30s eject=60s
+}
+site default {
+    cert %(cert)s %(key)s
+    route / { proxy p }
+    route /gen { respond 200 %(gen)s }
+}
+"""
+
+
+@test("reload_moved_slot_starts_clean")
+def _(ctx):
+    """Server B (dead) is ejected passively for 60 s; a reload puts server C in B's slot: C gets traffic at
+    once, not after B's ejection runs out."""
+    c_backend = ctx.backend("c")
+    dead = ctx.dead_port()
+    certs = ctx.session.certs()
+
+    def text(port, server, gen):
+        return MOVED % dict(workers=NWORKERS, port=port, server=server, gen=gen, cert=certs["ec_cert"],
+                            key=certs["ec_key"])
+
+    gh = start(ctx, lambda port: text(port, dead, "gen-1"))
+    probes = Probes(gh)
+    statuses = []
+    for i in range(20):
+        with Conn(gh.port) as c:
+            statuses.append(c.request("GET", "/id").status)
+        if "is ejected" in gh.stderr():
+            break
+    check("is ejected" in gh.stderr(), "server B (dead port %d) was not ejected: statuses %s" % (dead, statuses))
+    write_conf(gh, text(gh.port, c_backend.port, "gen-2"))
+    hup(gh)
+    probes.wait("gen-2")
+    got = []
+    for i in range(6):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/id")
+            got.append((r.status, r.body))
+    eq(got, [(200, b"c")] * 6, "requests to server C, now in B's slot, right after the reload")
+    probes.close()
+    ctx.info = "B: %s before the reload; C served at once after it" % statuses

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "health/addrs.h"
 #include "health/check.h"
 #include "health/probe.h"
 #include "health/state.h"
@@ -346,6 +347,139 @@ out:
     unit_case(NULL);
 }
 
+enum { OWNER_B = 0xb0b, OWNER_C = 0xc0c };
+
+static gh_addr addr_of(const char *text)
+{
+    gh_addr a;
+
+    memset(&a, 0, sizeof(a));
+    gh_addr_parse(&a, text);
+    return a;
+}
+
+/* A slot given to another server at a reload: what B's verdicts were must not follow C. */
+static void test_moved_slot(void)
+{
+    const gh_health_passive eject_1h = {.max_fails = 1, .window_ms = 1000, .eject_ms = 3600000};
+    gh_health_shm *shm = gh_health_shm_new(8);
+    gh_addr_shm *addrs = gh_addr_shm_new(8);
+    gh_health_ref rb, rc;
+    gh_health_stats st;
+    gh_addr a = addr_of("127.0.0.1:1"), got;
+    int saved = gh_log_level;
+
+    CHECK(shm != NULL && addrs != NULL);
+    if (shm == NULL || addrs == NULL)
+        return;
+    gh_log_level = GH_LOG_ERROR;
+    unit_case("health_moved_slot_starts_clean: the same server keeps its slot's state across a claim");
+    rb = gh_health_claim(shm, 5, OWNER_B);
+    gh_addr_shm_claim(addrs, rb);
+    CHECK_INT(gh_health_status_set(shm, rb, GH_HEALTH_DOWN), GH_HEALTH_UNKNOWN);
+    CHECK_INT(gh_health_status_set(shm, rb, GH_HEALTH_UP), GH_HEALTH_DOWN);
+    CHECK_INT(gh_health_passive_failure(shm, rb, 1000, &eject_1h, "B", "p"), 1);
+    CHECK(!gh_health_usable(shm, rb, 2000));
+    gh_addr_shm_set(addrs, rb, &a);
+    CHECK(gh_addr_shm_get(addrs, rb, &got) == 1 && strcmp(got.text, "127.0.0.1:1") == 0);
+    CHECK(gh_health_claim(shm, 5, OWNER_B) == rb);
+    CHECK(!gh_health_usable(shm, rb, 2000));
+    CHECK(gh_health_ref_of(shm, 5, OWNER_B) == rb);
+
+    unit_case("health_moved_slot_starts_clean: another server at the slot is usable at once, with no streak");
+    CHECK_INT(gh_health_status_set(shm, rb, GH_HEALTH_DOWN), GH_HEALTH_UP);
+    rc = gh_health_claim(shm, 5, OWNER_C);
+    gh_addr_shm_claim(addrs, rc);
+    CHECK(rc != rb && gh_health_ref_index(rc) == 5);
+    CHECK(gh_health_usable(shm, rc, 2000));
+    CHECK_INT(gh_health_status_get(shm, rc), GH_HEALTH_UNKNOWN);
+    gh_health_stats_get(shm, 5, &st);
+    CHECK_INT(st.ejected_until, 0);
+    CHECK_INT(st.streak, 0);
+    CHECK_INT(gh_addr_shm_get(addrs, rc, &got), 0); /* B's published address is not C's */
+    CHECK(gh_health_ref_of(shm, 5, OWNER_C) == rc);
+    CHECK(gh_health_ref_index(gh_health_ref_of(shm, 5, OWNER_B)) == 5 &&
+          gh_health_ref_of(shm, 5, OWNER_B) >> 32 == GH_HEALTH_NO_EPOCH);
+
+    unit_case("health_old_writer_cannot_write_a_moved_slot: B's prober and B's old generations write nothing on C");
+    CHECK_INT(gh_health_status_set(shm, rb, GH_HEALTH_DOWN), GH_HEALTH_UNKNOWN);
+    CHECK_INT(gh_health_passive_failure(shm, rb, 3000, &eject_1h, "B", "p"), 0);
+    gh_addr_shm_set(addrs, rb, &a);
+    CHECK(gh_health_usable(shm, rc, 3000));
+    CHECK_INT(gh_health_status_get(shm, rc), GH_HEALTH_UNKNOWN);
+    CHECK_INT(gh_addr_shm_get(addrs, rc, &got), 0);
+    CHECK(gh_health_usable(shm, rb, 3000)); /* and B's old readers see no verdict of C's */
+    /* C's own streak is C's: B's success does not clear it, C's does. */
+    {
+        const gh_health_passive three = {.max_fails = 3, .window_ms = 100000, .eject_ms = 1000};
+
+        gh_health_passive_failure(shm, rc, 4000, &three, "C", "p");
+        gh_health_passive_success(shm, rb);
+        gh_health_stats_get(shm, 5, &st);
+        CHECK_INT(st.streak, 1);
+        gh_health_passive_success(shm, rc);
+        gh_health_stats_get(shm, 5, &st);
+        CHECK_INT(st.streak, 0);
+    }
+    gh_addr_shm_set(addrs, rc, &a);
+    CHECK_INT(gh_addr_shm_get(addrs, rc, &got), 1);
+    CHECK(gh_health_claim(shm, 99, OWNER_C) >> 32 == GH_HEALTH_NO_EPOCH); /* out of range */
+    gh_log_level = saved;
+    gh_addr_shm_free(addrs);
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
+/* The old prober keeps writing while the master gives its slot away: nothing of it may land after the claim. */
+static void test_moved_slot_race(void)
+{
+    const gh_health_passive eject_1h = {.max_fails = 1, .window_ms = 1000, .eject_ms = 3600000};
+    gh_health_shm *shm = gh_health_shm_new(4);
+    gh_addr_shm *addrs = gh_addr_shm_new(4);
+    gh_addr a = addr_of("127.0.0.1:1"), got;
+    gh_health_ref rb, rc;
+    gh_health_stats st;
+    int pfd[2], status, saved = gh_log_level;
+    char c;
+    pid_t pid;
+
+    unit_case("health_old_writer_cannot_write_a_moved_slot: racing writers of the previous occupant");
+    CHECK(shm != NULL && addrs != NULL && pipe(pfd) == 0);
+    if (shm == NULL || addrs == NULL)
+        return;
+    gh_log_level = GH_LOG_ERROR; /* the child ejects thousands of times */
+    rb = gh_health_claim(shm, 2, OWNER_B);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 200000; i++) {
+            gh_health_status_set(shm, rb, i & 1 ? GH_HEALTH_DOWN : GH_HEALTH_UP);
+            gh_health_passive_failure(shm, rb, 1000 + (uint64_t)i, &eject_1h, NULL, NULL);
+            gh_addr_shm_set(addrs, rb, &a);
+            if (i == 1000 && write(pfd[1], "x", 1) != 1)
+                _exit(2);
+        }
+        _exit(0);
+    }
+    CHECK(read(pfd[0], &c, 1) == 1); /* the writer is under way */
+    rc = gh_health_claim(shm, 2, OWNER_C);
+    gh_addr_shm_claim(addrs, rc);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(gh_health_usable(shm, rc, 5000));
+    CHECK_INT(gh_health_status_get(shm, rc), GH_HEALTH_UNKNOWN);
+    gh_health_stats_get(shm, 2, &st);
+    CHECK_INT(st.status, GH_HEALTH_UNKNOWN);
+    CHECK_INT(st.ejected_until, 0);
+    CHECK_INT(st.streak, 0);
+    CHECK_INT(gh_addr_shm_get(addrs, rc, &got), 0);
+    close(pfd[0]);
+    close(pfd[1]);
+    gh_log_level = saved;
+    gh_addr_shm_free(addrs);
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
 void suite_health(void)
 {
     test_fsm();
@@ -353,5 +487,7 @@ void suite_health(void)
     test_answer();
     test_passive();
     test_fork();
+    test_moved_slot();
+    test_moved_slot_race();
     test_prober();
 }
