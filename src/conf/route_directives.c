@@ -261,6 +261,9 @@ static int d_header_op(conf__parser *p, const conf__directive *d)
         return conf__bad_value(p, d->line, "header name", ARG(1), "expected a token such as X-From");
     if (is_protected_header(ARG(1)))
         return conf__bad_value(p, d->line, "header name", ARG(1), "framing headers are managed by gatehouse");
+    /* RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host; it can be set, never removed */
+    if (!response && d->nargs == 2 && ARG(1)->len == 4 && strncasecmp(ARG(1)->p, "host", 4) == 0)
+        return conf__bad_value(p, d->line, "header name", ARG(1), "an HTTP/1.1 request needs a Host: set it instead");
     if (d->nargs == 3 && !conf__is_field_text(ARG(2)->p, ARG(2)->len, 1))
         return conf__bad_value(p, d->line, "header value", ARG(2), "control characters are not allowed");
     if (response)

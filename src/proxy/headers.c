@@ -111,6 +111,11 @@ static int op_names(const gh_cfg_header_op *ops, size_t n, gh_h1_str name)
     return 0;
 }
 
+static int op_names_lit(const gh_cfg_header_op *ops, size_t n, const char *name)
+{
+    return op_names(ops, n, (gh_h1_str){name, strlen(name)});
+}
+
 static void put_set_ops(out *o, const gh_cfg_header_op *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -145,23 +150,37 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
         put_str(&o, r->path);
     else
         put_str(&o, r->target);
-    put(&o, " HTTP/1.1\r\nHost: ", 17);
-    put_str(&o, host);
-    put(&o, "\r\n", 2);
+    put(&o, " HTTP/1.1\r\n", 11);
+    /* A route's set/remove of a header gatehouse writes itself replaces gatehouse's copy too, not only
+     * the client's: two Host fields are a 400 for any strict backend (RFC 9112 3.2) and two
+     * X-Forwarded-For lists let the client's spoofed entry pass for ours. `remove Host` is refused
+     * by the configuration (HTTP/1.1 requires it), so a Host always goes out exactly once. */
+    if (!op_names_lit(ops, nops, "Host")) {
+        put(&o, "Host: ", 6);
+        put_str(&o, host);
+        put(&o, "\r\n", 2);
+    }
     for (size_t i = 0; i < r->nheaders; i++)
         if (!r->headers[i].hop && !forwarded_kind(r->headers[i].kind) && !op_names(ops, nops, r->headers[i].name))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
 
-    put(&o, "X-Forwarded-For: ", 17);
-    if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
-        put(&o, ", ", 2);
-    puts_(&o, ip);
-    puts_(&o, tls ? "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: "
-                  : "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ");
-    put_str(&o, host);
-    put(&o, "\r\n", 2);
-    put_forwarded(&o, r, ip, host, tls);
+    if (!op_names_lit(ops, nops, "X-Forwarded-For")) {
+        put(&o, "X-Forwarded-For: ", 17);
+        if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
+            put(&o, ", ", 2);
+        puts_(&o, ip);
+        put(&o, "\r\n", 2);
+    }
+    if (!op_names_lit(ops, nops, "X-Forwarded-Proto"))
+        puts_(&o, tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+    if (!op_names_lit(ops, nops, "X-Forwarded-Host")) {
+        put(&o, "X-Forwarded-Host: ", 18);
+        put_str(&o, host);
+        put(&o, "\r\n", 2);
+    }
+    if (!op_names_lit(ops, nops, "Forwarded"))
+        put_forwarded(&o, r, ip, host, tls);
     if (r->body == GH_H1_BODY_CHUNKED)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     put(&o, "\r\n", 2);

@@ -173,3 +173,47 @@ def _(ctx):
     eq(lines[0], "GET /echo?x=1 HTTP/1.1", "request line upstream (origin-form)")
     hosts = [ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("host:")]
     eq(hosts, ["a.example"], "Host upstream for an absolute-form request")
+
+
+def set_ops_gatehouse(ctx, b):
+    def conf(p):
+        return """workers 1
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{
+    listen 127.0.0.1:{port}
+    route /set/ {{
+        proxy app strip_prefix
+        request_header set Host internal.svc
+        request_header set x-forwarded-for 10.9.9.9
+        request_header set X-Forwarded-Proto wss
+        request_header set X-Forwarded-Host pub.example
+        request_header set Forwarded for=unknown
+    }}
+    route /rm/ {{
+        proxy app strip_prefix
+        request_header remove X-Forwarded-For
+        request_header remove Forwarded
+    }}
+}}
+""".format(port=p[0], b=b.port)
+    return ctx.gatehouse_config(conf, nports=1)
+
+
+@test("headers_request_header_set_host_adds_second_copy")
+def _(ctx):
+    from cfgutil import PlainConn
+    b = ctx.backend()
+    gh = set_ops_gatehouse(ctx, b)
+    spoof = b"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\n"
+    with PlainConn(gh.port) as c:
+        c.send(b"GET /set/echo HTTP/1.1\r\nHost: a.test\r\n" + spoof + b"\r\n")
+        eq(c.read_response().status, 200, "status of GET /set/echo")
+        c.send(b"GET /rm/echo HTTP/1.1\r\nHost: a.test\r\n" + spoof + b"\r\n")
+        eq(c.read_response().status, 200, "status of GET /rm/echo")
+    # What reached the backend, byte for byte: one Host, one of each, the route's value.
+    raw = b.raw()
+    eq(raw, b"GET /echo HTTP/1.1\r\nHost: internal.svc\r\nx-forwarded-for: 10.9.9.9\r\n"
+            b"X-Forwarded-Proto: wss\r\nX-Forwarded-Host: pub.example\r\nForwarded: for=unknown\r\n\r\n"
+            b"GET /echo HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\n\r\n",
+       "request heads the backend received")

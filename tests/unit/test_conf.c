@@ -405,6 +405,8 @@ static void errors_values(void)
                  "main.conf:1: invalid header name \"Content-Length\": framing headers");
     EXPECT_ERROR("site x { route / { response_header set X-A \"a\\nb\" } }\n", "main.conf:1: invalid header value");
     EXPECT_ERROR("site x { route / { request_header add X-A b } }\n", "main.conf:1: usage: request_header set");
+    EXPECT_ERROR("site x { route / { request_header remove HOST } }\n",
+                 "main.conf:1: invalid header name \"HOST\": an HTTP/1.1 request needs a Host");
 }
 
 static void errors_whole_file(void)

@@ -74,6 +74,53 @@ static void too_large(void)
     CHECK(n > 0 && memmem(out, (size_t)n, "for=127.0.0.1;proto=http;host=\"h\"", 33) != NULL);
 }
 
+static int upstream_head_ops(const char *raw, const gh_cfg_header_op *ops, size_t nops)
+{
+    static gh_h1_request r;
+    static gh_cfg_route route;
+    int n = gh_h1_parse_request(raw, strlen(raw), &r);
+    CHECK(n > 0);
+    if (n <= 0)
+        return -1;
+    route.req_ops = (gh_cfg_header_op *)ops;
+    route.nreq_ops = nops;
+    proxy__forward f = {.client_ip = "192.0.2.7", .fallback_host = "x", .tls = 1, .route = &route};
+    return proxy__request_head(out, sizeof(out), &r, &f);
+}
+
+#define OP(kind, n, v)                                                                                                 \
+    {                                                                                                                  \
+        kind, {n, sizeof(n) - 1},                                                                                      \
+        {                                                                                                              \
+            v, sizeof(v) - 1                                                                                           \
+        }                                                                                                              \
+    }
+
+static void request_header_set_host_adds_second_copy(void)
+{
+    static const gh_cfg_header_op set_all[] = {
+        OP(GH_HEADER_SET, "host", "internal.svc"),     OP(GH_HEADER_SET, "X-Forwarded-For", "10.9.9.9"),
+        OP(GH_HEADER_SET, "x-forwarded-proto", "wss"), OP(GH_HEADER_SET, "X-Forwarded-Host", "pub.example"),
+        OP(GH_HEADER_SET, "Forwarded", "for=unknown"),
+    };
+    static const gh_cfg_header_op remove_fwd[] = {
+        OP(GH_HEADER_REMOVE, "X-Forwarded-For", ""),
+        OP(GH_HEADER_REMOVE, "forwarded", ""),
+    };
+    const char *raw = "GET /a HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: ftp\r\n"
+                      "X-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nAccept: */*\r\n\r\n";
+    unit_case("request_header set Host / X-Forwarded-* / Forwarded: exactly one copy, the route's");
+    int n = upstream_head_ops(raw, set_all, sizeof(set_all) / sizeof(set_all[0]));
+    CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0),
+              "GET /a HTTP/1.1\r\nAccept: */*\r\nhost: internal.svc\r\nX-Forwarded-For: 10.9.9.9\r\n"
+              "x-forwarded-proto: wss\r\nX-Forwarded-Host: pub.example\r\nForwarded: for=unknown\r\n\r\n");
+    unit_case("request_header remove X-Forwarded-For / Forwarded: none at all, not gatehouse's either");
+    n = upstream_head_ops(raw, remove_fwd, sizeof(remove_fwd) / sizeof(remove_fwd[0]));
+    CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0),
+              "GET /a HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nX-Forwarded-Proto: https\r\n"
+              "X-Forwarded-Host: a.test\r\n\r\n");
+}
+
 static void response_head(void)
 {
     static gh_h1_response r;
@@ -102,6 +149,7 @@ void suite_headers(void)
     forwarded_appended();
     chunked_and_absolute();
     too_large();
+    request_header_set_host_adds_second_copy();
     response_head();
     error_page();
     unit_case(NULL);
