@@ -17,9 +17,10 @@
  * next longer-or-equal candidate is tried. A prefix that ends with '/'
  * matches any path that starts with it; one that does not ("/api") matches
  * that path exactly or followed by '/' ("/api", "/api/x"), not "/apix".
- * Paths are compared as received, byte for byte: normalising them (percent
- * decoding, dot segments) must happen before routing, or a route with
- * conditions can be bypassed by a different spelling of the same path.
+ * Paths are compared byte for byte, so the caller passes the canonical path
+ * (gh_h1_request_canonical_path: other spellings refused, runs of '/' merged)
+ * and sends that same path upstream; else a route could be bypassed by a
+ * different spelling of the path it guards.
  */
 #ifndef GH_CONF_ROUTER_H
 #define GH_CONF_ROUTER_H

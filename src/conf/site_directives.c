@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf/directives.h"
+#include "http/h1.h"
 
 #define ARG(i) (&d->args[(i)])
 
@@ -122,6 +123,12 @@ static int route_prefix(conf__parser *p, int line, const conf__arg *a, gh_cstr *
         return conf__bad_value(p, line, "route prefix", a, "must start with /");
     if (!conf__is_field_text(a->p, a->len, 0) || memchr(a->p, '?', a->len) || memchr(a->p, '#', a->len))
         return conf__bad_value(p, line, "route prefix", a, "a path without spaces, '?' or '#'");
+    /* Requests are routed by their canonical path (gh_h1_request_canonical_path): a prefix in
+     * another spelling could never match, and would leave what it meant to guard open. */
+    if (!gh_h1_path_normal((gh_h1_str){a->p, a->len}) || memmem(a->p, a->len, "//", 2) != NULL)
+        return conf__bad_value(p, line, "route prefix", a,
+                               "requests with '//', ';', '\\', dot segments or such escapes are merged or refused, "
+                               "so this prefix would never match");
     return conf__dup_arg(p, line, a, out);
 }
 

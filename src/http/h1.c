@@ -954,6 +954,32 @@ int gh_h1_chunked_done(const gh_h1_chunked *c)
     return c->state == CH_DONE;
 }
 
+/*
+ * The path policy (one spelling per path, so that a route cannot be bypassed). RFC 3986 6.2.2 lets
+ * a server treat "%61" as "a", and real backends go further than the RFC: Tomcat and Jetty drop
+ * ";params" from every segment ("/admin;x/y" is /admin/y), IIS and Spring read "\\" as "/",
+ * many frameworks decode "%2F" before splitting, some decode twice ("%2561" -> "%61" -> "a"), and C
+ * servers stop at "%00". A proxy cannot know which reading its backend has, and matching either
+ * one leaves the other open, so every byte sequence whose meaning differs between backends is
+ * refused, as Spring Security's StrictHttpFirewall does and as Envoy's
+ * path_with_escaped_slashes_action REJECT_REQUEST does for "%2F". Empty segments are not refused
+ * but merged (nginx's merge_slashes, on by default; Envoy's merge_slashes): "//" is common in
+ * clients that join URLs, and merging for the router AND upstream gives both the same path.
+ */
+static int path_escape_refused(const char *p, const char *end)
+{
+    char c = (char)(hexval(p[1]) << 4 | hexval(p[2]));
+
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~')
+        return 1; /* an unreserved character has one spelling: itself (RFC 3986 2.3) */
+    if (c == '/' || c == '\\' || c == ';' || c == '\0')
+        return 1; /* a separator, or the end of a C string, once decoded */
+    /* "%25" then two hex digits decodes to another escape: double encoding. ("%25" followed by an
+     * escape of a hex digit, "%25%36%31", is refused by the unreserved rule above.) */
+    return c == '%' && end - p >= 5 && has(p[3], C_HEX) && has(p[4], C_HEX);
+}
+
 int gh_h1_path_normal(gh_h1_str path)
 {
     const char *p = path.p, *end = path.p + path.len;
@@ -968,15 +994,43 @@ int gh_h1_path_normal(gh_h1_str path)
             return 0;
         seg = stop + 1;
     }
-    for (; p + 2 < end; p++) {
-        if (*p != '%')
-            continue;
-        if (!has(p[1], C_HEX) || !has(p[2], C_HEX))
-            continue;
-        char c = (char)(hexval(p[1]) << 4 | hexval(p[2]));
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-            c == '_' || c == '~')
+    for (; p < end; p++) {
+        if (*p == ';' || *p == '\\')
+            return 0;
+        if (*p == '%' && end - p >= 3 && has(p[1], C_HEX) && has(p[2], C_HEX) && path_escape_refused(p, end))
             return 0;
     }
     return 1;
+}
+
+size_t gh_h1_path_merge_slashes(char *path, size_t len)
+{
+    const char *q = memchr(path, '?', len);
+    size_t end = q != NULL ? (size_t)(q - path) : len, w;
+    const char *run = end >= 2 ? memmem(path, end, "//", 2) : NULL;
+
+    if (run == NULL)
+        return len; /* nothing written: a read-only path is safe */
+    w = (size_t)(run - path) + 1;
+    for (size_t r = w + 1; r < end; r++)
+        if (path[r] != '/' || path[w - 1] != '/')
+            path[w++] = path[r];
+    memmove(path + w, path + end, len - end);
+    return w + (len - end);
+}
+
+int gh_h1_request_canonical_path(gh_h1_request *r)
+{
+    size_t n;
+
+    if (r->target_form != GH_H1_ORIGIN_FORM && r->target_form != GH_H1_ABSOLUTE_FORM)
+        return 0;
+    if (!gh_h1_path_normal(r->path))
+        return -400;
+    /* The path lies in the buffer the request was parsed from (the caller's, writable), at the end of
+     * the target; the head's other slices are outside it and stay valid. */
+    n = gh_h1_path_merge_slashes((char *)r->path.p, r->path.len);
+    r->target.len -= r->path.len - n;
+    r->path.len = n;
+    return 0;
 }

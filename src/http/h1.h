@@ -167,13 +167,30 @@ ssize_t gh_h1_chunked_decode(gh_h1_chunked *c, char *buf, size_t *len);
 int gh_h1_chunked_done(const gh_h1_chunked *c);
 
 /*
- * 1 when the path part of a request-target (before any '?') is in the one
- * spelling a router can compare byte for byte: no "." or ".." segment and no
- * percent-encoded unreserved character ("%61" for "a", "%2E" for "."). Two
- * spellings of one path would let a request slip past a route that guards it
- * (RFC 3986 6.2.2); such requests are refused, not rewritten.
+ * The path policy: one spelling per path, so that a route cannot be bypassed by another
+ * (RFC 3986 6.2.2; the reasons, backend by backend, are in h1.c).
+ *
+ * gh_h1_path_normal: 1 when the path part of a request-target (before any '?') may be
+ * routed: no "." or ".." segment, no ';' (path parameters), no '\\', and no
+ * percent-encoded unreserved character ("%61", "%2E"), '/' ("%2F"), '\\' ("%5C"), ';'
+ * ("%3B"), NUL ("%00") or '%' that starts another escape ("%2561"). 0: refuse (400),
+ * never rewrite. Empty segments ("//") are allowed here and merged by the next function.
  */
 int gh_h1_path_normal(gh_h1_str path);
+
+/*
+ * Merges every run of '/' in the path part of `path` (before any '?') into one, in place,
+ * moving the query along; returns the new length. Writes nothing when there is no run.
+ */
+size_t gh_h1_path_merge_slashes(char *path, size_t len);
+
+/*
+ * Applies the path policy to a parsed origin- or absolute-form request (others: 0): -400
+ * when gh_h1_path_normal refuses the path, else 0 after merging runs of '/' in place, in
+ * the (writable) buffer the request was parsed from; r->path and r->target get shorter,
+ * and router, upstream request line and $request_uri then all see the merged path.
+ */
+int gh_h1_request_canonical_path(gh_h1_request *r);
 
 /* Case-insensitive comparison of a slice with a NUL-terminated lowercase literal. */
 int gh_h1_str_ieq(gh_h1_str s, const char *lower);

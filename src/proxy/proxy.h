@@ -239,7 +239,8 @@ ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n);
 int proxy__client_read(proxy__client *c);
 
 /* exchange.c */
-void proxy__exchange_start(proxy__client *c, const gh_h1_request *r, size_t head_len);
+/* Starts the exchange of a parsed request; r's path is made canonical in place (gh_h1_request_canonical_path). */
+void proxy__exchange_start(proxy__client *c, gh_h1_request *r, size_t head_len);
 void proxy__exchange_run(proxy__exchange *ex);
 void proxy__exchange_free(proxy__exchange *ex);
 void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events);

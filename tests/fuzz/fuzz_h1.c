@@ -63,6 +63,24 @@ static size_t count_kind(const gh_h1_header *h, size_t n, int kind)
     return c;
 }
 
+/* The path policy: what it accepts, merged, is accepted again, has no "//" and does not change twice. */
+static void fuzz_path(gh_h1_str path)
+{
+    static char tmp[GH_H1_MAX_HEAD];
+    size_t n, n2;
+
+    if (!gh_h1_path_normal(path) || path.len > sizeof(tmp))
+        return;
+    memcpy(tmp, path.p, path.len);
+    n = gh_h1_path_merge_slashes(tmp, path.len);
+    REQUIRE(n <= path.len && n > 0 && tmp[0] == '/');
+    const char *q = memchr(tmp, '?', n);
+    REQUIRE(memmem(tmp, q ? (size_t)(q - tmp) : n, "//", 2) == NULL);
+    REQUIRE(gh_h1_path_normal((gh_h1_str){tmp, n}));
+    n2 = gh_h1_path_merge_slashes(tmp, n);
+    REQUIRE(n2 == n);
+}
+
 static void fuzz_request(const char *buf, size_t len, size_t cut)
 {
     int rc = gh_h1_parse_request(buf, len, &req);
@@ -82,6 +100,8 @@ static void fuzz_request(const char *buf, size_t len, size_t cut)
     REQUIRE(req.body == GH_H1_BODY_NONE || req.body == GH_H1_BODY_LENGTH || req.body == GH_H1_BODY_CHUNKED);
     if (req.target_form == GH_H1_ORIGIN_FORM || req.target_form == GH_H1_ABSOLUTE_FORM)
         REQUIRE(req.path.len > 0 && req.path.p[0] == '/');
+    if (req.target_form == GH_H1_ORIGIN_FORM || req.target_form == GH_H1_ABSOLUTE_FORM)
+        fuzz_path(req.path);
     /* The head alone parses the same; any shorter prefix needs more bytes. */
     REQUIRE(gh_h1_parse_request(buf, (size_t)rc, &req2) == rc);
     REQUIRE(gh_h1_parse_request(buf, cut % (size_t)rc, &req2) == 0);

@@ -7,7 +7,7 @@ All the route_* tests share one gatehouse (a fixture) with two pools of one back
 import time
 import uuid
 
-from harness import Closed, Conn, Fail, T, add_test, build_request, check, eq
+from harness import Closed, Conn, Fail, T, add_test, build_request, check, eq, test
 from cfgutil import PlainConn
 
 
@@ -409,3 +409,72 @@ def _(ctx, f):
         eq(r.all("transfer-encoding"), [], "Transfer-Encoding in a 204 from a respond route")
         r = c.request("GET", "/hello", host="app.test")
         eq((r.status, r.body), (200, b"hello, world\n"), "the next request on the connection")
+
+
+# A route for /admin/ bypassed by another spelling (issue 6 A6). `route /admin/` answers 403 on one
+# listener and proxies to a backend of its own on another; `/` goes to the public backend. Each
+# spelling a backend could read as /admin/x must either be refused (400, nothing sent anywhere) or
+# be treated as /admin/x, with exactly "/admin/x" on the request line upstream.
+BYPASS = [
+    # (request-target, status when /admin/ answers 403, path the admin backend receives or None)
+    ("//admin/x", 403, "/admin/x"),
+    ("/admin//x", 403, "/admin/x"),
+    ("///admin/x?q=//", 403, "/admin/x?q=//"),
+    ("/admin;x/y", 400, None),
+    ("/admin/..;/x", 400, None),
+    ("/admin%2Fx", 400, None),
+    ("/admin%2fx", 400, None),
+    ("/%2561dmin/x", 400, None),
+    ("/%61dmin/x", 400, None),
+    ("/admin%5Cx", 400, None),
+    ("/admin%3Bx/y", 400, None),
+    ("/admin%00/x", 400, None),
+    ("/x/../admin/x", 400, None),
+]
+
+
+def upstream_head(path, host="a.test"):
+    return ("GET %s HTTP/1.1\r\nHost: %s\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+            "X-Forwarded-Host: %s\r\nForwarded: for=127.0.0.1;proto=http;host=\"%s\"\r\n\r\n"
+            % (path, host, host, host)).encode()
+
+
+@test("route_bypassed_by_another_spelling")
+def _(ctx):
+    pub, adm = ctx.backend("public"), ctx.backend("admin")
+
+    def conf(p):
+        return """workers 1
+listen 127.0.0.1:{deny}
+listen 127.0.0.1:{prox}
+pool public {{ server 127.0.0.1:{pub} }}
+pool admin {{ server 127.0.0.1:{adm} }}
+site default {{
+    listen 127.0.0.1:{deny}
+    route / {{ proxy public }}
+    route /admin/ {{ respond 403 "admin only" }}
+}}
+site default {{
+    listen 127.0.0.1:{prox}
+    route / {{ proxy public }}
+    route /admin/ {{ proxy admin }}
+}}
+""".format(deny=p[0], prox=p[1], pub=pub.port, adm=adm.port)
+    gh = ctx.gatehouse_config(conf, nports=2)
+    want_admin = b""
+    for target, status, admin_path in BYPASS:
+        for port, proxied in ((gh.ports[0], False), (gh.ports[1], True)):
+            with PlainConn(port) as c:
+                c.send(("GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % target).encode())
+                r = c.read_response()
+            want = status if not proxied or status == 400 else 404  # the admin backend has no /admin/x
+            eq(r.status, want, "status of GET %s (route /admin/ %s)" % (target, "proxied" if proxied else "403"))
+            if proxied and admin_path is not None:
+                want_admin += upstream_head(admin_path)
+    eq(pub.raw(), b"", "what reached the public backend")
+    eq(adm.raw(), want_admin, "what reached the admin backend")
+    # An ordinary path with an empty segment goes upstream merged: router and backend see one path.
+    with PlainConn(gh.ports[1]) as c:
+        c.send(b"GET /pub//lic/?a=//b HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        c.read_response()
+    eq(pub.raw(), upstream_head("/pub/lic/?a=//b"), "what reached the public backend for /pub//lic/")

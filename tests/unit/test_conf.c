@@ -405,6 +405,9 @@ static void errors_values(void)
                  "main.conf:1: invalid header name \"Content-Length\": framing headers");
     EXPECT_ERROR("site x { route / { response_header set X-A \"a\\nb\" } }\n", "main.conf:1: invalid header value");
     EXPECT_ERROR("site x { route / { request_header add X-A b } }\n", "main.conf:1: usage: request_header set");
+    EXPECT_ERROR("site x { route \"/a;b/\" { respond 200 } }\n", "main.conf:1: invalid route prefix \"/a;b/\"");
+    EXPECT_ERROR("site x { route //a/ { respond 200 } }\n", "main.conf:1: invalid route prefix \"//a/\"");
+    EXPECT_ERROR("site x { route /a%2Fb { respond 200 } }\n", "main.conf:1: invalid route prefix");
     EXPECT_ERROR("site x { route / { request_header remove HOST } }\n",
                  "main.conf:1: invalid header name \"HOST\": an HTTP/1.1 request needs a Host");
 }
