@@ -232,7 +232,8 @@ int gh_shared_init(gh_shared *s)
 {
     s->health = gh_health_shm_new(GH_HEALTH_MAX_SLOTS);
     s->addrs = gh_addr_shm_new(GH_HEALTH_MAX_SLOTS);
-    if (s->health == NULL || s->addrs == NULL) {
+    /* The session ticket keys too (tls/tickets.h): kept by the TLS layer, for the life of the process tree. */
+    if (s->health == NULL || s->addrs == NULL || gh_tls_tickets_init() < 0) {
         gh_shared_dispose(s);
         return -1;
     }

@@ -25,7 +25,7 @@ typedef struct gh_shared {
     gh_addr_shm *addrs;    /* re-resolved addresses of servers given by name, same slots */
 } gh_shared;
 
-/* Maps both regions (before any fork); 0 or -1. */
+/* Maps both regions, and the TLS session ticket keys (gh_tls_tickets_init), before any fork; 0 or -1. */
 int gh_shared_init(gh_shared *s);
 void gh_shared_dispose(gh_shared *s);
 

@@ -1,6 +1,7 @@
 #include "tls/tls.h"
 
 #include "core/common.h"
+#include "tls/tickets.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -29,36 +30,23 @@
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                                       \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define TLS_GROUPS   "X25519:P-256:P-384"
-
-/*
- * Session tickets: keys rotate every hour and a ticket is accepted for two.
- * Each hour's key is derived from a random secret made once by the master, so
- * every worker (forked from it, restarted or not) derives the same keys with no
- * shared memory, and no key lives longer than its two hours.
- */
-#define TICKET_PERIOD 3600
-
-typedef struct ticket_keys {
-    int64_t epoch;
-    unsigned char name[16], aes[32], hmac[32];
-} ticket_keys;
+#define TLS_GROUPS   "X25519:P-256:P-384" /* README.md and DESIGN.md list these three */
 
 struct gh_tls_ctx {
     SSL_CTX *ssl;
-    ticket_keys cache[2]; /* the two epochs derived last */
     struct sni_select *sni;
     unsigned refs;                           /* runtimes holding it: a reload shares unchanged contexts */
     unsigned char digest[GH_TLS_DIGEST_LEN]; /* of the PEM bytes it was built from */
 };
 
 /*
- * The ticket secret is made once per process tree (in the master, before any
- * fork) and shared by every context and every config generation, so a session
- * resumes whatever worker, certificate or reload it meets.
+ * Session tickets: a fresh random key each period (an hour), the previous one
+ * kept to decrypt for one more period, then gone (tickets.c). The store is
+ * shared memory mapped by the master before it forks, so every worker, every
+ * restarted worker and every config generation encrypts and decrypts with the
+ * same keys. One store per process tree, like the keys it holds.
  */
-static unsigned char ticket_secret[32];
-static int ticket_secret_ready;
+static gh_tickets *tickets;
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
@@ -82,35 +70,7 @@ static void openssl_reason(char *err, size_t errlen, const char *what, const cha
     ERR_clear_error();
 }
 
-static int derive(const unsigned char *secret, int64_t epoch, ticket_keys *k)
-{
-    unsigned char in[24], out[32];
-    unsigned int outlen;
-    unsigned char *dst[3] = {k->name, k->aes, k->hmac};
-    size_t len[3] = {sizeof(k->name), sizeof(k->aes), sizeof(k->hmac)};
-
-    memcpy(in, "gatehouse-ticket", 16);
-    for (int i = 0; i < 8; i++)
-        in[16 + i] = (unsigned char)((uint64_t)epoch >> (8 * i));
-    for (int i = 0; i < 3; i++) {
-        in[15] = (unsigned char)('0' + i);
-        if (HMAC(EVP_sha256(), secret, 32, in, sizeof(in), out, &outlen) == NULL)
-            return -1;
-        memcpy(dst[i], out, len[i]);
-    }
-    k->epoch = epoch;
-    return 0;
-}
-
-static const ticket_keys *keys_for(gh_tls_ctx *c, int64_t epoch)
-{
-    ticket_keys *k = &c->cache[epoch & 1];
-    if (k->epoch != epoch && derive(ticket_secret, epoch, k) < 0)
-        return NULL;
-    return k;
-}
-
-static int set_hmac(EVP_MAC_CTX *hctx, const ticket_keys *k)
+static int set_hmac(EVP_MAC_CTX *hctx, const gh_ticket_key *k)
 {
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
@@ -122,27 +82,49 @@ static int set_hmac(EVP_MAC_CTX *hctx, const ticket_keys *k)
 static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
-    gh_tls_ctx *ticket_ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    int64_t epoch = (int64_t)time(NULL) / TICKET_PERIOD;
-    const ticket_keys *k;
+    gh_ticket_key k;
+    int rc;
 
+    (void)ssl;
     if (enc) {
-        if ((k = keys_for(ticket_ctx, epoch)) == NULL || RAND_bytes(iv, 16) != 1 ||
-            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || set_hmac(hctx, k) != 1)
-            return -1;
-        memcpy(name, k->name, 16);
-        return 1;
+        /* 0: no ticket this time (the handshake goes on), rather than a ticket under a stale key */
+        if (gh_tickets_encrypt_key(tickets, (int64_t)time(NULL), &k) < 0 || RAND_bytes(iv, 16) != 1)
+            rc = 0;
+        else {
+            memcpy(name, k.name, 16);
+            rc = EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1 && set_hmac(hctx, &k) == 1 ? 1 : -1;
+        }
+    } else {
+        /* 1: valid; 2: valid under the previous period's key, so OpenSSL issues a new ticket; 0: full handshake */
+        rc = gh_tickets_decrypt_key(tickets, (int64_t)time(NULL), name, &k);
+        if (rc < 0)
+            rc = 0;
+        else if (rc > 0 &&
+                 (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 || set_hmac(hctx, &k) != 1))
+            rc = -1;
     }
-    for (int64_t e = epoch; e >= epoch - 1; e--) {
-        if ((k = keys_for(ticket_ctx, e)) == NULL)
-            return -1;
-        if (memcmp(name, k->name, 16) != 0)
-            continue;
-        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || set_hmac(hctx, k) != 1)
-            return -1;
-        return e == epoch ? 1 : 2; /* 2: valid, but issue a ticket under the current key */
-    }
-    return 0; /* unknown or expired key: full handshake */
+    OPENSSL_cleanse(&k, sizeof(k));
+    return rc;
+}
+
+/* GH_TEST_TICKET_PERIOD=SECONDS (1-3600) shortens the period; read once, for the tests of key expiry only. */
+static int64_t ticket_period(void)
+{
+    const char *e = getenv("GH_TEST_TICKET_PERIOD");
+    int64_t v = 0;
+
+    if (e == NULL || *e == '\0')
+        return GH_TICKET_PERIOD;
+    for (; *e >= '0' && *e <= '9' && v <= GH_TICKET_PERIOD; e++)
+        v = v * 10 + (*e - '0');
+    return *e == '\0' && v >= 1 && v <= GH_TICKET_PERIOD ? v : GH_TICKET_PERIOD;
+}
+
+int gh_tls_tickets_init(void)
+{
+    if (tickets == NULL && (tickets = gh_tickets_new(ticket_period())) == NULL)
+        return -1;
+    return 0;
 }
 
 static int apply_policy(SSL_CTX *ctx)
@@ -157,8 +139,8 @@ static int apply_policy(SSL_CTX *ctx)
                      SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /*
      * Resumption by stateless tickets only: no server-side cache to share or
-     * lock. The ticket key is made when the context is, in the master, so every
-     * worker (a fork) decrypts every other worker's tickets.
+     * lock. The ticket keys are in memory every process shares, so every
+     * worker decrypts every other worker's tickets.
      */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
@@ -290,12 +272,9 @@ gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed
         snprintf(err, errlen, "between 1 and %zu certificates per context", GH_ARRAY_LEN(types));
         return NULL;
     }
-    if (!ticket_secret_ready) {
-        if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1) {
-            snprintf(err, errlen, "no randomness for session ticket keys");
-            return NULL;
-        }
-        ticket_secret_ready = 1;
+    if (gh_tls_tickets_init() < 0) { /* done by the master before forking; here for a process that did not */
+        snprintf(err, errlen, "cannot map the session ticket keys: %s", strerror(errno));
+        return NULL;
     }
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL || apply_policy(ctx) < 0) {
@@ -312,13 +291,13 @@ gh_tls_ctx *gh_tls_ctx_new_pem(const gh_tls_pem *pairs, size_t n, size_t *failed
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    c->cache[0].epoch = c->cache[1].epoch = -1;
     c->refs = 1;
     gh_tls_pem_digest(pairs, n, c->digest);
     c->ssl = ctx;
     SSL_CTX_set_app_data(ctx, c);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
-    SSL_CTX_set_timeout(ctx, 2 * TICKET_PERIOD);
+    /* A ticket cannot outlive its key (two periods); the lifetime hint tells the client so (RFC 8446 4.6.1). */
+    SSL_CTX_set_timeout(ctx, (long)(2 * gh_tickets_period_len(tickets)));
     return c;
 fail:
     SSL_CTX_free(ctx);

@@ -4,8 +4,9 @@
  * calls on an opaque session; no other file includes OpenSSL headers.
  *
  * Policy: TLS 1.2 and 1.3 only; AEAD ciphers with forward secrecy only
- * (ECDHE + AES-GCM / ChaCha20-Poly1305); X25519 and P-256; server cipher order;
- * no renegotiation, no compression; session tickets for resumption.
+ * (ECDHE + AES-GCM / ChaCha20-Poly1305); groups X25519, P-256 and P-384;
+ * server cipher order; no renegotiation, no compression; session tickets for
+ * resumption, under keys that rotate (tickets.h).
  */
 #ifndef GH_TLS_TLS_H
 #define GH_TLS_TLS_H
@@ -28,6 +29,12 @@ typedef struct gh_tls_pem {
     const void *cert, *key;
     size_t cert_len, key_len;
 } gh_tls_pem;
+
+/*
+ * Maps the session ticket keys that every process of this tree shares: call it
+ * once in the master before forking (gh_shared_init does). 0, or -1 with errno.
+ */
+int gh_tls_tickets_init(void);
 
 /*
  * Builds a server context with gatehouse's policy and ALPN "http/1.1" for the

@@ -281,7 +281,7 @@ class Gatehouse:
     """One gatehouse master (and its workers) under test."""
 
     def __init__(self, ctx, to, cert="ec", workers=1, args=(), access_log=None, log_level="info",
-                 wait=True, port=None):
+                 wait=True, port=None, env=None):
         self.ctx = ctx
         self.nworkers = workers
         self.stopped = False          # set once the test signalled the master itself
@@ -307,7 +307,8 @@ class Gatehouse:
             self.argv = argv
             self.errf = open(self.log_path, "ab")
             self.outf = open(self.out_path, "ab")
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.outf, stderr=self.errf)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.outf, stderr=self.errf,
+                                         env=dict(os.environ, **env) if env else None)
             self.pid = self.proc.pid
             ctx.gatehouses.append(self)
             if not wait:

@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import time
 
-from harness import T, Conn, check, client_context, curl, eq, free_port, s_client, test, wait_until
+from harness import T, Conn, Fail, check, client_context, curl, eq, free_port, s_client, test, wait_until
 import pattern
 
 GET_CLOSE = b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -274,3 +274,55 @@ def _(ctx):
         f.write(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx")
     rc, out = s_client(gh.port, ["-tls1_3", "-sess_in", path, "-early_data", early])
     check("Early data was accepted" not in out, "0-RTT early data accepted: %s" % out[-500:])
+
+
+@test("tls_resume_across_workers")
+def _(ctx):
+    # One ticket key store for every worker: a session made on one worker resumes on the other.
+    # Stopping a worker (SIGSTOP) sends every new connection to the other one (EPOLLEXCLUSIVE wakes
+    # only an epoll that has a waiter), which makes "the other worker" certain.
+    gh = ctx.gatehouse([ctx.backend()], workers=2)
+    w = gh.workers()
+    eq(len(w), 2, "workers")
+    path = os.path.join(ctx.dir, "sess13.pem")
+    try:
+        for maker, other in ((w[0], w[1]), (w[1], w[0])):
+            os.kill(other, signal.SIGSTOP)
+            tls13_session(gh, path)
+            os.kill(other, signal.SIGCONT)
+            os.kill(maker, signal.SIGSTOP)
+            for i in range(3):
+                ok, out = tls13_resumed(gh, path)
+                check(ok, "session of worker %d not resumed on worker %d (attempt %d): %s"
+                      % (maker, other, i + 1, out[-500:]))
+            os.kill(maker, signal.SIGCONT)
+    finally:
+        for pid in w:
+            os.kill(pid, signal.SIGCONT)
+
+
+@test("tls_ticket_root_secret_never_changes")
+def _(ctx):
+    # Ticket keys rotate: a ticket resumes in its period and the next one (renewed there), and is
+    # refused once two periods have begun since (a full handshake). GH_TEST_TICKET_PERIOD shortens
+    # the period from an hour to 3 s; the clock is the wall clock, as gatehouse's.
+    period = 3
+    gh = ctx.gatehouse([ctx.backend()], workers=2, env={"GH_TEST_TICKET_PERIOD": str(period)})
+    path = os.path.join(ctx.dir, "sess13.pem")
+    for attempt in range(3):
+        wait_until(lambda: 0.05 <= time.time() % period < 0.6, period + 1, interval=0.02)
+        start = time.time() - time.time() % period  # the period the ticket is issued in
+        tls13_session(gh, path)
+        if time.time() - start < period - 0.5:
+            break
+    else:
+        raise Fail("could not get a ticket early in a %d s period (machine too slow?)" % period)
+    ok, out = tls13_resumed(gh, path)
+    check(ok, "ticket not accepted in its own period: %s" % out[-500:])
+    time.sleep(max(0, start + period + 0.5 - time.time()))
+    ok, out = tls13_resumed(gh, path)
+    check(ok, "ticket of the previous period not accepted: %s" % out[-500:])
+    time.sleep(max(0, start + 2 * period + 0.5 - time.time()))
+    ok, out = tls13_resumed(gh, path)
+    check(not ok, "ticket accepted %.1f s after it was issued, two %d s periods on: its key was not rotated away"
+          % (time.time() - start, period))

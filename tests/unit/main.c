@@ -23,6 +23,7 @@ static const struct suite suites[] = {
     {"health", suite_health},
     {"conn", suite_conn},
     {"limit", suite_limit},
+    {"tickets", suite_tickets},
 };
 
 static unsigned long passed, failed;

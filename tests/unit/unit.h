@@ -43,5 +43,6 @@ void suite_router(void);
 void suite_health(void);
 void suite_conn(void);
 void suite_limit(void);
+void suite_tickets(void);
 
 #endif
