@@ -99,9 +99,44 @@ static void tickets_shared_across_processes(void)
     gh_tickets_free(t);
 }
 
+/*
+ * A writer killed while it rotates (SIGKILL at a random moment, maybe between claim and release)
+ * never stops the others: once it is reaped, the next process takes the claim over and rotates.
+ */
+static void tickets_writer_killed_mid_rotation(void)
+{
+    gh_tickets *t = gh_tickets_new(1);
+    int failures = 0;
+
+    unit_case("a writer killed at any moment: the survivor still gets a fresh key and decrypts with it");
+    CHECK(t != NULL);
+    if (t == NULL)
+        return;
+    for (int round = 0; round < 200; round++) {
+        int64_t base = (int64_t)round * 1000000;
+        pid_t pid = fork();
+        gh_ticket_key k, got;
+
+        if (pid == 0) {
+            for (int64_t now = base;; now++) /* one rotation per call: a new period each time */
+                gh_tickets_encrypt_key(t, now, &k);
+        }
+        CHECK(pid > 0);
+        usleep((useconds_t)(200 + (round * 37) % 900));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        if (gh_tickets_encrypt_key(t, base + 999999, &k) < 0 || k.period != base + 999999 ||
+            gh_tickets_decrypt_key(t, base + 999999, k.name, &got) != 1)
+            failures++;
+    }
+    CHECK_INT(failures, 0);
+    gh_tickets_free(t);
+}
+
 void suite_tickets(void)
 {
     ticket_root_secret_never_changes();
     tickets_shared_across_processes();
+    tickets_writer_killed_mid_rotation();
     unit_case(NULL);
 }
