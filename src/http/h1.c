@@ -980,27 +980,42 @@ static int path_escape_refused(const char *p, const char *end)
     return c == '%' && end - p >= 5 && has(p[3], C_HEX) && has(p[4], C_HEX);
 }
 
+/* The bytes the path policy looks at; every other one is skipped at table speed. */
+static const uint8_t path_special[256] = {
+    ['%'] = 1, ['.'] = 1, ['/'] = 1, [';'] = 1, ['?'] = 1, ['\\'] = 1,
+};
+
+/* gh_h1_path_normal in one pass; *runs is set when the path part has an empty segment ("//"). */
+static int path_check(gh_h1_str path, int *runs)
+{
+    const char *p = path.p, *end = path.p + path.len, *seg = p;
+
+    *runs = 0;
+    for (;; p++) {
+        while (p < end && !path_special[(unsigned char)*p])
+            p++;
+        char c = p < end ? *p : '?'; /* the end of the path part either way */
+        if (c == '/' || c == '?') {
+            size_t n = (size_t)(p - seg);
+            if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return 0;
+            if (c == '?')
+                return 1;
+            *runs |= n == 0 && p > path.p;
+            seg = p + 1;
+        } else if (c == ';' || c == '\\') {
+            return 0;
+        } else if (c == '%' && end - p >= 3 && has(p[1], C_HEX) && has(p[2], C_HEX) && path_escape_refused(p, end)) {
+            return 0;
+        }
+    }
+}
+
 int gh_h1_path_normal(gh_h1_str path)
 {
-    const char *p = path.p, *end = path.p + path.len;
-    const char *q = memchr(p, '?', path.len);
+    int runs;
 
-    if (q != NULL)
-        end = q;
-    for (const char *seg = p; seg < end;) {
-        const char *slash = memchr(seg, '/', (size_t)(end - seg)), *stop = slash ? slash : end;
-        size_t n = (size_t)(stop - seg);
-        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return 0;
-        seg = stop + 1;
-    }
-    for (; p < end; p++) {
-        if (*p == ';' || *p == '\\')
-            return 0;
-        if (*p == '%' && end - p >= 3 && has(p[1], C_HEX) && has(p[2], C_HEX) && path_escape_refused(p, end))
-            return 0;
-    }
-    return 1;
+    return path_check(path, &runs);
 }
 
 size_t gh_h1_path_merge_slashes(char *path, size_t len)
@@ -1022,11 +1037,14 @@ size_t gh_h1_path_merge_slashes(char *path, size_t len)
 int gh_h1_request_canonical_path(gh_h1_request *r)
 {
     size_t n;
+    int runs;
 
     if (r->target_form != GH_H1_ORIGIN_FORM && r->target_form != GH_H1_ABSOLUTE_FORM)
         return 0;
-    if (!gh_h1_path_normal(r->path))
+    if (!path_check(r->path, &runs))
         return -400;
+    if (!runs)
+        return 0;
     /* The path lies in the buffer the request was parsed from (the caller's, writable), at the end of
      * the target; the head's other slices are outside it and stay valid. */
     n = gh_h1_path_merge_slashes((char *)r->path.p, r->path.len);
