@@ -662,10 +662,8 @@ static int upstream_eof(proxy__exchange *ex)
         return upstream_failed(ex, 502);
     if (ex->res_body == GH_H1_BODY_CLOSE) {
         ex->upstream_reusable = 0;
-        if (ex->chunk_out && append_last_chunk(&ex->c->out) < 0) {
-            ex->u->can_read = 1; /* try again once out drained; EOF will repeat */
-            return 0;
-        }
+        if (ex->chunk_out && append_last_chunk(&ex->c->out) < 0)
+            return 0; /* tried again once out drained: u->eof stays set */
         ex->res_state = RES_DONE;
         return 1;
     }
@@ -680,7 +678,7 @@ static int read_upstream(proxy__exchange *ex)
     proxy__upstream *u = ex->u;
     ssize_t n;
 
-    if (ex->res_state == RES_DONE || !u->connected || !u->can_read || ex->res_decoded > 0)
+    if (ex->res_state == RES_DONE || !u->connected || !u->can_read || u->eof || ex->res_decoded > 0)
         return 0;
     if (gh_buf_reserve(&u->in) < 0)
         return fail(ex, 500);
@@ -698,9 +696,28 @@ static int read_upstream(proxy__exchange *ex)
         u->can_read = 0;
         return 0;
     }
-    if (n == 0)
-        return upstream_eof(ex);
+    if (n == 0) {
+        u->eof = 1; /* acted on in pump_response, once what came before it has gone on */
+        return 1;
+    }
     return upstream_failed(ex, 502);
+}
+
+/*
+ * The server's FIN counts only once nothing before it is left to relay: bytes
+ * still waiting in u->in for a slow client are part of the response, and the
+ * end of a close-delimited body (the last chunk, or the client's close) must
+ * come after them. A head still incomplete at that point never will be.
+ */
+static int eof_due(const proxy__exchange *ex)
+{
+    const proxy__upstream *u = ex->u;
+
+    if (u == NULL || !u->eof || ex->res_state == RES_DONE)
+        return 0;
+    if (ex->res_state == RES_HEAD)
+        return gh_buf_len(&ex->c->out) == 0; /* not waiting for a 100 Continue to drain */
+    return gh_buf_len(&u->in) == 0 && ex->res_decoded == 0;
 }
 
 static int pump_response(proxy__exchange *ex)
@@ -724,7 +741,10 @@ static int pump_response(proxy__exchange *ex)
         return finish(ex);
     if ((r = read_upstream(ex)) == GONE)
         return GONE;
-    return p | r;
+    p |= r;
+    if (!p && eof_due(ex))
+        return upstream_eof(ex);
+    return p;
 }
 
 /* ---- driving ---- */

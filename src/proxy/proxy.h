@@ -78,6 +78,7 @@ struct proxy__upstream {
     uint16_t server;
     uint8_t connected, reused, can_read, can_write;
     uint8_t hup; /* the server closed its side: read until EOF */
+    uint8_t eof; /* its FIN was read: nothing more will come (never pooled) */
 };
 
 enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };

@@ -1,0 +1,111 @@
+"""Data path: what a slow client and a misbehaving backend must never do to the bytes of a response."""
+import socket
+import ssl
+import time
+
+from harness import T, Closed, Conn, Fail, build_request, check, client_context, eq, test
+import pattern
+
+
+class SlowConn(Conn):
+    """A client with a small receive buffer that pauses first, then reads 2 KiB at a time."""
+
+    def __init__(self, port, tls=True, rcvbuf=4096, pause=0.8, step=2048):
+        self.timeout = 10 * T
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Before connect, so that the window the proxy sees is small from the first byte.
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        # A small MSS makes the proxy's send buffer small too (Linux sizes it from the MSS).
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        raw.settimeout(self.timeout)
+        raw.connect(("127.0.0.1", port))
+        self.s = client_context().wrap_socket(raw, server_hostname="localhost") if tls else raw
+        self.port = port
+        self.buf = bytearray()
+        self.eof = False
+        self.reset = False
+        self.pause = pause
+        self.step = step
+
+    def _fill(self):
+        if self.pause:
+            time.sleep(self.pause)  # the backend sends everything and closes meanwhile
+            self.pause = 0
+        if self.eof:
+            return False
+        try:
+            d = self.s.recv(self.step)
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self.eof = self.reset = True
+            return False
+        if not d:
+            self.eof = True
+            return False
+        self.buf += d
+        return True
+
+
+def tls_and_plain(ctx, b):
+    """A gatehouse with a TLS listener and a plain one in front of backend b: [(port, tls)]."""
+    gh = ctx.gatehouse_config(lambda p: (
+        "workers 1\n"
+        "listen 127.0.0.1:%d tls\n"
+        "listen 127.0.0.1:%d\n"
+        "pool app {\n    server 127.0.0.1:%d\n}\n"
+        "site default {\n    listen 127.0.0.1:%d\n    listen 127.0.0.1:%d\n    cert %s %s\n"
+        "    route / { proxy app }\n}\n"
+        % (p[0], p[1], b.port, p[0], p[1], ctx.session.certs()["ec_cert"], ctx.session.certs()["ec_key"])),
+        nports=2)
+    return [(gh.ports[0], True), (gh.ports[1], False)]
+
+
+SIZE = 300000
+
+
+def slow_fetch(port, tls, path, version="HTTP/1.1"):
+    c = SlowConn(port, tls)
+    try:
+        req = build_request("GET", path, host="localhost:%d" % port)
+        if version != "HTTP/1.1":
+            req = req.replace(b" HTTP/1.1\r\n", b" " + version.encode() + b"\r\n", 1)
+        c.send(req)
+        return c.read_response()
+    finally:
+        c.close()
+
+
+def fin_case(ctx, path, version, what):
+    b = ctx.backend()
+    for port, tls in tls_and_plain(ctx, b):
+        how = "%s over %s" % (what, "TLS" if tls else "plain HTTP")
+        for i in range(3):
+            try:
+                r = slow_fetch(port, tls, path, version)
+            except Closed as e:
+                raise Fail("%s: the response was cut when the backend closed: %s" % (how, e))
+            eq(r.status, 200, "%s: status" % how)
+            if version == "HTTP/1.1" and path.startswith("/close"):
+                eq(",".join(r.all("transfer-encoding")).lower(), "chunked", "%s: re-chunked for 1.1" % how)
+            eq(len(r.body), SIZE, "%s: body length (try %d)" % (how, i + 1))
+            check(r.body == pattern.data(SIZE), "%s: body bytes differ from what the backend sent" % how)
+
+
+@test("upstream_fin_drops_bytes_buffered_for_slow_client_content_length")
+def _(ctx):
+    # The backend sends a Content-Length response and closes at once (Connection: close):
+    # its FIN arrives while much of the body still waits in gatehouse for the slow client.
+    fin_case(ctx, "/download?size=%d&close=1" % SIZE, "HTTP/1.1", "Content-Length response")
+
+
+@test("upstream_fin_drops_bytes_buffered_for_slow_client_close_delimited")
+def _(ctx):
+    # A close-delimited body to an HTTP/1.1 client is re-chunked: the last chunk must come
+    # after every byte, not when the backend's FIN is seen (a short body would look complete).
+    fin_case(ctx, "/close?size=%d" % SIZE, "HTTP/1.1", "close-delimited response to 1.1")
+
+
+@test("upstream_fin_drops_bytes_buffered_for_slow_client_http10")
+def _(ctx):
+    # To an HTTP/1.0 client the end of a close-delimited body is the close itself: an early
+    # clean close looks complete.
+    fin_case(ctx, "/close?size=%d" % SIZE, "HTTP/1.0", "close-delimited response to 1.0")
