@@ -115,10 +115,20 @@ static void upstream_close(proxy__upstream *u)
     gh_loop_release(loop, u);
 }
 
-/* Events while idle: the server closed the connection or sent something unasked. */
-static int idle_still_good(proxy__upstream *u)
+/*
+ * Nothing is waiting to be read and no FIN came: the only state in which a
+ * connection may carry another request. Bytes the server sent past the end of
+ * a response (a second response, a body after HEAD/204/304, more than its
+ * Content-Length) would otherwise be read as the next client's response; a
+ * FIN would make the next request fail after it was sent (a 502 for a POST,
+ * which is never retried). The flags cover what was already seen, the peek
+ * what the kernel holds, including an edge not yet delivered.
+ */
+static int upstream_clean(proxy__upstream *u)
 {
     char c;
+    if (u->hup || u->eof || gh_buf_len(&u->in) != 0)
+        return 0;
     ssize_t n = recv(u->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
@@ -139,7 +149,8 @@ static void on_upstream_event(gh_io *io, unsigned events)
             proxy__client_dispatch(c); /* the exchange ended: next request, or close */
         return;
     }
-    if ((events & (GH_EV_READ | GH_EV_ERROR)) && !idle_still_good(u)) {
+    /* While idle: the server closed the connection or sent something unasked. */
+    if ((events & (GH_EV_READ | GH_EV_ERROR | GH_EV_HUP)) && !upstream_clean(u)) {
         idle_unlink(u);
         upstream_close(u);
     }
@@ -322,7 +333,7 @@ void proxy__upstream_release(proxy__upstream *u, int reusable)
     if (u->ex != NULL && p->lb_servers[u->server].inflight > 0)
         p->lb_servers[u->server].inflight--;
     u->ex = NULL;
-    if (!reusable || w->draining || s->nidle >= MAX_IDLE_PER_SERVER || gh_buf_len(&u->in) != 0) {
+    if (!reusable || w->draining || s->nidle >= MAX_IDLE_PER_SERVER || !upstream_clean(u)) {
         upstream_close(u);
         return;
     }

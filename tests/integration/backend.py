@@ -37,6 +37,10 @@ Endpoints (query parameters in brackets):
   /truncated[?kind=chunked]  a response cut short (CL 1000 with 500 bytes, or no last chunk), then close
   /reject-early[?status=N]  answers N before reading the request body, then closes (lingering)
   /double                two responses to one request
+  /stray[?total=N&kind=K]  a response exactly N bytes long (default 16384; its head padded),
+                         then, unasked, K: response (a second one, X-Poison), excess (more
+                         body than Content-Length), headbody (a body for HEAD)
+  any path, ?fin=1       a keep-alive answer, then a close (answer and FIN in one segment)
   any path, ?close=1     answer with Connection: close and close the connection
 """
 import argparse
@@ -306,7 +310,16 @@ class Server:
                     time.sleep(pause)
         n = self.drain_body(r, cid, te, cl, sink, "body")
         body_info = (h.hexdigest(), n)
-        return self.respond(c, cid, seq, method, path, q, head, keep, body_info)
+        fin = q.get("fin") == "1"
+        if fin:
+            # A keep-alive answer (no Connection: close), then a close: held back (TCP_CORK)
+            # so that the answer and the FIN leave in one segment.
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        more = self.respond(c, cid, seq, method, path, q, head, keep, body_info)
+        if fin:
+            c.shutdown(socket.SHUT_WR)
+            return False
+        return more
 
     def drain_body(self, r, cid, te, cl, sink, label):
         count = [0]
@@ -369,6 +382,8 @@ class Server:
             except OSError:
                 pass
             return False
+        if path == "/stray":
+            return self.stray(c, cid, seq, q, is_head, keep)
         if path == "/double":
             # Two responses to one request: the second must never reach anyone.
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfirst\n"
@@ -466,6 +481,26 @@ class Server:
             if chunked:
                 c.sendall(b"0\r\n\r\n")
         self.log.event(ev="response", conn=cid, seq=seq, status=200, size=size)
+        return keep
+
+    def stray(self, c, cid, seq, q, is_head, keep):
+        """A response exactly `total` bytes long (default 16384, gatehouse's read block: a head
+        padded with X-Pad, and "ok\n" but for HEAD), so that a read of that size takes it to its
+        last byte and no further; then, in the same write, bytes that no request asked for."""
+        total = int(q.get("total", "16384"))
+        kind = q.get("kind", "response")
+        body = b"" if is_head else b"ok\n"
+        first = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % (777 if is_head else 3)
+        fill = total - len(first) - 2 * len(b"X-Pad: \r\n") - len(b"\r\n") - len(body)
+        pad = b"X-Pad: " + b"p" * (fill // 2) + b"\r\n" + b"X-Pad: " + b"p" * (fill - fill // 2) + b"\r\n"
+        if kind == "excess":
+            extra = b"EXCESS BODY BYTES\n"  # more than Content-Length
+        elif kind == "headbody":
+            extra = b"J" * 777  # the body of a HEAD answer
+        else:
+            extra = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nX-Poison: 1\r\n\r\nPOISON\n"
+        c.sendall(first + pad + b"\r\n" + body + extra)
+        self.log.event(ev="response", conn=cid, seq=seq, status=200, note="stray " + kind)
         return keep
 
     def bad(self, c, cid, seq, kind):

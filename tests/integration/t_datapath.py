@@ -109,3 +109,70 @@ def _(ctx):
     # To an HTTP/1.0 client the end of a close-delimited body is the close itself: an early
     # clean close looks complete.
     fin_case(ctx, "/close?size=%d" % SIZE, "HTTP/1.0", "close-delimited response to 1.0")
+
+
+# ---- A pooled upstream connection must never carry what a previous response left behind ----
+
+def next_requests_clean(gh, what):
+    """The request after `what` on a new client connection, twice: it reuses the pooled upstream connection."""
+    for i in range(2):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/id?after=%d" % i)
+            check(r.status == 200 and r.body == b"b1" and not r.get("x-poison"),
+                  "the request after %s got %d %r %r" % (what, r.status, r.headers, r.body[:60]))
+
+
+@test("upstream_pooled_with_stray_response_reaches_next_client")
+def _(ctx):
+    # A second response nobody asked for, read by no one yet (the first one ended exactly where
+    # gatehouse's read did): pooling the connection hands it to the next client as its answer.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(3):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/stray?kind=response")
+            eq((r.status, r.body), (200, b"ok\n"), "the answer to /stray")
+            r = c.request("GET", "/id")
+            check(r.body == b"b1" and not r.get("x-poison"),
+                  "the next request on the same client got the stray response: %r %r" % (r.headers, r.body))
+        next_requests_clean(gh, "a stray response")
+
+
+@test("upstream_pooled_with_body_after_head")
+def _(ctx):
+    # A broken backend sends a body in answer to HEAD: those bytes must not start the next response.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(3):
+        with Conn(gh.port) as c:
+            r = c.request("HEAD", "/stray?kind=headbody")
+            eq((r.status, r.body), (200, b""), "the answer to HEAD")
+        next_requests_clean(gh, "a HEAD answered with a body")
+
+
+@test("upstream_pooled_with_more_than_content_length")
+def _(ctx):
+    # More body bytes than Content-Length: the connection is not reusable.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(3):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/stray?kind=excess")
+            eq((r.status, r.body), (200, b"ok\n"), "the answer to /stray?kind=excess")
+        next_requests_clean(gh, "a response with more than its Content-Length")
+
+
+@test("upstream_backend_closing_after_keepalive_response_post_502")
+def _(ctx):
+    # A backend that closes right after each keep-alive answer: its FIN came with the answer, so
+    # the connection must not be pooled; a POST (never retried) on it was a 502 every second time.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(6):
+        with Conn(gh.port) as c:
+            r = c.request("POST", "/upload?fin=1&n=%d" % i, body=b"abc")
+            eq(r.status, 200, "POST %d to a backend that closes after each keep-alive answer" % (i + 1))
+    with Conn(gh.port) as c:
+        for i in range(4):
+            r = c.request("POST", "/upload?fin=1&same=%d" % i, body=b"abc")
+            eq(r.status, 200, "POST %d on one client connection" % (i + 1))
