@@ -88,8 +88,16 @@ static void plain_dispose(gh_conn *c)
 }
 
 const gh_conn_ops gh_conn_plain_ops = {
-    "tcp",          plain_read, plain_writev, plain_handshake, plain_pending,
-    plain_shutdown, plain_idle, plain_alpn,   plain_dispose,
+    .name = "tcp",
+    .read = plain_read,
+    .writev = plain_writev,
+    .handshake = plain_handshake,
+    .pending = plain_pending,
+    .shutdown = plain_shutdown,
+    .idle = plain_idle,
+    .alpn = plain_alpn,
+    .dispose = plain_dispose,
+    .moved = NULL,
 };
 
 void gh_conn_init(gh_conn *c, int fd, gh_io_cb cb)
@@ -100,6 +108,19 @@ void gh_conn_init(gh_conn *c, int fd, gh_io_cb cb)
 int gh_conn_add(gh_conn *c, gh_loop *l)
 {
     return gh_loop_add(l, &c->io);
+}
+
+int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
+{
+    /* The loop knows the conn by the address of its io: register the new one. */
+    gh_loop_del(l, &src->io);
+    *dst = *src;
+    dst->io.cb = cb;
+    if (dst->ops->moved != NULL)
+        dst->ops->moved(dst);
+    src->io.fd = -1;
+    src->impl = NULL;
+    return gh_loop_add(l, &dst->io);
 }
 
 void gh_conn_on_events(gh_conn *c, unsigned events)

@@ -50,6 +50,8 @@ typedef struct gh_conn_ops {
     const char *(*alpn)(const gh_conn *c, size_t *len);
     /* Frees the transport's state; the socket itself is closed by gh_conn_close. */
     void (*dispose)(gh_conn *c);
+    /* The conn was copied to a new address (gh_conn_move): re-point what refers to it. NULL: nothing does. */
+    void (*moved)(gh_conn *c);
 } gh_conn_ops;
 
 struct gh_conn {
@@ -75,6 +77,15 @@ static inline void gh_conn_rebind(gh_conn *c, gh_io_cb cb)
 {
     c->io.cb = cb;
 }
+
+/*
+ * Moves a registered connection from src to dst (a new owner: an exchange's
+ * two sides becoming a tunnel) without closing it: the loop's registration
+ * follows it (events go to cb), the transport re-points its state, and src is
+ * left closed-looking (fd -1) so that its old owner frees it without touching
+ * the socket. An event of the current batch for src finds fd -1. 0 or -errno.
+ */
+int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb);
 
 /* Records what an event from the loop says about readiness (call first in the event callback). */
 void gh_conn_on_events(gh_conn *c, unsigned events);

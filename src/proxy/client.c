@@ -13,6 +13,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "net/conn.h"
 #include "net/sock.h"
 #include "proxy/proxy.h"
 
@@ -35,7 +36,7 @@ static void list_unlink(proxy__client *c)
 void proxy__client_close(proxy__client *c)
 {
     proxy__worker *w = c->w;
-    if (c->io.fd < 0)
+    if (c->conn.io.fd < 0)
         return;
     if (c->ex != NULL) {
         proxy__exchange *ex = c->ex;
@@ -48,10 +49,7 @@ void proxy__client_close(proxy__client *c)
     if (c->state == CLIENT_HANDSHAKE)
         w->handshaking--;
     gh_timer_stop(w->loop, &c->timer);
-    gh_loop_del(w->loop, &c->io);
-    gh_tls_free(c->tls);
-    close(c->io.fd);
-    c->io.fd = -1;
+    gh_conn_close(&c->conn, w->loop);
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
     proxy__gen_unref(c->gen);
@@ -60,32 +58,6 @@ void proxy__client_close(proxy__client *c)
     gh_loop_release(w->loop, c);
     if (w->draining && w->nclients == 0)
         gh_loop_stop(w->loop);
-}
-
-ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n)
-{
-    ssize_t r;
-
-    if (c->tls == NULL) {
-        r = gh_sock_write(c->io.fd, p, n);
-        if (r >= 0 && (size_t)r < n)
-            c->can_write = 0;
-        if (r > 0)
-            return r;
-        if (r == GH_AGAIN || r == 0) {
-            c->can_write = 0;
-            return GH_AGAIN;
-        }
-        return GH_ERROR;
-    }
-    r = gh_tls_write(c->tls, p, n);
-    if (r > 0)
-        return r;
-    if (r == GH_TLS_WANT_WRITE || r == GH_TLS_WANT_READ) {
-        c->can_write = 0;
-        return GH_AGAIN;
-    }
-    return GH_ERROR;
 }
 
 void proxy__client_fail(proxy__client *c, int status)
@@ -110,8 +82,7 @@ static void go_idle(proxy__client *c, uint32_t timeout)
     c->state = CLIENT_IDLE;
     gh_buf_trim(&c->in);
     gh_buf_trim(&c->out);
-    if (c->tls != NULL)
-        gh_tls_release_buffers(c->tls);
+    gh_conn_idle(&c->conn);
     gh_timer_set(c->w->loop, &c->timer, timeout);
 }
 
@@ -133,31 +104,19 @@ void proxy__client_exchange_done(proxy__client *c)
 
 int proxy__client_read(proxy__client *c)
 {
-    if (!c->can_read && (c->tls == NULL || !gh_tls_pending(c->tls)))
+    if (!gh_conn_readable(&c->conn))
         return 0;
     if (gh_buf_reserve(&c->in) < 0)
         return -1;
     gh_buf_compact(&c->in);
     if (gh_buf_room(&c->in) == 0)
         return 0;
-    size_t room = gh_buf_room(&c->in);
-    ssize_t n =
-        c->tls ? gh_tls_read(c->tls, gh_buf_tail(&c->in), room) : gh_sock_read(c->io.fd, gh_buf_tail(&c->in), room);
+    ssize_t n = gh_conn_read(&c->conn, gh_buf_tail(&c->in), gh_buf_room(&c->in));
     if (n > 0) {
-        if (c->tls == NULL && (size_t)n < room && !c->hup)
-            c->can_read = 0; /* a short read drained the socket */
         c->in.end += (uint32_t)n;
         return 1;
     }
-    if (c->tls == NULL && n == GH_AGAIN) {
-        c->can_read = 0;
-        return 0;
-    }
-    if (n == GH_TLS_WANT_READ || n == GH_TLS_WANT_WRITE) {
-        c->can_read = 0;
-        return 0;
-    }
-    return -1;
+    return n == GH_AGAIN ? 0 : -1;
 }
 
 /* Tries to parse a head from `in`. 1 started an exchange or failed, 0 needs more. */
@@ -220,15 +179,9 @@ static void read_head(proxy__client *c)
 
 static void do_handshake(proxy__client *c)
 {
-    int r = gh_tls_handshake(c->tls);
-    if (r == GH_TLS_WANT_READ) {
-        c->can_read = 0;
+    int r = gh_conn_handshake(&c->conn);
+    if (r == GH_AGAIN)
         return;
-    }
-    if (r == GH_TLS_WANT_WRITE) {
-        c->can_write = 0;
-        return;
-    }
     if (r < 0) {
         proxy__client_close(c);
         return;
@@ -243,9 +196,9 @@ static void do_handshake(proxy__client *c)
 static void closing(proxy__client *c)
 {
     while (gh_buf_len(&c->out) > 0) {
-        if (!c->can_write)
+        if (!c->conn.can_write)
             return;
-        ssize_t n = proxy__client_write(c, gh_buf_head(&c->out), gh_buf_len(&c->out));
+        ssize_t n = gh_conn_write(&c->conn, gh_buf_head(&c->out), gh_buf_len(&c->out));
         if (n == GH_AGAIN)
             return;
         if (n < 0) {
@@ -254,11 +207,9 @@ static void closing(proxy__client *c)
         }
         gh_buf_consume(&c->out, (size_t)n);
     }
-    if (c->tls != NULL)
-        gh_tls_shutdown(c->tls);
-    /* Lingering close: closing with unread input would send RST and could destroy
-     * the response before the client reads it. */
-    shutdown(c->io.fd, SHUT_WR);
+    /* close_notify for TLS, then FIN. Lingering close: closing with unread input
+     * would send RST and could destroy the response before the client reads it. */
+    gh_conn_shutdown(&c->conn);
     c->state = CLIENT_LINGER;
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
@@ -269,7 +220,8 @@ static void linger(proxy__client *c)
 {
     char junk[4096];
     for (int i = 0; i < 64; i++) {
-        ssize_t n = gh_sock_read(c->io.fd, junk, sizeof(junk));
+        /* The socket under the transport: what comes after our close_notify is not read, only discarded. */
+        ssize_t n = gh_conn_plain_ops.read(&c->conn, junk, sizeof(junk));
         if (n == GH_AGAIN)
             return;
         if (n <= 0)
@@ -283,7 +235,7 @@ static void dispatch(proxy__client *c)
     for (;;) {
         int state = c->state;
         uint32_t requests = c->requests;
-        if (c->io.fd < 0)
+        if (c->conn.io.fd < 0)
             return;
         switch (state) {
         case CLIENT_HANDSHAKE:
@@ -307,7 +259,7 @@ static void dispatch(proxy__client *c)
             linger(c);
             return;
         }
-        if (c->io.fd < 0 || (c->state == state && c->requests == requests))
+        if (c->conn.io.fd < 0 || (c->state == state && c->requests == requests))
             return;
     }
 }
@@ -320,12 +272,7 @@ void proxy__client_dispatch(proxy__client *c)
 static void on_client_event(gh_io *io, unsigned events)
 {
     proxy__client *c = (proxy__client *)io;
-    if (events & GH_EV_READ)
-        c->can_read = 1;
-    if (events & GH_EV_HUP)
-        c->hup = 1;
-    if (events & GH_EV_WRITE)
-        c->can_write = 1;
+    gh_conn_on_events(&c->conn, events);
     dispatch(c);
 }
 
@@ -343,23 +290,26 @@ static void on_client_timeout(gh_timer *t)
 
 void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer)
 {
-    gh_tls_ctx *tls = l->tls;
     proxy__client *c = calloc(1, sizeof(*c));
-    if (c == NULL || (tls != NULL && (c->tls = gh_tls_new(tls, fd, &c->can_read, &c->can_write, &c->hup)) == NULL)) {
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    if (l->tls == NULL)
+        gh_conn_init(&c->conn, fd, on_client_event);
+    else if (gh_tls_conn_init(&c->conn, l->tls, fd, on_client_event, &l->alpn) < 0) {
         free(c);
         close(fd);
         return;
     }
-    c->io.fd = fd;
-    c->io.cb = on_client_event;
+    c->tls = l->tls != NULL;
     c->timer.cb = on_client_timeout;
     c->w = w;
     c->listener = l;
     c->state = CLIENT_HANDSHAKE;
     gh_sock_ntop(peer, c->ip, sizeof(c->ip));
-    if (gh_loop_add(w->loop, &c->io) < 0) {
-        gh_tls_free(c->tls);
-        close(fd);
+    if (gh_conn_add(&c->conn, w->loop) < 0) {
+        gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */
         free(c);
         return;
     }
@@ -370,8 +320,8 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
-    c->can_read = 1; /* the first bytes are often there already */
-    if (tls != NULL) {
+    c->conn.can_read = 1; /* the first bytes are often there already */
+    if (c->tls) {
         w->handshaking++;
         gh_timer_set(w->loop, &c->timer, w->t->handshake);
     } else {
@@ -415,7 +365,7 @@ size_t proxy__client_close_idle(proxy__worker *w)
         size_t i;
 
         /* Fresh connections (no request yet) are left to the header timeout: their first request may be on its way. */
-        if (c->state != CLIENT_IDLE || c->requests == 0 || gh_buf_len(&c->in) > 0 || c->io.fd < 0)
+        if (c->state != CLIENT_IDLE || c->requests == 0 || gh_buf_len(&c->in) > 0 || c->conn.io.fd < 0)
             continue;
         idle++;
         /* go_idle armed the timer when the client became idle: its deadline less the timeout is that moment. */
@@ -434,8 +384,8 @@ size_t proxy__client_close_idle(proxy__worker *w)
     want = GH_MIN(PICK, idle / 8);
     want = GH_MIN(n, want > 0 ? want : 1);
     for (size_t i = 0; i < want; i++) {
-        if (pick[i]->tls != NULL)
-            gh_tls_shutdown(pick[i]->tls); /* close_notify: a clean end, not a truncation */
+        if (pick[i]->tls)
+            gh_conn_shutdown(&pick[i]->conn); /* close_notify: a clean end, not a truncation */
         proxy__client_close(pick[i]);
     }
     return want;

@@ -15,7 +15,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
-#include "net/sock.h"
+#include "net/conn.h"
 #include "proxy/proxy.h"
 
 #define GONE (-1) /* the exchange was finished or failed and freed */
@@ -79,8 +79,8 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
     ex->usent = 0;
     if (u->reused) {
         u->connected = 1;
-        u->can_write = 1;
-        u->can_read = 0; /* it was drained when it went idle; new bytes bring an event */
+        u->conn.can_write = 1;
+        u->conn.can_read = 0; /* it was quiet when it went idle; new bytes bring an event */
     } else {
         gh_timer_set(ex->c->w->loop, &u->timer, ex->route->connect_timeout);
     }
@@ -208,7 +208,7 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     proxy__client *c = ex->c;
     const gh_cfg_route *rt = ex->route;
     char path[GH_H1_MAX_LINE + 256];
-    proxy__forward f = {.client_ip = c->ip, .tls = c->tls != NULL, .route = rt};
+    proxy__forward f = {.client_ip = c->ip, .tls = c->tls, .route = rt};
     int n;
 
     if (r->body == GH_H1_BODY_LENGTH && r->content_length > rt->max_body) {
@@ -408,17 +408,13 @@ static int flush_upstream(proxy__exchange *ex)
     size_t pending = ex->uout.end - ex->usent;
     ssize_t n;
 
-    if (pending == 0 || !u->connected || !u->can_write)
+    if (pending == 0 || !u->connected || !u->conn.can_write)
         return 0;
-    n = gh_sock_write(u->io.fd, ex->uout.data + ex->usent, pending);
-    if (n == GH_AGAIN) {
-        u->can_write = 0;
+    n = gh_conn_write(&u->conn, ex->uout.data + ex->usent, pending);
+    if (n == GH_AGAIN)
         return 0;
-    }
     if (n < 0)
         return upstream_failed(ex, 502);
-    if ((size_t)n < pending)
-        u->can_write = 0;
     ex->usent += (uint32_t)n;
     ex->head_sent = 1;
     /* Keep a body-less head until the exchange ends: a retry sends it again. */
@@ -548,9 +544,9 @@ static int relay_plain(proxy__exchange *ex, size_t n)
     proxy__upstream *u = ex->u;
 
     if (gh_buf_len(&c->out) == 0) {
-        if (!c->can_write)
+        if (!c->conn.can_write)
             return 0;
-        ssize_t w = proxy__client_write(c, gh_buf_head(&u->in), n);
+        ssize_t w = gh_conn_write(&c->conn, gh_buf_head(&u->in), n);
         if (w == GH_AGAIN)
             return 0;
         if (w < 0) {
@@ -643,9 +639,9 @@ static int flush_client(proxy__exchange *ex)
     proxy__client *c = ex->c;
     size_t pending = gh_buf_len(&c->out);
 
-    if (pending == 0 || !c->can_write)
+    if (pending == 0 || !c->conn.can_write)
         return 0;
-    ssize_t n = proxy__client_write(c, gh_buf_head(&c->out), pending);
+    ssize_t n = gh_conn_write(&c->conn, gh_buf_head(&c->out), pending);
     if (n == GH_AGAIN)
         return 0;
     if (n < 0) {
@@ -678,24 +674,20 @@ static int read_upstream(proxy__exchange *ex)
     proxy__upstream *u = ex->u;
     ssize_t n;
 
-    if (ex->res_state == RES_DONE || !u->connected || !u->can_read || u->eof || ex->res_decoded > 0)
+    if (ex->res_state == RES_DONE || !u->connected || !u->conn.can_read || u->eof || ex->res_decoded > 0)
         return 0;
     if (gh_buf_reserve(&u->in) < 0)
         return fail(ex, 500);
     gh_buf_compact(&u->in);
     if (gh_buf_room(&u->in) == 0)
         return 0;
-    n = gh_sock_read(u->io.fd, gh_buf_tail(&u->in), gh_buf_room(&u->in));
+    n = gh_conn_read(&u->conn, gh_buf_tail(&u->in), gh_buf_room(&u->in));
     if (n > 0) {
-        if ((size_t)n < gh_buf_room(&u->in) && !u->hup)
-            u->can_read = 0; /* a short read drained the socket (but not of a pending EOF) */
         u->in.end += (uint32_t)n;
         return 1;
     }
-    if (n == GH_AGAIN) {
-        u->can_read = 0;
+    if (n == GH_AGAIN)
         return 0;
-    }
     if (n == 0) {
         u->eof = 1; /* acted on in pump_response, once what came before it has gone on */
         return 1;
@@ -755,9 +747,9 @@ static void arm_timers(proxy__exchange *ex, int progress)
     proxy__upstream *u = ex->u;
     gh_loop *loop = c->w->loop;
     const gh_cfg_timeouts *t = c->w->t;
-    int wait_client_write = gh_buf_len(&c->out) > 0 && !c->can_write;
-    int wait_client_read = u != NULL && !ex->req_done && !c->can_read && ex->req_decoded == 0;
-    int wait_upstream = u != NULL && (!u->connected || (ex->usent < ex->uout.end && !u->can_write) ||
+    int wait_client_write = gh_buf_len(&c->out) > 0 && !c->conn.can_write;
+    int wait_client_read = u != NULL && !ex->req_done && !c->conn.can_read && ex->req_decoded == 0;
+    int wait_upstream = u != NULL && (!u->connected || (ex->usent < ex->uout.end && !u->conn.can_write) ||
                                       (ex->res_state != RES_DONE && !wait_client_write));
 
     if (wait_client_write || wait_client_read) {
@@ -799,7 +791,7 @@ void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events)
     if (!u->connected) {
         if (!(events & (GH_EV_WRITE | GH_EV_ERROR)))
             return;
-        int err = gh_sock_error(u->io.fd);
+        int err = gh_conn_connect_result(&u->conn);
         if (err != 0) {
             gh_log_warn("connect to %s failed: %s", proxy__upstream_name(u), strerror(err));
             if (upstream_failed(ex, 503) == GONE)

@@ -25,6 +25,7 @@
 #include "health/probe.h"
 #include "health/state.h"
 #include "proxy/runtime.h"
+#include "net/conn.h"
 #include "tls/tls.h"
 
 typedef struct proxy__worker proxy__worker;
@@ -47,12 +48,11 @@ enum proxy__client_state {
 };
 
 struct proxy__client {
-    gh_io io;
+    gh_conn conn; /* first: the loop's events name it (TLS or plain) */
     gh_timer timer;
     proxy__worker *w;
     proxy__gen *gen; /* the configuration generation it was accepted on, or switched to between requests */
     const proxy__listener *listener;
-    gh_tls *tls;
     proxy__client *prev, *next; /* worker's list, for drain */
     gh_buf in;                  /* decrypted bytes from the client */
     gh_buf out;                 /* bytes to encrypt and send */
@@ -60,15 +60,14 @@ struct proxy__client {
     uint32_t head_scanned; /* bytes of `in` already searched for the end of a head */
     uint32_t requests;
     uint8_t state;
-    uint8_t can_read, can_write;
-    uint8_t hup;         /* the client closed its side (EPOLLRDHUP) */
+    uint8_t tls;         /* the connection is TLS (X-Forwarded-Proto, redirects) */
     uint8_t close_after; /* close once the current response is sent */
     uint8_t line_ok;     /* the request line of the head being read was judged valid */
     char ip[46];
 };
 
 struct proxy__upstream {
-    gh_io io;
+    gh_conn conn; /* first: the loop's events name it */
     gh_timer timer;
     proxy__worker *w;
     proxy__exchange *ex;          /* NULL while idle in the pool */
@@ -76,8 +75,7 @@ struct proxy__upstream {
     gh_buf in;                    /* response bytes from the server */
     proxy__pool *pool;
     uint16_t server;
-    uint8_t connected, reused, can_read, can_write;
-    uint8_t hup; /* the server closed its side: read until EOF */
+    uint8_t connected, reused;
     uint8_t eof; /* its FIN was read: nothing more will come (never pooled) */
 };
 
@@ -141,12 +139,19 @@ struct proxy__pool {
     gh_health_passive passive;
 };
 
+/* What a listener's connections speak; chosen at accept (worker.c on_accept), in one switch. */
+enum proxy__listener_mode {
+    PROXY__MODE_HTTP, /* HTTP/1.1 (over TLS or not): a client session, an exchange per request */
+};
+
 /* A listener of the runtime: its address, TLS context (NULL: plain HTTP), and router. */
 struct proxy__listener {
     const gh_cfg_listener *cfg;
     const struct gh_runtime *rt;
     size_t index;
-    gh_tls_ctx *tls; /* default context; the SNI hook picks the site's */
+    gh_tls_ctx *tls;  /* default context; the SNI hook picks the site's */
+    gh_tls_alpn alpn; /* the protocols offered in the TLS handshake, by preference */
+    uint8_t mode;     /* enum proxy__listener_mode */
     gh_router *router;
 };
 
@@ -224,7 +229,7 @@ struct proxy__worker {
 };
 
 /* client.c */
-/* A new client connection: TLS with `tls`, plain HTTP when it is NULL. */
+/* A new HTTP client connection: TLS when the listener has a context, else plain. */
 void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer);
 void proxy__client_exchange_done(proxy__client *c);
 /* Answers with a short error page and closes (status 400, 502...). */
@@ -235,7 +240,6 @@ void proxy__client_dispatch(proxy__client *c);
 void proxy__client_drain(proxy__worker *w);
 /* Closes the longest-idle keep-alive clients (a batch, oldest first); returns how many. */
 size_t proxy__client_close_idle(proxy__worker *w);
-ssize_t proxy__client_write(proxy__client *c, const char *p, size_t n);
 /* Reads what the client sent into c->in: 1 got bytes, 0 would block or no room, -1 closed or failed. */
 int proxy__client_read(proxy__client *c);
 

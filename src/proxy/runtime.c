@@ -124,6 +124,8 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
     l->cfg = lc;
     l->index = i;
     l->rt = rt;
+    l->mode = PROXY__MODE_HTTP;
+    l->alpn = gh_tls_alpn_http11; /* h2 joins the list with the HTTP/2 session */
     if ((l->router = gh_router_new(rt->cfg, i)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -12,6 +12,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "net/conn.h"
 #include "net/sock.h"
 #include "proxy/proxy.h"
 
@@ -108,9 +109,7 @@ static void upstream_close(proxy__upstream *u)
 {
     gh_loop *loop = u->w->loop;
     gh_timer_stop(loop, &u->timer);
-    gh_loop_del(loop, &u->io);
-    close(u->io.fd);
-    u->io.fd = -1;
+    gh_conn_close(&u->conn, loop);
     gh_buf_release(&u->in);
     gh_loop_release(loop, u);
 }
@@ -126,22 +125,13 @@ static void upstream_close(proxy__upstream *u)
  */
 static int upstream_clean(proxy__upstream *u)
 {
-    char c;
-    if (u->hup || u->eof || gh_buf_len(&u->in) != 0)
-        return 0;
-    ssize_t n = recv(u->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return !u->eof && gh_buf_len(&u->in) == 0 && gh_conn_quiet(&u->conn);
 }
 
 static void on_upstream_event(gh_io *io, unsigned events)
 {
     proxy__upstream *u = (proxy__upstream *)io;
-    if (events & GH_EV_READ)
-        u->can_read = 1;
-    if (events & GH_EV_HUP)
-        u->hup = 1;
-    if (events & GH_EV_WRITE)
-        u->can_write = 1;
+    gh_conn_on_events(&u->conn, events);
     if (u->ex != NULL) {
         proxy__client *c = u->ex->c;
         proxy__exchange_upstream_event(u->ex, events);
@@ -283,13 +273,13 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
         *local = 1;
         return NULL;
     }
-    u->io.fd = fd;
-    u->io.cb = on_upstream_event;
+    gh_conn_init(&u->conn, fd, on_upstream_event);
+    u->conn.connecting = 1;
     u->timer.cb = on_upstream_timeout;
     u->w = w;
     u->pool = p;
     u->server = (uint16_t)server;
-    if (gh_loop_add(w->loop, &u->io) < 0) {
+    if (gh_conn_add(&u->conn, w->loop) < 0) {
         close(fd);
         free(u);
         *local = 1;

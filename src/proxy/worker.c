@@ -153,7 +153,13 @@ static void on_accept(gh_io *io, unsigned events)
             pause_accept(w);
             return;
         }
-        proxy__client_accept(w, a->listener, fd, &peer);
+        /* The one place a listener's mode decides what a connection becomes. */
+        switch (a->listener->mode) {
+        case PROXY__MODE_HTTP:
+        default:
+            proxy__client_accept(w, a->listener, fd, &peer);
+            break;
+        }
     }
 }
 

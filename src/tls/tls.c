@@ -48,18 +48,10 @@ struct gh_tls_ctx {
  */
 static gh_tickets *tickets;
 
-static const unsigned char alpn_http11[] = "\x08http/1.1";
+const gh_tls_alpn gh_tls_alpn_http11 = {(const unsigned char *)"\x08http/1.1", 9};
 
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-                       unsigned int inlen, void *arg)
-{
-    (void)ssl;
-    (void)arg;
-    if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_http11, sizeof(alpn_http11) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without ALPN, as HTTP/1.1 */
-    return SSL_TLSEXT_ERR_OK;
-}
+                       unsigned int inlen, void *arg);
 
 /* The reason of the last OpenSSL error, "file: reason" style, into err. */
 static void openssl_reason(char *err, size_t errlen, const char *what, const char *file)
@@ -379,30 +371,25 @@ void gh_tls_ctx_free(gh_tls_ctx *c)
  * Socket BIO of our own: the same read()/send() as OpenSSL's, plus the
  * readiness bookkeeping that lets an edge-triggered loop skip reads that would
  * only return EAGAIN. With read-ahead one read() takes every record waiting in
- * the socket, so a short read means the socket is empty.
+ * the socket, so a short read means the socket is empty. Its data is the
+ * gh_conn (its fd and flags), re-pointed when the conn moves (tls_moved).
  */
-typedef struct sock_bio {
-    int fd;
-    uint8_t *readable, *writable;
-    const uint8_t *hup;
-} sock_bio;
-
 static BIO_METHOD *sock_method;
 
 static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
 {
-    sock_bio *s = BIO_get_data(b);
-    ssize_t n = read(s->fd, buf, len);
+    gh_conn *c = BIO_get_data(b);
+    ssize_t n = read(c->io.fd, buf, len);
 
     BIO_clear_retry_flags(b);
     if (n > 0) {
-        if ((size_t)n < len && !*s->hup)
-            *s->readable = 0;
+        if ((size_t)n < len && !c->hup)
+            c->can_read = 0;
         *got = (size_t)n;
         return 1;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        *s->readable = 0;
+        c->can_read = 0;
         BIO_set_retry_read(b);
     }
     *got = 0;
@@ -411,18 +398,18 @@ static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
 
 static int sock_write(BIO *b, const char *buf, size_t len, size_t *put)
 {
-    sock_bio *s = BIO_get_data(b);
-    ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL);
+    gh_conn *c = BIO_get_data(b);
+    ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL);
 
     BIO_clear_retry_flags(b);
     if (n >= 0) {
         if ((size_t)n < len)
-            *s->writable = 0;
+            c->can_write = 0;
         *put = (size_t)n;
         return 1;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-        *s->writable = 0;
+        c->can_write = 0;
         BIO_set_retry_write(b);
     }
     *put = 0;
@@ -437,19 +424,12 @@ static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
     return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
-static int sock_destroy(BIO *b)
-{
-    free(BIO_get_data(b));
-    BIO_set_data(b, NULL);
-    return 1;
-}
-
 static BIO_METHOD *get_sock_method(void)
 {
     if (sock_method == NULL) {
         BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gatehouse socket");
         if (m == NULL || !BIO_meth_set_read_ex(m, sock_read) || !BIO_meth_set_write_ex(m, sock_write) ||
-            !BIO_meth_set_ctrl(m, sock_ctrl) || !BIO_meth_set_destroy(m, sock_destroy)) {
+            !BIO_meth_set_ctrl(m, sock_ctrl)) {
             BIO_meth_free(m);
             return NULL;
         }
@@ -458,101 +438,161 @@ static BIO_METHOD *get_sock_method(void)
     return sock_method;
 }
 
-gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable, const uint8_t *hup)
-{
-    BIO_METHOD *m = get_sock_method();
-    sock_bio *s = NULL;
-    BIO *bio = NULL;
-    SSL *ssl = NULL;
+/* The listener's ALPN list of a session, for select_alpn (which runs on whichever context SNI chose). */
+static int alpn_index = -1;
 
-    if (m == NULL || (s = malloc(sizeof(*s))) == NULL || (bio = BIO_new(m)) == NULL ||
-        (ssl = SSL_new(ctx->ssl)) == NULL) {
-        BIO_free(bio);
-        free(s);
-        return NULL;
-    }
-    s->fd = fd;
-    s->readable = readable;
-    s->writable = writable;
-    s->hup = hup;
-    BIO_set_data(bio, s);
-    BIO_set_init(bio, 1);
-    SSL_set_bio(ssl, bio, bio);
-    SSL_set_accept_state(ssl);
-    return (gh_tls *)ssl;
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg)
+{
+    const gh_tls_alpn *a = alpn_index >= 0 ? SSL_get_ex_data(ssl, alpn_index) : NULL;
+    (void)arg;
+    if (a == NULL || a->len == 0)
+        a = &gh_tls_alpn_http11;
+    /* RFC 7301 3.2: the server's preference among the protocols both sides name. */
+    if (SSL_select_next_proto((unsigned char **)out, outlen, a->p, (unsigned)a->len, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without ALPN, as HTTP/1.1 */
+    return SSL_TLSEXT_ERR_OK;
 }
 
-void gh_tls_free(gh_tls *t)
+/* Maps an SSL_get_error() result to GH_AGAIN (clearing the flag to wait on) or GH_ERROR; 0 for a clean close. */
+static int map_error(gh_conn *c, int ret)
 {
-    SSL_free((SSL *)t);
-}
-
-/* Maps an SSL_get_error() result; clears the error queue on failure so the next call starts clean. */
-static int map_error(SSL *ssl, int ret)
-{
+    SSL *ssl = c->impl;
     switch (SSL_get_error(ssl, ret)) {
     case SSL_ERROR_WANT_READ:
-        return GH_TLS_WANT_READ;
+        c->can_read = 0;
+        return GH_AGAIN;
     case SSL_ERROR_WANT_WRITE:
-        return GH_TLS_WANT_WRITE;
+        c->can_write = 0;
+        return GH_AGAIN;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
     default:
-        ERR_clear_error();
-        return GH_TLS_ERROR;
+        ERR_clear_error(); /* the next call starts clean */
+        return GH_ERROR;
     }
 }
 
-int gh_tls_handshake(gh_tls *t)
+static int tls_handshake(gh_conn *c)
 {
-    SSL *ssl = (SSL *)t;
-    int r = SSL_do_handshake(ssl);
+    int r = SSL_do_handshake(c->impl);
     if (r == 1)
-        return 0;
-    r = map_error(ssl, r);
-    return r == 0 ? GH_TLS_ERROR : r;
+        return GH_OK;
+    r = map_error(c, r);
+    return r == 0 ? GH_ERROR : r;
 }
 
-ssize_t gh_tls_read(gh_tls *t, void *buf, size_t len)
+static ssize_t tls_read(gh_conn *c, void *buf, size_t len)
 {
-    SSL *ssl = (SSL *)t;
     size_t n;
-    if (SSL_read_ex(ssl, buf, len, &n) == 1)
+    if (SSL_read_ex(c->impl, buf, len, &n) == 1)
         return (ssize_t)n;
-    return map_error(ssl, 0);
+    int r = map_error(c, 0);
+    if (r == GH_AGAIN)
+        c->can_read = 0; /* a read that must first write waits for the peer too (as before) */
+    return r;
 }
 
-ssize_t gh_tls_write(gh_tls *t, const void *buf, size_t len)
+static ssize_t tls_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
 {
-    SSL *ssl = (SSL *)t;
-    size_t n;
-    if (SSL_write_ex(ssl, buf, len, &n) == 1)
-        return (ssize_t)n;
-    int r = map_error(ssl, 0);
-    return r == 0 ? GH_TLS_ERROR : r;
+    size_t total = 0, n;
+
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len == 0)
+            continue;
+        if (SSL_write_ex(c->impl, iov[i].iov_base, iov[i].iov_len, &n) != 1) {
+            int r = map_error(c, 0);
+            if (r == GH_AGAIN)
+                c->can_write = 0;
+            if (total > 0 && r == GH_AGAIN)
+                break;
+            return r == 0 ? GH_ERROR : r;
+        }
+        total += n;
+        if (n < iov[i].iov_len)
+            break; /* a partial write: the socket is full */
+    }
+    return (ssize_t)total;
 }
 
-int gh_tls_pending(gh_tls *t)
+static int tls_pending(const gh_conn *c)
 {
-    return SSL_has_pending((SSL *)t);
+    return SSL_has_pending(c->impl);
 }
 
-void gh_tls_shutdown(gh_tls *t)
+static void tls_shutdown(gh_conn *c)
 {
-    SSL *ssl = (SSL *)t;
+    SSL *ssl = c->impl;
     if (SSL_is_init_finished(ssl)) {
         SSL_set_quiet_shutdown(ssl, 0);
         if (SSL_shutdown(ssl) < 0)
             ERR_clear_error();
     }
+    shutdown(c->io.fd, SHUT_WR);
 }
 
-void gh_tls_release_buffers(gh_tls *t)
+static void tls_idle(gh_conn *c)
 {
     /* SSL_MODE_RELEASE_BUFFERS already frees the read buffer when a read would
      * block and the write buffer after each complete write; this is a safety net.
      * What an idle session still holds (~14 KiB on OpenSSL 3.0: the SSL object with
      * its 32-pipeline record arrays, AEAD states, session, key shares) no public
      * call releases. */
-    SSL_free_buffers((SSL *)t);
+    SSL_free_buffers(c->impl);
+}
+
+static const char *tls_alpn(const gh_conn *c, size_t *len)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(c->impl, &p, &n);
+    *len = n;
+    return n > 0 ? (const char *)p : NULL;
+}
+
+static void tls_dispose(gh_conn *c)
+{
+    SSL_free(c->impl);
+}
+
+static void tls_moved(gh_conn *c)
+{
+    BIO_set_data(SSL_get_rbio(c->impl), c);
+}
+
+const gh_conn_ops gh_tls_conn_ops = {
+    .name = "tls",
+    .read = tls_read,
+    .writev = tls_writev,
+    .handshake = tls_handshake,
+    .pending = tls_pending,
+    .shutdown = tls_shutdown,
+    .idle = tls_idle,
+    .alpn = tls_alpn,
+    .dispose = tls_dispose,
+    .moved = tls_moved,
+};
+
+int gh_tls_conn_init(gh_conn *c, gh_tls_ctx *ctx, int fd, gh_io_cb cb, const gh_tls_alpn *alpn)
+{
+    BIO_METHOD *m = get_sock_method();
+    BIO *bio = NULL;
+    SSL *ssl = NULL;
+
+    if (alpn_index < 0)
+        alpn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (m == NULL || alpn_index < 0 || (bio = BIO_new(m)) == NULL || (ssl = SSL_new(ctx->ssl)) == NULL) {
+        BIO_free(bio);
+        return GH_ERROR;
+    }
+    gh_conn_init(c, fd, cb);
+    c->ops = &gh_tls_conn_ops;
+    c->impl = ssl;
+    SSL_set_ex_data(ssl, alpn_index, (void *)alpn); /* the listener's, which outlives the session */
+    BIO_set_data(bio, c);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_accept_state(ssl);
+    return GH_OK;
 }

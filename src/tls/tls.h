@@ -1,7 +1,7 @@
 /*
  * tls: everything that touches OpenSSL. The rest of gatehouse sees a context
- * (certificates, policy, ticket keys) and nonblocking read/write/handshake
- * calls on an opaque session; no other file includes OpenSSL headers.
+ * (certificates, policy, ticket keys) and a transport (net/conn.h) whose ops
+ * are a nonblocking TLS session; no other file includes OpenSSL headers.
  *
  * Policy: TLS 1.2 and 1.3 only; AEAD ciphers with forward secrecy only
  * (ECDHE + AES-GCM / ChaCha20-Poly1305); groups X25519, P-256 and P-384;
@@ -15,13 +15,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-typedef struct gh_tls_ctx gh_tls_ctx; /* owned by the master, inherited by workers */
-typedef struct gh_tls gh_tls;         /* one TLS session, owned by its connection */
+#include "net/conn.h"
 
-/* Returned by the I/O calls below besides byte counts. */
-#define GH_TLS_WANT_READ  (-2)
-#define GH_TLS_WANT_WRITE (-3)
-#define GH_TLS_ERROR      (-1)
+typedef struct gh_tls_ctx gh_tls_ctx; /* owned by the master, inherited by workers */
 
 /* A certificate chain and its key as PEM bytes (not NUL-terminated); the names are for errors only. */
 typedef struct gh_tls_pem {
@@ -37,7 +33,18 @@ typedef struct gh_tls_pem {
 int gh_tls_tickets_init(void);
 
 /*
- * Builds a server context with gatehouse's policy and ALPN "http/1.1" for the
+ * A list of ALPN protocol names in wire format (RFC 7301 3.1: each name
+ * prefixed by its length), in the server's order of preference; a listener's.
+ */
+typedef struct gh_tls_alpn {
+    const unsigned char *p;
+    size_t len;
+} gh_tls_alpn;
+
+extern const gh_tls_alpn gh_tls_alpn_http11; /* {"http/1.1"}: the default */
+
+/*
+ * Builds a server context with gatehouse's policy for the
  * names of one site: up to 8 certificate chains and keys of different key
  * types (ECDSA and RSA side by side; the client's signature algorithms choose),
  * from PEM bytes in memory: the master reads the files once and every worker
@@ -73,33 +80,20 @@ int gh_tls_ctx_set_sni(gh_tls_ctx *def, gh_tls_ctx *(*select)(void *arg, const c
 void gh_tls_ctx_free(gh_tls_ctx *ctx);
 
 /*
- * A server-side session on a connected nonblocking socket; NULL when out of
- * memory. The session does its own socket I/O and keeps the caller's readiness
- * flags true to the socket: it clears *readable when a read drained the socket
- * (a short read or EAGAIN) and *writable when a write could not send it all, so
- * the caller never spends a system call only to learn that it would block.
- * Once *hup is set (the peer closed its side), a short read no longer clears
- * *readable: the end of the stream is still to be read, and no new event comes.
+ * Makes c a server-side TLS connection on a connected nonblocking socket
+ * (see net/conn.h), events to cb, not yet registered with a loop. The session
+ * does its own socket I/O and keeps c's readiness flags true to the socket: it
+ * clears can_read when a read drained the socket (a short read or EAGAIN) and
+ * can_write when a write could not send it all, so the caller never spends a
+ * system call only to learn that it would block. Once hup is set (the peer
+ * closed its side), a short read no longer clears can_read: the end of the
+ * stream is still to be read, and no new event comes. The handshake is
+ * gh_conn_handshake; ALPN picks from `alpn` (NULL: gh_tls_alpn_http11), which
+ * must outlive the connection. GH_OK, or GH_ERROR when out of memory (fd is
+ * left open for the caller).
  */
-gh_tls *gh_tls_new(gh_tls_ctx *ctx, int fd, uint8_t *readable, uint8_t *writable, const uint8_t *hup);
-void gh_tls_free(gh_tls *t);
+int gh_tls_conn_init(gh_conn *c, gh_tls_ctx *ctx, int fd, gh_io_cb cb, const gh_tls_alpn *alpn);
 
-/* Drives the handshake: 0 when done, GH_TLS_WANT_READ/WRITE, or GH_TLS_ERROR. */
-int gh_tls_handshake(gh_tls *t);
-
-/* Reads up to len bytes: n > 0, 0 on clean close (close_notify or EOF), WANT_*, or ERROR. */
-ssize_t gh_tls_read(gh_tls *t, void *buf, size_t len);
-
-/* Writes up to len bytes (partial writes allowed): n > 0, WANT_*, or ERROR. */
-ssize_t gh_tls_write(gh_tls *t, const void *buf, size_t len);
-
-/* 1 when the session holds received bytes not yet returned by gh_tls_read. */
-int gh_tls_pending(gh_tls *t);
-
-/* Sends close_notify, best effort, without waiting for the peer's. */
-void gh_tls_shutdown(gh_tls *t);
-
-/* Frees the session's read/write buffers while the connection is idle. */
-void gh_tls_release_buffers(gh_tls *t);
+extern const gh_conn_ops gh_tls_conn_ops;
 
 #endif
