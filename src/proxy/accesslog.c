@@ -348,7 +348,7 @@ void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
     char *t;
     size_t o = 0;
 
-    if (ex->c->w->access == NULL || (rec = rec_get()) == NULL)
+    if (ex->s->w->access == NULL || (rec = rec_get()) == NULL)
         return;
     t = rec->text;
     ref = find_header(r, "referer");
@@ -396,7 +396,7 @@ static const char *log_date(proxy__worker *w)
 
 void proxy__access_end(proxy__exchange *ex)
 {
-    proxy__worker *w = ex->c->w;
+    proxy__worker *w = ex->s->w;
     proxy__access_rec *rec = ex->log;
     char line[LINE_MAX_BYTES];
 
@@ -404,7 +404,7 @@ void proxy__access_end(proxy__exchange *ex)
         return;
     if (w->access != NULL)
         append_line(w, line, sizeof(line),
-                    snprintf(line, sizeof(line), "%s - - [%s] %.*s %d %llu%.*s\n", ex->c->ip, log_date(w),
+                    snprintf(line, sizeof(line), "%s - - [%s] %.*s %d %llu%.*s\n", ex->s->ip, log_date(w),
                              (int)rec->req_len, rec->text, ex->status, (unsigned long long)ex->bytes_out,
                              (int)(rec->len - rec->req_len), rec->text + rec->req_len));
     proxy__access_discard(ex);
@@ -434,6 +434,6 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     else
         o = put_escaped(first, sizeof(first), p, len);
     append_line(w, line, sizeof(line),
-                snprintf(line, sizeof(line), "%s - - [%s] \"%.*s\" %d %zu \"-\" \"-\"\n", c->ip, log_date(w), (int)o,
+                snprintf(line, sizeof(line), "%s - - [%s] \"%.*s\" %d %zu \"-\" \"-\"\n", c->s.ip, log_date(w), (int)o,
                          first, status, bytes));
 }

@@ -1,8 +1,9 @@
 /*
- * client: a TLS connection from a client, from the handshake through its
- * keep-alive requests to the close. Requests are read and answered one at a
- * time in order; pipelined requests wait in `in` until the exchange before them
- * is done.
+ * client: an HTTP/1 connection from a client (TLS or plain), from the
+ * handshake through its keep-alive requests to the close. Requests are read
+ * and answered one at a time in order; pipelined requests wait in `in` until
+ * the exchange before them is done. The HTTP/1 codec and the session ops the
+ * exchange calls are in h1_server.c.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -33,36 +34,47 @@ static void list_unlink(proxy__client *c)
     w->nclients--;
 }
 
-void proxy__client_close(proxy__client *c)
+/* Everything but the socket: the conn is closed, or went to a new owner. */
+static void release(proxy__client *c)
 {
     proxy__worker *w = c->w;
-    if (c->conn.io.fd < 0)
-        return;
-    if (c->ex != NULL) {
-        proxy__exchange *ex = c->ex;
-        c->ex = NULL;
-        if (ex->status == 0)
-            ex->status = 499;
-        proxy__access_end(ex);
-        proxy__exchange_free(ex);
-    }
     if (c->state == CLIENT_HANDSHAKE)
         w->handshaking--;
     gh_timer_stop(w->loop, &c->timer);
-    gh_conn_close(&c->conn, w->loop);
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
-    proxy__gen_unref(c->gen);
-    c->gen = NULL;
+    proxy__gen_unref(c->s.gen);
+    c->s.gen = NULL;
     list_unlink(c);
     gh_loop_release(w->loop, c);
     if (w->draining && w->nclients == 0)
         gh_loop_stop(w->loop);
 }
 
+void proxy__client_close(proxy__client *c)
+{
+    if (c->conn.io.fd < 0)
+        return;
+    if (c->s.ex != NULL) {
+        proxy__exchange *ex = c->s.ex;
+        c->s.ex = NULL;
+        if (ex->status == 0)
+            ex->status = 499;
+        proxy__access_end(ex);
+        proxy__exchange_free(ex);
+    }
+    gh_conn_close(&c->conn, c->w->loop);
+    release(c);
+}
+
+void proxy__client_detached(proxy__client *c)
+{
+    release(c);
+}
+
 void proxy__client_fail(proxy__client *c, int status)
 {
-    gh_log_debug("client %s: %d", c->ip, status);
+    gh_log_debug("client %s: %d", c->s.ip, status);
     c->state = CLIENT_CLOSING;
     c->close_after = 1;
     if (gh_buf_reserve(&c->out) < 0) {
@@ -77,7 +89,7 @@ void proxy__client_fail(proxy__client *c, int status)
 }
 
 /* An idle connection keeps no buffers: only its TLS session and this struct. */
-static void go_idle(proxy__client *c, uint32_t timeout)
+void proxy__client_go_idle(proxy__client *c, uint32_t timeout)
 {
     c->state = CLIENT_IDLE;
     gh_buf_trim(&c->in);
@@ -88,8 +100,8 @@ static void go_idle(proxy__client *c, uint32_t timeout)
 
 void proxy__client_exchange_done(proxy__client *c)
 {
-    proxy__exchange *ex = c->ex;
-    c->ex = NULL;
+    proxy__exchange *ex = c->s.ex;
+    c->s.ex = NULL;
     proxy__exchange_free(ex);
     c->requests++;
     if (c->close_after || c->w->draining) {
@@ -97,7 +109,7 @@ void proxy__client_exchange_done(proxy__client *c)
         gh_timer_set(c->w->loop, &c->timer, c->w->t->send);
         return;
     }
-    go_idle(c, c->w->t->keepalive);
+    proxy__client_go_idle(c, c->w->t->keepalive);
     if (gh_buf_len(&c->in) > 0)
         c->state = CLIENT_HEAD; /* a pipelined request is already here */
 }
@@ -119,64 +131,6 @@ int proxy__client_read(proxy__client *c)
     return n == GH_AGAIN ? 0 : -1;
 }
 
-/* Tries to parse a head from `in`. 1 started an exchange or failed, 0 needs more. */
-static int try_head(proxy__client *c)
-{
-    const char *p = gh_buf_head(&c->in);
-    size_t len = gh_buf_len(&c->in);
-    size_t end = gh_h1_head_end(p, len, c->head_scanned);
-    int r;
-
-    c->head_scanned = (uint32_t)len;
-    if (end == 0 && len <= GH_H1_MAX_LINE) {
-        /* Judge the request line as soon as it is complete: HTTP/0.9 or a bad
-         * version is refused at once rather than after the header timeout. */
-        if (c->line_ok || memchr(p, '\n', len) == NULL)
-            return 0;
-        c->line_ok = 1;
-    }
-    r = gh_h1_parse_request(p, len, &c->w->req);
-    if (r == 0 && gh_buf_room(&c->in) == 0 && c->in.start == 0)
-        r = -431;
-    if (r == 0)
-        return 0;
-    if (r < 0) {
-        proxy__access_reject(c, -r, proxy__error_body_len(-r));
-        proxy__client_fail(c, -r);
-        return 1;
-    }
-    c->line_ok = 0;
-    if (c->gen != c->w->gen && proxy__client_regen(c) < 0) {
-        proxy__client_close(c); /* its listener is gone from the new configuration */
-        return 1;
-    }
-    proxy__exchange_start(c, &c->w->req, (size_t)r);
-    return 1;
-}
-
-static void read_head(proxy__client *c)
-{
-    for (;;) {
-        if (gh_buf_len(&c->in) > 0 && try_head(c))
-            return;
-        int r = proxy__client_read(c);
-        if (r < 0) {
-            proxy__client_close(c);
-            return;
-        }
-        if (r == 0) {
-            if (c->state == CLIENT_IDLE)
-                gh_buf_trim(&c->in);
-            return;
-        }
-        if (c->state == CLIENT_IDLE) {
-            /* the head must arrive within header_timeout of its first byte (slowloris) */
-            c->state = CLIENT_HEAD;
-            gh_timer_set(c->w->loop, &c->timer, c->w->t->header);
-        }
-    }
-}
-
 static void do_handshake(proxy__client *c)
 {
     int r = gh_conn_handshake(&c->conn);
@@ -189,7 +143,7 @@ static void do_handshake(proxy__client *c)
     c->w->handshaking--;
     c->w->heap_dirty = 1;
     /* the first request is due within header_timeout of the handshake */
-    go_idle(c, c->w->t->header);
+    proxy__client_go_idle(c, c->w->t->header);
 }
 
 /* CLOSING: send what is queued, then close_notify and half-close; LINGER: drain input briefly. */
@@ -247,10 +201,10 @@ static void dispatch(proxy__client *c)
                 proxy__client_close(c);
                 return;
             }
-            read_head(c);
+            proxy__h1_read_head(c);
             break;
         case CLIENT_EXCHANGE:
-            proxy__exchange_run(c->ex);
+            proxy__exchange_run(c->s.ex);
             break;
         case CLIENT_CLOSING:
             closing(c);
@@ -302,18 +256,20 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
         close(fd);
         return;
     }
-    c->tls = l->tls != NULL;
+    c->s.ops = &proxy__h1_session_ops;
+    c->s.w = w;
+    c->s.listener = l;
+    c->s.tls = l->tls != NULL;
     c->timer.cb = on_client_timeout;
     c->w = w;
-    c->listener = l;
     c->state = CLIENT_HANDSHAKE;
-    gh_sock_ntop(peer, c->ip, sizeof(c->ip));
+    gh_sock_ntop(peer, c->s.ip, sizeof(c->s.ip));
     if (gh_conn_add(&c->conn, w->loop) < 0) {
         gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */
         free(c);
         return;
     }
-    c->gen = w->gen;
+    c->s.gen = w->gen;
     w->gen->refs++;
     c->next = w->clients;
     if (w->clients != NULL)
@@ -321,11 +277,11 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     w->clients = c;
     w->nclients++;
     c->conn.can_read = 1; /* the first bytes are often there already */
-    if (c->tls) {
+    if (c->s.tls) {
         w->handshaking++;
         gh_timer_set(w->loop, &c->timer, w->t->handshake);
     } else {
-        go_idle(c, w->t->header);
+        proxy__client_go_idle(c, w->t->header);
     }
     dispatch(c);
 }
@@ -384,7 +340,7 @@ size_t proxy__client_close_idle(proxy__worker *w)
     want = GH_MIN(PICK, idle / 8);
     want = GH_MIN(n, want > 0 ? want : 1);
     for (size_t i = 0; i < want; i++) {
-        if (pick[i]->tls)
+        if (pick[i]->s.tls)
             gh_conn_shutdown(&pick[i]->conn); /* close_notify: a clean end, not a truncation */
         proxy__client_close(pick[i]);
     }

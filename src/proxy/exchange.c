@@ -1,12 +1,13 @@
 /*
- * exchange: one request and its response, streamed between a client and an
- * upstream server with backpressure in both directions.
+ * exchange: one request and its response, streamed between a session (the
+ * client side, whatever its protocol: proxy__session_ops) and an upstream
+ * server with backpressure in both directions.
  *
  * Two pumps run until neither makes progress:
- *   request   client `in` -> (chunked decode) -> `uout` -> upstream socket
- *   response  upstream `in` -> (parse head, decode) -> client `out` -> TLS
+ *   request   session body (decoded) -> `uout` (framed for HTTP/1) -> upstream
+ *   response  upstream `in` -> (parse head, decode) -> session (framed for its client)
  * A pump stops when its source is empty and not readable, or its sink is full
- * and not writable; edge-triggered readiness (can_read/can_write) wakes it.
+ * (GH_AGAIN); edge-triggered readiness wakes it, and the session resumes it.
  * Nothing is buffered whole: each direction holds at most a couple of blocks.
  */
 #include <stdlib.h>
@@ -22,8 +23,6 @@
 
 /* A head within GH_H1_MAX_HEAD plus the forwarding headers (Host repeated twice, XFF...) fits. */
 #define UPSTREAM_HEAD_MAX (4 * GH_H1_MAX_HEAD)
-
-static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static int method_is(gh_h1_str m, const char *s)
 {
@@ -52,19 +51,28 @@ void proxy__exchange_free(proxy__exchange *ex)
 /* Ends the exchange with an error: a status page if nothing was sent yet, else a cut connection. */
 static int fail(proxy__exchange *ex, int status)
 {
-    proxy__client *c = ex->c;
+    proxy__session *s = ex->s;
     int started = ex->res_started;
 
     ex->status = status;
     if (!started)
         ex->bytes_out = proxy__error_body_len(status);
     proxy__access_end(ex);
-    c->ex = NULL;
-    proxy__exchange_free(ex);
     if (started)
-        proxy__client_close(c);
+        s->ops->abort(s);
     else
-        proxy__client_fail(c, status);
+        s->ops->fail(s, status);
+    return GONE;
+}
+
+/* The client is gone: the exchange ends with it (logged 499 unless it had a status). */
+static int client_gone(proxy__exchange *ex)
+{
+    proxy__session *s = ex->s;
+    if (ex->status == 0)
+        ex->status = 499;
+    proxy__access_end(ex);
+    s->ops->abort(s);
     return GONE;
 }
 
@@ -82,7 +90,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
         u->conn.can_write = 1;
         u->conn.can_read = 0; /* it was quiet when it went idle; new bytes bring an event */
     } else {
-        gh_timer_set(ex->c->w->loop, &u->timer, ex->route->connect_timeout);
+        gh_timer_set(ex->s->w->loop, &u->timer, ex->route->connect_timeout);
     }
     return 0;
 }
@@ -140,7 +148,7 @@ static gh_h1_str find_cookie(const gh_h1_request *r, gh_cstr name)
 }
 
 /* The key that `balance hash` maps to a server: client address, a header or a cookie. */
-static uint64_t hash_key(const proxy__client *c, const gh_cfg_pool *pool, const gh_h1_request *r)
+static uint64_t hash_key(const proxy__session *c, const gh_cfg_pool *pool, const gh_h1_request *r)
 {
     gh_h1_str v = {"", 0};
 
@@ -165,19 +173,14 @@ static uint64_t hash_key(const proxy__client *c, const gh_cfg_pool *pool, const 
 static void local_response(proxy__exchange *ex, int status, const char *loc, size_t loclen, const char *body,
                            size_t bodylen)
 {
-    proxy__client *c = ex->c;
-    int n;
+    proxy__session *s = ex->s;
+    /* `close` is the session's to decide (an unread body, HTTP/1.0...) */
+    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route};
 
-    if (!ex->req_done)
-        c->close_after = 1; /* the body is not read: the connection cannot carry another request */
-    gh_buf_compact(&c->out);
-    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, c->close_after, ex->route};
-    n = proxy__local_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), &l);
-    if (n < 0) {
+    if (s->ops->send_local(s, &l) < 0) {
         fail(ex, 500);
         return;
     }
-    c->out.end += (uint32_t)n;
     ex->status = status;
     ex->res_started = 1;
     ex->res_state = RES_DONE;
@@ -190,7 +193,7 @@ static void do_redirect(proxy__exchange *ex, const gh_h1_request *r, gh_h1_str h
     char loc[4096];
     const char *colon = memchr(host.p, ':', host.len);
     gh_redirect_vars v = {
-        .scheme = ex->c->tls ? (gh_cstr){"https", 5} : (gh_cstr){"http", 4},
+        .scheme = ex->s->tls ? (gh_cstr){"https", 5} : (gh_cstr){"http", 4},
         .host = {host.p, colon && host.p[0] != '[' ? (size_t)(colon - host.p) : host.len},
         .request_uri = {r->path.p, r->path.len},
     };
@@ -205,7 +208,7 @@ static void do_redirect(proxy__exchange *ex, const gh_h1_request *r, gh_h1_str h
 /* Serializes the upstream head and connects. */
 static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
 {
-    proxy__client *c = ex->c;
+    proxy__session *c = ex->s;
     const gh_cfg_route *rt = ex->route;
     char path[GH_H1_MAX_LINE + 256];
     proxy__forward f = {.client_ip = c->ip, .tls = c->tls, .route = rt};
@@ -240,33 +243,28 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     proxy__exchange_run(ex);
 }
 
-void proxy__exchange_start(proxy__client *c, gh_h1_request *r, size_t head_len)
+void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
 {
-    proxy__worker *w = c->w;
+    proxy__worker *w = s->w;
     proxy__exchange *ex = calloc(1, sizeof(*ex));
     const gh_cfg_site *site;
     gh_h1_str host;
 
-    if (ex == NULL || gh_buf_reserve(&ex->uout) < 0 || gh_buf_reserve(&c->out) < 0) {
+    if (ex == NULL || gh_buf_reserve(&ex->uout) < 0) {
         proxy__exchange_free(ex); /* gives back uout if it was reserved */
-        proxy__client_fail(c, 500);
+        s->ops->fail(s, 500);
         return;
     }
-    ex->c = c;
+    ex->s = s;
+    s->ex = ex;
     ex->start_ms = gh_loop_now(w->loop);
     ex->req_body = (uint8_t)r->body;
-    ex->req_left = r->body == GH_H1_BODY_LENGTH ? r->content_length : 0;
-    ex->req_done = r->body == GH_H1_BODY_NONE || (r->body == GH_H1_BODY_LENGTH && r->content_length == 0);
+    ex->req_done = s->ops->body_done(s);
     if (ex->req_done)
         ex->req_body = GH_H1_BODY_NONE;
     ex->idempotent = (uint8_t)is_idempotent(r->method);
     ex->is_head = (uint8_t)method_is(r->method, "HEAD");
     ex->expect_continue = (r->flags & GH_H1_F_EXPECT_CONTINUE) && !ex->req_done;
-    ex->client_minor = (uint8_t)r->minor;
-    if (r->flags & GH_H1_F_CONN_CLOSE)
-        c->close_after = 1;
-    c->ex = ex;
-    c->state = CLIENT_EXCHANGE;
     proxy__access_begin(ex, r);
 
     if (r->target_form == GH_H1_AUTHORITY_FORM) {
@@ -279,7 +277,7 @@ void proxy__exchange_start(proxy__client *c, gh_h1_request *r, size_t head_len)
     }
     /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
     host = r->target_form == GH_H1_ABSOLUTE_FORM ? r->authority : r->host;
-    site = gh_router_site(c->listener->router, host.p, host.len);
+    site = gh_router_site(s->listener->router, host.p, host.len);
     if (site != NULL) {
         gh_route_request rq = {r->method.p, r->method.len, r->path.p, r->path.len, gh_router_h1_has_header, r};
         if (r->target_form == GH_H1_ASTERISK_FORM)
@@ -291,9 +289,6 @@ void proxy__exchange_start(proxy__client *c, gh_h1_request *r, size_t head_len)
         return;
     }
     ex->max_body = ex->route->max_body;
-    gh_buf_consume(&c->in, head_len);
-    c->head_scanned = 0;
-    gh_timer_stop(w->loop, &c->timer);
     switch (ex->route->action) {
     case GH_ACTION_REDIRECT:
         do_redirect(ex, r, host);
@@ -309,97 +304,60 @@ void proxy__exchange_start(proxy__client *c, gh_h1_request *r, size_t head_len)
 
 /* ---- request pump ---- */
 
-static size_t put_hex(char *p, uint64_t v)
-{
-    static const char hex[] = "0123456789abcdef";
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[n++] = hex[v & 15];
-        v >>= 4;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
+/* Room for a chunk header "ffffffff\r\n" in front of data read in place, and the CRLF after it. */
+#define CHUNK_HEAD 10
+#define CHUNK_ROOM (CHUNK_HEAD + 2)
 
-/* Appends up to n data bytes from src to dst framed as one chunk; returns bytes taken. */
-static size_t append_chunk(gh_buf *dst, const char *src, size_t n)
-{
-    char *p;
-    size_t room, hl;
-
-    gh_buf_compact(dst);
-    room = gh_buf_room(dst);
-    if (room < 24)
-        return 0;
-    if (n > room - 24)
-        n = room - 24;
-    p = gh_buf_tail(dst);
-    hl = put_hex(p, n);
-    p[hl] = '\r';
-    p[hl + 1] = '\n';
-    memcpy(p + hl + 2, src, n);
-    p[hl + 2 + n] = '\r';
-    p[hl + 3 + n] = '\n';
-    dst->end += (uint32_t)(hl + 4 + n);
-    return n;
-}
-
-static int append_last_chunk(gh_buf *dst)
-{
-    return gh_buf_append(dst, "0\r\n\r\n", 5);
-}
-
-/* Moves request body bytes from the client's input into uout. 1 progress, 0 none, GONE. */
+/*
+ * Moves request body bytes from the session into uout, framed for the
+ * upstream: as they are (Content-Length), or one chunk per batch (a chunked
+ * body is decoded by the session: extensions and trailers stop there). The
+ * chunk size is written with a fixed width (leading zeros are valid,
+ * RFC 9112 7.1) so the data can be read in place behind it. 1 progress, 0 none, GONE.
+ */
 static int fill_request(proxy__exchange *ex)
 {
-    proxy__client *c = ex->c;
-    size_t avail = gh_buf_len(&c->in);
+    proxy__session *s = ex->s;
+    int chunked = ex->req_body == GH_H1_BODY_CHUNKED;
+    size_t room;
+    ssize_t n;
+    char *p;
 
     if (ex->req_done)
         return 0;
-    if (ex->req_body == GH_H1_BODY_LENGTH) {
-        size_t n = GH_MIN(avail, ex->req_left);
-        gh_buf_compact(&ex->uout);
-        n = GH_MIN(n, gh_buf_room(&ex->uout));
-        if (n == 0)
-            return 0;
-        memcpy(gh_buf_tail(&ex->uout), gh_buf_head(&c->in), n);
+    gh_buf_compact(&ex->uout);
+    room = gh_buf_room(&ex->uout);
+    if (chunked && room <= CHUNK_ROOM)
+        return 0;
+    if (room == 0)
+        return 0;
+    p = gh_buf_tail(&ex->uout);
+    n = s->ops->read_body(s, chunked ? p + CHUNK_HEAD : p, chunked ? room - CHUNK_ROOM : room);
+    if (n == GH_ERROR)
+        return client_gone(ex); /* the client went away in the middle of its request body */
+    if (n < 0)
+        return fail(ex, (int)-n);
+    if ((ex->req_total += (uint64_t)n) > ex->max_body)
+        return fail(ex, 413); /* a chunked body is only known to be too large on the way */
+    if (n > 0 && chunked) {
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 8; i++)
+            p[i] = hex[((uint64_t)n >> (28 - 4 * i)) & 15];
+        p[8] = '\r';
+        p[9] = '\n';
+        p[CHUNK_HEAD + n] = '\r';
+        p[CHUNK_HEAD + n + 1] = '\n';
+        ex->uout.end += (uint32_t)(n + CHUNK_ROOM);
+    } else {
         ex->uout.end += (uint32_t)n;
-        gh_buf_consume(&c->in, n);
-        ex->req_left -= n;
-        ex->req_done = ex->req_left == 0;
-        return 1;
     }
-    /* chunked: decode in place, then re-frame (extensions and trailers stop here) */
-    if (ex->req_decoded == 0 && !gh_h1_chunked_done(&ex->req_chunk) && avail > 0) {
-        size_t len = avail;
-        ssize_t r = gh_h1_chunked_decode(&ex->req_chunk, gh_buf_head(&c->in), &len);
-        if (r == GH_H1_CHUNKED_ERROR)
-            return fail(ex, 400);
-        ex->req_decoded = (uint32_t)len;
-        c->in.end = c->in.start + (uint32_t)len + (r >= 0 ? (uint32_t)r : 0);
-        if ((ex->req_total += len) > ex->max_body)
-            return fail(ex, 413); /* a chunked body is only known to be too large on the way */
-        if (c->in.start == c->in.end)
-            c->in.start = c->in.end = 0;
-    }
-    if (ex->req_decoded > 0) {
-        size_t n = append_chunk(&ex->uout, gh_buf_head(&c->in), ex->req_decoded);
-        if (n == 0)
-            return 0;
-        gh_buf_consume(&c->in, n);
-        ex->req_decoded -= (uint32_t)n;
-        return 1;
-    }
-    if (gh_h1_chunked_done(&ex->req_chunk)) {
-        if (append_last_chunk(&ex->uout) < 0)
-            return 0;
+    if (s->ops->body_done(s)) {
+        if (chunked && gh_buf_append(&ex->uout, "0\r\n\r\n", 5) < 0)
+            return 1; /* the last chunk goes once uout drained */
         ex->req_done = 1;
         return 1;
     }
-    return 0;
+    return n > 0;
 }
 
 static int flush_upstream(proxy__exchange *ex)
@@ -425,21 +383,6 @@ static int flush_upstream(proxy__exchange *ex)
     return 1;
 }
 
-static int read_client(proxy__exchange *ex)
-{
-    proxy__client *c = ex->c;
-    ssize_t n;
-
-    if (ex->req_done || ex->req_decoded > 0)
-        return 0;
-    if ((n = proxy__client_read(c)) >= 0)
-        return (int)n;
-    /* the client went away in the middle of its request body */
-    ex->status = 499;
-    proxy__client_close(c); /* frees ex and logs it */
-    return GONE;
-}
-
 static int pump_request(proxy__exchange *ex)
 {
     int p = 0, r;
@@ -449,16 +392,12 @@ static int pump_request(proxy__exchange *ex)
     if (ex->u->connected && ex->expect_continue) {
         /* RFC 9110 10.1.1: the proxy answers the expectation once a server is there */
         ex->expect_continue = 0;
-        if (gh_buf_len(&ex->c->in) == 0 && gh_buf_append(&ex->c->out, continue_100, sizeof(continue_100) - 1) == 0)
-            p = 1;
+        p = ex->s->ops->send_continue(ex->s);
     }
     if ((r = fill_request(ex)) == GONE)
         return GONE;
     p |= r;
     if ((r = flush_upstream(ex)) == GONE)
-        return GONE;
-    p |= r;
-    if ((r = read_client(ex)) == GONE)
         return GONE;
     return p | r;
 }
@@ -467,28 +406,25 @@ static int pump_request(proxy__exchange *ex)
 
 static int finish(proxy__exchange *ex)
 {
-    proxy__client *c = ex->c;
+    proxy__session *s = ex->s;
     proxy__upstream *u = ex->u;
     int reusable = ex->upstream_reusable && ex->req_done && ex->usent == ex->uout.end;
 
-    if (!ex->req_done)
-        c->close_after = 1; /* the server answered early: the rest of the body is unread */
     ex->u = NULL;
     if (u != NULL)
         proxy__upstream_release(u, reusable);
     proxy__access_end(ex);
-    proxy__client_exchange_done(c);
+    s->ops->done(s); /* an answer before the whole body: the session knows the rest is unread */
     return GONE;
 }
 
 static int start_response(proxy__exchange *ex)
 {
-    proxy__worker *w = ex->c->w;
-    proxy__client *c = ex->c;
+    proxy__session *s = ex->s;
     proxy__upstream *u = ex->u;
-    gh_h1_response *res = &w->res;
+    gh_h1_response *res = &s->w->res;
     int n = gh_h1_parse_response(gh_buf_head(&u->in), gh_buf_len(&u->in), ex->is_head, res);
-    int close;
+    int r;
 
     if (n == 0) {
         if (gh_buf_len(&u->in) >= GH_H1_MAX_HEAD || gh_buf_room(&u->in) == 0)
@@ -510,25 +446,10 @@ static int start_response(proxy__exchange *ex)
     ex->res_left = res->body == GH_H1_BODY_LENGTH ? res->content_length : 0;
     ex->upstream_reusable = !(res->flags & GH_H1_F_CONN_CLOSE) && res->body != GH_H1_BODY_CLOSE &&
                             (res->minor == 1 || (res->flags & GH_H1_F_CONN_KEEPALIVE));
-    if (res->body == GH_H1_BODY_CHUNKED || res->body == GH_H1_BODY_CLOSE) {
-        if (ex->client_minor == 1)
-            ex->chunk_out = 1;
-        else
-            c->close_after = 1; /* HTTP/1.0 client: the end of the body is the end of the connection */
-    }
-    if (ex->client_minor == 0 || w->draining)
-        c->close_after = 1;
-    close = c->close_after;
-    gh_buf_compact(&c->out);
-    if (gh_buf_reserve(&c->out) < 0)
-        return fail(ex, 500);
-    int hn = proxy__response_head(gh_buf_tail(&c->out), gh_buf_room(&c->out), res, ex->chunk_out, close, ex->route);
-    if (hn < 0) {
-        if (gh_buf_len(&c->out) > 0)
-            return 0; /* wait for the 100 Continue to drain */
+    if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
+        return 0; /* an interim answer is still queued */
+    if (r < 0)
         return fail(ex, 502);
-    }
-    c->out.end += (uint32_t)hn;
     ex->status = res->status;
     ex->res_started = 1;
     gh_buf_consume(&u->in, (size_t)n);
@@ -538,39 +459,34 @@ static int start_response(proxy__exchange *ex)
 }
 
 /* Body bytes of u->in to the client: straight from u->in when nothing is queued, else copied. */
+/* Body bytes of u->in to the session (which frames them for its client). */
 static int relay_plain(proxy__exchange *ex, size_t n)
 {
-    proxy__client *c = ex->c;
+    proxy__session *s = ex->s;
     proxy__upstream *u = ex->u;
+    ssize_t w = s->ops->send_data(s, gh_buf_head(&u->in), n);
 
-    if (gh_buf_len(&c->out) == 0) {
-        if (!c->conn.can_write)
-            return 0;
-        ssize_t w = gh_conn_write(&c->conn, gh_buf_head(&u->in), n);
-        if (w == GH_AGAIN)
-            return 0;
-        if (w < 0) {
-            proxy__client_close(c);
-            return GONE;
-        }
-        n = (size_t)w;
-    } else {
-        gh_buf_compact(&c->out);
-        n = GH_MIN(n, gh_buf_room(&c->out));
-        if (n == 0)
-            return 0;
-        memcpy(gh_buf_tail(&c->out), gh_buf_head(&u->in), n);
-        c->out.end += (uint32_t)n;
-    }
-    gh_buf_consume(&u->in, n);
-    ex->bytes_out += n;
-    return (int)GH_MIN(n, 1);
+    if (w == GH_AGAIN || w == 0)
+        return 0;
+    if (w < 0)
+        return client_gone(ex);
+    gh_buf_consume(&u->in, (size_t)w);
+    ex->bytes_out += (uint64_t)w;
+    return 1;
+}
+
+/* The response body is complete: the session frames its end, then the pumps flush it. */
+static int end_body(proxy__exchange *ex)
+{
+    if (ex->s->ops->end(ex->s) == GH_AGAIN)
+        return 0; /* tried again once its output drained */
+    ex->res_state = RES_DONE;
+    return 1;
 }
 
 static int relay_body(proxy__exchange *ex)
 {
     proxy__upstream *u = ex->u;
-    proxy__client *c = ex->c;
     size_t avail = gh_buf_len(&u->in);
     int r;
 
@@ -583,14 +499,12 @@ static int relay_body(proxy__exchange *ex)
             return GONE;
         ex->res_left -= (uint64_t)(avail - gh_buf_len(&u->in));
         if (ex->res_left == 0)
-            ex->res_state = RES_DONE;
+            return end_body(ex) | r;
         return r;
     case GH_H1_BODY_CLOSE:
         if (avail == 0)
             return 0;
-        if (!ex->chunk_out)
-            return relay_plain(ex, avail);
-        break;
+        return relay_plain(ex, avail);
     default:
         if (ex->res_decoded == 0 && !gh_h1_chunked_done(&ex->res_chunk) && avail > 0) {
             size_t len = avail;
@@ -607,49 +521,19 @@ static int relay_body(proxy__exchange *ex)
         if (ex->res_decoded == 0) {
             if (!gh_h1_chunked_done(&ex->res_chunk))
                 return 0;
-            if (ex->chunk_out && append_last_chunk(&c->out) < 0)
-                return 0;
-            ex->res_state = RES_DONE;
-            return 1;
+            return end_body(ex);
         }
-        if (!ex->chunk_out) {
-            size_t before = gh_buf_len(&u->in);
-            r = relay_plain(ex, ex->res_decoded);
-            ex->res_decoded -= (uint32_t)(before - gh_buf_len(&u->in));
-            return r;
-        }
-        avail = ex->res_decoded;
-        break;
+        size_t before = gh_buf_len(&u->in);
+        r = relay_plain(ex, ex->res_decoded);
+        ex->res_decoded -= (uint32_t)(before - gh_buf_len(&u->in));
+        return r;
     }
-    /* chunk_out: one chunk per batch of bytes */
-    if (gh_buf_reserve(&c->out) < 0)
-        return fail(ex, 500);
-    size_t n = append_chunk(&c->out, gh_buf_head(&u->in), avail);
-    if (n == 0)
-        return 0;
-    gh_buf_consume(&u->in, n);
-    if (ex->res_body == GH_H1_BODY_CHUNKED)
-        ex->res_decoded -= (uint32_t)n;
-    ex->bytes_out += n;
-    return 1;
 }
 
 static int flush_client(proxy__exchange *ex)
 {
-    proxy__client *c = ex->c;
-    size_t pending = gh_buf_len(&c->out);
-
-    if (pending == 0 || !c->conn.can_write)
-        return 0;
-    ssize_t n = gh_conn_write(&c->conn, gh_buf_head(&c->out), pending);
-    if (n == GH_AGAIN)
-        return 0;
-    if (n < 0) {
-        proxy__client_close(c); /* the client is gone: frees ex and logs it */
-        return GONE;
-    }
-    gh_buf_consume(&c->out, (size_t)n);
-    return 1;
+    int r = ex->s->ops->flush(ex->s);
+    return r < 0 ? client_gone(ex) : r;
 }
 
 static int upstream_eof(proxy__exchange *ex)
@@ -658,14 +542,11 @@ static int upstream_eof(proxy__exchange *ex)
         return upstream_failed(ex, 502);
     if (ex->res_body == GH_H1_BODY_CLOSE) {
         ex->upstream_reusable = 0;
-        if (ex->chunk_out && append_last_chunk(&ex->c->out) < 0)
-            return 0; /* tried again once out drained: u->eof stays set */
-        ex->res_state = RES_DONE;
-        return 1;
+        return end_body(ex); /* not yet: tried again once out drained (u->eof stays set) */
     }
     /* truncated body: the client must see a cut, not a short complete response */
     gh_log_warn("upstream %s closed in the middle of a response", proxy__upstream_name(ex->u));
-    proxy__client_close(ex->c);
+    ex->s->ops->abort(ex->s);
     return GONE;
 }
 
@@ -708,7 +589,7 @@ static int eof_due(const proxy__exchange *ex)
     if (u == NULL || !u->eof || ex->res_state == RES_DONE)
         return 0;
     if (ex->res_state == RES_HEAD)
-        return gh_buf_len(&ex->c->out) == 0; /* not waiting for a 100 Continue to drain */
+        return ex->s->ops->queued(ex->s) == 0; /* not waiting for a 100 Continue to drain */
     return gh_buf_len(&u->in) == 0 && ex->res_decoded == 0;
 }
 
@@ -729,7 +610,7 @@ static int pump_response(proxy__exchange *ex)
     if ((r = flush_client(ex)) == GONE)
         return GONE;
     p |= r;
-    if (ex->res_state == RES_DONE && gh_buf_len(&ex->c->out) == 0)
+    if (ex->res_state == RES_DONE && ex->s->ops->queued(ex->s) == 0)
         return finish(ex);
     if ((r = read_upstream(ex)) == GONE)
         return GONE;
@@ -743,28 +624,20 @@ static int pump_response(proxy__exchange *ex)
 
 static void arm_timers(proxy__exchange *ex, int progress)
 {
-    proxy__client *c = ex->c;
+    proxy__session *s = ex->s;
     proxy__upstream *u = ex->u;
-    gh_loop *loop = c->w->loop;
-    const gh_cfg_timeouts *t = c->w->t;
-    int wait_client_write = gh_buf_len(&c->out) > 0 && !c->conn.can_write;
-    int wait_client_read = u != NULL && !ex->req_done && !c->conn.can_read && ex->req_decoded == 0;
+    int wait_client_write = s->ops->arm(s, progress, u != NULL && !ex->req_done);
     int wait_upstream = u != NULL && (!u->connected || (ex->usent < ex->uout.end && !u->conn.can_write) ||
                                       (ex->res_state != RES_DONE && !wait_client_write));
 
-    if (wait_client_write || wait_client_read) {
-        if (progress || c->timer.when == 0)
-            gh_timer_set(loop, &c->timer, wait_client_write ? t->send : t->body);
-    } else {
-        gh_timer_stop(loop, &c->timer);
-    }
     if (u == NULL)
         return;
     if (wait_upstream) {
         if (progress || u->timer.when == 0)
-            gh_timer_set(loop, &u->timer, u->connected ? ex->route->response_timeout : ex->route->connect_timeout);
+            gh_timer_set(s->w->loop, &u->timer,
+                         u->connected ? ex->route->response_timeout : ex->route->connect_timeout);
     } else {
-        gh_timer_stop(loop, &u->timer);
+        gh_timer_stop(s->w->loop, &u->timer);
     }
 }
 
@@ -783,6 +656,35 @@ void proxy__exchange_run(proxy__exchange *ex)
         any = 1;
     }
     arm_timers(ex, any);
+}
+
+int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h)
+{
+    proxy__session *s = ex->s;
+    proxy__upstream *u = ex->u;
+    gh_loop *loop = s->w->loop;
+
+    if (u == NULL || gh_conn_move(h->upstream, &u->conn, loop, h->upstream_cb) < 0) {
+        fail(ex, 502);
+        return GH_ERROR;
+    }
+    gh_timer_stop(loop, &u->timer);
+    *h->upstream_in = u->in; /* what the server sent after its 101 head: the tunnel's first bytes */
+    u->in = (gh_buf){0};
+    ex->u = NULL;
+    proxy__upstream_release(u, 0); /* its socket went with the conn: only the struct is freed */
+    proxy__access_end(ex);
+    *h->gen = s->gen;
+    s->gen->refs++;
+    if (s->ops->detach(s, h->client, h->client_cb, h->client_in) < 0) {
+        gh_conn_close(h->upstream, loop);
+        gh_buf_release(h->upstream_in);
+        proxy__gen_unref(*h->gen);
+        *h->gen = NULL;
+        s->ops->abort(s);
+        return GH_ERROR;
+    }
+    return GH_OK;
 }
 
 void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events)

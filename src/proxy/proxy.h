@@ -1,255 +1,70 @@
 /*
- * proxy: the structures shared by the files of src/proxy (private to this folder).
- *
- *   client    a TLS connection from a client: handshake, request heads, keep-alive
- *   exchange  one request and its response, streamed between a client and an upstream
- *   upstream  a plain connection to a server; pooled (keep-alive) between exchanges
- *   worker    the loop, the listener, the servers and their idle pools
- *
- * Ownership: the worker owns clients (a list) and idle upstreams (per server);
- * a client owns its current exchange; an exchange borrows one upstream at a time.
- * Everything here is per worker: no locks.
+ * proxy: the functions shared by the files of src/proxy (private to this
+ * folder); the types are in proxy-t.h.
  */
 #ifndef GH_PROXY_PROXY_H
 #define GH_PROXY_PROXY_H
 
-#include <stdint.h>
-#include <sys/socket.h>
+#include "proxy/proxy-t.h"
 
-#include "balance/balance.h"
-#include "conf/config.h"
-#include "conf/router.h"
-#include "core/buf.h"
-#include "core/loop.h"
-#include "http/h1.h"
-#include "health/probe.h"
-#include "health/state.h"
-#include "proxy/runtime.h"
-#include "net/conn.h"
-#include "tls/tls.h"
-
-typedef struct proxy__worker proxy__worker;
-typedef struct proxy__client proxy__client;
-typedef struct proxy__exchange proxy__exchange;
-typedef struct proxy__upstream proxy__upstream;
-typedef struct proxy__pool proxy__pool;
-typedef struct proxy__listener proxy__listener;
-typedef struct proxy__gen proxy__gen;
-typedef struct proxy__access proxy__access;         /* accesslog.c: a worker's log descriptor and buffer */
-typedef struct proxy__access_rec proxy__access_rec; /* accesslog.c: one request's quoted log fields */
-
-enum proxy__client_state {
-    CLIENT_HANDSHAKE,
-    CLIENT_IDLE,     /* keep-alive: waiting for the first byte of a request */
-    CLIENT_HEAD,     /* reading a request head */
-    CLIENT_EXCHANGE, /* an exchange is under way */
-    CLIENT_CLOSING,  /* flushing a last response, then close_notify */
-    CLIENT_LINGER,   /* write side shut: discarding input until EOF or a short timeout */
-};
-
-struct proxy__client {
-    gh_conn conn; /* first: the loop's events name it (TLS or plain) */
-    gh_timer timer;
-    proxy__worker *w;
-    proxy__gen *gen; /* the configuration generation it was accepted on, or switched to between requests */
-    const proxy__listener *listener;
-    proxy__client *prev, *next; /* worker's list, for drain */
-    gh_buf in;                  /* decrypted bytes from the client */
-    gh_buf out;                 /* bytes to encrypt and send */
-    proxy__exchange *ex;
-    uint32_t head_scanned; /* bytes of `in` already searched for the end of a head */
-    uint32_t requests;
-    uint8_t state;
-    uint8_t tls;         /* the connection is TLS (X-Forwarded-Proto, redirects) */
-    uint8_t close_after; /* close once the current response is sent */
-    uint8_t line_ok;     /* the request line of the head being read was judged valid */
-    char ip[46];
-};
-
-struct proxy__upstream {
-    gh_conn conn; /* first: the loop's events name it */
-    gh_timer timer;
-    proxy__worker *w;
-    proxy__exchange *ex;          /* NULL while idle in the pool */
-    proxy__upstream *prev, *next; /* server's idle list */
-    gh_buf in;                    /* response bytes from the server */
-    proxy__pool *pool;
-    uint16_t server;
-    uint8_t connected, reused;
-    uint8_t eof; /* its FIN was read: nothing more will come (never pooled) */
-};
-
-enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };
-
-struct proxy__exchange {
-    proxy__client *c;
-    proxy__upstream *u;
-    const gh_cfg_route *route;
-    proxy__pool *pool;
-    uint64_t tried;     /* servers already tried (bit per server) */
-    uint64_t hash_key;  /* for `balance hash` */
-    uint64_t max_body;  /* the route's limit on the request body */
-    uint64_t req_total; /* request body bytes read so far */
-    uint64_t start_ms;
-    /* request: client -> upstream */
-    gh_buf uout;            /* serialized head and body for the upstream */
-    uint32_t usent;         /* bytes of uout written; a retry rewinds it */
-    uint64_t req_left;      /* LENGTH: body bytes still to read from the client */
-    uint64_t req_body_sent; /* body bytes handed to the upstream connection */
-    uint32_t req_decoded;   /* CHUNKED: decoded data bytes at the front of c->in */
-    gh_h1_chunked req_chunk;
-    uint8_t req_body; /* enum gh_h1_body */
-    uint8_t req_done; /* the whole request is in uout */
-    uint8_t idempotent, is_head, expect_continue, client_minor;
-    uint8_t head_sent; /* uout has been written at least once */
-    uint8_t reached;   /* some server accepted a connection (502, not 503, if all fail) */
-    /* response: upstream -> client */
-    uint8_t res_state;
-    uint8_t res_body;  /* enum gh_h1_body of the upstream response */
-    uint8_t chunk_out; /* re-encode the body as chunked for the client */
-    uint8_t upstream_reusable;
-    uint8_t res_started; /* response bytes already went to the client */
-    uint64_t res_left;
-    uint32_t res_decoded; /* CHUNKED: decoded data bytes at the front of u->in */
-    gh_h1_chunked res_chunk;
-    int status;
-    uint64_t bytes_out;     /* body bytes sent to the client (access log) */
-    proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
-};
-
-typedef struct proxy__server {
-    const gh_addr *addr;   /* the first address of the config server */
-    int named;             /* given by name: the prober's latest address wins */
-    const char *text;      /* "host:port" as configured, for logs */
-    proxy__upstream *idle; /* LIFO of idle keep-alive connections */
-    uint32_t nidle;
-    uint64_t down_until; /* ms: skipped after a failed connect until then */
-} proxy__server;
-
-/* A pool as one worker sees it: its servers' idle connections and the balancer's state. */
-struct proxy__pool {
-    proxy__worker *w;
-    proxy__gen *gen;
-    const gh_cfg_pool *cfg;
-    proxy__server *servers;
-    gh_lb_server *lb_servers; /* inflight kept up to date for least_conn and p2c */
-    gh_lb *lb;
-    size_t nservers;
-    const gh_health_ref *slots; /* per server: its health slot (the runtime's refs) */
-    gh_health_passive passive;
-};
-
-/* What a listener's connections speak; chosen at accept (worker.c on_accept), in one switch. */
-enum proxy__listener_mode {
-    PROXY__MODE_HTTP, /* HTTP/1.1 (over TLS or not): a client session, an exchange per request */
-};
-
-/* A listener of the runtime: its address, TLS context (NULL: plain HTTP), and router. */
-struct proxy__listener {
-    const gh_cfg_listener *cfg;
-    const struct gh_runtime *rt;
-    size_t index;
-    gh_tls_ctx *tls;  /* default context; the SNI hook picks the site's */
-    gh_tls_alpn alpn; /* the protocols offered in the TLS handshake, by preference */
-    uint8_t mode;     /* enum proxy__listener_mode */
-    gh_router *router;
-};
-
-/* Built by the master from a config (gh_runtime_new), inherited by the workers. */
-struct gh_runtime {
-    gh_config *cfg;
-    gh_health_shm *health;     /* one slot per server of every pool, shared by all processes */
-    gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
-    struct proxy__name *names; /* servers given by name: re-resolved by the prober */
-    size_t nnames;
-    size_t *slot_base;   /* per pool: the slot of its first server */
-    gh_health_ref *refs; /* per slot: the ref its server writes with (gh_runtime_claim_slots) */
-    uint64_t *owners;    /* per slot: the identity of its server (pool and server text) */
-    size_t nslots;
-    gh_health_target *probes; /* the servers with active checks */
-    size_t nprobes;
-    gh_tls_ctx **site_tls; /* per site; NULL for a site without certificates */
-    proxy__listener *listeners;
-    size_t nlisteners;
-};
-
-/*
- * A configuration generation in a worker: the runtime and the worker's pools
- * for it. The worker holds a reference to the current one and every client
- * one to the generation it uses; a client moves to the current generation
- * between requests, so requests in flight finish on the config they started
- * with and the old generation is freed when its last client lets go.
- */
-struct proxy__gen {
-    proxy__worker *w;
-    gh_runtime *rt;
-    proxy__pool *pools; /* one per config pool, same order */
-    size_t npools;
-    uint32_t refs;
-};
-
-/* A listening socket in a worker's loop. */
-typedef struct proxy__acceptor {
-    gh_io io;
-    proxy__worker *w;
-    const proxy__listener *listener;
-} proxy__acceptor;
-
-struct proxy__worker {
-    proxy__gen *gen;          /* the current generation: new connections and requests use it */
-    const gh_cfg_timeouts *t; /* the current generation's */
-    gh_io ctl_io;             /* from the master: reload with these listening sockets */
-    gh_loop *loop;
-    int id;
-    struct proxy__acceptor *acceptors; /* one per listener, in runtime order */
-    size_t nacceptors;
-    gh_io signal_io;
-    int draining;
-    gh_timer drain_timer;
-    proxy__client *clients;
-    uint32_t nclients;
-    uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
-    uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
-    uint64_t next_trim;
-    uint8_t accept_paused;
-    uint8_t limit_paused;         /* paused at max_connections: resumed as soon as a client leaves */
-    uint8_t at_limit;             /* since "connection limit reached" was logged, until it clears */
-    uint32_t max_clients;         /* this worker's share of max_connections (proxy/limit.h) */
-    uint64_t limit_closed;        /* idle clients closed to make room, since the limit was reached */
-    uint64_t limit_pauses;        /* accepts paused for want of an idle client to close, idem */
-    uint64_t accept_error_logged; /* ms: last "accept ... Too many open files" line */
-    uint64_t accept_errors;       /* since that line */
-    uint64_t local_error_logged;  /* ms: last "local resource error" line (once a second at most) */
-    uint64_t local_errors;        /* since that line */
-    gh_h1_request req;            /* parse scratch: heads are turned into uout at once */
-    gh_h1_response res;
-    proxy__access *access; /* NULL: no access log */
-    int64_t date_sec;
-    char date[32]; /* "25/Nov/2026:13:47:19 +0000" */
-};
-
-/* client.c */
+/* client.c: an HTTP/1 client connection */
 /* A new HTTP client connection: TLS when the listener has a context, else plain. */
 void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer);
-void proxy__client_exchange_done(proxy__client *c);
-/* Answers with a short error page and closes (status 400, 502...). */
-void proxy__client_fail(proxy__client *c, int status);
+/* Frees the exchange under way (logged 499 if it had no status yet) and closes. */
 void proxy__client_close(proxy__client *c);
-/* Runs the client's state machine after something changed (an upstream event). */
-void proxy__client_dispatch(proxy__client *c);
+/* SIGTERM: idle connections close now, busy ones after their current response. */
 void proxy__client_drain(proxy__worker *w);
 /* Closes the longest-idle keep-alive clients (a batch, oldest first); returns how many. */
 size_t proxy__client_close_idle(proxy__worker *w);
+/* Runs the connection's state machine after something changed. */
+void proxy__client_dispatch(proxy__client *c);
+/* Answers with a short error page and closes (status 400, 502...); no exchange is under way. */
+void proxy__client_fail(proxy__client *c, int status);
+/* The exchange ended: frees it; next request (pipelined ones are already in `in`), or close. */
+void proxy__client_exchange_done(proxy__client *c);
 /* Reads what the client sent into c->in: 1 got bytes, 0 would block or no room, -1 closed or failed. */
 int proxy__client_read(proxy__client *c);
+/* Frees a client whose conn went to a new owner (proxy__exchange_to_tunnel): the socket stays open. */
+void proxy__client_detached(proxy__client *c);
+/* Resets the keep-alive state: no buffers held while idle. */
+void proxy__client_go_idle(proxy__client *c, uint32_t timeout);
+
+/* h1_server.c: the HTTP/1 server codec (heads, pipelining, chunked output, 100-continue, close) */
+extern const proxy__session_ops proxy__h1_session_ops;
+/* Reads and parses request heads; starts an exchange for a complete one. */
+void proxy__h1_read_head(proxy__client *c);
 
 /* exchange.c */
-/* Starts the exchange of a parsed request; r's path is made canonical in place (gh_h1_request_canonical_path). */
-void proxy__exchange_start(proxy__client *c, gh_h1_request *r, size_t head_len);
+/*
+ * A new exchange for session s on the protocol-neutral head r (which the
+ * session keeps valid until it returns); r's path is made canonical in place
+ * (gh_h1_request_canonical_path).
+ */
+void proxy__exchange_start(proxy__session *s, gh_h1_request *r);
 void proxy__exchange_run(proxy__exchange *ex);
 void proxy__exchange_free(proxy__exchange *ex);
 void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events);
 void proxy__exchange_upstream_timeout(proxy__exchange *ex);
+
+/*
+ * The seam for tunnels (WebSocket after a 101, CONNECT): ends the exchange
+ * and hands its two connections, registered and open, to a new owner. The
+ * client's conn moves into `client` (events to client_cb) with what it had read
+ * past the request (`client_in`); the upstream's into `upstream` (upstream_cb)
+ * with the bytes after the 101 head (`upstream_in`). `*gen` gets a reference
+ * to the configuration generation the exchange ran on (proxy__gen_unref it).
+ * The access log line is written; the session and the upstream struct are
+ * freed without closing either socket (the upstream is never pooled). GH_OK;
+ * GH_ERROR when the session cannot give its connection away (then the
+ * exchange is aborted, both closed).
+ */
+typedef struct proxy__handover {
+    gh_conn *client, *upstream;
+    gh_io_cb client_cb, upstream_cb;
+    gh_buf *client_in, *upstream_in;
+    proxy__gen **gen;
+} proxy__handover;
+int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h);
 
 /* upstream.c */
 int proxy__pools_init(proxy__gen *g);
@@ -267,38 +82,14 @@ void proxy__pools_close_idle(proxy__gen *g);
 
 /* worker.c */
 void proxy__gen_unref(proxy__gen *g);
-/* Moves a client between requests to the current generation; 0, or -1 when its listener is gone. */
-int proxy__client_regen(proxy__client *c);
-static inline const char *proxy__upstream_name(const proxy__upstream *u)
-{
-    return u->pool->servers[u->server].text;
-}
+/* Moves a session between requests to the current generation; 0, or -1 when its listener is gone. */
+int proxy__session_regen(proxy__session *s);
 
 /* headers.c: serialize heads; return the length written, or -1 if it does not fit in cap. */
-/* What the upstream request carries besides the client's head. */
-typedef struct proxy__forward {
-    const char *client_ip;
-    const char *fallback_host; /* Host for an HTTP/1.0 request without one */
-    int tls;                   /* the client came over TLS: proto https */
-    const char *path;          /* the request-target to send (rewritten by the route), NULL: as received */
-    size_t path_len;
-    const gh_cfg_route *route; /* header operations; NULL: none */
-} proxy__forward;
 
 int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const proxy__forward *f);
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
                          const gh_cfg_route *route);
-/* A response of gatehouse's own (redirect, respond). */
-typedef struct proxy__local {
-    int status;
-    const char *location; /* NULL: none */
-    size_t location_len;
-    const char *body;
-    size_t body_len;
-    int head;                  /* a HEAD request: the same head, no body */
-    int close;                 /* Connection: close */
-    const gh_cfg_route *route; /* its response_header operations apply */
-} proxy__local;
 
 int proxy__local_response(char *dst, size_t cap, const proxy__local *l);
 int proxy__error_response(char *dst, size_t cap, int status);
@@ -310,7 +101,12 @@ const char *proxy__status_text(int status);
 int proxy__access_open(proxy__worker *w);
 void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r);
 /* Writes the exchange's line into the worker's buffer and gives its record back. */
+/* Writes the exchange's line into the worker's buffer and gives its record back. */
 void proxy__access_end(proxy__exchange *ex);
+/* Gives the record back without a line (the exchange is freed without one). */
+void proxy__access_discard(proxy__exchange *ex);
+/* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptor closed. */
+void proxy__access_close(proxy__worker *w);
 /* Gives the record back without a line (the exchange is freed without one). */
 void proxy__access_discard(proxy__exchange *ex);
 /* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptor closed. */

@@ -133,10 +133,9 @@ static void on_upstream_event(gh_io *io, unsigned events)
     proxy__upstream *u = (proxy__upstream *)io;
     gh_conn_on_events(&u->conn, events);
     if (u->ex != NULL) {
-        proxy__client *c = u->ex->c;
+        proxy__session *s = u->ex->s;
         proxy__exchange_upstream_event(u->ex, events);
-        if (c->state != CLIENT_EXCHANGE)
-            proxy__client_dispatch(c); /* the exchange ended: next request, or close */
+        s->ops->dispatch(s); /* if the exchange ended: next request, or close */
         return;
     }
     /* While idle: the server closed the connection or sent something unasked. */
@@ -150,10 +149,9 @@ static void on_upstream_timeout(gh_timer *t)
 {
     proxy__upstream *u = (proxy__upstream *)((char *)t - offsetof(proxy__upstream, timer));
     if (u->ex != NULL) {
-        proxy__client *c = u->ex->c;
+        proxy__session *s = u->ex->s;
         proxy__exchange_upstream_timeout(u->ex);
-        if (c->state != CLIENT_EXCHANGE)
-            proxy__client_dispatch(c);
+        s->ops->dispatch(s);
         return;
     }
     idle_unlink(u);

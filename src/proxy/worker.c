@@ -267,19 +267,19 @@ static int same_listener(const char *addr, int tls, const gh_cfg_listener *l)
     return strcmp(l->addr.text, addr) == 0 && !tls == !l->tls;
 }
 
-int proxy__client_regen(proxy__client *c)
+int proxy__session_regen(proxy__session *s)
 {
-    proxy__worker *w = c->w;
+    proxy__worker *w = s->w;
     const gh_runtime *rt = w->gen->rt;
-    const gh_cfg_listener *mine = c->listener->cfg;
+    const gh_cfg_listener *mine = s->listener->cfg;
 
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const proxy__listener *l = &rt->listeners[i];
         if (same_listener(mine->addr.text, mine->tls, l->cfg)) {
-            proxy__gen_unref(c->gen);
-            c->gen = w->gen;
-            c->gen->refs++;
-            c->listener = l;
+            proxy__gen_unref(s->gen);
+            s->gen = w->gen;
+            s->gen->refs++;
+            s->listener = l;
             return 0;
         }
     }
