@@ -19,10 +19,7 @@
 #include "net/conn.h"
 #include "proxy/proxy.h"
 
-#define GONE (-1) /* the exchange was finished or failed and freed */
-
-/* A head within GH_H1_MAX_HEAD plus the forwarding headers (Host repeated twice, XFF...) fits. */
-#define UPSTREAM_HEAD_MAX (4 * GH_H1_MAX_HEAD)
+#define GONE PROXY__GONE
 
 static int method_is(gh_h1_str m, const char *s)
 {
@@ -49,7 +46,7 @@ void proxy__exchange_free(proxy__exchange *ex)
 }
 
 /* Ends the exchange with an error: a status page if nothing was sent yet, else a cut connection. */
-static int fail(proxy__exchange *ex, int status)
+int proxy__exchange_fail(proxy__exchange *ex, int status)
 {
     proxy__session *s = ex->s;
     int started = ex->res_started;
@@ -66,7 +63,7 @@ static int fail(proxy__exchange *ex, int status)
 }
 
 /* The client is gone: the exchange ends with it (logged 499 unless it had a status). */
-static int client_gone(proxy__exchange *ex)
+int proxy__exchange_client_gone(proxy__exchange *ex)
 {
     proxy__session *s = ex->s;
     if (ex->status == 0)
@@ -81,7 +78,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
 {
     proxy__upstream *u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
     if (u == NULL)
-        return fail(ex, none_left);
+        return proxy__exchange_fail(ex, none_left);
     u->ex = ex;
     ex->u = u;
     ex->usent = 0;
@@ -100,7 +97,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
  * request if nothing of it can have been acted on: not a byte was sent, or it
  * is idempotent without a body. Never once response bytes arrived.
  */
-static int upstream_failed(proxy__exchange *ex, int status)
+int proxy__exchange_upstream_failed(proxy__exchange *ex, int status)
 {
     proxy__upstream *u = ex->u;
     int reused = u->reused, sent = ex->head_sent, connected = u->connected, server = u->server;
@@ -112,7 +109,7 @@ static int upstream_failed(proxy__exchange *ex, int status)
     ex->u = NULL;
     proxy__upstream_release(u, 0);
     if (!can_retry)
-        return fail(ex, status);
+        return proxy__exchange_fail(ex, status);
     if (reused) {
         /* A stale keep-alive connection (the server closed it while idle): the
          * server itself is fine, so it may be tried again with a fresh connection. */
@@ -178,7 +175,7 @@ static void local_response(proxy__exchange *ex, int status, const char *loc, siz
     proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route};
 
     if (s->ops->send_local(s, &l) < 0) {
-        fail(ex, 500);
+        proxy__exchange_fail(ex, 500);
         return;
     }
     ex->status = status;
@@ -199,7 +196,7 @@ static void do_redirect(proxy__exchange *ex, const gh_h1_request *r, gh_h1_str h
     };
     int n = gh_route_redirect_target(ex->route, &v, loc, sizeof(loc));
     if (n < 0) {
-        fail(ex, 414);
+        proxy__exchange_fail(ex, 414);
         return;
     }
     local_response(ex, ex->route->status, loc, (size_t)n, "", 0);
@@ -215,13 +212,13 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     int n;
 
     if (r->body == GH_H1_BODY_LENGTH && r->content_length > rt->max_body) {
-        fail(ex, 413);
+        proxy__exchange_fail(ex, 413);
         return;
     }
     if (rt->rewrite != GH_REWRITE_NONE && r->target_form != GH_H1_ASTERISK_FORM) {
         n = gh_route_rewrite_path(rt, r->path.p, r->path.len, path, sizeof(path));
         if (n < 0) {
-            fail(ex, 414);
+            proxy__exchange_fail(ex, 414);
             return;
         }
         f.path = path;
@@ -230,14 +227,10 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     ex->pool = &c->gen->pools[rt->pool->index];
     ex->hash_key = hash_key(c, rt->pool, r);
     f.fallback_host = ex->pool->nservers > 0 ? ex->pool->servers[0].text : "localhost";
-    n = proxy__request_head(ex->uout.data, ex->uout.cap, r, &f);
-    if (n < 0 && gh_buf_reserve_large(&ex->uout, UPSTREAM_HEAD_MAX) == 0)
-        n = proxy__request_head(ex->uout.data, ex->uout.cap, r, &f);
-    if (n < 0) {
-        fail(ex, 431);
+    if (proxy__h1u_request(ex, r, &f) < 0) {
+        proxy__exchange_fail(ex, 431);
         return;
     }
-    ex->uout.end = (uint32_t)n;
     if (attach_upstream(ex, 503) == GONE)
         return;
     proxy__exchange_run(ex);
@@ -268,11 +261,12 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
     proxy__access_begin(ex, r);
 
     if (r->target_form == GH_H1_AUTHORITY_FORM) {
-        fail(ex, 405); /* CONNECT: this is a reverse proxy */
+        proxy__exchange_fail(ex, 405); /* CONNECT: this is a reverse proxy */
         return;
     }
     if (gh_h1_request_canonical_path(r) < 0) {
-        fail(ex, 400); /* "/x/../admin", "/%61dmin", "/admin;x/": a backend may read another path (h1.c) */
+        /* "/x/../admin", "/%61dmin", "/admin;x/": a backend may read another path (h1.c) */
+        proxy__exchange_fail(ex, 400);
         return;
     }
     /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
@@ -285,7 +279,8 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
         ex->route = gh_router_route(site, &rq);
     }
     if (ex->route == NULL) {
-        fail(ex, site ? 404 : 421); /* 421: this listener serves no site by that name (RFC 9110 15.5.20) */
+        proxy__exchange_fail(ex,
+                             site ? 404 : 421); /* 421: this listener serves no site by that name (RFC 9110 15.5.20) */
         return;
     }
     ex->max_body = ex->route->max_body;
@@ -304,85 +299,6 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
 
 /* ---- request pump ---- */
 
-/* Room for a chunk header "ffffffff\r\n" in front of data read in place, and the CRLF after it. */
-#define CHUNK_HEAD 10
-#define CHUNK_ROOM (CHUNK_HEAD + 2)
-
-/*
- * Moves request body bytes from the session into uout, framed for the
- * upstream: as they are (Content-Length), or one chunk per batch (a chunked
- * body is decoded by the session: extensions and trailers stop there). The
- * chunk size is written with a fixed width (leading zeros are valid,
- * RFC 9112 7.1) so the data can be read in place behind it. 1 progress, 0 none, GONE.
- */
-static int fill_request(proxy__exchange *ex)
-{
-    proxy__session *s = ex->s;
-    int chunked = ex->req_body == GH_H1_BODY_CHUNKED;
-    size_t room;
-    ssize_t n;
-    char *p;
-
-    if (ex->req_done)
-        return 0;
-    gh_buf_compact(&ex->uout);
-    room = gh_buf_room(&ex->uout);
-    if (chunked && room <= CHUNK_ROOM)
-        return 0;
-    if (room == 0)
-        return 0;
-    p = gh_buf_tail(&ex->uout);
-    n = s->ops->read_body(s, chunked ? p + CHUNK_HEAD : p, chunked ? room - CHUNK_ROOM : room);
-    if (n == GH_ERROR)
-        return client_gone(ex); /* the client went away in the middle of its request body */
-    if (n < 0)
-        return fail(ex, (int)-n);
-    if ((ex->req_total += (uint64_t)n) > ex->max_body)
-        return fail(ex, 413); /* a chunked body is only known to be too large on the way */
-    if (n > 0 && chunked) {
-        static const char hex[] = "0123456789abcdef";
-        for (int i = 0; i < 8; i++)
-            p[i] = hex[((uint64_t)n >> (28 - 4 * i)) & 15];
-        p[8] = '\r';
-        p[9] = '\n';
-        p[CHUNK_HEAD + n] = '\r';
-        p[CHUNK_HEAD + n + 1] = '\n';
-        ex->uout.end += (uint32_t)(n + CHUNK_ROOM);
-    } else {
-        ex->uout.end += (uint32_t)n;
-    }
-    if (s->ops->body_done(s)) {
-        if (chunked && gh_buf_append(&ex->uout, "0\r\n\r\n", 5) < 0)
-            return 1; /* the last chunk goes once uout drained */
-        ex->req_done = 1;
-        return 1;
-    }
-    return n > 0;
-}
-
-static int flush_upstream(proxy__exchange *ex)
-{
-    proxy__upstream *u = ex->u;
-    size_t pending = ex->uout.end - ex->usent;
-    ssize_t n;
-
-    if (pending == 0 || !u->connected || !u->conn.can_write)
-        return 0;
-    n = gh_conn_write(&u->conn, ex->uout.data + ex->usent, pending);
-    if (n == GH_AGAIN)
-        return 0;
-    if (n < 0)
-        return upstream_failed(ex, 502);
-    ex->usent += (uint32_t)n;
-    ex->head_sent = 1;
-    /* Keep a body-less head until the exchange ends: a retry sends it again. */
-    if (ex->usent == ex->uout.end && ex->req_body != GH_H1_BODY_NONE) {
-        ex->uout.start = ex->uout.end = 0;
-        ex->usent = 0;
-    }
-    return 1;
-}
-
 static int pump_request(proxy__exchange *ex)
 {
     int p = 0, r;
@@ -394,10 +310,10 @@ static int pump_request(proxy__exchange *ex)
         ex->expect_continue = 0;
         p = ex->s->ops->send_continue(ex->s);
     }
-    if ((r = fill_request(ex)) == GONE)
+    if ((r = proxy__h1u_fill(ex)) == GONE)
         return GONE;
     p |= r;
-    if ((r = flush_upstream(ex)) == GONE)
+    if ((r = proxy__h1u_flush(ex)) == GONE)
         return GONE;
     return p | r;
 }
@@ -428,28 +344,25 @@ static int start_response(proxy__exchange *ex)
 
     if (n == 0) {
         if (gh_buf_len(&u->in) >= GH_H1_MAX_HEAD || gh_buf_room(&u->in) == 0)
-            return upstream_failed(ex, 502);
+            return proxy__exchange_upstream_failed(ex, 502);
         return 0;
     }
     if (n < 0) {
         gh_log_warn("upstream %s sent a malformed response head", proxy__upstream_name(u));
-        return fail(ex, 502);
+        return proxy__exchange_fail(ex, 502);
     }
     if (res->status < 200) {
         if (res->status == 101)
-            return fail(ex, 502);          /* we never forward Upgrade, so nothing may switch protocols */
-        gh_buf_consume(&u->in, (size_t)n); /* interim responses stop here */
+            return proxy__exchange_fail(ex, 502); /* we never forward Upgrade, so nothing may switch protocols */
+        gh_buf_consume(&u->in, (size_t)n);        /* interim responses stop here */
         return 1;
     }
     proxy__upstream_report(u->pool, u->server, res->status < 500);
-    ex->res_body = (uint8_t)res->body;
-    ex->res_left = res->body == GH_H1_BODY_LENGTH ? res->content_length : 0;
-    ex->upstream_reusable = !(res->flags & GH_H1_F_CONN_CLOSE) && res->body != GH_H1_BODY_CLOSE &&
-                            (res->minor == 1 || (res->flags & GH_H1_F_CONN_KEEPALIVE));
+    proxy__h1u_framing(ex, res);
     if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
         return 0; /* an interim answer is still queued */
     if (r < 0)
-        return fail(ex, 502);
+        return proxy__exchange_fail(ex, 502);
     ex->status = res->status;
     ex->res_started = 1;
     gh_buf_consume(&u->in, (size_t)n);
@@ -469,7 +382,7 @@ static int relay_plain(proxy__exchange *ex, size_t n)
     if (w == GH_AGAIN || w == 0)
         return 0;
     if (w < 0)
-        return client_gone(ex);
+        return proxy__exchange_client_gone(ex);
     gh_buf_consume(&u->in, (size_t)w);
     ex->bytes_out += (uint64_t)w;
     return 1;
@@ -506,18 +419,8 @@ static int relay_body(proxy__exchange *ex)
             return 0;
         return relay_plain(ex, avail);
     default:
-        if (ex->res_decoded == 0 && !gh_h1_chunked_done(&ex->res_chunk) && avail > 0) {
-            size_t len = avail;
-            ssize_t d = gh_h1_chunked_decode(&ex->res_chunk, gh_buf_head(&u->in), &len);
-            if (d == GH_H1_CHUNKED_ERROR) {
-                gh_log_warn("upstream %s sent invalid chunked framing", proxy__upstream_name(u));
-                return fail(ex, 502);
-            }
-            ex->res_decoded = (uint32_t)len;
-            u->in.end = u->in.start + (uint32_t)len + (d >= 0 ? (uint32_t)d : 0);
-            if (u->in.start == u->in.end)
-                u->in.start = u->in.end = 0;
-        }
+        if (proxy__h1u_decode(ex) < 0)
+            return proxy__exchange_fail(ex, 502);
         if (ex->res_decoded == 0) {
             if (!gh_h1_chunked_done(&ex->res_chunk))
                 return 0;
@@ -533,13 +436,13 @@ static int relay_body(proxy__exchange *ex)
 static int flush_client(proxy__exchange *ex)
 {
     int r = ex->s->ops->flush(ex->s);
-    return r < 0 ? client_gone(ex) : r;
+    return r < 0 ? proxy__exchange_client_gone(ex) : r;
 }
 
 static int upstream_eof(proxy__exchange *ex)
 {
     if (ex->res_state == RES_HEAD)
-        return upstream_failed(ex, 502);
+        return proxy__exchange_upstream_failed(ex, 502);
     if (ex->res_body == GH_H1_BODY_CLOSE) {
         ex->upstream_reusable = 0;
         return end_body(ex); /* not yet: tried again once out drained (u->eof stays set) */
@@ -548,32 +451,6 @@ static int upstream_eof(proxy__exchange *ex)
     gh_log_warn("upstream %s closed in the middle of a response", proxy__upstream_name(ex->u));
     ex->s->ops->abort(ex->s);
     return GONE;
-}
-
-static int read_upstream(proxy__exchange *ex)
-{
-    proxy__upstream *u = ex->u;
-    ssize_t n;
-
-    if (ex->res_state == RES_DONE || !u->connected || !u->conn.can_read || u->eof || ex->res_decoded > 0)
-        return 0;
-    if (gh_buf_reserve(&u->in) < 0)
-        return fail(ex, 500);
-    gh_buf_compact(&u->in);
-    if (gh_buf_room(&u->in) == 0)
-        return 0;
-    n = gh_conn_read(&u->conn, gh_buf_tail(&u->in), gh_buf_room(&u->in));
-    if (n > 0) {
-        u->in.end += (uint32_t)n;
-        return 1;
-    }
-    if (n == GH_AGAIN)
-        return 0;
-    if (n == 0) {
-        u->eof = 1; /* acted on in pump_response, once what came before it has gone on */
-        return 1;
-    }
-    return upstream_failed(ex, 502);
 }
 
 /*
@@ -612,7 +489,7 @@ static int pump_response(proxy__exchange *ex)
     p |= r;
     if (ex->res_state == RES_DONE && ex->s->ops->queued(ex->s) == 0)
         return finish(ex);
-    if ((r = read_upstream(ex)) == GONE)
+    if ((r = proxy__h1u_read(ex)) == GONE)
         return GONE;
     p |= r;
     if (!p && eof_due(ex))
@@ -665,7 +542,7 @@ int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h)
     gh_loop *loop = s->w->loop;
 
     if (u == NULL || gh_conn_move(h->upstream, &u->conn, loop, h->upstream_cb) < 0) {
-        fail(ex, 502);
+        proxy__exchange_fail(ex, 502);
         return GH_ERROR;
     }
     gh_timer_stop(loop, &u->timer);
@@ -696,7 +573,7 @@ void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events)
         int err = gh_conn_connect_result(&u->conn);
         if (err != 0) {
             gh_log_warn("connect to %s failed: %s", proxy__upstream_name(u), strerror(err));
-            if (upstream_failed(ex, 503) == GONE)
+            if (proxy__exchange_upstream_failed(ex, 503) == GONE)
                 return;
         } else {
             u->connected = 1;
@@ -710,10 +587,10 @@ void proxy__exchange_upstream_timeout(proxy__exchange *ex)
     proxy__upstream *u = ex->u;
     if (!u->connected) {
         gh_log_warn("connect to %s timed out", proxy__upstream_name(u));
-        if (upstream_failed(ex, 503) != GONE)
+        if (proxy__exchange_upstream_failed(ex, 503) != GONE)
             proxy__exchange_run(ex);
         return;
     }
     gh_log_warn("upstream %s timed out", proxy__upstream_name(u));
-    fail(ex, 504);
+    proxy__exchange_fail(ex, 504);
 }

@@ -42,6 +42,8 @@ typedef struct proxy__gen proxy__gen;
 typedef struct proxy__access proxy__access;         /* accesslog.c: a worker's log descriptor and buffer */
 typedef struct proxy__access_rec proxy__access_rec; /* accesslog.c: one request's quoted log fields */
 typedef struct proxy__session proxy__session;
+
+#define PROXY__GONE (-1) /* a pump's answer: the exchange was finished or failed and freed */
 typedef struct proxy__local proxy__local;
 
 /*

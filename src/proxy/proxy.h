@@ -46,6 +46,26 @@ void proxy__exchange_free(proxy__exchange *ex);
 void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events);
 void proxy__exchange_upstream_timeout(proxy__exchange *ex);
 
+/* The exchange's endings, for its codecs (h1_upstream.c); each returns PROXY__GONE. */
+int proxy__exchange_fail(proxy__exchange *ex, int status);
+int proxy__exchange_client_gone(proxy__exchange *ex);
+/* The upstream failed before a complete response: another server if the request allows it. 1 or PROXY__GONE. */
+int proxy__exchange_upstream_failed(proxy__exchange *ex, int status);
+
+/* h1_upstream.c: the HTTP/1.1 upstream codec. Pumps return 1 progress, 0 none, or PROXY__GONE. */
+/* Serializes the request head into ex->uout: GH_OK, or GH_ERROR when it does not fit (431). */
+int proxy__h1u_request(proxy__exchange *ex, const gh_h1_request *r, const proxy__forward *f);
+/* Request body from the session into uout, framed. */
+int proxy__h1u_fill(proxy__exchange *ex);
+/* uout to the server. */
+int proxy__h1u_flush(proxy__exchange *ex);
+/* Response bytes into u->in; the server's FIN sets u->eof. */
+int proxy__h1u_read(proxy__exchange *ex);
+/* The body framing and keep-alive of a parsed response head. */
+void proxy__h1u_framing(proxy__exchange *ex, const gh_h1_response *res);
+/* Decodes a chunked body in u->in in place (decoded bytes counted in res_decoded): GH_OK or GH_ERROR. */
+int proxy__h1u_decode(proxy__exchange *ex);
+
 /*
  * The seam for tunnels (WebSocket after a 101, CONNECT): ends the exchange
  * and hands its two connections, registered and open, to a new owner. The
