@@ -72,7 +72,7 @@ void proxy__client_detached(proxy__client *c)
     release(c);
 }
 
-void proxy__client_fail(proxy__client *c, int status)
+void proxy__client_fail(proxy__client *c, int status, int head)
 {
     gh_log_debug("client %s: %d", c->s.ip, status);
     c->state = CLIENT_CLOSING;
@@ -82,7 +82,7 @@ void proxy__client_fail(proxy__client *c, int status)
         return;
     }
     gh_buf_compact(&c->out);
-    int n = proxy__error_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), status);
+    int n = proxy__error_response(gh_buf_tail(&c->out), gh_buf_room(&c->out), status, head);
     if (n > 0)
         c->out.end += (uint32_t)n;
     gh_timer_set(c->w->loop, &c->timer, c->w->t->send);
@@ -235,7 +235,7 @@ static void on_client_timeout(gh_timer *t)
     proxy__client *c = (proxy__client *)((char *)t - offsetof(proxy__client, timer));
     if (c->state == CLIENT_HEAD && gh_buf_len(&c->in) > 0) {
         /* RFC 9110 15.5.9: the client was too slow sending its request */
-        proxy__client_fail(c, 408);
+        proxy__client_fail(c, 408, 0);
         dispatch(c);
         return;
     }

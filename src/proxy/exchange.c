@@ -46,14 +46,40 @@ void proxy__exchange_free(proxy__exchange *ex)
 }
 
 /* Ends the exchange with an error: a status page if nothing was sent yet, else a cut connection. */
+static void local_response(proxy__exchange *ex, int status, const char *loc, size_t loclen, const char *body,
+                           size_t bodylen);
+
+/*
+ * An error of ours (404, 421, 502...) for a request read to its end: the
+ * connection is still in step, so the page is an ordinary local response and
+ * keep-alive goes on (closing cost the client a new handshake per 404). A 400
+ * still closes (DESIGN.md, Security: refuse, then close).
+ */
+static int answer_error(proxy__exchange *ex, int status)
+{
+    proxy__upstream *u = ex->u;
+    char body[64];
+    size_t n = proxy__error_body(body, sizeof(body), status);
+
+    if (u != NULL) {
+        ex->u = NULL;
+        proxy__upstream_release(u, 0);
+    }
+    ex->route = NULL; /* a page of gatehouse's: no route's header operations */
+    local_response(ex, status, NULL, 0, body, n);
+    return GONE;
+}
+
 int proxy__exchange_fail(proxy__exchange *ex, int status)
 {
     proxy__session *s = ex->s;
     int started = ex->res_started;
 
+    if (!started && status != 400 && s->ops->body_done(s))
+        return answer_error(ex, status);
     ex->status = status;
     if (!started)
-        ex->bytes_out = proxy__error_body_len(status);
+        ex->bytes_out = ex->is_head ? 0 : proxy__error_body_len(status);
     proxy__access_end(ex);
     if (started)
         s->ops->abort(s);

@@ -66,7 +66,7 @@ static int try_head(proxy__client *c)
         return 0;
     if (r < 0) {
         proxy__access_reject(c, -r, proxy__error_body_len(-r));
-        proxy__client_fail(c, -r);
+        proxy__client_fail(c, -r, 0);
         return 1;
     }
     c->line_ok = 0;
@@ -335,7 +335,7 @@ static void h1_fail(proxy__session *s, int status)
     proxy__exchange *ex = s->ex;
     s->ex = NULL;
     proxy__exchange_free(ex);
-    proxy__client_fail(c, status);
+    proxy__client_fail(c, status, c->is_head);
 }
 
 static void h1_abort(proxy__session *s)

@@ -291,17 +291,23 @@ size_t proxy__error_body_len(int status)
     return 4 + strlen(proxy__status_text(status)) + 1;
 }
 
-/* A short plain-text page; never anything about the backend. */
-int proxy__error_response(char *dst, size_t cap, int status)
+size_t proxy__error_body(char *dst, size_t cap, int status)
 {
-    char body[64];
-    out o = {body, 0, sizeof(body), 0};
-    proxy__local l = {.status = status, .body = body, .close = 1};
+    out o = {dst, 0, cap, 0};
 
     put_uint(&o, (uint64_t)status);
     put(&o, " ", 1);
     puts_(&o, proxy__status_text(status));
     put(&o, "\n", 1);
-    l.body_len = o.len;
+    return o.overflow ? 0 : o.len;
+}
+
+/* A short plain-text page; never anything about the backend. */
+int proxy__error_response(char *dst, size_t cap, int status, int head)
+{
+    char body[64];
+    proxy__local l = {.status = status, .body = body, .head = head, .close = 1};
+
+    l.body_len = proxy__error_body(body, sizeof(body), status);
     return proxy__local_response(dst, cap, &l);
 }

@@ -18,8 +18,8 @@ void proxy__client_drain(proxy__worker *w);
 size_t proxy__client_close_idle(proxy__worker *w);
 /* Runs the connection's state machine after something changed. */
 void proxy__client_dispatch(proxy__client *c);
-/* Answers with a short error page and closes (status 400, 502...); no exchange is under way. */
-void proxy__client_fail(proxy__client *c, int status);
+/* Answers with a short error page (no body for HEAD) and closes (status 400, 502...); no exchange is under way. */
+void proxy__client_fail(proxy__client *c, int status, int head);
 /* The exchange ended: frees it; next request (pipelined ones are already in `in`), or close. */
 void proxy__client_exchange_done(proxy__client *c);
 /* Reads what the client sent into c->in: 1 got bytes, 0 would block or no room, -1 closed or failed. */
@@ -112,7 +112,10 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
                          const gh_cfg_route *route);
 
 int proxy__local_response(char *dst, size_t cap, const proxy__local *l);
-int proxy__error_response(char *dst, size_t cap, int status);
+/* The error page of `status` with Connection: close (for HEAD: its head only). */
+int proxy__error_response(char *dst, size_t cap, int status, int head);
+/* The body of that page ("404 Not Found\n") into dst; its length, 0 if it does not fit. */
+size_t proxy__error_body(char *dst, size_t cap, int status);
 /* The body length of proxy__error_response's page, for the access log. */
 size_t proxy__error_body_len(int status);
 const char *proxy__status_text(int status);

@@ -176,3 +176,60 @@ def _(ctx):
         for i in range(4):
             r = c.request("POST", "/upload?fin=1&same=%d" % i, body=b"abc")
             eq(r.status, 200, "POST %d on one client connection" % (i + 1))
+
+
+# ---- Small data-path defects (A11) ----
+
+def routed(ctx, b, extra_routes=""):
+    """A TLS listener for site app.test (routes /app/ to b, nothing else) and no default site."""
+    c = ctx.session.certs()
+    gh = ctx.gatehouse_config(lambda p: (
+        "workers 1\n"
+        "listen 127.0.0.1:%d tls\n"
+        "pool app {\n    server 127.0.0.1:%d\n}\n"
+        "site app.test {\n    listen 127.0.0.1:%d\n    cert %s %s\n"
+        "    route /app/ { proxy app strip_prefix }\n%s}\n"
+        % (p[0], b.port, p[0], c["ec_cert"], c["ec_key"], extra_routes)), nports=1)
+    return gh
+
+
+def not_closed(r, what):
+    check("close" not in (r.get("connection") or "").lower(), "%s says Connection: close: %r" % (what, r.headers))
+
+
+@test("local_error_answer_closes_keepalive_connection")
+def _(ctx):
+    # 404, 421 and 502 of gatehouse's own, for requests read to their end, keep the connection:
+    # closing it cost the client a new TLS handshake per 404.
+    b = ctx.backend()
+    gh = routed(ctx, b)
+    with Conn(gh.port) as c:
+        for i in range(2):
+            r = c.request("GET", "/nothing/here", host="app.test")
+            eq(r.status, 404, "status for a path no route serves")
+            not_closed(r, "the 404")
+            r = c.request("GET", "/app/id", host="app.test")
+            eq((r.status, r.body), (200, b"b1"), "the request after the 404 on the same connection")
+        r = c.request("GET", "/app/id", host="unknown.test")
+        eq(r.status, 421, "status for a Host this listener does not serve")
+        not_closed(r, "the 421")
+        r = c.request("GET", "/app/bad?kind=garbage", host="app.test")
+        eq(r.status, 502, "status for a malformed upstream answer")
+        not_closed(r, "the 502")
+        r = c.request("POST", "/app/upload", body=b"abc", host="app.test")
+        eq(r.status, 200, "a POST after the 421 and the 502 on the same connection")
+
+
+@test("error_page_for_head_carries_body")
+def _(ctx):
+    # RFC 9110 9.3.2: no body in answer to HEAD, error pages included; on a kept connection the
+    # body would be read as the start of the next response.
+    b = ctx.backend()
+    gh = routed(ctx, b)
+    for path, status in (("/nothing", 404), ("/app/bad?kind=garbage", 502)):
+        with Conn(gh.port) as c:
+            r = c.request("HEAD", path, host="app.test")
+            eq(r.status, status, "status of HEAD %s" % path)
+            check(r.get("content-length") is not None, "the %d for HEAD has no Content-Length" % status)
+            closed, extra = c.wait_closed(0.5 * T)
+            eq(extra, b"", "bytes after the head of the %d answering HEAD %s" % (status, path))

@@ -137,10 +137,15 @@ static void response_head(void)
 static void error_page(void)
 {
     unit_case("error pages are short, plain and closing");
-    int n = proxy__error_response(out, sizeof(out), 502);
+    int n = proxy__error_response(out, sizeof(out), 502, 0);
     CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0),
               "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n"
               "Connection: close\r\n\r\n502 Bad Gateway\n");
+    unit_case("the error page answering HEAD: the same head, no body (RFC 9110 9.3.2)");
+    n = proxy__error_response(out, sizeof(out), 404, 1);
+    CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0),
+              "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
+              "Connection: close\r\n\r\n");
 }
 
 void suite_headers(void)
