@@ -109,9 +109,15 @@ void proxy__client_exchange_done(proxy__client *c)
         gh_timer_set(c->w->loop, &c->timer, c->w->t->send);
         return;
     }
+    if (gh_buf_len(&c->in) > 0) {
+        /* A pipelined request is already (partly) here: the rest of its head is
+         * due within header_timeout, as for any head begun (slowloris), not
+         * within the keep-alive timeout of an idle connection. */
+        c->state = CLIENT_HEAD;
+        gh_timer_set(c->w->loop, &c->timer, c->w->t->header);
+        return;
+    }
     proxy__client_go_idle(c, c->w->t->keepalive);
-    if (gh_buf_len(&c->in) > 0)
-        c->state = CLIENT_HEAD; /* a pipelined request is already here */
 }
 
 int proxy__client_read(proxy__client *c)

@@ -233,3 +233,22 @@ def _(ctx):
             check(r.get("content-length") is not None, "the %d for HEAD has no Content-Length" % status)
             closed, extra = c.wait_closed(0.5 * T)
             eq(extra, b"", "bytes after the head of the %d answering HEAD %s" % (status, path))
+
+
+@test("pipelined_partial_head_gets_keepalive_deadline")
+def _(ctx):
+    # The start of a pipelined head, behind a complete request: once that one is answered, the
+    # rest of the head is due within header_timeout (slowloris), not the keep-alive timeout.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1, args=["--header-timeout", "600ms", "--keepalive-timeout", "20s"])
+    with Conn(gh.port, timeout=10 * T) as c:
+        c.send(build_request("GET", "/id") + b"GET /small HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n")
+        r = c.read_response()
+        eq((r.status, r.body), (200, b"b1"), "the complete request")
+        t0 = time.monotonic()
+        closed, extra = c.wait_closed(5 * T)
+        dt = time.monotonic() - t0
+        check(closed and dt < 3 * T, "the unfinished pipelined head was still waiting after %.1fs "
+              "(header-timeout 600ms, keepalive-timeout 20s)" % dt)
+        check(not extra or extra.startswith(b"HTTP/1.1 408"), "answer to the late head: %r" % extra[:80])
+
