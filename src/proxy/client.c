@@ -190,6 +190,24 @@ static void linger(proxy__client *c)
     proxy__client_close(c);
 }
 
+/*
+ * A client that closed its side while its response is pending has left:
+ * abort the exchange now rather than on the first write, which may come only
+ * when a slow upstream answers (nginx's proxy_ignore_client_abort off).
+ * Bytes sent before the FIN (pipelined requests) are kept in `in`; only the
+ * end of the stream, once the request was read whole, counts.
+ */
+static int client_left(proxy__client *c)
+{
+    if (!c->conn.hup || !c->req_done)
+        return 0;
+    for (;;) {
+        int r = proxy__client_read(c);
+        if (r <= 0)
+            return r < 0;
+    }
+}
+
 static void dispatch(proxy__client *c)
 {
     for (;;) {
@@ -210,6 +228,10 @@ static void dispatch(proxy__client *c)
             proxy__h1_read_head(c);
             break;
         case CLIENT_EXCHANGE:
+            if (client_left(c)) {
+                proxy__client_close(c); /* drops the upstream request; logged 499 */
+                return;
+            }
             proxy__exchange_run(c->s.ex);
             break;
         case CLIENT_CLOSING:

@@ -252,3 +252,39 @@ def _(ctx):
               "(header-timeout 600ms, keepalive-timeout 20s)" % dt)
         check(not extra or extra.startswith(b"HTTP/1.1 408"), "answer to the late head: %r" % extra[:80])
 
+
+def access_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+@test("client_disconnect_noticed_only_on_write")
+def _(ctx):
+    # A client that closes while its (slow) response is pending: the upstream request is
+    # dropped at once and logged 499, not when the backend finally answers.
+    b = ctx.backend()
+    path = ctx.dir + "/access.log"
+    gh = ctx.gatehouse([b], workers=1, access_log=path)
+    for how in ("close", "shutdown"):
+        n0 = len(access_lines(path))
+        c = Conn(gh.port)
+        c.send(build_request("GET", "/slow?ms=4000&how=" + how))
+        time.sleep(0.3)
+        if how == "shutdown":
+            socket.socket.shutdown(c.s, socket.SHUT_WR)  # a FIN under TLS; the socket can still read
+        else:
+            c.close()
+        t0 = time.monotonic()
+        line = None
+        while time.monotonic() - t0 < 3 * T and line is None:
+            new = [ln for ln in access_lines(path)[n0:] if "how=" + how in ln]
+            line = new[0] if new else None
+            time.sleep(0.05)
+        dt = time.monotonic() - t0
+        check(line is not None and dt < 2 * T, "%s: no access log line %.1fs after the client left: %r"
+              % (how, dt, access_lines(path)[n0:]))
+        check('" 499 ' in line, "%s: the request of a client that left is logged %r, want 499" % (how, line))
+        c.close()
