@@ -70,10 +70,24 @@ static int answer_error(proxy__exchange *ex, int status)
     return GONE;
 }
 
+/* A 502/503/504 is what an operator looks for: who asked, on which listener, by which route, of which server. */
+static void log_gateway_error(const proxy__exchange *ex, int status)
+{
+    const proxy__session *s = ex->s;
+    const gh_cfg_route *rt = ex->route;
+
+    gh_log_warn("%d for client %s on %s, route %.*s%s%s%s", status, s->ip, s->listener->cfg->addr.text,
+                rt ? (int)rt->prefix.len : 1, rt ? rt->prefix.p : "-", ex->server ? ", server " : "",
+                ex->server ? ex->server : "", ex->res_started ? " (response cut)" : "");
+}
+
 int proxy__exchange_fail(proxy__exchange *ex, int status)
 {
     proxy__session *s = ex->s;
     int started = ex->res_started;
+
+    if (status >= 502 && status <= 504)
+        log_gateway_error(ex, status);
 
     if (!started && status != 400 && s->ops->body_done(s))
         return answer_error(ex, status);
@@ -107,6 +121,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
         return proxy__exchange_fail(ex, none_left);
     u->ex = ex;
     ex->u = u;
+    ex->server = proxy__upstream_name(u);
     ex->usent = 0;
     if (u->reused) {
         u->connected = 1;

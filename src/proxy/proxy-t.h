@@ -157,6 +157,7 @@ struct proxy__exchange {
     proxy__upstream *u;
     const gh_cfg_route *route;
     proxy__pool *pool;
+    const char *server; /* the last server tried ("host:port"), for logs */
     uint64_t tried;     /* servers already tried (bit per server) */
     uint64_t hash_key;  /* for `balance hash` */
     uint64_t max_body;  /* the route's limit on the request body */

@@ -288,3 +288,22 @@ def _(ctx):
               % (how, dt, access_lines(path)[n0:]))
         check('" 499 ' in line, "%s: the request of a client that left is logged %r, want 499" % (how, line))
         c.close()
+
+
+@test("gateway_error_writes_no_error_log_line")
+def _(ctx):
+    # A 502 (or 503/504) must leave a line in the error log naming the client, the listener,
+    # the route and the server, so that an operator can find why.
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/reset").status, 502, "status for a backend that resets")
+    t0 = time.monotonic()
+    want = ["502", "127.0.0.1", "127.0.0.1:%d" % gh.port, "127.0.0.1:%d" % b.port]
+    lines = []
+    while time.monotonic() - t0 < 2 * T:
+        lines = [ln for ln in gh.stderr().splitlines() if all(w in ln for w in want)]
+        if lines:
+            break
+        time.sleep(0.05)
+    check(lines, "no error-log line with %r for the 502: %r" % (want, gh.stderr().splitlines()[-5:]))
