@@ -32,6 +32,22 @@ static ssize_t plain_read(gh_conn *c, void *buf, size_t len)
 
 static ssize_t plain_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
 {
+    if (iovcnt == 1) {
+        /* One buffer is the common case (a head, a block of body): send() costs less than sendmsg(). */
+        ssize_t n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        if (n > 0) {
+            if ((size_t)n < iov[0].iov_len)
+                c->can_write = 0;
+            return n;
+        }
+        if (n == 0 && iov[0].iov_len == 0)
+            return 0;
+        if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            c->can_write = 0;
+            return GH_AGAIN;
+        }
+        return GH_ERROR;
+    }
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     size_t total = 0;
     ssize_t n;
@@ -121,18 +137,6 @@ int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
     src->io.fd = -1;
     src->impl = NULL;
     return gh_loop_add(l, &dst->io);
-}
-
-void gh_conn_on_events(gh_conn *c, unsigned events)
-{
-    if (events & GH_EV_READ)
-        c->can_read = 1;
-    if (events & GH_EV_HUP)
-        c->hup = 1;
-    if (events & GH_EV_WRITE)
-        c->can_write = 1;
-    if (events & GH_EV_ERROR)
-        c->can_read = c->can_write = 1; /* the next call reports the error */
 }
 
 int gh_conn_connect_result(gh_conn *c)

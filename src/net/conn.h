@@ -88,7 +88,17 @@ static inline void gh_conn_rebind(gh_conn *c, gh_io_cb cb)
 int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb);
 
 /* Records what an event from the loop says about readiness (call first in the event callback). */
-void gh_conn_on_events(gh_conn *c, unsigned events);
+static inline void gh_conn_on_events(gh_conn *c, unsigned events)
+{
+    if (events & GH_EV_READ)
+        c->can_read = 1;
+    if (events & GH_EV_HUP)
+        c->hup = 1;
+    if (events & GH_EV_WRITE)
+        c->can_write = 1;
+    if (events & GH_EV_ERROR)
+        c->can_read = c->can_write = 1; /* the next call reports the error */
+}
 
 /*
  * For an outgoing connection: once its write event came, whether connect()

@@ -351,12 +351,18 @@ static int pump_request(proxy__exchange *ex)
         ex->expect_continue = 0;
         p = ex->s->ops->send_continue(ex->s);
     }
-    if ((r = proxy__h1u_fill(ex)) == GONE)
-        return GONE;
-    p |= r;
-    if ((r = proxy__h1u_flush(ex)) == GONE)
-        return GONE;
-    return p | r;
+    /* The codec's calls only when they can do something: this loop runs several times a request. */
+    if (!ex->req_done && (r = proxy__h1u_fill(ex)) != 0) {
+        if (r == GONE)
+            return GONE;
+        p = 1;
+    }
+    if (ex->usent < ex->uout.end && ex->u->conn.can_write && (r = proxy__h1u_flush(ex)) != 0) {
+        if (r == GONE)
+            return GONE;
+        p = 1;
+    }
+    return p;
 }
 
 /* ---- response pump ---- */
@@ -530,9 +536,11 @@ static int pump_response(proxy__exchange *ex)
     p |= r;
     if (ex->res_state == RES_DONE && ex->s->ops->queued(ex->s) == 0)
         return finish(ex);
-    if ((r = proxy__h1u_read(ex)) == GONE)
-        return GONE;
-    p |= r;
+    if (ex->res_state != RES_DONE && ex->u->conn.can_read && (r = proxy__h1u_read(ex)) != 0) {
+        if (r == GONE)
+            return GONE;
+        p = 1;
+    }
     if (!p && eof_due(ex))
         return upstream_eof(ex);
     return p;

@@ -31,7 +31,8 @@ static void start(proxy__client *c, gh_h1_request *r, size_t head_len)
     c->req_left = r->body == GH_H1_BODY_LENGTH ? r->content_length : 0;
     c->req_done = r->body == GH_H1_BODY_NONE || (r->body == GH_H1_BODY_LENGTH && r->content_length == 0);
     c->req_decoded = 0;
-    memset(&c->req_chunk, 0, sizeof(c->req_chunk));
+    if (r->body == GH_H1_BODY_CHUNKED)
+        memset(&c->req_chunk, 0, sizeof(c->req_chunk));
     if (r->flags & GH_H1_F_CONN_CLOSE)
         c->close_after = 1;
     c->state = CLIENT_EXCHANGE;

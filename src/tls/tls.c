@@ -498,6 +498,15 @@ static ssize_t tls_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
 {
     size_t total = 0, n;
 
+    if (iovcnt == 1 && iov[0].iov_len > 0) { /* the common case, without the loop */
+        if (SSL_write_ex(c->impl, iov[0].iov_base, iov[0].iov_len, &n) == 1)
+            return (ssize_t)n;
+        int r = map_error(c, 0);
+        if (r == GH_AGAIN)
+            c->can_write = 0; /* a write that must first read waits for the peer too (as before) */
+        return r == 0 ? GH_ERROR : r;
+    }
+
     for (int i = 0; i < iovcnt; i++) {
         if (iov[i].iov_len == 0)
             continue;
