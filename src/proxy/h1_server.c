@@ -71,10 +71,11 @@ static int try_head(proxy__client *c)
         return 1;
     }
     c->line_ok = 0;
-    if (c->s.gen != c->w->gen && proxy__session_regen(&c->s) < 0) {
-        proxy__client_close(c); /* its listener is gone from the new configuration */
-        return 1;
-    }
+    /* Its listener gone from the new configuration: the request already read is
+     * answered on the generation it came on (which the client still holds), then
+     * the connection closes. */
+    if (c->s.gen != c->w->gen && proxy__session_regen(&c->s) < 0)
+        c->close_after = 1;
     start(c, &c->w->req, (size_t)r);
     return 1;
 }

@@ -307,3 +307,49 @@ def _(ctx):
             break
         time.sleep(0.05)
     check(lines, "no error-log line with %r for the 502: %r" % (want, gh.stderr().splitlines()[-5:]))
+
+
+@test("removed_listener_drops_request_already_read")
+def _(ctx):
+    # A keep-alive client of a listener that a reload removes: its next request, already
+    # read, is answered on the configuration it came on (then the connection closes), not dropped.
+    import t_reload as rl
+    b1, b2 = ctx.backend("b1"), ctx.backend("b2")
+    certs = ctx.session.certs()
+    plain = rl.free_port()
+
+    def text(port, with_plain, gen):
+        return rl.LISTENERS % dict(
+            workers=rl.NWORKERS, port=port, b1=b1.port, b2=b2.port, gen=gen, cert=certs["ec_cert"],
+            key=certs["ec_key"],
+            plain_listen="listen 127.0.0.1:%d\n" % plain if with_plain else "",
+            plain_site=("site default {\n    listen 127.0.0.1:%d\n    route / { proxy pb }\n"
+                        "    route /gen { respond 200 %s }\n}\n" % (plain, gen)) if with_plain else "")
+
+    gh = rl.start(ctx, lambda port: text(port, True, "gen-1"))
+    probes = rl.Probes(gh)
+    ka = socket.create_connection(("127.0.0.1", plain), timeout=5 * T)
+    try:
+        ka.sendall(build_request("GET", "/id", host="localhost"))
+        first = ka.recv(65536)
+        check(first.startswith(b"HTTP/1.1 200") and first.endswith(b"b2"), "keep-alive on the plain listener: %r"
+              % first)
+        rl.write_conf(gh, text(gh.port, False, "gen-2"))
+        rl.hup(gh)
+        probes.wait("gen-2")
+        ka.sendall(build_request("GET", "/id?after=reload", host="localhost"))
+        got = b""
+        while True:
+            try:
+                d = ka.recv(65536)
+            except OSError:
+                break
+            if not d:
+                break
+            got += d
+        check(got.startswith(b"HTTP/1.1 200") and got.endswith(b"b2"),
+              "the request read on a listener the reload removed got %r, want its answer" % got[:200])
+        check(b"connection: close" in got.lower(), "that answer does not say Connection: close: %r" % got[:200])
+    finally:
+        ka.close()
+        probes.close()
