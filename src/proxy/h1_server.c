@@ -53,18 +53,25 @@ static int try_head(proxy__client *c)
     int r;
 
     c->head_scanned = (uint32_t)len;
-    if (end == 0 && len <= GH_H1_MAX_LINE) {
+    if (end == 0) {
+        int full = gh_buf_room(&c->in) == 0 && c->in.start == 0;
         /* Judge the request line as soon as it is complete: HTTP/0.9 or a bad
          * version is refused at once rather than after the header timeout. */
-        if (c->line_ok || memchr(p, '\n', len) == NULL)
+        if (len <= GH_H1_MAX_LINE && (c->line_ok || memchr(p, '\n', len) == NULL))
             return 0;
-        c->line_ok = 1;
+        /* Once the line is judged, the head is parsed only when its end is here
+         * (or it outgrew the buffer): parsing a long head from byte 0 at every
+         * read made a 16 KiB head sent in small pieces quadratic. */
+        if (c->line_ok && !full && len <= GH_H1_MAX_HEAD)
+            return 0;
     }
     r = gh_h1_parse_request(p, len, &c->w->req);
     if (r == 0 && gh_buf_room(&c->in) == 0 && c->in.start == 0)
         r = -431;
-    if (r == 0)
+    if (r == 0) {
+        c->line_ok = 1; /* a parse that wants more has judged the request line */
         return 0;
+    }
     if (r < 0) {
         proxy__access_reject(c, -r, proxy__error_body_len(-r));
         proxy__client_fail(c, -r, 0);
