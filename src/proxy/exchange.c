@@ -602,7 +602,7 @@ int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h)
     proxy__access_end(ex);
     *h->gen = s->gen;
     s->gen->refs++;
-    if (s->ops->detach(s, h->client, h->client_cb, h->client_in) < 0) {
+    if (s->ops->detach(s, h->client, h->client_cb, h->client_in, h->client_out) < 0) {
         gh_conn_close(h->upstream, loop);
         gh_buf_release(h->upstream_in);
         proxy__gen_unref(*h->gen);

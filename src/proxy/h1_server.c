@@ -363,7 +363,7 @@ static void h1_dispatch(proxy__session *s)
         proxy__client_dispatch(c);
 }
 
-static int h1_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in)
+static int h1_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in, gh_buf *out)
 {
     proxy__client *c = CLIENT(s);
     proxy__exchange *ex = s->ex;
@@ -374,6 +374,8 @@ static int h1_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in)
     }
     *in = c->in; /* bytes the client sent after its request: the tunnel's first */
     c->in = (gh_buf){0};
+    *out = c->out; /* the 101 head, if not written yet */
+    c->out = (gh_buf){0};
     s->ex = NULL;
     proxy__exchange_free(ex);
     proxy__client_detached(c);

@@ -87,9 +87,10 @@ typedef struct proxy__session_ops {
     /* After an upstream event: run the session if its exchange ended (next request, close). */
     void (*dispatch)(proxy__session *s);
     /* Hands the client connection, registered and open, to a new owner (a tunnel after 101) with what was
-     * read past the request (moved into *in); the session then frees itself without closing it. GH_OK, or
-     * GH_ERROR when this protocol cannot (an HTTP/2 stream). */
-    int (*detach)(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in);
+     * read past the request (moved into *in) and what is queued for the client and not yet written, such as
+     * the 101 head (into *out); the session then frees itself without closing it. GH_OK, or GH_ERROR when
+     * this protocol cannot (an HTTP/2 stream). */
+    int (*detach)(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in, gh_buf *out);
 } proxy__session_ops;
 
 /* What every session carries, embedded in its protocol's struct. */

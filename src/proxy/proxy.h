@@ -70,7 +70,9 @@ int proxy__h1u_decode(proxy__exchange *ex);
  * The seam for tunnels (WebSocket after a 101, CONNECT): ends the exchange
  * and hands its two connections, registered and open, to a new owner. The
  * client's conn moves into `client` (events to client_cb) with what it had read
- * past the request (`client_in`); the upstream's into `upstream` (upstream_cb)
+ * past the request (`client_in`) and what is queued for it and not yet written
+ * (`client_out`: the 101 head, sent by the caller with the session's send_head
+ * before the handover); the upstream's into `upstream` (upstream_cb)
  * with the bytes after the 101 head (`upstream_in`). `*gen` gets a reference
  * to the configuration generation the exchange ran on (proxy__gen_unref it).
  * The access log line is written; the session and the upstream struct are
@@ -81,7 +83,7 @@ int proxy__h1u_decode(proxy__exchange *ex);
 typedef struct proxy__handover {
     gh_conn *client, *upstream;
     gh_io_cb client_cb, upstream_cb;
-    gh_buf *client_in, *upstream_in;
+    gh_buf *client_in, *client_out, *upstream_in;
     proxy__gen **gen;
 } proxy__handover;
 int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h);
