@@ -335,6 +335,21 @@ oom:
 
 /* ---- request-time helpers --------------------------------------------------------------------- */
 
+void gh_cfg_passive_add_statuses(gh_cfg_passive *ps, int lo, int hi)
+{
+    if (lo < GH_CFG_STATUS_MIN || hi > GH_CFG_STATUS_MAX)
+        return;
+    for (int s = lo; s <= hi; s++)
+        ps->statuses[(s - GH_CFG_STATUS_MIN) / 64] |= UINT64_C(1) << ((s - GH_CFG_STATUS_MIN) % 64);
+}
+
+int gh_cfg_passive_counts(const gh_cfg_passive *ps, int status)
+{
+    if (status < GH_CFG_STATUS_MIN || status > GH_CFG_STATUS_MAX)
+        return 0;
+    return (int)((ps->statuses[(status - GH_CFG_STATUS_MIN) / 64] >> ((status - GH_CFG_STATUS_MIN) % 64)) & 1);
+}
+
 /* Appends p[0..n) at *at within out[0..cap); returns -1 once it does not fit (with the final NUL). */
 static int put(char *out, size_t cap, size_t *at, const char *p, size_t n)
 {

@@ -97,11 +97,22 @@ typedef struct gh_cfg_health {
     uint32_t fall;                   /* consecutive failures that mark it down: 3 */
 } gh_cfg_health;
 
-/* Passive ejection: `fails` connect failures or 5xx in a row, within `window`, eject for `eject`. */
+/* Response statuses a status set can hold (RFC 9110 15: three digits, 1xx to 5xx). */
+#define GH_CFG_STATUS_MIN 100
+#define GH_CFG_STATUS_MAX 599
+
+/*
+ * Passive ejection: `fails` failures in a row, within `window`, eject for
+ * `eject`. A failure is a connect error, a timeout waiting for the server's
+ * answer, or a response whose status is in `statuses` (default 502-504 only:
+ * a 500 is what a client gets by asking for a broken URL, and counting it
+ * would let any client eject a healthy server).
+ */
 typedef struct gh_cfg_passive {
     uint32_t fails; /* 0: passive ejection off (the default) */
     uint32_t window;
     uint32_t eject;
+    uint64_t statuses[(GH_CFG_STATUS_MAX - GH_CFG_STATUS_MIN) / 64 + 1]; /* bit (status - 100) */
 } gh_cfg_passive;
 
 typedef struct gh_cfg_pool {
@@ -252,6 +263,12 @@ void gh_config_free(gh_config *cfg);
 
 /* The pool called name, or NULL. */
 const gh_cfg_pool *gh_config_pool(const gh_config *cfg, const char *name);
+
+/* Adds statuses lo..hi (within GH_CFG_STATUS_MIN..MAX, else nothing) to the set of ps. */
+void gh_cfg_passive_add_statuses(gh_cfg_passive *ps, int lo, int hi);
+
+/* 1 when a response with this status counts as a passive failure of its server. */
+int gh_cfg_passive_counts(const gh_cfg_passive *ps, int status);
 
 /* Values a redirect target can use (see docs/config.md). */
 typedef struct gh_redirect_vars {

@@ -278,6 +278,34 @@ static const conf__option passive_options[] = {
     {NULL, {0}},
 };
 
+/*
+ * passive status=502-504,429 or status=none: which response statuses count as
+ * failures (the same N or N-M form as health status=, several joined by ',').
+ */
+static int passive_statuses(conf__parser *p, int line, const char *v, size_t len, gh_cfg_passive *ps)
+{
+    memset(ps->statuses, 0, sizeof(ps->statuses));
+    if (len == 4 && memcmp(v, "none", 4) == 0)
+        return 0;
+    for (size_t at = 0; at <= len;) {
+        const char *item = v + at, *comma = memchr(item, ',', len - at), *dash;
+        size_t n = comma != NULL ? (size_t)(comma - item) : len - at, lo_len;
+        uint64_t lo, hi;
+
+        dash = memchr(item, '-', n);
+        lo_len = dash != NULL ? (size_t)(dash - item) : n;
+        if (gh_conf_parse_uint(item, lo_len, GH_CFG_STATUS_MIN, GH_CFG_STATUS_MAX, &lo) < 0 ||
+            (dash != NULL &&
+             gh_conf_parse_uint(dash + 1, n - lo_len - 1, GH_CFG_STATUS_MIN, GH_CFG_STATUS_MAX, &hi) < 0) ||
+            (dash != NULL && hi < lo))
+            return conf__fail(p, NULL, line, "invalid status list \"%.*s\": expected e.g. 502-504, 500-504,429 or none",
+                              (int)len, v);
+        gh_cfg_passive_add_statuses(ps, (int)lo, (int)(dash != NULL ? hi : lo));
+        at += n + 1;
+    }
+    return 0;
+}
+
 static int d_passive(conf__parser *p, const conf__directive *d)
 {
     gh_cfg_passive *ps = &p->pool->passive;
@@ -286,15 +314,22 @@ static int d_passive(conf__parser *p, const conf__directive *d)
         ps->fails = 0;
         return 0;
     }
-    *ps = (gh_cfg_passive){3, 10000, 30000};
+    *ps = (gh_cfg_passive){3, 10000, 30000, {0}};
+    gh_cfg_passive_add_statuses(ps, 502, 504);
     for (size_t i = 0; i < d->nargs; i++) {
+        const char *v;
+        size_t n;
         int rc = conf__set_option(p, d->line, passive_options, ARG(i), ps);
 
         if (rc < 0)
             return -1;
-        if (rc > 0)
+        if (rc > 0 && (v = conf__option_value(ARG(i), "status", &n)) != NULL) {
+            if (passive_statuses(p, d->line, v, n, ps) < 0)
+                return -1;
+        } else if (rc > 0) {
             return conf__bad_value(p, d->line, "passive option", ARG(i),
-                                   "expected fails=N window=DURATION eject=DURATION");
+                                   "expected fails=N window=DURATION eject=DURATION status=LIST");
+        }
     }
     return 0;
 }
@@ -308,7 +343,8 @@ const conf__dirspec conf__pool_directives[] = {
     {"health", CONF__CTX_POOL, 1, 9, 0, 0, d_health,
      "health http [METHOD] [PATH] [status=200-399] [interval=5s] [timeout=2s] [rise=2] [fall=3] [host=NAME] | "
      "health tcp [...] | health off"},
-    {"passive", CONF__CTX_POOL, 0, 3, 0, 0, d_passive, "passive [fails=3] [window=10s] [eject=30s] | passive off"},
+    {"passive", CONF__CTX_POOL, 0, 4, 0, 0, d_passive,
+     "passive [fails=3] [window=10s] [eject=30s] [status=502-504] | passive off"},
     {NULL},
 };
 CONF__TABLE_END

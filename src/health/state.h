@@ -11,7 +11,7 @@
  * Two independent verdicts make a server unusable:
  *  - active: the prober's rise/fall verdict (probe.h). Before the first probe
  *    it is UNKNOWN, which counts as up.
- *  - passive: workers report connect failures and 5xx answers; N of them in a
+ *  - passive: workers report connect failures, timeouts and counted statuses; N in a
  *    row within a window eject the server for a period.
  *
  * Times are CLOCK_MONOTONIC milliseconds (gh_loop_now() of any process: the
@@ -124,7 +124,7 @@ int gh_health_status_set(gh_health_shm *shm, gh_health_ref slot, int status);
 void gh_health_probe_counted(gh_health_shm *shm, gh_health_ref slot, int ok);
 
 /*
- * A worker saw a connect failure or a 5xx from the server of `slot`. The
+ * A worker saw a failure (connect, timeout, counted status) of `slot`. The
  * max_fails'th failure in a row, within window_ms of the first, ejects the
  * server until now_ms + eject_ms. Failures while the server is ejected do not
  * start a new streak. Exactly one caller, in one process, sees each ejection

@@ -404,7 +404,7 @@ static int start_response(proxy__exchange *ex)
         gh_buf_consume(&u->in, (size_t)n);        /* interim responses stop here */
         return 1;
     }
-    proxy__upstream_report(u->pool, u->server, res->status < 500);
+    proxy__upstream_report(u->pool, u->server, !gh_cfg_passive_counts(&u->pool->cfg->passive, res->status));
     proxy__h1u_framing(ex, res);
     if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
         return 0; /* an interim answer is still queued */
@@ -641,5 +641,8 @@ void proxy__exchange_upstream_timeout(proxy__exchange *ex)
         return;
     }
     gh_log_warn("upstream %s timed out", proxy__upstream_name(u));
+    /* The server's failure only once it had the whole request: a client that stalls its body is not one. */
+    if (ex->req_done && ex->usent == ex->uout.end)
+        proxy__upstream_report(u->pool, u->server, 0);
     proxy__exchange_fail(ex, 504);
 }

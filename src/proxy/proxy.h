@@ -95,7 +95,8 @@ void proxy__pools_free(proxy__gen *g);
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
 void proxy__upstream_mark_failed(proxy__upstream *u);
-/* Passive health: ok 0 for a failed connect or a 5xx, 1 for a good answer. */
+/* Passive health: ok 0 for a failed connect, a timeout or a counted status (gh_cfg_passive_counts), 1 for a good
+ * answer. */
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok);
 void proxy__pool_close_idle(proxy__pool *p);
 /* Closes one server's idle connections (after one of them proved stale, the others likely are too). */

@@ -178,7 +178,7 @@ static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
     return i >= 0 ? i : gh_lb_pick(p->lb, p->lb_servers, p->nservers, tried | unhealthy, key);
 }
 
-/* Passive health: a failed connect or a 5xx counts against the server in every worker. */
+/* Passive health: a failed connect, a timeout or a counted status (gh_cfg_passive_counts) counts in every worker. */
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
 {
     gh_health_shm *shm = p->gen->rt->health;

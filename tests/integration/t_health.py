@@ -1,6 +1,7 @@
 """Health from a configuration file: active HTTP and TCP checks (down, up again, status range,
 probed by one process for all workers), 503 at once when no server is healthy, zero failed
-requests under load across a backend kill, and passive ejection on 5xx."""
+requests under load across a backend kill, and passive ejection (502-504, timeouts and connect
+errors by default; which statuses count is configurable)."""
 import collections
 import socket
 import threading
@@ -260,14 +261,14 @@ def _(ctx):
     t0 = time.monotonic()
     for i in range(30):
         with Conn(gh.port) as c:
-            r = c.request("GET", "/fail?on=b1&i=%d" % i)
+            r = c.request("GET", "/fail?on=b1&status=502&i=%d" % i)
             statuses[r.status] += 1
     t1 = time.monotonic()  # the ejection began before this, at the third failure
     dt = t1 - t0
     check(dt < eject * 0.9, "30 requests took %.1fs, longer than the ejection (test too slow to judge)" % dt)
-    # b1 answers 500 to the first 3 requests it gets, is ejected, and gets nothing more for the eject period.
-    eq(count_requests(b1, "/fail"), 3, "requests b1 got (500 each; ejected after 3 in a row)")
-    eq(dict(statuses), {500: 3, 200: 27}, "statuses the client saw")
+    # b1 answers 502 to the first 3 requests it gets, is ejected, and gets nothing more for the eject period.
+    eq(count_requests(b1, "/fail"), 3, "requests b1 got (502 each; ejected after 3 in a row)")
+    eq(dict(statuses), {502: 3, 200: 27}, "statuses the client saw")
     check(log_lines(gh, r"server 127\.0\.0\.1:%d of pool app is ejected" % b1.port),
           "no 'is ejected' line for b1")
     # After the ejection period it gets traffic again (and, still failing, is ejected again after 3).
@@ -275,3 +276,73 @@ def _(ctx):
     seen, st = ids(gh.port, 10, path="/fail?on=nobody")
     check(seen["ok b1"] >= 3, "b1 got no traffic after its ejection ended: %s" % dict(seen))
     ctx.info = "%s" % dict(statuses)
+
+
+def ejected_re(port):
+    return r"server 127\.0\.0\.1:%d of pool app is ejected" % port
+
+
+def get_many(port, path, n):
+    """n GETs of path, a new connection each (the balancer sees each one); returns a Counter of statuses."""
+    statuses = collections.Counter()
+    for i in range(n):
+        with Conn(port) as c:
+            statuses[c.request("GET", "%s&i=%d" % (path, i)).status] += 1
+    return statuses
+
+
+@test("passive_ejection_by_client_requesting_500")
+def _(ctx):
+    # A client that asks again and again for a URL that answers 500 must not eject the server: only
+    # 502-504 (and connect errors, timeouts) count by default.
+    b1, b2 = backends(ctx, ["b1", "b2"])
+    gh = health_config(ctx, [b1, b2], None, workers=2,
+                       extra_pool="passive fails=3 window=%ds eject=%ds" % (int(10 * T), int(10 * T)))
+    st = get_many(gh.port, "/fail?on=b1&status=500", 30)
+    eq(dict(st), {500: 15, 200: 15}, "statuses of 30 requests, round robin over b1 (500) and b2")
+    eq(count_requests(b1, "/fail"), 15, "requests b1 got (a 500 does not eject it)")
+    eq(log_lines(gh, ejected_re(b1.port)), [], "'is ejected' lines for b1 after 15 answers of 500")
+    # 502 counts by default: three in a row eject it.
+    n1 = count_requests(b1, "/fail")
+    st = get_many(gh.port, "/fail?on=b1&status=502", 20)
+    eq(count_requests(b1, "/fail") - n1, 3, "requests b1 got while answering 502 (ejected after 3 in a row)")
+    eq(dict(st), {502: 3, 200: 17}, "statuses once b1 answers 502")
+    check(log_lines(gh, ejected_re(b1.port)), "no 'is ejected' line for b1 after three 502 in a row")
+
+
+@test("passive_status_list_is_configurable")
+def _(ctx):
+    # status=500,429 counts these (and only these: 502 no longer does).
+    b1, b2 = backends(ctx, ["b1", "b2"])
+    gh = health_config(ctx, [b1, b2], None, workers=1,
+                       extra_pool="passive fails=3 window=%ds eject=%ds status=500,429" % (int(10 * T), int(10 * T)))
+    st = get_many(gh.port, "/fail?on=b1&status=502", 10)
+    eq(dict(st), {502: 5, 200: 5}, "statuses with 502 not in the list")
+    eq(log_lines(gh, ejected_re(b1.port)), [], "'is ejected' lines for b1 after 502s that the list does not hold")
+    n1 = count_requests(b1, "/fail")
+    st = get_many(gh.port, "/fail?on=b1&status=429", 20)
+    eq(count_requests(b1, "/fail") - n1, 3, "requests b1 got while answering 429 (in the list: ejected after 3)")
+    eq(dict(st), {429: 3, 200: 17}, "statuses once b1 answers 429")
+
+
+@test("response_timeout_not_counted_by_passive_ejection")
+def _(ctx):
+    # A server that accepts the request and never answers within `timeout response` fails as surely as a
+    # 504 from it would: three 504s from the response timeout eject it, the next request is a 503 at once.
+    b = ctx.backend("b1")
+    gh = health_config(ctx, [b], None, timeouts="response 300ms",
+                       extra_pool="passive fails=3 window=%ds eject=%ds" % (int(10 * T), int(10 * T)))
+    for i in range(3):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/slow?ms=2000&i=%d" % i)
+        eq(r.status, 504, "status of request %d to a server slower than the response timeout" % i)
+    check(wait_log(gh, ejected_re(b.port), 2 * T) is not None,
+          "no 'is ejected' line after 3 response timeouts in a row")
+    n = count_requests(b, "/slow")
+    with Conn(gh.port) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/slow?ms=2000&i=3")
+        dt = time.monotonic() - t0
+    error_body_ok(r, 503, [b])
+    check(dt < 0.25 * T, "503 after %.2fs" % dt)
+    eq(count_requests(b, "/slow"), n, "requests that reached the ejected server")

@@ -809,6 +809,61 @@ static void route_helpers(void)
     gh_config_free(c);
 }
 
+/* A8: which response statuses passive ejection counts (a client must not eject a server by asking for a 500). */
+static void passive_statuses(void)
+{
+    gh_config *c;
+    const gh_cfg_pool *p;
+
+    unit_case("passive_ejection_by_client_requesting_500: default statuses are 502-504 only");
+    c = parse_text("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000; passive }\n"
+                   "site default { route / { proxy app } }\n");
+    CHECK(c != NULL);
+    p = c != NULL ? gh_config_pool(c, "app") : NULL;
+    CHECK(p != NULL);
+    if (p != NULL) {
+        for (int st = 100; st <= 599; st++)
+            unit_check(gh_cfg_passive_counts(&p->passive, st) == (st >= 502 && st <= 504), __FILE__, __LINE__,
+                       "status %d counts %d", st, gh_cfg_passive_counts(&p->passive, st));
+        CHECK(!gh_cfg_passive_counts(&p->passive, 0) && !gh_cfg_passive_counts(&p->passive, 600));
+        CHECK(!gh_cfg_passive_counts(&p->passive, -1) && !gh_cfg_passive_counts(&p->passive, 99999));
+    }
+    gh_config_free(c);
+
+    unit_case("passive status= lists: ranges, single values, none");
+    c = parse_text("listen 127.0.0.1:8080\n"
+                   "pool a { server 127.0.0.1:9000; passive fails=2 status=500-504,429 eject=5s }\n"
+                   "pool b { server 127.0.0.1:9000; passive status=none }\n"
+                   "pool c { server 127.0.0.1:9000; passive status=599,100 }\n"
+                   "site default { route / { proxy a } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        p = gh_config_pool(c, "a");
+        CHECK(p->passive.fails == 2 && p->passive.eject == 5000 && p->passive.window == 10000);
+        CHECK(gh_cfg_passive_counts(&p->passive, 500) && gh_cfg_passive_counts(&p->passive, 504));
+        CHECK(gh_cfg_passive_counts(&p->passive, 429) && !gh_cfg_passive_counts(&p->passive, 428));
+        CHECK(!gh_cfg_passive_counts(&p->passive, 430) && !gh_cfg_passive_counts(&p->passive, 505));
+        p = gh_config_pool(c, "b");
+        CHECK(p->passive.fails == 3);
+        for (int st = 100; st <= 599; st++)
+            CHECK(!gh_cfg_passive_counts(&p->passive, st));
+        p = gh_config_pool(c, "c");
+        CHECK(gh_cfg_passive_counts(&p->passive, 599) && gh_cfg_passive_counts(&p->passive, 100));
+        CHECK(!gh_cfg_passive_counts(&p->passive, 502) && !gh_cfg_passive_counts(&p->passive, 101));
+    }
+    gh_config_free(c);
+
+    unit_case("passive status= errors name the line");
+    EXPECT_ERROR("pool a {\npassive status=5xx\n}\n", "main.conf:2: invalid status list \"5xx\"");
+    EXPECT_ERROR("pool a { passive status=504-502 }\n", "main.conf:1: invalid status list \"504-502\"");
+    EXPECT_ERROR("pool a { passive status=502, }\n", "main.conf:1: invalid status list \"502,\"");
+    EXPECT_ERROR("pool a { passive status= }\n", "main.conf:1: invalid status list \"\"");
+    EXPECT_ERROR("pool a { passive status=99 }\n", "main.conf:1: invalid status list \"99\"");
+    EXPECT_ERROR("pool a { passive status=500-600 }\n", "main.conf:1: invalid status list \"500-600\"");
+    EXPECT_ERROR("pool a { passive status=502,,503 }\n", "main.conf:1: invalid status list");
+    EXPECT_ERROR("pool a { passive code=502 }\n", "main.conf:1: invalid passive option \"code=502\"");
+}
+
 void suite_conf(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
@@ -829,6 +884,7 @@ void suite_conf(void)
     resolve();
     bundle();
     route_helpers();
+    passive_statuses();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
 }
