@@ -296,7 +296,8 @@ def _(ctx):
     # A client that asks again and again for a URL that answers 500 must not eject the server: only
     # 502-504 (and connect errors, timeouts) count by default.
     b1, b2 = backends(ctx, ["b1", "b2"])
-    gh = health_config(ctx, [b1, b2], None, workers=2,
+    # One worker: one round-robin state, so that b1 gets exactly every second request.
+    gh = health_config(ctx, [b1, b2], None, workers=1,
                        extra_pool="passive fails=3 window=%ds eject=%ds" % (int(10 * T), int(10 * T)))
     st = get_many(gh.port, "/fail?on=b1&status=500", 30)
     eq(dict(st), {500: 15, 200: 15}, "statuses of 30 requests, round robin over b1 (500) and b2")
