@@ -16,8 +16,6 @@
 #include "conf/arena.h"
 #include "conf/parser.h"
 
-#define MAX_ADDRS_PER_NAME 16 /* a name with more A/AAAA records than this is cut (and logged by the caller) */
-
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -48,6 +46,7 @@ static gh_config *new_config(void)
     c->log_level = d.log_level;
     c->access_log = NULL;
     c->max_body = GH_CFG_NO_LIMIT;
+    c->resolve_interval = 30000;
     c->timeouts = d.timeouts;
     return c;
 }
@@ -166,6 +165,20 @@ static void addr_from_sockaddr(gh_addr *a, const struct sockaddr *sa, socklen_t 
     }
 }
 
+/* IPv4 before IPv6, then by address bytes: one order whatever order (or rotation) the resolver answers in. */
+static int addr_order(const void *x, const void *y)
+{
+    const gh_addr *a = x, *b = y;
+
+    if (a->ss.ss_family != b->ss.ss_family)
+        return a->ss.ss_family == AF_INET ? -1 : 1;
+    if (a->ss.ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)&a->ss)->sin_addr, &((const struct sockaddr_in *)&b->ss)->sin_addr,
+                      sizeof(struct in_addr));
+    return memcmp(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr, &((const struct sockaddr_in6 *)&b->ss)->sin6_addr,
+                  sizeof(struct in6_addr));
+}
+
 static int resolve_server(gh_config *cfg, const gh_conf_source *src, gh_cfg_server *s, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
@@ -184,17 +197,25 @@ static int resolve_server(gh_config *cfg, const gh_conf_source *src, gh_cfg_serv
                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         return -1;
     }
-    s->addrs = conf__arena_array(cfg->arena, MAX_ADDRS_PER_NAME, sizeof(gh_addr));
-    for (struct addrinfo *ai = res; s->addrs != NULL && ai != NULL && n < MAX_ADDRS_PER_NAME; ai = ai->ai_next)
-        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
-            ai->ai_addrlen <= sizeof(struct sockaddr_storage))
-            addr_from_sockaddr(&s->addrs[n++], ai->ai_addr, ai->ai_addrlen);
+    s->addrs = conf__arena_array(cfg->arena, s->nslots ? s->nslots : 1, sizeof(gh_addr));
+    for (struct addrinfo *ai = res; s->addrs != NULL && ai != NULL && n < s->nslots; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(struct sockaddr_storage))
+            continue;
+        addr_from_sockaddr(&s->addrs[n], ai->ai_addr, ai->ai_addrlen);
+        if (!gh_addr_in(&s->addrs[n], s->addrs, n)) /* a hosts file may list one address twice */
+            n++;
+    }
     src->freeaddrinfo(src, res);
     if (s->addrs == NULL || n == 0) {
         set_err(err, errlen, "%s:%d: cannot resolve %s: %s", s->where.file, s->where.line, s->host.p,
                 s->addrs == NULL ? "out of memory" : "no IPv4 or IPv6 address");
         return -1;
     }
+    /*
+     * Sorted, so that processes that resolve the same file apart (a worker at
+     * a reload, today) give the same address to the same slot.
+     */
+    qsort(s->addrs, n, sizeof(gh_addr), addr_order);
     s->naddrs = n;
     return 0;
 }
@@ -250,6 +271,7 @@ static int quick_server(gh_config *c, gh_cfg_server *s, const gh_addr *a)
         return -1;
     s->addrs[0] = *a;
     s->naddrs = 1;
+    s->nslots = 1;
     return cstr(c, t, &s->text);
 }
 
@@ -341,13 +363,6 @@ void gh_cfg_passive_add_statuses(gh_cfg_passive *ps, int lo, int hi)
         return;
     for (int s = lo; s <= hi; s++)
         ps->statuses[(s - GH_CFG_STATUS_MIN) / 64] |= UINT64_C(1) << ((s - GH_CFG_STATUS_MIN) % 64);
-}
-
-int gh_cfg_passive_counts(const gh_cfg_passive *ps, int status)
-{
-    if (status < GH_CFG_STATUS_MIN || status > GH_CFG_STATUS_MAX)
-        return 0;
-    return (int)((ps->statuses[(status - GH_CFG_STATUS_MIN) / 64] >> ((status - GH_CFG_STATUS_MIN) % 64)) & 1);
 }
 
 /* Appends p[0..n) at *at within out[0..cap); returns -1 once it does not fit (with the final NUL). */

@@ -33,6 +33,10 @@
 #define GH_CFG_MAX_CONNS     (1u << 24) /* max_connections N, all workers together */
 #define GH_CFG_MAX_PEM       (1u << 20) /* one certificate chain or key file, bytes */
 
+/* Addresses a server given by name may have at once: max_addrs=N, default and bound. */
+#define GH_CFG_NAME_SLOTS     8
+#define GH_CFG_MAX_NAME_ADDRS 16
+
 /* A NUL-terminated string in the config arena with its length. Empty: p = "", len = 0. */
 typedef struct gh_cstr {
     const char *p;
@@ -66,10 +70,20 @@ typedef struct gh_cfg_server {
     int backup;      /* 1: used only when no primary server is healthy */
     /*
      * The addresses: filled at parse time for numeric hosts, by
-     * gh_config_resolve for names (every address getaddrinfo returned).
+     * gh_config_resolve for names (every address getaddrinfo returned,
+     * without duplicates, at most nslots).
      */
     gh_addr *addrs;
     size_t naddrs;
+    /*
+     * Every address is a server of its own: its own health slot, health
+     * checks and balancer entry, with this weight. A numeric host has 1; a
+     * name has max_addrs (GH_CFG_NAME_SLOTS), fixed by the file alone (not by
+     * what the name resolves to), so that every process of a generation gives
+     * the same slots to the same servers. Slots a name does not fill are "no
+     * address": never picked, never probed, until a re-resolution fills them.
+     */
+    uint32_t nslots;
     gh_cfg_where where;
 } gh_cfg_server;
 
@@ -210,6 +224,7 @@ struct gh_config {
     /* Client connections, all workers together (each takes its share); 0: derived from the
      * open-file limit (src/proxy/limit.h). */
     uint32_t max_connections;
+    uint32_t resolve_interval; /* ms between two re-resolutions of server names by the prober: 30 s */
 
     gh_cfg_listener *listeners;
     size_t nlisteners;
@@ -242,9 +257,8 @@ int gh_config_check_files(const gh_config *cfg, char *err, size_t errlen);
  * Resolves every server given by name (getaddrinfo, blocking: meant for load
  * time in the master). A name that resolves to nothing is an error
  * "FILE:LINE: cannot resolve NAME: reason". Numeric servers are already done.
- * Periodic, non-blocking re-resolution is not here yet (it belongs to the
- * upstream module, which will keep its own address lists per generation).
- * Returns 0 or -1.
+ * Addresses beyond the server's nslots are left out. The prober re-resolves
+ * names every resolve_interval (src/proxy/runtime.c). Returns 0 or -1.
  */
 int gh_config_resolve(gh_config *cfg, char *err, size_t errlen);
 /* The same with src's resolver: a worker resolves from the master's answers (bundle.h), never by DNS. */
@@ -267,8 +281,13 @@ const gh_cfg_pool *gh_config_pool(const gh_config *cfg, const char *name);
 /* Adds statuses lo..hi (within GH_CFG_STATUS_MIN..MAX, else nothing) to the set of ps. */
 void gh_cfg_passive_add_statuses(gh_cfg_passive *ps, int lo, int hi);
 
-/* 1 when a response with this status counts as a passive failure of its server. */
-int gh_cfg_passive_counts(const gh_cfg_passive *ps, int status);
+/* 1 when a response with this status counts as a passive failure of its server (inline: once per response). */
+static inline int gh_cfg_passive_counts(const gh_cfg_passive *ps, int status)
+{
+    unsigned i = (unsigned)(status - GH_CFG_STATUS_MIN);
+
+    return i <= GH_CFG_STATUS_MAX - GH_CFG_STATUS_MIN && (ps->statuses[i / 64] >> (i % 64) & 1);
+}
 
 /* Values a redirect target can use (see docs/config.md). */
 typedef struct gh_redirect_vars {

@@ -124,11 +124,22 @@ static int server_addr(conf__parser *p, int line, const conf__arg *arg, gh_cfg_s
     return s->host.p == NULL ? conf__oom(p, line) : conf__dup_arg(p, line, arg, &s->text);
 }
 
+/* Balancer entries the pool's servers take so far: one per address a server may have. */
+static size_t pool_slots(const gh_cfg_pool *pool)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < pool->nservers; i++)
+        n += pool->servers[i].nslots;
+    return n;
+}
+
 static int d_server(conf__parser *p, const conf__directive *d)
 {
     gh_cfg_pool *pool = p->pool;
     gh_cfg_server *s;
     uint64_t w;
+    int max_addrs = 0;
 
     if (pool->nservers == GH_LB_MAX_SERVERS)
         return conf__fail(p, NULL, d->line, "too many servers in pool \"%s\" (at most %d)", pool->name.p,
@@ -140,6 +151,7 @@ static int d_server(conf__parser *p, const conf__directive *d)
     s->where = (gh_cfg_where){p->file, d->line};
     if (server_addr(p, d->line, ARG(0), s) < 0)
         return -1;
+    s->nslots = s->naddrs > 0 ? 1 : GH_CFG_NAME_SLOTS; /* numeric: its one address; a name: room for several */
     for (size_t i = 1; i < d->nargs; i++) {
         const char *v;
         size_t vlen;
@@ -150,10 +162,23 @@ static int d_server(conf__parser *p, const conf__directive *d)
             if (conf__uint_arg(p, d->line, "weight", v, vlen, 1, GH_LB_MAX_WEIGHT, &w) < 0)
                 return -1;
             s->weight = (uint32_t)w;
+        } else if ((v = conf__option_value(ARG(i), "max_addrs", &vlen)) != NULL && !max_addrs) {
+            if (s->naddrs > 0)
+                return conf__fail(p, NULL, d->line, "max_addrs is for a server given by name, not %s", s->text.p);
+            if (conf__uint_arg(p, d->line, "max_addrs", v, vlen, 1, GH_CFG_MAX_NAME_ADDRS, &w) < 0)
+                return -1;
+            s->nslots = (uint32_t)w;
+            max_addrs = 1;
         } else {
-            return conf__bad_value(p, d->line, "server option", ARG(i), "expected weight=N or backup");
+            return conf__bad_value(p, d->line, "server option", ARG(i), "expected weight=N, max_addrs=N or backup");
         }
     }
+    /* Every address is a balancer entry, and balancers take 64-bit masks. */
+    if (pool_slots(pool) > GH_LB_MAX_SERVERS)
+        return conf__fail(p, NULL, d->line,
+                          "too many servers in pool \"%s\" (at most %d; a server given by name counts as its "
+                          "max_addrs, %d unless set)",
+                          pool->name.p, GH_LB_MAX_SERVERS, GH_CFG_NAME_SLOTS);
     return 0;
 }
 
@@ -337,7 +362,7 @@ static int d_passive(conf__parser *p, const conf__directive *d)
 CONF__TABLE_BEGIN
 /* name, context, min and max arguments, block, multi, handler (NULL: the slot), usage, slot */
 const conf__dirspec conf__pool_directives[] = {
-    {"server", CONF__CTX_POOL, 1, 3, 0, 1, d_server, "server HOST:PORT [weight=N] [backup]"},
+    {"server", CONF__CTX_POOL, 1, 4, 0, 1, d_server, "server HOST:PORT [weight=N] [max_addrs=N] [backup]"},
     {"balance", CONF__CTX_POOL, 1, 3, 0, 0, d_balance,
      "balance round_robin|least_conn|p2c|random|hash ip|hash header NAME|hash cookie NAME"},
     {"health", CONF__CTX_POOL, 1, 9, 0, 0, d_health,

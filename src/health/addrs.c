@@ -109,3 +109,49 @@ void gh_addr_shm_claim(gh_addr_shm *s, gh_health_ref ref)
     atomic_store(&s->slots[slot].seq,
                  (unsigned long long)epoch_of(ref) << EPOCH_SHIFT | ((cur + COUNT_ONE) & COUNT_MASK));
 }
+
+uint64_t gh_addr_shm_version(const gh_addr_shm *s, gh_health_ref ref)
+{
+    size_t slot = gh_health_ref_index(ref);
+
+    if (s == NULL || slot >= s->nslots)
+        return 0;
+    return atomic_load_explicit(&s->slots[slot].seq, memory_order_acquire);
+}
+
+int gh_addr_shm_current(const gh_addr_shm *s, gh_health_ref ref, const gh_addr *loaded, gh_addr *out)
+{
+    if (gh_addr_shm_get(s, ref, out))
+        return out->len > 0;
+    if (loaded == NULL || loaded->len == 0) {
+        memset(out, 0, sizeof(*out));
+        return 0;
+    }
+    *out = *loaded;
+    return 1;
+}
+
+size_t gh_addr_assign(const gh_addr *cur, gh_addr *next, size_t nslots, const gh_addr *found, size_t nfound)
+{
+    size_t left = 0;
+
+    for (size_t i = 0; i < nslots; i++) {
+        if (cur[i].len > 0 && gh_addr_in(&cur[i], found, nfound))
+            next[i] = cur[i];
+        else
+            memset(&next[i], 0, sizeof(next[i]));
+    }
+    for (size_t k = 0; k < nfound; k++) {
+        size_t i;
+
+        if (found[k].len == 0 || gh_addr_in(&found[k], next, nslots) || gh_addr_in(&found[k], found, k))
+            continue; /* kept in its slot, or a duplicate */
+        for (i = 0; i < nslots && next[i].len > 0; i++)
+            ;
+        if (i == nslots)
+            left++;
+        else
+            next[i] = found[k];
+    }
+    return left;
+}

@@ -13,6 +13,7 @@
 #define GH_HEALTH_ADDRS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "health/state.h"
 #include "net/addr.h"
@@ -23,11 +24,38 @@ typedef struct gh_addr_shm gh_addr_shm;
 gh_addr_shm *gh_addr_shm_new(size_t nslots);
 void gh_addr_shm_free(gh_addr_shm *s);
 
-/* Publishes a's address for the server of ref (the prober only); nothing if the slot is another server's now. */
+/*
+ * Publishes a's address for the server of ref (the prober only); nothing if
+ * the slot is another server's now. a->len == 0 publishes "no address": the
+ * name no longer resolves to as many addresses as it has slots.
+ */
 void gh_addr_shm_set(gh_addr_shm *s, gh_health_ref ref, const gh_addr *a);
 
-/* Copies the address published for the server of ref into out: 1, or 0 when none was (for this occupant). */
+/* Copies the address published for the server of ref into out (len 0: "no address"): 1, or 0 when none was. */
 int gh_addr_shm_get(const gh_addr_shm *s, gh_health_ref ref, gh_addr *out);
+
+/*
+ * A number that changes whenever the slot is published or claimed: a reader
+ * that keeps a copy checks it (one relaxed load) and reads again only on a change.
+ */
+uint64_t gh_addr_shm_version(const gh_addr_shm *s, gh_health_ref ref);
+
+/*
+ * The address the slot has now, the one that workers connect to and the
+ * prober probes: the published one, else `loaded` (from the file's load;
+ * NULL: none). Returns 1 with it in out, 0 when the slot has no address.
+ */
+int gh_addr_shm_current(const gh_addr_shm *s, gh_health_ref ref, const gh_addr *loaded, gh_addr *out);
+
+/*
+ * Fits the addresses a name resolves to now, found[0..nfound), into its
+ * nslots slots, cur[0..nslots) (len 0: no address), writing next[0..nslots):
+ * an address still found keeps its slot (its health, its pooled connections),
+ * one no longer found leaves its slot empty, a new one takes the first empty
+ * slot. Duplicates in found count once. Returns how many found addresses
+ * had no free slot (left out). Pure: no shared memory.
+ */
+size_t gh_addr_assign(const gh_addr *cur, gh_addr *next, size_t nslots, const gh_addr *found, size_t nfound);
 
 /*
  * The master, at a load: forgets what was published for the slot (the file

@@ -40,6 +40,9 @@ typedef struct health__prober {
     int state;
     gh_health_fsm fsm;
     uint64_t started; /* loop ms at which the current (or last) probe began */
+    gh_addr addr;     /* what it probes: the target's current address (len 0: none, no probe) */
+    uint64_t version; /* of the target's slot in the address region when addr was read */
+    char label[128];  /* "127.0.0.1:8081", or "app.internal:8080 (10.0.0.5)" for a name */
     char *req;        /* HTTP request text, built once */
     size_t req_len, sent;
     size_t got, searched;
@@ -50,6 +53,7 @@ typedef struct health__prober {
 struct health__run {
     gh_loop *loop;
     gh_health_shm *shm;
+    const gh_addr_shm *addrs;
     gh_io signal_io;
     health__prober *probers;
     size_t n;
@@ -58,14 +62,71 @@ struct health__run {
     const gh_health_tick *tick;
 };
 
+static void schedule_next(health__prober *p);
+static void start_probe(health__prober *p);
+static void close_socket(health__prober *p);
+
+static void set_label(health__prober *p)
+{
+    char ip[64];
+
+    if (p->t->name == NULL) {
+        snprintf(p->label, sizeof(p->label), "%s", p->t->addr.text);
+        return;
+    }
+    if (p->addr.len > 0)
+        gh_sock_ntop(&p->addr.ss, ip, sizeof(ip));
+    snprintf(p->label, sizeof(p->label), "%s (%s)", p->t->name, p->addr.len > 0 ? ip : "no address");
+}
+
+/* Reads the target's current address; 1 when it is another one than the prober had. */
+static int refresh_addr(health__prober *p)
+{
+    uint64_t v = gh_addr_shm_version(p->run->addrs, p->t->slot);
+    gh_addr a;
+
+    if (p->t->name == NULL || v == p->version)
+        return 0;
+    p->version = v;
+    gh_addr_shm_current(p->run->addrs, p->t->slot, &p->t->addr, &a);
+    if (gh_addr_same(&a, &p->addr))
+        return 0;
+    p->addr = a;
+    set_label(p);
+    return 1;
+}
+
+/*
+ * After a re-resolution: a target whose slot holds another address now is
+ * another server. A probe in flight to the old one says nothing about it, so
+ * it is dropped; the new one is probed at once and judged by its first result
+ * (the resolver left the slot PENDING, so it gets no traffic until then).
+ */
+static void readdress(health__run *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        health__prober *p = &r->probers[i];
+
+        if (!refresh_addr(p))
+            continue;
+        gh_timer_stop(r->loop, &p->timer);
+        close_socket(p);
+        p->state = PROBE_IDLE;
+        p->fsm = (gh_health_fsm){GH_HEALTH_UNKNOWN, 0};
+        if (p->addr.len > 0)
+            start_probe(p);
+        else
+            schedule_next(p);
+    }
+}
+
 static void on_tick(gh_timer *t)
 {
     health__run *r = (health__run *)((char *)t - offsetof(health__run, tick_timer));
     r->tick->fn(r->tick->arg);
+    readdress(r);
     gh_timer_set(r->loop, &r->tick_timer, r->tick->period_ms);
 }
-
-static void schedule_next(health__prober *p);
 
 /* ---- verdicts ------------------------------------------------------------------------------- */
 
@@ -74,11 +135,11 @@ static void log_change(const health__prober *p, int status, int first)
     const char *of = p->t->pool ? " of pool " : "", *pool = p->t->pool ? p->t->pool : "";
 
     if (status == GH_HEALTH_DOWN)
-        gh_log_warn("server %s%s%s is down: %s", p->t->addr.text, of, pool, p->why);
+        gh_log_warn("server %s%s%s is down: %s", p->label, of, pool, p->why);
     else if (first)
-        gh_log_info("server %s%s%s is up", p->t->addr.text, of, pool);
+        gh_log_info("server %s%s%s is up", p->label, of, pool);
     else
-        gh_log_warn("server %s%s%s is up", p->t->addr.text, of, pool);
+        gh_log_warn("server %s%s%s is up", p->label, of, pool);
 }
 
 static void close_socket(health__prober *p)
@@ -136,7 +197,13 @@ static void start_probe(health__prober *p)
 
     p->started = gh_loop_now(r->loop);
     p->sent = p->got = p->searched = 0;
-    fd = gh_sock_connect(&p->t->addr);
+    if (refresh_addr(p))
+        p->fsm = (gh_health_fsm){GH_HEALTH_UNKNOWN, 0}; /* another server now: its first result decides */
+    if (p->addr.len == 0) {
+        schedule_next(p); /* a slot of a name with no address: nothing to probe, nothing to say */
+        return;
+    }
+    fd = gh_sock_connect(&p->addr);
     if (fd < 0) {
         fail_connect(p, -fd);
         return;
@@ -285,12 +352,18 @@ static int prober_init(health__run *r, health__prober *p, const gh_health_target
     p->fall = t->fall;
     p->status_min = t->status_min || t->status_max ? t->status_min : 200;
     p->status_max = t->status_min || t->status_max ? t->status_max : 399;
+    p->addr = t->addr;
+    p->version = 0;
+    refresh_addr(p);
+    set_label(p);
     if (gh_health_ref_index(t->slot) >= gh_health_shm_nslots(r->shm)) {
-        gh_log_error("health check of %s: slot %zu out of range", t->addr.text, gh_health_ref_index(t->slot));
+        gh_log_error("health check of %s: slot %zu out of range", p->label, gh_health_ref_index(t->slot));
         return -1;
     }
     /* A restarted prober goes on from the shared verdict: no second "is down", and rise still applies. */
     p->fsm.status = (uint8_t)gh_health_status_get(r->shm, t->slot);
+    if (p->fsm.status == GH_HEALTH_PENDING)
+        p->fsm.status = GH_HEALTH_UNKNOWN; /* a new address: its first result decides */
     if (t->type == GH_PROBE_HTTP) {
         const char *method = t->method ? t->method : "GET", *path = t->path ? t->path : "/";
         const char *host = t->host ? t->host : t->addr.text;
@@ -300,7 +373,7 @@ static int prober_init(health__run *r, health__prober *p, const gh_health_target
         if ((p->req = malloc(cap)) == NULL)
             return -1;
         if ((len = gh_health_http_request(p->req, cap, method, path, host)) < 0) {
-            gh_log_error("health check of %s: invalid method, path or host", t->addr.text);
+            gh_log_error("health check of %s: invalid method, path or host", p->label);
             return -1;
         }
         p->req_len = (size_t)len;
@@ -365,7 +438,8 @@ static void teardown(health__run *r)
     free(r);
 }
 
-int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_health_tick *tick)
+int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_addr_shm *addrs,
+                  const gh_health_tick *tick)
 {
     health__run *r = calloc(1, sizeof(*r));
     struct timespec ts;
@@ -376,6 +450,7 @@ int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm,
         return 1;
     r->signal_io.fd = -1;
     r->shm = shm;
+    r->addrs = addrs;
     r->n = n;
     if ((r->loop = gh_loop_new()) == NULL || (n > 0 && (r->probers = calloc(n, sizeof(*r->probers))) == NULL) ||
         open_signals(r) < 0) {

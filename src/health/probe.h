@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "health/addrs.h"
 #include "net/addr.h"
 #include "health/state.h"
 
@@ -24,7 +25,13 @@ enum gh_probe_type {
  */
 typedef struct gh_health_target {
     gh_health_ref slot; /* the server's slot in the shared state, and its occupant's epoch */
-    gh_addr addr;
+    gh_addr addr;       /* from the load; len 0: none (a slot of a name that it did not fill) */
+    /*
+     * Given by name: the prober probes the slot's current address (the one it
+     * re-resolved last and published in the address region, which workers
+     * connect to), not addr, and names it "NAME (ADDRESS)" in logs.
+     */
+    const char *name;                /* "app.internal:8080" as written; NULL: a numeric server */
     const char *pool;                /* for logs; may be NULL */
     int type;                        /* enum gh_probe_type */
     const char *method;              /* HTTP: NULL means "GET" */
@@ -55,6 +62,12 @@ typedef struct gh_health_tick {
     uint32_t period_ms;
 } gh_health_tick;
 
-int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_health_tick *tick);
+/*
+ * `addrs` (may be NULL when no target has a name): the current addresses of
+ * the slots of names. After each tick, a target whose address changed is
+ * probed at once, its verdict decided by that first result.
+ */
+int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_addr_shm *addrs,
+                  const gh_health_tick *tick);
 
 #endif

@@ -166,7 +166,7 @@ int gh_health_usable(const gh_health_shm *shm, gh_health_ref r, uint64_t now_ms)
     st = atomic_load_explicit(&s->status, memory_order_relaxed);
     if (st >> 16 != epoch_of(r))
         return 1; /* another server's verdict says nothing about this one */
-    if ((st & 0xffffu) == GH_HEALTH_DOWN)
+    if ((st & 0xffffu) == GH_HEALTH_DOWN || (st & 0xffffu) == GH_HEALTH_PENDING)
         return 0;
     ej = atomic_load_explicit(&s->ejected_until, memory_order_relaxed);
     return ej >> EPOCH_SHIFT != epoch_of(r) || (ej & VALUE_MASK) <= now_ms;
@@ -201,6 +201,23 @@ int gh_health_status_set(gh_health_shm *shm, gh_health_ref r, int status)
     if (status == GH_HEALTH_DOWN && old != GH_HEALTH_DOWN)
         atomic_fetch_add_explicit(&s->downs, 1, memory_order_relaxed);
     return old;
+}
+
+void gh_health_slot_reset(gh_health_shm *shm, gh_health_ref r, int status)
+{
+    struct slot *s = slot_of(shm, gh_health_ref_index(r));
+    uint32_t e = epoch_of(r);
+    unsigned cur;
+
+    if (s == NULL)
+        return;
+    cur = atomic_load_explicit(&s->status, memory_order_relaxed);
+    do {
+        if (cur >> 16 != e)
+            return; /* the slot is another server's now */
+    } while (!atomic_compare_exchange_weak(&s->status, &cur, e << 16 | (unsigned)status));
+    store_if(&s->ejected_until, e, 0);
+    store_if(&s->streak, e, 0);
 }
 
 void gh_health_probe_counted(gh_health_shm *shm, gh_health_ref r, int ok)

@@ -55,6 +55,12 @@ enum gh_health_status {
     GH_HEALTH_UNKNOWN = 0, /* not probed yet, or no active check: counts as up */
     GH_HEALTH_UP = 1,
     GH_HEALTH_DOWN = 2,
+    /*
+     * A new address of a server given by name, not probed yet: no traffic
+     * until its first probe passes (an address that appears in DNS may not
+     * be serving yet). The prober decides it like UNKNOWN, at the first result.
+     */
+    GH_HEALTH_PENDING = 3,
 };
 
 /* Passive ejection settings of a pool; part of the config, read-only. */
@@ -102,8 +108,8 @@ gh_health_ref gh_health_claim(gh_health_shm *shm, size_t index, uint64_t owner);
 gh_health_ref gh_health_ref_of(const gh_health_shm *shm, size_t index, uint64_t owner);
 
 /*
- * 1 when new traffic may go to the server of `slot`: not actively DOWN and not
- * ejected at now_ms. Two relaxed loads: cheap enough for every pick. An
+ * 1 when new traffic may go to the server of `slot`: not actively DOWN (or
+ * PENDING) and not ejected at now_ms. Two relaxed loads: cheap enough for every pick. An
  * out-of-range slot (or a NULL shm), or one that another server now holds,
  * is usable: health never hides a server on a verdict about another.
  */
@@ -119,6 +125,14 @@ int gh_health_status_get(const gh_health_shm *shm, gh_health_ref slot);
  * outage caused. Returns the previous status.
  */
 int gh_health_status_set(gh_health_shm *shm, gh_health_ref slot, int status);
+
+/*
+ * The slot of a name holds another address now (the same occupant, another
+ * server behind it): the verdicts of the previous address do not apply. Sets
+ * status (UNKNOWN, or PENDING when it has active checks) and clears the
+ * passive streak and ejection; counters stay. Refused for another occupant.
+ */
+void gh_health_slot_reset(gh_health_shm *shm, gh_health_ref slot, int status);
 
 /* Counts one active probe result (metrics only). */
 void gh_health_probe_counted(gh_health_shm *shm, gh_health_ref slot, int ok);

@@ -107,3 +107,29 @@ int gh_addr_is_numeric(const char *host)
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
+
+int gh_addr_same(const gh_addr *a, const gh_addr *b)
+{
+    if (a->len == 0 || b->len == 0)
+        return a->len == b->len;
+    if (a->ss.ss_family != b->ss.ss_family)
+        return 0;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)&a->ss, *y = (const struct sockaddr_in *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->ss, *y = (const struct sockaddr_in6 *)&b->ss;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+int gh_addr_in(const gh_addr *a, const gh_addr *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (gh_addr_same(a, &list[i]))
+            return 1;
+    return 0;
+}

@@ -25,4 +25,13 @@ int gh_addr_parse(gh_addr *a, const char *text);
 /* 1 when host is a numeric IPv4 or IPv6 address (no brackets), 0 for a name to resolve. */
 int gh_addr_is_numeric(const char *host);
 
+/*
+ * 1 when a and b are the same endpoint (family, address, port, IPv6 scope;
+ * not the text). Two empty addresses (len 0: "no address") are the same.
+ */
+int gh_addr_same(const gh_addr *a, const gh_addr *b);
+
+/* 1 when a is one of list[0..n). */
+int gh_addr_in(const gh_addr *a, const gh_addr *list, size_t n);
+
 #endif

@@ -187,11 +187,22 @@ struct proxy__exchange {
     proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
 };
 
+/* An address of a server given by name, as this worker last read it (owned by its pool: proxy__pool.named). */
+typedef struct proxy__named {
+    gh_addr cur;      /* len 0: none */
+    uint64_t version; /* of the slot in the address region when cur was read */
+    char label[128];  /* for logs: "app.internal:8080 (10.0.0.5)" */
+} proxy__named;
+
+/*
+ * One address of a config server (a name has several: src/proxy/runtime.c):
+ * its own health slot and balancer entry.
+ */
 typedef struct proxy__server {
-    const gh_addr *addr;   /* the first address of the config server */
-    int named;             /* given by name: the prober's latest address wins */
-    const char *text;      /* "host:port" as configured, for logs */
-    proxy__upstream *idle; /* LIFO of idle keep-alive connections */
+    const gh_addr *addr;        /* this slot's address at the load; NULL: none (a slot the name did not fill) */
+    struct proxy__named *named; /* given by name: the prober's latest address wins; NULL: a numeric server */
+    const char *text;           /* "host:port" as configured */
+    proxy__upstream *idle;      /* LIFO of idle keep-alive connections */
     uint32_t nidle;
     uint64_t down_until; /* ms: skipped after a failed connect until then */
 } proxy__server;
@@ -203,6 +214,7 @@ struct proxy__pool {
     const gh_cfg_pool *cfg;
     proxy__server *servers;
     gh_lb_server *lb_servers; /* inflight kept up to date for least_conn and p2c */
+    proxy__named *named;      /* one per server of servers[] given by name */
     gh_lb *lb;
     size_t nservers;
     const gh_health_ref *slots; /* per server: its health slot (the runtime's refs) */
@@ -320,9 +332,15 @@ struct proxy__local {
     const gh_cfg_route *route; /* its response_header operations apply */
 };
 
+/* For logs: "127.0.0.1:8081" as configured, or "app.internal:8080 (10.0.0.5)" for an address of a name. */
+static inline const char *proxy__server_name(const proxy__server *s)
+{
+    return s->named != NULL ? s->named->label : s->text;
+}
+
 static inline const char *proxy__upstream_name(const proxy__upstream *u)
 {
-    return u->pool->servers[u->server].text;
+    return proxy__server_name(&u->pool->servers[u->server]);
 }
 
 #endif

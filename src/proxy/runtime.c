@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "core/log.h"
 #include "net/sock.h"
 #include "proxy/proxy.h"
@@ -149,18 +150,24 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
 }
 
 /*
- * Who holds a slot: the pool's name and the server as written. The same
- * server in the same pool at the same slot keeps its health across a reload;
- * anything else is a new occupant (gh_health_claim). Never 0 (no owner).
+ * Who holds a slot: the pool's name, the server as written and, for a name,
+ * which of its places (j) with the address it got at the load. The same
+ * server in the same pool at the same slot (for a name: with the same
+ * address) keeps its health across a reload; anything else is a new occupant
+ * (gh_health_claim). Never 0 (no owner).
  */
-static uint64_t slot_owner(const gh_cfg_pool *p, const gh_cfg_server *s)
+static uint64_t slot_owner(const gh_cfg_pool *p, const gh_cfg_server *s, size_t j)
 {
     uint64_t h = gh_lb_hash(p->name.p, p->name.len) * UINT64_C(0x9e3779b97f4a7c15) ^ gh_lb_hash(s->text.p, s->text.len);
 
+    if (!gh_addr_is_numeric(s->host.p)) {
+        const char *a = j < s->naddrs ? s->addrs[j].text : "";
+        h = (h ^ (j + 1)) * UINT64_C(0x9e3779b97f4a7c15) ^ gh_lb_hash(a, strlen(a));
+    }
     return h != 0 ? h : 1;
 }
 
-/* Slots in the shared health state, and the probe list for the pools with active checks. */
+/* Slots in the shared health state (one per address a server may have), and the probe list. */
 static int build_health(gh_runtime *rt, char *err, size_t errlen)
 {
     const gh_config *cfg = rt->cfg;
@@ -169,13 +176,17 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
     if ((rt->slot_base = calloc(cfg->npools ? cfg->npools : 1, sizeof(size_t))) == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->npools; i++) {
+        size_t slots = 0;
+
         rt->slot_base[i] = total;
-        total += cfg->pools[i].nservers;
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
+            slots += cfg->pools[i].servers[k].nslots;
+        total += slots;
         if (cfg->pools[i].health.type != GH_HEALTH_NONE)
-            n += cfg->pools[i].nservers;
+            n += slots;
     }
     if (total > gh_health_shm_nslots(rt->health)) {
-        snprintf(err, errlen, "%s: %zu servers in all pools; at most %zu", cfg->path, total,
+        snprintf(err, errlen, "%s: %zu servers (addresses) in all pools; at most %zu", cfg->path, total,
                  gh_health_shm_nslots(rt->health));
         return -1;
     }
@@ -183,40 +194,49 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
     if ((rt->refs = calloc(total ? total : 1, sizeof(*rt->refs))) == NULL ||
         (rt->owners = calloc(total ? total : 1, sizeof(*rt->owners))) == NULL)
         goto oom;
-    for (size_t i = 0; i < cfg->npools; i++)
-        for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
-            size_t slot = rt->slot_base[i] + k;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        size_t slot = rt->slot_base[i];
 
-            rt->owners[slot] = slot_owner(&cfg->pools[i], &cfg->pools[i].servers[k]);
-            /* As the master claimed it (a worker's reload comes after the claim); the master claims again. */
-            rt->refs[slot] = gh_health_ref_of(rt->health, slot, rt->owners[slot]);
-        }
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
+            for (size_t j = 0; j < cfg->pools[i].servers[k].nslots; j++, slot++) {
+                rt->owners[slot] = slot_owner(&cfg->pools[i], &cfg->pools[i].servers[k], j);
+                /* As the master claimed it (a worker's reload comes after the claim); the master claims again. */
+                rt->refs[slot] = gh_health_ref_of(rt->health, slot, rt->owners[slot]);
+            }
+    }
     if (n == 0)
         return 0;
     if ((rt->probes = calloc(n, sizeof(*rt->probes))) == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->npools; i++) {
         const gh_cfg_pool *p = &cfg->pools[i];
+        size_t slot = rt->slot_base[i];
+
         if (p->health.type == GH_HEALTH_NONE)
             continue;
         for (size_t k = 0; k < p->nservers; k++) {
-            gh_health_target *t = &rt->probes[rt->nprobes];
-            if (p->servers[k].naddrs == 0)
-                continue;
-            t->slot = rt->refs[rt->slot_base[i] + k];
-            t->addr = p->servers[k].addrs[0];
-            t->pool = p->name.p;
-            t->type = p->health.type == GH_HEALTH_TCP ? GH_PROBE_TCP : GH_PROBE_HTTP;
-            t->method = p->health.method.len ? p->health.method.p : NULL;
-            t->path = p->health.path.len ? p->health.path.p : NULL;
-            t->host = p->health.host.len ? p->health.host.p : p->servers[k].text.p;
-            t->status_min = p->health.status_min;
-            t->status_max = p->health.status_max;
-            t->interval_ms = p->health.interval;
-            t->timeout_ms = p->health.timeout;
-            t->rise = p->health.rise;
-            t->fall = p->health.fall;
-            rt->nprobes++;
+            const gh_cfg_server *s = &p->servers[k];
+
+            /* Every slot of a name is probed, filled or not: a re-resolution may fill it. */
+            for (size_t j = 0; j < s->nslots; j++, slot++) {
+                gh_health_target *t = &rt->probes[rt->nprobes++];
+
+                t->slot = rt->refs[slot];
+                if (j < s->naddrs)
+                    t->addr = s->addrs[j];
+                t->name = gh_addr_is_numeric(s->host.p) ? NULL : s->text.p;
+                t->pool = p->name.p;
+                t->type = p->health.type == GH_HEALTH_TCP ? GH_PROBE_TCP : GH_PROBE_HTTP;
+                t->method = p->health.method.len ? p->health.method.p : NULL;
+                t->path = p->health.path.len ? p->health.path.p : NULL;
+                t->host = p->health.host.len ? p->health.host.p : s->text.p;
+                t->status_min = p->health.status_min;
+                t->status_max = p->health.status_max;
+                t->interval_ms = p->health.interval;
+                t->timeout_ms = p->health.timeout;
+                t->rise = p->health.rise;
+                t->fall = p->health.fall;
+            }
         }
     }
     return 0;
@@ -250,16 +270,13 @@ void gh_shared_dispose(gh_shared *s)
     s->addrs = NULL;
 }
 
-/* A server given by name, re-resolved every RESOLVE_PERIOD_MS by the prober. */
+/* A server given by name, re-resolved every resolve_interval by the prober: its slots are base..base+nslots. */
 typedef struct proxy__name {
-    gh_health_ref slot;
-    const char *host;
+    size_t base; /* index of its first slot: the refs are rt->refs[base + j] */
+    const gh_cfg_server *s;
+    int checked; /* its pool has active checks: a new address is probed before it gets traffic */
     char port[8];
 } proxy__name;
-
-#ifndef RESOLVE_PERIOD_MS
-#define RESOLVE_PERIOD_MS 30000 /* -DRESOLVE_PERIOD_MS=... to try it quickly */
-#endif
 
 static int collect_names(gh_runtime *rt)
 {
@@ -273,49 +290,105 @@ static int collect_names(gh_runtime *rt)
         return 0;
     if ((rt->names = calloc(n, sizeof(*rt->names))) == NULL)
         return -1;
-    for (size_t i = 0; i < cfg->npools; i++)
+    for (size_t i = 0; i < cfg->npools; i++) {
+        size_t slot = rt->slot_base[i];
+
         for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
             const gh_cfg_server *s = &cfg->pools[i].servers[k];
-            if (gh_addr_is_numeric(s->host.p))
-                continue;
-            proxy__name *nm = &rt->names[rt->nnames++];
-            nm->slot = rt->refs[rt->slot_base[i] + k];
-            nm->host = s->host.p;
-            snprintf(nm->port, sizeof(nm->port), "%u", (unsigned)s->port);
+
+            if (!gh_addr_is_numeric(s->host.p)) {
+                proxy__name *nm = &rt->names[rt->nnames++];
+                nm->base = slot;
+                nm->s = s;
+                nm->checked = cfg->pools[i].health.type != GH_HEALTH_NONE;
+                snprintf(nm->port, sizeof(nm->port), "%u", (unsigned)s->port);
+            }
+            slot += s->nslots;
         }
+    }
     return 0;
+}
+
+/* What getaddrinfo gives for the name now, IPv4 and IPv6, at most max; -1 when it does not resolve. */
+static int lookup(const proxy__name *nm, gh_addr *found, size_t max)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+    int rc = getaddrinfo(nm->s->host.p, nm->port, &hints, &res);
+    size_t n = 0;
+
+    if (rc != 0) {
+        gh_log_warn("cannot resolve %s: %s; keeping its last addresses", nm->s->host.p, gai_strerror(rc));
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai != NULL && n < max; ai = ai->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        gh_addr *a = &found[n];
+
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(a->ss))
+            continue;
+        memset(a, 0, sizeof(*a));
+        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+        a->len = ai->ai_addrlen;
+        gh_sock_ntop(&a->ss, ip, sizeof(ip));
+        snprintf(a->text, sizeof(a->text), a->ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", ip, nm->port);
+        n++;
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        gh_log_warn("cannot resolve %s: no IPv4 or IPv6 address; keeping its last addresses", nm->s->host.p);
+        return -1;
+    }
+    return (int)n;
+}
+
+/*
+ * One name: its slots take the addresses it has now (gh_addr_assign). A slot
+ * whose address is gone publishes "no address" (workers stop sending it new
+ * requests); one that gets a new address starts as another server: no
+ * ejection, no streak, and PENDING when there are active checks, so that it
+ * gets traffic only once its first probe passed. The verdict is written
+ * before the address: a worker that sees the new address sees it pending.
+ */
+static void resolve_name(const gh_runtime *rt, const proxy__name *nm)
+{
+    gh_addr found[GH_CFG_MAX_NAME_ADDRS], cur[GH_CFG_MAX_NAME_ADDRS], next[GH_CFG_MAX_NAME_ADDRS];
+    size_t nslots = GH_MIN(nm->s->nslots, GH_CFG_MAX_NAME_ADDRS), left;
+    int n = lookup(nm, found, GH_CFG_MAX_NAME_ADDRS);
+
+    if (n < 0)
+        return; /* a resolver outage must not empty a pool */
+    for (size_t j = 0; j < nslots; j++)
+        gh_addr_shm_current(rt->addrs, rt->refs[nm->base + j], j < nm->s->naddrs ? &nm->s->addrs[j] : NULL, &cur[j]);
+    left = gh_addr_assign(cur, next, nslots, found, (size_t)n);
+    for (size_t j = 0; j < nslots; j++) {
+        gh_health_ref ref = rt->refs[nm->base + j];
+
+        if (gh_addr_same(&cur[j], &next[j]))
+            continue;
+        if (next[j].len > 0)
+            gh_health_slot_reset(rt->health, ref, nm->checked ? GH_HEALTH_PENDING : GH_HEALTH_UNKNOWN);
+        gh_addr_shm_set(rt->addrs, ref, &next[j]);
+        if (cur[j].len > 0)
+            gh_log_info("%s no longer resolves to %s: no new requests go there", nm->s->text.p, cur[j].text);
+        if (next[j].len > 0)
+            gh_log_info("%s resolves to %s, a new address%s", nm->s->text.p, next[j].text,
+                        nm->checked ? ": it gets requests once a health check passed" : "");
+    }
+    if (left > 0)
+        gh_log_warn("%s resolves to %zu more addresses than its %zu slots (max_addrs): they get no requests",
+                    nm->s->text.p, left, nslots);
 }
 
 /*
  * The prober's periodic task: getaddrinfo may block on a slow resolver, which
- * is why it runs here and not in a worker. A name that no longer resolves
- * keeps its last address (a resolver outage must not empty a pool).
+ * is why it runs here and not in a worker.
  */
 static void resolve_names(void *arg)
 {
     const gh_runtime *rt = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
 
-    for (size_t i = 0; i < rt->nnames; i++) {
-        const proxy__name *nm = &rt->names[i];
-        gh_addr a = {0}, old;
-        char ip[INET6_ADDRSTRLEN];
-        int rc = getaddrinfo(nm->host, nm->port, &hints, &res);
-
-        if (rc != 0) {
-            gh_log_warn("cannot resolve %s: %s; keeping its last address", nm->host, gai_strerror(rc));
-            continue;
-        }
-        memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
-        a.len = res->ai_addrlen;
-        freeaddrinfo(res);
-        gh_sock_ntop(&a.ss, ip, sizeof(ip));
-        snprintf(a.text, sizeof(a.text), a.ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", ip, nm->port);
-        if (gh_addr_shm_get(rt->addrs, nm->slot, &old) && old.len == a.len && memcmp(&old.ss, &a.ss, a.len) == 0)
-            continue;
-        gh_addr_shm_set(rt->addrs, nm->slot, &a);
-        gh_log_info("%s:%s resolves to %s", nm->host, nm->port, a.text);
-    }
+    for (size_t i = 0; i < rt->nnames; i++)
+        resolve_name(rt, &rt->names[i]);
 }
 
 void gh_runtime_claim_slots(gh_runtime *rt)
@@ -326,14 +399,22 @@ void gh_runtime_claim_slots(gh_runtime *rt)
     }
     for (size_t i = 0; i < rt->nprobes; i++)
         rt->probes[i].slot = rt->refs[gh_health_ref_index(rt->probes[i].slot)];
-    for (size_t i = 0; i < rt->nnames; i++)
-        rt->names[i].slot = rt->refs[gh_health_ref_index(rt->names[i].slot)];
+    /* PENDING waits for a probe: a pool without active checks any more would never get one. */
+    for (size_t i = 0; i < rt->cfg->npools; i++) {
+        size_t slot = rt->slot_base[i];
+
+        for (size_t k = 0; k < rt->cfg->pools[i].nservers; k++)
+            for (size_t j = 0; j < rt->cfg->pools[i].servers[k].nslots; j++, slot++)
+                if (rt->cfg->pools[i].health.type == GH_HEALTH_NONE &&
+                    gh_health_status_get(rt->health, rt->refs[slot]) == GH_HEALTH_PENDING)
+                    gh_health_status_set(rt->health, rt->refs[slot], GH_HEALTH_UNKNOWN);
+    }
 }
 
 int gh_runtime_probe(const gh_runtime *rt)
 {
-    gh_health_tick tick = {resolve_names, (void *)rt, RESOLVE_PERIOD_MS};
-    return gh_health_run(rt->probes, rt->nprobes, rt->health, rt->nnames > 0 ? &tick : NULL);
+    gh_health_tick tick = {resolve_names, (void *)rt, rt->cfg->resolve_interval};
+    return gh_health_run(rt->probes, rt->nprobes, rt->health, rt->addrs, rt->nnames > 0 ? &tick : NULL);
 }
 
 static gh_runtime *build(gh_config *cfg, const gh_conf_source *src, const gh_shared *shared, gh_runtime *prev,

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,27 +40,75 @@ static int lb_algorithm(int balance)
     }
 }
 
+static void server_label(proxy__server *s)
+{
+    proxy__named *nm = s->named;
+    char ip[64];
+
+    if (nm->cur.len > 0)
+        gh_sock_ntop(&nm->cur.ss, ip, sizeof(ip));
+    snprintf(nm->label, sizeof(nm->label), "%s (%s)", s->text, nm->cur.len > 0 ? ip : "no address");
+}
+
+/* A name's slot: its current address (a re-resolution may have changed it); idle connections go to the old one. */
+static void server_refresh(proxy__pool *p, size_t i)
+{
+    proxy__named *nm = p->servers[i].named;
+    uint64_t v = gh_addr_shm_version(p->gen->rt->addrs, p->slots[i]);
+    gh_addr old;
+
+    if (v == nm->version)
+        return;
+    nm->version = v;
+    old = nm->cur;
+    gh_addr_shm_current(p->gen->rt->addrs, p->slots[i], p->servers[i].addr, &nm->cur);
+    if (gh_addr_same(&old, &nm->cur))
+        return;
+    server_label(&p->servers[i]);
+    proxy__server_close_idle(p, i);
+}
+
+/* Every address of every config server is a server of the pool: nslots entries, weight and backup copied. */
 static int pool_init(proxy__gen *g, proxy__pool *p, const gh_cfg_pool *cfg)
 {
     proxy__worker *w = g->w;
+    size_t n = 0;
+
     p->w = w;
     p->gen = g;
     p->cfg = cfg;
     p->slots = &g->rt->refs[g->rt->slot_base[cfg->index]];
     p->passive = (gh_health_passive){cfg->passive.fails, cfg->passive.window, cfg->passive.eject};
-    p->nservers = cfg->nservers;
-    p->servers = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->servers));
-    p->lb_servers = calloc(cfg->nservers ? cfg->nservers : 1, sizeof(*p->lb_servers));
-    if (p->servers == NULL || p->lb_servers == NULL)
+    for (size_t i = 0; i < cfg->nservers; i++)
+        n += cfg->servers[i].nslots;
+    p->nservers = n;
+    p->servers = calloc(n ? n : 1, sizeof(*p->servers));
+    p->lb_servers = calloc(n ? n : 1, sizeof(*p->lb_servers));
+    p->named = calloc(n ? n : 1, sizeof(*p->named)); /* apart: numeric servers stay small on the hot path */
+    if (p->servers == NULL || p->lb_servers == NULL || p->named == NULL)
         return -1;
+    n = 0;
     for (size_t i = 0; i < cfg->nservers; i++) {
         const gh_cfg_server *s = &cfg->servers[i];
-        p->servers[i].addr = s->naddrs > 0 ? &s->addrs[0] : NULL;
-        p->servers[i].named = !gh_addr_is_numeric(s->host.p); /* the prober re-resolves the same ones */
-        p->servers[i].text = s->text.p;
-        p->lb_servers[i].weight = s->weight;
-        p->lb_servers[i].backup = (uint8_t)s->backup;
-        p->lb_servers[i].id = gh_lb_hash(s->text.p, s->text.len);
+        for (size_t j = 0; j < s->nslots; j++, n++) {
+            proxy__server *ps = &p->servers[n];
+            char id[320];
+
+            ps->addr = j < s->naddrs ? &s->addrs[j] : NULL;
+            ps->text = s->text.p;
+            if (!gh_addr_is_numeric(s->host.p)) { /* the prober re-resolves the same ones */
+                ps->named = &p->named[n];
+                if (ps->addr != NULL)
+                    ps->named->cur = *ps->addr;
+                server_label(ps);
+                server_refresh(p, n); /* a worker restarted later reads what the prober published */
+            }
+            p->lb_servers[n].weight = s->weight;
+            p->lb_servers[n].backup = (uint8_t)s->backup;
+            /* The first address keeps the id a server had before names had several (consistent hash). */
+            snprintf(id, sizeof(id), "%s#%zu", s->text.p, j);
+            p->lb_servers[n].id = j == 0 ? gh_lb_hash(s->text.p, s->text.len) : gh_lb_hash(id, strlen(id));
+        }
     }
     /* A seed per worker and pool: p2c and random must not make every worker choose alike. */
     p->lb = gh_lb_new(lb_algorithm(cfg->balance), p->lb_servers, p->nservers,
@@ -87,6 +136,7 @@ void proxy__pools_free(proxy__gen *g)
         gh_lb_free(g->pools[i].lb);
         free(g->pools[i].servers);
         free(g->pools[i].lb_servers);
+        free(g->pools[i].named);
     }
     free(g->pools);
     g->pools = NULL;
@@ -169,7 +219,10 @@ static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
     const gh_health_shm *shm = p->gen->rt->health;
     uint64_t now = gh_loop_now(p->w->loop), unhealthy = 0, failed = 0;
     for (size_t i = 0; i < p->nservers; i++) {
-        if (p->servers[i].addr == NULL || !gh_health_usable(shm, p->slots[i], now))
+        if (p->servers[i].named != NULL)
+            server_refresh(p, i);
+        if ((p->servers[i].named != NULL ? p->servers[i].named->cur.len == 0 : p->servers[i].addr == NULL) ||
+            !gh_health_usable(shm, p->slots[i], now))
             unhealthy |= (uint64_t)1 << i;
         else if (p->servers[i].down_until > now)
             failed |= (uint64_t)1 << i;
@@ -185,8 +238,8 @@ void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
     if (ok)
         gh_health_passive_success(shm, p->slots[server]);
     else if (p->passive.max_fails > 0)
-        gh_health_passive_failure(shm, p->slots[server], gh_loop_now(p->w->loop), &p->passive, p->servers[server].text,
-                                  p->cfg->name.p);
+        gh_health_passive_failure(shm, p->slots[server], gh_loop_now(p->w->loop), &p->passive,
+                                  proxy__server_name(&p->servers[server]), p->cfg->name.p);
 }
 
 /*
@@ -237,16 +290,15 @@ static void log_local_error(proxy__worker *w, const char *server, int err)
 static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
 {
     proxy__worker *w = p->w;
-    const gh_addr *a = p->servers[server].addr;
-    gh_addr latest;
+    proxy__server *s = &p->servers[server];
+    const gh_addr *a = s->addr;
     int fd;
 
     *local = 0;
-    /* A name: the address the prober resolved last, if it published one since the load. */
-    if (p->servers[server].named && gh_addr_shm_get(p->gen->rt->addrs, p->slots[server], &latest))
-        a = &latest;
-    if (a == NULL) {
-        gh_log_warn("connect to %s failed: no address", p->servers[server].text);
+    if (s->named != NULL) /* a name: the address pick_server read */
+        a = s->named->cur.len > 0 ? &s->named->cur : NULL;
+    if (a == NULL) { /* pick_server skips a name's slot without an address: a safety net */
+        gh_log_warn("connect to %s failed: no address", proxy__server_name(s));
         p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
         proxy__upstream_report(p, (size_t)server, 0);
         return NULL;
@@ -255,12 +307,12 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
     if ((fd == -EMFILE || fd == -ENFILE) && reclaim_idle(p->gen, 16) > 0)
         fd = gh_sock_connect(a);
     if (fd < 0 && local_error(-fd)) {
-        log_local_error(w, p->servers[server].text, -fd);
+        log_local_error(w, proxy__server_name(s), -fd);
         *local = 1;
         return NULL;
     }
     if (fd < 0) {
-        gh_log_warn("connect to %s failed: %s", p->servers[server].text, strerror(-fd));
+        gh_log_warn("connect to %s failed: %s", proxy__server_name(s), strerror(-fd));
         p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
         proxy__upstream_report(p, (size_t)server, 0);
         return NULL;

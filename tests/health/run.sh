@@ -21,7 +21,7 @@ OUT=${BUILD:-build}/health
 mkdir -p "$OUT"
 # shellcheck disable=SC2086
 cc -std=c11 -D_GNU_SOURCE -O1 -g ${SAN:-} -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Isrc \
-    -o "$OUT/health-watch" tests/health/watch.c src/health/state.c src/health/check.c src/health/probe.c \
+    -o "$OUT/health-watch" tests/health/watch.c src/health/state.c src/health/check.c src/health/probe.c src/health/addrs.c \
     src/core/loop.c src/core/log.c src/net/sock.c src/net/addr.c src/http/h1.c
 
 now() { date +%s%3N; }

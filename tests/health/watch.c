@@ -99,7 +99,7 @@ int main(int argc, char **argv)
     end = now_ms() + 1000 * strtoull(argv[8], NULL, 10);
     fflush(NULL);
     if ((pid = fork()) == 0)
-        exit(gh_health_run(&t, 1, shm, NULL)); /* exit, not _exit: LeakSanitizer checks the teardown */
+        exit(gh_health_run(&t, 1, shm, NULL, NULL)); /* exit, not _exit: LeakSanitizer checks the teardown */
     signal(SIGUSR1, on_usr1);
     while (!stop && now_ms() < end) {
         int now = gh_health_status_get(shm, 0);

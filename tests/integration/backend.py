@@ -4,7 +4,7 @@
 A threaded raw-socket HTTP/1.1 server (no http.server: the tests need byte-level
 control of what is sent and an exact record of what was received).
 
-  backend.py --name b1 --dir DIR [--port 0] [--raw-max BYTES]
+  backend.py --name b1 --dir DIR [--port 0] [--host 127.0.0.1 or ::1] [--raw-max BYTES]
 
 Writes, in DIR:
   NAME.port    the port it listens on (written atomically once listening)
@@ -219,9 +219,9 @@ class Server:
         self.log = Log(args.dir, args.name, args.raw_max)
         self.conn_ids = 0
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", args.port))
+        self.sock.bind((args.host, args.port))
         self.sock.listen(128)
         port = self.sock.getsockname()[1]
         tmp = os.path.join(args.dir, args.name + ".port.tmp")
@@ -235,7 +235,7 @@ class Server:
             with self.lock:
                 self.conn_ids += 1
                 cid = self.conn_ids
-            self.log.event(ev="accept", conn=cid, peer="%s:%d" % addr)
+            self.log.event(ev="accept", conn=cid, peer="%s:%d" % addr[:2])
             threading.Thread(target=self.handle, args=(c, cid), daemon=True).start()
 
     def handle(self, c, cid):
@@ -526,6 +526,7 @@ def main():
     ap.add_argument("--name", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1")  # or ::1 (a name that resolves to both, t_health)
     ap.add_argument("--raw-max", type=int, default=None)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))

@@ -205,3 +205,80 @@ def backends(ctx, names):
     if errs:
         raise errs[0]
     return out
+
+
+# ---------------------------------------------------------------- names that resolve to what a test says
+
+_resolver_lock = threading.Lock()
+
+
+def fake_resolver(session):
+    """Builds tests/integration/fake_resolver.c once per session; returns the path of the .so to LD_PRELOAD."""
+    with _resolver_lock:
+        got = getattr(session, "_fake_resolver", None)
+        if got is not None:
+            return got
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_resolver.c")
+        out = os.path.join(session.dir, "fake_resolver.so")
+        argv = [os.environ.get("CC", "cc"), "-std=c11", "-O1", "-shared", "-fPIC", "-o", out, src, "-ldl"]
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise Fail("cannot build the fake resolver: %s" % r.stdout.decode(errors="replace")[-500:])
+        session._fake_resolver = out
+        return out
+
+
+class FakeHosts:
+    """The hosts file the fake resolver answers `*.test` names from; set() rewrites it atomically."""
+
+    def __init__(self, ctx, lines):
+        self.path = os.path.join(ctx.dir, "fake-hosts")
+        self.so = fake_resolver(ctx.session)
+        self.set(lines)
+
+    def set(self, lines):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("".join(ln + "\n" for ln in lines))
+        os.rename(tmp, self.path)
+
+    def env(self):
+        """The environment for a gatehouse that resolves through it (ASan: our library comes first)."""
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        return {"LD_PRELOAD": self.so, "GH_FAKE_HOSTS": self.path,
+                "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+
+
+def port_free_on_both():
+    """A port free on 127.0.0.1 and on ::1 (a name's addresses share the server's port)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET6) as s6:
+            s6.bind(("::1", 0))
+            port = s6.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET) as s4:
+                    s4.bind(("127.0.0.1", port))
+                    return port
+            except OSError:
+                continue
+    raise Fail("no port free on both 127.0.0.1 and ::1")
+
+
+def dual_backends(ctx, n4="b4", n6="b6"):
+    """Two backends on one port: n4 on 127.0.0.1, n6 on ::1. Returns (b4, b6, port)."""
+    last = None
+    for _ in range(3):
+        port = port_free_on_both()
+        try:
+            b4 = ctx.backend(n4, port=port)
+        except Fail as e:
+            last = e
+            continue
+        try:
+            b6 = ctx.backend(n6, port=port, host="::1")
+            return b4, b6, port
+        except Fail as e:
+            last = e
+            kill_backend(b4)
+            os.remove(os.path.join(ctx.dir, n4 + ".port"))
+    raise last

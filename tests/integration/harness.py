@@ -214,14 +214,15 @@ def kill_tree(p):
 
 
 class Backend:
-    def __init__(self, ctx, name, raw_max=None, port=0):
+    def __init__(self, ctx, name, raw_max=None, port=0, host="127.0.0.1"):
         self.ctx = ctx
         self.name = name
+        self.host = host
         self.dir = ctx.dir
         self.raw_path = os.path.join(ctx.dir, name + ".raw")
         self.events_path = os.path.join(ctx.dir, name + ".events")
         self.log_path = os.path.join(ctx.dir, name + ".stderr")
-        argv = [PY, str(HERE / "backend.py"), "--name", name, "--dir", ctx.dir, "--port", str(port)]
+        argv = [PY, str(HERE / "backend.py"), "--name", name, "--dir", ctx.dir, "--port", str(port), "--host", host]
         if raw_max is not None:
             argv += ["--raw-max", str(raw_max)]
         self.logf = open(self.log_path, "wb")
@@ -443,7 +444,7 @@ class GatehouseConf(Gatehouse):
     self.port: the first listener's port; self.listeners: [(host, port, tls)].
     """
 
-    def __init__(self, ctx, text, nports=0, children=None, args=(), wait=True, name=None, prefix=()):
+    def __init__(self, ctx, text, nports=0, children=None, args=(), wait=True, name=None, prefix=(), env=None):
         self.ctx = ctx
         self.stopped = False
         self.allow_worker_change = False
@@ -472,7 +473,8 @@ class GatehouseConf(Gatehouse):
             self.argv = list(prefix) + [GATEHOUSE, "-c", self.conf_path] + list(args)
             self.errf = open(self.log_path, "ab")
             self.outf = open(self.out_path, "ab")
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.outf, stderr=self.errf)
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.outf, stderr=self.errf,
+                                         env=dict(os.environ, **env) if env else None)
             self.pid = self.proc.pid
             ctx.gatehouses.append(self)
             if not wait:
@@ -533,8 +535,8 @@ class Ctx:
         self.info = ""                # one line printed after "ok" (throughput, peak RSS...)
         self.aborted = False
 
-    def backend(self, name="b1", raw_max=None, port=0):
-        b = Backend(self, name, raw_max=raw_max, port=port)
+    def backend(self, name="b1", raw_max=None, port=0, host="127.0.0.1"):
+        b = Backend(self, name, raw_max=raw_max, port=port, host=host)
         self.backends.append(b)
         return b
 

@@ -3,12 +3,14 @@ probed by one process for all workers), 503 at once when no server is healthy, z
 requests under load across a backend kill, and passive ejection (502-504, timeouts and connect
 errors by default; which statuses count is configurable)."""
 import collections
+import re
 import socket
 import threading
 import time
 
-from harness import T, Conn, check, eq, error_body_ok, test
-from cfgutil import (backends, count_requests, ids, kill_backend, log_lines, restart_backend, wait_log)
+from harness import T, Conn, check, eq, error_body_ok, test, wait_until
+from cfgutil import (FakeHosts, backends, count_requests, dual_backends, ids, kill_backend, log_lines,
+                     restart_backend, wait_log)
 
 
 def health_config(ctx, servers, health, workers=1, balance="round_robin", extra_pool="", timeouts=""):
@@ -347,3 +349,154 @@ def _(ctx):
     error_body_ok(r, 503, [b])
     check(dt < 0.25 * T, "503 after %.2fs" % dt)
     eq(count_requests(b, "/slow"), n, "requests that reached the ejected server")
+
+
+# ---------------------------------------------------------------- servers given by name
+# `app.test` resolves through tests/integration/fake_resolver.c (LD_PRELOAD into gatehouse) to what
+# the test writes in a hosts file: 127.0.0.1 (backend b4) and/or ::1 (backend b6), on one port.
+V4, V6 = "127.0.0.1 app.test", "::1 app.test"
+
+
+def named_config(ctx, hosts, port, health=None, workers=1, resolve="resolve_interval 200ms"):
+    c = ctx.session.certs()
+
+    def conf(p):
+        lines = ["workers %d" % workers, resolve, "listen 127.0.0.1:%d tls" % p[0], "pool app {",
+                 "    server app.test:%d" % port]
+        if health:
+            lines.append("    " + health)
+        lines += ["}", "site default {", "    cert %s %s" % (c["ec_cert"], c["ec_key"]),
+                  "    route / { proxy app }", "}", ""]
+        return "\n".join(lines)
+    return ctx.gatehouse_config(conf, nports=1, env=hosts.env())
+
+
+def named_down_re(port, ip):
+    return r"server app\.test:%d \(%s\) of pool app is down" % (port, re.escape(ip))
+
+
+def named_up_re(port, ip):
+    return r"server app\.test:%d \(%s\) of pool app is up" % (port, re.escape(ip))
+
+
+def by_backend(gh, n):
+    """n GETs of /id, a connection each; returns (Counter of bodies, Counter of statuses)."""
+    seen, statuses = collections.Counter(), collections.Counter()
+    for i in range(n):
+        with Conn(gh.port) as c:
+            r = c.request("GET", "/id")
+        statuses[r.status] += 1
+        seen[r.body.decode(errors="replace") if r.status == 200 else "-"] += 1
+    return seen, statuses
+
+
+@test("named_server_uses_only_first_address")
+def _(ctx):
+    # Every address a name resolves to is a server of the pool (docs/config.md): app.test has two.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4, V6])
+    gh = named_config(ctx, hosts, port)
+    seen, st = by_backend(gh, 20)
+    eq(dict(st), {200: 20}, "statuses")
+    eq(dict(seen), {"b4": 10, "b6": 10}, "round robin over the two addresses of app.test (127.0.0.1 and ::1)")
+
+
+@test("health_check_probes_only_first_address_of_name")
+def _(ctx):
+    # An active check probes each address of a name; a dead one is down alone, the other keeps serving.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4, V6])
+    gh = named_config(ctx, hosts, port, health=HTTP_CHECK, resolve="")
+    limit = (INTERVAL + TIMEOUT + SLACK) * T
+    check(wait_until(lambda: count_requests(b4, "/healthz") >= 1 and count_requests(b6, "/healthz") >= 1, limit),
+          "both addresses were not probed within %.1fs: b4 %d, b6 %d probes"
+          % (limit, count_requests(b4, "/healthz"), count_requests(b6, "/healthz")))
+    kill_backend(b6)
+    limit = (INTERVAL * FALL + TIMEOUT + SLACK) * T
+    check(wait_log(gh, named_down_re(port, "::1"), limit) is not None,
+          "b6 (::1) killed: no 'server app.test:%d (::1) of pool app is down' within %.1fs" % (port, limit))
+    eq(log_lines(gh, named_down_re(port, "127.0.0.1")), [], "'is down' lines for 127.0.0.1 (still up)")
+    seen, st = by_backend(gh, 10)
+    eq(dict(seen), {"b4": 10}, "who served once ::1 is down")
+    eq(dict(st), {200: 10}, "statuses once ::1 is down")
+
+
+@test("health_check_probes_stale_address_after_reresolution")
+def _(ctx):
+    # app.test moves from 127.0.0.1 to ::1. Workers follow it, and so must the health check: probing the
+    # old address would judge a server that no longer gets traffic and mark the live one down.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4])
+    gh = named_config(ctx, hosts, port, health=HTTP_CHECK)
+    seen, st = by_backend(gh, 4)
+    eq(dict(seen), {"b4": 4}, "who served while app.test is 127.0.0.1")
+    n6 = count_requests(b6, "/healthz")
+    hosts.set([V6])
+    check(wait_log(gh, r"app\.test:%d resolves to \[::1\]:%d" % (port, port), 3 * T) is not None,
+          "no 'resolves to [::1]' line within %.1fs of the change (resolve_interval 200ms)" % (3 * T))
+    check(wait_until(lambda: count_requests(b6, "/healthz") > n6, (INTERVAL + SLACK) * T),
+          "the new address ::1 was never probed")
+    check(wait_log(gh, named_up_re(port, "::1"), (INTERVAL + SLACK) * T) is not None,
+          "no 'server app.test:%d (::1) of pool app is up' after its first probe" % port)
+    # The address that left the name gets no new requests, although its backend still runs.
+    n4 = count_requests(b4, "/id")
+    seen, st = by_backend(gh, 6)
+    eq(dict(seen), {"b6": 6}, "who served once app.test is ::1 only")
+    eq(count_requests(b4, "/id"), n4, "requests that reached the old address 127.0.0.1")
+    # The old backend dies: nothing probes it any more, so nothing is marked down.
+    h4 = count_requests(b4, "/healthz")
+    kill_backend(b4)
+    time.sleep((INTERVAL * FALL + TIMEOUT + 0.3) * T)
+    seen, st = by_backend(gh, 6)
+    eq(dict(st), {200: 6}, "statuses after the old address's backend died (the live one must not be down)")
+    eq(log_lines(gh, r"of pool app is down"), [], "'is down' lines")
+    eq(count_requests(b4, "/healthz"), h4, "probes of 127.0.0.1 after it left the name")
+    # The current one dies: that one is down.
+    kill_backend(b6)
+    limit = (INTERVAL * FALL + TIMEOUT + SLACK) * T
+    check(wait_log(gh, named_down_re(port, "::1"), limit) is not None,
+          "b6 killed: no 'server app.test:%d (::1) of pool app is down' within %.1fs" % (port, limit))
+
+
+@test("new_address_of_name_gets_traffic_before_probe")
+def _(ctx):
+    # A new address of a name gets requests only once a health check passed: here ::1 joins app.test but
+    # fails its check (the backend on ::1 answers 500 to it), so it must never get a request.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4])
+    gh = named_config(ctx, hosts, port, health="health http GET /fail?on=b6 interval=300ms timeout=200ms")
+    stop = threading.Event()
+    got = collections.Counter()
+
+    def load():
+        t_end = time.monotonic() + 10 * T
+        while not stop.is_set() and time.monotonic() < t_end:
+            with Conn(gh.port) as c:
+                r = c.request("GET", "/id?close=1")  # a new upstream connection each time
+            got[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
+    th = threading.Thread(target=load)
+    th.start()
+    try:
+        time.sleep(0.3)
+        hosts.set([V6, V4])  # the new address first, as a resolver may list it
+        # Several re-resolutions (200ms) and probe intervals (300ms) of load.
+        time.sleep(1.5 * T)
+    finally:
+        stop.set()
+        th.join(15 * T)
+    eq(count_requests(b6, "/id"), 0, "client requests that reached ::1 (new, failing its check)")
+    check(got["b4"] >= 10 and set(got) == {"b4"}, "answers during the change: %s" % dict(got))
+    check(count_requests(b6, "/fail") >= 1, "the new address ::1 was never probed")
+    check(log_lines(gh, named_down_re(port, "::1")), "no 'server app.test:%d (::1) of pool app is down'" % port)
+    ctx.info = "%s" % dict(got)
+
+
+@test("name_that_stops_resolving_keeps_its_addresses")
+def _(ctx):
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4, V6])
+    gh = named_config(ctx, hosts, port)
+    hosts.set([])
+    check(wait_log(gh, r"cannot resolve app\.test", 3 * T) is not None, "no 'cannot resolve' line")
+    seen, st = by_backend(gh, 10)
+    eq(dict(seen), {"b4": 5, "b6": 5}, "who served once app.test stopped resolving (its last addresses)")

@@ -614,6 +614,9 @@ static void resolve(void)
         CHECK(c->pools[0].servers[0].naddrs >= 1);
         CHECK(c->pools[0].servers[0].naddrs >= 1 && strstr(c->pools[0].servers[0].addrs[0].text, ":8080") != NULL);
         CHECK(c->pools[0].servers[1].naddrs == 1);
+        CHECK(c->pools[0].servers[0].naddrs <= c->pools[0].servers[0].nslots);
+        for (size_t i = 1; i < c->pools[0].servers[0].naddrs; i++) /* sorted, no duplicates */
+            CHECK(!gh_addr_same(&c->pools[0].servers[0].addrs[i - 1], &c->pools[0].servers[0].addrs[i]));
     }
     gh_config_free(c);
     c = parse_text("listen 127.0.0.1:1\npool p {\n\n server no-such-host.invalid:80\n}\n"
@@ -864,6 +867,49 @@ static void passive_statuses(void)
     EXPECT_ERROR("pool a { passive code=502 }\n", "main.conf:1: invalid passive option \"code=502\"");
 }
 
+/* A7: every address of a name is a server; how many a name may have is fixed by the file. */
+static void name_slots(void)
+{
+    gh_config *c;
+    char text[4096];
+    size_t at = 0;
+
+    unit_case("server slots: 1 for an address, 8 for a name unless max_addrs=N; resolve_interval");
+    c = parse_text("listen 127.0.0.1:8080\nresolve_interval 500ms\n"
+                   "pool app { server 127.0.0.1:9000; server app.internal:80; server b.internal:80 max_addrs=3 }\n"
+                   "site default { route / { proxy app } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_INT(c->pools[0].servers[0].nslots, 1);
+        CHECK_INT(c->pools[0].servers[1].nslots, GH_CFG_NAME_SLOTS);
+        CHECK_INT(c->pools[0].servers[2].nslots, 3);
+        CHECK_INT(c->resolve_interval, 500);
+    }
+    gh_config_free(c);
+    c = parse_text(VALID_TAIL);
+    CHECK(c != NULL && c->resolve_interval == 30000);
+    gh_config_free(c);
+
+    unit_case("server slots: a pool holds at most 64, a name counting as its max_addrs");
+    at += (size_t)snprintf(text + at, sizeof(text) - at, "pool a {\n");
+    for (int i = 0; i < 8; i++)
+        at += (size_t)snprintf(text + at, sizeof(text) - at, " server n%d.internal:80\n", i);
+    snprintf(text + at, sizeof(text) - at, " server 127.0.0.1:1\n}\n");
+    EXPECT_ERROR(text, "main.conf:10: too many servers in pool \"a\" (at most 64; a server given by name counts");
+    EXPECT_ERROR("pool a { server 127.0.0.1:80 max_addrs=2 }\n",
+                 "main.conf:1: max_addrs is for a server given by name, not 127.0.0.1:80");
+    EXPECT_ERROR("pool a { server a.internal:80 max_addrs=17 }\n", "main.conf:1: invalid max_addrs \"17\"");
+    EXPECT_ERROR("pool a { server a.internal:80 max_addrs=0 }\n", "main.conf:1: invalid max_addrs \"0\"");
+    EXPECT_ERROR("resolve_interval 0\n", "main.conf:1: invalid resolve_interval \"0\"");
+    at = (size_t)snprintf(text, sizeof(text), "listen 127.0.0.1:1\npool a {\n");
+    for (int i = 0; i < 64; i++)
+        at += (size_t)snprintf(text + at, sizeof(text) - at, " server n%d.internal:80 max_addrs=1\n", i);
+    snprintf(text + at, sizeof(text) - at, "}\nsite default { route / { proxy a } }\n");
+    c = parse_text(text);
+    CHECK(c != NULL);
+    gh_config_free(c);
+}
+
 void suite_conf(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
@@ -885,6 +931,7 @@ void suite_conf(void)
     bundle();
     route_helpers();
     passive_statuses();
+    name_slots();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
 }

@@ -316,7 +316,7 @@ static void test_prober(void)
     if (pid == 0) {
         gh_log_level = GH_LOG_ERROR; /* the transitions are expected */
         close(lfd);
-        _exit(gh_health_run(t, 2, shm, NULL));
+        _exit(gh_health_run(t, 2, shm, NULL, NULL));
     }
     CHECK(pid > 0);
     if (pid < 0)
@@ -480,6 +480,164 @@ static void test_moved_slot_race(void)
     unit_case(NULL);
 }
 
+static gh_addr v4(const char *ip, int port)
+{
+    gh_addr a;
+    char text[64];
+
+    snprintf(text, sizeof(text), "%s:%d", ip, port);
+    CHECK(gh_addr_parse(&a, text) == 0);
+    return a;
+}
+
+/* Slots of a name across re-resolutions (health_check_probes_stale_address_after_reresolution, A7). */
+static void test_addrs(void)
+{
+    gh_addr cur[4] = {0}, next[4], found[6];
+    gh_addr a = v4("10.0.0.1", 80), b = v4("10.0.0.2", 80), c = v4("10.0.0.3", 80), d = v4("10.0.0.4", 80);
+    gh_addr e = v4("10.0.0.5", 80), none = {0}, got;
+    gh_addr_shm *shm;
+
+    unit_case("addr: the same endpoint, whatever the text; another port is another one");
+    got = a;
+    snprintf(got.text, sizeof(got.text), "other text");
+    CHECK(gh_addr_same(&a, &got) && !gh_addr_same(&a, &b));
+    got = v4("10.0.0.1", 81);
+    CHECK(!gh_addr_same(&a, &got) && !gh_addr_same(&a, &none) && gh_addr_same(&none, &none));
+
+    unit_case("assign: empty slots fill in order; duplicates count once");
+    found[0] = a, found[1] = b, found[2] = a;
+    CHECK_INT(gh_addr_assign(cur, next, 4, found, 3), 0);
+    CHECK(gh_addr_same(&next[0], &a) && gh_addr_same(&next[1], &b) && next[2].len == 0 && next[3].len == 0);
+
+    unit_case("assign: an address still there keeps its slot; a gone one leaves it empty; a new one fills a hole");
+    memcpy(cur, next, sizeof(cur));
+    found[0] = c, found[1] = b; /* a left, c came: c takes a's slot, b stays in slot 1 */
+    CHECK_INT(gh_addr_assign(cur, next, 4, found, 2), 0);
+    CHECK(gh_addr_same(&next[0], &c) && gh_addr_same(&next[1], &b) && next[2].len == 0);
+    memcpy(cur, next, sizeof(cur));
+    found[0] = b; /* only b: slot 0 empties, b does not move */
+    CHECK_INT(gh_addr_assign(cur, next, 4, found, 1), 0);
+    CHECK(next[0].len == 0 && gh_addr_same(&next[1], &b) && next[2].len == 0 && next[3].len == 0);
+
+    unit_case("assign: more addresses than slots: the extra ones are counted, not placed");
+    memcpy(cur, next, sizeof(cur));
+    found[0] = a, found[1] = b, found[2] = c, found[3] = d, found[4] = e, found[5] = e;
+    CHECK_INT(gh_addr_assign(cur, next, 4, found, 6), 1);
+    CHECK(gh_addr_same(&next[1], &b)); /* kept */
+    CHECK(gh_addr_same(&next[0], &a) && gh_addr_same(&next[2], &c) && gh_addr_same(&next[3], &d));
+
+    unit_case("addr shm: current is the published address, else the loaded one; none is published too");
+    shm = gh_addr_shm_new(4);
+    CHECK(shm != NULL);
+    if (shm == NULL)
+        return;
+    CHECK(gh_addr_shm_current(shm, 0, &a, &got) == 1 && gh_addr_same(&got, &a));
+    CHECK(gh_addr_shm_current(shm, 1, NULL, &got) == 0 && got.len == 0);
+    uint64_t v0 = gh_addr_shm_version(shm, 0);
+    gh_addr_shm_set(shm, 0, &b);
+    CHECK(gh_addr_shm_version(shm, 0) != v0);
+    CHECK(gh_addr_shm_current(shm, 0, &a, &got) == 1 && gh_addr_same(&got, &b));
+    uint64_t v1 = gh_addr_shm_version(shm, 0);
+    gh_addr_shm_set(shm, 0, &none);
+    CHECK(gh_addr_shm_version(shm, 0) != v1);
+    CHECK(gh_addr_shm_current(shm, 0, &a, &got) == 0 && got.len == 0); /* the loaded a is gone too */
+    CHECK(gh_addr_shm_version(shm, 9) == 0 && gh_addr_shm_current(shm, 9, &a, &got) == 1);
+    gh_addr_shm_claim(shm, 0); /* a load forgets what was published */
+    CHECK(gh_addr_shm_current(shm, 0, &a, &got) == 1 && gh_addr_same(&got, &a));
+    gh_addr_shm_free(shm);
+    unit_case(NULL);
+}
+
+/* A new address is another server: pending until probed, no ejection carried over. */
+static void test_slot_reset(void)
+{
+    gh_health_shm *shm = gh_health_shm_new(2);
+    gh_health_passive p = {.max_fails = 1, .window_ms = 1000, .eject_ms = 100000};
+    int saved = gh_log_level;
+
+    CHECK(shm != NULL);
+    if (shm == NULL)
+        return;
+    gh_log_level = GH_LOG_ERROR; /* the ejection's warn line */
+    unit_case("slot reset: PENDING is unusable and clears an ejection; UNKNOWN is usable");
+    CHECK_INT(gh_health_passive_failure(shm, 0, 1000, &p, NULL, NULL), 1);
+    CHECK(!gh_health_usable(shm, 0, 2000));
+    gh_health_slot_reset(shm, 0, GH_HEALTH_PENDING);
+    CHECK(!gh_health_usable(shm, 0, 2000));
+    CHECK_INT(gh_health_status_set(shm, 0, GH_HEALTH_UP), GH_HEALTH_PENDING);
+    CHECK(gh_health_usable(shm, 0, 2000));
+    CHECK_INT(gh_health_passive_failure(shm, 0, 3000, &p, NULL, NULL), 1);
+    gh_health_slot_reset(shm, 0, GH_HEALTH_UNKNOWN);
+    CHECK(gh_health_usable(shm, 0, 3001));
+    gh_log_level = saved;
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
+static void no_tick(void *arg)
+{
+    (void)arg;
+}
+
+/* health_check_probes_stale_address_after_reresolution (A7), at the prober itself. */
+static void test_prober_follows_address(void)
+{
+    gh_health_shm *shm = gh_health_shm_new(1);
+    gh_addr_shm *addrs = gh_addr_shm_new(1);
+    gh_health_target t;
+    gh_health_tick tick = {no_tick, NULL, 20};
+    gh_addr live, dead;
+    char req[512] = "";
+    int lfd, dfd, status, saved = gh_log_level;
+    pid_t pid;
+
+    unit_case("prober: a name's target probes the slot's published address, not the one from the load");
+    lfd = listen_any(&live);
+    dfd = listen_any(&dead);
+    CHECK(shm != NULL && addrs != NULL && lfd >= 0 && dfd >= 0);
+    if (shm == NULL || addrs == NULL || lfd < 0 || dfd < 0)
+        return;
+    close(dfd); /* nothing listens there any more: probing it fails */
+    memset(&t, 0, sizeof(t));
+    t = (gh_health_target){.slot = 0,
+                           .addr = dead,
+                           .name = "app.test:80",
+                           .type = GH_PROBE_TCP,
+                           .interval_ms = 50,
+                           .timeout_ms = 200,
+                           .rise = 1,
+                           .fall = 1000}; /* 50 s of failures: only a reset verdict goes down within 2 s */
+    gh_addr_shm_set(addrs, 0, &live);     /* re-resolved before the prober started */
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        gh_log_level = GH_LOG_ERROR;
+        close(lfd);
+        _exit(gh_health_run(&t, 1, shm, addrs, &tick));
+    }
+    CHECK(pid > 0);
+    if (pid < 0)
+        goto out;
+    CHECK(serve_until(lfd, "", shm, 0, GH_HEALTH_UP, 2000, req, sizeof(req)));
+    unit_case("prober: a new address is judged by its first probe (fall does not apply to another server)");
+    gh_addr_shm_set(addrs, 0, &dead);
+    CHECK(serve_until(-1, "", shm, 0, GH_HEALTH_DOWN, 2000, req, sizeof(req)));
+    unit_case("prober: a slot with no address is not probed and keeps its verdict");
+    gh_addr_shm_set(addrs, 0, &(gh_addr){0});
+    gh_health_status_set(shm, 0, GH_HEALTH_UNKNOWN);
+    usleep(300000);
+    CHECK_INT(gh_health_status_get(shm, 0), GH_HEALTH_UNKNOWN);
+    kill(pid, SIGTERM);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+out:
+    close(lfd);
+    gh_log_level = saved;
+    gh_addr_shm_free(addrs);
+    gh_health_shm_free(shm);
+    unit_case(NULL);
+}
+
 void suite_health(void)
 {
     test_fsm();
@@ -490,4 +648,7 @@ void suite_health(void)
     test_moved_slot();
     test_moved_slot_race();
     test_prober();
+    test_addrs();
+    test_slot_reset();
+    test_prober_follows_address();
 }
