@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/common.h"
 #include "proxy/proxy.h"
 
 typedef struct out {
@@ -111,9 +112,30 @@ static int op_names(const gh_cfg_header_op *ops, size_t n, gh_h1_str name)
     return 0;
 }
 
-static int op_names_lit(const gh_cfg_header_op *ops, size_t n, const char *name)
+/* The headers that gatehouse writes itself, as bits: a route's operation naming one replaces gatehouse's copy. */
+enum { OWN_HOST = 1, OWN_XFF = 2, OWN_XFP = 4, OWN_XFH = 8, OWN_FORWARDED = 16 };
+
+/* Which of gatehouse's own headers the operations name; computed once per head, and only when there are any. */
+static unsigned own_named(const gh_cfg_header_op *ops, size_t n)
 {
-    return op_names(ops, n, (gh_h1_str){name, strlen(name)});
+    static const struct {
+        const char *name;
+        size_t len;
+        unsigned bit;
+    } own[] = {
+        {"Host", 4, OWN_HOST},
+        {"X-Forwarded-For", 15, OWN_XFF},
+        {"X-Forwarded-Proto", 17, OWN_XFP},
+        {"X-Forwarded-Host", 16, OWN_XFH},
+        {"Forwarded", 9, OWN_FORWARDED},
+    };
+    unsigned named = 0;
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < GH_ARRAY_LEN(own); k++)
+            if (ops[i].name.len == own[k].len && strncasecmp(ops[i].name.p, own[k].name, own[k].len) == 0)
+                named |= own[k].bit;
+    return named;
 }
 
 static void put_set_ops(out *o, const gh_cfg_header_op *ops, size_t n)
@@ -135,6 +157,7 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
     const gh_cfg_header_op *ops = f->route ? f->route->req_ops : NULL;
     size_t nops = f->route ? f->route->nreq_ops : 0;
     int tls = f->tls;
+    unsigned named = nops > 0 ? own_named(ops, nops) : 0;
 
     /* RFC 9112 3.2.2: with an absolute-form target, its authority is the host. */
     if (r->target_form == GH_H1_ABSOLUTE_FORM)
@@ -155,31 +178,32 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
      * the client's: two Host fields are a 400 for any strict backend (RFC 9112 3.2) and two
      * X-Forwarded-For lists let the client's spoofed entry pass for ours. `remove Host` is refused
      * by the configuration (HTTP/1.1 requires it), so a Host always goes out exactly once. */
-    if (!op_names_lit(ops, nops, "Host")) {
+    if (!(named & OWN_HOST)) {
         put(&o, "Host: ", 6);
         put_str(&o, host);
         put(&o, "\r\n", 2);
     }
     for (size_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].hop && !forwarded_kind(r->headers[i].kind) && !op_names(ops, nops, r->headers[i].name))
+        if (!r->headers[i].hop && !forwarded_kind(r->headers[i].kind) &&
+            (nops == 0 || !op_names(ops, nops, r->headers[i].name)))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
 
-    if (!op_names_lit(ops, nops, "X-Forwarded-For")) {
+    if (!(named & OWN_XFF)) {
         put(&o, "X-Forwarded-For: ", 17);
         if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
             put(&o, ", ", 2);
         puts_(&o, ip);
         put(&o, "\r\n", 2);
     }
-    if (!op_names_lit(ops, nops, "X-Forwarded-Proto"))
+    if (!(named & OWN_XFP))
         puts_(&o, tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
-    if (!op_names_lit(ops, nops, "X-Forwarded-Host")) {
+    if (!(named & OWN_XFH)) {
         put(&o, "X-Forwarded-Host: ", 18);
         put_str(&o, host);
         put(&o, "\r\n", 2);
     }
-    if (!op_names_lit(ops, nops, "Forwarded"))
+    if (!(named & OWN_FORWARDED))
         put_forwarded(&o, r, ip, host, tls);
     if (r->body == GH_H1_BODY_CHUNKED)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
@@ -200,7 +224,7 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     put_str(&o, r->reason);
     put(&o, "\r\n", 2);
     for (size_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].hop && !op_names(ops, nops, r->headers[i].name))
+        if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
     if (chunk_out)
