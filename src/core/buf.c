@@ -5,9 +5,13 @@
 
 /* Free blocks are kept in a singly linked list threaded through the blocks themselves. */
 #define POOL_MAX_FREE 1024
+/* Big blocks are few at a time (one per bulk transfer in flight): keep a handful, free the rest. */
+#define POOL_MAX_FREE_BIG 8
 
 static void *free_list;
 static unsigned free_count;
+static void *free_big;
+static unsigned free_big_count;
 
 int gh_buf_reserve(gh_buf *b)
 {
@@ -37,6 +41,30 @@ int gh_buf_reserve_large(gh_buf *b, size_t size)
     return 0;
 }
 
+int gh_buf_reserve_big(gh_buf *b)
+{
+    char *p;
+    size_t n = gh_buf_len(b);
+
+    if (b->data != NULL && b->cap >= GH_BUF_BIG_SIZE)
+        return 0;
+    if (free_big != NULL) {
+        p = free_big;
+        free_big = *(void **)free_big;
+        free_big_count--;
+    } else if ((p = malloc(GH_BUF_BIG_SIZE)) == NULL) {
+        return -1;
+    }
+    if (n > 0)
+        memcpy(p, gh_buf_head(b), n);
+    gh_buf_release(b);
+    b->data = p;
+    b->start = 0;
+    b->end = (uint32_t)n;
+    b->cap = GH_BUF_BIG_SIZE;
+    return 0;
+}
+
 void gh_buf_release(gh_buf *b)
 {
     if (b->data == NULL)
@@ -45,6 +73,10 @@ void gh_buf_release(gh_buf *b)
         *(void **)b->data = free_list;
         free_list = b->data;
         free_count++;
+    } else if (b->cap == GH_BUF_BIG_SIZE && free_big_count < POOL_MAX_FREE_BIG) {
+        *(void **)b->data = free_big;
+        free_big = b->data;
+        free_big_count++;
     } else {
         free(b->data);
     }
@@ -88,4 +120,10 @@ void gh_buf_pool_drain(void)
         free_list = next;
     }
     free_count = 0;
+    while (free_big != NULL) {
+        void *next = *(void **)free_big;
+        free(free_big);
+        free_big = next;
+    }
+    free_big_count = 0;
 }

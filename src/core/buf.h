@@ -12,11 +12,19 @@
 
 #define GH_BUF_SIZE (16 * 1024)
 
+/*
+ * A big block: taken only while bulk data flows (a response body streaming
+ * from an upstream, a batch of TLS records waiting for one send) and given back
+ * as soon as it drains, so that a large transfer costs a few system calls per
+ * megabyte instead of one per 16 KiB, and an idle connection still holds none.
+ */
+#define GH_BUF_BIG_SIZE (128 * 1024)
+
 /* Bytes live in data[start..end); embedded in its owner, which calls gh_buf_release. */
 typedef struct gh_buf {
     char *data; /* NULL while no block is held */
     uint32_t start, end;
-    uint32_t cap; /* GH_BUF_SIZE, or more for a block from gh_buf_reserve_large */
+    uint32_t cap; /* GH_BUF_SIZE, GH_BUF_BIG_SIZE, or any size from gh_buf_reserve_large */
 } gh_buf;
 
 /* Makes sure b holds a block. Returns 0 or -1 when out of memory. */
@@ -27,6 +35,12 @@ int gh_buf_reserve(gh_buf *b);
  * forwarding headers made larger than a block). Drops what b held.
  */
 int gh_buf_reserve_large(gh_buf *b, size_t size);
+/*
+ * Makes sure b holds a big block (GH_BUF_BIG_SIZE) from the pool of big ones,
+ * keeping its bytes (moved over from a smaller block). 0, or -1 when out of
+ * memory (b is unchanged).
+ */
+int gh_buf_reserve_big(gh_buf *b);
 /* Gives the block back (any bytes in it are dropped). */
 void gh_buf_release(gh_buf *b);
 /* Gives the block back if it holds no bytes. */
