@@ -1,5 +1,6 @@
 #include "tls/tls.h"
 
+#include "core/buf.h"
 #include "core/common.h"
 #include "tls/tickets.h"
 
@@ -396,12 +397,126 @@ static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
     return n == 0 ? 0 : -1;
 }
 
+/*
+ * Writes gather: OpenSSL hands its BIO one record (at most 16 KiB of
+ * plaintext) at a time, and its write buffer holds only that record, so a
+ * 1 MiB response would cost 64 send() calls. While tls_writev encrypts a
+ * batch, the records are queued (in a big pool block, held only while records
+ * wait) and leave with one send() when the batch is made. Records that the
+ * socket did not take stay queued, in order, and go first on the next call;
+ * what they carry is not reported written until it is on the wire, so the
+ * caller keeps those bytes and offers them again, as OpenSSL's own contract for
+ * a retried SSL_write asks. Backpressure and can_write stay exact.
+ *
+ * The price is one copy of each batched record (OpenSSL's buffer to the
+ * queue); a write of one record still goes straight from OpenSSL's buffer.
+ */
+#define PLAIN_MAX 16384 /* TLS record plaintext limit (RFC 8446 5.1, RFC 5246 6.2.1) */
+/* Room kept for one more record: plaintext, header, tag, and a KeyUpdate that may precede it. */
+#define RECORD_ROOM (PLAIN_MAX + 512)
+#define GATHER_MAX  16 /* records per batch; 7 full ones fill a big block */
+
+/* Records waiting for the socket: the session's ex_data while some wait, so an idle session carries none. */
+typedef struct sock_queue {
+    gh_buf out;            /* encrypted bytes not yet sent, in wire order */
+    uint64_t queued, sent; /* bytes appended to / sent from out */
+    size_t held;           /* plaintext bytes of the queued records, not yet reported written */
+    uint32_t nrec, rdone;  /* records of the batch, and how many of them left whole */
+    uint8_t gather;        /* a batch is being made: queue records, do not send */
+    struct {
+        uint64_t end;   /* `queued` once the record was appended */
+        uint32_t plain; /* plaintext bytes it carries */
+    } rec[GATHER_MAX];
+} sock_queue;
+
+static int queue_index = -1;
+
+static sock_queue *queue_of(const gh_conn *c)
+{
+    return SSL_get_ex_data(c->impl, queue_index);
+}
+
+static size_t queued_len(const sock_queue *q)
+{
+    return q != NULL ? gh_buf_len(&q->out) : 0;
+}
+
+static void queue_free(gh_conn *c, sock_queue *q)
+{
+    gh_buf_release(&q->out);
+    free(q);
+    SSL_set_ex_data(c->impl, queue_index, NULL);
+}
+
+/* Frees the queue once nothing waits in it and every record was accounted for. */
+static void queue_trim(gh_conn *c, sock_queue *q)
+{
+    if (q != NULL && gh_buf_len(&q->out) == 0 && q->nrec == 0 && !q->gather)
+        queue_free(c, q);
+}
+
+/* Sends what the queue holds, once: a short send means the socket is full. 0, or -1 when the socket failed. */
+static int queue_flush(gh_conn *c, sock_queue *q)
+{
+    size_t len = queued_len(q);
+    ssize_t n;
+
+    if (len == 0)
+        return 0;
+    n = send(c->io.fd, gh_buf_head(&q->out), len, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        n = 0;
+    }
+    if ((size_t)n < len)
+        c->can_write = 0;
+    gh_buf_consume(&q->out, (size_t)n);
+    q->sent += (uint64_t)n;
+    if (gh_buf_len(&q->out) == 0)
+        gh_buf_release(&q->out); /* nothing waits: the block goes back at once */
+    return 0;
+}
+
+/* Appends encrypted bytes behind the queued ones. 1 taken, 0 no room (or no memory) now. */
+static int queue_append(sock_queue *q, const char *buf, size_t len)
+{
+    if (gh_buf_reserve_big(&q->out) < 0)
+        return 0;
+    if (gh_buf_room(&q->out) < len)
+        gh_buf_compact(&q->out);
+    if (gh_buf_room(&q->out) < len)
+        return 0;
+    memcpy(gh_buf_tail(&q->out), buf, len);
+    q->out.end += (uint32_t)len;
+    q->queued += len;
+    return 1;
+}
+
 static int sock_write(BIO *b, const char *buf, size_t len, size_t *put)
 {
     gh_conn *c = BIO_get_data(b);
-    ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL);
+    sock_queue *q = queue_of(c);
+    ssize_t n;
 
     BIO_clear_retry_flags(b);
+    *put = 0;
+    if (q != NULL && (q->gather || queued_len(q) > 0)) {
+        /* Into a batch, or behind queued records: the wire order is the order of writes. */
+        if (!queue_append(q, buf, len)) {
+            if (!q->gather && queue_flush(c, q) < 0)
+                return -1;
+            if (!queue_append(q, buf, len)) {
+                BIO_set_retry_write(b); /* OpenSSL keeps the record and offers it again */
+                return -1;
+            }
+        }
+        *put = len;
+        if (!q->gather && queue_flush(c, q) < 0)
+            return -1;
+        return 1;
+    }
+    n = send(c->io.fd, buf, len, MSG_NOSIGNAL);
     if (n >= 0) {
         if ((size_t)n < len)
             c->can_write = 0;
@@ -412,7 +527,6 @@ static int sock_write(BIO *b, const char *buf, size_t len, size_t *put)
         c->can_write = 0;
         BIO_set_retry_write(b);
     }
-    *put = 0;
     return -1;
 }
 
@@ -494,35 +608,100 @@ static ssize_t tls_read(gh_conn *c, void *buf, size_t len)
     return r;
 }
 
+/* The plaintext of the queued records that are now wholly on the wire; they leave the batch. */
+static size_t take_sent(sock_queue *q)
+{
+    size_t done = 0;
+
+    while (q->rdone < q->nrec && q->rec[q->rdone].end <= q->sent)
+        done += q->rec[q->rdone++].plain;
+    q->held -= done;
+    if (q->rdone == q->nrec)
+        q->rdone = q->nrec = 0;
+    return done;
+}
+
+/* The contiguous piece of iov at byte offset off: its start and length (NULL past the end). */
+static const char *piece_at(const struct iovec *iov, int iovcnt, size_t off, size_t *len)
+{
+    for (int i = 0; i < iovcnt; i++) {
+        if (off < iov[i].iov_len) {
+            *len = iov[i].iov_len - off;
+            return (const char *)iov[i].iov_base + off;
+        }
+        off -= iov[i].iov_len;
+    }
+    *len = 0;
+    return NULL;
+}
+
 static ssize_t tls_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
 {
-    size_t total = 0, n;
+    sock_queue *q = queue_of(c);
+    size_t total = 0, done = 0, off, len, n;
+    const char *p;
+    int err = 0;
 
-    if (iovcnt == 1 && iov[0].iov_len > 0) { /* the common case, without the loop */
-        if (SSL_write_ex(c->impl, iov[0].iov_base, iov[0].iov_len, &n) == 1)
-            return (ssize_t)n;
-        int r = map_error(c, 0);
-        if (r == GH_AGAIN)
-            c->can_write = 0; /* a write that must first read waits for the peer too (as before) */
-        return r == 0 ? GH_ERROR : r;
-    }
-
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len == 0)
-            continue;
-        if (SSL_write_ex(c->impl, iov[i].iov_base, iov[i].iov_len, &n) != 1) {
-            int r = map_error(c, 0);
-            if (r == GH_AGAIN)
-                c->can_write = 0;
-            if (total > 0 && r == GH_AGAIN)
-                break;
-            return r == 0 ? GH_ERROR : r;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (q != NULL) {
+        /* Records of an earlier call go first; until they are out, nothing new is encrypted. */
+        if (queue_flush(c, q) < 0)
+            return GH_ERROR;
+        done = take_sent(q);
+        if (gh_buf_len(&q->out) > 0) {
+            if (done > 0)
+                return (ssize_t)done;
+            c->can_write = 0;
+            return GH_AGAIN;
         }
-        total += n;
-        if (n < iov[i].iov_len)
-            break; /* a partial write: the socket is full */
+        if (q->held > 0 || done > total)
+            return GH_ERROR; /* the caller did not offer again what it was told is not written yet */
+        queue_free(c, q);
+        q = NULL;
     }
-    return (ssize_t)total;
+    off = done;
+    if ((p = piece_at(iov, iovcnt, off, &len)) == NULL)
+        return (ssize_t)done;
+    if (total - off <= len && len <= PLAIN_MAX) {
+        /* One record: straight from OpenSSL's buffer to the socket, no copy. */
+        if (SSL_write_ex(c->impl, p, len, &n) == 1)
+            return (ssize_t)(done + n);
+        err = map_error(c, 0);
+        return done > 0 ? (ssize_t)done : err == 0 ? GH_ERROR : err;
+    }
+    if ((q = calloc(1, sizeof(*q))) == NULL || !SSL_set_ex_data(c->impl, queue_index, q)) {
+        free(q);
+        return done > 0 ? (ssize_t)done : GH_ERROR;
+    }
+    q->gather = 1;
+    while (p != NULL && q->nrec < GATHER_MAX && queue_append(q, "", 0)) {
+        gh_buf_compact(&q->out);
+        if (gh_buf_room(&q->out) < RECORD_ROOM)
+            break;
+        if (SSL_write_ex(c->impl, p, GH_MIN(len, PLAIN_MAX), &n) != 1) {
+            err = map_error(c, 0);
+            break;
+        }
+        q->rec[q->nrec].end = q->queued;
+        q->rec[q->nrec].plain = (uint32_t)n;
+        q->nrec++;
+        q->held += n;
+        off += n;
+        p = piece_at(iov, iovcnt, off, &len);
+    }
+    q->gather = 0;
+    if (queue_flush(c, q) < 0)
+        return GH_ERROR;
+    done += take_sent(q);
+    queue_trim(c, q);
+    if (done > 0)
+        return (ssize_t)done;
+    if (queue_of(c) != NULL) {
+        c->can_write = 0;
+        return GH_AGAIN;
+    }
+    return err != 0 ? err : GH_ERROR;
 }
 
 static int tls_pending(const gh_conn *c)
@@ -562,6 +741,9 @@ static const char *tls_alpn(const gh_conn *c, size_t *len)
 
 static void tls_dispose(gh_conn *c)
 {
+    sock_queue *q = queue_of(c);
+    if (q != NULL)
+        queue_free(c, q); /* records never sent: the connection is closing */
     SSL_free(c->impl);
 }
 
@@ -591,7 +773,10 @@ int gh_tls_conn_init(gh_conn *c, gh_tls_ctx *ctx, int fd, gh_io_cb cb, const gh_
 
     if (alpn_index < 0)
         alpn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    if (m == NULL || alpn_index < 0 || (bio = BIO_new(m)) == NULL || (ssl = SSL_new(ctx->ssl)) == NULL) {
+    if (queue_index < 0)
+        queue_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (m == NULL || alpn_index < 0 || queue_index < 0 || (bio = BIO_new(m)) == NULL ||
+        (ssl = SSL_new(ctx->ssl)) == NULL) {
         BIO_free(bio);
         return GH_ERROR;
     }
