@@ -18,7 +18,8 @@
  * as soon as it drains, so that a large transfer costs a few system calls per
  * megabyte instead of one per 16 KiB, and an idle connection still holds none.
  */
-#define GH_BUF_BIG_SIZE (128 * 1024)
+#define GH_BUF_BIG_DATA (128 * 1024)                 /* what one read or one batch moves: eight 16 KiB TLS records */
+#define GH_BUF_BIG_SIZE (GH_BUF_BIG_DATA + 4 * 1024) /* those records' headers and tags fit too */
 
 /* Bytes live in data[start..end); embedded in its owner, which calls gh_buf_release. */
 typedef struct gh_buf {

@@ -431,6 +431,8 @@ static int relay_plain(proxy__exchange *ex, size_t n)
     if (w < 0)
         return proxy__exchange_client_gone(ex);
     gh_buf_consume(&u->in, (size_t)w);
+    if (gh_buf_len(&u->in) == 0 && u->in.cap == GH_BUF_BIG_SIZE)
+        gh_buf_release(&u->in); /* drained: the next read takes one again if the client keeps up */
     ex->bytes_out += (uint64_t)w;
     return 1;
 }

@@ -140,16 +140,32 @@ int proxy__h1u_flush(proxy__exchange *ex)
 int proxy__h1u_read(proxy__exchange *ex)
 {
     proxy__upstream *u = ex->u;
+    size_t room;
     ssize_t n;
 
     if (ex->res_state == RES_DONE || !u->connected || !u->conn.can_read || u->eof || ex->res_decoded > 0)
         return 0;
+    /*
+     * A long body for a client that keeps up (it took every byte so far) is
+     * read in big blocks: a few system calls per megabyte, and a batch of TLS
+     * records per send, instead of two per 16 KiB. Only into an empty buffer
+     * (nothing to move); the block goes back once drained (relay_plain), so a
+     * stalled client does not keep one and an idle connection holds none. A
+     * read takes at most GH_BUF_BIG_DATA, what one TLS batch sends whole, so
+     * the block empties instead of moving its tail.
+     */
+    if (ex->res_state == RES_BODY && gh_buf_len(&u->in) == 0 && ex->s->ops->queued(ex->s) == 0 &&
+        (ex->res_body != GH_H1_BODY_LENGTH || ex->res_left > GH_BUF_SIZE))
+        gh_buf_reserve_big(&u->in); /* out of memory: the small block below will do */
     if (gh_buf_reserve(&u->in) < 0)
         return proxy__exchange_fail(ex, 500);
     gh_buf_compact(&u->in);
-    if (gh_buf_room(&u->in) == 0)
+    room = gh_buf_room(&u->in);
+    if (u->in.cap == GH_BUF_BIG_SIZE)
+        room = gh_buf_len(&u->in) < GH_BUF_BIG_DATA ? GH_MIN(room, GH_BUF_BIG_DATA - gh_buf_len(&u->in)) : 0;
+    if (room == 0)
         return 0;
-    n = gh_conn_read(&u->conn, gh_buf_tail(&u->in), gh_buf_room(&u->in));
+    n = gh_conn_read(&u->conn, gh_buf_tail(&u->in), room);
     if (n > 0) {
         u->in.end += (uint32_t)n;
         return 1;

@@ -414,7 +414,7 @@ static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
 #define PLAIN_MAX 16384 /* TLS record plaintext limit (RFC 8446 5.1, RFC 5246 6.2.1) */
 /* Room kept for one more record: plaintext, header, tag, and a KeyUpdate that may precede it. */
 #define RECORD_ROOM (PLAIN_MAX + 512)
-#define GATHER_MAX  16 /* records per batch; 7 full ones fill a big block */
+#define GATHER_MAX  16 /* records per batch; 8 full ones fill a big block */
 
 /* Records waiting for the socket: the session's ex_data while some wait, so an idle session carries none. */
 typedef struct sock_queue {
