@@ -430,10 +430,12 @@ typedef struct sock_queue {
 } sock_queue;
 
 static int queue_index = -1;
+/* Queues alive in this (single-threaded) worker: while none is, no session has one and no lookup is made. */
+static unsigned queues_alive;
 
 static sock_queue *queue_of(const gh_conn *c)
 {
-    return SSL_get_ex_data(c->impl, queue_index);
+    return queues_alive > 0 ? SSL_get_ex_data(c->impl, queue_index) : NULL;
 }
 
 static size_t queued_len(const sock_queue *q)
@@ -446,6 +448,7 @@ static void queue_free(gh_conn *c, sock_queue *q)
     gh_buf_release(&q->out);
     free(q);
     SSL_set_ex_data(c->impl, queue_index, NULL);
+    queues_alive--;
 }
 
 /* Frees the queue once nothing waits in it and every record was accounted for. */
@@ -635,13 +638,28 @@ static const char *piece_at(const struct iovec *iov, int iovcnt, size_t off, siz
     return NULL;
 }
 
+/* One record from one buffer (what a small response is): straight from OpenSSL's buffer to the socket, no copy. */
+static ssize_t write_one(gh_conn *c, const char *p, size_t len, size_t done)
+{
+    size_t n;
+    int err;
+
+    if (SSL_write_ex(c->impl, p, len, &n) == 1)
+        return (ssize_t)(done + n);
+    err = map_error(c, 0);
+    return done > 0 ? (ssize_t)done : err == 0 ? GH_ERROR : err;
+}
+
 static ssize_t tls_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
 {
-    sock_queue *q = queue_of(c);
+    sock_queue *q;
     size_t total = 0, done = 0, off, len, n;
     const char *p;
     int err = 0;
 
+    if (iovcnt == 1 && queues_alive == 0 && iov[0].iov_len <= PLAIN_MAX && iov[0].iov_len > 0)
+        return write_one(c, iov[0].iov_base, iov[0].iov_len, 0);
+    q = queue_of(c);
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     if (q != NULL) {
@@ -663,17 +681,13 @@ static ssize_t tls_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
     off = done;
     if ((p = piece_at(iov, iovcnt, off, &len)) == NULL)
         return (ssize_t)done;
-    if (total - off <= len && len <= PLAIN_MAX) {
-        /* One record: straight from OpenSSL's buffer to the socket, no copy. */
-        if (SSL_write_ex(c->impl, p, len, &n) == 1)
-            return (ssize_t)(done + n);
-        err = map_error(c, 0);
-        return done > 0 ? (ssize_t)done : err == 0 ? GH_ERROR : err;
-    }
+    if (total - off <= len && len <= PLAIN_MAX)
+        return write_one(c, p, len, done);
     if ((q = calloc(1, sizeof(*q))) == NULL || !SSL_set_ex_data(c->impl, queue_index, q)) {
         free(q);
         return done > 0 ? (ssize_t)done : GH_ERROR;
     }
+    queues_alive++;
     q->gather = 1;
     while (p != NULL && q->nrec < GATHER_MAX && queue_append(q, "", 0)) {
         gh_buf_compact(&q->out);
