@@ -647,6 +647,8 @@ static ssize_t write_one(gh_conn *c, const char *p, size_t len, size_t done)
     if (SSL_write_ex(c->impl, p, len, &n) == 1)
         return (ssize_t)(done + n);
     err = map_error(c, 0);
+    if (err == GH_AGAIN)
+        c->can_write = 0; /* a write that must first read waits for the peer too (as before) */
     return done > 0 ? (ssize_t)done : err == 0 ? GH_ERROR : err;
 }
 
