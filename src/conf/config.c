@@ -47,6 +47,7 @@ static gh_config *new_config(void)
     c->access_log = NULL;
     c->max_body = GH_CFG_NO_LIMIT;
     c->resolve_interval = 30000;
+    c->body_limits = (gh_cfg_body_limits){GH_CFG_REQUEST_BUFFER, GH_CFG_BODY_MIN_RATE, GH_CFG_BODY_RATE_GRACE};
     c->timeouts = d.timeouts;
     return c;
 }
@@ -318,6 +319,7 @@ static int quick_site(gh_config *c, const gh_conf *q)
     r->connect_timeout = c->timeouts.connect;
     r->response_timeout = c->timeouts.response;
     r->max_body = c->max_body;
+    r->body_limits = c->body_limits;
     r->where = site->where;
     return 0;
 }

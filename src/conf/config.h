@@ -166,6 +166,25 @@ typedef struct gh_cfg_redirect_seg {
     gh_cstr text; /* GH_REDIR_TEXT only */
 } gh_cfg_redirect_seg;
 
+/*
+ * How a request body may arrive (A5: a slow body must not pin a backend
+ * connection). Up to `buffer` bytes are read before a server is chosen, so a
+ * small body is whole before a backend connection is taken; and once `grace`
+ * has passed the body must average `min_rate` bytes per second of the time
+ * spent waiting for the client (not for the server), else 408 or a cut.
+ */
+typedef struct gh_cfg_body_limits {
+    uint64_t buffer;   /* bytes; 0: off (connect at once, as before) */
+    uint64_t min_rate; /* bytes per second; 0: off */
+    uint32_t grace;    /* ms before min_rate applies */
+} gh_cfg_body_limits;
+
+#define GH_CFG_REQUEST_BUFFER     (64 * 1024)
+#define GH_CFG_REQUEST_BUFFER_MAX (64 * 1024) /* the body waits in one big buffer with the head */
+/* As Apache's mod_reqtimeout: 500 bytes/s once 20 s are over. */
+#define GH_CFG_BODY_MIN_RATE   500
+#define GH_CFG_BODY_RATE_GRACE 20000
+
 typedef struct gh_cfg_route {
     /* Match: path prefix (segment-aware, see router.h), then the optional conditions. */
     gh_cstr prefix;
@@ -188,6 +207,7 @@ typedef struct gh_cfg_route {
     /* Per route, already defaulted from the global settings. */
     uint32_t connect_timeout, response_timeout;
     uint64_t max_body; /* bytes; GH_CFG_NO_LIMIT: none; beyond it: 413 */
+    gh_cfg_body_limits body_limits;
     gh_cfg_header_op *req_ops, *resp_ops;
     size_t nreq_ops, nresp_ops;
 
@@ -195,9 +215,11 @@ typedef struct gh_cfg_route {
     gh_cfg_where where;
 } gh_cfg_route;
 
-#define GH_ROUTE_SET_CONNECT  0x1
-#define GH_ROUTE_SET_RESPONSE 0x2
-#define GH_ROUTE_SET_MAX_BODY 0x4
+#define GH_ROUTE_SET_CONNECT        0x1
+#define GH_ROUTE_SET_RESPONSE       0x2
+#define GH_ROUTE_SET_MAX_BODY       0x4
+#define GH_ROUTE_SET_REQUEST_BUFFER 0x8
+#define GH_ROUTE_SET_BODY_MIN_RATE  0x10
 
 typedef struct gh_cfg_site {
     gh_cstr *names; /* lowercase; exact "example.com" or wildcard "*.example.com" */
@@ -220,7 +242,8 @@ struct gh_config {
     int log_level;          /* GH_LOG_* */
     const char *access_log; /* NULL: off; "-": stdout; else a path */
     gh_cfg_timeouts timeouts;
-    uint64_t max_body; /* default for routes; GH_CFG_NO_LIMIT unless set */
+    uint64_t max_body;              /* default for routes; GH_CFG_NO_LIMIT unless set */
+    gh_cfg_body_limits body_limits; /* default for routes */
     /* Client connections, all workers together (each takes its share); 0: derived from the
      * open-file limit (src/proxy/limit.h). */
     uint32_t max_connections;

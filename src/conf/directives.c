@@ -140,6 +140,8 @@ const conf__dirspec conf__main_directives[] = {
      CONF__SLOT(conf__set_limit, gh_config, max_body, uint64_t, 0, 0, "size")},
     {"resolve_interval", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "resolve_interval DURATION",
      CONF__SLOT(conf__set_duration, gh_config, resolve_interval, uint32_t, 0, 0, "resolve_interval")},
+    {"request_buffer", CONF__CTX_MAIN, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
+    {"body_min_rate", CONF__CTX_MAIN, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"timeouts", CONF__CTX_MAIN, 0, 0, 1, 0, d_timeouts, "timeouts { NAME DURATION ... }"},
     {"listen", CONF__CTX_MAIN, 1, 2, 0, 1, d_listen, "listen ADDRESS:PORT [tls]"},
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_pool, "pool NAME { ... }"},

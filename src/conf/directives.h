@@ -141,6 +141,9 @@ int conf__relative_path(conf__parser *p, const char *s, size_t len, gh_cstr *out
 /* `pool NAME { }` (pool_directives.c) and `site NAME... { }` (site_directives.c): rows of the main table. */
 int conf__d_pool(conf__parser *p, const conf__directive *d);
 int conf__d_site(conf__parser *p, const conf__directive *d);
+/* request_buffer and body_min_rate (route_directives.c), in the main context and in routes. */
+int conf__d_request_buffer(conf__parser *p, const conf__directive *d);
+int conf__d_body_min_rate(conf__parser *p, const conf__directive *d);
 
 /* A numeric listen address into a (the main context's `listen` and a site's). Returns 0 or -1. */
 int conf__listen_addr(conf__parser *p, int line, const conf__arg *arg, gh_addr *a);

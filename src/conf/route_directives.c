@@ -248,6 +248,49 @@ static int d_max_body(conf__parser *p, const conf__directive *d)
     return limit.set(p, d->line, limit.what, ARG(0)->p, ARG(0)->len, (char *)p->route + limit.offset, &limit);
 }
 
+/*
+ * request_buffer SIZE|off (A5): the body bytes read before a server is chosen.
+ * At most GH_CFG_REQUEST_BUFFER_MAX: the body waits in one buffer with the head.
+ */
+int conf__d_request_buffer(conf__parser *p, const conf__directive *d)
+{
+    static const conf__slot size =
+        CONF__SLOT(conf__set_size, gh_cfg_body_limits, buffer, uint64_t, 0, GH_CFG_REQUEST_BUFFER_MAX, "size");
+    gh_cfg_body_limits *b = p->route != NULL ? &p->route->body_limits : &p->cfg->body_limits;
+
+    if (p->route != NULL)
+        p->route->set |= GH_ROUTE_SET_REQUEST_BUFFER;
+    if (conf__arg_is(ARG(0), "off")) {
+        b->buffer = 0;
+        return 0;
+    }
+    return size.set(p, d->line, size.what, ARG(0)->p, ARG(0)->len, (char *)b + size.offset, &size);
+}
+
+/* body_min_rate SIZE [GRACE] | off (A5): bytes per second a body must average once GRACE (default 20s) is over. */
+int conf__d_body_min_rate(conf__parser *p, const conf__directive *d)
+{
+    static const conf__slot rate = CONF__SLOT(conf__set_size, gh_cfg_body_limits, min_rate, uint64_t, 1, 0, "rate");
+    static const conf__slot grace =
+        CONF__SLOT(conf__set_duration, gh_cfg_body_limits, grace, uint32_t, 0, 0, "grace period");
+    gh_cfg_body_limits *b = p->route != NULL ? &p->route->body_limits : &p->cfg->body_limits;
+
+    if (p->route != NULL)
+        p->route->set |= GH_ROUTE_SET_BODY_MIN_RATE;
+    b->grace = GH_CFG_BODY_RATE_GRACE;
+    if (conf__arg_is(ARG(0), "off")) {
+        if (d->nargs != 1)
+            return conf__bad_value(p, d->line, "body_min_rate", ARG(1), "nothing may follow off");
+        b->min_rate = 0;
+        return 0;
+    }
+    if (rate.set(p, d->line, rate.what, ARG(0)->p, ARG(0)->len, (char *)b + rate.offset, &rate) < 0)
+        return -1;
+    if (d->nargs == 2)
+        return grace.set(p, d->line, grace.what, ARG(1)->p, ARG(1)->len, (char *)b + grace.offset, &grace);
+    return 0;
+}
+
 static int d_header_op(conf__parser *p, const conf__directive *d)
 {
     gh_cfg_route *r = p->route;
@@ -289,6 +332,8 @@ const conf__dirspec conf__route_directives[] = {
     {"header", CONF__CTX_ROUTE, 2, 2, 0, 1, d_header_match, "header NAME VALUE"},
     {"timeout", CONF__CTX_ROUTE, 2, 2, 0, 1, d_route_timeout, "timeout connect|response DURATION"},
     {"max_body", CONF__CTX_ROUTE, 1, 1, 0, 0, d_max_body, "max_body SIZE|off"},
+    {"request_buffer", CONF__CTX_ROUTE, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
+    {"body_min_rate", CONF__CTX_ROUTE, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"request_header", CONF__CTX_ROUTE, 2, 3, 0, 1, d_header_op, "request_header set NAME VALUE | remove NAME"},
     {"response_header", CONF__CTX_ROUTE, 2, 3, 0, 1, d_header_op, "response_header set NAME VALUE | remove NAME"},
     {NULL},

@@ -204,6 +204,12 @@ static void route_defaults(const gh_config *c, gh_cfg_route *r)
         r->response_timeout = c->timeouts.response;
     if (!(r->set & GH_ROUTE_SET_MAX_BODY))
         r->max_body = c->max_body;
+    if (!(r->set & GH_ROUTE_SET_REQUEST_BUFFER))
+        r->body_limits.buffer = c->body_limits.buffer;
+    if (!(r->set & GH_ROUTE_SET_BODY_MIN_RATE)) {
+        r->body_limits.min_rate = c->body_limits.min_rate;
+        r->body_limits.grace = c->body_limits.grace;
+    }
 }
 
 static int check_site(conf__parser *p, gh_cfg_site *s)

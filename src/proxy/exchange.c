@@ -212,6 +212,7 @@ static void local_response(proxy__exchange *ex, int status, const char *loc, siz
                            size_t bodylen)
 {
     proxy__session *s = ex->s;
+    ex->buffering = 0; /* no server will take the body now */
     /* `close` is the session's to decide (an unread body, HTTP/1.0...) */
     proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route};
 
@@ -270,6 +271,16 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     f.fallback_host = ex->pool->nservers > 0 ? ex->pool->servers[0].text : "localhost";
     if (proxy__h1u_request(ex, r, &f) < 0) {
         proxy__exchange_fail(ex, 431);
+        return;
+    }
+    /*
+     * A5: a body (up to request_buffer) is read before a server is chosen, so
+     * a client sending it slowly holds no backend connection meanwhile; a small
+     * body then reaches the server whole, at once.
+     */
+    if (!ex->req_done && rt->body_limits.buffer > 0 && gh_buf_reserve_big(&ex->uout) == 0) {
+        ex->buffering = 1;
+        proxy__exchange_run(ex);
         return;
     }
     if (attach_upstream(ex, 503) == GONE)
@@ -340,22 +351,59 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
 
 /* ---- request pump ---- */
 
+/*
+ * body_min_rate: once its grace period is over, the body must average the
+ * rate over the time spent waiting for the client (time the server or our
+ * own buffers held it back does not count), so one byte every 50 s cannot
+ * hold an exchange, and a backend connection, for ever. 0 ok, GONE cut.
+ */
+static int check_body_rate(proxy__exchange *ex)
+{
+    const gh_cfg_body_limits *b;
+    uint64_t now;
+
+    if (ex->req_done || ex->route->body_limits.min_rate == 0)
+        return 0;
+    b = &ex->route->body_limits;
+    now = gh_loop_now(ex->s->w->loop);
+    if (ex->body_wait_from != 0)
+        ex->body_wait_ms += now - ex->body_wait_from;
+    ex->body_wait_from = !ex->req_done && gh_buf_room(&ex->uout) > 64 ? now : 0;
+    if (ex->body_wait_ms <= b->grace || ex->req_total >= b->min_rate * (ex->body_wait_ms - b->grace) / 1000)
+        return 0;
+    gh_log_info("client %s: request body below %llu bytes/s, cut", ex->s->ip, (unsigned long long)b->min_rate);
+    if (!ex->head_sent)
+        return proxy__exchange_fail(ex, 408); /* RFC 9110 15.5.9: nothing went upstream yet */
+    ex->status = 408;
+    return proxy__exchange_client_gone(ex);
+}
+
 static int pump_request(proxy__exchange *ex)
 {
     int p = 0, r;
 
-    if (ex->u == NULL)
+    if (ex->u == NULL && !ex->buffering)
         return 0; /* a local response: the request body is not read */
-    if (ex->u->connected && ex->expect_continue) {
-        /* RFC 9110 10.1.1: the proxy answers the expectation once a server is there */
+    if (ex->expect_continue && (ex->buffering || ex->u->connected)) {
+        /* RFC 9110 10.1.1: the proxy answers the expectation once it wants the body */
         ex->expect_continue = 0;
         p = ex->s->ops->send_continue(ex->s);
     }
     /* The codec's calls only when they can do something: this loop runs several times a request. */
-    if (!ex->req_done && (r = proxy__h1u_fill(ex)) != 0) {
-        if (r == GONE)
+    if (!ex->req_done) {
+        if ((r = proxy__h1u_fill(ex)) == GONE)
             return GONE;
-        p = 1;
+        p |= r;
+        if (check_body_rate(ex) == GONE)
+            return GONE;
+    }
+    if (ex->buffering) {
+        if (!ex->req_done && ex->req_total < ex->route->body_limits.buffer && gh_buf_room(&ex->uout) > 64)
+            return p;
+        ex->buffering = 0; /* whole, or as much as may wait: now a server */
+        if (attach_upstream(ex, 503) == GONE)
+            return GONE;
+        return 1;
     }
     if (ex->usent < ex->uout.end && ex->u->conn.can_write && (r = proxy__h1u_flush(ex)) != 0) {
         if (r == GONE)
@@ -538,7 +586,7 @@ static int pump_response(proxy__exchange *ex)
     p |= r;
     if (ex->res_state == RES_DONE && ex->s->ops->queued(ex->s) == 0)
         return finish(ex);
-    if (ex->res_state != RES_DONE && ex->u->conn.can_read && (r = proxy__h1u_read(ex)) != 0) {
+    if (ex->res_state != RES_DONE && ex->u != NULL && ex->u->conn.can_read && (r = proxy__h1u_read(ex)) != 0) {
         if (r == GONE)
             return GONE;
         p = 1;
@@ -554,7 +602,7 @@ static void arm_timers(proxy__exchange *ex, int progress)
 {
     proxy__session *s = ex->s;
     proxy__upstream *u = ex->u;
-    int wait_client_write = s->ops->arm(s, progress, u != NULL && !ex->req_done);
+    int wait_client_write = s->ops->arm(s, progress, (u != NULL || ex->buffering) && !ex->req_done);
     int wait_upstream = u != NULL && (!u->connected || (ex->usent < ex->uout.end && !u->conn.can_write) ||
                                       (ex->res_state != RES_DONE && !wait_client_write));
 

@@ -143,8 +143,8 @@ int proxy__h1u_read(proxy__exchange *ex)
     size_t room;
     ssize_t n;
 
-    if (ex->res_state == RES_DONE || !u->connected || !u->conn.can_read || u->eof || ex->res_decoded > 0)
-        return 0;
+    if (u == NULL || ex->res_state == RES_DONE || !u->connected || !u->conn.can_read || u->eof || ex->res_decoded > 0)
+        return 0; /* no server yet (the body is buffered first), or nothing to read */
     /*
      * A long body for a client that keeps up (it took every byte so far) is
      * read in big blocks: a few system calls per megabyte, and a batch of TLS

@@ -158,11 +158,13 @@ struct proxy__exchange {
     proxy__upstream *u;
     const gh_cfg_route *route;
     proxy__pool *pool;
-    const char *server; /* the last server tried ("host:port"), for logs */
-    uint64_t tried;     /* servers already tried (bit per server) */
-    uint64_t hash_key;  /* for `balance hash` */
-    uint64_t max_body;  /* the route's limit on the request body */
-    uint64_t req_total; /* request body bytes read so far */
+    const char *server;      /* the last server tried ("host:port"), for logs */
+    uint64_t tried;          /* servers already tried (bit per server) */
+    uint64_t hash_key;       /* for `balance hash` */
+    uint64_t max_body;       /* the route's limit on the request body */
+    uint64_t req_total;      /* request body bytes read so far */
+    uint64_t body_wait_ms;   /* time spent waiting for the client's body (body_min_rate) */
+    uint64_t body_wait_from; /* loop time since when it is waited for; 0: not waiting */
     uint64_t start_ms;
     /* request: client -> upstream */
     gh_buf uout;            /* serialized head and body for the upstream */
@@ -174,6 +176,7 @@ struct proxy__exchange {
     uint8_t idempotent, is_head, expect_continue;
     uint8_t head_sent; /* uout has been written at least once */
     uint8_t reached;   /* some server accepted a connection (502, not 503, if all fail) */
+    uint8_t buffering; /* the body is read before a server is chosen (request_buffer) */
     /* response: upstream -> client */
     uint8_t res_state;
     uint8_t res_body; /* enum gh_h1_body of the upstream response */
