@@ -315,6 +315,7 @@ static int quick_site(gh_config *c, const gh_conf *q)
         cstr(c, "/", &r->prefix) < 0)
         return -1;
     r->action = GH_ACTION_PROXY;
+    r->websocket = 1;
     r->pool = &c->pools[0];
     r->connect_timeout = c->timeouts.connect;
     r->response_timeout = c->timeouts.response;

@@ -210,6 +210,7 @@ typedef struct gh_cfg_route {
     gh_cfg_body_limits body_limits;
     gh_cfg_header_op *req_ops, *resp_ops;
     size_t nreq_ops, nresp_ops;
+    int websocket; /* 1 (`websocket on`, the default): Upgrade: websocket requests may become tunnels */
 
     unsigned set; /* GH_ROUTE_SET_*: which of the values above the route gave itself (the rest are global) */
     gh_cfg_where where;

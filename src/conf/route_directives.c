@@ -334,6 +334,7 @@ const conf__dirspec conf__route_directives[] = {
     {"max_body", CONF__CTX_ROUTE, 1, 1, 0, 0, d_max_body, "max_body SIZE|off"},
     {"request_buffer", CONF__CTX_ROUTE, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
     {"body_min_rate", CONF__CTX_ROUTE, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
+    {"websocket", CONF__CTX_ROUTE, 1, 1, 0, 0, NULL, "websocket on|off", CONF__FLAG(gh_cfg_route, websocket)},
     {"request_header", CONF__CTX_ROUTE, 2, 3, 0, 1, d_header_op, "request_header set NAME VALUE | remove NAME"},
     {"response_header", CONF__CTX_ROUTE, 2, 3, 0, 1, d_header_op, "response_header set NAME VALUE | remove NAME"},
     {NULL},

@@ -142,6 +142,7 @@ static int d_route(conf__parser *p, const conf__directive *d)
     if (r == NULL)
         return conf__oom(p, d->line);
     r->where = (gh_cfg_where){p->file, d->line};
+    r->websocket = 1;
     if (route_prefix(p, d->line, ARG(0), &r->prefix) < 0)
         return -1;
     p->cap_methods = p->cap_hmatch = p->cap_req_ops = p->cap_resp_ops = p->cap_target = 0;

@@ -27,7 +27,8 @@
     X(connect, "connect-timeout", 5 * 1000, "connecting to an upstream server")                                        \
     X(response, "response-timeout", 60 * 1000, "upstream silent while a response is due")                              \
     X(upstream_idle, NULL, 30 * 1000, "idle pooled upstream connection")                                               \
-    X(shutdown, "shutdown-timeout", 30 * 1000, "deadline to drain connections after SIGTERM")
+    X(shutdown, "shutdown-timeout", 30 * 1000, "deadline to drain connections after SIGTERM")                          \
+    X(tunnel, NULL, 3600 * 1000, "tunnel (WebSocket) with no byte either way")
 
 /* Global timeouts, ms; every one is > 0 (all timeouts are on). */
 typedef struct gh_cfg_timeouts {

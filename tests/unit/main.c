@@ -24,6 +24,7 @@ static const struct suite suites[] = {
     {"conn", suite_conn},
     {"limit", suite_limit},
     {"tickets", suite_tickets},
+    {"ws", suite_ws},
 };
 
 static unsigned long passed, failed;

@@ -44,5 +44,6 @@ void suite_health(void);
 void suite_conn(void);
 void suite_limit(void);
 void suite_tickets(void);
+void suite_ws(void);
 
 #endif
