@@ -8,10 +8,12 @@
  *             close (client.c); its HTTP/1 codec and session ops (h1_server.c)
  *   exchange  one request and its response, streamed between a session and an upstream
  *   upstream  a plain connection to a server; pooled (keep-alive) between exchanges
+ *   tunnel    two connections joined byte for byte (a WebSocket after its 101: upgrade.c)
  *   worker    the loop, the listener, the servers and their idle pools
  *
- * Ownership: the worker owns clients (a list) and idle upstreams (per server);
- * a session owns its current exchange; an exchange borrows one upstream at a time.
+ * Ownership: the worker owns clients and tunnels (lists) and idle upstreams (per
+ * server); a session owns its current exchange; an exchange borrows one upstream
+ * at a time; a tunnel owns both its connections.
  * Everything here is per worker: no locks.
  */
 #ifndef GH_PROXY_PROXY_T_H
@@ -38,6 +40,7 @@ typedef struct proxy__exchange proxy__exchange;
 typedef struct proxy__upstream proxy__upstream;
 typedef struct proxy__pool proxy__pool;
 typedef struct proxy__listener proxy__listener;
+typedef struct proxy__tunnel proxy__tunnel;
 typedef struct proxy__gen proxy__gen;
 typedef struct proxy__access proxy__access;         /* accesslog.c: a worker's log descriptor and buffer */
 typedef struct proxy__access_rec proxy__access_rec; /* accesslog.c: one request's quoted log fields */
@@ -190,6 +193,44 @@ struct proxy__exchange {
     proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
 };
 
+/* Why a tunnel ended (for the log). */
+enum proxy__tunnel_reason { PROXY__TUNNEL_DONE = 1, PROXY__TUNNEL_ERROR, PROXY__TUNNEL_IDLE, PROXY__TUNNEL_SHUTDOWN };
+
+/* One end of a tunnel: its connection and the bytes read from it, waiting to be written to the other end. */
+typedef struct proxy__tunnel_side {
+    gh_conn conn;   /* first member: an event's gh_io is the side */
+    gh_buf buf;     /* held only while it has bytes (an idle tunnel holds no buffer) */
+    uint64_t bytes; /* read from this end in all */
+    uint8_t idx;    /* 0 or 1: finds the tunnel from the side */
+    uint8_t eof;    /* this end's stream ended */
+    uint8_t shut;   /* our write direction towards this end is shut: nothing more will come */
+} proxy__tunnel_side;
+
+/*
+ * Two connections joined byte for byte (tunnel.c). Allocated by its owner,
+ * who puts registered connections into side[0].conn and side[1].conn (events
+ * to proxy__tunnel_on_event) before proxy__tunnel_start; the tunnel closes
+ * both when it ends, then calls `end`, after which the owner frees it.
+ */
+struct proxy__tunnel {
+    proxy__tunnel_side side[2]; /* [0] the client, [1] the server */
+    gh_timer timer;             /* idle: no byte either way */
+    gh_loop *loop;
+    uint32_t idle_ms;
+    uint8_t reason; /* enum proxy__tunnel_reason, once ended */
+    void (*end)(proxy__tunnel *t);
+    /* What the proxy keeps for an upgraded exchange (upgrade.c): */
+    proxy__worker *w;
+    proxy__gen *gen; /* a reference: a reload never cuts a tunnel */
+    proxy__pool *pool;
+    uint16_t server;            /* counted in flight for its server while the tunnel lasts (least_conn) */
+    proxy__tunnel *prev, *next; /* worker's list, for the drain deadline */
+    uint64_t start_ms;
+    int status;             /* 101 */
+    proxy__access_rec *log; /* the access log's request fields (from its free list); NULL when not logging */
+    char ip[46];
+};
+
 /* An address of a server given by name, as this worker last read it (owned by its pool: proxy__pool.named). */
 typedef struct proxy__named {
     gh_addr cur;      /* len 0: none */
@@ -293,6 +334,8 @@ struct proxy__worker {
     gh_timer drain_timer;
     proxy__client *clients;
     uint32_t nclients;
+    proxy__tunnel *tunnels; /* WebSockets after their 101: not waited for past the drain deadline */
+    uint32_t ntunnels;
     uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;

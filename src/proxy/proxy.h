@@ -108,6 +108,18 @@ void proxy__gen_unref(proxy__gen *g);
 /* Moves a session between requests to the current generation; 0, or -1 when its listener is gone. */
 int proxy__session_regen(proxy__session *s);
 
+/* tunnel.c */
+/* Prepares a zeroed tunnel; the owner then moves registered connections into side[0].conn and side[1].conn. */
+void proxy__tunnel_init(proxy__tunnel *t, gh_loop *l, uint32_t idle_ms, void (*end)(proxy__tunnel *t));
+/* The callback of both connections' events once they are the tunnel's. */
+void proxy__tunnel_on_event(gh_io *io, unsigned events);
+/* Starts pumping what both sides hold and arms the idle timeout (it may end at once: `end` is called). */
+void proxy__tunnel_start(proxy__tunnel *t);
+/* Pumps both directions as far as they go (after an event). */
+void proxy__tunnel_run(proxy__tunnel *t);
+/* Ends the tunnel now (drain deadline): both connections closed, `end` called. */
+void proxy__tunnel_close(proxy__tunnel *t, int reason);
+
 /* headers.c: serialize heads; return the length written, or -1 if it does not fit in cap. */
 
 int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const proxy__forward *f);

@@ -25,6 +25,7 @@ static const struct suite suites[] = {
     {"limit", suite_limit},
     {"tickets", suite_tickets},
     {"ws", suite_ws},
+    {"tunnel", suite_tunnel},
 };
 
 static unsigned long passed, failed;

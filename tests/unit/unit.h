@@ -45,5 +45,6 @@ void suite_conn(void);
 void suite_limit(void);
 void suite_tickets(void);
 void suite_ws(void);
+void suite_tunnel(void);
 
 #endif
