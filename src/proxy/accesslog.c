@@ -411,6 +411,31 @@ void proxy__access_end(proxy__exchange *ex)
 }
 
 /*
+ * A tunnel is logged when it ends, as its request with status 101, the bytes
+ * sent to the client in the size field, and at the end how long it lasted and
+ * the bytes each way (in: from the client, out: to the client).
+ */
+void proxy__access_tunnel(proxy__tunnel *t)
+{
+    proxy__worker *w = t->w;
+    proxy__access_rec *rec = t->log;
+    char line[LINE_MAX_BYTES];
+    uint64_t ms = gh_loop_now(w->loop) - t->start_ms;
+
+    if (rec == NULL)
+        return;
+    if (w->access != NULL)
+        append_line(w, line, sizeof(line),
+                    snprintf(line, sizeof(line), "%s - - [%s] %.*s %d %llu%.*s tunnel=%llu.%03llus in=%llu out=%llu\n",
+                             t->ip, log_date(w), (int)rec->req_len, rec->text, t->status,
+                             (unsigned long long)t->side[1].bytes, (int)(rec->len - rec->req_len),
+                             rec->text + rec->req_len, (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+                             (unsigned long long)t->side[0].bytes, (unsigned long long)t->side[1].bytes));
+    rec_put(rec);
+    t->log = NULL;
+}
+
+/*
  * A request refused by the parser: as nginx does, the log shows its first line
  * as received (escaped, at most 2 KiB), or "-" when there is none.
  */

@@ -47,7 +47,7 @@ static void release(proxy__client *c)
     c->s.gen = NULL;
     list_unlink(c);
     gh_loop_release(w->loop, c);
-    if (w->draining && w->nclients == 0)
+    if (w->draining && w->nclients == 0 && w->ntunnels == 0)
         gh_loop_stop(w->loop);
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/ws.h"
 #include "net/conn.h"
 #include "proxy/proxy.h"
 
@@ -257,6 +258,15 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
         proxy__exchange_fail(ex, 413);
         return;
     }
+    if (rt->websocket) {
+        /* `websocket off`: the Upgrade is dropped like any hop-by-hop field, a plain request goes on */
+        int ws = gh_ws_check_request(r);
+        if (ws < 0) {
+            proxy__exchange_fail(ex, -ws); /* 400, or 426 naming version 13 */
+            return;
+        }
+        ex->websocket = f.websocket = ws == GH_WS_UPGRADE;
+    }
     if (rt->rewrite != GH_REWRITE_NONE && r->target_form != GH_H1_ASTERISK_FORM) {
         n = gh_route_rewrite_path(rt, r->path.p, r->path.len, path, sizeof(path));
         if (n < 0) {
@@ -429,6 +439,35 @@ static int finish(proxy__exchange *ex)
     return GONE;
 }
 
+/*
+ * A 101: only the answer to the WebSocket upgrade we forwarded may switch
+ * protocols (anything else would leave the connection speaking what nobody
+ * checked). The 101 goes to the client; once it is flushed the exchange
+ * becomes a tunnel (pump_response).
+ */
+static int switch_protocols(proxy__exchange *ex, const gh_h1_response *res, int n)
+{
+    proxy__session *s = ex->s;
+    proxy__upstream *u = ex->u;
+    int r;
+
+    if (!ex->websocket || !gh_ws_check_response(res)) {
+        gh_log_warn("upstream %s switched protocols without a WebSocket upgrade to answer", proxy__upstream_name(u));
+        return proxy__exchange_fail(ex, 502);
+    }
+    if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
+        return 0;
+    if (r < 0)
+        return proxy__exchange_fail(ex, 502);
+    proxy__upstream_report(u->pool, u->server, 1);
+    ex->status = 101;
+    ex->res_started = 1;
+    ex->upstream_reusable = 0;
+    gh_buf_consume(&u->in, (size_t)n); /* what follows the head is the server's first frames */
+    ex->res_state = RES_UPGRADE;
+    return 1;
+}
+
 static int start_response(proxy__exchange *ex)
 {
     proxy__session *s = ex->s;
@@ -446,10 +485,10 @@ static int start_response(proxy__exchange *ex)
         gh_log_warn("upstream %s sent a malformed response head", proxy__upstream_name(u));
         return proxy__exchange_fail(ex, 502);
     }
+    if (res->status == 101)
+        return switch_protocols(ex, res, n);
     if (res->status < 200) {
-        if (res->status == 101)
-            return proxy__exchange_fail(ex, 502); /* we never forward Upgrade, so nothing may switch protocols */
-        gh_buf_consume(&u->in, (size_t)n);        /* interim responses stop here */
+        gh_buf_consume(&u->in, (size_t)n); /* interim responses stop here */
         return 1;
     }
     proxy__upstream_report(u->pool, u->server, !gh_cfg_passive_counts(&u->pool->cfg->passive, res->status));
@@ -586,6 +625,12 @@ static int pump_response(proxy__exchange *ex)
     p |= r;
     if (ex->res_state == RES_DONE && ex->s->ops->queued(ex->s) == 0)
         return finish(ex);
+    if (ex->res_state == RES_UPGRADE) {
+        if (ex->s->ops->queued(ex->s) > 0)
+            return p;
+        proxy__upgrade_tunnel(ex); /* hands both connections over and frees ex */
+        return GONE;
+    }
     if (ex->res_state != RES_DONE && ex->u != NULL && ex->u->conn.can_read && (r = proxy__h1u_read(ex)) != 0) {
         if (r == GONE)
             return GONE;

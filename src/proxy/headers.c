@@ -207,6 +207,10 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
         put_forwarded(&o, r, ip, host, tls);
     if (r->body == GH_H1_BODY_CHUNKED)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
+    /* Upgrade is hop-by-hop (RFC 9110 7.8): the client's was dropped with the other
+     * hop-by-hop fields, and only a checked WebSocket handshake asks the next hop again. */
+    if (f->websocket)
+        puts_(&o, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     put(&o, "\r\n", 2);
     return o.overflow ? -1 : (int)o.len;
 }
@@ -229,7 +233,10 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     put_set_ops(&o, ops, nops);
     if (chunk_out)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
-    if (close)
+    /* The exchange relays a 101 only as the answer to a WebSocket upgrade it checked. */
+    if (r->status == 101)
+        puts_(&o, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    else if (close)
         put(&o, "Connection: close\r\n", 19);
     put(&o, "\r\n", 2);
     return o.overflow ? -1 : (int)o.len;
@@ -261,6 +268,7 @@ const char *proxy__status_text(int status)
         {414, "URI Too Long"},
         {417, "Expectation Failed"},
         {421, "Misdirected Request"},
+        {426, "Upgrade Required"},
         {429, "Too Many Requests"},
         {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"},
@@ -302,7 +310,11 @@ int proxy__local_response(char *dst, size_t cap, const proxy__local *l)
         put_uint(&o, l->body_len);
         put(&o, "\r\n", 2);
     }
-    if (l->close)
+    /* RFC 6455 4.2.2 and RFC 9110 15.5.22: say which protocol and version to upgrade to. */
+    if (l->status == 426)
+        puts_(&o, l->close ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: Upgrade, close\r\n"
+                           : "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: Upgrade\r\n");
+    else if (l->close)
         puts_(&o, "Connection: close\r\n");
     put(&o, "\r\n", 2);
     if (!bodiless && !l->head)

@@ -154,7 +154,7 @@ struct proxy__upstream {
     uint8_t eof; /* its FIN was read: nothing more will come (never pooled) */
 };
 
-enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE };
+enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE, RES_UPGRADE /* 101 sent: a tunnel once it is flushed */ };
 
 struct proxy__exchange {
     proxy__session *s; /* the client side; owns the exchange */
@@ -178,6 +178,7 @@ struct proxy__exchange {
     uint8_t req_done;       /* the whole request is in uout */
     uint8_t idempotent, is_head, expect_continue;
     uint8_t head_sent; /* uout has been written at least once */
+    uint8_t websocket; /* forwarded as a WebSocket upgrade: a 101 with Upgrade: websocket makes it a tunnel */
     uint8_t reached;   /* some server accepted a connection (502, not 503, if all fail) */
     uint8_t buffering; /* the body is read before a server is chosen (request_buffer) */
     /* response: upstream -> client */
@@ -364,6 +365,7 @@ typedef struct proxy__forward {
     const char *path;          /* the request-target to send (rewritten by the route), NULL: as received */
     size_t path_len;
     const gh_cfg_route *route; /* header operations; NULL: none */
+    int websocket;             /* a valid WebSocket upgrade (gh_ws_check_request): ask the server to switch */
 } proxy__forward;
 
 /* A response of gatehouse's own (redirect, respond). */

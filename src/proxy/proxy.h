@@ -88,6 +88,11 @@ typedef struct proxy__handover {
 } proxy__handover;
 int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h);
 
+/* upgrade.c: an exchange whose 101 reached the client becomes a tunnel (through proxy__exchange_to_tunnel). */
+void proxy__upgrade_tunnel(proxy__exchange *ex);
+/* The drain deadline: every tunnel of the worker ends now. */
+void proxy__tunnels_close(proxy__worker *w);
+
 /* upstream.c */
 int proxy__pools_init(proxy__gen *g);
 void proxy__pools_free(proxy__gen *g);
@@ -150,6 +155,8 @@ void proxy__access_discard(proxy__exchange *ex);
 /* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptor closed. */
 void proxy__access_close(proxy__worker *w);
 void proxy__access_reject(proxy__client *c, int status, size_t bytes);
+/* A tunnel ended: its request line, 101, bytes both ways and how long it lasted. */
+void proxy__access_tunnel(proxy__tunnel *t);
 void proxy__access_flush(proxy__worker *w);
 void proxy__access_reopen(proxy__worker *w);
 

@@ -62,6 +62,12 @@ static void set_limit(proxy__worker *w)
         gh_conn_limit_compute(cfg->max_connections, cfg->workers, nofile, w->gen->rt->nlisteners).per_worker;
 }
 
+/* Client connections for max_connections: a tunnel (a WebSocket) is one too, with its upstream socket. */
+static uint32_t nconns(const proxy__worker *w)
+{
+    return w->nclients + w->ntunnels;
+}
+
 /*
  * At max_connections: the longest-idle keep-alive clients make room, as nginx
  * does. 1 when there is room now; 0 when every client is busy (the caller then
@@ -76,11 +82,11 @@ static int make_room(proxy__worker *w)
         w->at_limit = 1;
         gh_log_warn("worker %d: connection limit reached (%u clients of %u, max_connections): closing idle "
                     "keep-alive connections, oldest first, and pausing accepts while none is idle",
-                    w->id, w->nclients, w->max_clients);
+                    w->id, nconns(w), w->max_clients);
     }
     n = proxy__client_close_idle(w);
     w->limit_closed += n;
-    if (w->nclients < w->max_clients)
+    if (nconns(w) < w->max_clients)
         return 1;
     w->limit_pauses++;
     return 0;
@@ -91,15 +97,15 @@ static void check_limit(proxy__worker *w)
 {
     if (!w->at_limit)
         return;
-    if (w->limit_paused && w->nclients < w->max_clients && !w->draining) {
+    if (w->limit_paused && nconns(w) < w->max_clients && !w->draining) {
         gh_timer_stop(w->loop, &w->drain_timer);
         resume_accept(&w->drain_timer);
     }
     /* A tenth below the limit, so that a worker hovering at it does not log every change. */
-    if (w->nclients + w->max_clients / 10 + 1 <= w->max_clients) {
+    if (nconns(w) + w->max_clients / 10 + 1 <= w->max_clients) {
         gh_log_info("worker %d: below the connection limit again (%u clients): %llu idle connections were "
                     "closed to make room, accepting paused %llu times",
-                    w->id, w->nclients, (unsigned long long)w->limit_closed, (unsigned long long)w->limit_pauses);
+                    w->id, nconns(w), (unsigned long long)w->limit_closed, (unsigned long long)w->limit_pauses);
         w->at_limit = 0;
         w->limit_closed = w->limit_pauses = 0;
     }
@@ -133,9 +139,9 @@ static void on_accept(gh_io *io, unsigned events)
     for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
         /* Room is made only for a connection known to wait (the listener is level-triggered:
          * if more wait after this batch, the next iteration says so), never speculatively. */
-        if (w->nclients >= w->max_clients && i > 0)
+        if (nconns(w) >= w->max_clients && i > 0)
             return;
-        if (w->nclients >= w->max_clients && !make_room(w)) {
+        if (nconns(w) >= w->max_clients && !make_room(w)) {
             /* Connections wait in the shared queue, where other workers may take them. */
             if (!w->accept_paused) {
                 pause_accept(w);
@@ -163,11 +169,21 @@ static void on_accept(gh_io *io, unsigned events)
     }
 }
 
+/*
+ * Tunnels (WebSockets) may last for hours: they get until the deadline to end
+ * by themselves, then are closed, which is no failure. HTTP exchanges still
+ * running at the deadline are.
+ */
 static void on_drain_deadline(gh_timer *t)
 {
     proxy__worker *w = (proxy__worker *)((char *)t - offsetof(proxy__worker, drain_timer));
-    gh_log_warn("worker %d: shutdown deadline reached with %u connections open", w->id, w->nclients);
-    exit_status = 1;
+    if (w->ntunnels > 0)
+        gh_log_info("worker %d: shutdown deadline: closing %u tunnels", w->id, w->ntunnels);
+    proxy__tunnels_close(w);
+    if (w->nclients > 0) {
+        gh_log_warn("worker %d: shutdown deadline reached with %u connections open", w->id, w->nclients);
+        exit_status = 1;
+    }
     gh_loop_stop(w->loop);
 }
 
@@ -176,7 +192,7 @@ static void start_drain(proxy__worker *w)
     if (w->draining)
         return;
     w->draining = 1;
-    gh_log_info("worker %d: draining %u connections", w->id, w->nclients);
+    gh_log_info("worker %d: draining %u connections and %u tunnels", w->id, w->nclients, w->ntunnels);
     for (size_t i = 0; i < w->nacceptors; i++) {
         gh_loop_del(w->loop, &w->acceptors[i].io);
         close(w->acceptors[i].io.fd);
@@ -186,7 +202,7 @@ static void start_drain(proxy__worker *w)
     w->drain_timer.cb = on_drain_deadline;
     gh_timer_set(w->loop, &w->drain_timer, w->t->shutdown);
     proxy__client_drain(w);
-    if (w->nclients == 0)
+    if (w->nclients == 0 && w->ntunnels == 0)
         gh_loop_stop(w->loop);
 }
 
@@ -483,6 +499,7 @@ static void teardown(proxy__worker *w)
 {
     while (w->clients != NULL)
         proxy__client_close(w->clients);
+    proxy__tunnels_close(w);
     for (size_t i = 0; i < w->nacceptors; i++)
         if (w->acceptors[i].io.fd >= 0)
             close(w->acceptors[i].io.fd);
