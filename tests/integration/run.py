@@ -28,7 +28,7 @@ from harness import Ctx, Fail, Session  # noqa: E402
 
 MODULES = ["t_startup", "t_tls", "t_http", "t_headers", "t_upstream", "t_strict", "t_process",
            "t_accesslog", "t_stream", "t_config", "t_routing", "t_sni", "t_balance", "t_health", "t_reload",
-           "t_limits", "t_datapath", "t_body"]
+           "t_limits", "t_datapath", "t_body", "t_websocket"]
 
 out_lock = threading.Lock()
 

@@ -1,0 +1,556 @@
+"""WebSocket (RFC 6455) through gatehouse, plain (ws) and TLS (wss), with a real client and server
+(Debian's python3-websockets): big and fragmented messages intact, 100 connections at once,
+ping/pong and close codes both ways, reloads that cut no tunnel, a slow reader with RSS bounded,
+a client that vanishes (RST), the tunnel idle timeout, the access-log line; and what is refused:
+invalid handshakes (400, 426), a 101 nobody asked for (502), h2c, `websocket off`.
+
+The origin is ws_backend.py (its events file says what it saw); raw sockets stand in for the
+client where the library would hide the behaviour (slow reading, RST) and for a backend that
+misbehaves (a 101 to anything)."""
+import asyncio
+import base64
+import hashlib
+import os
+import re
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from harness import (HERE, PY, SLOW, T, Conn, Fail, build_request, check, eq, free_port, rss_kib, test,
+                     wait_until)
+
+try:
+    import websockets
+except ImportError:  # Debian's python3-websockets, when the tests run on another CPython 3 than Debian's
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import websockets
+
+KEY = base64.b64encode(b"0123456789abcdef").decode()
+WS_HEADERS = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", KEY),
+              ("Sec-WebSocket-Version", "13")]
+
+
+# ---------------------------------------------------------------- fixtures
+
+class WsBackend:
+    """ws_backend.py on a free port; events() are its lines (open/msg/close)."""
+
+    def __init__(self, ctx, name="ws"):
+        self.events_path = os.path.join(ctx.dir, name + ".events")
+        for _ in range(3):
+            self.port = free_port()
+            self.proc = ctx.popen([PY, str(HERE / "ws_backend.py"), str(self.port), self.events_path],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=open(os.path.join(ctx.dir, name + ".stderr"), "ab"))
+            if wait_until(lambda: self.proc.poll() is not None or "listening" in self.text(), 10 * T):
+                if self.proc.poll() is None:
+                    return
+        raise Fail("the WebSocket backend did not start: %s" % self.text())
+
+    def text(self):
+        try:
+            with open(self.events_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def events(self, kind):
+        return [l.split()[1:] for l in self.text().splitlines() if l.split()[1:2] == [kind]]
+
+
+def conf(ports, be, extra_routes="", timeouts="", access_log=None, certs=None, workers=1, gen="g0"):
+    tls, plain = ports
+    return "\n".join([
+        "workers %d" % workers,
+        "access_log %s" % access_log if access_log else "",
+        "timeouts {%s}" % timeouts if timeouts else "",
+        "listen 127.0.0.1:%d tls" % tls,
+        "listen 127.0.0.1:%d" % plain,
+        "pool ws { server 127.0.0.1:%d }" % be,
+        "site default {",
+        "    cert %s %s" % (certs["ec_cert"], certs["ec_key"]),
+        "    route /gen { respond 200 %s }" % gen,
+        extra_routes,
+        "    route / { proxy ws }",
+        "}", ""])
+
+
+def start(ctx, be, **kw):
+    log = os.path.join(ctx.dir, "access.log")
+    certs = ctx.session.certs()
+    gh = ctx.gatehouse_config(lambda ports: conf(ports, be.port, access_log=log, certs=certs, **kw), nports=2)
+    gh.access_log = log
+    gh.conf_kw = dict(kw, access_log=log, certs=certs)
+    return gh
+
+
+def urls(gh, path):
+    return [("ws", "ws://127.0.0.1:%d%s" % (gh.ports[1], path)), ("wss", "wss://127.0.0.1:%d%s" % (gh.ports[0], path))]
+
+
+def client_ssl(url):
+    if not url.startswith("wss"):
+        return None
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    return c
+
+
+def connect(url, **kw):
+    return websockets.connect(url, ssl=client_ssl(url), max_size=None, ping_interval=None, compression=None,
+                              open_timeout=10 * T, close_timeout=10 * T, **kw)
+
+
+def run(coro, timeout):
+    async def bounded():
+        return await asyncio.wait_for(coro, timeout)
+    return asyncio.run(bounded())
+
+
+def access_lines(gh):
+    try:
+        with open(gh.access_log) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def worker_pid(gh):
+    # Configuration files always start the prober too: the worker is the child holding our listener.
+    import t_reload
+    ws = t_reload.serving_workers(gh)
+    check(len(ws) == 1, "expected one worker, found %r" % ws)
+    return ws[0]
+
+
+def nfds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def stable_nfds(pid):
+    """The worker's descriptor count once it stopped changing (a closed client lingers briefly)."""
+    last = nfds(pid)
+    for _ in range(int(50 * T)):
+        time.sleep(0.2)
+        now = nfds(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def raw_handshake(port, path, tls=False, rcvbuf=None):
+    """A WebSocket opening handshake over a plain socket; returns (socket, bytes after the 101 head)."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10 * T)
+    s.connect(("127.0.0.1", port))
+    if tls:
+        s = client_ssl("wss").wrap_socket(s, server_hostname="localhost")
+    s.sendall(build_request("GET", path, WS_HEADERS))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        check(d, "closed before the 101: %r" % buf)
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    check(head.startswith(b"HTTP/1.1 101 "), "answer to the handshake: %r" % head)
+    return s, head, rest
+
+
+def frame(payload, opcode=2, fin=True):
+    """A masked client frame (RFC 6455 5.2)."""
+    mask = os.urandom(4)
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        hdr = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    return hdr + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+# ---------------------------------------------------------------- data
+
+@test("ws_big_and_fragmented_messages_intact", timeout=120)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    big = os.urandom(16 << 20)
+    want = hashlib.sha256(big).hexdigest()
+
+    async def one(url):
+        async with connect(url) as ws:
+            await ws.send(big)
+            got = await ws.recv()
+            eq(len(got), len(big), "length of the 16 MiB echo")
+            eq(hashlib.sha256(got).hexdigest(), want, "sha256 of the 16 MiB echo")
+            # A fragmented message: the library sends one frame per piece (RFC 6455 5.4).
+            pieces = [os.urandom(n) for n in (1, 125, 126, 65535, 65536, 300000, 7)]
+            await ws.send(iter(pieces))
+            got = await ws.recv()
+            eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(b"".join(pieces)).hexdigest(),
+               "sha256 of a fragmented message")
+            await ws.send("text \u00e9\u4e2d")
+            eq(await ws.recv(), "text \u00e9\u4e2d", "a text message")
+        async with connect(url.replace("/echo", "/sha")) as ws:
+            await ws.send(iter([big[:1 << 20], big[1 << 20:]]))
+            eq(await ws.recv(), want, "the backend's sha256 of a fragmented 16 MiB message")
+
+    for name, url in urls(gh, "/echo"):
+        t0 = time.monotonic()
+        run(one(url), 60 * T)
+        ctx.note("%s: %.2fs" % (name, time.monotonic() - t0))
+
+
+@test("ws_100_concurrent_connections", timeout=120)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+
+    async def one(url, i):
+        async with connect(url) as ws:
+            for j in range(5):
+                m = "conn %d message %d %s" % (i, j, "x" * (i * 37 % 2000))
+                await ws.send(m)
+                eq(await ws.recv(), m, "echo on connection %d" % i)
+        return 1
+
+    async def all_at_once():
+        conns = []
+        for i in range(100):
+            conns.append(one(urls(gh, "/echo")[i % 2][1], i))
+        return sum(await asyncio.gather(*conns))
+
+    eq(run(all_at_once(), 60 * T), 100, "connections that echoed every message")
+    eq(len(be.events("open")), 100, "WebSocket connections the backend saw")
+
+
+@test("ws_ping_pong_and_close_codes", timeout=60)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+
+    async def scenario(url):
+        async with connect(url) as ws:
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5 * T)  # the backend's pong came back through the tunnel
+            await ws.close(4000, "client says bye")
+        eq(ws.close_code, 4000, "close code echoed by the backend")
+        async with connect(url.replace("/echo", "/close/4001")) as ws:
+            await ws.send("close me")
+            try:
+                await ws.recv()
+                raise Fail("no close from the backend")
+            except websockets.ConnectionClosed:
+                pass
+        eq(ws.close_code, 4001, "the backend's close code at the client")
+        eq(ws.close_reason, "bye", "the backend's close reason at the client")
+
+    for name, url in urls(gh, "/echo"):
+        run(scenario(url), 30 * T)
+    wait_until(lambda: len(be.events("close")) >= 4, 5 * T)  # the backend logs after its side closed
+    codes = [e[1] for e in be.events("close")]
+    eq(codes.count("4000"), 2, "client close code 4000 seen by the backend (%r)" % codes)
+    eq(codes.count("4001"), 2, "backend close code 4001 (%r)" % codes)
+
+
+@test("ws_reloads_cut_no_tunnel", timeout=120)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    gh.allow_worker_change = True  # a reload restarts the prober (the worker stays: serving_workers checks)
+    w = worker_pid(gh)
+    stop = threading.Event()
+    counts = {}
+
+    async def talker(url, i):
+        n = 0
+        async with connect(url) as ws:
+            while not stop.is_set():
+                m = "%d:%d" % (i, n)
+                await ws.send(m)
+                eq(await ws.recv(), m, "echo %d on tunnel %d" % (n, i))
+                n += 1
+                await asyncio.sleep(0.02)
+        counts[i] = n
+
+    async def load():
+        async def reloader():
+            for k in range(1, 6):
+                await asyncio.sleep(0.4)
+                with open(gh.conf_path, "w") as f:
+                    f.write(conf(gh.ports, be.port, gen="g%d" % k, **gh.conf_kw))
+                gh.signal(signal.SIGHUP)
+                # the reload is applied: the changed route answers from the new file
+                for _ in range(int(100 * T)):
+                    if get_gen(gh) == "g%d" % k:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise Fail("reload %d not applied" % k)
+            await asyncio.sleep(0.4)
+            stop.set()
+        await asyncio.gather(reloader(), *[talker(urls(gh, "/echo")[i % 2][1], i) for i in range(50)])
+
+    run(load(), 90 * T)
+    eq(len(counts), 50, "tunnels that lasted through 5 reloads")
+    check(min(counts.values()) >= 10, "every tunnel exchanged messages (fewest %d)" % min(counts.values()))
+    eq(len(be.events("open")), 50, "backend connections (none was re-opened)")
+    eq(worker_pid(gh), w, "the worker after the reloads")
+    ctx.info = "%d messages echoed over 50 tunnels across 5 reloads" % sum(counts.values())
+
+
+def get_gen(gh):
+    try:
+        with Conn(gh.ports[0], timeout=5 * T) as c:
+            return c.request("GET", "/gen").body.decode().strip()
+    except (OSError, Fail):
+        return None
+
+
+# ---------------------------------------------------------------- resources
+
+@test("ws_slow_reader_rss_bounded", heavy=True, timeout=180)
+def _(ctx):
+    from t_stream import RssSampler
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    size = (64 if SLOW else 256) << 20
+    sampler = RssSampler(gh)
+    s, head, rest = raw_handshake(gh.ports[0], "/flood/%d" % size, tls=True, rcvbuf=65536)
+    got = len(rest)
+    time.sleep(3)  # not reading: the backend keeps sending, gatehouse must not buffer it
+    paused = sampler.peak
+    t0 = time.monotonic()
+    while True:
+        d = s.recv(1 << 16)
+        if not d:
+            break
+        got += len(d)
+    s.close()
+    peak = sampler.stop()
+    ctx.info = "%d MiB through a reader that paused 3s: peak RSS %.1f MiB (%.1f during the pause), %.1fs" % (
+        size >> 20, peak / 1024, paused / 1024, time.monotonic() - t0)
+    check(got >= size, "bytes received %d < %d" % (got, size))
+    if not SLOW:
+        check(peak < 32 * 1024, "gatehouse RSS reached %.1f MiB (limit 32 MiB)" % (peak / 1024))
+
+
+@test("ws_client_reset_closes_backend_no_fd_leak", timeout=60)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    w = worker_pid(gh)
+    get_gen(gh)  # one request first, so that lazily opened descriptors are there before counting
+    before = stable_nfds(w)
+    for tls in (False, True):
+        s, head, rest = raw_handshake(gh.ports[0 if tls else 1], "/idle", tls=tls)
+        wait_until(lambda: len(be.events("open")) >= (2 if tls else 1), 5 * T)
+        check(wait_until(lambda: nfds(w) == before + 2, 3 * T),
+              "a tunnel holds two descriptors (%d, before %d)" % (nfds(w), before))
+        raw = s if not tls else s  # SSLSocket: SO_LINGER applies to its socket
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        t0 = time.monotonic()
+        raw.close()  # RST: no close frame, no FIN
+        n = 2 if tls else 1
+        check(wait_until(lambda: len(be.events("close")) >= n, 3 * T),
+              "the backend's side was not closed within 3s of the client's RST")
+        ctx.note("backend side closed %.3fs after the RST" % (time.monotonic() - t0))
+    check(wait_until(lambda: nfds(w) == before, 3 * T), "worker descriptors: %d, before %d" % (nfds(w), before))
+    codes = [e[1] for e in be.events("close")]
+    eq(codes, ["1006", "1006"], "close codes at the backend: an abnormal end (no close frame)")
+
+
+@test("ws_frames_sent_with_the_handshake_reach_the_server", timeout=30)
+def _(ctx):
+    # Bytes that arrive in the same read as a head belong to the tunnel, both ways: the client's
+    # first frame right behind its request, the server's first frames right behind its 101.
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    for tls in (False, True):
+        s = socket.create_connection(("127.0.0.1", gh.ports[0 if tls else 1]), timeout=10 * T)
+        if tls:
+            s = client_ssl("wss").wrap_socket(s, server_hostname="localhost")
+        s.sendall(build_request("GET", "/echo", WS_HEADERS) + frame(b"early", opcode=1))
+        buf = b""
+        while buf.count(b"early") < 1:
+            d = s.recv(4096)
+            check(d, "closed before the echo: %r" % buf)
+            buf += d
+        check(buf.startswith(b"HTTP/1.1 101 "), "the 101: %r" % buf[:60])
+        check(buf.endswith(b"\x81\x05early"), "the echo of the early frame: %r" % buf[-20:])
+        s.close()
+
+
+@test("ws_tunnel_idle_timeout_and_access_log", timeout=60)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be, timeouts="tunnel 1s")
+    s, head, rest = raw_handshake(gh.ports[1], "/echo")
+    s.sendall(frame(b"hello", opcode=1))
+    echo = b""
+    while len(echo) < 7:
+        echo += s.recv(100)
+    eq(echo, b"\x81\x05hello", "the echo frame")
+    t0 = time.monotonic()
+    s.settimeout(10 * T)
+    try:
+        while s.recv(100):
+            pass
+    except ConnectionResetError:
+        pass
+    idle = time.monotonic() - t0
+    check(0.8 < idle < 4 * T, "the idle tunnel was closed after %.2fs (timeout 1s)" % idle)
+    check(wait_until(lambda: be.events("close"), 3 * T), "the backend side was not closed")
+    line = wait_until(lambda: [l for l in access_lines(gh) if '"GET /echo HTTP/1.1" 101' in l], 3 * T)
+    check(line, "no access-log line for the tunnel: %r" % access_lines(gh))
+    m = re.search(r' 101 (\d+) "-" "-" tunnel=(\d+\.\d{3})s in=(\d+) out=(\d+)$', line[0])
+    check(m, "tunnel access-log line: %r" % line[0])
+    eq(m.group(3), str(len(frame(b"hello", opcode=1))), "bytes in (the client's frame)")
+    eq(m.group(4), "7", "bytes out (the echo frame)")
+    eq(m.group(1), m.group(4), "the size field is the bytes sent to the client")
+    check(float(m.group(2)) >= 0.9, "duration %s" % m.group(2))
+
+
+@test("ws_shutdown_deadline_closes_tunnels", timeout=60)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be, timeouts="shutdown 1s")
+    s, head, rest = raw_handshake(gh.ports[0], "/idle", tls=True)
+    t0 = time.monotonic()
+    gh.signal(signal.SIGTERM)
+    gh.proc.wait(10 * T)
+    secs = time.monotonic() - t0
+    check(0.8 < secs < 5 * T, "gatehouse exited %.2fs after SIGTERM (deadline 1s)" % secs)
+    eq(gh.proc.returncode, 0, "exit code (closing tunnels at the deadline is no failure)")
+    check(wait_until(lambda: be.events("close"), 3 * T), "the backend side was not closed")
+    check([l for l in access_lines(gh) if " 101 " in l and "tunnel=" in l], "no access-log line for the tunnel")
+
+
+# ---------------------------------------------------------------- what is refused
+
+class RawBackend:
+    """A backend that records each request head and answers with `answer(head)` (bytes), then
+    keeps the connection open briefly."""
+
+    def __init__(self, ctx, answer):
+        self.heads = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        c.settimeout(5)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(4096)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                self.heads.append(head.decode(errors="replace"))
+                c.sendall(self.answer(head))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+
+
+def raw_conf_start(ctx, backend, extra=""):
+    certs = ctx.session.certs()
+    return ctx.gatehouse_config(lambda ports: conf(ports, backend.port, certs=certs, extra_routes=extra), nports=2)
+
+
+@test("ws_101_to_a_plain_request_is_502", timeout=30)
+def _(ctx):
+    b = RawBackend(ctx, lambda head: SWITCH)
+    gh = raw_conf_start(ctx, b)
+    with Conn(gh.ports[0]) as c:
+        eq(c.request("GET", "/plain").status, 502, "a 101 to a request that asked for no upgrade")
+    with Conn(gh.ports[0]) as c:
+        r = c.request("GET", "/h2c", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                                      ("HTTP2-Settings", "AAMAAABkAAQAAP__")])
+        eq(r.status, 502, "a 101 to an h2c upgrade (which is never forwarded)")
+    h2c = b.heads[-1].lower()
+    check("upgrade" not in h2c and "http2-settings" not in h2c, "the h2c upgrade reached the backend: %r" % h2c)
+    b2 = RawBackend(ctx, lambda head: SWITCH.replace(b"websocket", b"h2c"))
+    gh2 = raw_conf_start(ctx, b2)
+    with Conn(gh2.ports[0]) as c:
+        eq(c.request("GET", "/ws", WS_HEADERS).status, 502, "a 101 to another protocol than the one asked")
+
+
+@test("ws_invalid_handshakes_refused", timeout=30)
+def _(ctx):
+    b = RawBackend(ctx, lambda head: OK)
+    gh = raw_conf_start(ctx, b)
+    cases = [
+        ("bad key", [("Sec-WebSocket-Key", "c2hvcnQ=")], 400),
+        ("two keys", [("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Key", KEY)], 400),
+        ("version 8", [("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Version", "8")], 426),
+        ("no version", [("Sec-WebSocket-Key", KEY)], 426),
+    ]
+    for what, extra, status in cases:
+        with Conn(gh.ports[0]) as c:
+            r = c.request("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")] + extra)
+            eq(r.status, status, what)
+            if status == 426:
+                eq(r.get("Sec-WebSocket-Version"), "13", "426 names the version")
+                eq(r.get("Upgrade"), "websocket", "426 names the protocol")
+    with Conn(gh.ports[0]) as c:
+        eq(c.request("POST", "/ws", WS_HEADERS, body=b"").status, 400, "a POST upgrade")
+    eq(b.heads, [], "requests that reached the backend")
+
+
+@test("ws_route_off_and_non_101_answer_stay_http", timeout=30)
+def _(ctx):
+    b = RawBackend(ctx, lambda head: OK)
+    gh = raw_conf_start(ctx, b, extra="    route /nows/ { proxy ws\n websocket off }")
+    with Conn(gh.ports[0]) as c:
+        r = c.request("GET", "/nows/x", WS_HEADERS)
+        eq(r.status, 200, "websocket off: a plain request")
+        head = b.heads[-1].lower()
+        check("upgrade" not in head, "websocket off: the upgrade reached the backend: %r" % head)
+        # a WebSocket request the server answers with 200: the connection stays HTTP
+        r = c.request("GET", "/ws", WS_HEADERS)
+        eq(r.status, 200, "a non-101 answer to an upgrade")
+        head = b.heads[-1].lower()
+        check("connection: upgrade" in head and "upgrade: websocket" in head, "the upgrade forwarded: %r" % head)
+        check("sec-websocket-key: " + KEY.lower() in head, "the key forwarded: %r" % head)
+        eq(c.request("GET", "/after").status, 200, "the next request on the same connection")
+    be = WsBackend(ctx)
+    gh2 = start(ctx, be)
+
+    async def rejected():
+        try:
+            async with connect(urls(gh2, "/reject")[1][1]):
+                raise Fail("the handshake succeeded")
+        except websockets.InvalidStatusCode as e:
+            return e.status_code
+    eq(run(rejected(), 20 * T), 403, "the backend's refusal reaches the client")
