@@ -112,6 +112,16 @@ int gh_buf_append(gh_buf *b, const void *p, size_t n)
     return 0;
 }
 
+void gh_buf_pool_trim(unsigned keep)
+{
+    while (free_count > keep) {
+        void *next = *(void **)free_list;
+        free(free_list);
+        free_list = next;
+        free_count--;
+    }
+}
+
 void gh_buf_pool_drain(void)
 {
     while (free_list != NULL) {

@@ -81,4 +81,11 @@ int gh_buf_append(gh_buf *b, const void *p, size_t n);
 /* Frees the cached free blocks (at worker exit, for leak checkers). */
 void gh_buf_pool_drain(void);
 
+/*
+ * Frees cached free blocks beyond `keep`: after a burst (a wave of handshakes
+ * and upgrades) the cache would otherwise keep the burst's blocks for good,
+ * which idle connections then seem to cost.
+ */
+void gh_buf_pool_trim(unsigned keep);
+
 #endif

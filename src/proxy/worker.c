@@ -23,6 +23,7 @@
 #define ACCEPT_BATCH    64
 #define ACCEPT_PAUSE_MS 100
 #define ACCEPT_LOG_MS   10000 /* "accept failed" once per this at most: it repeats every pause */
+#define POOL_KEEP       64    /* free buffers kept cached once a burst is over (1 MiB) */
 
 static int exit_status;
 
@@ -230,14 +231,16 @@ static void on_signal(gh_io *io, unsigned events)
 /*
  * A handshake allocates far more than the session it leaves behind, and the
  * freed space sits in holes between long-lived sessions. Once no handshake is
- * under way, give those pages back (at most once a second), so that memory per
- * idle connection is what the connections hold, not what the busiest moment did.
+ * under way, give those pages back (at most once a second), and the buffers the
+ * pool cached beyond a few, so that memory per idle connection is what the
+ * connections hold, not what the busiest moment did.
  */
 static void trim_heap(proxy__worker *w)
 {
     uint64_t now = gh_loop_now(w->loop);
     if (!w->heap_dirty || w->handshaking != 0 || now < w->next_trim)
         return;
+    gh_buf_pool_trim(POOL_KEEP);
     malloc_trim(64 * 1024);
     w->heap_dirty = 0;
     w->next_trim = now + 1000;
