@@ -281,6 +281,19 @@ static void defaults_and_forms(void)
         CHECK(c->sites[0].routes[0].max_body == GH_CFG_NO_LIMIT);
         CHECK(c->access_log == NULL && c->workers >= 1);
         CHECK(c->max_connections == 0); /* derived from the open file limit */
+        CHECK_INT(c->timeouts.tunnel, 3600 * 1000);
+        CHECK_INT(c->sites[0].routes[0].websocket, 1);
+    }
+    gh_config_free(c);
+
+    unit_case("timeouts { tunnel }, websocket on|off");
+    c = parse_text("timeouts { tunnel 90s }\nlisten 127.0.0.1:1\npool p { server 127.0.0.1:2 }\n"
+                   "site default { route /a { proxy p; websocket off } route /b { proxy p; websocket on } }\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_INT(c->timeouts.tunnel, 90000);
+        for (size_t i = 0; i < c->sites[0].nroutes; i++)
+            CHECK_INT(c->sites[0].routes[i].websocket, c->sites[0].routes[i].prefix.p[1] == 'b');
     }
     gh_config_free(c);
 
@@ -364,6 +377,8 @@ static void errors_values(void)
     EXPECT_ERROR("max_connections -1\n", "main.conf:1: invalid connection limit");
     EXPECT_ERROR("workers 99999999999999999999999\n", "main.conf:1: invalid worker count");
     EXPECT_ERROR("log_level loud\n", "main.conf:1: invalid log level \"loud\"");
+    EXPECT_ERROR("site default { route / { websocket maybe } }\n",
+                 "main.conf:1: invalid websocket \"maybe\": expected on or off");
     EXPECT_ERROR("max_body 12q\n", "main.conf:1: invalid size \"12q\": expected a size such as 512, 16k, 1m or 1g");
     EXPECT_ERROR("max_body 99999999999g\n", "main.conf:1: invalid size \"99999999999g\": too large");
     EXPECT_ERROR("timeouts {\n  response 0s\n}\n", "main.conf:2: invalid duration \"0s\": must be greater than zero");
