@@ -63,10 +63,11 @@ class WsBackend:
         return [l.split()[1:] for l in self.text().splitlines() if l.split()[1:2] == [kind]]
 
 
-def conf(ports, be, extra_routes="", timeouts="", access_log=None, certs=None, workers=1, gen="g0"):
+def conf(ports, be, extra_routes="", timeouts="", access_log=None, certs=None, workers=1, gen="g0", main=""):
     tls, plain = ports
     return "\n".join([
         "workers %d" % workers,
+        main,
         "access_log %s" % access_log if access_log else "",
         "timeouts {%s}" % timeouts if timeouts else "",
         "listen 127.0.0.1:%d tls" % tls,
@@ -390,6 +391,41 @@ def _(ctx):
         check(buf.startswith(b"HTTP/1.1 101 "), "the 101: %r" % buf[:60])
         check(buf.endswith(b"\x81\x05early"), "the echo of the early frame: %r" % buf[-20:])
         s.close()
+
+
+@test("ws_tunnels_count_for_max_connections", timeout=60)
+def _(ctx):
+    # A tunnel is a client connection (and holds an upstream socket): at max_connections with two
+    # tunnels open, a new client waits (no idle keep-alive client to close, tunnels are not closed
+    # to make room) until a tunnel ends, then is answered; the other tunnel keeps working.
+    be = WsBackend(ctx)
+    gh = start(ctx, be, main="max_connections 2")
+    t1, _, _ = raw_handshake(gh.ports[1], "/echo")
+    t2, _, _ = raw_handshake(gh.ports[1], "/echo")
+    c = socket.create_connection(("127.0.0.1", gh.ports[1]), timeout=10 * T)
+    c.sendall(build_request("GET", "/gen", []))
+    c.settimeout(1.0)
+    try:
+        early = c.recv(4096)
+    except socket.timeout:
+        early = None
+    check(early is None, "a third client was answered while two tunnels held max_connections 2: %r" % early)
+    t1.close()
+    c.settimeout(10 * T)
+    buf = b""
+    while b"g0" not in buf:
+        d = c.recv(4096)
+        check(d, "the waiting client was closed, not answered, once a tunnel ended: %r" % buf)
+        buf += d
+    check(buf.startswith(b"HTTP/1.1 200 "), "the waiting client's answer: %r" % buf[:60])
+    t2.sendall(frame(b"still", opcode=1))
+    buf = b""
+    while not buf.endswith(b"\x81\x05still"):
+        d = t2.recv(4096)
+        check(d, "the other tunnel closed: %r" % buf)
+        buf += d
+    c.close()
+    t2.close()
 
 
 @test("ws_tunnel_idle_timeout_and_access_log", timeout=60)
