@@ -63,7 +63,7 @@ class WsBackend:
         return [l.split()[1:] for l in self.text().splitlines() if l.split()[1:2] == [kind]]
 
 
-def conf(ports, be, extra_routes="", timeouts="", access_log=None, certs=None, workers=1, gen="g0", main=""):
+def conf(ports, be, extra_routes="", timeouts="", access_log=None, certs=None, workers=1, gen="g0", main="", pool=None):
     tls, plain = ports
     return "\n".join([
         "workers %d" % workers,
@@ -72,7 +72,7 @@ def conf(ports, be, extra_routes="", timeouts="", access_log=None, certs=None, w
         "timeouts {%s}" % timeouts if timeouts else "",
         "listen 127.0.0.1:%d tls" % tls,
         "listen 127.0.0.1:%d" % plain,
-        "pool ws { server 127.0.0.1:%d }" % be,
+        pool or "pool ws { server 127.0.0.1:%d }" % be,
         "site default {",
         "    cert %s %s" % (certs["ec_cert"], certs["ec_key"]),
         "    route /gen { respond 200 %s }" % gen,
@@ -437,6 +437,28 @@ def _(ctx):
         buf += d
     c.close()
     t2.close()
+
+
+@test("ws_tunnel_counts_in_flight_for_least_conn", timeout=60)
+def _(ctx):
+    # A tunnel is load on its server: while one is open to a server, least_conn sends every new
+    # WebSocket to the other one (not counted, the two would tie and alternate).
+    a, b = WsBackend(ctx, "a"), WsBackend(ctx, "b")
+    gh = start(ctx, a, pool="pool ws { balance least_conn\n server 127.0.0.1:%d\n server 127.0.0.1:%d }"
+               % (a.port, b.port))
+    held, _, _ = raw_handshake(gh.ports[1], "/echo")
+    check(wait_until(lambda: len(a.events("open")) + len(b.events("open")) == 1, 5 * T),
+          "the first tunnel reached no backend")
+    busy, other = (a, b) if a.events("open") else (b, a)
+    for i in range(4):
+        s, _, _ = raw_handshake(gh.ports[1], "/echo")
+        s.close()
+        # its access-log line is written when the tunnel ends, after its count went
+        check(wait_until(lambda: sum("tunnel=" in l for l in access_lines(gh)) == i + 1, 5 * T),
+              "short tunnel %d did not end" % i)
+    eq(len(busy.events("open")), 1, "tunnels opened to the server holding a tunnel")
+    eq(len(other.events("open")), 4, "tunnels opened to the idle server")
+    held.close()
 
 
 @test("ws_tunnel_idle_timeout_and_access_log", timeout=60)
