@@ -594,8 +594,14 @@ static int map_error(gh_conn *c, int ret)
 static int tls_handshake(gh_conn *c)
 {
     int r = SSL_do_handshake(c->impl);
-    if (r == 1)
+    if (r == 1) {
+        /* From now on the connection frees its record buffers when it goes idle (tls_idle), not
+         * after every read and write: a busy keep-alive connection would otherwise allocate them
+         * again for every request. During the handshake they go as soon as a read would block, so
+         * connections stalled in a handshake hold none. */
+        SSL_clear_mode(c->impl, SSL_MODE_RELEASE_BUFFERS);
         return GH_OK;
+    }
     r = map_error(c, r);
     return r == 0 ? GH_ERROR : r;
 }
@@ -738,10 +744,9 @@ static void tls_shutdown(gh_conn *c)
 
 static void tls_idle(gh_conn *c)
 {
-    /* SSL_MODE_RELEASE_BUFFERS already frees the read buffer when a read would
-     * block and the write buffer after each complete write; this is a safety net.
-     * What an idle session still holds (~14 KiB on OpenSSL 3.0: the SSL object with
-     * its 32-pipeline record arrays, AEAD states, session, key shares) no public
+    /* The record buffers go back now (SSL_MODE_RELEASE_BUFFERS is off once the handshake is
+     * done, see tls_handshake). What an idle session still holds (~14 KiB on OpenSSL 3.0: the
+     * SSL object with its 32-pipeline record arrays, AEAD states, session, key shares) no public
      * call releases. */
     SSL_free_buffers(c->impl);
 }
