@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import time
 
-from harness import T, Conn, Fail, check, client_context, curl, eq, free_port, s_client, test, wait_until
+from harness import SLOW, T, Conn, Fail, check, client_context, curl, eq, free_port, rss_kib, s_client, test, wait_until
 import pattern
 
 GET_CLOSE = b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -326,3 +326,39 @@ def _(ctx):
     ok, out = tls13_resumed(gh, path)
     check(not ok, "ticket accepted %.1f s after it was issued, two %d s periods on: its key was not rotated away"
           % (time.time() - start, period))
+
+
+@test("tls_keepalive_buffers_kept_for_grace_then_freed")
+def _(ctx):
+    """A connection that just answered keeps its TLS record buffers for a 1 s grace (no free and
+    allocate per keep-alive request), then gives them back: 200 idle keep-alive connections must
+    shrink the worker by several KiB each once the grace is over."""
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    worker = gh.workers()[0]
+    conns = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", gh.port), timeout=10 * T)
+            conns.append(client_context().wrap_socket(s, server_hostname="localhost"))
+        for s in conns:
+            s.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        for s in conns:
+            got = b""
+            while b"\r\n\r\n" not in got or len(got) - got.index(b"\r\n\r\n") - 4 < 1024:
+                chunk = s.recv(65536)
+                check(chunk, "connection closed before the response was whole")
+                got += chunk
+        busy = rss_kib(worker)
+        time.sleep(2.5)  # the grace (1 s), then the heap trim (at most once a second)
+        idle = rss_kib(worker)
+        per = (busy - idle) / len(conns)
+        ctx.info = "worker RSS %d KiB right after the requests, %d KiB 2.5 s later (%.1f KiB per connection back)" % (
+            busy, idle, per)
+        if not SLOW:  # ASan's allocator keeps freed memory in quarantine
+            check(per >= 4, "idle keep-alive connections gave back %.1f KiB each, want >= 4" % per)
+        with Conn(gh.port) as c:
+            eq(c.request("GET", "/small").status, 200, "a request after the grace")
+    finally:
+        for s in conns:
+            s.close()
