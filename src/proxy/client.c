@@ -114,7 +114,7 @@ static void go_idle_after_request(proxy__client *c)
 {
     uint32_t keepalive = c->w->t->keepalive;
 
-    if (keepalive <= IDLE_GRACE_MS) {
+    if (!c->s.tls || keepalive <= IDLE_GRACE_MS) { /* a plain socket has no transport buffers to keep */
         proxy__client_go_idle(c, keepalive);
         return;
     }
@@ -293,7 +293,9 @@ static void on_client_timeout(gh_timer *t)
         c->tls_held = 0;
         gh_conn_idle(&c->conn);
         c->w->heap_dirty = 1; /* freed record buffers: let trim_heap return their pages */
-        gh_timer_set(c->w->loop, &c->timer, c->w->t->keepalive - IDLE_GRACE_MS);
+        /* the keep-alive timeout is the current generation's: a reload may have made it shorter than the grace */
+        gh_timer_set(c->w->loop, &c->timer,
+                     c->w->t->keepalive > IDLE_GRACE_MS ? c->w->t->keepalive - IDLE_GRACE_MS : 1);
         return;
     }
     if (c->state == CLIENT_HEAD && gh_buf_len(&c->in) > 0) {
@@ -387,8 +389,9 @@ size_t proxy__client_close_idle(proxy__worker *w)
         if (c->state != CLIENT_IDLE || c->requests == 0 || gh_buf_len(&c->in) > 0 || c->conn.io.fd < 0)
             continue;
         idle++;
-        /* go_idle armed the timer when the client became idle: its deadline less the timeout is that moment. */
-        s = c->timer.when > w->t->keepalive ? c->timer.when - w->t->keepalive : 0;
+        /* going idle armed the timer: its deadline less the timeout (the grace, while in it) is that moment. */
+        uint32_t armed = c->tls_held ? IDLE_GRACE_MS : w->t->keepalive;
+        s = c->timer.when > armed ? c->timer.when - armed : 0;
         if (n == PICK && s >= since[PICK - 1])
             continue;
         if (n < PICK)

@@ -771,6 +771,9 @@ static void tls_dispose(gh_conn *c)
 static void tls_moved(gh_conn *c)
 {
     BIO_set_data(SSL_get_rbio(c->impl), c);
+    /* A new owner (a tunnel) has no idle phase of its own to give the buffers back in: let OpenSSL
+     * free them whenever a read would block and a write is complete, as during the handshake. */
+    SSL_set_mode(c->impl, SSL_MODE_RELEASE_BUFFERS);
 }
 
 const gh_conn_ops gh_tls_conn_ops = {
