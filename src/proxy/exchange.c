@@ -491,10 +491,11 @@ static int start_response(proxy__exchange *ex)
         gh_buf_consume(&u->in, (size_t)n); /* interim responses stop here */
         return 1;
     }
-    proxy__upstream_report(u->pool, u->server, !gh_cfg_passive_counts(&u->pool->cfg->passive, res->status));
     proxy__h1u_framing(ex, res);
     if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
-        return 0; /* an interim answer is still queued */
+        return 0; /* an interim answer is still queued: this head is parsed again later */
+    /* Once per response, so after the GH_AGAIN above: one 5xx must not count twice towards ejection. */
+    proxy__upstream_report(u->pool, u->server, !gh_cfg_passive_counts(&u->pool->cfg->passive, res->status));
     if (r < 0)
         return proxy__exchange_fail(ex, 502);
     ex->status = res->status;
@@ -505,7 +506,6 @@ static int start_response(proxy__exchange *ex)
     return 1;
 }
 
-/* Body bytes of u->in to the client: straight from u->in when nothing is queued, else copied. */
 /* Body bytes of u->in to the session (which frames them for its client). */
 static int relay_plain(proxy__exchange *ex, size_t n)
 {
