@@ -288,7 +288,10 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
      * a client sending it slowly holds no backend connection meanwhile; a small
      * body then reaches the server whole, at once.
      */
-    if (!ex->req_done && rt->body_limits.buffer > 0 && gh_buf_reserve_big(&ex->uout) == 0) {
+    if (!ex->req_done && rt->body_limits.buffer > 0 &&
+        ((r->body == GH_H1_BODY_LENGTH && r->content_length <= gh_buf_room(&ex->uout)) ||
+         gh_buf_reserve_big(&ex->uout) == 0)) {
+        /* A body that fits beside the head waits in its block; only a larger or chunked one takes a big block. */
         ex->buffering = 1;
         proxy__exchange_run(ex);
         return;
