@@ -63,11 +63,11 @@ def _(ctx):
         c.send(head(len(body)))
         status = None
         try:
-            # Four bytes over two seconds: cut at the first one past the grace period
-            # (then nothing more is sent, so the lingering close sees no late input).
-            for i in range(4):
-                c.send(body[i:i + 1])
-                time.sleep(0.5)
+            # Three bytes at 0, 0.6 and 1.3 s, clear of the 1 s grace boundary: the third is past the
+            # grace and below the rate, so it is cut; nothing more is sent (no late input at the close).
+            for at in (0.0, 0.6, 1.3):
+                time.sleep(max(0.0, t0 + at - time.time()))
+                c.send(body[:1])
             status = c.read_response().status
         except (Closed, Fail, OSError):
             pass

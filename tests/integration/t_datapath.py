@@ -271,7 +271,7 @@ def _(ctx):
     for how in ("close", "shutdown"):
         n0 = len(access_lines(path))
         c = Conn(gh.port)
-        c.send(build_request("GET", "/slow?ms=4000&how=" + how))
+        c.send(build_request("GET", "/slow?ms=%d&how=%s" % (int(5000 * T), how)))
         time.sleep(0.3)
         if how == "shutdown":
             socket.socket.shutdown(c.s, socket.SHUT_WR)  # a FIN under TLS; the socket can still read

@@ -465,25 +465,32 @@ def _(ctx):
     b4, b6, port = dual_backends(ctx)
     hosts = FakeHosts(ctx, [V4])
     gh = named_config(ctx, hosts, port, health="health http GET /fail?on=b6 interval=300ms timeout=200ms")
-    stop = threading.Event()
-    got = collections.Counter()
+    stop, switched = threading.Event(), threading.Event()
+    got, errors = collections.Counter(), []
 
     def load():
         t_end = time.monotonic() + 10 * T
         while not stop.is_set() and time.monotonic() < t_end:
-            with Conn(gh.port) as c:
-                r = c.request("GET", "/id?close=1")  # a new upstream connection each time
-            got[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
+            try:
+                with Conn(gh.port) as c:
+                    r = c.request("GET", "/id?close=1")  # a new upstream connection each time
+            except Exception as e:  # a dead load loop must fail the test, not pass it quietly
+                errors.append(repr(e))
+                return
+            if switched.is_set():  # only answers after the change count
+                got[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
     th = threading.Thread(target=load)
     th.start()
     try:
         time.sleep(0.3)
         hosts.set([V6, V4])  # the new address first, as a resolver may list it
+        switched.set()
         # Several re-resolutions (200ms) and probe intervals (300ms) of load.
         time.sleep(1.5 * T)
     finally:
         stop.set()
         th.join(15 * T)
+    check(not errors, "the load loop failed: %s" % errors)
     eq(count_requests(b6, "/id"), 0, "client requests that reached ::1 (new, failing its check)")
     check(got["b4"] >= 10 and set(got) == {"b4"}, "answers during the change: %s" % dict(got))
     check(count_requests(b6, "/fail") >= 1, "the new address ::1 was never probed")

@@ -294,7 +294,7 @@ def _(ctx):
                 gh.signal(signal.SIGHUP)
                 # the reload is applied: the changed route answers from the new file
                 for _ in range(int(100 * T)):
-                    if get_gen(gh) == "g%d" % k:
+                    if await asyncio.to_thread(get_gen, gh) == "g%d" % k:
                         break
                     await asyncio.sleep(0.05)
                 else:
@@ -469,7 +469,9 @@ def _(ctx):
     s.sendall(frame(b"hello", opcode=1))
     echo = b""
     while len(echo) < 7:
-        echo += s.recv(100)
+        d = s.recv(100)
+        check(d, "closed before the echo: %r" % echo)
+        echo += d
     eq(echo, b"\x81\x05hello", "the echo frame")
     t0 = time.monotonic()
     s.settimeout(10 * T)
