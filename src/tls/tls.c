@@ -774,6 +774,7 @@ static void tls_moved(gh_conn *c)
     /* A new owner (a tunnel) has no idle phase of its own to give the buffers back in: let OpenSSL
      * free them whenever a read would block and a write is complete, as during the handshake. */
     SSL_set_mode(c->impl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_free_buffers(c->impl); /* the ones held since the handshake (refused, harmlessly, while bytes wait in them) */
 }
 
 const gh_conn_ops gh_tls_conn_ops = {
