@@ -625,3 +625,23 @@ def _(ctx):
         except websockets.InvalidStatusCode as e:
             return e.status_code
     eq(run(rejected(), 20 * T), 403, "the backend's refusal reaches the client")
+
+
+@test("ws_idle_tunnel_keeps_tls_buffers", timeout=120)
+def _(ctx):
+    # An idle wss tunnel must not keep OpenSSL's record buffers from the handshake and the 101
+    # (37.9 KiB per idle tunnel when it did, 16.7 without them, HAProxy 20.2; bench_ws_idle.sh).
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    r = subprocess.run([sys.executable, str(HERE.parent.parent / "scripts" / "ws_idle.py"), "--port",
+                        str(gh.ports[0]), "--pid", str(gh.pid), "--count", "500"],
+                       capture_output=True, text=True, timeout=100 * T)
+    m = re.search(r"established=(\d+) failed=(\d+) .* per_conn_kib=([\d.]+)", r.stdout)
+    check(m, "ws_idle.py printed no result: %r %r" % (r.stdout[-300:], r.stderr[-300:]))
+    established, failed, per = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    ctx.info = "%d idle wss tunnels, %.1f KiB each" % (established, per)
+    eq((established, failed), (500, 0), "tunnels established, failed")
+    if SLOW:
+        ctx.info += "; memory check skipped (SLOW)"
+    else:
+        check(per < 28, "an idle wss tunnel costs %.1f KiB (record buffers kept?)" % per)
