@@ -4,6 +4,7 @@
  * helpers a route's action needs at request time.
  */
 #include "conf/config.h"
+#include "core/common.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -198,8 +199,10 @@ static int resolve_server(gh_config *cfg, const gh_conf_source *src, gh_cfg_serv
                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         return -1;
     }
-    s->addrs = conf__arena_array(cfg->arena, s->nslots ? s->nslots : 1, sizeof(gh_addr));
-    for (struct addrinfo *ai = res; s->addrs != NULL && ai != NULL && n < s->nslots; ai = ai->ai_next) {
+    /* Every address (up to the most a name may have) first, then sorted, then the first nslots kept:
+     * truncating in the resolver's order would keep another subset each time a rotating DNS answers. */
+    s->addrs = conf__arena_array(cfg->arena, GH_CFG_MAX_NAME_ADDRS, sizeof(gh_addr));
+    for (struct addrinfo *ai = res; s->addrs != NULL && ai != NULL && n < GH_CFG_MAX_NAME_ADDRS; ai = ai->ai_next) {
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(struct sockaddr_storage))
             continue;
         addr_from_sockaddr(&s->addrs[n], ai->ai_addr, ai->ai_addrlen);
@@ -217,7 +220,7 @@ static int resolve_server(gh_config *cfg, const gh_conf_source *src, gh_cfg_serv
      * a reload, today) give the same address to the same slot.
      */
     qsort(s->addrs, n, sizeof(gh_addr), addr_order);
-    s->naddrs = n;
+    s->naddrs = GH_MIN(n, s->nslots);
     return 0;
 }
 

@@ -1,5 +1,7 @@
 /* The config file: units, lexer, directives, every error class with its FILE:LINE, includes, the example. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 
 #include "conf/bundle.h"
 #include "conf/config.h"
+#include "conf/source.h"
 #include "conf/units.h"
 #include "core/log.h"
 #include "unit.h"
@@ -925,6 +928,68 @@ static void name_slots(void)
     gh_config_free(c);
 }
 
+/* A resolver that answers 10.0.0.1..10.0.0.6 rotated by *arg, as round-robin DNS does. */
+static int rotating_gai(const gh_conf_source *src, const char *host, const char *port, const struct addrinfo *hints,
+                        struct addrinfo **res)
+{
+    int rot = *(const int *)src->arg;
+    struct addrinfo *head = NULL, **tail = &head;
+
+    (void)host, (void)port, (void)hints;
+    for (int i = 0; i < 6; i++) {
+        struct addrinfo *ai = calloc(1, sizeof(*ai) + sizeof(struct sockaddr_in));
+        struct sockaddr_in *sin = (struct sockaddr_in *)(ai + 1);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(80);
+        sin->sin_addr.s_addr = htonl(0x0a000001u + (uint32_t)((i + rot) % 6));
+        ai->ai_family = AF_INET;
+        ai->ai_socktype = SOCK_STREAM;
+        ai->ai_addr = (struct sockaddr *)sin;
+        ai->ai_addrlen = sizeof(*sin);
+        *tail = ai;
+        tail = &ai->ai_next;
+    }
+    *res = head;
+    return 0;
+}
+
+static void rotating_free(const gh_conf_source *src, struct addrinfo *res)
+{
+    (void)src;
+    while (res != NULL) {
+        struct addrinfo *next = res->ai_next;
+        free(res);
+        res = next;
+    }
+}
+
+/* max_addrs smaller than the answer: the same addresses whatever the rotation (sorted, then cut). */
+static void name_addrs_truncated_in_resolver_order(void)
+{
+    char first[2][2][64];
+
+    unit_case("name_addrs_truncated_in_resolver_order");
+    for (int rot = 0; rot < 2; rot++) {
+        int r = rot * 3;
+        gh_conf_source src = *gh_conf_source_fs();
+        src.getaddrinfo = rotating_gai;
+        src.freeaddrinfo = rotating_free;
+        src.arg = &r;
+        gh_config *c = parse_text("listen 127.0.0.1:8080\npool app { server rr.test:80 max_addrs=2 }\n"
+                                  "site default { route / { proxy app } }\n");
+        CHECK(c != NULL);
+        if (c == NULL)
+            return;
+        CHECK(gh_config_resolve_from(c, &src, err, sizeof(err)) == 0);
+        CHECK_INT(c->pools[0].servers[0].naddrs, 2);
+        for (int i = 0; i < 2; i++)
+            snprintf(first[rot][i], sizeof(first[rot][i]), "%s", c->pools[0].servers[0].addrs[i].text);
+        gh_config_free(c);
+    }
+    CHECK(strcmp(first[0][0], first[1][0]) == 0 && strcmp(first[0][1], first[1][1]) == 0);
+    CHECK(strcmp(first[0][0], "10.0.0.1:80") == 0);
+}
+
 void suite_conf(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
@@ -947,6 +1012,7 @@ void suite_conf(void)
     route_helpers();
     passive_statuses();
     name_slots();
+    name_addrs_truncated_in_resolver_order();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
 }
