@@ -141,10 +141,7 @@ int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
 
 int gh_conn_connect_result(gh_conn *c)
 {
-    int err = gh_sock_error(c->io.fd);
-    if (err == 0)
-        c->connecting = 0;
-    return err;
+    return gh_sock_error(c->io.fd);
 }
 
 int gh_conn_quiet(gh_conn *c)

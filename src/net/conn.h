@@ -14,7 +14,7 @@
  * Ownership: a gh_conn is embedded in its owner (a client session, an upstream
  * connection, a tunnel side). The owner calls gh_conn_close() before it frees
  * itself. A connection can change owner without being closed (an exchange
- * that becomes a tunnel): gh_conn_rebind() points its events elsewhere.
+ * that becomes a tunnel): gh_conn_move() re-registers it for its new owner.
  *
  * Return codes (src/core/common.h): a byte count (> 0), 0 for the end of the
  * stream (read only), GH_AGAIN (wait for readiness: the matching flag is now
@@ -57,11 +57,10 @@ typedef struct gh_conn_ops {
 struct gh_conn {
     gh_io io; /* first member: the loop hands &conn.io (and so the owner, when the conn is its first member) */
     const gh_conn_ops *ops;
-    void *impl;         /* the transport's state (a TLS session); NULL for a plain socket */
-    uint8_t can_read;   /* readable as far as we know: the last read did not drain the socket */
-    uint8_t can_write;  /* writable as far as we know: the last write took everything */
-    uint8_t hup;        /* the peer closed its side (EPOLLRDHUP): read on until 0, no new event comes */
-    uint8_t connecting; /* an outgoing connect() is under way: the first write event finishes it */
+    void *impl;        /* the transport's state (a TLS session); NULL for a plain socket */
+    uint8_t can_read;  /* readable as far as we know: the last read did not drain the socket */
+    uint8_t can_write; /* writable as far as we know: the last write took everything */
+    uint8_t hup;       /* the peer closed its side (EPOLLRDHUP): read on until 0, no new event comes */
 };
 
 extern const gh_conn_ops gh_conn_plain_ops;
@@ -71,12 +70,6 @@ void gh_conn_init(gh_conn *c, int fd, gh_io_cb cb);
 
 /* Registers the connection with the loop (edge-triggered read and write). 0 or -errno. */
 int gh_conn_add(gh_conn *c, gh_loop *l);
-
-/* Points the connection's events at another callback (a new owner). */
-static inline void gh_conn_rebind(gh_conn *c, gh_io_cb cb)
-{
-    c->io.cb = cb;
-}
 
 /*
  * Moves a registered connection from src to dst (a new owner: an exchange's

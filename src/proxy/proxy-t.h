@@ -171,12 +171,10 @@ struct proxy__exchange {
     uint64_t body_wait_from; /* loop time since when it is waited for; 0: not waiting */
     uint64_t start_ms;
     /* request: client -> upstream */
-    gh_buf uout;            /* serialized head and body for the upstream */
-    uint32_t usent;         /* bytes of uout written; a retry rewinds it */
-    uint64_t req_left;      /* LENGTH: body bytes still to read from the client */
-    uint64_t req_body_sent; /* body bytes handed to the upstream connection */
-    uint8_t req_body;       /* enum gh_h1_body: how the body goes upstream (as is, or re-chunked) */
-    uint8_t req_done;       /* the whole request is in uout */
+    gh_buf uout;      /* serialized head and body for the upstream */
+    uint32_t usent;   /* bytes of uout written; a retry rewinds it */
+    uint8_t req_body; /* enum gh_h1_body: how the body goes upstream (as is, or re-chunked) */
+    uint8_t req_done; /* the whole request is in uout */
     uint8_t idempotent, is_head, expect_continue;
     uint8_t head_sent; /* uout has been written at least once */
     uint8_t websocket; /* forwarded as a WebSocket upgrade: a 101 with Upgrade: websocket makes it a tunnel */

@@ -235,9 +235,11 @@ static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
 {
     gh_health_shm *shm = p->gen->rt->health;
+    if (p->passive.max_fails == 0)
+        return; /* passive ejection off: no streak to keep or end */
     if (ok)
         gh_health_passive_success(shm, p->slots[server]);
-    else if (p->passive.max_fails > 0)
+    else
         gh_health_passive_failure(shm, p->slots[server], gh_loop_now(p->w->loop), &p->passive,
                                   proxy__server_name(&p->servers[server]), p->cfg->name.p);
 }
@@ -324,7 +326,6 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
         return NULL;
     }
     gh_conn_init(&u->conn, fd, on_upstream_event);
-    u->conn.connecting = 1;
     u->timer.cb = on_upstream_timeout;
     u->w = w;
     u->pool = p;
