@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages gatehouse needs to build and test, only those missing.
+# Installs the Debian packages gatehouse needs to build and test (scripts/packages.txt), only those missing.
 set -eu
-pkgs="build-essential pkg-config libssl-dev libnghttp2-dev openssl curl python3 python3-websockets nghttp2-client procps iproute2 strace util-linux"
+here="$(dirname "$0")"
+pkgs="$(sed -e 's/#.*//' "$here/packages.txt" | tr -s ' \t\n' ' ')"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
