@@ -328,6 +328,7 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     c->timer.cb = on_client_timeout;
     c->w = w;
     c->state = CLIENT_HANDSHAKE;
+    c->s.peer = *peer;
     gh_sock_ntop(peer, c->s.ip, sizeof(c->s.ip));
     if (gh_conn_add(&c->conn, w->loop) < 0) {
         gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */

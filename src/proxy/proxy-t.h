@@ -102,9 +102,10 @@ struct proxy__session {
     proxy__worker *w;
     proxy__gen *gen; /* the configuration generation it was accepted on, or switched to between requests */
     const proxy__listener *listener;
-    proxy__exchange *ex; /* the current exchange, owned */
-    uint8_t tls;         /* the client came over TLS (X-Forwarded-Proto, redirects) */
-    char ip[46];
+    proxy__exchange *ex;          /* the current exchange, owned */
+    uint8_t tls;                  /* the client came over TLS (X-Forwarded-Proto, redirects) */
+    struct sockaddr_storage peer; /* the client's address (what access rules match, net/cidr.h) */
+    char ip[46];                  /* its text, for logs and X-Forwarded-For */
 };
 
 enum proxy__client_state {

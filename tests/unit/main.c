@@ -26,6 +26,7 @@ static const struct suite suites[] = {
     {"tickets", suite_tickets},
     {"ws", suite_ws},
     {"tunnel", suite_tunnel},
+    {"cidr", suite_cidr},
 };
 
 static unsigned long passed, failed;

@@ -46,5 +46,6 @@ void suite_limit(void);
 void suite_tickets(void);
 void suite_ws(void);
 void suite_tunnel(void);
+void suite_cidr(void);
 
 #endif
