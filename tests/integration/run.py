@@ -26,9 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Ctx, Fail, Session  # noqa: E402
 
-MODULES = ["t_startup", "t_tls", "t_http", "t_headers", "t_upstream", "t_strict", "t_process",
-           "t_accesslog", "t_stream", "t_config", "t_routing", "t_sni", "t_balance", "t_health", "t_reload",
-           "t_limits", "t_datapath", "t_body", "t_websocket"]
+# Every tests/integration/t_*.py: these first, in this order (the quick, basic ones), then the others by name.
+FIRST = ["t_startup", "t_tls", "t_http", "t_headers", "t_upstream", "t_strict", "t_process",
+         "t_accesslog", "t_stream", "t_config", "t_routing", "t_sni", "t_balance", "t_health", "t_reload",
+         "t_limits", "t_datapath", "t_body", "t_websocket"]
+_found = sorted(f[:-3] for f in os.listdir(os.path.dirname(os.path.abspath(__file__)))
+                if f.startswith("t_") and f.endswith(".py"))
+MODULES = [m for m in FIRST if m in _found] + [m for m in _found if m not in FIRST]
 
 out_lock = threading.Lock()
 
