@@ -69,6 +69,22 @@ int gh_loop_add_listener(gh_loop *l, gh_io *io)
     return epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) == 0 ? 0 : -errno;
 }
 
+static int level(gh_loop *l, gh_io *io, int op, int write)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (write ? EPOLLOUT : 0u), .data.ptr = io};
+    return epoll_ctl(l->epfd, op, io->fd, &ev) == 0 ? 0 : -errno;
+}
+
+int gh_loop_add_level(gh_loop *l, gh_io *io, int write)
+{
+    return level(l, io, EPOLL_CTL_ADD, write);
+}
+
+int gh_loop_want(gh_loop *l, gh_io *io, int write)
+{
+    return level(l, io, EPOLL_CTL_MOD, write);
+}
+
 void gh_loop_del(gh_loop *l, gh_io *io)
 {
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
@@ -226,6 +242,7 @@ int gh_loop_run(gh_loop *l)
 {
     struct epoll_event events[MAX_EVENTS];
 
+    l->stopped = 0; /* a loop stopped before can run again (tests run one in steps) */
     while (!l->stopped) {
         int n = epoll_wait(l->epfd, events, MAX_EVENTS, next_timeout(l));
         update_clock(l);

@@ -46,6 +46,14 @@ void gh_loop_free(gh_loop *l);
 int gh_loop_add(gh_loop *l, gh_io *io);
 /* Registers a listening socket: level-triggered readable, EPOLLEXCLUSIVE. */
 int gh_loop_add_listener(gh_loop *l, gh_io *io);
+/*
+ * Registers fd level-triggered, readable and (when write is 1) writable: for
+ * sockets of a library that reads one datagram or segment per call and
+ * expects to be told again while more is there (c-ares). gh_loop_want
+ * changes the interest. 0 or -errno.
+ */
+int gh_loop_add_level(gh_loop *l, gh_io *io, int write);
+int gh_loop_want(gh_loop *l, gh_io *io, int write);
 /* Removes fd (before closing it, or when it moves elsewhere). */
 void gh_loop_del(gh_loop *l, gh_io *io);
 

@@ -27,6 +27,7 @@ static const struct suite suites[] = {
     {"ws", suite_ws},
     {"tunnel", suite_tunnel},
     {"cidr", suite_cidr},
+    {"dns", suite_dns},
 };
 
 static unsigned long passed, failed;

@@ -47,5 +47,6 @@ void suite_tickets(void);
 void suite_ws(void);
 void suite_tunnel(void);
 void suite_cidr(void);
+void suite_dns(void);
 
 #endif
