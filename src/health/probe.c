@@ -120,12 +120,16 @@ static void readdress(health__run *r)
     }
 }
 
+static void tick_done(void *arg)
+{
+    readdress(arg);
+}
+
 static void on_tick(gh_timer *t)
 {
     health__run *r = (health__run *)((char *)t - offsetof(health__run, tick_timer));
-    r->tick->fn(r->tick->arg);
-    readdress(r);
     gh_timer_set(r->loop, &r->tick_timer, r->tick->period_ms);
+    r->tick->fn(r->tick->arg, r->loop, tick_done, r);
 }
 
 /* ---- verdicts ------------------------------------------------------------------------------- */
@@ -471,6 +475,8 @@ int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm,
     }
     gh_loop_run(r->loop);
     gh_timer_stop(r->loop, &r->tick_timer);
+    if (r->tick != NULL && r->tick->stop != NULL)
+        r->tick->stop(r->tick->arg);
     rc = 0;
 out:
     teardown(r);

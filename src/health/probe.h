@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/loop.h"
 #include "health/addrs.h"
 #include "net/addr.h"
 #include "health/state.h"
@@ -51,20 +52,24 @@ typedef struct gh_health_target {
  * target comes at a random point of its first interval, so that targets do not
  * all fire together. Allocates once at start (a small struct per target) and
  * never per probe. Returns 0 when stopped by a signal, 1 when it could not
- * start: a process exit status. `tick`, if not NULL, is called every
- * tick->period_ms in the same loop (it may block briefly: no client waits on
- * this process).
+ * start: a process exit status. `tick`, if not NULL, is started every
+ * tick->period_ms in the same loop.
  */
-/* Other periodic work of the prober process (re-resolving server names); see gh_health_run. */
+/*
+ * Other periodic work of the prober process (re-resolving server names); see
+ * gh_health_run. fn starts it in the prober's loop and calls done(done_arg)
+ * once it is over (possibly before it returns; at most once per call).
+ */
 typedef struct gh_health_tick {
-    void (*fn)(void *arg);
+    void (*fn)(void *arg, gh_loop *loop, void (*done)(void *done_arg), void *done_arg);
+    void (*stop)(void *arg); /* before the loop goes: what fn left in it (may be NULL) */
     void *arg;
     uint32_t period_ms;
 } gh_health_tick;
 
 /*
  * `addrs` (may be NULL when no target has a name): the current addresses of
- * the slots of names. After each tick, a target whose address changed is
+ * the slots of names. When a tick is done, a target whose address changed is
  * probed at once, its verdict decided by that first result.
  */
 int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm, const gh_addr_shm *addrs,

@@ -289,6 +289,10 @@ struct gh_runtime {
     gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
     struct proxy__name *names; /* servers given by name: re-resolved by the prober */
     size_t nnames;
+    struct gh_resolver *resolver; /* the prober's (runtime.c resolve_names); NULL elsewhere */
+    size_t resolving;             /* answers of the current tick still due */
+    void (*resolved)(void *);     /* the tick's done() */
+    void *resolved_arg;
     size_t *slot_base;   /* per pool: the slot of its first server */
     gh_health_ref *refs; /* per slot: the ref its server writes with (gh_runtime_claim_slots) */
     uint64_t *owners;    /* per slot: the identity of its server (pool and server text) */

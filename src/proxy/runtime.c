@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "dns/resolver.h"
 #include "net/sock.h"
 #include "proxy/proxy.h"
 
@@ -274,8 +275,9 @@ void gh_shared_dispose(gh_shared *s)
 typedef struct proxy__name {
     size_t base; /* index of its first slot: the refs are rt->refs[base + j] */
     const gh_cfg_server *s;
-    int checked; /* its pool has active checks: a new address is probed before it gets traffic */
-    char port[8];
+    int checked;    /* its pool has active checks: a new address is probed before it gets traffic */
+    gh_dns_query q; /* in the prober: waiting for its answer while q.entry != NULL */
+    gh_runtime *rt;
 } proxy__name;
 
 static int collect_names(gh_runtime *rt)
@@ -301,7 +303,6 @@ static int collect_names(gh_runtime *rt)
                 nm->base = slot;
                 nm->s = s;
                 nm->checked = cfg->pools[i].health.type != GH_HEALTH_NONE;
-                snprintf(nm->port, sizeof(nm->port), "%u", (unsigned)s->port);
             }
             slot += s->nslots;
         }
@@ -309,35 +310,18 @@ static int collect_names(gh_runtime *rt)
     return 0;
 }
 
-/* What getaddrinfo gives for the name now, IPv4 and IPv6, at most max; -1 when it does not resolve. */
-static int lookup(const proxy__name *nm, gh_addr *found, size_t max)
+_Static_assert(GH_DNS_MAX_ADDRS >= GH_CFG_MAX_NAME_ADDRS, "the resolver keeps as many addresses as a name has slots");
+
+/* The answer as slot addresses, at most max; -1 when there is none (logged). */
+static int found_addrs(const proxy__name *nm, const gh_dns_answer *a, gh_addr *found, size_t max)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
-    int rc = getaddrinfo(nm->s->host.p, nm->port, &hints, &res);
-    size_t n = 0;
+    size_t n = GH_MIN(a->n, max);
 
-    if (rc != 0) {
-        gh_log_warn("cannot resolve %s: %s; keeping its last addresses", nm->s->host.p, gai_strerror(rc));
+    if (a->status != GH_DNS_OK || n == 0) {
+        gh_log_warn("cannot resolve %s: %s; keeping its last addresses", nm->s->host.p, gh_dns_strerror(a->status));
         return -1;
     }
-    for (struct addrinfo *ai = res; ai != NULL && n < max; ai = ai->ai_next) {
-        char ip[INET6_ADDRSTRLEN];
-        gh_addr *a = &found[n];
-
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(a->ss))
-            continue;
-        memset(a, 0, sizeof(*a));
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        gh_sock_ntop(&a->ss, ip, sizeof(ip));
-        snprintf(a->text, sizeof(a->text), a->ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", ip, nm->port);
-        n++;
-    }
-    freeaddrinfo(res);
-    if (n == 0) {
-        gh_log_warn("cannot resolve %s: no IPv4 or IPv6 address; keeping its last addresses", nm->s->host.p);
-        return -1;
-    }
+    memcpy(found, a->addrs, n * sizeof(*found));
     return (int)n;
 }
 
@@ -349,14 +333,15 @@ static int lookup(const proxy__name *nm, gh_addr *found, size_t max)
  * gets traffic only once its first probe passed. The verdict is written
  * before the address: a worker that sees the new address sees it pending.
  */
-static void resolve_name(const gh_runtime *rt, const proxy__name *nm)
+static void resolve_name(const gh_runtime *rt, const proxy__name *nm, const gh_dns_answer *a)
 {
     gh_addr found[GH_CFG_MAX_NAME_ADDRS], cur[GH_CFG_MAX_NAME_ADDRS], next[GH_CFG_MAX_NAME_ADDRS];
     size_t nslots = GH_MIN(nm->s->nslots, GH_CFG_MAX_NAME_ADDRS), left;
-    int n = lookup(nm, found, GH_CFG_MAX_NAME_ADDRS);
+    int n = found_addrs(nm, a, found, GH_CFG_MAX_NAME_ADDRS);
 
     if (n < 0)
-        return; /* a resolver outage must not empty a pool */
+        return;                  /* a resolver outage must not empty a pool */
+    memset(cur, 0, sizeof(cur)); /* slots beyond nslots are never read; the compiler cannot tell */
     for (size_t j = 0; j < nslots; j++)
         gh_addr_shm_current(rt->addrs, rt->refs[nm->base + j], j < nm->s->naddrs ? &nm->s->addrs[j] : NULL, &cur[j]);
     left = gh_addr_assign(cur, next, nslots, found, (size_t)n);
@@ -379,16 +364,66 @@ static void resolve_name(const gh_runtime *rt, const proxy__name *nm)
                     nm->s->text.p, left, nslots);
 }
 
-/*
- * The prober's periodic task: getaddrinfo may block on a slow resolver, which
- * is why it runs here and not in a worker.
- */
-static void resolve_names(void *arg)
+/* One name's answer came (from the cache, the hosts file or DNS). */
+static void name_resolved(proxy__name *nm, const gh_dns_answer *a)
 {
-    const gh_runtime *rt = arg;
+    gh_runtime *rt = nm->rt;
 
+    resolve_name(rt, nm, a);
+    if (--rt->resolving == 0 && rt->resolved != NULL)
+        rt->resolved(rt->resolved_arg);
+}
+
+static void on_name(void *arg, const gh_dns_answer *a)
+{
+    name_resolved(arg, a);
+}
+
+/*
+ * The prober's periodic task: every name is asked of the resolver (c-ares in
+ * the prober's loop: DNS never blocks the probes), which answers from its
+ * cache while the last answer's TTL lasts. A name still waiting from the last
+ * tick (a slow DNS server) is not asked again. done() runs once every answer
+ * of this tick is in.
+ */
+static void resolve_names(void *arg, gh_loop *loop, void (*done)(void *), void *done_arg)
+{
+    gh_runtime *rt = arg;
+
+    if (rt->resolver == NULL) {
+        /* TTL 0 and hosts-file answers are not kept: the next tick asks again, as getaddrinfo did. */
+        gh_resolver_opts o = {.min_ttl_ms = 1, .neg_ttl_ms = 1};
+        if ((rt->resolver = gh_resolver_new(loop, &o)) == NULL) {
+            done(done_arg);
+            return;
+        }
+    }
+    rt->resolved = NULL; /* no done() while the tick is still asking */
+    rt->resolving++;
+    for (size_t i = 0; i < rt->nnames; i++) {
+        proxy__name *nm = &rt->names[i];
+        gh_dns_answer now;
+
+        if (nm->q.entry != NULL)
+            continue;
+        nm->rt = rt;
+        rt->resolving++;
+        if (gh_resolve(rt->resolver, nm->s->host.p, nm->s->host.len, nm->s->port, &nm->q, on_name, nm, &now) == GH_OK)
+            name_resolved(nm, &now);
+    }
+    rt->resolved = done;
+    rt->resolved_arg = done_arg;
+    if (--rt->resolving == 0)
+        done(done_arg);
+}
+
+static void stop_resolving(void *arg)
+{
+    gh_runtime *rt = arg;
+    gh_resolver_free(rt->resolver);
+    rt->resolver = NULL;
     for (size_t i = 0; i < rt->nnames; i++)
-        resolve_name(rt, &rt->names[i]);
+        rt->names[i].q.entry = NULL; /* their queries went with the resolver */
 }
 
 void gh_runtime_claim_slots(gh_runtime *rt)
@@ -411,9 +446,9 @@ void gh_runtime_claim_slots(gh_runtime *rt)
     }
 }
 
-int gh_runtime_probe(const gh_runtime *rt)
+int gh_runtime_probe(gh_runtime *rt)
 {
-    gh_health_tick tick = {resolve_names, (void *)rt, rt->cfg->resolve_interval};
+    gh_health_tick tick = {resolve_names, stop_resolving, rt, rt->cfg->resolve_interval};
     return gh_health_run(rt->probes, rt->nprobes, rt->health, rt->addrs, rt->nnames > 0 ? &tick : NULL);
 }
 

@@ -63,7 +63,7 @@ const gh_config *gh_runtime_config(const gh_runtime *rt);
 void gh_runtime_claim_slots(gh_runtime *rt);
 
 /* Runs the active health checks of every pool until SIGTERM (in a child of the master); returns its exit status. */
-int gh_runtime_probe(const gh_runtime *rt);
+int gh_runtime_probe(gh_runtime *rt);
 /* 1 when some pool has active health checks (a prober process is needed). */
 int gh_runtime_has_probes(const gh_runtime *rt);
 

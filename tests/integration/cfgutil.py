@@ -243,9 +243,10 @@ class FakeHosts:
         os.rename(tmp, self.path)
 
     def env(self):
-        """The environment for a gatehouse that resolves through it (ASan: our library comes first)."""
+        """The environment for a gatehouse that resolves through it: the master's getaddrinfo through the
+        preloaded library (ASan: our library comes first), the prober's c-ares through CARES_HOSTS."""
         asan = os.environ.get("ASAN_OPTIONS", "")
-        return {"LD_PRELOAD": self.so, "GH_FAKE_HOSTS": self.path,
+        return {"LD_PRELOAD": self.so, "GH_FAKE_HOSTS": self.path, "CARES_HOSTS": self.path,
                 "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
 
 
