@@ -249,6 +249,8 @@ struct gh_config {
      * open-file limit (src/proxy/limit.h). */
     uint32_t max_connections;
     uint32_t resolve_interval; /* ms between two re-resolutions of server names by the prober: 30 s */
+    /* DNS servers the resolver asks ("127.0.0.1:53,[::1]:5353", c-ares' form); NULL: /etc/resolv.conf's */
+    const char *resolver;
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

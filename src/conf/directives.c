@@ -6,6 +6,7 @@
  */
 #include "conf/directives.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -79,6 +80,36 @@ static int d_access_log(conf__parser *p, const conf__directive *d)
     return 0;
 }
 
+/* `resolver ADDRESS[:PORT]...`: numeric DNS servers, port 53 unless given ("[::1]:5353" for IPv6 with a port). */
+static int d_resolver(conf__parser *p, const conf__directive *d)
+{
+    char list[8 * 72], one[80]; /* 8 servers at most (the table's limit), each at most 64 bytes long */
+    size_t len = 0;
+
+    for (size_t i = 0; i < d->nargs; i++) {
+        const conf__arg *a = ARG(i);
+        const char *colon = a->len > 0 ? memchr(a->p, ':', a->len) : NULL;
+        int bare = colon == NULL || (a->p[0] != '[' && memchr(colon + 1, ':', a->len - (size_t)(colon + 1 - a->p)));
+        gh_addr addr;
+        int n;
+
+        /* "10.0.0.1" and "2001:db8::1" take port 53; "10.0.0.1:5353" and "[2001:db8::1]:5353" keep theirs */
+        if (bare)
+            n = snprintf(one, sizeof(one), colon ? "[%.*s]:53" : "%.*s:53", (int)a->len, a->p);
+        else
+            n = snprintf(one, sizeof(one), "%.*s", (int)a->len, a->p);
+        if (n < 0 || (size_t)n >= sizeof(one) || gh_addr_parse(&addr, one) < 0)
+            return conf__bad_value(p, d->line, "DNS server", a, "expected a numeric address, with an optional port");
+        n = snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "", addr.text);
+        if (n < 0 || (size_t)n >= sizeof(list) - len)
+            return conf__bad_value(p, d->line, "DNS server", a, "too many servers");
+        len += (size_t)n;
+    }
+    if ((p->cfg->resolver = conf__arena_strndup(p->a, list, len)) == NULL)
+        return conf__oom(p, d->line);
+    return 0;
+}
+
 static int d_timeouts(conf__parser *p, const conf__directive *d)
 {
     return conf__parse_nested(p, CONF__CTX_TIMEOUTS, d->line);
@@ -140,6 +171,7 @@ const conf__dirspec conf__main_directives[] = {
      CONF__SLOT(conf__set_limit, gh_config, max_body, uint64_t, 0, 0, "size")},
     {"resolve_interval", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "resolve_interval DURATION",
      CONF__SLOT(conf__set_duration, gh_config, resolve_interval, uint32_t, 0, 0, "resolve_interval")},
+    {"resolver", CONF__CTX_MAIN, 1, 8, 0, 0, d_resolver, "resolver ADDRESS[:PORT]..."},
     {"request_buffer", CONF__CTX_MAIN, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
     {"body_min_rate", CONF__CTX_MAIN, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"timeouts", CONF__CTX_MAIN, 0, 0, 1, 0, d_timeouts, "timeouts { NAME DURATION ... }"},

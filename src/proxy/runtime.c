@@ -392,7 +392,7 @@ static void resolve_names(void *arg, gh_loop *loop, void (*done)(void *), void *
 
     if (rt->resolver == NULL) {
         /* TTL 0 and hosts-file answers are not kept: the next tick asks again, as getaddrinfo did. */
-        gh_resolver_opts o = {.min_ttl_ms = 1, .neg_ttl_ms = 1};
+        gh_resolver_opts o = {.servers = rt->cfg->resolver, .min_ttl_ms = 1, .neg_ttl_ms = 1};
         if ((rt->resolver = gh_resolver_new(loop, &o)) == NULL) {
             done(done_arg);
             return;

@@ -12,6 +12,9 @@
  * hold does not resolve (EAI_NONAME). Every other name goes to the real
  * getaddrinfo.
  *
+ * $GH_FAKE_DELAY_MS, when set, makes every ".test" answer wait that long
+ * first: a slow DNS server, as getaddrinfo callers feel it (they block).
+ *
  * The answer is allocated the way glibc's freeaddrinfo() frees it (each node
  * one malloc with its sockaddr, no canonical name), so the real
  * freeaddrinfo() releases it.
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
@@ -110,8 +114,12 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 {
     static gai_fn real;
 
-    if (is_fake(node))
+    if (is_fake(node)) {
+        const char *delay = getenv("GH_FAKE_DELAY_MS");
+        if (delay != NULL)
+            usleep((useconds_t)strtoul(delay, NULL, 10) * 1000);
         return fake_lookup(node, service, hints, res);
+    }
     if (real == NULL)
         real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
     return real != NULL ? real(node, service, hints, res) : EAI_FAIL;
