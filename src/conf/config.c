@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "conf/arena.h"
+#include "conf/directives.h"
 #include "conf/parser.h"
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -78,7 +79,8 @@ static gh_config *parse_from(const char *path, const gh_conf_source *src, char *
     p.err = err;
     p.errlen = errlen;
     c->path = conf__arena_strndup(c->arena, path, strlen(path));
-    rc = c->path != NULL ? conf__parse_main(&p, c->path) : -1;
+    rc =
+        c->path != NULL && conf__builtin_formats(c->arena, c, &p.cap_formats) == 0 ? conf__parse_main(&p, c->path) : -1;
     if (rc == 0)
         rc = conf__validate(&p);
     /* The parser's side tables live in the arena too: nothing else to free. */
@@ -352,7 +354,8 @@ gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
         goto oom;
     c->nlisteners = 1;
     c->listeners[0] = (gh_cfg_listener){q->listen, 1, {c->path, 0}};
-    if (quick_pool(c, q) < 0 || quick_site(c, q) < 0)
+    if (quick_pool(c, q) < 0 || quick_site(c, q) < 0 ||
+        conf__quick_edge(c->arena, c, &c->sites[0], &c->sites[0].routes[0]) < 0)
         goto oom;
     return c;
 oom:

@@ -24,6 +24,7 @@
 #include "conf/source.h"     /* where a load reads its inputs */
 #include "conf/timeouts.h"   /* gh_cfg_timeouts */
 #include "net/addr.h"
+#include "net/cidr.h"
 
 /* Bounds that keep a typo from allocating without limit. */
 #define GH_CFG_MAX_WORKERS   1024       /* same bound as --workers */
@@ -110,6 +111,105 @@ typedef struct gh_cfg_health {
     uint32_t rise;                   /* consecutive successes that mark a server up: 2 */
     uint32_t fall;                   /* consecutive failures that mark it down: 3 */
 } gh_cfg_health;
+
+/*
+ * Access log formats (docs/config.md, "Access log"). A format is compiled
+ * once, at load, into literal text and variables; a line costs one pass.
+ */
+enum gh_log_var {
+    GH_LOGV_TEXT = 0, /* a literal piece */
+    GH_LOGV_REMOTE_ADDR,
+    GH_LOGV_TIME_LOCAL,
+    GH_LOGV_TIME_ISO8601,
+    GH_LOGV_MSEC,
+    GH_LOGV_REQUEST,
+    GH_LOGV_METHOD,
+    GH_LOGV_URI,
+    GH_LOGV_PROTOCOL,
+    GH_LOGV_SCHEME,
+    GH_LOGV_HOST,
+    GH_LOGV_STATUS,
+    GH_LOGV_BODY_BYTES_SENT,
+    GH_LOGV_REQUEST_TIME,
+    GH_LOGV_UPSTREAM_ADDR,
+    GH_LOGV_UPSTREAM_RESPONSE_TIME,
+    GH_LOGV_HTTP_REFERER,
+    GH_LOGV_HTTP_USER_AGENT,
+    GH_LOGV_SITE,
+    GH_LOGV_ROUTE,
+    GH_LOGV_COUNT
+};
+
+typedef struct gh_cfg_log_seg {
+    int var;      /* enum gh_log_var */
+    gh_cstr text; /* GH_LOGV_TEXT only */
+} gh_cfg_log_seg;
+
+typedef struct gh_cfg_log_format {
+    gh_cstr name;
+    int json; /* values escaped for a JSON string; a missing value is "" instead of "-" */
+    gh_cfg_log_seg *segs;
+    size_t nsegs;
+    gh_cfg_where where;
+} gh_cfg_log_format;
+
+/* One `access_log PATH [format=NAME]`: where lines go (a descriptor per distinct path per worker) and how. */
+typedef struct gh_cfg_access_log {
+    const char *path; /* "-": standard output */
+    const gh_cfg_log_format *format;
+    gh_cstr format_name; /* as written; resolved to `format` by validation */
+    size_t index;        /* in gh_config.logs */
+    gh_cfg_where where;
+} gh_cfg_access_log;
+
+/* `allow NET...` / `deny NET...|all`: in file order, the first rule that matches decides. */
+typedef struct gh_cfg_access_rule {
+    int allow;
+    gh_cidr net;
+} gh_cfg_access_rule;
+
+enum gh_cfg_rate_key { GH_RATE_KEY_IP = 0, GH_RATE_KEY_HEADER, GH_RATE_KEY_COOKIE };
+
+/*
+ * `rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME]`: a token bucket
+ * per key, shared by every worker (proxy/ratelimit.h), kept as GCRA: one
+ * "theoretical arrival time" per key.
+ */
+typedef struct gh_cfg_rate_limit {
+    uint64_t interval_us; /* 1 / rate */
+    uint32_t burst;       /* requests allowed at once above the rate; default: the rate per second, at least 1 */
+    int key;              /* enum gh_cfg_rate_key */
+    gh_cstr key_name;     /* header (lowercase) or cookie name */
+    uint32_t id;          /* keys of different limits never share a bucket */
+    gh_cfg_where where;
+} gh_cfg_rate_limit;
+
+/*
+ * What a site and each of its routes may set: access log, access rules, rate
+ * limit, headers hidden from responses. Validation resolves a route's from
+ * its own, else its site's, else the main context's.
+ */
+typedef struct gh_cfg_edge {
+    int log_ref; /* 0: inherited; -1: off; k + 1: gh_config.logs[k] */
+    gh_cfg_access_rule *rules;
+    size_t nrules;
+    gh_cfg_rate_limit *rate; /* NULL: inherited (or none) */
+    int rate_off;            /* `rate_limit off`: none, whatever the site says */
+    gh_cstr *hide;           /* response headers removed (`hide_header`) */
+    size_t nhide;
+    int hide_reset; /* `hide_header none`: the list inherited so far is dropped */
+} gh_cfg_edge;
+
+/* Response headers that name backend software: hidden unless `hide_header none`. */
+#define GH_CFG_HIDE_DEFAULT "Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version"
+
+/* 1 when status is in a set of bits (status - 100). */
+static inline int gh_cfg_status_in(const uint64_t *set, int status)
+{
+    unsigned i = (unsigned)(status - 100);
+
+    return i <= 599 - 100 && (set[i / 64] >> (i % 64) & 1);
+}
 
 /* Response statuses a status set can hold (RFC 9110 15: three digits, 1xx to 5xx). */
 #define GH_CFG_STATUS_MIN 100
@@ -210,7 +310,14 @@ typedef struct gh_cfg_route {
     gh_cfg_body_limits body_limits;
     gh_cfg_header_op *req_ops, *resp_ops;
     size_t nreq_ops, nresp_ops;
-    int websocket; /* 1 (`websocket on`, the default): Upgrade: websocket requests may become tunnels */
+    int websocket;         /* 1 (`websocket on`, the default): Upgrade: websocket requests may become tunnels */
+    uint64_t intercept[8]; /* `intercept_errors`: backend statuses answered with gatehouse's own page */
+    int intercept_any;     /* some bit is set */
+
+    /* Access log, rules, rate limit, hidden headers: the route's own at parse time, the resolved ones after. */
+    gh_cfg_edge edge;
+    const gh_cfg_access_log *access_log; /* resolved; NULL: not logged */
+    const struct gh_cfg_site *site;      /* its site (security headers, HSTS, the log's $site) */
 
     unsigned set; /* GH_ROUTE_SET_*: which of the values above the route gave itself (the rest are global) */
     gh_cfg_where where;
@@ -233,6 +340,10 @@ typedef struct gh_cfg_site {
     /* In match order: longest prefix first; at equal prefix, routes with conditions first, then file order. */
     gh_cfg_route *routes;
     size_t nroutes;
+    gh_cfg_edge edge;
+    gh_cstr hsts;               /* the Strict-Transport-Security value sent over TLS; empty: none */
+    gh_cfg_header_op *resp_ops; /* the site's `response_header`: every route's, unless the route names the header */
+    size_t nresp_ops;
     gh_cfg_where where;
 } gh_cfg_site;
 
@@ -251,6 +362,14 @@ struct gh_config {
     uint32_t resolve_interval; /* ms between two re-resolutions of server names by the prober: 30 s */
     /* DNS servers the resolver asks ("127.0.0.1:53,[::1]:5353", c-ares' form); NULL: /etc/resolv.conf's */
     const char *resolver;
+    uint32_t max_conns_per_ip; /* client connections one address may hold in one worker; 0: no limit */
+
+    gh_cfg_log_format *formats; /* the built-in combined and json, then every log_format */
+    size_t nformats;
+    gh_cfg_access_log *logs; /* every access_log directive (and the quick start's) */
+    size_t nlogs;
+    gh_cfg_edge edge;      /* the main context's access_log and hide_header */
+    uint32_t nrate_limits; /* ids given to rate limits so far */
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

@@ -60,26 +60,6 @@ static int d_log_level(conf__parser *p, const conf__directive *d)
     return 0;
 }
 
-static int d_access_log(conf__parser *p, const conf__directive *d)
-{
-    gh_cstr path;
-
-    if (ARG(0)->len == 0)
-        return conf__bad_value(p, d->line, "access log", ARG(0), "expected a path, - or off");
-    if (conf__arg_is(ARG(0), "off")) {
-        p->cfg->access_log = NULL;
-        return 0;
-    }
-    if (conf__arg_is(ARG(0), "-")) {
-        p->cfg->access_log = "-";
-        return 0;
-    }
-    if (conf__relative_path(p, ARG(0)->p, ARG(0)->len, &path) < 0)
-        return -1;
-    p->cfg->access_log = path.p;
-    return 0;
-}
-
 /* `resolver ADDRESS[:PORT]...`: numeric DNS servers, port 53 unless given ("[::1]:5353" for IPv6 with a port). */
 static int d_resolver(conf__parser *p, const conf__directive *d)
 {
@@ -166,7 +146,6 @@ const conf__dirspec conf__main_directives[] = {
     {"workers", CONF__CTX_MAIN, 1, 1, 0, 0, d_workers, "workers N|auto"},
     {"max_connections", CONF__CTX_MAIN, 1, 1, 0, 0, d_max_connections, "max_connections N|auto"},
     {"log_level", CONF__CTX_MAIN, 1, 1, 0, 0, d_log_level, "log_level error|warn|info|debug"},
-    {"access_log", CONF__CTX_MAIN, 1, 1, 0, 0, d_access_log, "access_log PATH|-|off"},
     {"max_body", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "max_body SIZE|off",
      CONF__SLOT(conf__set_limit, gh_config, max_body, uint64_t, 0, 0, "size")},
     {"resolve_interval", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "resolve_interval DURATION",
@@ -187,7 +166,7 @@ CONF__TABLE_END
 
 /* In this order: a name in several contexts is reported as belonging to the first ("listen", "max_body"). */
 static const conf__dirspec *const tables[] = {conf__main_directives, conf__pool_directives, conf__site_directives,
-                                              conf__route_directives};
+                                              conf__route_directives, conf__edge_directives};
 
 const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 {

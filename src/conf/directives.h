@@ -96,7 +96,16 @@ typedef struct conf__dirspec {
 
 /* Each table ends with a row whose name is NULL. */
 extern const conf__dirspec conf__main_directives[], conf__pool_directives[], conf__site_directives[],
-    conf__route_directives[];
+    conf__route_directives[], conf__edge_directives[];
+
+/* edge_directives.c: the built-in log formats (combined, json) first in c->formats; 0 or -1 (out of memory). */
+int conf__builtin_formats(conf__arena *a, gh_config *c, size_t *cap);
+/* The quick start's: built-in formats, its --access-log in combined format, the default hidden headers. */
+int conf__quick_edge(conf__arena *a, gh_config *c, gh_cfg_site *s, gh_cfg_route *r);
+/* Validation: every access_log's format resolved (0, or -1 with FILE:LINE). */
+int conf__edge_logs(conf__parser *p);
+/* Validation: a route's log, rules, rate limit, hidden headers and site header operations resolved. */
+int conf__edge_route(conf__parser *p, gh_cfg_site *s, gh_cfg_route *r);
 
 /* Once-only directives one block can hold (a bound for the parser's bookkeeping). */
 #define CONF__NDIRECTIVES 64
@@ -144,6 +153,8 @@ int conf__d_site(conf__parser *p, const conf__directive *d);
 /* request_buffer and body_min_rate (route_directives.c), in the main context and in routes. */
 int conf__d_request_buffer(conf__parser *p, const conf__directive *d);
 int conf__d_body_min_rate(conf__parser *p, const conf__directive *d);
+/* request_header / response_header (route_directives.c); response_header in a site too. */
+int conf__d_header_op(conf__parser *p, const conf__directive *d);
 
 /* A numeric listen address into a (the main context's `listen` and a site's). Returns 0 or -1. */
 int conf__listen_addr(conf__parser *p, int line, const conf__arg *arg, gh_addr *a);

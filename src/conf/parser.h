@@ -50,6 +50,8 @@ typedef struct conf__parser {
     size_t cap_listeners, cap_pools, cap_sites, cap_servers;
     size_t cap_names, cap_certs, cap_routes;
     size_t cap_methods, cap_hmatch, cap_req_ops, cap_resp_ops, cap_target;
+    size_t cap_formats, cap_logs, cap_site_rules, cap_route_rules, cap_site_resp_ops;
+    size_t cap_main_hide, cap_site_hide, cap_route_hide;
 
     conf__pool_ref *pool_refs;
     size_t npool_refs, cap_pool_refs;

@@ -291,7 +291,8 @@ int conf__d_body_min_rate(conf__parser *p, const conf__directive *d)
     return 0;
 }
 
-static int d_header_op(conf__parser *p, const conf__directive *d)
+/* In a route; `response_header` also in a site, for every route of it (security headers: docs/config.md). */
+int conf__d_header_op(conf__parser *p, const conf__directive *d)
 {
     gh_cfg_route *r = p->route;
     int response = d->name.p[1] == 'e' && d->name.p[2] == 's'; /* "response_header" vs "request_header" */
@@ -309,7 +310,10 @@ static int d_header_op(conf__parser *p, const conf__directive *d)
         return conf__bad_value(p, d->line, "header name", ARG(1), "an HTTP/1.1 request needs a Host: set it instead");
     if (d->nargs == 3 && !conf__is_field_text(ARG(2)->p, ARG(2)->len, 1))
         return conf__bad_value(p, d->line, "header value", ARG(2), "control characters are not allowed");
-    if (response)
+    if (response && r == NULL)
+        op = conf__arena_push(p->a, (void **)&p->site->resp_ops, &p->site->nresp_ops, &p->cap_site_resp_ops,
+                              sizeof(*op));
+    else if (response)
         op = conf__arena_push(p->a, (void **)&r->resp_ops, &r->nresp_ops, &p->cap_resp_ops, sizeof(*op));
     else
         op = conf__arena_push(p->a, (void **)&r->req_ops, &r->nreq_ops, &p->cap_req_ops, sizeof(*op));
@@ -335,8 +339,8 @@ const conf__dirspec conf__route_directives[] = {
     {"request_buffer", CONF__CTX_ROUTE, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
     {"body_min_rate", CONF__CTX_ROUTE, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"websocket", CONF__CTX_ROUTE, 1, 1, 0, 0, NULL, "websocket on|off", CONF__FLAG(gh_cfg_route, websocket)},
-    {"request_header", CONF__CTX_ROUTE, 2, 3, 0, 1, d_header_op, "request_header set NAME VALUE | remove NAME"},
-    {"response_header", CONF__CTX_ROUTE, 2, 3, 0, 1, d_header_op, "response_header set NAME VALUE | remove NAME"},
+    {"request_header", CONF__CTX_ROUTE, 2, 3, 0, 1, conf__d_header_op, "request_header set NAME VALUE | remove NAME"},
+    {"response_header", CONF__CTX_ROUTE, 2, 3, 0, 1, conf__d_header_op, "response_header set NAME VALUE | remove NAME"},
     {NULL},
 };
 CONF__TABLE_END

@@ -75,7 +75,7 @@ int conf__d_site(conf__parser *p, const conf__directive *d)
     if (site == NULL)
         return conf__oom(p, d->line);
     site->where = (gh_cfg_where){p->file, d->line};
-    p->cap_names = p->cap_certs = p->cap_routes = 0;
+    p->cap_names = p->cap_certs = p->cap_routes = p->cap_site_rules = p->cap_site_hide = p->cap_site_resp_ops = 0;
     if (add_site_names(p, d, site) < 0)
         return -1;
     p->site = site;
@@ -146,6 +146,7 @@ static int d_route(conf__parser *p, const conf__directive *d)
     if (route_prefix(p, d->line, ARG(0), &r->prefix) < 0)
         return -1;
     p->cap_methods = p->cap_hmatch = p->cap_req_ops = p->cap_resp_ops = p->cap_target = 0;
+    p->cap_route_rules = p->cap_route_hide = 0;
     p->route = r;
     rc = conf__parse_nested(p, CONF__CTX_ROUTE, d->line);
     p->route = NULL;
@@ -158,6 +159,7 @@ const conf__dirspec conf__site_directives[] = {
     {"cert", CONF__CTX_SITE, 2, 2, 0, 1, d_cert, "cert CERT-FILE KEY-FILE"},
     {"listen", CONF__CTX_SITE, 1, 1, 0, 1, d_site_listen, "listen ADDRESS:PORT (a listener declared at the top)"},
     {"route", CONF__CTX_SITE, 1, 1, 1, 1, d_route, "route PREFIX { ... }"},
+    {"response_header", CONF__CTX_SITE, 2, 3, 0, 1, conf__d_header_op, "response_header set NAME VALUE | remove NAME"},
     {NULL},
 };
 CONF__TABLE_END

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "conf/directives.h"
 #include "conf/parser.h"
 
 static int fail_at(conf__parser *p, const gh_cfg_where *w, const char *fmt, const char *a, const char *b)
@@ -225,6 +226,9 @@ static int check_site(conf__parser *p, gh_cfg_site *s)
                            s->routes[i].prefix.p, "");
         route_defaults(p->cfg, &s->routes[i]);
     }
+    for (size_t i = 0; i < s->nroutes; i++)
+        if (conf__edge_route(p, s, &s->routes[i]) < 0)
+            return -1;
     sort_routes(s->routes, s->nroutes);
     for (size_t i = 1; i < s->nroutes; i++) {
         const gh_cfg_route *a = &s->routes[i - 1], *b = &s->routes[i];
@@ -247,7 +251,7 @@ int conf__validate(conf__parser *p)
         return conf__fail(p, main_file, p->main_lines, "no listener: add one, such as \"listen 0.0.0.0:443 tls\"");
     if (c->nsites == 0)
         return conf__fail(p, main_file, p->main_lines, "no site: add one, such as \"site default { ... }\"");
-    if (resolve_pool_refs(p) < 0 || check_pools(p) < 0)
+    if (resolve_pool_refs(p) < 0 || check_pools(p) < 0 || conf__edge_logs(p) < 0)
         return -1;
     for (size_t i = 0; i < c->nsites; i++)
         if (site_listeners(p, i) < 0 || check_site(p, &c->sites[i]) < 0)

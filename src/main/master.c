@@ -124,17 +124,20 @@ static void log_conn_limit(const gh_config *cfg, uint64_t nofile)
 /* Fails at startup, once, rather than in every worker, in a restart loop. */
 static int check_access_log(const gh_config *cfg)
 {
-    int fd;
+    for (size_t i = 0; i < cfg->nlogs; i++) {
+        const char *path = cfg->logs[i].path;
+        int fd;
 
-    if (cfg->access_log == NULL || strcmp(cfg->access_log, "-") == 0)
-        return 0;
-    /* O_NONBLOCK: a FIFO nobody reads must fail (ENXIO), not hang the start. */
-    fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
-    if (fd < 0) {
-        gh_cli_error("access log: cannot open \"%s\": %s", cfg->access_log, strerror(errno));
-        return -1;
+        if (strcmp(path, "-") == 0)
+            continue;
+        /* O_NONBLOCK: a FIFO nobody reads must fail (ENXIO), not hang the start. */
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+        if (fd < 0) {
+            gh_cli_error("access log: cannot open \"%s\": %s", path, strerror(errno));
+            return -1;
+        }
+        close(fd);
     }
-    close(fd);
     return 0;
 }
 
@@ -625,6 +628,13 @@ static void handle_signal(struct master *m, int sig, int64_t now)
         if (!m->stopping)
             reload(m);
         break;
+    case SIGUSR1:
+        /* log rotation (as nginx): each worker reopens its access logs; nothing else changes */
+        gh_log_info("SIGUSR1 received: reopening the access logs");
+        for (int i = 0; i < m->nworkers; i++)
+            if (m->workers[i].pid != 0)
+                kill(m->workers[i].pid, SIGUSR1);
+        break;
     default:
         break;
     }
@@ -705,6 +715,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     sigaddset(&m.sigs, SIGINT);
     sigaddset(&m.sigs, SIGQUIT);
     sigaddset(&m.sigs, SIGHUP);
+    sigaddset(&m.sigs, SIGUSR1);
     sigaddset(&m.sigs, SIGCHLD);
     sigprocmask(SIG_BLOCK, &m.sigs, NULL);
     log_started(cfg);

@@ -1,12 +1,29 @@
 /*
- * accesslog: one line per request in the combined format, buffered per worker
- * and written once per loop iteration, never blocking the loop.
+ * accesslog: one line per request, in the format of its route's access_log
+ * (combined, json or a log_format: conf/edge_directives.c), buffered per
+ * destination and written once per loop iteration, never blocking the loop.
  *
- * What a request costs: its quoted fields (request line, referer, user agent)
- * are escaped at the start, while the head is still in the client's buffer,
- * into a record from a per-worker free list (no allocation once the worker has
- * seen as many exchanges at once as it will); the line is formatted at the end
- * into the worker's buffer.
+ * Destinations: one descriptor and buffer per distinct path per worker (a
+ * "sink"), shared by every access_log that names the path. Sinks live as long
+ * as the worker: a record points to its sink, so a request that started before
+ * a reload still finds it. At a reload every sink is reopened; a sink the new
+ * configuration does not name is closed, and lines still coming for it (from
+ * requests of the old configuration) are dropped and counted.
+ *
+ * What a request costs: its head's fields (method, target, referer, user
+ * agent, host) are copied raw, bounded, at the start, while the head is still
+ * in the client's buffer, into a record from a per-worker free list (no
+ * allocation once the worker has seen as many exchanges at once as it will);
+ * the line is formatted, escaped, at the end into its sink's buffer.
+ *
+ * Escaping: the combined format and log_format without escape=json write a
+ * quote, a backslash, control characters and bytes outside ASCII as \xHH. JSON
+ * (format=json, escape=json) writes a valid JSON string: \" \\ and \u00XX for
+ * control characters; valid UTF-8 passes as it is, and each byte of invalid
+ * UTF-8 is written \u00XX (the code point of the same number), so a hostile
+ * header never breaks a line's JSON. Every value is bounded, and a line is
+ * at most PIPE_BUF bytes with all of its literal text: values are shortened
+ * (never an escape cut in half), so a JSON line stays an object.
  *
  * Writing: the descriptor is nonblocking (a pipe or FIFO with O_NONBLOCK, a
  * socket with MSG_DONTWAIT; a regular file cannot block in that sense). When
@@ -38,31 +55,54 @@
 
 #define LINE_MAX_BYTES PIPE_BUF     /* a longer line is cut (and keeps its newline) */
 #define BUF_MAX        (256 * 1024) /* lines waiting for a slow reader; past this they are dropped */
-#define REC_TEXT       3840         /* the quoted fields; the rest of a line fits in LINE_MAX_BYTES */
 #define REC_FREE_MAX   256          /* records kept for reuse (1 MiB) */
 #define WARN_MS        1000
 
-/* The quoted fields of one request, `"METHOD target HTTP/1.x"` then `"referer" "user-agent"`. */
+/* The raw fields a record keeps, and the most of each it keeps (escaped values are bounded again). */
+enum { F_METHOD, F_TARGET, F_REFERER, F_UA, F_HOST, NFIELDS };
+static const uint16_t field_cap[NFIELDS] = {64, 2048, 768, 768, 256};
+#define REC_TEXT (64 + 2048 + 768 + 768 + 256)
+
+/* One request's fields for its log line. */
 struct proxy__access_rec {
     proxy__access_rec *next_free;
-    uint16_t req_len; /* bytes of text that are the quoted request line */
-    uint16_t len;
+    proxy__access *sink;          /* where the line goes */
+    const gh_cfg_access_log *log; /* in which format */
+    const gh_cfg_route *route;    /* $site, $route; NULL: none */
+    uint16_t off[NFIELDS], len[NFIELDS];
+    uint8_t present[NFIELDS]; /* the header was there (else "-", or "" in JSON) */
+    uint8_t minor;
+    uint8_t raw_request; /* F_METHOD holds a whole first line as received (a request the parser refused) */
     char text[REC_TEXT];
 };
 
 struct proxy__access {
     gh_io io; /* registered for writability when the descriptor can block (pipe, FIFO, socket, tty) */
     proxy__worker *w;
-    int pollable; /* io is in the loop: after EAGAIN, wait for its event */
-    int chunked;  /* pipe, FIFO or socket: writes of whole lines, PIPE_BUF at most */
-    int is_sock;  /* send(MSG_DONTWAIT): no flag changed on a descriptor shared with others */
-    int blocked;  /* the last write would have blocked */
-    char *buf;    /* [start, end) of BUF_MAX bytes: whole lines */
+    proxy__access *next;   /* the worker's sinks */
+    char *path;            /* "-": standard output */
+    const proxy__gen *gen; /* the last generation that names it: not the current one, closed */
+    int pollable;          /* io is in the loop: after EAGAIN, wait for its event */
+    int chunked;           /* pipe, FIFO or socket: writes of whole lines, PIPE_BUF at most */
+    int is_sock;           /* send(MSG_DONTWAIT): no flag changed on a descriptor shared with others */
+    int blocked;           /* the last write would have blocked */
+    char *buf;             /* [start, end) of BUF_MAX bytes: whole lines; NULL until a line comes */
     size_t start, end;
     uint64_t dropped;     /* lines dropped since the last warning */
     uint64_t dropped_all; /* since the start */
     uint64_t warned;      /* ms of the last warning */
 };
+
+/* What the end of a request adds to its record. */
+typedef struct facts {
+    const char *ip;
+    int status;
+    int tls;
+    uint64_t bytes;
+    uint64_t request_ms;
+    const char *upstream; /* NULL: none */
+    int64_t upstream_ms;  /* < 0: none */
+} facts;
 
 static proxy__access_rec *rec_free;
 static unsigned rec_nfree;
@@ -95,9 +135,10 @@ static void warn_dropped(proxy__access *a, int force)
     uint64_t now = gh_loop_now(a->w->loop);
     if (a->dropped == 0 || (!force && a->warned != 0 && now - a->warned < WARN_MS))
         return;
-    gh_log_warn("worker %d: access log: %llu lines dropped (%llu since the start): its reader does not keep up, "
-                "%zu bytes are waiting",
-                a->w->id, (unsigned long long)a->dropped, (unsigned long long)a->dropped_all, a->end - a->start);
+    gh_log_warn("worker %d: access log: %llu lines dropped (%llu since the start) for %s: its reader does not keep "
+                "up, or the configuration no longer names it; %zu bytes are waiting",
+                a->w->id, (unsigned long long)a->dropped, (unsigned long long)a->dropped_all, a->path,
+                a->end - a->start);
     a->dropped = 0;
     a->warned = now;
 }
@@ -113,7 +154,7 @@ static size_t count_lines(const char *p, size_t n)
 /* Writes what it can without blocking. */
 static void flush(proxy__access *a)
 {
-    while (a->end > a->start && !a->blocked) {
+    while (a->end > a->start && !a->blocked && a->io.fd >= 0) {
         size_t n = a->end - a->start;
         ssize_t r;
 
@@ -131,7 +172,7 @@ static void flush(proxy__access *a)
             /* EPIPE (the reader went away), ENOSPC...: these lines are lost; say so with the count. */
             size_t lost = count_lines(a->buf + a->start, a->end - a->start);
             if (a->warned == 0 || gh_loop_now(a->w->loop) - a->warned >= WARN_MS)
-                gh_log_error("worker %d: access log write failed: %s", a->w->id, strerror(errno));
+                gh_log_error("worker %d: access log %s: write failed: %s", a->w->id, a->path, strerror(errno));
             a->dropped += lost;
             a->dropped_all += lost;
             a->start = a->end = 0;
@@ -150,31 +191,31 @@ static void on_writable(gh_io *io, unsigned events)
     flush(a);
 }
 
-/* n is what snprintf returned for a buffer of cap bytes: a cut line keeps its newline. */
-static void append_line(proxy__worker *w, char *line, size_t cap, int n)
+static void drop(proxy__access *a)
 {
-    proxy__access *a = w->access;
+    a->dropped++; /* whole lines only: never a piece of one */
+    a->dropped_all++;
+}
 
-    if (n <= 0)
+static void append_line(proxy__access *a, const char *line, size_t n)
+{
+    if (a->io.fd < 0 || (a->buf == NULL && (a->buf = malloc(BUF_MAX)) == NULL)) {
+        drop(a);
         return;
-    if ((size_t)n >= cap) {
-        n = (int)cap - 1;
-        line[n - 1] = '\n';
     }
-    if (BUF_MAX - a->end < (size_t)n && a->start > 0) {
+    if (BUF_MAX - a->end < n && a->start > 0) {
         memmove(a->buf, a->buf + a->start, a->end - a->start);
         a->end -= a->start;
         a->start = 0;
     }
-    if (BUF_MAX - a->end < (size_t)n)
+    if (BUF_MAX - a->end < n)
         flush(a);
-    if (BUF_MAX - a->end < (size_t)n) {
-        a->dropped++; /* whole lines only: never a piece of one */
-        a->dropped_all++;
+    if (BUF_MAX - a->end < n) {
+        drop(a);
         return;
     }
-    memcpy(a->buf + a->end, line, (size_t)n);
-    a->end += (size_t)n;
+    memcpy(a->buf + a->end, line, n);
+    a->end += n;
 }
 
 /* ---- opening ---- */
@@ -200,35 +241,20 @@ static int open_stdout(int *is_sock)
     return STDOUT_FILENO;
 }
 
-int proxy__access_open(proxy__worker *w)
+static int open_sink(proxy__access *a)
 {
-    const char *path = w->gen->rt->cfg->access_log;
-    proxy__access *a = w->access;
     struct stat st;
     int fd, is_sock = 0;
 
-    if (path == NULL)
-        return 0;
-    if (strcmp(path, "-") == 0) {
+    if (strcmp(a->path, "-") == 0) {
         fd = open_stdout(&is_sock);
     } else {
         /* O_NONBLOCK: a FIFO must not block the open (no reader: ENXIO) nor the writes. */
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+        fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
         if (fd < 0) {
-            gh_log_error("cannot open access log %s: %s", path, strerror(errno));
+            gh_log_error("cannot open access log %s: %s", a->path, strerror(errno));
             return -1;
         }
-    }
-    if (a == NULL) {
-        /* Allocated once per worker; its pages are touched only as far as lines wait. */
-        if ((a = calloc(1, sizeof(*a))) == NULL || (a->buf = malloc(BUF_MAX)) == NULL) {
-            free(a);
-            if (fd > STDERR_FILENO)
-                close(fd);
-            return -1;
-        }
-        a->w = w;
-        w->access = a;
     }
     a->io.fd = fd;
     a->io.cb = on_writable;
@@ -236,7 +262,7 @@ int proxy__access_open(proxy__worker *w)
     a->chunked = fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
     a->blocked = 0;
     /* A regular file cannot be polled (EPERM): it never says EAGAIN either. */
-    a->pollable = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && gh_loop_add(w->loop, &a->io) == 0;
+    a->pollable = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && gh_loop_add(a->w->loop, &a->io) == 0;
     return 0;
 }
 
@@ -251,34 +277,93 @@ static void close_fd(proxy__access *a)
     a->io.fd = -1;
 }
 
+static proxy__access *sink_for(proxy__worker *w, const char *path)
+{
+    proxy__access *a;
+
+    for (a = w->access; a != NULL; a = a->next)
+        if (strcmp(a->path, path) == 0)
+            return a;
+    if ((a = calloc(1, sizeof(*a))) == NULL || (a->path = strdup(path)) == NULL) {
+        free(a);
+        return NULL;
+    }
+    a->w = w;
+    a->io.fd = -1;
+    a->next = w->access;
+    w->access = a;
+    return a;
+}
+
 /*
- * On reload: the file may have moved (a new path, or log rotation renamed it),
- * so the current one is closed and the configured one opened again. Lines not
- * written yet go to the new one.
+ * Gives the generation its sinks (g->access, one per config log) and opens
+ * those not open yet. -1 when one cannot be allocated or opened (that log's
+ * lines are then dropped and counted).
+ */
+static int map_gen(proxy__worker *w, proxy__gen *g)
+{
+    const gh_config *cfg = g->rt->cfg;
+    int rc = 0;
+
+    if (cfg->nlogs == 0)
+        return 0;
+    if (g->access == NULL && (g->access = calloc(cfg->nlogs, sizeof(*g->access))) == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->nlogs; i++) {
+        proxy__access *a = sink_for(w, cfg->logs[i].path);
+
+        g->access[i] = a;
+        if (a == NULL) {
+            rc = -1;
+            continue;
+        }
+        a->gen = g;
+        if (a->io.fd < 0 && open_sink(a) < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+int proxy__access_open(proxy__worker *w)
+{
+    return map_gen(w, w->gen);
+}
+
+/*
+ * On reload (and SIGUSR1): a file may have moved (a new path, or log rotation
+ * renamed it), so every sink is closed and the ones the current generation
+ * names are opened again. Lines not written yet go to the new descriptor.
  */
 void proxy__access_reopen(proxy__worker *w)
 {
-    proxy__access *a = w->access;
-
-    if (a != NULL) {
+    for (proxy__access *a = w->access; a != NULL; a = a->next) {
         flush(a);
         close_fd(a);
+        a->blocked = 0;
     }
-    if (proxy__access_open(w) < 0 || (a != NULL && w->gen->rt->cfg->access_log == NULL)) {
-        if (a != NULL) {
-            free(a->buf);
-            free(a);
+    map_gen(w, w->gen);
+    for (proxy__access *a = w->access; a != NULL; a = a->next)
+        if (a->gen != w->gen && a->end > a->start) {
+            size_t lost = count_lines(a->buf + a->start, a->end - a->start);
+            a->dropped += lost;
+            a->dropped_all += lost;
+            a->start = a->end = 0;
         }
-        w->access = NULL; /* the log was turned off (or cannot be opened): nothing to keep lines for */
-    }
+}
+
+/* A generation is freed: its map goes (the sinks stay with the worker). */
+void proxy__access_gen_free(proxy__gen *g)
+{
+    free(g->access);
+    g->access = NULL;
 }
 
 /* At worker exit: what cannot be written without blocking is dropped, and counted. */
 void proxy__access_close(proxy__worker *w)
 {
-    proxy__access *a = w->access;
+    while (w->access != NULL) {
+        proxy__access *a = w->access;
 
-    if (a != NULL) {
         flush(a);
         if (a->end > a->start) {
             size_t lost = count_lines(a->buf + a->start, a->end - a->start);
@@ -287,9 +372,10 @@ void proxy__access_close(proxy__worker *w)
         }
         warn_dropped(a, 1);
         close_fd(a);
+        w->access = a->next;
         free(a->buf);
+        free(a->path);
         free(a);
-        w->access = NULL;
     }
     while (rec_free != NULL) {
         proxy__access_rec *r = rec_free;
@@ -301,85 +387,104 @@ void proxy__access_close(proxy__worker *w)
 
 void proxy__access_flush(proxy__worker *w)
 {
-    if (w->access == NULL)
-        return;
-    flush(w->access);
-    warn_dropped(w->access, 0);
+    for (proxy__access *a = w->access; a != NULL; a = a->next) {
+        if (a->end > a->start)
+            flush(a);
+        warn_dropped(a, 0);
+    }
 }
 
-/* ---- formatting ---- */
+/* ---- escaping ---- */
 
-/* Appends s for a quoted log field: quotes, backslashes and bytes outside ASCII print as \xHH. */
-static size_t put_escaped(char *dst, size_t cap, const char *s, size_t n)
+static const char hex[] = "0123456789ABCDEF";
+
+/* The default escape: a quote, a backslash, control characters and non-ASCII bytes as \xHH. */
+static size_t esc_default(char *dst, size_t cap, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
-    for (size_t i = 0; i < n && o + 4 < cap; i++) {
+
+    for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+            if (o + 4 > cap)
+                break;
             dst[o++] = '\\';
             dst[o++] = 'x';
             dst[o++] = hex[ch >> 4];
             dst[o++] = hex[ch & 15];
         } else {
+            if (o + 1 > cap)
+                break;
             dst[o++] = (char)ch;
         }
     }
     return o;
 }
 
-static gh_h1_str find_header(const gh_h1_request *r, const char *lower)
+/* The length of the valid UTF-8 sequence at s (RFC 3629 4: no overlong forms, no surrogates), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
 {
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (gh_h1_str_ieq(r->headers[i].name, lower))
-            return r->headers[i].value;
-    return (gh_h1_str){"-", 1};
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
 }
 
-/*
- * Escapes the request line, referer and user agent now: the head they point
- * into is consumed from the client's buffer once the exchange starts. Bounded
- * per field (REC_TEXT in all), so that the line fits in PIPE_BUF.
- */
-void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
+/* A JSON string's content (RFC 8259 7); invalid UTF-8 bytes as \u00XX. */
+static size_t esc_json(char *dst, size_t cap, const char *s, size_t n)
 {
-    proxy__access_rec *rec;
-    gh_h1_str ref, ua;
-    char *t;
+    const unsigned char *u = (const unsigned char *)s;
     size_t o = 0;
 
-    if (ex->s->w->access == NULL || (rec = rec_get()) == NULL)
-        return;
-    t = rec->text;
-    ref = find_header(r, "referer");
-    ua = find_header(r, "user-agent");
-    t[o++] = '"';
-    o += put_escaped(t + o, 128, r->method.p, r->method.len);
-    t[o++] = ' ';
-    o += put_escaped(t + o, 2048, r->target.p, r->target.len);
-    memcpy(t + o, " HTTP/1.", 8);
-    o += 8;
-    t[o++] = r->minor == 0 ? '0' : '1';
-    t[o++] = '"';
-    rec->req_len = (uint16_t)o;
-    t[o++] = ' ';
-    t[o++] = '"';
-    o += put_escaped(t + o, 768, ref.p, ref.len);
-    t[o++] = '"';
-    t[o++] = ' ';
-    t[o++] = '"';
-    o += put_escaped(t + o, 768, ua.p, ua.len);
-    t[o++] = '"';
-    rec->len = (uint16_t)o;
-    ex->log = rec;
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = u[i];
+        size_t k;
+
+        if (ch == '"' || ch == '\\') {
+            if (o + 2 > cap)
+                break;
+            dst[o++] = '\\';
+            dst[o++] = (char)ch;
+            i++;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            if (o + 1 > cap)
+                break;
+            dst[o++] = (char)ch;
+            i++;
+        } else if (ch >= 0x80 && (k = utf8_len(u + i, n - i)) > 0) {
+            if (o + k > cap)
+                break;
+            memcpy(dst + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            if (o + 6 > cap)
+                break;
+            memcpy(dst + o, "\\u00", 4);
+            dst[o + 4] = hex[ch >> 4];
+            dst[o + 5] = hex[ch & 15];
+            o += 6;
+            i++;
+        }
+    }
+    return o;
 }
 
-void proxy__access_discard(proxy__exchange *ex)
-{
-    if (ex->log != NULL)
-        rec_put(ex->log);
-    ex->log = NULL;
-}
+/* ---- formatting ---- */
 
 static const char *log_date(proxy__worker *w)
 {
@@ -394,71 +499,378 @@ static const char *log_date(proxy__worker *w)
     return w->date;
 }
 
+static const char *log_iso(proxy__worker *w)
+{
+    static int64_t sec = -1;
+    static char iso[32];
+    int64_t now = gh_loop_wall(w->loop);
+
+    if (now != sec) {
+        time_t t = (time_t)now;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+        sec = now;
+    }
+    return iso;
+}
+
+static size_t put_num(char *dst, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp), n;
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    n = sizeof(tmp) - i;
+    memcpy(dst, tmp + i, n);
+    return n;
+}
+
+/* Milliseconds as seconds with three decimals: "0.004". */
+static size_t put_secs(char *dst, uint64_t ms)
+{
+    size_t o = put_num(dst, ms / 1000);
+
+    dst[o++] = '.';
+    dst[o++] = (char)('0' + ms / 100 % 10);
+    dst[o++] = (char)('0' + ms / 10 % 10);
+    dst[o++] = (char)('0' + ms % 10);
+    return o;
+}
+
+typedef struct line {
+    char *p;
+    size_t len, cap;
+    size_t reserve; /* literal text still to come: values leave room for it */
+    int json;
+} line;
+
+/* Appends a value, escaped, at most max bytes of output (and never into the reserve). */
+static void put_val(line *l, const char *s, size_t n, size_t max)
+{
+    size_t room = l->cap - l->len - l->reserve;
+
+    if (max > room)
+        max = room;
+    l->len += l->json ? esc_json(l->p + l->len, max, s, n) : esc_default(l->p + l->len, max, s, n);
+}
+
+/* A value of our own making (digits, addresses, names): no escape needed beyond the bound. */
+static void put_raw(line *l, const char *s, size_t n)
+{
+    size_t room = l->cap - l->len - l->reserve;
+
+    if (n > room)
+        n = room;
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+static void put_missing(line *l)
+{
+    if (!l->json)
+        put_raw(l, "-", 1);
+}
+
+static void put_field(line *l, const proxy__access_rec *r, int f)
+{
+    if (!r->present[f])
+        put_missing(l);
+    else
+        put_val(l, r->text + r->off[f], r->len[f], (size_t)field_cap[f] * 2);
+}
+
+static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f, int var)
+{
+    char num[48];
+    const char *proto = r->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+
+    switch (var) {
+    case GH_LOGV_REMOTE_ADDR:
+        put_val(l, f->ip, strlen(f->ip), 64);
+        break;
+    case GH_LOGV_TIME_LOCAL:
+        put_raw(l, log_date(w), strlen(log_date(w)));
+        break;
+    case GH_LOGV_TIME_ISO8601:
+        put_raw(l, log_iso(w), strlen(log_iso(w)));
+        break;
+    case GH_LOGV_MSEC: {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        put_raw(l, num, put_secs(num, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000));
+        break;
+    }
+    case GH_LOGV_REQUEST:
+        if (r->raw_request) {
+            put_field(l, r, F_TARGET);
+            break;
+        }
+        put_field(l, r, F_METHOD);
+        put_raw(l, " ", 1);
+        put_field(l, r, F_TARGET);
+        put_raw(l, " ", 1);
+        put_raw(l, proto, 8);
+        break;
+    case GH_LOGV_METHOD:
+        if (r->raw_request)
+            put_missing(l);
+        else
+            put_field(l, r, F_METHOD);
+        break;
+    case GH_LOGV_URI:
+        if (r->raw_request)
+            put_missing(l);
+        else
+            put_field(l, r, F_TARGET);
+        break;
+    case GH_LOGV_PROTOCOL:
+        if (r->raw_request)
+            put_missing(l);
+        else
+            put_raw(l, proto, 8);
+        break;
+    case GH_LOGV_SCHEME:
+        put_raw(l, f->tls ? "https" : "http", f->tls ? 5 : 4);
+        break;
+    case GH_LOGV_HOST:
+        put_field(l, r, F_HOST);
+        break;
+    case GH_LOGV_STATUS:
+        put_raw(l, num, put_num(num, (uint64_t)(f->status > 0 ? f->status : 0)));
+        break;
+    case GH_LOGV_BODY_BYTES_SENT:
+        put_raw(l, num, put_num(num, f->bytes));
+        break;
+    case GH_LOGV_REQUEST_TIME:
+        put_raw(l, num, put_secs(num, f->request_ms));
+        break;
+    case GH_LOGV_UPSTREAM_ADDR:
+        if (f->upstream == NULL)
+            put_missing(l);
+        else
+            put_val(l, f->upstream, strlen(f->upstream), 256);
+        break;
+    case GH_LOGV_UPSTREAM_RESPONSE_TIME:
+        if (f->upstream_ms < 0)
+            put_missing(l);
+        else
+            put_raw(l, num, put_secs(num, (uint64_t)f->upstream_ms));
+        break;
+    case GH_LOGV_HTTP_REFERER:
+        put_field(l, r, F_REFERER);
+        break;
+    case GH_LOGV_HTTP_USER_AGENT:
+        put_field(l, r, F_UA);
+        break;
+    case GH_LOGV_SITE:
+        if (r->route == NULL || r->route->site == NULL)
+            put_missing(l);
+        else if (r->route->site->nnames > 0)
+            put_val(l, r->route->site->names[0].p, r->route->site->names[0].len, 256);
+        else
+            put_raw(l, "default", 7);
+        break;
+    case GH_LOGV_ROUTE:
+        if (r->route == NULL)
+            put_missing(l);
+        else
+            put_val(l, r->route->prefix.p, r->route->prefix.len, 512);
+        break;
+    default:
+        break;
+    }
+}
+
+/* The record's line, with `suffix` before the newline, into its sink. */
+static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix)
+{
+    const gh_cfg_log_format *fmt = r->log->format;
+    char buf[LINE_MAX_BYTES];
+    size_t slen = strlen(suffix);
+    line l = {buf, 0, sizeof(buf), 1 + slen, fmt->json};
+
+    for (size_t i = 0; i < fmt->nsegs; i++)
+        if (fmt->segs[i].var == GH_LOGV_TEXT)
+            l.reserve += fmt->segs[i].text.len;
+    if (l.reserve > l.cap) {
+        drop(r->sink);
+        return;
+    }
+    for (size_t i = 0; i < fmt->nsegs; i++) {
+        const gh_cfg_log_seg *s = &fmt->segs[i];
+
+        if (s->var != GH_LOGV_TEXT) {
+            put_var(&l, w, r, f, s->var);
+            continue;
+        }
+        l.reserve -= s->text.len;
+        memcpy(l.p + l.len, s->text.p, s->text.len);
+        l.len += s->text.len;
+    }
+    memcpy(l.p + l.len, suffix, slen);
+    l.len += slen;
+    l.p[l.len++] = '\n';
+    append_line(r->sink, l.p, l.len);
+}
+
+/* ---- the records of requests ---- */
+
+static void keep(proxy__access_rec *rec, size_t *o, int f, const char *p, size_t n, int present)
+{
+    if (n > field_cap[f])
+        n = field_cap[f];
+    rec->off[f] = (uint16_t)*o;
+    rec->len[f] = (uint16_t)n;
+    rec->present[f] = (uint8_t)present;
+    memcpy(rec->text + *o, p, n);
+    *o += n;
+}
+
+static void keep_header(proxy__access_rec *rec, size_t *o, int f, const gh_h1_request *r, const char *lower)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (gh_h1_str_ieq(r->headers[i].name, lower)) {
+            keep(rec, o, f, r->headers[i].value.p, r->headers[i].value.len, 1);
+            return;
+        }
+    keep(rec, o, f, "", 0, 0);
+}
+
+/* The main context's log: for requests refused before a route was chosen. */
+static const gh_cfg_access_log *main_log(const gh_config *cfg)
+{
+    return cfg->edge.log_ref > 0 ? &cfg->logs[cfg->edge.log_ref - 1] : NULL;
+}
+
+/*
+ * Copies the fields of the head now: it is consumed from the client's buffer
+ * once the exchange starts. The record goes to the main context's log until
+ * proxy__access_route names the route's.
+ */
+void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
+{
+    const proxy__gen *g = ex->s->gen;
+    const gh_config *cfg = g->rt->cfg;
+    const gh_cfg_access_log *log = main_log(cfg);
+    proxy__access_rec *rec;
+    size_t o = 0;
+
+    if (g->access == NULL || (rec = rec_get()) == NULL)
+        return;
+    rec->log = log;
+    rec->sink = log != NULL ? g->access[log->index] : NULL;
+    rec->route = NULL;
+    rec->minor = (uint8_t)r->minor;
+    rec->raw_request = 0;
+    keep(rec, &o, F_METHOD, r->method.p, r->method.len, 1);
+    keep(rec, &o, F_TARGET, r->target.p, r->target.len, 1);
+    keep_header(rec, &o, F_REFERER, r, "referer");
+    keep_header(rec, &o, F_UA, r, "user-agent");
+    keep(rec, &o, F_HOST, r->host.p, r->host.len, r->host.len > 0);
+    ex->log = rec;
+}
+
+void proxy__access_route(proxy__exchange *ex)
+{
+    proxy__access_rec *rec = ex->log;
+    const gh_cfg_access_log *log = ex->route->access_log;
+
+    if (rec == NULL)
+        return;
+    if (log == NULL) {
+        proxy__access_discard(ex); /* this route is not logged */
+        return;
+    }
+    rec->log = log;
+    rec->sink = ex->s->gen->access[log->index];
+    rec->route = ex->route;
+}
+
+void proxy__access_discard(proxy__exchange *ex)
+{
+    if (ex->log != NULL)
+        rec_put(ex->log);
+    ex->log = NULL;
+}
+
 void proxy__access_end(proxy__exchange *ex)
 {
     proxy__worker *w = ex->s->w;
     proxy__access_rec *rec = ex->log;
-    char line[LINE_MAX_BYTES];
+    uint64_t now = gh_loop_now(w->loop);
+    facts f = {ex->s->ip, ex->status, ex->s->tls, ex->bytes_out, now - ex->start_ms, ex->server, -1};
 
     if (rec == NULL)
         return;
-    if (w->access != NULL)
-        append_line(w, line, sizeof(line),
-                    snprintf(line, sizeof(line), "%s - - [%s] %.*s %d %llu%.*s\n", ex->s->ip, log_date(w),
-                             (int)rec->req_len, rec->text, ex->status, (unsigned long long)ex->bytes_out,
-                             (int)(rec->len - rec->req_len), rec->text + rec->req_len));
+    if (ex->upstream_from != 0)
+        f.upstream_ms = (int64_t)((ex->upstream_to ? ex->upstream_to : now) - ex->upstream_from);
+    if (rec->sink != NULL)
+        write_line(w, rec, &f, "");
     proxy__access_discard(ex);
 }
 
 /*
  * A tunnel is logged when it ends, as its request with status 101, the bytes
- * sent to the client in the size field, and at the end how long it lasted and
- * the bytes each way (in: from the client, out: to the client).
+ * sent to the client in the size field and how long it lasted as
+ * request_time; the combined format adds at the end the duration and the
+ * bytes each way (in: from the client, out: to the client).
  */
 void proxy__access_tunnel(proxy__tunnel *t)
 {
     proxy__worker *w = t->w;
     proxy__access_rec *rec = t->log;
-    char line[LINE_MAX_BYTES];
     uint64_t ms = gh_loop_now(w->loop) - t->start_ms;
+    facts f = {t->ip, t->status, 0, t->side[1].bytes, ms, NULL, -1};
+    char suffix[128] = "";
 
     if (rec == NULL)
         return;
-    if (w->access != NULL)
-        append_line(w, line, sizeof(line),
-                    snprintf(line, sizeof(line), "%s - - [%s] %.*s %d %llu%.*s tunnel=%llu.%03llus in=%llu out=%llu\n",
-                             t->ip, log_date(w), (int)rec->req_len, rec->text, t->status,
-                             (unsigned long long)t->side[1].bytes, (int)(rec->len - rec->req_len),
-                             rec->text + rec->req_len, (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-                             (unsigned long long)t->side[0].bytes, (unsigned long long)t->side[1].bytes));
+    if (rec->sink != NULL) {
+        if (strcmp(rec->log->format->name.p, "combined") == 0)
+            snprintf(suffix, sizeof(suffix), " tunnel=%llu.%03llus in=%llu out=%llu", (unsigned long long)(ms / 1000),
+                     (unsigned long long)(ms % 1000), (unsigned long long)t->side[0].bytes,
+                     (unsigned long long)t->side[1].bytes);
+        write_line(w, rec, &f, suffix);
+    }
     rec_put(rec);
     t->log = NULL;
 }
 
 /*
  * A request refused by the parser: as nginx does, the log shows its first line
- * as received (escaped, at most 2 KiB), or "-" when there is none.
+ * as received (escaped, at most 2 KiB), or "-" when there is none, in the main
+ * context's log and format.
  */
 void proxy__access_reject(proxy__client *c, int status, size_t bytes)
 {
     proxy__worker *w = c->w;
+    const proxy__gen *g = c->s.gen;
+    const gh_cfg_access_log *log = main_log(g->rt->cfg);
     const char *p = gh_buf_head(&c->in), *nl;
     size_t len = gh_buf_len(&c->in), o = 0;
-    char first[2048 * 4 + 4], line[LINE_MAX_BYTES];
+    facts f = {c->s.ip, status, c->s.tls, bytes, 0, NULL, -1};
+    proxy__access_rec *rec;
 
-    if (w->access == NULL)
+    if (log == NULL || g->access == NULL || g->access[log->index] == NULL || (rec = rec_get()) == NULL)
         return;
     nl = len ? memchr(p, '\n', len) : NULL;
     len = nl ? (size_t)(nl - p) : 0;
     if (len > 0 && p[len - 1] == '\r')
         len--;
-    if (len > 2048)
-        len = 2048;
-    if (len == 0)
-        first[o++] = '-';
-    else
-        o = put_escaped(first, sizeof(first), p, len);
-    append_line(w, line, sizeof(line),
-                snprintf(line, sizeof(line), "%s - - [%s] \"%.*s\" %d %zu \"-\" \"-\"\n", c->s.ip, log_date(w), (int)o,
-                         first, status, bytes));
+    rec->log = log;
+    rec->sink = g->access[log->index];
+    rec->route = NULL;
+    rec->minor = 1;
+    rec->raw_request = 1;
+    keep(rec, &o, F_METHOD, "", 0, 0);
+    keep(rec, &o, F_TARGET, p, len, len > 0);
+    keep(rec, &o, F_REFERER, "", 0, 0);
+    keep(rec, &o, F_UA, "", 0, 0);
+    keep(rec, &o, F_HOST, "", 0, 0);
+    write_line(w, rec, &f, "");
+    rec_put(rec);
 }

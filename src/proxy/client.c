@@ -43,6 +43,7 @@ static void release(proxy__client *c)
     gh_timer_stop(w->loop, &c->timer);
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
+    proxy__peer_release(&c->s.peer, &c->s.peer_counted);
     proxy__gen_unref(c->s.gen);
     c->s.gen = NULL;
     list_unlink(c);
@@ -330,8 +331,16 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     c->state = CLIENT_HANDSHAKE;
     c->s.peer = *peer;
     gh_sock_ntop(peer, c->s.ip, sizeof(c->s.ip));
+    /* The one call site of max_connections_per_ip: where s.peer is the real client. PROXY protocol, which sets
+     * it later, moves this call to after its header (and leaves it here for listeners without it). */
+    if (proxy__peer_admit(&c->s) < 0) {
+        gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */
+        free(c);
+        return;
+    }
     if (gh_conn_add(&c->conn, w->loop) < 0) {
         gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */
+        proxy__peer_release(&c->s.peer, &c->s.peer_counted);
         free(c);
         return;
     }

@@ -66,7 +66,9 @@ static int answer_error(proxy__exchange *ex, int status)
         ex->u = NULL;
         proxy__upstream_release(u, 0);
     }
-    ex->route = NULL; /* a page of gatehouse's: no route's header operations */
+    if (ex->route != NULL)
+        ex->site = ex->route->site; /* its security headers stay */
+    ex->route = NULL;               /* a page of gatehouse's: no route's header operations */
     local_response(ex, status, NULL, 0, body, n);
     return GONE;
 }
@@ -123,6 +125,8 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
     u->ex = ex;
     ex->u = u;
     ex->server = proxy__upstream_name(u);
+    if (ex->upstream_from == 0)
+        ex->upstream_from = gh_loop_now(ex->s->w->loop);
     ex->usent = 0;
     if (u->reused) {
         u->connected = 1;
@@ -215,7 +219,7 @@ static void local_response(proxy__exchange *ex, int status, const char *loc, siz
     proxy__session *s = ex->s;
     ex->buffering = 0; /* no server will take the body now */
     /* `close` is the session's to decide (an unread body, HTTP/1.0...) */
-    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route};
+    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route, ex->site, s->tls, ex->retry_after};
 
     if (s->ops->send_local(s, &l) < 0) {
         proxy__exchange_fail(ex, 500);
@@ -349,6 +353,16 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
         return;
     }
     ex->max_body = ex->route->max_body;
+    ex->site = site;
+    proxy__access_route(ex);
+    if (ex->route->edge.nrules > 0 || ex->route->edge.rate != NULL) {
+        int refused = proxy__edge_check(s, ex->route, r, &ex->retry_after);
+
+        if (refused) {
+            proxy__exchange_fail(ex, refused); /* 403 or 429: gatehouse's page, before any backend */
+            return;
+        }
+    }
     switch (ex->route->action) {
     case GH_ACTION_REDIRECT:
         do_redirect(ex, r, host);
@@ -435,8 +449,10 @@ static int finish(proxy__exchange *ex)
     int reusable = ex->upstream_reusable && ex->req_done && ex->usent == ex->uout.end;
 
     ex->u = NULL;
-    if (u != NULL)
+    if (u != NULL) {
+        ex->upstream_to = gh_loop_now(s->w->loop);
         proxy__upstream_release(u, reusable);
+    }
     proxy__access_end(ex);
     s->ops->done(s); /* an answer before the whole body: the session knows the rest is unread */
     return GONE;
@@ -471,6 +487,30 @@ static int switch_protocols(proxy__exchange *ex, const gh_h1_response *res, int 
     return 1;
 }
 
+/*
+ * intercept_errors: the backend's error (a 5xx with a stack trace, internal
+ * addresses...) never reaches the client; gatehouse's own page with the same
+ * status does. The backend's body is discarded: when all of it is already
+ * here and framed by Content-Length, the connection may go back to the pool
+ * by the usual rules (nothing more readable, no FIN); otherwise it is closed.
+ */
+static int intercept(proxy__exchange *ex, const gh_h1_response *res, int n)
+{
+    proxy__upstream *u = ex->u;
+    size_t after = gh_buf_len(&u->in) - (size_t)n;
+    int whole = res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && ex->res_left == after);
+    int reusable = whole && ex->upstream_reusable && !u->eof && ex->req_done && ex->usent == ex->uout.end;
+
+    proxy__upstream_report(u->pool, u->server, !gh_cfg_passive_counts(&u->pool->cfg->passive, res->status));
+    gh_log_info("%d from %s for client %s, route %s: answered with gatehouse's page (intercept_errors)", res->status,
+                proxy__upstream_name(u), ex->s->ip, ex->route->prefix.p);
+    gh_buf_consume(&u->in, gh_buf_len(&u->in));
+    ex->u = NULL;
+    ex->upstream_to = gh_loop_now(ex->s->w->loop);
+    proxy__upstream_release(u, reusable);
+    return answer_error(ex, res->status);
+}
+
 static int start_response(proxy__exchange *ex)
 {
     proxy__session *s = ex->s;
@@ -495,6 +535,8 @@ static int start_response(proxy__exchange *ex)
         return 1;
     }
     proxy__h1u_framing(ex, res);
+    if (ex->route->intercept_any && gh_cfg_status_in(ex->route->intercept, res->status))
+        return intercept(ex, res, n);
     if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
         return 0; /* an interim answer is still queued: this head is parsed again later */
     /* Once per response, so after the GH_AGAIN above: one 5xx must not count twice towards ejection. */

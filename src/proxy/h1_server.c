@@ -167,7 +167,8 @@ static int h1_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
     if (gh_buf_reserve(&c->out) < 0)
         return GH_ERROR;
     gh_buf_compact(&c->out);
-    n = proxy__response_head(gh_buf_tail(&c->out), gh_buf_room(&c->out), res, c->chunk_out, c->close_after, route);
+    n = proxy__response_head(gh_buf_tail(&c->out), gh_buf_room(&c->out), res, c->chunk_out, c->close_after, route,
+                             c->s.tls);
     if (n < 0)
         return gh_buf_len(&c->out) > 0 ? GH_AGAIN : GH_ERROR; /* a 100 Continue still drains */
     c->out.end += (uint32_t)n;

@@ -215,12 +215,46 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
     return o.overflow ? -1 : (int)o.len;
 }
 
+/*
+ * Shielding: headers that name the backend's software (Server, X-Powered-By...:
+ * GH_CFG_HIDE_DEFAULT and `hide_header`) tell an attacker which exploits to
+ * try; they are removed rather than replaced, so nothing is said at all
+ * (`response_header set Server NAME` gives one face if an operator wants one).
+ */
+int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name)
+{
+    if (route == NULL)
+        return 0;
+    for (size_t i = 0; i < route->edge.nhide; i++)
+        if (route->edge.hide[i].len == name.len && strncasecmp(route->edge.hide[i].p, name.p, name.len) == 0)
+            return 1;
+    return 0;
+}
+
+const gh_cstr *proxy__hsts(const gh_cfg_site *site, int tls)
+{
+    /* RFC 6797 7.2: over plain HTTP the header must not be sent (an attacker could inject it anyway). */
+    return tls && site != NULL && site->hsts.len > 0 ? &site->hsts : NULL;
+}
+
+static void put_hsts(out *o, const gh_cfg_site *site, int tls, const gh_cfg_header_op *ops, size_t nops)
+{
+    const gh_cstr *v = proxy__hsts(site, tls);
+
+    if (v == NULL || op_names(ops, nops, (gh_h1_str){"Strict-Transport-Security", 25}))
+        return;
+    put(o, "Strict-Transport-Security: ", 27);
+    put(o, v->p, v->len);
+    put(o, "\r\n", 2);
+}
+
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
-                         const gh_cfg_route *route)
+                         const gh_cfg_route *route, int tls)
 {
     out o = {dst, 0, cap, 0};
     const gh_cfg_header_op *ops = route ? route->resp_ops : NULL;
     size_t nops = route ? route->nresp_ops : 0;
+    int hide = route != NULL && route->edge.nhide > 0;
 
     put(&o, "HTTP/1.1 ", 9);
     put_uint(&o, (uint64_t)r->status);
@@ -228,9 +262,12 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     put_str(&o, r->reason);
     put(&o, "\r\n", 2);
     for (size_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)))
+        if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)) &&
+            (!hide || !proxy__response_header_hidden(route, r->headers[i].name)))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
+    if (route != NULL)
+        put_hsts(&o, route->site, tls, ops, nops);
     if (chunk_out)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     /* The exchange relays a 101 only as the answer to a WebSocket upgrade it checked. */
@@ -287,8 +324,10 @@ const char *proxy__status_text(int status)
 int proxy__local_response(char *dst, size_t cap, const proxy__local *l)
 {
     out o = {dst, 0, cap, 0};
-    const gh_cfg_header_op *ops = l->route ? l->route->resp_ops : NULL;
-    size_t nops = l->route ? l->route->nresp_ops : 0;
+    /* A page of gatehouse's own (an error, 403, 429) has no route but keeps its site's security headers. */
+    const gh_cfg_site *site = l->route ? l->route->site : l->site;
+    const gh_cfg_header_op *ops = l->route ? l->route->resp_ops : site ? site->resp_ops : NULL;
+    size_t nops = l->route ? l->route->nresp_ops : site ? site->nresp_ops : 0;
     /* RFC 9110 8.6 and 6.4.1: no Content-Length, and no body, for 1xx, 204 and 304 */
     int bodiless = l->status < 200 || l->status == 204 || l->status == 304;
 
@@ -305,6 +344,13 @@ int proxy__local_response(char *dst, size_t cap, const proxy__local *l)
     if (!bodiless && !op_names(ops, nops, (gh_h1_str){"Content-Type", 12}))
         puts_(&o, "Content-Type: text/plain\r\n");
     put_set_ops(&o, ops, nops);
+    put_hsts(&o, site, l->tls, ops, nops);
+    if (l->retry_after > 0) {
+        /* RFC 6585 4, RFC 9110 10.2.3: when the rate limit lets this client in again */
+        put(&o, "Retry-After: ", 13);
+        put_uint(&o, l->retry_after);
+        put(&o, "\r\n", 2);
+    }
     if (!bodiless) {
         puts_(&o, "Content-Length: ");
         put_uint(&o, l->body_len);

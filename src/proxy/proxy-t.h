@@ -104,6 +104,7 @@ struct proxy__session {
     const proxy__listener *listener;
     proxy__exchange *ex;          /* the current exchange, owned */
     uint8_t tls;                  /* the client came over TLS (X-Forwarded-Proto, redirects) */
+    uint8_t peer_counted;         /* counted for max_connections_per_ip (edge.c): released once, at close */
     struct sockaddr_storage peer; /* the client's address (what access rules match, net/cidr.h) */
     char ip[46];                  /* its text, for logs and X-Forwarded-For */
 };
@@ -162,6 +163,7 @@ struct proxy__exchange {
     proxy__session *s; /* the client side; owns the exchange */
     proxy__upstream *u;
     const gh_cfg_route *route;
+    const gh_cfg_site *site; /* the route's, kept for gatehouse's own pages (security headers) */
     proxy__pool *pool;
     const char *server;      /* the last server tried ("host:port"), for logs */
     uint64_t tried;          /* servers already tried (bit per server) */
@@ -191,6 +193,9 @@ struct proxy__exchange {
     gh_h1_chunked res_chunk;
     int status;
     uint64_t bytes_out;     /* body bytes sent to the client (access log) */
+    uint64_t upstream_from; /* ms: the first server was asked (0: none); $upstream_response_time */
+    uint64_t upstream_to;   /* ms: its response was complete (0: not yet) */
+    uint32_t retry_after;   /* seconds, for a 429 of the rate limit */
     proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
 };
 
@@ -227,8 +232,10 @@ struct proxy__tunnel {
     uint16_t server;            /* counted in flight for its server while the tunnel lasts (least_conn) */
     proxy__tunnel *prev, *next; /* worker's list, for the drain deadline */
     uint64_t start_ms;
-    int status;             /* 101 */
-    proxy__access_rec *log; /* the access log's request fields (from its free list); NULL when not logging */
+    int status;                   /* 101 */
+    proxy__access_rec *log;       /* the access log's request fields (from its free list); NULL when not logging */
+    struct sockaddr_storage peer; /* the client's, and whether it counts for max_connections_per_ip */
+    uint8_t peer_counted;
     char ip[46];
 };
 
@@ -287,6 +294,7 @@ struct gh_runtime {
     gh_config *cfg;
     gh_health_shm *health;     /* one slot per server of every pool, shared by all processes */
     gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
+    gh_rate_shm *rates;        /* rate_limit buckets, shared by all workers */
     struct proxy__name *names; /* servers given by name: re-resolved by the prober */
     size_t nnames;
     struct gh_resolver *resolver; /* the prober's (runtime.c resolve_names); NULL elsewhere */
@@ -316,6 +324,7 @@ struct proxy__gen {
     gh_runtime *rt;
     proxy__pool *pools; /* one per config pool, same order */
     size_t npools;
+    proxy__access **access; /* per config log (gh_config.logs): its sink, owned by the worker; NULL: no log */
     uint32_t refs;
 };
 
@@ -382,6 +391,9 @@ struct proxy__local {
     int head;                  /* a HEAD request: the same head, no body */
     int close;                 /* Connection: close */
     const gh_cfg_route *route; /* its response_header operations apply */
+    const gh_cfg_site *site;   /* without a route: the site's security headers apply */
+    int tls;                   /* HSTS only over TLS */
+    uint32_t retry_after;      /* seconds (429); 0: no Retry-After */
 };
 
 /* For logs: "127.0.0.1:8081" as configured, or "app.internal:8080 (10.0.0.5)" for an address of a name. */

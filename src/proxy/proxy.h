@@ -88,6 +88,16 @@ typedef struct proxy__handover {
 } proxy__handover;
 int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h);
 
+/* edge.c: the route's allow/deny rules and rate limit: 0, 403 or 429 (then *retry_after, seconds). */
+int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_h1_request *r, uint32_t *retry_after);
+/*
+ * max_connections_per_ip, counted per worker from s->peer (call it once s->peer is the real client):
+ * 0 admitted (and counted: s->peer_counted), -1 over the limit (close it).
+ */
+int proxy__peer_admit(proxy__session *s);
+/* Gives the count back when *counted (then clears it); a tunnel takes it over from its session. */
+void proxy__peer_release(const struct sockaddr_storage *peer, uint8_t *counted);
+
 /* upgrade.c: an exchange whose 101 reached the client becomes a tunnel (through proxy__exchange_to_tunnel). */
 void proxy__upgrade_tunnel(proxy__exchange *ex);
 /* The drain deadline: every tunnel of the worker ends now. */
@@ -128,8 +138,14 @@ void proxy__tunnel_close(proxy__tunnel *t, int reason);
 /* headers.c: serialize heads; return the length written, or -1 if it does not fit in cap. */
 
 int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const proxy__forward *f);
+/* The response head for the client: hop-by-hop, hidden (shielding) and replaced headers out, the route's and
+ * site's in, HSTS when tls. */
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
-                         const gh_cfg_route *route);
+                         const gh_cfg_route *route, int tls);
+/* 1 when a backend's response header of this name is not shown to clients (for every client protocol). */
+int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name);
+/* The Strict-Transport-Security value to send, or NULL (no hsts, or not over TLS). */
+const gh_cstr *proxy__hsts(const gh_cfg_site *site, int tls);
 
 int proxy__local_response(char *dst, size_t cap, const proxy__local *l);
 /* The error page of `status` with Connection: close (for HEAD: its head only). */
@@ -140,24 +156,26 @@ size_t proxy__error_body(char *dst, size_t cap, int status);
 size_t proxy__error_body_len(int status);
 const char *proxy__status_text(int status);
 
-/* accesslog.c */
+/* accesslog.c: the access logs of a worker (one sink per distinct path) */
+/* Opens the sinks of the worker's current generation; -1 when one cannot be opened. */
 int proxy__access_open(proxy__worker *w);
+/* Copies the head's fields into a record, for the main context's log until proxy__access_route. */
 void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r);
-/* Writes the exchange's line into the worker's buffer and gives its record back. */
-/* Writes the exchange's line into the worker's buffer and gives its record back. */
+/* The route is chosen: its log and format (a route not logged gives its record back). */
+void proxy__access_route(proxy__exchange *ex);
+/* Writes the exchange's line into its sink's buffer and gives its record back. */
 void proxy__access_end(proxy__exchange *ex);
 /* Gives the record back without a line (the exchange is freed without one). */
 void proxy__access_discard(proxy__exchange *ex);
-/* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptor closed. */
-void proxy__access_close(proxy__worker *w);
-/* Gives the record back without a line (the exchange is freed without one). */
-void proxy__access_discard(proxy__exchange *ex);
-/* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptor closed. */
+/* At worker exit: a last nonblocking flush, the count of lines dropped, and the descriptors closed. */
 void proxy__access_close(proxy__worker *w);
 void proxy__access_reject(proxy__client *c, int status, size_t bytes);
 /* A tunnel ended: its request line, 101, bytes both ways and how long it lasted. */
 void proxy__access_tunnel(proxy__tunnel *t);
 void proxy__access_flush(proxy__worker *w);
+/* Reload and SIGUSR1: every sink closed, the current generation's opened again (log rotation). */
 void proxy__access_reopen(proxy__worker *w);
+/* A generation is freed: its map of sinks goes with it. */
+void proxy__access_gen_free(proxy__gen *g);
 
 #endif

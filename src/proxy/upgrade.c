@@ -45,6 +45,7 @@ static void tunnel_end(proxy__tunnel *t)
             s->inflight--;
     }
     proxy__access_tunnel(t);
+    proxy__peer_release(&t->peer, &t->peer_counted);
     list_unlink(t);
     proxy__gen_unref(t->gen); /* the pool lives in the generation: after its last use */
     gh_loop_release(w->loop, t);
@@ -84,6 +85,10 @@ void proxy__upgrade_tunnel(proxy__exchange *ex)
     t->log = ex->log; /* logged when the tunnel ends, not at the 101 */
     ex->log = NULL;
     memcpy(t->ip, s->ip, sizeof(t->ip));
+    /* the client's connection goes on as the tunnel: so does its place in max_connections_per_ip */
+    t->peer = s->peer;
+    t->peer_counted = s->peer_counted;
+    s->peer_counted = 0;
     h = (proxy__handover){.client = &t->side[0].conn,
                           .upstream = &t->side[1].conn,
                           .client_cb = proxy__tunnel_on_event,

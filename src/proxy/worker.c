@@ -222,6 +222,9 @@ static void on_signal(gh_io *io, unsigned events)
             exit_status = 0;
             gh_loop_stop(w->loop);
             return;
+        case SIGUSR1:
+            proxy__access_reopen(w); /* log rotation: the master forwards it */
+            break;
         default:
             break; /* SIGHUP: the master handles reloads */
         }
@@ -276,6 +279,7 @@ void proxy__gen_unref(proxy__gen *g)
     if (g == NULL || --g->refs > 0)
         return;
     proxy__pools_free(g);
+    proxy__access_gen_free(g);
     gh_runtime_free(g->rt);
     free(g);
 }
@@ -378,7 +382,7 @@ static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int 
     const char *path = w->gen->rt->cfg->path;
     char err[1024] = "";
     proxy__gen *g = NULL, *old = w->gen;
-    gh_shared shared = {old->rt->health, old->rt->addrs};
+    gh_shared shared = {old->rt->health, old->rt->addrs, old->rt->rates};
     gh_bundle *b = gh_bundle_from_memfd(bundle_fd, err, sizeof(err));
     gh_runtime *rt = NULL;
     int ordered[GH_MAX_LISTENERS];
@@ -489,6 +493,7 @@ static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ct
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGQUIT);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR1);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     w->signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     w->signal_io.cb = on_signal;

@@ -32,6 +32,8 @@ Endpoints (query parameters in brackets):
   /fail?on=a,b[&status=N]  status N (default 500) on backends named a or b, else 200 "ok NAME"
   /healthz               200 "healthy" (for health checks; counted apart from requests by path)
   /resphop               a response carrying hop-by-hop headers the proxy must strip
+  /leaky[?status=N&chunked=1]  Server, X-Powered-By, X-AspNet-Version, X-AspNetMvc-Version and
+                         X-Custom-Leak headers; for N >= 400 a stack trace naming 10.1.2.3 as body
   /trailers              a chunked response with a trailer section
   /early                 a 103 interim response, then 200
   /truncated[?kind=chunked]  a response cut short (CL 1000 with 500 bytes, or no last chunk), then close
@@ -450,6 +452,22 @@ class Server:
             return False
         if path == "/bad":
             return self.bad(c, cid, seq, q.get("kind", "garbage"))
+        if path == "/leaky":
+            # A backend that says too much: its software in headers, and (with status=5xx) a stack
+            # trace naming an internal address in the body; chunked=1 frames it by chunks.
+            status = int(q.get("status", "200"))
+            body = (b"ok\n" if status < 400 else
+                    b"Traceback (most recent call last):\n  File \"/srv/app/views.py\", line 42\n"
+                    b"psycopg2.OperationalError: could not connect to 10.1.2.3:5432\n")
+            hdrs = [("Content-Type", "text/plain"), ("Server", "Apache/2.4.7 (Ubuntu)"),
+                    ("X-Powered-By", "PHP/5.5.9"), ("X-AspNet-Version", "4.0.30319"),
+                    ("X-AspNetMvc-Version", "5.2"), ("X-Custom-Leak", "node-7"), ("X-Backend", self.name)]
+            if q.get("chunked") == "1" and not is_head:
+                hdrs.append(("Transfer-Encoding", "chunked"))
+                body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+            else:
+                hdrs.append(("Content-Length", str(len(body))))
+            return self.send(c, cid, seq, status, "Status", hdrs, b"" if is_head else body, keep)
         if path == "/resphop":
             hdrs = [("Content-Type", "text/plain"), ("Content-Length", "3"),
                     ("Connection", "X-Secret-Hop"), ("X-Secret-Hop", "1"), ("Keep-Alive", "timeout=5"),

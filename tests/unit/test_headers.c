@@ -128,7 +128,7 @@ static void response_head(void)
                       "Keep-Alive: timeout=2\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n";
     unit_case("response: hop-by-hop removed, re-framed as chunked, Connection: close when closing");
     CHECK(gh_h1_parse_response(raw, strlen(raw), 0, &r) > 0);
-    int n = proxy__response_head(out, sizeof(out), &r, 1, 1, NULL);
+    int n = proxy__response_head(out, sizeof(out), &r, 1, 1, NULL, 0);
     CHECK_MEM(out, (unsigned long)(n > 0 ? n : 0),
               "HTTP/1.1 200 OK\r\nServer: origin\r\nContent-Type: text/plain\r\n"
               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
