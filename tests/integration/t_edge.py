@@ -1,0 +1,454 @@
+"""The edge of a site: access log formats (json, log_format, per route, stdout, SIGUSR1), allow/deny
+networks, rate limits shared by the workers, connections per client address, backend headers hidden,
+intercept_errors, HSTS and site security headers."""
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+
+from harness import T, Conn, check, eq, test, wait_until
+
+
+def lines_of(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().split(b"\n")[:-1]
+    except FileNotFoundError:
+        return []
+
+
+def plain(port, source=None, host="127.0.0.1"):
+    from cfgutil import PlainConn
+    return PlainConn(port, source=source, host=host)
+
+
+def raw_get(port, path, extra=b"", host=b"a.test"):
+    with plain(port) as c:
+        c.send(b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n" + extra + b"\r\n")
+        return c.read_response()
+
+
+# ---------------------------------------------------------------- access log formats
+
+# User-Agent and Referer as a hostile client sends them: quotes and backslashes that would end a
+# JSON string, a tab, invalid UTF-8 (a lone continuation byte, an overlong '/', a truncated
+# sequence), and valid UTF-8 that must pass as it is.
+HOSTILE_UA = b'evil "quoted" \\back\\slash\tTAB \xff\xfe \xc0\xaf \xe2\x82 caf\xc3\xa9 \xe2\x82\xac'
+HOSTILE_REF = b'"},{"status":200,"x":"'
+
+
+def latin_escape(b):
+    """What the log's JSON means for bytes b: valid UTF-8 decoded, each invalid byte as U+00XX."""
+    out, i = [], 0
+    while i < len(b):
+        for n in (4, 3, 2, 1):
+            try:
+                ch = b[i:i + n].decode("utf-8")
+                if len(ch) == 1 and (n > 1 or b[i] < 0x80):
+                    out.append(ch)
+                    i += n
+                    break
+            except UnicodeDecodeError:
+                continue
+        else:
+            out.append(chr(b[i]))
+            i += 1
+    return "".join(out)
+
+
+@test("access_log_json_escapes_hostile_fields")
+def _(ctx):
+    path = os.path.join(ctx.dir, "access.json")
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 2
+listen 127.0.0.1:{port}
+access_log {log} format=json
+pool app {{ server 127.0.0.1:{b} }}
+site a.test {{
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port, log=path), nports=1)
+    r = raw_get(gh.port, b"/small?q=%22x%22", b"User-Agent: " + HOSTILE_UA + b"\r\nReferer: " + HOSTILE_REF + b"\r\n")
+    eq(r.status, 200, "status of the hostile request")
+    eq(raw_get(gh.port, b"/status/404").status, 404, "status")
+    # Refused by the parser (a control character in the target): logged with the line as received.
+    with plain(gh.port) as c:
+        c.send(b"GET /a\x01b\"\\ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        eq(c.read_response().status, 400, "status of a request with a control character")
+    check(wait_until(lambda: len(lines_of(path)) >= 3, 3 * T), "3 lines, got %r" % lines_of(path))
+    objs = []
+    for ln in lines_of(path):
+        try:
+            objs.append(json.loads(ln.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError) as e:
+            check(False, "not a JSON line (%s): %r" % (e, ln))
+    eq(len(objs), 3, "lines")
+    by_uri = {o["uri"]: o for o in objs}
+    o = by_uri["/small?q=%22x%22"]
+    eq(o["http_user_agent"], latin_escape(HOSTILE_UA), "user agent as logged")
+    eq(o["http_referer"], HOSTILE_REF.decode(), "referer as logged")
+    eq((o["method"], o["protocol"], o["host"], o["status"], o["body_bytes_sent"]),
+       ("GET", "HTTP/1.1", "a.test", 200, 1024), "fields")
+    eq(o["upstream_addr"], "127.0.0.1:%d" % b.port, "upstream_addr")
+    check(isinstance(o["request_time"], float) and re.match(r"^\d+\.\d{3}$", o["upstream_response_time"]),
+          "times: %r %r" % (o["request_time"], o["upstream_response_time"]))
+    eq((o["site"], o["route"], o["remote_addr"]), ("a.test", "/", "127.0.0.1"), "site, route, client")
+    check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", o["time"]), "time %r" % o["time"])
+    o = by_uri["/status/404"]
+    eq((o["status"], o["http_user_agent"], o["http_referer"]), (404, "", ""), "404 line, absent headers")
+    rej = [x for x in objs if x["status"] == 400]
+    eq(len(rej), 1, "the refused request's line")
+    eq((rej[0]["method"], rej[0]["uri"]), ("", ""), "a refused request has no method or uri of its own")
+
+
+@test("access_log_custom_format_per_route_and_stdout")
+def _(ctx):
+    main = os.path.join(ctx.dir, "main.log")
+    api = os.path.join(ctx.dir, "api.log")
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+listen 127.0.0.1:{port}
+log_format brief "$status|$method|$uri|$host|$site|$route|$scheme|$protocol|$upstream_addr|$body_bytes_sent|$$|${{remote_addr}}|$http_user_agent"
+access_log {main}
+pool app {{ server 127.0.0.1:{b} }}
+site a.test {{
+    route /api/ {{
+        proxy app strip_prefix
+        access_log {api} format=brief
+    }}
+    route /quiet/ {{
+        proxy app strip_prefix
+        access_log off
+    }}
+    route /json/ {{
+        proxy app strip_prefix
+        access_log stdout format=json
+    }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port, main=main, api=api), nports=1)
+    eq(raw_get(gh.port, b"/api/small", b"User-Agent: a\"b\xff\r\n").status, 200, "status")
+    eq(raw_get(gh.port, b"/quiet/small").status, 200, "status")
+    eq(raw_get(gh.port, b"/json/small").status, 200, "status")
+    eq(raw_get(gh.port, b"/small").status, 200, "status")
+    eq(raw_get(gh.port, b"/nothing", host=b"other.test").status, 421, "status of an unknown site")
+    check(wait_until(lambda: len(lines_of(main)) >= 2 and lines_of(api) and lines_of(gh.out_path), 3 * T),
+          "every log got its lines")
+    time.sleep(0.2 * T)
+    eq(lines_of(api), [b'200|GET|/api/small|a.test|a.test|/api/|http|HTTP/1.1|127.0.0.1:%d|1024|$|127.0.0.1|a\\x22b\\xFF'
+                       % b.port], "the custom format's line")
+    m = lines_of(main)
+    eq(len(m), 2, "lines of the main log (/small and the 421; not /quiet/, /api/ or /json/): %r" % m)
+    check(b'"GET /small HTTP/1.1" 200 1024' in m[0] and b'"GET /nothing HTTP/1.1" 421' in m[1], "main log %r" % m)
+    out = [json.loads(x) for x in lines_of(gh.out_path)]
+    eq([(o["uri"], o["status"], o["route"]) for o in out], [("/json/small", 200, "/json/")], "stdout json lines")
+
+
+@test("access_log_reopened_on_usr1")
+def _(ctx):
+    path = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse([ctx.backend()], workers=2, access_log=path)
+    with Conn(gh.port) as c:
+        eq(c.request("GET", "/small?before").status, 200, "status")
+    check(wait_until(lambda: lines_of(path), 3 * T), "first line")
+    os.rename(path, path + ".1")  # what logrotate does, then it signals
+    gh.signal(signal.SIGUSR1)
+    from cfgutil import wait_log
+    check(wait_log(gh, r"SIGUSR1 received", 3 * T) is not None, "the master saw SIGUSR1")
+
+    def logged():
+        with Conn(gh.port) as c:
+            eq(c.request("GET", "/small?after").status, 200, "status")
+        return any(b"after" in ln for ln in lines_of(path))
+    check(wait_until(logged, 3 * T, interval=0.2), "a request after SIGUSR1 went to the new file")
+    check(all(b"before" in ln for ln in lines_of(path + ".1")), "the rotated file kept only its lines")
+
+
+@test("config_edge_errors_name_file_and_line")
+def _(ctx):
+    from cfgutil import check_file, write
+    base = "listen 127.0.0.1:1\npool app { server 127.0.0.1:2 }\nsite default {\n%s\n    route / { proxy app }\n}\n"
+    cases = [
+        ("    access_log x.log format=nosuch", 4, "unknown log format \"nosuch\""),
+        ("    rate_limit 10r/d", 4, "invalid rate \"10r/d\""),
+        ("    rate_limit 10r/s key=host", 4, "invalid rate limit key"),
+        ("    allow 10.0.0.1/8", 4, "invalid network \"10.0.0.1/8\""),
+        ("    hsts max-age=600 preload", 4, "hsts preload needs includeSubDomains"),
+        ("    hide_header Bad:Name", 4, "invalid header name"),
+        ("    route /x/ { proxy app; intercept_errors 200 }", 4, "invalid status \"200\""),
+    ]
+    for i, (line, n, msg) in enumerate(cases):
+        path = write(ctx, "bad%d.conf" % i, base % line)
+        rc, out, err = check_file(ctx, path)
+        check(rc != 0 and ("%s:%d: " % (path, n)) in err and msg in err, "%r: exit %s, %r" % (line, rc, err))
+    path = write(ctx, "badfmt.conf", 'log_format f "$status $bogus"\n' + base % "")
+    rc, out, err = check_file(ctx, path)
+    check(rc != 0 and "%s:1: unknown variable \"$bogus\"" % path in err, "unknown variable: %r" % err)
+    path = write(ctx, "good.conf", 'log_format f escape=json "{\\"s\\":$status}"\n' + base % (
+        "    access_log - format=f\n    allow 127.0.0.1 ::1\n    deny all\n    rate_limit 5r/s burst=10 "
+        "key=cookie:sid\n    hsts max-age=63072000 includeSubDomains preload\n    hide_header X-Debug\n"
+        "    response_header set X-Frame-Options DENY"))
+    rc, out, err = check_file(ctx, path)
+    eq((rc, err.strip()), (0, ""), "a file using every directive")
+
+
+# ---------------------------------------------------------------- access rules
+
+@test("access_rules_deny_networks")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+listen 127.0.0.1:{port}
+listen [::1]:{port6}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{
+    deny 127.0.0.3
+    route /private/ {{
+        proxy app strip_prefix
+        allow 127.0.0.2
+        deny all
+    }}
+    route /no6/ {{
+        proxy app strip_prefix
+        deny ::1
+    }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], port6=p[1], b=b.port), nports=2)
+
+    def status(path, source=None, host="127.0.0.1", port=None):
+        with plain(port or gh.ports[0], source=source, host=host) as c:
+            c.send(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+            r = c.read_response()
+            return r.status, r.body
+    eq(status(b"/private/small", "127.0.0.2")[0], 200, "/private/ from the allowed 127.0.0.2")
+    s, body = status(b"/private/small", "127.0.0.1")
+    eq((s, body), (403, b"403 Forbidden\n"), "/private/ from 127.0.0.1 (deny all)")
+    eq(status(b"/small", "127.0.0.1")[0], 200, "/ from 127.0.0.1")
+    eq(status(b"/small", "127.0.0.3")[0], 403, "/ from 127.0.0.3, denied by the site")
+    eq(status(b"/private/small", "127.0.0.3")[0], 403, "/private/: its own rules replace the site's")
+    eq(status(b"/no6/small", host="::1", port=gh.ports[1])[0], 403, "/no6/ from ::1")
+    eq(status(b"/no6/small", "127.0.0.1")[0], 200, "/no6/ from 127.0.0.1")
+    eq(status(b"/small", host="::1", port=gh.ports[1])[0], 200, "/ from ::1")
+    eq(len(b.requests()), 4, "requests that reached the backend")
+
+
+# ---------------------------------------------------------------- rate limits
+
+def socket_count(pid):
+    try:
+        return sum(1 for fd in os.listdir("/proc/%d/fd" % pid)
+                   if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"))
+    except OSError:
+        return 0
+
+
+@test("rate_limit_shared_by_workers_429_retry_after")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 2
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{
+    route /limited/ {{
+        proxy app strip_prefix
+        rate_limit 1r/m burst=6
+    }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port), nports=1)
+    workers = gh.workers()
+    before = {pid: socket_count(pid) for pid in workers}
+    # Connections held open at once: EPOLLEXCLUSIVE gives them to both workers.
+    for attempt in range(5):
+        conns = [plain(gh.port) for _ in range(12)]
+        time.sleep(0.2 * T)
+        took = [pid for pid in workers if socket_count(pid) > before[pid]]
+        if len(took) >= 2:
+            break
+        for c in conns:
+            c.close()
+    check(len(took) >= 2, "both workers hold some of the connections (%s)" % took)
+    statuses, retry = [], []
+    lock = threading.Lock()
+
+    def client(c):
+        for _ in range(4):
+            c.send(b"GET /limited/small HTTP/1.1\r\nHost: a\r\n\r\n")
+            r = c.read_response()
+            with lock:
+                statuses.append(r.status)
+                if r.status == 429:
+                    retry.append(r.get("retry-after"))
+    ts = [threading.Thread(target=client, args=(c,)) for c in conns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20 * T)
+    for c in conns:
+        c.close()
+    eq(len(statuses), 48, "answers")
+    eq(statuses.count(200), 6, "requests let through by a burst of 6 shared by both workers (%r)" % statuses)
+    eq(statuses.count(429), 42, "429s")
+    check(all(v is not None and v.isdigit() and 50 <= int(v) <= 60 for v in retry),
+          "Retry-After about a minute (one token per minute): %r" % sorted(set(retry)))
+    eq(raw_get(gh.port, b"/small").status, 200, "another route is not limited")
+    eq(len([r for r in b.requests() if r.get("target") == "/small"]), 7, "requests that reached the backend")
+
+
+@test("rate_limit_keyed_by_header_and_cookie")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{
+    rate_limit 1r/m burst=2 key=header:X-Api-Key
+    route /c/ {{
+        proxy app strip_prefix
+        rate_limit 1r/m burst=1 key=cookie:sid
+    }}
+    route /free/ {{
+        proxy app strip_prefix
+        rate_limit off
+    }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port), nports=1)
+
+    def st(path, hdr):
+        return raw_get(gh.port, path, hdr, host=b"a").status
+    eq([st(b"/small", b"X-Api-Key: alpha\r\n") for _ in range(3)], [200, 200, 429], "key alpha")
+    eq([st(b"/small", b"x-api-key: beta\r\n") for _ in range(3)], [200, 200, 429], "key beta: a bucket of its own")
+    eq([st(b"/c/small", b"Cookie: a=1; sid=one; b=2\r\n") for _ in range(2)], [200, 429], "cookie sid=one")
+    eq(st(b"/c/small", b"Cookie: sid=two\r\n"), 200, "cookie sid=two")
+    eq([st(b"/free/small", b"X-Api-Key: alpha\r\n") for _ in range(3)], [200, 200, 200], "rate_limit off")
+
+
+@test("max_connections_per_ip_closes_the_extra_connection")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+max_connections_per_ip 2
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{ route / {{ proxy app }} }}
+""".format(port=p[0], b=b.port), nports=1)
+
+    def works(c):
+        c.send(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+        return c.read_response().status == 200
+    c1, c2 = plain(gh.port), plain(gh.port)
+    check(works(c1) and works(c2), "two connections from 127.0.0.1 are served")
+    c3 = plain(gh.port)
+    c3.settimeout(2 * T)
+    try:
+        c3.send(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+        got = c3.s.recv(100)
+    except OSError:
+        got = b""
+    eq(got, b"", "a third connection from 127.0.0.1 is closed at once")
+    c3.close()
+    c4 = plain(gh.port, source="127.0.0.2")
+    check(works(c4), "another address is served")
+    c1.close()
+    time.sleep(0.2 * T)
+    c5 = plain(gh.port)
+    check(works(c5), "once one closed, 127.0.0.1 gets a connection again")
+    for c in (c2, c4, c5):
+        c.close()
+
+
+# ---------------------------------------------------------------- shielding
+
+LEAKS = ("server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version")
+
+
+@test("shield_backend_headers_hidden_hsts_on_tls_only")
+def _(ctx):
+    b = ctx.backend()
+    certs = ctx.session.certs()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+listen 127.0.0.1:{tls} tls
+listen 127.0.0.1:{plain}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{
+    cert {cert} {key}
+    hsts max-age=31536000 includeSubDomains
+    response_header set X-Frame-Options DENY
+    response_header set X-Content-Type-Options nosniff
+    route /open/ {{
+        proxy app strip_prefix
+        hide_header none
+        response_header set X-Frame-Options SAMEORIGIN
+    }}
+    route /more/ {{
+        proxy app strip_prefix
+        hide_header X-Custom-Leak
+    }}
+    route / {{ proxy app }}
+}}
+""".format(tls=p[0], plain=p[1], b=b.port, cert=certs["ec_cert"], key=certs["ec_key"]), nports=2)
+    with Conn(gh.ports[0]) as c:
+        r = c.request("GET", "/leaky")
+        eq(r.status, 200, "status")
+        eq([h for h in LEAKS if r.get(h) is not None], [], "backend software headers in %r" % r.headers)
+        eq(r.get("x-custom-leak"), "node-7", "a header not on the list passes")
+        eq(r.get("strict-transport-security"), "max-age=31536000; includeSubDomains", "HSTS over TLS")
+        eq((r.get("x-frame-options"), r.get("x-content-type-options")), ("DENY", "nosniff"), "site headers")
+        r = c.request("GET", "/more/leaky")
+        eq((r.get("x-custom-leak"), r.get("server")), (None, None), "hide_header adds to the defaults")
+        r = c.request("GET", "/open/leaky")
+        eq((r.get("server"), r.get("x-powered-by")), ("Apache/2.4.7 (Ubuntu)", "PHP/5.5.9"), "hide_header none")
+        eq(r.all("x-frame-options"), ["SAMEORIGIN"], "a route's own value replaces the site's")
+        eq(r.get("x-content-type-options"), "nosniff", "the site's other headers stay")
+    r = raw_get(gh.ports[1], b"/leaky")
+    eq((r.status, r.get("strict-transport-security"), r.get("server")), (200, None, None),
+       "plain HTTP: no HSTS (RFC 6797 7.2), backend headers hidden")
+    eq(r.get("x-frame-options"), "DENY", "site headers over plain HTTP")
+
+
+@test("intercept_errors_hides_stack_trace_and_reuses_connection")
+def _(ctx):
+    b = ctx.backend()
+    certs = ctx.session.certs()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+listen 127.0.0.1:{port} tls
+pool app {{ server 127.0.0.1:{b} }}
+site default {{
+    cert {cert} {key}
+    hsts max-age=600
+    route /i/ {{
+        proxy app strip_prefix
+        intercept_errors on
+    }}
+    route /only502/ {{
+        proxy app strip_prefix
+        intercept_errors 502
+    }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port, cert=certs["ec_cert"], key=certs["ec_key"]), nports=1)
+    with Conn(gh.port) as c:
+        r = c.request("GET", "/leaky?status=500")
+        check(r.status == 500 and b"Traceback" in r.body, "without intercept_errors the backend's page passes")
+        r = c.request("GET", "/i/leaky?status=500")
+        eq((r.status, r.body), (500, b"500 Internal Server Error\n"), "gatehouse's page")
+        check(b"10.1.2.3" not in r.raw_head + r.body, "nothing of the backend's page")
+        eq([h for h in LEAKS + ("x-custom-leak", "x-backend") if r.get(h) is not None], [], "backend headers")
+        eq(r.get("strict-transport-security"), "max-age=600", "the site's HSTS on gatehouse's page")
+        r = c.request("GET", "/i/leaky?status=503&chunked=1")
+        eq((r.status, r.body), (503, b"503 Service Unavailable\n"), "a chunked 503")
+        r = c.request("GET", "/i/leaky?status=404")
+        check(r.status == 404 and b"Traceback" in r.body, "a 404 is not a 5xx: passed")
+        r = c.request("GET", "/only502/leaky?status=500")
+        check(r.status == 500 and b"Traceback" in r.body, "intercept_errors 502 lets a 500 through")
+        eq(c.request("GET", "/i/small").status, 200, "the client connection goes on")
+    # The 500 with Content-Length was read whole: its connection went back to the pool. The chunked
+    # 503 was not drained: its connection was closed (one more accept after it).
+    ev = b.events()
+    accepts = [e for e in ev if e["ev"] == "accept"]
+    eq(len(accepts), 2, "backend connections (reused after the CL-framed 500, new after the chunked 503)")
