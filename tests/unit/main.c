@@ -28,6 +28,7 @@ static const struct suite suites[] = {
     {"tunnel", suite_tunnel},
     {"cidr", suite_cidr},
     {"dns", suite_dns},
+    {"ratelimit", suite_ratelimit},
 };
 
 static unsigned long passed, failed;

@@ -990,6 +990,98 @@ static void name_addrs_truncated_in_resolver_order(void)
     CHECK(strcmp(first[0][0], "10.0.0.1:80") == 0);
 }
 
+/* Access logs, rules, rate limits and hidden headers: a route's own, else its site's, else the main context's. */
+static void edge_inheritance(void)
+{
+    gh_config *c;
+    const gh_cfg_route *a = NULL, *b = NULL, *q = NULL;
+
+    unit_case("edge: logs, rules, rate limits and hidden headers are inherited and overridden");
+    c = parse_text("listen 127.0.0.1:8080\n"
+                   "access_log main.log\n"
+                   "hide_header X-Main\n"
+                   "log_format f escape=json \"{\\\"s\\\":$status,\\\"u\\\":\\\"${uri}\\\"}$$\"\n"
+                   "pool app { server 127.0.0.1:9000 }\n"
+                   "site default {\n"
+                   "  access_log site.log format=f\n"
+                   "  deny 10.0.0.0/8\n"
+                   "  rate_limit 600r/m\n"
+                   "  response_header set X-Frame-Options DENY\n"
+                   "  hsts max-age=24h includeSubDomains\n"
+                   "  route /a/ { proxy app; allow 192.0.2.1; deny all; rate_limit off; hide_header none }\n"
+                   "  route /b/ { proxy app; access_log off; rate_limit 5r/s burst=3 key=header:X-Key;"
+                   " response_header set X-Frame-Options SAMEORIGIN; intercept_errors 502 504-505 }\n"
+                   "  route /q/ { proxy app; access_log - format=combined }\n"
+                   "}\n");
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->sites[0].nroutes; i++) {
+        const gh_cfg_route *r = &c->sites[0].routes[i];
+        if (strcmp(r->prefix.p, "/a/") == 0)
+            a = r;
+        else if (strcmp(r->prefix.p, "/b/") == 0)
+            b = r;
+        else
+            q = r;
+    }
+    CHECK(a != NULL && b != NULL && q != NULL);
+    if (a == NULL || b == NULL || q == NULL)
+        return;
+    CHECK_INT(c->nlogs, 3);
+    CHECK(strstr(c->access_log, "main.log") != NULL);
+    CHECK(a->access_log != NULL && strstr(a->access_log->path, "site.log") != NULL);
+    CHECK(a->access_log->format->json && strcmp(a->access_log->format->name.p, "f") == 0);
+    CHECK_INT(a->access_log->format->nsegs, 5); /* {"s": $status ,"u":" $uri "}$ */
+    CHECK(b->access_log == NULL);
+    CHECK(strcmp(q->access_log->path, "-") == 0 && strcmp(q->access_log->format->name.p, "combined") == 0);
+    CHECK_INT(a->edge.nrules, 3); /* allow, deny all as two families */
+    CHECK(a->edge.rules[0].allow && !a->edge.rules[1].allow);
+    CHECK_INT(q->edge.nrules, 1); /* the site's */
+    CHECK(a->edge.rate == NULL);
+    CHECK(b->edge.rate != NULL && b->edge.rate->burst == 3 && b->edge.rate->interval_us == 200000 &&
+          b->edge.rate->key == GH_RATE_KEY_HEADER && strcmp(b->edge.rate->key_name.p, "x-key") == 0);
+    CHECK(q->edge.rate != NULL && q->edge.rate->interval_us == 100000 && q->edge.rate->burst == 10);
+    CHECK(q->edge.rate->id != b->edge.rate->id);
+    CHECK_INT(a->edge.nhide, 0);
+    CHECK_INT(q->edge.nhide, 5); /* the four defaults and X-Main */
+    CHECK(strcmp(q->edge.hide[4].p, "X-Main") == 0);
+    CHECK_INT(b->nresp_ops, 1); /* the route's X-Frame-Options replaces the site's */
+    CHECK(strcmp(b->resp_ops[0].value.p, "SAMEORIGIN") == 0);
+    CHECK_INT(q->nresp_ops, 1);
+    CHECK(strcmp(q->resp_ops[0].value.p, "DENY") == 0);
+    CHECK(strcmp(c->sites[0].hsts.p, "max-age=86400; includeSubDomains") == 0);
+    CHECK(q->site == &c->sites[0]);
+    CHECK(b->intercept_any && gh_cfg_status_in(b->intercept, 502) && !gh_cfg_status_in(b->intercept, 503) &&
+          gh_cfg_status_in(b->intercept, 505) && !gh_cfg_status_in(b->intercept, 500));
+    CHECK(!q->intercept_any);
+    gh_config_free(c);
+
+    unit_case("edge: errors");
+    EXPECT_ERROR("log_format combined \"$status\"\n" VALID_TAIL, "main.conf:1: invalid log format name \"combined\"");
+    EXPECT_ERROR("log_format x \"${status\"\n" VALID_TAIL, "main.conf:1: unknown variable \"$status\"");
+    EXPECT_ERROR("access_log a.log format=nope\n" VALID_TAIL, "main.conf:1: unknown log format \"nope\"");
+    EXPECT_ERROR("access_log off format=json\n" VALID_TAIL, "main.conf:1: invalid access_log \"format=json\"");
+    EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
+                 "  route / { proxy app; rate_limit 0r/s }\n}\n",
+                 "main.conf:4: invalid rate \"0r/s\"");
+    EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
+                 "  route / { proxy app; rate_limit 1r/s burst=0 }\n}\n",
+                 "main.conf:4: invalid burst \"0\"");
+    EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
+                 "  deny 10.0.0.1/8\n  route / { proxy app }\n}\n",
+                 "main.conf:4: invalid network \"10.0.0.1/8\"");
+    EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
+                 "  hsts max-age=100 includeSubDomains preload\n  route / { proxy app }\n}\n",
+                 "main.conf:4: hsts preload needs");
+    EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
+                 "  route / { proxy app; intercept_errors 599-500 }\n}\n",
+                 "main.conf:4: invalid status range \"599-500\"");
+    EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
+                 "  route / { proxy app; allow all; allow all; access_log a; access_log b }\n}\n",
+                 "main.conf:4: duplicate");
+}
+
 void suite_conf(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
@@ -1013,6 +1105,7 @@ void suite_conf(void)
     passive_statuses();
     name_slots();
     name_addrs_truncated_in_resolver_order();
+    edge_inheritance();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
 }

@@ -46,6 +46,7 @@ void suite_limit(void);
 void suite_tickets(void);
 void suite_ws(void);
 void suite_tunnel(void);
+void suite_ratelimit(void);
 void suite_cidr(void);
 void suite_dns(void);
 
