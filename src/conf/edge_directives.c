@@ -560,7 +560,8 @@ static int route_site_ops(conf__parser *p, const gh_cfg_site *s, gh_cfg_route *r
         if (!named)
             ops[n++] = s->resp_ops[i];
     }
-    memcpy(ops + n, r->resp_ops, r->nresp_ops * sizeof(*ops));
+    if (r->nresp_ops > 0)
+        memcpy(ops + n, r->resp_ops, r->nresp_ops * sizeof(*ops));
     r->resp_ops = ops;
     r->nresp_ops = n + r->nresp_ops;
     return 0;

@@ -72,6 +72,7 @@ struct proxy__access_rec {
     uint16_t off[NFIELDS], len[NFIELDS];
     uint8_t present[NFIELDS]; /* the header was there (else "-", or "" in JSON) */
     uint8_t minor;
+    uint8_t tls;         /* $scheme: the client's connection (a tunnel's too) */
     uint8_t raw_request; /* F_METHOD holds a whole first line as received (a request the parser refused) */
     char text[REC_TEXT];
 };
@@ -97,7 +98,6 @@ struct proxy__access {
 typedef struct facts {
     const char *ip;
     int status;
-    int tls;
     uint64_t bytes;
     uint64_t request_ms;
     const char *upstream; /* NULL: none */
@@ -634,7 +634,7 @@ static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const
             put_raw(l, proto, 8);
         break;
     case GH_LOGV_SCHEME:
-        put_raw(l, f->tls ? "https" : "http", f->tls ? 5 : 4);
+        put_raw(l, r->tls ? "https" : "http", r->tls ? 5 : 4);
         break;
     case GH_LOGV_HOST:
         put_field(l, r, F_HOST);
@@ -765,6 +765,7 @@ void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
     rec->sink = log != NULL ? g->access[log->index] : NULL;
     rec->route = NULL;
     rec->minor = (uint8_t)r->minor;
+    rec->tls = ex->s->tls;
     rec->raw_request = 0;
     keep(rec, &o, F_METHOD, r->method.p, r->method.len, 1);
     keep(rec, &o, F_TARGET, r->target.p, r->target.len, 1);
@@ -802,7 +803,7 @@ void proxy__access_end(proxy__exchange *ex)
     proxy__worker *w = ex->s->w;
     proxy__access_rec *rec = ex->log;
     uint64_t now = gh_loop_now(w->loop);
-    facts f = {ex->s->ip, ex->status, ex->s->tls, ex->bytes_out, now - ex->start_ms, ex->server, -1};
+    facts f = {ex->s->ip, ex->status, ex->bytes_out, now - ex->start_ms, ex->server, -1};
 
     if (rec == NULL)
         return;
@@ -824,7 +825,7 @@ void proxy__access_tunnel(proxy__tunnel *t)
     proxy__worker *w = t->w;
     proxy__access_rec *rec = t->log;
     uint64_t ms = gh_loop_now(w->loop) - t->start_ms;
-    facts f = {t->ip, t->status, 0, t->side[1].bytes, ms, NULL, -1};
+    facts f = {t->ip, t->status, t->side[1].bytes, ms, NULL, -1};
     char suffix[128] = "";
 
     if (rec == NULL)
@@ -852,7 +853,7 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     const gh_cfg_access_log *log = main_log(g->rt->cfg);
     const char *p = gh_buf_head(&c->in), *nl;
     size_t len = gh_buf_len(&c->in), o = 0;
-    facts f = {c->s.ip, status, c->s.tls, bytes, 0, NULL, -1};
+    facts f = {c->s.ip, status, bytes, 0, NULL, -1};
     proxy__access_rec *rec;
 
     if (log == NULL || g->access == NULL || g->access[log->index] == NULL || (rec = rec_get()) == NULL)
@@ -865,6 +866,7 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     rec->sink = g->access[log->index];
     rec->route = NULL;
     rec->minor = 1;
+    rec->tls = c->s.tls;
     rec->raw_request = 1;
     keep(rec, &o, F_METHOD, "", 0, 0);
     keep(rec, &o, F_TARGET, p, len, len > 0);
