@@ -359,7 +359,9 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
         int refused = proxy__edge_check(s, ex->route, r, &ex->retry_after);
 
         if (refused) {
-            proxy__exchange_fail(ex, refused); /* 403 or 429: gatehouse's page, before any backend */
+            /* 403 or 429: gatehouse's page, before any backend, as a local response (keep-alive goes on
+             * unless a body is left unread, which the session decides, as for `respond`) */
+            answer_error(ex, refused);
             return;
         }
     }

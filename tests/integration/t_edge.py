@@ -340,6 +340,24 @@ site default {{
     eq([st(b"/free/small", b"X-Api-Key: alpha\r\n") for _ in range(3)], [200, 200, 200], "rate_limit off")
 
 
+@test("rate_limit_429_with_unread_body_lacked_retry_after")
+def _(ctx):
+    # A request whose body was not read yet got the 429 through the session's failure path: a bare
+    # error page without Retry-After. It is a local response now, like `respond`.
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 1
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{ route / {{ proxy app; rate_limit 1r/m burst=1 }} }}
+""".format(port=p[0], b=b.port), nports=1)
+    eq(raw_get(gh.port, b"/small").status, 200, "status")
+    with plain(gh.port) as c:
+        c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        r = c.read_response()
+        check(r.status == 429 and (r.get("retry-after") or "").isdigit(), "429 with Retry-After: %r" % r)
+        eq(r.get("connection"), "close", "the unread body: the connection closes")
+
+
 @test("max_connections_per_ip_closes_the_extra_connection")
 def _(ctx):
     b = ctx.backend()
