@@ -197,7 +197,8 @@ typedef struct gh_cfg_edge {
     int rate_off;            /* `rate_limit off`: none, whatever the site says */
     gh_cstr *hide;           /* response headers removed (`hide_header`) */
     size_t nhide;
-    int hide_reset; /* `hide_header none`: the list inherited so far is dropped */
+    int hide_reset;     /* `hide_header none`: the list inherited so far is dropped */
+    uint64_t hide_lens; /* resolved: bit (len % 64) set for every hidden name's length (a quick no) */
 } gh_cfg_edge;
 
 /* Response headers that name backend software: hidden unless `hide_header none`. */

@@ -808,7 +808,7 @@ void proxy__access_end(proxy__exchange *ex)
     if (rec == NULL)
         return;
     if (ex->upstream_from != 0)
-        f.upstream_ms = (int64_t)((ex->upstream_to ? ex->upstream_to : now) - ex->upstream_from);
+        f.upstream_ms = (int64_t)(ex->upstream_to ? ex->upstream_to : now - ex->start_ms + 1) - ex->upstream_from;
     if (rec->sink != NULL)
         write_line(w, rec, &f, "");
     proxy__access_discard(ex);

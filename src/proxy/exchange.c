@@ -46,9 +46,9 @@ void proxy__exchange_free(proxy__exchange *ex)
     free(ex);
 }
 
-/* Ends the exchange with an error: a status page if nothing was sent yet, else a cut connection. */
-static void local_response(proxy__exchange *ex, int status, const char *loc, size_t loclen, const char *body,
-                           size_t bodylen);
+/* A response of gatehouse's own; without a route, `site` gives its security headers. */
+static void local_response_of(proxy__exchange *ex, const gh_cfg_site *site, int status, const char *loc, size_t loclen,
+                              const char *body, size_t bodylen);
 
 /*
  * An error of ours (404, 421, 502...) for a request read to its end: the
@@ -61,15 +61,15 @@ static int answer_error(proxy__exchange *ex, int status)
     proxy__upstream *u = ex->u;
     char body[64];
     size_t n = proxy__error_body(body, sizeof(body), status);
+    const gh_cfg_site *site;
 
     if (u != NULL) {
         ex->u = NULL;
         proxy__upstream_release(u, 0);
     }
-    if (ex->route != NULL)
-        ex->site = ex->route->site; /* its security headers stay */
-    ex->route = NULL;               /* a page of gatehouse's: no route's header operations */
-    local_response(ex, status, NULL, 0, body, n);
+    site = ex->route != NULL ? ex->route->site : NULL; /* its security headers stay */
+    ex->route = NULL;                                  /* a page of gatehouse's: no route's header operations */
+    local_response_of(ex, site, status, NULL, 0, body, n);
     return GONE;
 }
 
@@ -126,7 +126,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
     ex->u = u;
     ex->server = proxy__upstream_name(u);
     if (ex->upstream_from == 0)
-        ex->upstream_from = gh_loop_now(ex->s->w->loop);
+        ex->upstream_from = (uint32_t)(gh_loop_now(ex->s->w->loop) - ex->start_ms + 1);
     ex->usent = 0;
     if (u->reused) {
         u->connected = 1;
@@ -213,13 +213,13 @@ static uint64_t hash_key(const proxy__session *c, const gh_cfg_pool *pool, const
 }
 
 /* A response of gatehouse's own (redirect, respond): no upstream; the pumps only flush it. */
-static void local_response(proxy__exchange *ex, int status, const char *loc, size_t loclen, const char *body,
-                           size_t bodylen)
+static void local_response_of(proxy__exchange *ex, const gh_cfg_site *site, int status, const char *loc, size_t loclen,
+                              const char *body, size_t bodylen)
 {
     proxy__session *s = ex->s;
     ex->buffering = 0; /* no server will take the body now */
     /* `close` is the session's to decide (an unread body, HTTP/1.0...) */
-    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route, ex->site, s->tls, ex->retry_after};
+    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route, site, s->tls, ex->retry_after};
 
     if (s->ops->send_local(s, &l) < 0) {
         proxy__exchange_fail(ex, 500);
@@ -230,6 +230,12 @@ static void local_response(proxy__exchange *ex, int status, const char *loc, siz
     ex->res_state = RES_DONE;
     ex->bytes_out = ex->is_head || status == 204 || status == 304 ? 0 : bodylen;
     proxy__exchange_run(ex);
+}
+
+static void local_response(proxy__exchange *ex, int status, const char *loc, size_t loclen, const char *body,
+                           size_t bodylen)
+{
+    local_response_of(ex, NULL, status, loc, loclen, body, bodylen);
 }
 
 static void do_redirect(proxy__exchange *ex, const gh_h1_request *r, gh_h1_str host)
@@ -353,7 +359,6 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
         return;
     }
     ex->max_body = ex->route->max_body;
-    ex->site = site;
     proxy__access_route(ex);
     if (ex->route->edge.nrules > 0 || ex->route->edge.rate != NULL) {
         int refused = proxy__edge_check(s, ex->route, r, &ex->retry_after);
@@ -452,7 +457,7 @@ static int finish(proxy__exchange *ex)
 
     ex->u = NULL;
     if (u != NULL) {
-        ex->upstream_to = gh_loop_now(s->w->loop);
+        ex->upstream_to = (uint32_t)(gh_loop_now(s->w->loop) - ex->start_ms + 1);
         proxy__upstream_release(u, reusable);
     }
     proxy__access_end(ex);
@@ -508,7 +513,7 @@ static int intercept(proxy__exchange *ex, const gh_h1_response *res, int n)
                 proxy__upstream_name(u), ex->s->ip, ex->route->prefix.p);
     gh_buf_consume(&u->in, gh_buf_len(&u->in));
     ex->u = NULL;
-    ex->upstream_to = gh_loop_now(ex->s->w->loop);
+    ex->upstream_to = (uint32_t)(gh_loop_now(ex->s->w->loop) - ex->start_ms + 1);
     proxy__upstream_release(u, reusable);
     return answer_error(ex, res->status);
 }

@@ -223,7 +223,7 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
  */
 int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name)
 {
-    if (route == NULL)
+    if (route == NULL || !(route->edge.hide_lens >> (name.len % 64) & 1))
         return 0;
     for (size_t i = 0; i < route->edge.nhide; i++)
         if (route->edge.hide[i].len == name.len && strncasecmp(route->edge.hide[i].p, name.p, name.len) == 0)
@@ -263,7 +263,8 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     put(&o, "\r\n", 2);
     for (size_t i = 0; i < r->nheaders; i++)
         if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)) &&
-            (!hide || !proxy__response_header_hidden(route, r->headers[i].name)))
+            (!hide || !(route->edge.hide_lens >> (r->headers[i].name.len % 64) & 1) ||
+             !proxy__response_header_hidden(route, r->headers[i].name)))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
     if (route != NULL)

@@ -163,7 +163,6 @@ struct proxy__exchange {
     proxy__session *s; /* the client side; owns the exchange */
     proxy__upstream *u;
     const gh_cfg_route *route;
-    const gh_cfg_site *site; /* the route's, kept for gatehouse's own pages (security headers) */
     proxy__pool *pool;
     const char *server;      /* the last server tried ("host:port"), for logs */
     uint64_t tried;          /* servers already tried (bit per server) */
@@ -188,14 +187,16 @@ struct proxy__exchange {
     uint8_t res_body; /* enum gh_h1_body of the upstream response */
     uint8_t upstream_reusable;
     uint8_t res_started; /* response bytes already went to the client */
+    /* $upstream_response_time: ms after start_ms, plus 1, when the first server was asked and when its
+     * response was complete; 0: not (yet). 32 bits in the struct's holes: the exchange stays 216 bytes. */
+    uint32_t upstream_to;
     uint64_t res_left;
     uint32_t res_decoded; /* CHUNKED: decoded data bytes at the front of u->in */
+    uint32_t retry_after; /* seconds, for a 429 of the rate limit */
     gh_h1_chunked res_chunk;
     int status;
+    uint32_t upstream_from;
     uint64_t bytes_out;     /* body bytes sent to the client (access log) */
-    uint64_t upstream_from; /* ms: the first server was asked (0: none); $upstream_response_time */
-    uint64_t upstream_to;   /* ms: its response was complete (0: not yet) */
-    uint32_t retry_after;   /* seconds, for a 429 of the rate limit */
     proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
 };
 
