@@ -221,14 +221,31 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
  * try; they are removed rather than replaced, so nothing is said at all
  * (`response_header set Server NAME` gives one face if an operator wants one).
  */
+static inline unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* Inline and without strncasecmp: this runs for every response header whose length a hidden name has. */
+static int hidden(const gh_cfg_edge *e, gh_h1_str name)
+{
+    for (size_t i = 0; i < e->nhide; i++) {
+        const char *h = e->hide[i].p;
+        size_t k = 0;
+
+        if (e->hide[i].len != name.len || lower((unsigned char)h[0]) != lower((unsigned char)name.p[0]))
+            continue;
+        while (k < name.len && lower((unsigned char)h[k]) == lower((unsigned char)name.p[k]))
+            k++;
+        if (k == name.len)
+            return 1;
+    }
+    return 0;
+}
+
 int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name)
 {
-    if (route == NULL || !(route->edge.hide_lens >> (name.len % 64) & 1))
-        return 0;
-    for (size_t i = 0; i < route->edge.nhide; i++)
-        if (route->edge.hide[i].len == name.len && strncasecmp(route->edge.hide[i].p, name.p, name.len) == 0)
-            return 1;
-    return 0;
+    return route != NULL && (route->edge.hide_lens >> (name.len % 64) & 1) && hidden(&route->edge, name);
 }
 
 const gh_cstr *proxy__hsts(const gh_cfg_site *site, int tls)
@@ -264,10 +281,10 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     for (size_t i = 0; i < r->nheaders; i++)
         if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)) &&
             (!hide || !(route->edge.hide_lens >> (r->headers[i].name.len % 64) & 1) ||
-             !proxy__response_header_hidden(route, r->headers[i].name)))
+             !hidden(&route->edge, r->headers[i].name)))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
-    if (route != NULL)
+    if (tls && route != NULL && route->site != NULL && route->site->hsts.len > 0)
         put_hsts(&o, route->site, tls, ops, nops);
     if (chunk_out)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
