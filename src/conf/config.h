@@ -198,8 +198,17 @@ typedef struct gh_cfg_edge {
     gh_cstr *hide;           /* response headers removed (`hide_header`) */
     size_t nhide;
     int hide_reset;     /* `hide_header none`: the list inherited so far is dropped */
-    uint64_t hide_lens; /* resolved: bit (len % 64) set for every hidden name's length (a quick no) */
+    uint64_t hide_lens; /* resolved: gh_cfg_hide_bit of every hidden name (a quick no for most headers) */
 } gh_cfg_edge;
+
+/* A name's bit in gh_cfg_edge.hide_lens: its length and first letter (Content-Type and X-Powered-By differ). */
+static inline uint64_t gh_cfg_hide_bit(const char *name, size_t len)
+{
+    unsigned char c = len > 0 ? (unsigned char)name[0] : 0;
+
+    c = c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+    return UINT64_C(1) << ((len + 7u * c) % 64);
+}
 
 /* Response headers that name backend software: hidden unless `hide_header none`. */
 #define GH_CFG_HIDE_DEFAULT "Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version"

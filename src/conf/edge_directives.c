@@ -539,7 +539,7 @@ static int route_hide(conf__parser *p, const gh_cfg_site *s, gh_cfg_route *r)
     r->edge.hide = all;
     r->edge.nhide = k;
     for (size_t i = 0; i < k; i++)
-        r->edge.hide_lens |= UINT64_C(1) << (all[i].len % 64);
+        r->edge.hide_lens |= gh_cfg_hide_bit(all[i].p, all[i].len);
     return 0;
 }
 
@@ -621,7 +621,7 @@ int conf__quick_edge(conf__arena *a, gh_config *c, gh_cfg_site *s, gh_cfg_route 
         r->edge.hide[i] = (gh_cstr){defaults[i], strlen(defaults[i])};
     r->edge.nhide = GH_ARRAY_LEN(defaults);
     for (size_t i = 0; i < GH_ARRAY_LEN(defaults); i++)
-        r->edge.hide_lens |= UINT64_C(1) << (strlen(defaults[i]) % 64);
+        r->edge.hide_lens |= gh_cfg_hide_bit(defaults[i], strlen(defaults[i]));
     if (c->access_log != NULL) {
         if ((c->logs = conf__arena_alloc(a, sizeof(*c->logs))) == NULL)
             return -1;

@@ -245,7 +245,7 @@ static int hidden(const gh_cfg_edge *e, gh_h1_str name)
 
 int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name)
 {
-    return route != NULL && (route->edge.hide_lens >> (name.len % 64) & 1) && hidden(&route->edge, name);
+    return route != NULL && (route->edge.hide_lens & gh_cfg_hide_bit(name.p, name.len)) && hidden(&route->edge, name);
 }
 
 const gh_cstr *proxy__hsts(const gh_cfg_site *site, int tls)
@@ -280,7 +280,7 @@ int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chu
     put(&o, "\r\n", 2);
     for (size_t i = 0; i < r->nheaders; i++)
         if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)) &&
-            (!hide || !(route->edge.hide_lens >> (r->headers[i].name.len % 64) & 1) ||
+            (!hide || !(route->edge.hide_lens & gh_cfg_hide_bit(r->headers[i].name.p, r->headers[i].name.len)) ||
              !hidden(&route->edge, r->headers[i].name)))
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
