@@ -249,7 +249,7 @@ static void dispatch(proxy__client *c)
             break;
         case CLIENT_IDLE:
         case CLIENT_HEAD:
-            if (c->w->draining && state == CLIENT_IDLE && gh_buf_len(&c->in) == 0) {
+            if (c->w->draining && state == CLIENT_IDLE && c->requests > 0 && gh_buf_len(&c->in) == 0) {
                 proxy__client_close(c);
                 return;
             }
@@ -362,15 +362,21 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
 }
 
 /* SIGTERM: idle connections close now, busy ones after their current response. */
+/*
+ * Idle keep-alive connections are closed (RFC 9112 9.3 allows it; a client
+ * retries a request that met such a close on a reused connection). A
+ * connection accepted but not yet given its first request (in its handshake,
+ * or before its first head) is served one: its client saw connect() succeed
+ * and sent its request in good faith; nothing tells it to retry. Its handshake
+ * and header timeouts, and the drain deadline, bound what it costs.
+ */
 void proxy__client_drain(proxy__worker *w)
 {
     proxy__client *c = w->clients, *next;
     for (; c != NULL; c = next) {
         next = c->next;
         c->close_after = 1;
-        if (c->state == CLIENT_IDLE && gh_buf_len(&c->in) == 0)
-            proxy__client_close(c);
-        else if (c->state == CLIENT_HANDSHAKE)
+        if (c->state == CLIENT_IDLE && c->requests > 0 && gh_buf_len(&c->in) == 0)
             proxy__client_close(c);
     }
 }

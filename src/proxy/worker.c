@@ -130,9 +130,9 @@ static int accept_failed(proxy__worker *w, const proxy__acceptor *a, int err)
     return closed > 0;
 }
 
-static void on_accept(gh_io *io, unsigned events)
+/* Accepts up to ACCEPT_BATCH connections; returns 1 when all of them were taken (more may wait). */
+static int accept_batch(proxy__acceptor *a)
 {
-    proxy__acceptor *a = (proxy__acceptor *)io;
     proxy__worker *w = a->w;
     struct sockaddr_storage peer;
     socklen_t plen;
@@ -141,24 +141,24 @@ static void on_accept(gh_io *io, unsigned events)
         /* Room is made only for a connection known to wait (the listener is level-triggered:
          * if more wait after this batch, the next iteration says so), never speculatively. */
         if (nconns(w) >= w->max_clients && i > 0)
-            return;
+            return 0;
         if (nconns(w) >= w->max_clients && !make_room(w)) {
             /* Connections wait in the shared queue, where other workers may take them. */
             if (!w->accept_paused) {
                 pause_accept(w);
                 w->limit_paused = 1;
             }
-            return;
+            return 0;
         }
-        int fd = gh_sock_accept(io->fd, &peer, &plen);
+        int fd = gh_sock_accept(a->io.fd, &peer, &plen);
         if (fd == GH_AGAIN)
-            return;
+            return 0;
         if (fd < 0) {
             /* Out of descriptors: stop listening briefly instead of spinning on a ready socket. */
             if (accept_failed(w, a, errno))
                 continue;
             pause_accept(w);
-            return;
+            return 0;
         }
         /* The one place a listener's mode decides what a connection becomes. */
         switch (a->listener->mode) {
@@ -168,6 +168,12 @@ static void on_accept(gh_io *io, unsigned events)
             break;
         }
     }
+    return !w->draining;
+}
+
+static void on_accept(gh_io *io, unsigned events)
+{
+    accept_batch((proxy__acceptor *)io);
 }
 
 /*
@@ -192,13 +198,21 @@ static void start_drain(proxy__worker *w)
 {
     if (w->draining)
         return;
-    w->draining = 1;
     gh_log_info("worker %d: draining %u connections and %u tunnels", w->id, w->nclients, w->ntunnels);
     for (size_t i = 0; i < w->nacceptors; i++) {
         gh_loop_del(w->loop, &w->acceptors[i].io);
+        /*
+         * The socket lives on in other processes (the workers of a new master after a binary
+         * upgrade). With EPOLLEXCLUSIVE one waiter is woken per new connection: if that was us,
+         * the connection would wait in the queue with nobody woken for it. So, once out of the
+         * epoll set (later arrivals wake the others), take what is queued and serve it.
+         */
+        for (int k = 0; k < 64 && !w->accept_paused && accept_batch(&w->acceptors[i]); k++)
+            ;
         close(w->acceptors[i].io.fd);
         w->acceptors[i].io.fd = -1;
     }
+    w->draining = 1;
     proxy__pools_close_idle(w->gen);
     w->drain_timer.cb = on_drain_deadline;
     gh_timer_set(w->loop, &w->drain_timer, w->t->shutdown);
