@@ -1,6 +1,6 @@
 /*
  * log: the error log (stderr, levels) and the access log (combined format).
- * Error lines: "2026-11-25T13:47:19Z [error] <pid> message".
+ * Error lines: "2026-11-25T13:47:19Z [error] <pid> message" (to journald: see gh_log_detect_journal).
  */
 #ifndef GH_CORE_LOG_H
 #define GH_CORE_LOG_H
@@ -27,6 +27,13 @@ void gh_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
         if (gh_log_level >= GH_LOG_DEBUG)                                                                              \
             gh_log(GH_LOG_DEBUG, __VA_ARGS__);                                                                         \
     } while (0)
+
+/*
+ * When stderr is the journal's stream ($JOURNAL_STREAM names its device and
+ * inode), lines start with the "<N>" priority journald reads (sd-daemon(3))
+ * and carry no timestamp: "<6>[info] <pid> message". Call once at start.
+ */
+void gh_log_detect_journal(void);
 
 /* Parses "error", "warn", "info", "debug". Returns the level or -1. */
 int gh_log_level_parse(const char *s);

@@ -10,6 +10,8 @@
 #include "health/state.h"
 #include "main/cli.h"
 #include "main/master.h"
+#include "main/notify.h"
+#include "main/upgrade.h"
 #include "proxy/runtime.h"
 
 /*
@@ -38,6 +40,8 @@ int main(int argc, char **argv)
     gh_shared shared;
     char err[1024] = "";
 
+    gh_upgrade_save_argv(argc, argv);
+    gh_log_detect_journal();
     gh_conf_defaults(&conf);
     switch (gh_cli_parse(&conf, argc, argv)) {
     case GH_CLI_DONE:
@@ -48,6 +52,10 @@ int main(int argc, char **argv)
         break;
     }
     gh_log_level = conf.log_level;
+    if (!conf.test_only) {
+        gh_notify_init();
+        gh_upgrade_inherit(); /* before the listeners are bound: an upgrade's sockets are taken, not bound again */
+    }
     if (gh_shared_init(&shared) < 0) {
         gh_cli_error("cannot map the shared health state");
         return 1;

@@ -18,6 +18,8 @@
 #include "conf/bundle.h"
 #include "core/log.h"
 #include "main/cli.h"
+#include "main/notify.h"
+#include "main/upgrade.h"
 #include "proxy/limit.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -36,6 +38,7 @@ struct worker {
     int id;
     int ctl;            /* master's end of the control socket (reloads); -1 when none */
     int reloading;      /* the prober was stopped to start again with a new configuration */
+    int ready;          /* it sent GH_SIG_WORKER_READY since it was started */
     int64_t restart_at; /* monotonic ms at which to start it again; 0: none pending */
 };
 
@@ -56,6 +59,10 @@ struct master {
     int unclean;          /* a worker did not exit 0 while stopping */
     int64_t window_start; /* restart rate limit */
     int window_exits;
+    int ready;         /* every worker accepted once: systemd was told READY=1 */
+    unsigned reloads;  /* SIGHUPs handled, for the STATUS= line */
+    int reload_failed; /* the last one kept the running configuration */
+    gh_upgrade up;     /* SIGUSR2: the new master under way (main/upgrade.h) */
 };
 
 static int64_t now_ms(void)
@@ -277,6 +284,7 @@ static void start_worker(struct master *m, struct worker *w, int64_t now)
         return;
     }
     w->pid = pid;
+    w->ready = 0;
     w->restart_at = 0;
     gh_log_debug("worker %d started, pid %d", w->id, (int)pid);
 }
@@ -384,6 +392,8 @@ static void reap_workers(struct master *m, int64_t now)
         w = find_worker(m, pid);
         if (w != NULL)
             on_worker_exit(m, w, status, now);
+        else
+            gh_upgrade_reaped(&m->up, pid, status);
     }
 }
 
@@ -411,6 +421,11 @@ static void begin_stop(struct master *m, int sig, int64_t now)
     }
     if (!m->stopping || deadline < m->deadline)
         m->deadline = deadline;
+    /* After a handover we are no longer the service's main process: STOPPING=1 is the new master's to say. */
+    if (!m->stopping && !m->up.handed_over) {
+        gh_notify_stopping(sig == SIGTERM ? "draining connections, then stopping" : "stopping");
+        gh_upgrade_abandon(&m->up);
+    }
     m->stopping = sig;
     for (int i = 0; i < m->nworkers; i++)
         m->workers[i].restart_at = 0;
@@ -448,6 +463,8 @@ static int64_t next_timeout(const struct master *m, int64_t now)
     if (m->stopping) {
         at = m->deadline;
     } else {
+        if (m->up.child != 0 && !m->up.handed_over)
+            at = m->up.deadline;
         for (int i = 0; i < m->nworkers; i++) {
             int64_t r = m->workers[i].restart_at;
 
@@ -460,19 +477,36 @@ static int64_t next_timeout(const struct master *m, int64_t now)
     return at > now ? at - now : 0;
 }
 
-static int wait_signal(const sigset_t *sigs, int64_t timeout_ms)
+/* si: who sent it (a worker saying it is ready, the new master of an upgrade saying it serves). */
+static int wait_signal(const sigset_t *sigs, int64_t timeout_ms, siginfo_t *si)
 {
     struct timespec ts;
     int sig;
 
+    memset(si, 0, sizeof(*si));
     if (timeout_ms < 0) {
-        sig = sigwaitinfo(sigs, NULL);
+        sig = sigwaitinfo(sigs, si);
     } else {
         ts.tv_sec = (time_t)(timeout_ms / 1000);
         ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-        sig = sigtimedwait(sigs, NULL, &ts);
+        sig = sigtimedwait(sigs, si, &ts);
     }
     return sig > 0 ? sig : 0; /* 0: timeout or EINTR, both just mean "look again" */
+}
+
+/* ---- service manager ------------------------------------------------------------------------- */
+
+/* READY=1 and what runs: at start once every worker accepts, and at the end of each reload. */
+static void notify_ready(const struct master *m)
+{
+    char extra[96] = "";
+
+    if (!m->ready)
+        return; /* a SIGHUP before the workers accept: the first READY=1 is still to come */
+    if (m->reloads > 0)
+        snprintf(extra, sizeof(extra), "%u reload%s, the last %s", m->reloads, m->reloads == 1 ? "" : "s",
+                 m->reload_failed ? "failed (the previous configuration runs)" : "ok");
+    gh_notify_ready(m->cfg, extra[0] ? extra : NULL);
 }
 
 /* ---- reload ---------------------------------------------------------------------------------- */
@@ -553,6 +587,10 @@ static void reload(struct master *m)
         return;
     }
     gh_log_info("SIGHUP received: reloading %s", m->config_path);
+    if (m->ready)
+        gh_notify_reloading(); /* before READY=1, systemd is still waiting for the start */
+    m->reloads++;
+    m->reload_failed = 1; /* until it succeeds */
     /*
      * Everything the load reads and resolves is recorded: the workers load the
      * same bytes and addresses from the bundle, without a file or DNS.
@@ -603,6 +641,7 @@ static void reload(struct master *m)
     m->rt = rt;
     m->cfg = cfg;
     rt = NULL;
+    m->reload_failed = 0;
     gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s (%zu bytes to the workers)", m->config_path,
                 cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
                 cfg->npools == 1 ? "" : "s", gh_bundle_size(b));
@@ -611,15 +650,48 @@ out:
         close(bfd);
     gh_runtime_free(rt);
     gh_bundle_free(b);
+    notify_ready(m);
 }
 
-static void handle_signal(struct master *m, int sig, int64_t now)
+/* GH_SIG_WORKER_READY from a worker: once all of them accept, the service is ready (and an upgrade hands over). */
+static void on_worker_ready(struct master *m, pid_t pid)
 {
+    struct worker *w = find_worker(m, pid);
+    pid_t old;
+
+    if (w == NULL || w->id >= m->cfg->workers)
+        return;
+    w->ready = 1;
+    if (m->ready)
+        return;
+    for (int i = 0; i < m->cfg->workers && i < m->nworkers; i++)
+        if (!m->workers[i].ready)
+            return;
+    m->ready = 1;
+    notify_ready(m);
+    old = gh_upgrade_parent();
+    /* Only the process that started us, still there: a recycled pid must never get the signal. */
+    if (old != 0 && getppid() == old) {
+        gh_log_info("binary upgrade: %d worker%s accepting; telling the old master (pid %d) to drain", m->cfg->workers,
+                    m->cfg->workers == 1 ? "" : "s", (int)old);
+        kill(old, SIGTERM);
+    }
+}
+
+static void handle_signal(struct master *m, int sig, const siginfo_t *si, int64_t now)
+{
+    if (sig == GH_SIG_WORKER_READY) {
+        on_worker_ready(m, si->si_pid);
+        return;
+    }
     switch (sig) {
     case SIGCHLD:
         reap_workers(m, now);
         break;
     case SIGTERM:
+        gh_upgrade_handover(&m->up, si->si_pid); /* the new master serves: draining is all there is to do */
+        begin_stop(m, sig, now);
+        break;
     case SIGINT:
     case SIGQUIT:
         begin_stop(m, sig, now);
@@ -635,6 +707,12 @@ static void handle_signal(struct master *m, int sig, int64_t now)
             if (m->workers[i].pid != 0)
                 kill(m->workers[i].pid, SIGUSR1);
         break;
+    case SIGUSR2:
+        if (m->stopping)
+            gh_log_warn("SIGUSR2 received while stopping: no binary upgrade");
+        else
+            gh_upgrade_start(&m->up, m->cfg, m->listen_fds, now);
+        break;
     default:
         break;
     }
@@ -642,12 +720,14 @@ static void handle_signal(struct master *m, int sig, int64_t now)
 
 static int supervise(struct master *m)
 {
+    siginfo_t si;
     int64_t now;
     int sig;
 
     for (;;) {
         now = now_ms();
         if (!m->stopping) {
+            gh_upgrade_check_deadline(&m->up, now);
             start_due_workers(m, now);
         } else if (live_workers(m) == 0) {
             break;
@@ -655,9 +735,9 @@ static int supervise(struct master *m)
             kill_survivors(m);
             break;
         }
-        sig = wait_signal(&m->sigs, next_timeout(m, now));
+        sig = wait_signal(&m->sigs, next_timeout(m, now), &si);
         /* Read the clock after the wait: the sleep may have lasted days, and deadlines count from now. */
-        handle_signal(m, sig, now_ms());
+        handle_signal(m, sig, &si, now_ms());
     }
     gh_log_info("gatehouse stopped%s", m->unclean ? " (not cleanly)" : "");
     return m->unclean ? 1 : 0;
@@ -704,9 +784,14 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
         goto out;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         m.listen_fds[i] = -1;
-    for (size_t i = 0; i < cfg->nlisteners; i++)
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        /* After a binary upgrade, the old master's socket: the same accept queue, nothing refused. */
+        if ((m.listen_fds[i] = gh_upgrade_take(cfg->listeners[i].addr.text)) >= 0)
+            continue;
         if ((m.listen_fds[i] = open_listener(&cfg->listeners[i].addr)) < 0)
             goto out;
+    }
+    gh_upgrade_close_unused();
     log_conn_limit(cfg, raise_nofile_limit());
     gh_runtime_claim_slots(rt);
     /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */
@@ -717,6 +802,8 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     sigaddset(&m.sigs, SIGHUP);
     sigaddset(&m.sigs, SIGUSR1);
     sigaddset(&m.sigs, SIGCHLD);
+    sigaddset(&m.sigs, SIGUSR2);
+    sigaddset(&m.sigs, GH_SIG_WORKER_READY);
     sigprocmask(SIG_BLOCK, &m.sigs, NULL);
     log_started(cfg);
     rc = run_workers(&m);

@@ -548,6 +548,8 @@ int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id)
         return 1;
     }
     gh_log_debug("worker %d started", id);
+    /* Queued, with our pid: the master counts its workers ready before it tells systemd (main/notify.c). */
+    kill(getppid(), GH_SIG_WORKER_READY);
     gh_loop_run(w->loop);
     teardown(w);
     free(w);

@@ -5,6 +5,7 @@
 #ifndef GH_PROXY_WORKER_H
 #define GH_PROXY_WORKER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "proxy/runtime.h"
@@ -17,6 +18,9 @@
  * text and TLS flag): the worker matches its new listeners to the sockets by
  * identity, never by position or count.
  */
+/* Worker to master: "I accept connections now". A real-time signal, so that each one is queued with its sender. */
+#define GH_SIG_WORKER_READY (SIGRTMIN + 1)
+
 #define GH_RELOAD_MAGIC 0x47485231u /* "GHR1" */
 typedef struct gh_reload_listener {
     char addr[64]; /* gh_addr.text, NUL-terminated */
@@ -38,7 +42,9 @@ typedef struct gh_reload_msg {
  * SIGHUP blocked (the worker reads them through a signalfd):
  *   SIGTERM           stop accepting, finish in-flight requests, close idle
  *                     connections, exit 0 (or 1 at conf->shutdown_timeout);
- *   SIGINT / SIGQUIT  exit at once.
+ *   SIGINT / SIGQUIT  exit at once;
+ *   SIGUSR1           reopen the access log (after logrotate moved it).
+ * Once it listens, it sends GH_SIG_WORKER_READY to its parent, the master.
  * `id` is the worker's index (0..workers-1), for logs.
  */
 int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id);
