@@ -6,6 +6,7 @@ serving. And the drain that makes this possible: a connection accepted before SI
 given its request is served, not closed.
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,7 +15,7 @@ import threading
 import time
 
 import harness
-from harness import T, Fail, alive, check, children, client_context, eq, test, wait_until
+from harness import T, Fail, check, children, client_context, eq, get, test, wait_until
 
 
 # ---------------------------------------------------------------- helpers
@@ -79,34 +80,17 @@ def gone(pid):
     return proc_state(pid) in (None, "Z")
 
 
-def masters_of(exe):
-    """PIDs of the processes running `exe` whose parent does not: the masters."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                argv0 = f.read().split(b"\0")[0].decode(errors="replace")
-            with open("/proc/%s/stat" % d) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if argv0 != exe or proc_state(int(d)) == "Z":
-            continue
-        try:
-            with open("/proc/%d/cmdline" % ppid, "rb") as f:
-                parent0 = f.read().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            parent0 = ""
-        if parent0 != exe or ppid == int(d):
-            pids.append(int(d))
-        else:
-            # a child of a master: a worker, or the new master of an upgrade (then it has children)
-            if children(int(d)) and len(open("/proc/%s/cmdline" % d, "rb").read().split(b"\0")) > 2 \
-                    and any(children(c) == [] for c in children(int(d))):
-                pids.append(int(d))
-    return sorted(set(pids))
+def new_master_pid(gh, timeout):
+    """The pid the old master logged for its new master."""
+    pid = []
+
+    def found():
+        m = re.search(r"binary upgrade: new master is pid (\d+)", gh.stderr())
+        if m:
+            pid.append(int(m.group(1)))
+        return bool(m)
+    check(wait_until(found, timeout), "no new master started: %s" % gh.stderr()[-600:])
+    return pid[0]
 
 
 def stop_pid(pid, timeout):
@@ -227,3 +211,98 @@ def _(ctx):
 @test("sigterm_drain_closed_tls_connection_in_its_handshake")
 def _(ctx):
     fresh_connection_survives_sigterm(ctx, "in handshake")
+
+
+# ---------------------------------------------------------------- the upgrade
+
+@test("upgrade_under_load_refuses_nothing", timeout=180)
+def _(ctx):
+    b = ctx.backend()
+    gh = start_copy(ctx, b)
+    old_workers = children(gh.pid)
+    # Bounded: at most 20000 requests per loop and 120 s; stopped once the new master has served a while alone.
+    loads = [Load(gh.ports[1], False, 20000, 120 * T), Load(gh.ports[0], True, 20000, 120 * T)]
+    check(wait_until(lambda: all(l.done >= 300 for l in loads), 60 * T), "the load did not get going")
+    replace_binary(gh.exe, harness.GATEHOUSE)
+    t0 = time.monotonic()
+    os.kill(gh.pid, signal.SIGUSR2)
+    new = new_master_pid(gh, 10 * T)
+    gh.stopped = True  # the old master is to exit
+    try:
+        check(wait_until(lambda: gh.proc.poll() is not None, 30 * T),
+              "the old master did not exit after handing over: %s" % gh.stderr()[-800:])
+        took = time.monotonic() - t0
+        eq(gh.proc.returncode, 0, "old master's exit status")
+        check(all(gone(p) for p in old_workers), "old workers still there after the drain: %s"
+              % [p for p in old_workers if not gone(p)])
+        check(not gone(new), "the new master is gone")
+        new_workers = children(new)
+        eq(len(new_workers), 3, "the new master's children (2 workers and the prober)")
+        during = [l.done for l in loads]
+        wait_until(lambda: all(l.done >= d + 300 for l, d in zip(loads, during)), 30 * T)
+        for l in loads:
+            l.count = 0  # stop
+            l.join()
+        sent = sum(l.done for l in loads)
+        refused = sum(l.refused for l in loads)
+        failed = sum(len(l.failures) for l in loads)
+        check(refused == 0 and failed == 0, "%d refused, %d failed of %d: %s" % (
+            refused, failed, sent, [f for l in loads for f in l.failures][:5]))
+        check(all(l.done > d for l, d in zip(loads, during)), "no request after the old master exited")
+        # The requests after the handover went to the new workers: the backend saw them all.
+        eq(get(gh.ports[0], "/small").status, 200, "TLS request to the new master")
+        ctx.info = "%d requests (%d plain, %d TLS), 0 failed, 0 refused; handover and drain in %.2fs" % (
+            sent, loads[0].done, loads[1].done, took)
+    finally:
+        for l in loads:
+            l.count = 0
+        stop_pid(new, 15 * T)
+
+
+@test("upgrade_with_bad_config_keeps_old_master")
+def _(ctx):
+    b = ctx.backend()
+    gh = start_copy(ctx, b)
+    workers = children(gh.pid)
+    with open(gh.conf_path, "a") as f:
+        f.write("\nno_such_directive 1\n")
+    os.kill(gh.pid, signal.SIGUSR2)
+    new = new_master_pid(gh, 10 * T)
+    check(wait_until(lambda: "binary upgrade failed" in gh.stderr(), 10 * T),
+          "no 'binary upgrade failed' line: %s" % gh.stderr()[-600:])
+    check("no_such_directive" in gh.stderr(), "the new master's FILE:LINE error is in the log")
+    check(gone(new), "the failed new master is still there")
+    eq(children(gh.pid), workers, "the old master's workers")
+    eq(get(gh.ports[0], "/small").status, 200, "the old master serves")
+    # and a later upgrade, the file mended, goes through
+    with open(gh.conf_path) as f:
+        text = f.read().replace("no_such_directive 1\n", "")
+    with open(gh.conf_path, "w") as f:
+        f.write(text)
+    os.kill(gh.pid, signal.SIGUSR2)
+    check(wait_until(lambda: gh.stderr().count("new master is pid") == 2, 10 * T), "no second attempt")
+    new = int(re.findall(r"new master is pid (\d+)", gh.stderr())[-1])
+    gh.stopped = True
+    try:
+        check(wait_until(lambda: gh.proc.poll() is not None, 30 * T), "the old master did not hand over")
+        eq(get(gh.ports[0], "/small").status, 200, "the new master serves")
+    finally:
+        stop_pid(new, 15 * T)
+
+
+@test("upgrade_to_a_binary_that_cannot_start_keeps_old_master")
+def _(ctx):
+    b = ctx.backend()
+    gh = start_copy(ctx, b)
+    workers = children(gh.pid)
+    tmp = gh.exe + ".new"
+    with open(tmp, "w") as f:
+        f.write("#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, gh.exe)
+    os.kill(gh.pid, signal.SIGUSR2)
+    check(wait_until(lambda: "binary upgrade failed: the new master exited with status 3" in gh.stderr(), 10 * T),
+          "no failure line: %s" % gh.stderr()[-600:])
+    eq(children(gh.pid), workers, "the old master's workers")
+    for port in gh.ports[:1]:
+        eq(get(port, "/small").status, 200, "the old master serves")
