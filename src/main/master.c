@@ -38,7 +38,7 @@ struct worker {
     int id;
     int ctl;            /* master's end of the control socket (reloads); -1 when none */
     int reloading;      /* the prober was stopped to start again with a new configuration */
-    int ready;          /* it sent GH_SIG_WORKER_READY since it was started */
+    int ready;          /* it sent GH_WORKER_READY_MSG since it was started */
     int64_t restart_at; /* monotonic ms at which to start it again; 0: none pending */
 };
 
@@ -260,6 +260,16 @@ static void child_main(const struct master *m, int id, int ctl)
     exit(gh_worker_run(m->rt, m->listen_fds, ctl, id));
 }
 
+/* The worker's "ready" wakes the master's sigtimedwait: a signal when the socket becomes readable. */
+static void watch_ctl(int fd)
+{
+    if (fd < 0)
+        return;
+    if (fcntl(fd, F_SETOWN, getpid()) < 0 || fcntl(fd, F_SETSIG, GH_SIG_WORKER_READY) < 0 ||
+        fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC) < 0)
+        gh_log_warn("control socket: no readiness signal (%s): systemd will not hear READY=1", strerror(errno));
+}
+
 static void start_worker(struct master *m, struct worker *w, int64_t now)
 {
     pid_t pid;
@@ -272,6 +282,7 @@ static void start_worker(struct master *m, struct worker *w, int64_t now)
     if (w->id < m->cfg->workers && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
         gh_log_warn("worker %d: no control socket (reloads will not reach it): %s", w->id, strerror(errno));
     w->ctl = sv[0];
+    watch_ctl(w->ctl);
     fflush(NULL); /* nothing buffered may be written twice, by master and child */
     pid = fork();
     if (pid == 0)
@@ -653,15 +664,29 @@ out:
     notify_ready(m);
 }
 
-/* GH_SIG_WORKER_READY from a worker: once all of them accept, the service is ready (and an upgrade hands over). */
-static void on_worker_ready(struct master *m, pid_t pid)
+/* Reads what a worker sent on its control socket: GH_WORKER_READY_MSG once it accepts. */
+static void read_ctl(struct worker *w)
 {
-    struct worker *w = find_worker(m, pid);
+    char buf[16];
+    ssize_t n;
+
+    while (w->ctl >= 0 && (n = recv(w->ctl, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+        if (buf[0] == GH_WORKER_READY_MSG[0])
+            w->ready = 1;
+}
+
+/*
+ * GH_SIG_WORKER_READY (si_fd: the control socket that became readable), or
+ * SIGIO when the real-time queue overflowed (then every socket is read): once
+ * every worker accepts, the service is ready (and an upgrade hands over).
+ */
+static void on_worker_ready(struct master *m, int sig, int fd)
+{
     pid_t old;
 
-    if (w == NULL || w->id >= m->cfg->workers)
-        return;
-    w->ready = 1;
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->workers[i].ctl >= 0 && (sig == SIGIO || m->workers[i].ctl == fd))
+            read_ctl(&m->workers[i]);
     if (m->ready)
         return;
     for (int i = 0; i < m->cfg->workers && i < m->nworkers; i++)
@@ -680,8 +705,8 @@ static void on_worker_ready(struct master *m, pid_t pid)
 
 static void handle_signal(struct master *m, int sig, const siginfo_t *si, int64_t now)
 {
-    if (sig == GH_SIG_WORKER_READY) {
-        on_worker_ready(m, si->si_pid);
+    if (sig == GH_SIG_WORKER_READY || sig == SIGIO) {
+        on_worker_ready(m, sig, si->si_fd);
         return;
     }
     switch (sig) {
@@ -804,6 +829,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     sigaddset(&m.sigs, SIGCHLD);
     sigaddset(&m.sigs, SIGUSR2);
     sigaddset(&m.sigs, GH_SIG_WORKER_READY);
+    sigaddset(&m.sigs, SIGIO);
     sigprocmask(SIG_BLOCK, &m.sigs, NULL);
     log_started(cfg);
     rc = run_workers(&m);

@@ -548,8 +548,12 @@ int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id)
         return 1;
     }
     gh_log_debug("worker %d started", id);
-    /* Queued, with our pid: the master counts its workers ready before it tells systemd (main/notify.c). */
-    kill(getppid(), GH_SIG_WORKER_READY);
+    /*
+     * On the control socket, not by kill(): a worker that dropped its privileges may not
+     * signal a root master, but it may always write to its end of the pair.
+     */
+    if (ctl_fd >= 0 && send(ctl_fd, GH_WORKER_READY_MSG, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        gh_log_warn("worker %d: cannot tell the master it is ready: %s", id, strerror(errno));
     gh_loop_run(w->loop);
     teardown(w);
     free(w);

@@ -18,7 +18,13 @@
  * text and TLS flag): the worker matches its new listeners to the sockets by
  * identity, never by position or count.
  */
-/* Worker to master: "I accept connections now". A real-time signal, so that each one is queued with its sender. */
+/*
+ * Worker to master, on the control socket: "I accept connections now", one
+ * byte, once. The master's end raises GH_SIG_WORKER_READY when readable
+ * (O_ASYNC, F_SETSIG: a queued real-time signal naming the descriptor), as the
+ * master waits for signals, not for descriptors.
+ */
+#define GH_WORKER_READY_MSG "R"
 #define GH_SIG_WORKER_READY (SIGRTMIN + 1)
 
 #define GH_RELOAD_MAGIC 0x47485231u /* "GHR1" */
@@ -44,7 +50,7 @@ typedef struct gh_reload_msg {
  *                     connections, exit 0 (or 1 at conf->shutdown_timeout);
  *   SIGINT / SIGQUIT  exit at once;
  *   SIGUSR1           reopen the access log (after logrotate moved it).
- * Once it listens, it sends GH_SIG_WORKER_READY to its parent, the master.
+ * Once it listens, it sends GH_WORKER_READY_MSG on ctl_fd.
  * `id` is the worker's index (0..workers-1), for logs.
  */
 int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id);
