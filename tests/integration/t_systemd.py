@@ -209,8 +209,12 @@ def _(ctx):
     path = os.path.join(d, "gatehouse.service")
     with open(path, "w") as f:
         f.write(text)
+    # Documentation=man:... must resolve: the man pages of the tree, laid out as man(1) looks for them.
+    for sec, name in (("8", "gatehouse.8"), ("5", "gatehouse.conf.5")):
+        os.makedirs(os.path.join(ctx.dir, "man", "man" + sec), exist_ok=True)
+        shutil.copy(ROOT / "man" / name, os.path.join(ctx.dir, "man", "man" + sec, name))
     r = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, timeout=60 * T,
-                       env=dict(os.environ, SYSTEMD_LOG_LEVEL="notice"))
+                       env=dict(os.environ, SYSTEMD_LOG_LEVEL="notice", MANPATH=os.path.join(ctx.dir, "man")))
     out = (r.stdout + r.stderr).decode(errors="replace")
     # Lines about other units of this machine are not ours to judge; about ours, nothing may be said.
     ours = [l for l in out.splitlines() if "gatehouse" in l]
