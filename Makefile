@@ -20,10 +20,10 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 all: $(BUILD)/gatehouse
 
 $(BUILD)/gatehouse: $(OBJ)
-	$(CC) $(OPT) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(OPT) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(LIB_OBJ)
-	$(CC) $(OPT) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(OPT) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
