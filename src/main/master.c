@@ -714,7 +714,7 @@ static void handle_signal(struct master *m, int sig, const siginfo_t *si, int64_
         reap_workers(m, now);
         break;
     case SIGTERM:
-        gh_upgrade_handover(&m->up, si->si_pid); /* the new master serves: draining is all there is to do */
+        gh_upgrade_handover(&m->up, si->si_pid, m->cfg); /* the new master serves: draining is all there is to do */
         begin_stop(m, sig, now);
         break;
     case SIGINT:

@@ -119,12 +119,14 @@ void gh_notify_stopping(const char *why)
     gh_notify_send(msg);
 }
 
-void gh_notify_mainpid(pid_t pid, const char *status)
+void gh_notify_mainpid(pid_t pid, const gh_config *cfg, const char *extra)
 {
-    char msg[320];
+    char msg[1024];
+    int n;
 
     if (notify_len == 0)
         return;
-    snprintf(msg, sizeof(msg), "MAINPID=%d\nSTATUS=%s", (int)pid, status);
+    n = snprintf(msg, sizeof(msg), "MAINPID=%d\n", (int)pid);
+    format_status(msg + n, sizeof(msg) - (size_t)n, cfg, extra);
     gh_notify_send(msg);
 }

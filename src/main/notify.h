@@ -48,8 +48,10 @@ void gh_notify_stopping(const char *why);
  * After a binary upgrade the new master is the service's main process:
  * MAINPID= (accepted from the current main process, for a pid in the unit's
  * cgroup), so that systemd neither stops the unit when the old one exits nor
- * drops the new one's later notifications (NotifyAccess=main).
+ * drops the new one's later notifications (NotifyAccess=main). The STATUS=
+ * line is the old master's view (the new one's own READY=1 came before the
+ * switch and was not heard): the same as gh_notify_ready's, with `extra`.
  */
-void gh_notify_mainpid(pid_t pid, const char *status);
+void gh_notify_mainpid(pid_t pid, const gh_config *cfg, const char *extra);
 
 #endif

@@ -220,7 +220,7 @@ int gh_upgrade_reaped(gh_upgrade *u, pid_t pid, int status)
     return 1;
 }
 
-int gh_upgrade_handover(gh_upgrade *u, pid_t sender)
+int gh_upgrade_handover(gh_upgrade *u, pid_t sender, const gh_config *cfg)
 {
     char status[160];
 
@@ -228,8 +228,8 @@ int gh_upgrade_handover(gh_upgrade *u, pid_t sender)
         return 0;
     u->handed_over = 1;
     gh_log_info("binary upgrade: the new master (pid %d) serves; draining this one's workers", (int)sender);
-    snprintf(status, sizeof(status), "binary upgrade: pid %d serves, pid %d drains", (int)sender, (int)getpid());
-    gh_notify_mainpid(sender, status);
+    snprintf(status, sizeof(status), "binary upgrade: master pid %d (was %d)", (int)sender, (int)getpid());
+    gh_notify_mainpid(sender, cfg, status);
     return 1;
 }
 

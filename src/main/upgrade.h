@@ -70,7 +70,7 @@ int gh_upgrade_start(gh_upgrade *u, const gh_config *cfg, const int *fds, int64_
 int gh_upgrade_reaped(gh_upgrade *u, pid_t pid, int status);
 
 /* A SIGTERM from `sender`: 1 when it is the new master saying it serves (u->handed_over set), else 0. */
-int gh_upgrade_handover(gh_upgrade *u, pid_t sender);
+int gh_upgrade_handover(gh_upgrade *u, pid_t sender, const gh_config *cfg);
 
 /* Past the deadline: stops a new master that never took over. */
 void gh_upgrade_check_deadline(gh_upgrade *u, int64_t now);

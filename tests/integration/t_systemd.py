@@ -159,6 +159,8 @@ def _(ctx):
     eq(pid, gh.pid, "MAINPID= comes from the old master (the main process systemd listens to)")
     new = int(f["MAINPID"])
     check(new != gh.pid, "MAINPID is a new process")
+    check("binary upgrade: master pid %d (was %d)" % (new, gh.pid) in f.get("STATUS", "")
+          and "127.0.0.1:%d (tls)" % gh.ports[0] in f.get("STATUS", ""), "STATUS with MAINPID: %r" % text)
     gh.stopped = True
     try:
         check(wait_until(lambda: gh.proc.poll() is not None, 20 * T), "the old master did not exit after the drain")
