@@ -185,7 +185,9 @@ static void print_help(void)
           "\n"
           "Addresses are numeric: 192.0.2.1:8080 or [2001:db8::1]:8080.\n"
           "Signals: SIGTERM finishes in-flight requests, then exits; SIGINT and SIGQUIT\n"
-          "exit at once. Errors go to standard error.\n",
+          "exit at once; SIGHUP reloads the file; SIGUSR1 reopens the access log; SIGUSR2\n"
+          "starts the binary at the same path and hands it the listening sockets (upgrade).\n"
+          "Errors go to standard error. See gatehouse(8).\n",
           stdout);
 }
 

@@ -10,8 +10,11 @@
 
 /*
  * Runs gatehouse from a runtime (config loaded, certificates in memory; owned
- * and freed here): binds every listener, raises the open-file limit, forks the
- * config's workers and supervises them until SIGTERM, SIGINT or SIGQUIT.
+ * and freed here): binds every listener (or takes them over from the old
+ * master of a binary upgrade: main/upgrade.h), raises the open-file limit,
+ * forks the config's workers and supervises them until SIGTERM, SIGINT or
+ * SIGQUIT; SIGHUP reloads, SIGUSR1 reopens the access log, SIGUSR2 starts a
+ * binary upgrade. Tells systemd what it does (main/notify.h).
  * Returns the process exit status: 0 when every worker stopped cleanly, 1 on
  * a startup error (already printed) or an unclean stop.
  */
