@@ -80,6 +80,33 @@ def gone(pid):
     return proc_state(pid) in (None, "Z")
 
 
+def listening_inode(port):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[3] == "0A" and p[1].endswith(":%04X" % port):
+                    return p[9]
+    return None
+
+
+def holders(inode):
+    """PIDs that have the socket open."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            for fd in os.listdir("/proc/%s/fd" % d):
+                if os.readlink("/proc/%s/fd/%s" % (d, fd)) == "socket:[%s]" % inode:
+                    out.append(int(d))
+                    break
+        except OSError:
+            continue
+    return sorted(out)
+
+
 def new_master_pid(gh, timeout):
     """The pid the old master logged for its new master."""
     pid = []
@@ -112,6 +139,10 @@ def stop_pid(pid, timeout):
 
 def one_request(port, tls, timeout):
     """GET /small on a new connection: 'ok', 'refused' or a failure description."""
+    return one_request_path(port, tls, "/small", timeout)
+
+
+def one_request_path(port, tls, path, timeout):
     try:
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     except ConnectionRefusedError:
@@ -122,7 +153,7 @@ def one_request(port, tls, timeout):
     try:
         if tls:
             s = client_context().wrap_socket(raw, server_hostname="localhost")
-        s.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path.encode())
         data = b""
         while True:
             d = s.recv(65536)
@@ -220,6 +251,7 @@ def _(ctx):
     b = ctx.backend()
     gh = start_copy(ctx, b)
     old_workers = children(gh.pid)
+    inodes = [listening_inode(p) for p in gh.ports]
     # Bounded: at most 20000 requests per loop and 120 s; stopped once the new master has served a while alone.
     loads = [Load(gh.ports[1], False, 20000, 120 * T), Load(gh.ports[0], True, 20000, 120 * T)]
     check(wait_until(lambda: all(l.done >= 300 for l in loads), 60 * T), "the load did not get going")
@@ -238,6 +270,12 @@ def _(ctx):
         check(not gone(new), "the new master is gone")
         new_workers = children(new)
         eq(len(new_workers), 3, "the new master's children (2 workers and the prober)")
+        # The very sockets the old master bound (the same accept queues), held now by the new processes only.
+        eq([listening_inode(p) for p in gh.ports], inodes, "listening socket inodes before and after")
+        for ino in inodes:
+            held = holders(ino)
+            check(new in held and all(p in [new] + new_workers for p in held),
+                  "socket %s is held by %s; the new master is %d with %s" % (ino, held, new, new_workers))
         during = [l.done for l in loads]
         wait_until(lambda: all(l.done >= d + 300 for l, d in zip(loads, during)), 30 * T)
         for l in loads:
@@ -306,3 +344,32 @@ def _(ctx):
     eq(children(gh.pid), workers, "the old master's workers")
     for port in gh.ports[:1]:
         eq(get(port, "/small").status, 200, "the old master serves")
+
+
+@test("upgrade_lets_requests_in_flight_finish")
+def _(ctx):
+    b = ctx.backend()
+    gh = start_copy(ctx, b)
+    old_workers = children(gh.pid)
+    results = []
+
+    def slow():
+        results.append(one_request_path(gh.ports[0], True, "/slow?ms=%d" % int(1500 * T), 20 * T))
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    check(wait_until(lambda: any(e["target"].startswith("/slow") for e in b.requests()), 5 * T),
+          "the slow request did not reach the backend")
+    replace_binary(gh.exe, harness.GATEHOUSE)
+    os.kill(gh.pid, signal.SIGUSR2)
+    new = new_master_pid(gh, 10 * T)
+    gh.stopped = True
+    try:
+        check(wait_until(lambda: "serves; draining" in gh.stderr(), 10 * T), "no handover")
+        check(any(not gone(p) for p in old_workers), "the old workers left before the slow request finished")
+        eq(one_request(gh.ports[0], True, 5 * T), "ok", "a new request during the drain")
+        t.join(20 * T)
+        eq(results, ["ok"], "the request in flight across the upgrade")
+        check(wait_until(lambda: gh.proc.poll() is not None, 10 * T), "the old master did not exit after the drain")
+        check(all(gone(p) for p in old_workers), "old workers left")
+    finally:
+        stop_pid(new, 15 * T)
