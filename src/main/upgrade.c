@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "main/notify.h"
+#include "tls/tickets.h"
 #include "proxy/runtime.h"
 
 #define UPGRADE_TIMEOUT_MS 60000 /* to load the configuration and start the workers; then it is stopped */
@@ -43,22 +44,40 @@ void gh_upgrade_save_argv(int argc, char **argv)
     exe_path[n > 0 ? n : 0] = '\0';
 }
 
-/* Parses "FD=ADDRESS"; returns 0 or -1. */
-static int parse_entry(const char *s, size_t len)
+/* Parses digits up to `end` into an fd that is open here; -1 when not. */
+static int parse_fd(const char *p, const char *end)
 {
-    const char *eq = memchr(s, '=', len);
     long fd = 0;
 
-    if (eq == NULL || eq == s || (size_t)(s + len - eq - 1) >= sizeof(inherited[0].addr) || ninherited == MAX_INHERITED)
+    if (p == end)
         return -1;
-    for (const char *p = s; p < eq; p++) {
+    for (; p < end; p++) {
         if (*p < '0' || *p > '9' || fd > 65535)
             return -1;
         fd = fd * 10 + (*p - '0');
     }
-    if (fd < 3 || fcntl((int)fd, F_GETFD) < 0)
+    return fd >= 3 && fcntl((int)fd, F_GETFD) >= 0 ? (int)fd : -1;
+}
+
+/* Parses "FD=ADDRESS" or "tickets=FD"; returns 0 or -1. */
+static int parse_entry(const char *s, size_t len)
+{
+    const char *eq = memchr(s, '=', len);
+    int fd;
+
+    if (len > 8 && memcmp(s, "tickets=", 8) == 0) {
+        int tfd = parse_fd(s + 8, s + len);
+
+        if (tfd < 0)
+            return -1;
+        fcntl(tfd, F_SETFD, FD_CLOEXEC);
+        gh_tickets_inherit(tfd); /* mapped by gh_shared_init, if it is of our layout */
+        return 0;
+    }
+    if (eq == NULL || (size_t)(s + len - eq - 1) >= sizeof(inherited[0].addr) || ninherited == MAX_INHERITED ||
+        (fd = parse_fd(s, eq)) < 0)
         return -1;
-    inherited[ninherited].fd = (int)fd;
+    inherited[ninherited].fd = fd;
     memcpy(inherited[ninherited].addr, eq + 1, (size_t)(s + len - eq - 1));
     inherited[ninherited].addr[s + len - eq - 1] = '\0';
     ninherited++;
@@ -148,6 +167,8 @@ static int format_env(char *buf, size_t len, const gh_config *cfg, const int *fd
     for (size_t i = 0; i < cfg->nlisteners && n < len; i++)
         if (fds[i] >= 0)
             n += (size_t)snprintf(buf + n, len - n, ";%d=%s", fds[i], cfg->listeners[i].addr.text);
+    if (gh_tickets_region_fd() >= 0 && n < len)
+        n += (size_t)snprintf(buf + n, len - n, ";tickets=%d", gh_tickets_region_fd());
     return n < len ? 0 : -1;
 }
 
@@ -162,7 +183,9 @@ static void exec_new(char *env, const gh_config *cfg, const int *fds)
     signal(SIGPIPE, SIG_DFL);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         if (fds[i] >= 0)
-            fcntl(fds[i], F_SETFD, 0); /* the only descriptors that cross exec, besides 0-2 */
+            fcntl(fds[i], F_SETFD, 0); /* with the ticket keys, the only descriptors that cross exec, besides 0-2 */
+    if (gh_tickets_region_fd() >= 0)
+        fcntl(gh_tickets_region_fd(), F_SETFD, 0);
     putenv(env);
     execv(exe_path, saved_argv);
     gh_log_error("binary upgrade: cannot run %s: %s", exe_path, strerror(errno));

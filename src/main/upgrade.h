@@ -6,7 +6,7 @@
  *      was started from (the path read from /proc/self/exe at start: the file
  *      a package upgrade put there), with the same arguments, passing its
  *      listening sockets as inherited descriptors named in the environment:
- *          GATEHOUSE_UPGRADE=OLDPID;FD=ADDRESS;FD=ADDRESS...
+ *          GATEHOUSE_UPGRADE=OLDPID;FD=ADDRESS;FD=ADDRESS...;tickets=FD
  *   2. The new master loads and checks its configuration as at any start; for
  *      each listener whose address is one of those, it takes the inherited
  *      socket instead of binding (the kernel's accept queue is the same one:
@@ -19,10 +19,13 @@
  *      not start) or does not take over within UPGRADE_TIMEOUT_MS, the old one
  *      logs why and goes on serving as if nothing happened.
  *
- * What the new master does not inherit: the shared memory (it maps its own:
- * health states start over with its first probes; TLS session tickets issued
- * by the old master's keys no longer resume, those clients make one full
- * handshake) and the workers' control sockets (its own workers have theirs).
+ * The TLS session ticket keys go on too: their region is a memfd (tickets=FD)
+ * that the new master maps again when its layout is the same, so sessions
+ * resume across the upgrade, and old and new workers share the rotation.
+ * What the new master does not inherit: the health state (it maps its own and
+ * health states start over with its first probes: its configuration may have
+ * other servers in other slots) and the workers' control sockets (its own
+ * workers have theirs).
  */
 #ifndef GH_MAIN_UPGRADE_H
 #define GH_MAIN_UPGRADE_H

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared ticket keys need lock-free 64-bit atomics");
@@ -31,7 +32,11 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "shared ticket keys need lock-free ato
 #define READ_TRIES   1000 /* a writer holds the counter odd for some hundred ns: this is a preempted writer */
 #define ROTATE_TRIES 4    /* then the handshake goes on without a ticket rather than stall the event loop */
 
+/* Changes whenever the layout does: a new binary never reads an old one's region with another layout. */
+#define REGION_MAGIC 0x4748544b00000001ULL /* "GHTK", layout 1 */
+
 struct gh_tickets {
+    uint64_t magic;                    /* REGION_MAGIC; set before any fork, then read-only */
     atomic_ullong seq;                 /* even: stable; odd: being written */
     atomic_int writer;                 /* pid of the rotating process, 0 none */
     int64_t period_len;                /* seconds; set before any fork, then read-only */
@@ -43,20 +48,79 @@ _Static_assert(sizeof(((gh_ticket_key *)0)->name) + sizeof(((gh_ticket_key *)0)-
                    KEY_BYTES,
                "key layout");
 
+static int region_fd = -1; /* the memfd behind the region this process made or adopted */
+static int inherited_fd = -1;
+
+void gh_tickets_inherit(int fd)
+{
+    inherited_fd = fd;
+}
+
+int gh_tickets_region_fd(void)
+{
+    return region_fd;
+}
+
+/* The region of the old master of a binary upgrade, if it is one of ours with the same layout and period. */
+static gh_tickets *adopt(int fd, int64_t period_len)
+{
+    struct stat st;
+    gh_tickets *t;
+
+    if (fstat(fd, &st) < 0 || st.st_size != (off_t)sizeof(*t))
+        return NULL;
+    t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (t == MAP_FAILED)
+        return NULL;
+    if (t->magic != REGION_MAGIC || t->period_len != period_len) {
+        munmap(t, sizeof(*t));
+        return NULL;
+    }
+    return t;
+}
+
 gh_tickets *gh_tickets_new(int64_t period_len)
 {
     gh_tickets *t;
+    int fd;
 
     if (period_len < 1) {
         errno = EINVAL;
         return NULL;
     }
-    t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (t == MAP_FAILED)
+    if (inherited_fd >= 0) {
+        fd = inherited_fd;
+        inherited_fd = -1;
+        if ((t = adopt(fd, period_len)) != NULL) {
+            region_fd = fd;
+            return t;
+        }
+        close(fd); /* another layout or period: fresh keys, as at any start */
+    }
+    /*
+     * A memfd rather than an anonymous mapping: the same keys can then go on
+     * in the new master of a binary upgrade (main/upgrade.h), so sessions
+     * resume across it. The fd stays open in the master for that.
+     */
+    fd = memfd_create("gatehouse-tickets", MFD_CLOEXEC);
+    if (fd < 0)
         return NULL;
+    if (ftruncate(fd, (off_t)sizeof(*t)) < 0) {
+        close(fd);
+        return NULL;
+    }
+    t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (t == MAP_FAILED) {
+        close(fd);
+        return NULL;
+    }
+    t->magic = REGION_MAGIC;
     t->period_len = period_len;
     for (int i = 0; i < 2; i++)
         atomic_store(&t->words[i][0], (unsigned long long)-1); /* no key yet: the first use makes one */
+    if (region_fd >= 0)
+        close(region_fd); /* a second region (unit tests): the fd is the latest's */
+    region_fd = fd;
     return t;
 }
 

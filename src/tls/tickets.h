@@ -10,7 +10,8 @@
  *
  * One region, mapped by the master before it forks, serves every worker and
  * every worker started later, so a session resumes on any worker, across
- * worker restarts and reloads. Readers take no lock (a sequence counter); the
+ * worker restarts, reloads and binary upgrades (the new master maps the same
+ * memfd). Readers take no lock (a sequence counter); the
  * one writer of a period is the process that wins a compare-and-swap on the
  * writer word, and a writer that died mid-rotation is taken over, so a crash
  * never stops resumption.
@@ -33,8 +34,20 @@ typedef struct gh_ticket_key {
 
 typedef struct gh_tickets gh_tickets; /* the shared region; made by gh_tickets_new, freed by gh_tickets_free */
 
-/* Maps a region shared with the children forked after it; period_len in seconds (>= 1). NULL on failure. */
+/*
+ * Maps a region shared with the children forked after it; period_len in
+ * seconds (>= 1). NULL on failure. After gh_tickets_inherit(fd), the first
+ * call maps that region instead when it is one of this layout and period (the
+ * old master's, in a binary upgrade), so its keys go on; otherwise it closes
+ * the fd and starts fresh.
+ */
 gh_tickets *gh_tickets_new(int64_t period_len);
+
+/* The old master's region (a memfd) for the next gh_tickets_new. */
+void gh_tickets_inherit(int fd);
+
+/* The memfd of the region this process mapped last (close-on-exec), -1 when none: for a binary upgrade. */
+int gh_tickets_region_fd(void);
 void gh_tickets_free(gh_tickets *t);
 int64_t gh_tickets_period_len(const gh_tickets *t);
 

@@ -373,3 +373,26 @@ def _(ctx):
         check(all(gone(p) for p in old_workers), "old workers left")
     finally:
         stop_pid(new, 15 * T)
+
+
+@test("upgrade_keeps_tls_sessions_resumable")
+def _(ctx):
+    # The ticket keys live in a memfd that the new master maps again: a session issued by an old worker
+    # resumes on a new one (before, the new master made new keys: every client a full handshake).
+    from t_tls import tls13_resumed, tls13_session
+    b = ctx.backend()
+    gh = start_copy(ctx, b)
+    path = os.path.join(ctx.dir, "sess13.pem")
+    tls13_session(gh, path)
+    old_workers = children(gh.pid)
+    replace_binary(gh.exe, harness.GATEHOUSE)
+    os.kill(gh.pid, signal.SIGUSR2)
+    new = new_master_pid(gh, 10 * T)
+    gh.stopped = True
+    try:
+        check(wait_until(lambda: gh.proc.poll() is not None, 30 * T), "the old master did not hand over")
+        check(all(gone(p) for p in old_workers), "old workers left")
+        ok, out = tls13_resumed(gh, path)
+        check(ok, "the session from before the upgrade did not resume on the new master: %s" % out[-500:])
+    finally:
+        stop_pid(new, 15 * T)
