@@ -396,3 +396,41 @@ def _(ctx):
         check(ok, "the session from before the upgrade did not resume on the new master: %s" % out[-500:])
     finally:
         stop_pid(new, 15 * T)
+
+
+@test("upgrade_twice_from_the_command_line")
+def _(ctx):
+    # Without a file (the flags are the configuration), and the new master upgraded again in its turn:
+    # it passes its own sockets (and keys), not the list it was given.
+    b = ctx.backend()
+    exe = os.path.join(ctx.dir, "gatehouse")
+    shutil.copy2(harness.GATEHOUSE, exe)
+    saved = harness.GATEHOUSE
+    harness.GATEHOUSE = exe
+    try:
+        gh = ctx.gatehouse([b], workers=2)
+    finally:
+        harness.GATEHOUSE = saved
+    gh.allow_worker_change = True
+    masters = [gh.pid]
+    gh.stopped = True
+    try:
+        for round_ in range(2):
+            old = masters[-1]
+            old_workers = children(old)
+            replace_binary(exe, harness.GATEHOUSE)
+            os.kill(old, signal.SIGUSR2)
+            # Both masters write to the same stderr: the old one names the new one there.
+            check(wait_until(lambda: gh.stderr().count("new master is pid") == round_ + 1, 10 * T),
+                  "round %d: no new master from pid %d" % (round_ + 1, old))
+            new = int(re.findall(r"new master is pid (\d+)", gh.stderr())[-1])
+            masters.append(new)
+            check(wait_until(lambda: gone(old), 30 * T), "round %d: the old master %d did not exit" % (round_ + 1, old))
+            check(all(gone(p) for p in old_workers), "round %d: old workers left" % (round_ + 1))
+            eq(len(children(new)), 2, "round %d: the new master's workers" % (round_ + 1))
+            eq(one_request(gh.port, True, 5 * T), "ok", "round %d: a request to the new master" % (round_ + 1))
+        eq(gh.proc.wait(5 * T), 0, "the first master's exit status")
+    finally:
+        for pid in masters[1:]:
+            if not gone(pid):
+                stop_pid(pid, 15 * T)
