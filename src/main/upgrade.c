@@ -33,8 +33,21 @@ void gh_upgrade_save_argv(int argc, char **argv)
 {
     ssize_t n;
 
-    (void)argc;
-    saved_argv = argv;
+    /*
+     * A copy: setting the process title (ps shows "gatehouse: master") writes
+     * over the memory argv points into, and the new binary needs the arguments
+     * as they were. Without memory, no upgrade (saved_argv stays NULL).
+     */
+    if ((saved_argv = calloc((size_t)argc + 1, sizeof(char *))) == NULL)
+        return;
+    for (int i = 0; i < argc; i++)
+        if ((saved_argv[i] = strdup(argv[i])) == NULL) {
+            while (i-- > 0)
+                free(saved_argv[i]);
+            free(saved_argv);
+            saved_argv = NULL;
+            return;
+        }
     /*
      * Read now, before any upgrade replaced the file: the link names the path
      * this binary was started from. A package manager renames the new binary

@@ -44,7 +44,7 @@ typedef struct gh_upgrade {
     int handed_over;  /* the new master serves: we drain */
 } gh_upgrade;
 
-/* In main(), first thing: keeps argv and the binary's path for a later upgrade. */
+/* In main(), first thing (before anything rewrites argv): copies argv and the binary's path for a later upgrade. */
 void gh_upgrade_save_argv(int argc, char **argv);
 
 /*

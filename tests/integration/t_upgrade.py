@@ -42,10 +42,45 @@ site default {
 """ % dict(w=workers, tls=tls_port, plain=plain_port, b=backend_port, cert="%(cert)s", key="%(key)s")
 
 
-def start_copy(ctx, b, workers=2, env=None):
-    """gatehouse -c, run from a copy of the binary in the test's directory (the file an upgrade replaces)."""
+class CopyReaper:
+    """Stops, with the test, every process still running a copy of the binary in the test's directory: the
+    new masters of upgrades are no children of the harness's. The harness's kill_tree calls poll()."""
+
+    def __init__(self, exe):
+        self.exe = exe
+
+    def pids(self):
+        out = []
+        for d in os.listdir("/proc"):
+            try:
+                if d.isdigit() and os.readlink("/proc/%s/exe" % d).startswith(self.exe):
+                    out.append(int(d))
+            except OSError:
+                pass
+        return out
+
+    def poll(self):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if wait_until(lambda: all(gone(p) for p in self.pids()), 10 * T):
+                break
+        return 0
+
+
+def copy_binary(ctx):
     exe = os.path.join(ctx.dir, "gatehouse")
     shutil.copy2(harness.GATEHOUSE, exe)
+    ctx.others.append(CopyReaper(exe))
+    return exe
+
+
+def start_copy(ctx, b, workers=2, env=None):
+    """gatehouse -c, run from a copy of the binary in the test's directory (the file an upgrade replaces)."""
+    exe = copy_binary(ctx)
     certs = ctx.session.certs()
     saved = harness.GATEHOUSE
     harness.GATEHOUSE = exe  # GatehouseConf runs harness.GATEHOUSE
@@ -403,8 +438,7 @@ def _(ctx):
     # Without a file (the flags are the configuration), and the new master upgraded again in its turn:
     # it passes its own sockets (and keys), not the list it was given.
     b = ctx.backend()
-    exe = os.path.join(ctx.dir, "gatehouse")
-    shutil.copy2(harness.GATEHOUSE, exe)
+    exe = copy_binary(ctx)
     saved = harness.GATEHOUSE
     harness.GATEHOUSE = exe
     try:
