@@ -71,6 +71,11 @@ void gh_log(int level, const char *fmt, ...)
     }
 }
 
+int gh_log_to_journal(void)
+{
+    return to_journal;
+}
+
 int gh_log_level_parse(const char *s)
 {
     for (int i = 0; i < 4; i++)

@@ -35,6 +35,9 @@ void gh_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  */
 void gh_log_detect_journal(void);
 
+/* 1 when gh_log_detect_journal found stderr to be the journal's stream. */
+int gh_log_to_journal(void);
+
 /* Parses "error", "warn", "info", "debug". Returns the level or -1. */
 int gh_log_level_parse(const char *s);
 

@@ -66,7 +66,8 @@ void gh_cli_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "gatehouse: %s\n", msg);
+    /* A startup error is an error to journald too (journalctl -p err), not the stream's default priority. */
+    fprintf(stderr, "%sgatehouse: %s\n", gh_log_to_journal() ? "<3>" : "", msg);
 }
 
 /* The canonical "--name" of an option code, whatever abbreviation was typed. */

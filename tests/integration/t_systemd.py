@@ -190,6 +190,16 @@ def _(ctx):
     for l in lines:
         check(re.match(r"^<[3467]>\[(error|warn|info|debug)\] \d+ ", l), "not a journald line: %r" % l)
     check(any(l.startswith("<6>[info]") for l in lines), "info lines carry <6>")
+    # A startup error (here: -t of a bad file) is an error to journald too.
+    bad = os.path.join(ctx.dir, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("listen 127.0.0.1:1 tls\nnot_a_directive\n")
+    with open(path, "ab") as errf:
+        r = subprocess.run([harness.GATEHOUSE, "-t", "-c", bad], stderr=errf, stdout=subprocess.DEVNULL,
+                           env=dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino)), timeout=30 * T)
+    eq(r.returncode, 1, "gatehouse -t of a bad file")
+    last = open(path).read().splitlines()[-1]
+    check(last.startswith("<3>gatehouse: ") and "bad.conf:2:" in last, "startup error to journald: %r" % last)
     # Another stream's id (stderr redirected elsewhere by a child, say): timestamps as usual.
     path2 = os.path.join(ctx.dir, "gatehouse%d.stderr" % len(ctx.gatehouses))
     gh2, _ = start(ctx, FakeNotify(ctx, abstract=True), {"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
