@@ -112,6 +112,7 @@ static int is_listener(int fd)
 void gh_upgrade_inherit(void)
 {
     const char *env = getenv(GH_UPGRADE_ENV), *p, *end;
+    size_t valid = 0;
     long pid = 0;
 
     if (env == NULL)
@@ -135,14 +136,26 @@ void gh_upgrade_inherit(void)
             gh_log_warn("%s: descriptor %d is not a listening socket: ignored", GH_UPGRADE_ENV, inherited[i].fd);
             inherited[i].fd = -1; /* not closed: it is not what we were told, so not ours to close */
         }
+        valid += inherited[i].fd >= 0;
+    }
+    if (parent_pid == 0) {
+        gh_log_warn("%s: malformed (\"%.40s\"): starting without the old master's sockets", GH_UPGRADE_ENV, env);
+    } else if (valid == 0) {
+        /*
+         * A real old master passes at least one listening socket. Without one,
+         * the variable was left over or set by hand: the "old master" it names
+         * may be a shell, which must not get our SIGTERM, and no descriptor it
+         * names is ours to map or close.
+         */
+        gh_log_warn("%s names pid %d but passes no listening socket: ignored", GH_UPGRADE_ENV, (int)parent_pid);
+        parent_pid = 0;
+        gh_tickets_inherit(-1);
+    } else {
+        gh_log_info("binary upgrade: new master, taking over %zu listening socket%s from pid %d", valid,
+                    valid == 1 ? "" : "s", (int)parent_pid);
     }
     /* Our own later upgrade passes its own list; a stale one must not reach it. */
     unsetenv(GH_UPGRADE_ENV);
-    if (parent_pid == 0)
-        gh_log_warn("%s: malformed (\"%.40s\"): starting without the old master's sockets", GH_UPGRADE_ENV, env);
-    else
-        gh_log_info("binary upgrade: new master, taking over %zu listening socket%s from pid %d", ninherited,
-                    ninherited == 1 ? "" : "s", (int)parent_pid);
 }
 
 pid_t gh_upgrade_parent(void)

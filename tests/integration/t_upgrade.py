@@ -11,11 +11,12 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
 import harness
-from harness import T, Fail, check, children, client_context, eq, get, test, wait_until
+from harness import T, Fail, check, children, client_context, eq, free_port, get, test, wait_until
 
 
 # ---------------------------------------------------------------- helpers
@@ -82,15 +83,10 @@ def start_copy(ctx, b, workers=2, env=None):
     """gatehouse -c, run from a copy of the binary in the test's directory (the file an upgrade replaces)."""
     exe = copy_binary(ctx)
     certs = ctx.session.certs()
-    saved = harness.GATEHOUSE
-    harness.GATEHOUSE = exe  # GatehouseConf runs harness.GATEHOUSE
-    try:
-        gh = ctx.gatehouse_config(
-            lambda ports: conf_text(ports[0], ports[1], b.port, workers) % dict(cert=certs["ec_cert"],
-                                                                                key=certs["ec_key"]),
-            nports=2, env=env)
-    finally:
-        harness.GATEHOUSE = saved
+    # GatehouseConf runs `prefix + [GATEHOUSE, "-c", FILE]`: this prefix execs the copy in its place (same pid).
+    gh = ctx.gatehouse_config(
+        lambda ports: conf_text(ports[0], ports[1], b.port, workers) % dict(cert=certs["ec_cert"], key=certs["ec_key"]),
+        nports=2, env=env, prefix=["sh", "-c", 'shift; exec "$0" "$@"', exe])
     gh.exe = exe
     gh.allow_worker_change = True  # the upgrade replaces every process
     return gh
@@ -439,15 +435,20 @@ def _(ctx):
     # it passes its own sockets (and keys), not the list it was given.
     b = ctx.backend()
     exe = copy_binary(ctx)
-    saved = harness.GATEHOUSE
-    harness.GATEHOUSE = exe
-    try:
-        gh = ctx.gatehouse([b], workers=2)
-    finally:
-        harness.GATEHOUSE = saved
-    gh.allow_worker_change = True
-    masters = [gh.pid]
-    gh.stopped = True
+    certs = ctx.session.certs()
+    port = free_port()
+    errp = os.path.join(ctx.dir, "gatehouse.stderr")
+    with open(errp, "ab") as errf:
+        first = ctx.popen([exe, "--listen", "127.0.0.1:%d" % port, "--cert", certs["ec_cert"], "--key", certs["ec_key"],
+                           "--to", "127.0.0.1:%d" % b.port, "--workers", "2"], stdin=subprocess.DEVNULL, stderr=errf)
+
+    class Log:
+        def stderr(self):
+            return open(errp).read()
+    gh = Log()
+    check(wait_until(lambda: one_request(port, True, 2 * T) == "ok", 15 * T), "no start: %s" % gh.stderr()[-500:])
+    check(wait_until(lambda: len(children(first.pid)) == 2, 10 * T), "workers of the first master")
+    masters = [first.pid]
     try:
         for round_ in range(2):
             old = masters[-1]
@@ -462,9 +463,35 @@ def _(ctx):
             check(wait_until(lambda: gone(old), 30 * T), "round %d: the old master %d did not exit" % (round_ + 1, old))
             check(all(gone(p) for p in old_workers), "round %d: old workers left" % (round_ + 1))
             eq(len(children(new)), 2, "round %d: the new master's workers" % (round_ + 1))
-            eq(one_request(gh.port, True, 5 * T), "ok", "round %d: a request to the new master" % (round_ + 1))
-        eq(gh.proc.wait(5 * T), 0, "the first master's exit status")
+            eq(one_request(port, True, 5 * T), "ok", "round %d: a request to the new master" % (round_ + 1))
+        eq(first.wait(5 * T), 0, "the first master's exit status")
     finally:
         for pid in masters[1:]:
             if not gone(pid):
                 stop_pid(pid, 15 * T)
+
+
+@test("upgrade_variable_set_by_hand_signals_nobody")
+def _(ctx):
+    # GATEHOUSE_UPGRADE naming gatehouse's parent (what a stale variable in a shell would name) and
+    # descriptors that are no listening sockets: gatehouse starts as usual, binds its own socket, and the
+    # named "old master", a shell that notes every SIGTERM, gets none.
+    b = ctx.backend()
+    certs = ctx.session.certs()
+    port = free_port()
+    mark = os.path.join(ctx.dir, "sigterm.txt")
+    errp = os.path.join(ctx.dir, "gatehouse.stderr")
+    script = ('trap "echo TERM >> %s" TERM; exec 5</dev/null; '
+              'GATEHOUSE_UPGRADE="$$;5=127.0.0.1:%d;tickets=5" "$0" --listen 127.0.0.1:%d --cert %s --key %s '
+              '--to 127.0.0.1:%d --workers 1 2>%s & '
+              'while :; do wait; done') % (mark, port, port, certs["ec_cert"], certs["ec_key"], b.port, errp)
+    sh = ctx.popen(["sh", "-c", script, harness.GATEHOUSE], stdin=subprocess.DEVNULL)
+    try:
+        check(wait_until(lambda: one_request(port, True, 2 * T) == "ok", 15 * T),
+              "gatehouse did not serve: %s" % (open(errp).read()[-500:] if os.path.exists(errp) else ""))
+        time.sleep(0.3 * T)
+        check(not os.path.exists(mark), "the shell named by GATEHOUSE_UPGRADE got a SIGTERM")
+        check("passes no listening socket: ignored" in open(errp).read(), "no warning: %s" % open(errp).read()[-500:])
+    finally:
+        for pid in children(sh.pid):
+            stop_pid(pid, 10 * T)
