@@ -17,7 +17,7 @@ import time
 
 import harness
 from harness import ROOT, T, Fail, check, eq, get, test, wait_until
-from t_upgrade import conf_text, gone, replace_binary, start_copy, stop_pid
+from t_upgrade import conf_text, replace_binary, start_copy, stop_pid
 
 
 class FakeNotify:
