@@ -227,18 +227,35 @@ class Load:
 
 # ---------------------------------------------------------------- the drain
 
+def sockets_of(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def holds_listener(pid, port):
+    ino = listening_inode(port)
+    return ino is not None and pid in holders(ino)
+
+
 def fresh_connection_survives_sigterm(ctx, tls):
     b = ctx.backend()
     gh = ctx.gatehouse_config(lambda ports: conf_text(ports[0], ports[1], b.port, 1) % dict(
         cert=ctx.session.certs()["ec_cert"], key=ctx.session.certs()["ec_key"]), nports=2)
     port = gh.ports[0] if tls else gh.ports[1]
+    worker = [p for p in gh.workers() if holds_listener(p, port)][0]
+    before = sockets_of(worker)
     raw = socket.create_connection(("127.0.0.1", port), timeout=5 * T)
     s = raw
     try:
         if tls == "handshake done":
             s = client_context().wrap_socket(raw, server_hostname="localhost")
         # accepted (the worker holds it: its handshake or first head is awaited), not yet asked anything
-        time.sleep(0.3 * T)  # the worker accepts it meanwhile
+        check(wait_until(lambda: sockets_of(worker) > before, 5 * T), "the worker did not accept the connection")
         gh.signal(signal.SIGTERM)
         check(wait_until(lambda: "draining 1 connections" in gh.stderr(), 5 * T),
               "the worker did not start draining with the connection: %s" % gh.stderr()[-400:])
