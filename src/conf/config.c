@@ -113,17 +113,26 @@ static int check_readable(const gh_conf_source *src, const gh_cfg_where *w, cons
     return -1;
 }
 
+static int check_certs(const gh_cfg_cert *certs, size_t n, const gh_conf_source *src, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < n; k++) {
+        const gh_cfg_cert *c = &certs[k];
+
+        if (check_readable(src, &c->where, "certificate", c->cert_file.p, err, errlen) < 0 ||
+            check_readable(src, &c->where, "key", c->key_file.p, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int check_files_from(const gh_config *cfg, const gh_conf_source *src, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < cfg->nsites; i++) {
-        for (size_t k = 0; k < cfg->sites[i].ncerts; k++) {
-            const gh_cfg_cert *c = &cfg->sites[i].certs[k];
-
-            if (check_readable(src, &c->where, "certificate", c->cert_file.p, err, errlen) < 0 ||
-                check_readable(src, &c->where, "key", c->key_file.p, err, errlen) < 0)
-                return -1;
-        }
-    }
+    for (size_t i = 0; i < cfg->nsites; i++)
+        if (check_certs(cfg->sites[i].certs, cfg->sites[i].ncerts, src, err, errlen) < 0)
+            return -1;
+    for (size_t i = 0; i < cfg->nstreams; i++)
+        if (check_certs(cfg->streams[i].certs, cfg->streams[i].ncerts, src, err, errlen) < 0)
+            return -1;
     return 0;
 }
 
@@ -353,7 +362,7 @@ gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
     if (c->listeners == NULL)
         goto oom;
     c->nlisteners = 1;
-    c->listeners[0] = (gh_cfg_listener){q->listen, 1, {c->path, 0}};
+    c->listeners[0] = (gh_cfg_listener){.addr = q->listen, .tls = 1, .where = {c->path, 0}};
     if (quick_pool(c, q) < 0 || quick_site(c, q) < 0 ||
         conf__quick_edge(c->arena, c, &c->sites[0], &c->sites[0].routes[0]) < 0)
         goto oom;

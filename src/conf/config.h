@@ -53,6 +53,7 @@ typedef struct gh_cfg_where {
 typedef struct gh_cfg_listener {
     gh_addr addr; /* numeric, bound by the master */
     int tls;      /* 1: TLS (certificates chosen by SNI among the sites it serves); 0: plain HTTP */
+    int stream;   /* 1: made by `stream { listen }`: its connections go to stream services, not sites */
     gh_cfg_where where;
 } gh_cfg_listener;
 
@@ -98,7 +99,7 @@ enum gh_cfg_balance {
 
 enum gh_cfg_hash_key { GH_HASH_IP = 0, GH_HASH_HEADER, GH_HASH_COOKIE };
 
-enum gh_cfg_health_type { GH_HEALTH_NONE = 0, GH_HEALTH_HTTP, GH_HEALTH_TCP };
+enum gh_cfg_health_type { GH_HEALTH_NONE = 0, GH_HEALTH_HTTP, GH_HEALTH_TCP, GH_HEALTH_POSTGRES, GH_HEALTH_REDIS };
 
 typedef struct gh_cfg_health {
     int type;                        /* enum gh_cfg_health_type */
@@ -110,6 +111,7 @@ typedef struct gh_cfg_health {
     uint32_t timeout;                /* 2 s */
     uint32_t rise;                   /* consecutive successes that mark a server up: 2 */
     uint32_t fall;                   /* consecutive failures that mark it down: 3 */
+    uint32_t port;                   /* port=: probe this port instead of the server's (Patroni's REST API); 0: same */
 } gh_cfg_health;
 
 /*
@@ -357,6 +359,40 @@ typedef struct gh_cfg_site {
     gh_cfg_where where;
 } gh_cfg_site;
 
+enum gh_cfg_stream_protocol { GH_STREAM_RAW = 0, GH_STREAM_POSTGRES };
+
+/* Stream services one listener can hold (routed by SNI). */
+#define GH_CFG_MAX_STREAMS_PER_LISTENER 64
+
+/*
+ * `stream NAME { }`: a TCP (L4) service. Its listener (cfg->listeners, stream 1)
+ * may be shared with other stream services of the same protocol, chosen by the
+ * SNI of the ClientHello. TLS is terminated with `certs`, passed through
+ * untouched (`passthrough`), or absent (no cert: plain TCP, alone on its listener).
+ */
+typedef struct gh_cfg_stream {
+    gh_cstr name;
+    size_t listener; /* index into gh_config.listeners */
+    gh_cfg_cert *certs;
+    size_t ncerts;
+    gh_cstr *names; /* `sni`: lowercase, exact or "*.domain"; none: the listener's default service */
+    size_t nnames;
+    int protocol;        /* enum gh_cfg_stream_protocol */
+    int passthrough;     /* 1: relay the TLS bytes untouched (the backend terminates) */
+    int allow_plaintext; /* postgres: a client that does not ask for TLS is relayed instead of refused */
+    gh_cstr pool_name;
+    const gh_cfg_pool *pool;
+    uint32_t max_connections; /* this service's streams, all workers together; 0: no limit of its own */
+    uint32_t connect_timeout; /* ms; defaulted from timeouts { connect } */
+    uint32_t idle_timeout;    /* ms; defaulted from timeouts { tunnel } */
+    unsigned set;             /* GH_STREAM_SET_*: which timeouts the block gave itself */
+    int has_listen;
+    gh_cfg_where where;
+} gh_cfg_stream;
+
+#define GH_STREAM_SET_CONNECT 0x1
+#define GH_STREAM_SET_IDLE    0x2
+
 typedef struct gh_config gh_config;
 struct gh_config {
     const char *path;       /* main file; "(command line)" for the quick start */
@@ -387,6 +423,8 @@ struct gh_config {
     size_t npools;
     gh_cfg_site *sites;
     size_t nsites;
+    gh_cfg_stream *streams;
+    size_t nstreams;
 
     struct conf__arena *arena; /* owns this struct and everything above */
 };

@@ -121,8 +121,9 @@ static int d_listen(conf__parser *p, const conf__directive *d)
         return conf__bad_value(p, d->line, "listen option", ARG(1), "expected tls (or nothing, for plain HTTP)");
     for (size_t i = 0; i < c->nlisteners; i++)
         if (strcmp(c->listeners[i].addr.text, a.text) == 0)
-            return conf__fail(p, NULL, d->line, "duplicate listener %s (first at %s:%d)", a.text,
-                              c->listeners[i].where.file, c->listeners[i].where.line);
+            return conf__fail(p, NULL, d->line, "duplicate listener %s (first at %s:%d%s)", a.text,
+                              c->listeners[i].where.file, c->listeners[i].where.line,
+                              c->listeners[i].stream ? ", a stream service's" : "");
     l = conf__arena_push(p->a, (void **)&c->listeners, &c->nlisteners, &p->cap_listeners, sizeof(*l));
     if (l == NULL)
         return conf__oom(p, d->line);
@@ -157,6 +158,7 @@ const conf__dirspec conf__main_directives[] = {
     {"listen", CONF__CTX_MAIN, 1, 2, 0, 1, d_listen, "listen ADDRESS:PORT [tls]"},
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_pool, "pool NAME { ... }"},
     {"site", CONF__CTX_MAIN, 1, CONF__MAX_ARGS, 1, 1, conf__d_site, "site NAME... { ... }"},
+    {"stream", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_stream, "stream NAME { ... }"},
     /* clang-format off */
     GH_CFG_TIMEOUTS(TIMEOUT)
     /* clang-format on */
@@ -166,7 +168,7 @@ CONF__TABLE_END
 
 /* In this order: a name in several contexts is reported as belonging to the first ("listen", "max_body"). */
 static const conf__dirspec *const tables[] = {conf__main_directives, conf__pool_directives, conf__site_directives,
-                                              conf__route_directives, conf__edge_directives};
+                                              conf__route_directives, conf__edge_directives, conf__stream_directives};
 
 const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 {
@@ -179,8 +181,8 @@ const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 
 const char *conf__context_name(int ctx)
 {
-    static const char *const names[] = {"the main context", "a timeouts block", "a pool block", "a site block",
-                                        "a route block"};
+    static const char *const names[] = {"the main context", "a timeouts block", "a pool block",
+                                        "a site block",     "a route block",    "a stream block"};
 
     return ctx >= 0 && ctx < (int)(sizeof(names) / sizeof(names[0])) ? names[ctx] : "another block";
 }

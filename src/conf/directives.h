@@ -27,7 +27,14 @@
 
 #include "conf/parser.h"
 
-enum conf__ctx { CONF__CTX_MAIN = 0, CONF__CTX_TIMEOUTS, CONF__CTX_POOL, CONF__CTX_SITE, CONF__CTX_ROUTE };
+enum conf__ctx {
+    CONF__CTX_MAIN = 0,
+    CONF__CTX_TIMEOUTS,
+    CONF__CTX_POOL,
+    CONF__CTX_SITE,
+    CONF__CTX_ROUTE,
+    CONF__CTX_STREAM
+};
 
 typedef struct conf__slot conf__slot;
 
@@ -96,7 +103,7 @@ typedef struct conf__dirspec {
 
 /* Each table ends with a row whose name is NULL. */
 extern const conf__dirspec conf__main_directives[], conf__pool_directives[], conf__site_directives[],
-    conf__route_directives[], conf__edge_directives[];
+    conf__route_directives[], conf__edge_directives[], conf__stream_directives[];
 
 /* edge_directives.c: the built-in log formats (combined, json) first in c->formats; 0 or -1 (out of memory). */
 int conf__builtin_formats(conf__arena *a, gh_config *c, size_t *cap);
@@ -150,6 +157,8 @@ int conf__relative_path(conf__parser *p, const char *s, size_t len, gh_cstr *out
 /* `pool NAME { }` (pool_directives.c) and `site NAME... { }` (site_directives.c): rows of the main table. */
 int conf__d_pool(conf__parser *p, const conf__directive *d);
 int conf__d_site(conf__parser *p, const conf__directive *d);
+/* `stream NAME { }` (stream_directives.c). */
+int conf__d_stream(conf__parser *p, const conf__directive *d);
 /* request_buffer and body_min_rate (route_directives.c), in the main context and in routes. */
 int conf__d_request_buffer(conf__parser *p, const conf__directive *d);
 int conf__d_body_min_rate(conf__parser *p, const conf__directive *d);

@@ -40,6 +40,7 @@ typedef struct conf__parser {
     gh_cfg_pool *pool;
     gh_cfg_site *site;
     gh_cfg_route *route;
+    gh_cfg_stream *stream;
     int main_lines; /* lines in the main file: where "no listener" is reported */
 
     /* Files being read, outermost first (realpath, malloc'd): include cycles and depth. */
@@ -47,7 +48,7 @@ typedef struct conf__parser {
     int depth;
 
     /* Capacities of the arrays under construction (conf__arena_push). */
-    size_t cap_listeners, cap_pools, cap_sites, cap_servers;
+    size_t cap_listeners, cap_pools, cap_sites, cap_servers, cap_streams;
     size_t cap_names, cap_certs, cap_routes;
     size_t cap_methods, cap_hmatch, cap_req_ops, cap_resp_ops, cap_target;
     size_t cap_formats, cap_logs, cap_site_rules, cap_route_rules, cap_site_resp_ops;

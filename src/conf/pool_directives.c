@@ -236,6 +236,8 @@ static const conf__option health_options[] = {
     {"timeout", CONF__DURATION(gh_cfg_health, timeout)},
     {"rise", CONF__SLOT(conf__set_count, gh_cfg_health, rise, uint32_t, 1, 1000, "count")},
     {"fall", CONF__SLOT(conf__set_count, gh_cfg_health, fall, uint32_t, 1, 1000, "count")},
+    /* Another port than the traffic's: Patroni answers /primary on its REST API, not on PostgreSQL's port. */
+    {"port", CONF__SLOT(conf__set_count, gh_cfg_health, port, uint32_t, 1, 65535, "port")},
     {NULL, {0}},
 };
 
@@ -263,8 +265,8 @@ static int health_option(conf__parser *p, int line, const conf__arg *a, gh_cfg_h
         return conf__dup_arg(p, line, a, &h->method);
     return conf__bad_value(p, line, "health option", a,
                            h->type == GH_HEALTH_HTTP
-                               ? "expected [METHOD] [PATH] status= interval= timeout= rise= fall= host="
-                               : "expected interval= timeout= rise= fall=");
+                               ? "expected [METHOD] [PATH] status= interval= timeout= rise= fall= host= port="
+                               : "expected interval= timeout= rise= fall= port=");
 }
 
 static int d_health(conf__parser *p, const conf__directive *d)
@@ -281,9 +283,13 @@ static int d_health(conf__parser *p, const conf__directive *d)
         h->type = GH_HEALTH_HTTP;
     else if (conf__arg_is(ARG(0), "tcp"))
         h->type = GH_HEALTH_TCP;
+    else if (conf__arg_is(ARG(0), "postgres"))
+        h->type = GH_HEALTH_POSTGRES;
+    else if (conf__arg_is(ARG(0), "redis"))
+        h->type = GH_HEALTH_REDIS;
     else
-        return conf__bad_value(p, d->line, "health check", ARG(0), "expected http, tcp or off");
-    *h = (gh_cfg_health){h->type, {"", 0}, {"", 0}, {"", 0}, 200, 399, 5000, 2000, 2, 3};
+        return conf__bad_value(p, d->line, "health check", ARG(0), "expected http, tcp, postgres, redis or off");
+    *h = (gh_cfg_health){h->type, {"", 0}, {"", 0}, {"", 0}, 200, 399, 5000, 2000, 2, 3, 0};
     for (size_t i = 1; i < d->nargs; i++)
         if (health_option(p, d->line, ARG(i), h) < 0)
             return -1;
@@ -367,7 +373,7 @@ const conf__dirspec conf__pool_directives[] = {
      "balance round_robin|least_conn|p2c|random|hash ip|hash header NAME|hash cookie NAME"},
     {"health", CONF__CTX_POOL, 1, 9, 0, 0, d_health,
      "health http [METHOD] [PATH] [status=200-399] [interval=5s] [timeout=2s] [rise=2] [fall=3] [host=NAME] | "
-     "health tcp [...] | health off"},
+     "health tcp|postgres|redis [...] | health off (each takes port=N)"},
     {"passive", CONF__CTX_POOL, 0, 4, 0, 0, d_passive,
      "passive [fails=3] [window=10s] [eject=30s] [status=502-504] | passive off"},
     {NULL},

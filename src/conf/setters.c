@@ -187,6 +187,8 @@ void *conf__block_object(conf__parser *p, int ctx)
         return p->site;
     case CONF__CTX_ROUTE:
         return p->route;
+    case CONF__CTX_STREAM:
+        return p->stream;
     default:
         return NULL;
     }

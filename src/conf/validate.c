@@ -62,9 +62,18 @@ static int site_listeners(conf__parser *p, size_t si)
                 return fail_at(p, &ref->where, "listener %s named twice%s", ref->addr.text, "");
         idx[n++] = (size_t)l;
     }
+    for (size_t i = 0; i < n; i++)
+        if (c->listeners[idx[i]].stream)
+            return conf__fail(p, site->where.file, site->where.line,
+                              "listener %s belongs to a stream service: a site cannot serve it",
+                              c->listeners[idx[i]].addr.text);
     if (n == 0)
-        for (; n < c->nlisteners; n++)
-            idx[n] = n;
+        for (size_t i = 0; i < c->nlisteners; i++)
+            if (!c->listeners[i].stream)
+                idx[n++] = i; /* every HTTP listener: stream listeners are their services' */
+    if (n == 0)
+        return fail_at(p, &site->where, "site %s has no HTTP listener to serve (add \"listen ADDRESS:PORT [tls]\")%s",
+                       site->nnames > 0 ? site->names[0].p : "default", "");
     site->listeners = idx;
     site->nlisteners = n;
     return 0;
@@ -129,6 +138,8 @@ static int check_listeners(conf__parser *p)
     for (size_t li = 0; li < c->nlisteners; li++) {
         int used = 0;
 
+        if (c->listeners[li].stream)
+            continue; /* check_streams */
         for (size_t si = 0; si < c->nsites; si++) {
             if (!serves(&c->sites[si], li))
                 continue;
@@ -242,6 +253,110 @@ static int check_site(conf__parser *p, gh_cfg_site *s)
     return 0;
 }
 
+static int stream_fail(conf__parser *p, const gh_cfg_stream *st, const char *why)
+{
+    return conf__fail(p, st->where.file, st->where.line, "stream %s %s", st->name.p, why);
+}
+
+/* One service on its own: what it needs, what goes together. */
+static int check_stream(conf__parser *p, gh_cfg_stream *st)
+{
+    const gh_config *c = p->cfg;
+
+    if (!st->has_listen)
+        return stream_fail(p, st, "has no listen (add \"listen ADDRESS:PORT\")");
+    if (st->pool_name.len == 0)
+        return stream_fail(p, st, "has no pool (add \"proxy POOL\")");
+    if ((st->pool = gh_config_pool(c, st->pool_name.p)) == NULL)
+        return conf__fail(p, st->where.file, st->where.line, "stream %s: unknown pool \"%s\"", st->name.p,
+                          st->pool_name.p);
+    if (st->passthrough && st->ncerts > 0)
+        return stream_fail(p, st, "is passthrough: the backend has the certificate, remove cert");
+    if (st->passthrough && st->protocol == GH_STREAM_POSTGRES)
+        return stream_fail(
+            p, st, "is passthrough: postgres negotiates TLS inside its protocol; use protocol raw for direct TLS");
+    if (st->protocol == GH_STREAM_POSTGRES && st->ncerts == 0)
+        return stream_fail(p, st, "speaks postgres and needs a cert to terminate TLS with");
+    if (st->allow_plaintext && st->protocol != GH_STREAM_POSTGRES)
+        return stream_fail(p, st, "has allow_plaintext, which is for protocol postgres only");
+    if (st->nnames > 0 && st->ncerts == 0 && !st->passthrough)
+        return stream_fail(p, st, "has sni names but takes plain TCP: add cert, or passthrough");
+    if (!(st->set & GH_STREAM_SET_CONNECT))
+        st->connect_timeout = c->timeouts.connect;
+    if (!(st->set & GH_STREAM_SET_IDLE))
+        st->idle_timeout = c->timeouts.tunnel;
+    return 0;
+}
+
+static int stream_has_name(const gh_cfg_stream *st, const char *name)
+{
+    for (size_t k = 0; k < st->nnames; k++)
+        if (strcmp(st->names[k].p, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The services that share a listener: one protocol, at most one default, each SNI name once. */
+static int check_stream_listener(conf__parser *p, size_t li)
+{
+    const gh_config *c = p->cfg;
+    const gh_cfg_stream *first = NULL, *def = NULL;
+    size_t n = 0;
+    char at[512];
+
+    for (size_t i = 0; i < c->nstreams; i++) {
+        const gh_cfg_stream *st = &c->streams[i];
+
+        if (st->listener != li)
+            continue;
+        if (++n > GH_CFG_MAX_STREAMS_PER_LISTENER)
+            return stream_fail(p, st, "is one stream service too many on its listener (at most 64)");
+        if (first == NULL) {
+            first = st;
+        } else {
+            snprintf(at, sizeof(at), "%s:%d", first->where.file, first->where.line);
+            if (st->protocol != first->protocol)
+                return conf__fail(p, st->where.file, st->where.line,
+                                  "stream %s: one listener speaks one protocol (stream %s at %s)", st->name.p,
+                                  first->name.p, at);
+            if ((st->ncerts == 0 && !st->passthrough) || (first->ncerts == 0 && !first->passthrough))
+                return conf__fail(p, st->where.file, st->where.line,
+                                  "stream %s: a plain TCP service needs a listener of its own (stream %s at %s)",
+                                  st->name.p, first->name.p, at);
+        }
+        if (st->nnames == 0) {
+            if (def != NULL) {
+                snprintf(at, sizeof(at), "%s:%d", def->where.file, def->where.line);
+                return conf__fail(p, st->where.file, st->where.line,
+                                  "stream %s: two services without sni on %s (stream %s at %s): give one sni names",
+                                  st->name.p, c->listeners[li].addr.text, def->name.p, at);
+            }
+            def = st;
+        }
+        for (size_t k = 0; k < st->nnames; k++)
+            for (size_t j = 0; j < i; j++)
+                if (c->streams[j].listener == li && stream_has_name(&c->streams[j], st->names[k].p)) {
+                    snprintf(at, sizeof(at), "%s:%d", c->streams[j].where.file, c->streams[j].where.line);
+                    return conf__fail(p, st->where.file, st->where.line, "stream %s: sni %s is stream %s's (at %s)",
+                                      st->name.p, st->names[k].p, c->streams[j].name.p, at);
+                }
+    }
+    return 0;
+}
+
+static int check_streams(conf__parser *p)
+{
+    gh_config *c = p->cfg;
+
+    for (size_t i = 0; i < c->nstreams; i++)
+        if (check_stream(p, &c->streams[i]) < 0)
+            return -1;
+    for (size_t li = 0; li < c->nlisteners; li++)
+        if (c->listeners[li].stream && check_stream_listener(p, li) < 0)
+            return -1;
+    return 0;
+}
+
 int conf__validate(conf__parser *p)
 {
     gh_config *c = p->cfg;
@@ -249,9 +364,9 @@ int conf__validate(conf__parser *p)
 
     if (c->nlisteners == 0)
         return conf__fail(p, main_file, p->main_lines, "no listener: add one, such as \"listen 0.0.0.0:443 tls\"");
-    if (c->nsites == 0)
+    if (c->nsites == 0 && c->nstreams == 0)
         return conf__fail(p, main_file, p->main_lines, "no site: add one, such as \"site default { ... }\"");
-    if (resolve_pool_refs(p) < 0 || check_pools(p) < 0 || conf__edge_logs(p) < 0)
+    if (resolve_pool_refs(p) < 0 || check_pools(p) < 0 || conf__edge_logs(p) < 0 || check_streams(p) < 0)
         return -1;
     for (size_t i = 0; i < c->nsites; i++)
         if (site_listeners(p, i) < 0 || check_site(p, &c->sites[i]) < 0)

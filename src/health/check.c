@@ -93,3 +93,27 @@ int gh_health_fsm_step(gh_health_fsm *f, int ok, uint32_t rise, uint32_t fall)
     f->streak = 0;
     return want;
 }
+
+int gh_health_pg_answer(const char *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    return buf[0] == 'S' || buf[0] == 'N' ? 1 : -1;
+}
+
+/* An answer that begins as expected and may still become it: 0; the whole of it: 1; anything else: -1. */
+static int prefix_answer(const char *buf, size_t len, const char *want)
+{
+    size_t n = strlen(want);
+
+    if (memcmp(buf, want, len < n ? len : n) != 0)
+        return -1;
+    return len >= n ? 1 : 0;
+}
+
+int gh_health_redis_answer(const char *buf, size_t len)
+{
+    int pong = prefix_answer(buf, len, "+PONG\r\n");
+
+    return pong >= 0 ? pong : prefix_answer(buf, len, "-NOAUTH");
+}

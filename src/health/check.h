@@ -36,6 +36,22 @@ int gh_health_http_answer(const char *buf, size_t len, size_t *searched, int hea
                           int *status);
 
 /*
+ * Protocol probes that need no credentials (health postgres, health redis).
+ * PostgreSQL: an SSLRequest (protocol 3, 53.2.9: length 8, code 80877103); any
+ * server answers one byte, 'S' or 'N', before authentication, so the answer
+ * shows a live postmaster without a user, a password or a log line of failed
+ * logins. Redis: the inline command PING (RESP), answered +PONG; -NOAUTH means
+ * alive but protected by a password, which counts as alive: the probe has none.
+ */
+#define GH_HEALTH_PG_REQUEST     "\x00\x00\x00\x08\x04\xd2\x16\x2f"
+#define GH_HEALTH_PG_REQUEST_LEN 8
+#define GH_HEALTH_REDIS_REQUEST  "PING\r\n"
+
+/* Judges the first len bytes of a postgres (redis 0) probe's answer: 1 alive, 0 more needed, -1 not alive. */
+int gh_health_pg_answer(const char *buf, size_t len);
+int gh_health_redis_answer(const char *buf, size_t len);
+
+/*
  * Rise/fall: `rise` passes in a row bring a DOWN server UP, `fall` failures in
  * a row bring an UP one DOWN. Before any result the state is UNKNOWN (which
  * counts as up), and the first result decides at once: at startup nothing is

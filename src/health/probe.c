@@ -6,7 +6,9 @@
  */
 #include "health/probe.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -207,7 +209,16 @@ static void start_probe(health__prober *p)
         schedule_next(p); /* a slot of a name with no address: nothing to probe, nothing to say */
         return;
     }
-    fd = gh_sock_connect(&p->addr);
+    {
+        gh_addr to = p->addr;
+
+        /* port=: the same host, another port (Patroni's REST API beside PostgreSQL) */
+        if (p->t->port != 0 && to.ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&to.ss)->sin_port = htons(p->t->port);
+        else if (p->t->port != 0 && to.ss.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&to.ss)->sin6_port = htons(p->t->port);
+        fd = gh_sock_connect(&to);
+    }
     if (fd < 0) {
         fail_connect(p, -fd);
         return;
@@ -249,6 +260,19 @@ static void judge_status(health__prober *p, int status)
     fail(p, "status %d (expected %u-%u)", status, (unsigned)p->status_min, (unsigned)p->status_max);
 }
 
+/* A protocol probe's answer (postgres, redis): judged as soon as enough of it is there. */
+static int judge_protocol(health__prober *p)
+{
+    int rc =
+        p->t->type == GH_PROBE_POSTGRES ? gh_health_pg_answer(p->buf, p->got) : gh_health_redis_answer(p->buf, p->got);
+
+    if (rc > 0)
+        finish(p, 1);
+    else if (rc < 0)
+        fail(p, "unexpected answer to %s", p->t->type == GH_PROBE_POSTGRES ? "an SSLRequest" : "PING");
+    return rc;
+}
+
 /* Reads until the head is complete (only the head: the body is never read). */
 static void read_answer(health__prober *p)
 {
@@ -269,6 +293,11 @@ static void read_answer(health__prober *p)
             return;
         }
         p->got += (size_t)n;
+        if (p->t->type != GH_PROBE_HTTP) {
+            if (judge_protocol(p) != 0)
+                return;
+            continue;
+        }
         rc = gh_health_http_answer(p->buf, p->got, &p->searched, p->head_request, &r->res, &status);
         if (rc > 0) {
             judge_status(p, status);
@@ -296,7 +325,7 @@ static void on_probe_event(gh_io *io, unsigned events)
             fail_connect(p, err);
             return;
         }
-        if (p->t->type != GH_PROBE_HTTP) {
+        if (p->t->type == GH_PROBE_TCP) {
             finish(p, 1);
             return;
         }
@@ -382,6 +411,13 @@ static int prober_init(health__run *r, health__prober *p, const gh_health_target
         }
         p->req_len = (size_t)len;
         p->head_request = strcmp(method, "HEAD") == 0;
+    } else if (t->type == GH_PROBE_POSTGRES || t->type == GH_PROBE_REDIS) {
+        const char *req = t->type == GH_PROBE_POSTGRES ? GH_HEALTH_PG_REQUEST : GH_HEALTH_REDIS_REQUEST;
+
+        p->req_len = t->type == GH_PROBE_POSTGRES ? GH_HEALTH_PG_REQUEST_LEN : strlen(req);
+        if ((p->req = malloc(p->req_len)) == NULL)
+            return -1;
+        memcpy(p->req, req, p->req_len);
     }
     /*
      * Due at a random point of the first interval, so that targets spread out;

@@ -18,6 +18,8 @@
 enum gh_probe_type {
     GH_PROBE_TCP = 0,  /* passes when the connection is established */
     GH_PROBE_HTTP = 1, /* passes on a valid response head with a status in range */
+    GH_PROBE_POSTGRES, /* an SSLRequest answered 'S' or 'N' (no credentials, no startup: health/check.h) */
+    GH_PROBE_REDIS,    /* PING answered +PONG (or -NOAUTH: alive, wants a password we do not have) */
 };
 
 /*
@@ -42,6 +44,7 @@ typedef struct gh_health_target {
     uint32_t interval_ms;            /* between the starts of two probes; >= 1 */
     uint32_t timeout_ms;             /* connect plus answer; >= 1 */
     uint32_t rise, fall;             /* passes / failures in a row that change the verdict; 0 counts as 1 */
+    uint16_t port;                   /* probe this port of the server's address (port=); 0: the server's own */
 } gh_health_target;
 
 /*

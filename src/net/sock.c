@@ -77,3 +77,11 @@ ssize_t gh_sock_write(int fd, const void *buf, size_t len)
         return n;
     return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? GH_AGAIN : GH_ERROR;
 }
+
+ssize_t gh_sock_peek(int fd, void *buf, size_t len)
+{
+    ssize_t n = recv(fd, buf, len, MSG_PEEK);
+    if (n >= 0)
+        return n;
+    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? GH_AGAIN : GH_ERROR;
+}

@@ -28,5 +28,12 @@ void gh_sock_ntop(const struct sockaddr_storage *ss, char *out, size_t outlen);
 /* Plain-socket I/O: n > 0, 0 on EOF (read), GH_AGAIN, or GH_ERROR (errno set). */
 ssize_t gh_sock_read(int fd, void *buf, size_t len);
 ssize_t gh_sock_write(int fd, const void *buf, size_t len);
+/*
+ * The first bytes waiting on fd, left there (MSG_PEEK): what a stream listener
+ * looks at before it knows who handles the connection (a ClientHello relayed
+ * untouched by passthrough, read again by OpenSSL when terminated). The same
+ * returns as gh_sock_read; a new arrival brings a new edge-triggered event.
+ */
+ssize_t gh_sock_peek(int fd, void *buf, size_t len);
 
 #endif

@@ -876,3 +876,11 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     write_line(w, rec, &f, "");
     rec_put(rec);
 }
+
+void proxy__access_stream(proxy__worker *w, const char *ip, const char *fields)
+{
+    char line[LINE_MAX_BYTES];
+
+    if (w->access != NULL)
+        append_line(w, line, sizeof(line), snprintf(line, sizeof(line), "%s - - [%s] %s\n", ip, log_date(w), fields));
+}

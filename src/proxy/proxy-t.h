@@ -276,8 +276,18 @@ struct proxy__pool {
 
 /* What a listener's connections speak; chosen at accept (worker.c on_accept), in one switch. */
 enum proxy__listener_mode {
-    PROXY__MODE_HTTP, /* HTTP/1.1 (over TLS or not): a client session, an exchange per request */
+    PROXY__MODE_HTTP,   /* HTTP/1.1 (over TLS or not): a client session, an exchange per request */
+    PROXY__MODE_STREAM, /* TCP stream services (stream.c): TLS or not, then a tunnel to a pool's server */
 };
+
+/* A stream service of the runtime (`stream NAME { }`): its TLS context and ALPN list. */
+typedef struct proxy__svc {
+    const gh_cfg_stream *cfg;
+    gh_tls_ctx *tls;  /* terminates TLS with it; NULL: passthrough or plain TCP */
+    gh_tls_alpn alpn; /* postgres: "postgresql" (PostgreSQL 17 direct TLS insists on it); raw: none */
+    size_t pool;      /* index of its pool in a generation's pools */
+    size_t index;     /* in gh_runtime.svcs */
+} proxy__svc;
 
 /* A listener of the runtime: its address, TLS context (NULL: plain HTTP), and router. */
 struct proxy__listener {
@@ -288,6 +298,12 @@ struct proxy__listener {
     gh_tls_alpn alpn; /* the protocols offered in the TLS handshake, by preference */
     uint8_t mode;     /* enum proxy__listener_mode */
     gh_router *router;
+    /* PROXY__MODE_STREAM: its services, chosen by the ClientHello's SNI */
+    const proxy__svc **svcs;
+    size_t nsvcs;
+    const proxy__svc *svc_default; /* the one without sni names; NULL: an unknown name is refused */
+    uint8_t peek_hello;            /* the SNI decides (several services, or passthrough) */
+    uint8_t pg;                    /* protocol postgres: the SSLRequest comes first */
 };
 
 /* Built by the master from a config (gh_runtime_new), inherited by the workers. */
@@ -309,6 +325,8 @@ struct gh_runtime {
     gh_health_target *probes; /* the servers with active checks */
     size_t nprobes;
     gh_tls_ctx **site_tls; /* per site; NULL for a site without certificates */
+    proxy__svc *svcs;      /* per stream service */
+    size_t nsvcs;
     proxy__listener *listeners;
     size_t nlisteners;
 };
@@ -349,8 +367,10 @@ struct proxy__worker {
     gh_timer drain_timer;
     proxy__client *clients;
     uint32_t nclients;
-    proxy__tunnel *tunnels; /* WebSockets after their 101: not waited for past the drain deadline */
+    proxy__tunnel *tunnels; /* WebSockets after their 101, and streams: not waited for past the drain deadline */
     uint32_t ntunnels;
+    struct proxy__svc_count *svc_counts; /* streams open per service name (max_connections), across reloads */
+    size_t nsvc_counts;
     uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
@@ -370,6 +390,12 @@ struct proxy__worker {
     int64_t date_sec;
     char date[32]; /* "25/Nov/2026:13:47:19 +0000" */
 };
+
+/* A stream service's open streams in this worker, by the service's name (kept across generations). */
+typedef struct proxy__svc_count {
+    uint64_t key; /* gh_lb_hash of the name */
+    uint32_t n;
+} proxy__svc_count;
 
 /* What the upstream request carries besides the client's head (headers.c). */
 typedef struct proxy__forward {

@@ -102,6 +102,17 @@ void proxy__peer_release(const struct sockaddr_storage *peer, uint8_t *counted);
 void proxy__upgrade_tunnel(proxy__exchange *ex);
 /* The drain deadline: every tunnel of the worker ends now. */
 void proxy__tunnels_close(proxy__worker *w);
+/* A tunnel (or a stream, whose first member is one) in the worker's list and count, or out of them. */
+void proxy__tunnel_link(proxy__tunnel *t);
+void proxy__tunnel_unlink(proxy__tunnel *t);
+
+/* stream.c: TCP stream services (PROXY__MODE_STREAM listeners) */
+/*
+ * A new connection on a stream listener: the PostgreSQL preface, the
+ * ClientHello's SNI, TLS, a server, then a tunnel. The accept path a PROXY
+ * protocol reader wraps (it would run before this, with the header's peer).
+ */
+void proxy__stream_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer);
 
 /* upstream.c */
 int proxy__pools_init(proxy__gen *g);
@@ -110,6 +121,15 @@ void proxy__pools_free(proxy__gen *g);
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
 void proxy__upstream_mark_failed(proxy__upstream *u);
+/* A connect to this server failed or timed out: skipped for a while in this worker, and passive health told. */
+void proxy__server_failed(proxy__pool *p, size_t server);
+/*
+ * For a stream: a new connection (never a pooled HTTP one) to a server of p
+ * that the balancer picks among those not yet in *tried (the bit is set).
+ * Returns its fd, connecting, with the server in *server; -1 when no server
+ * is left or this host is out of descriptors, ports or memory.
+ */
+int proxy__upstream_open(proxy__pool *p, uint64_t *tried, uint64_t key, int *server);
 /* Passive health: ok 0 for a failed connect, a timeout or a counted status (gh_cfg_passive_counts), 1 for a good
  * answer. */
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok);
@@ -173,6 +193,8 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes);
 /* A tunnel ended: its request line, 101, bytes both ways and how long it lasted. */
 void proxy__access_tunnel(proxy__tunnel *t);
 void proxy__access_flush(proxy__worker *w);
+/* A stream ended: "IP - - [DATE] " then `fields` (stream.c formats them), one line. */
+void proxy__access_stream(proxy__worker *w, const char *ip, const char *fields);
 /* Reload and SIGUSR1: every sink closed, the current generation's opened again (log rotation). */
 void proxy__access_reopen(proxy__worker *w);
 /* A generation is freed: its map of sinks goes with it. */

@@ -33,8 +33,9 @@ static gh_tls_ctx *shared_context(gh_runtime *prev, const gh_tls_pem *pems, size
     return c;
 }
 
-static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src, gh_runtime *prev, char *err,
-                                size_t errlen)
+/* A context with these certificates (a site's or a stream service's). */
+static gh_tls_ctx *certs_context(const gh_cfg_cert *certs, size_t ncerts, const char *of, const gh_conf_source *src,
+                                 gh_runtime *prev, char *err, size_t errlen)
 {
     gh_conf_file files[16];
     gh_tls_pem pems[8];
@@ -42,14 +43,14 @@ static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src,
     gh_tls_ctx *c = NULL;
     size_t bad = 0, nfiles = 0;
 
-    if (s->ncerts > 8) {
-        snprintf(err, errlen, "%s:%d: at most 8 certificates per site", s->certs[8].where.file, s->certs[8].where.line);
+    if (ncerts > 8) {
+        snprintf(err, errlen, "%s:%d: at most 8 certificates per %s", certs[8].where.file, certs[8].where.line, of);
         return NULL;
     }
     memset(files, 0, sizeof(files));
     memset(pems, 0, sizeof(pems));
-    for (size_t k = 0; k < s->ncerts; k++, nfiles += 2) {
-        const gh_cfg_cert *ct = &s->certs[k];
+    for (size_t k = 0; k < ncerts; k++, nfiles += 2) {
+        const gh_cfg_cert *ct = &certs[k];
         const char *what = "certificate", *path = ct->cert_file.p;
         int e = src->read(src, path, GH_CFG_MAX_PEM, &files[nfiles]);
 
@@ -67,13 +68,19 @@ static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src,
         pems[k] = (gh_tls_pem){ct->cert_file.p,        ct->key_file.p,    files[nfiles].data,
                                files[nfiles + 1].data, files[nfiles].len, files[nfiles + 1].len};
     }
-    if ((c = shared_context(prev, pems, s->ncerts)) == NULL &&
-        (c = gh_tls_ctx_new_pem(pems, s->ncerts, &bad, why, sizeof(why))) == NULL)
-        snprintf(err, errlen, "%s:%d: %s", s->certs[bad].where.file, s->certs[bad].where.line, why);
+    if ((c = shared_context(prev, pems, ncerts)) == NULL &&
+        (c = gh_tls_ctx_new_pem(pems, ncerts, &bad, why, sizeof(why))) == NULL)
+        snprintf(err, errlen, "%s:%d: %s", certs[bad].where.file, certs[bad].where.line, why);
 out:
     for (size_t i = 0; i < nfiles; i++)
         gh_conf_file_dispose(&files[i]);
     return c;
+}
+
+static gh_tls_ctx *site_context(const gh_cfg_site *s, const gh_conf_source *src, gh_runtime *prev, char *err,
+                                size_t errlen)
+{
+    return certs_context(s->certs, s->ncerts, "site", src, prev, err, errlen);
 }
 
 static int load_site_tls(gh_runtime *rt, size_t i, const gh_conf_source *src, gh_runtime *prev, char *err,
@@ -118,6 +125,59 @@ static const gh_cfg_site *default_site(const gh_runtime *rt, const gh_router *ro
     return NULL;
 }
 
+/* "postgresql" (RFC 7301 wire format): what PostgreSQL 17 clients require with sslnegotiation=direct. */
+static const gh_tls_alpn alpn_postgres = {(const unsigned char *)"\x0apostgresql", 11};
+static const gh_tls_alpn alpn_none = {(const unsigned char *)"", 0};
+
+/* Every stream service: its TLS context (when it terminates TLS) and its pool. */
+static int build_services(gh_runtime *rt, const gh_conf_source *src, char *err, size_t errlen)
+{
+    const gh_config *cfg = rt->cfg;
+
+    rt->nsvcs = cfg->nstreams;
+    if ((rt->svcs = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(*rt->svcs))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nstreams; i++) {
+        const gh_cfg_stream *st = &cfg->streams[i];
+        proxy__svc *v = &rt->svcs[i];
+
+        v->cfg = st;
+        v->index = i;
+        v->pool = st->pool->index;
+        v->alpn = st->protocol == GH_STREAM_POSTGRES ? alpn_postgres : alpn_none;
+        if (st->ncerts > 0 && (v->tls = certs_context(st->certs, st->ncerts, "stream", src, NULL, err, errlen)) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static int build_stream_listener(gh_runtime *rt, proxy__listener *l, char *err, size_t errlen)
+{
+    size_t n = 0;
+
+    l->mode = PROXY__MODE_STREAM;
+    for (size_t i = 0; i < rt->nsvcs; i++)
+        n += rt->svcs[i].cfg->listener == l->index;
+    if ((l->svcs = calloc(n ? n : 1, sizeof(*l->svcs))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < rt->nsvcs; i++) {
+        const proxy__svc *v = &rt->svcs[i];
+
+        if (v->cfg->listener != l->index)
+            continue;
+        l->svcs[l->nsvcs++] = v;
+        if (v->cfg->nnames == 0)
+            l->svc_default = v;
+        l->peek_hello |= v->cfg->passthrough || n > 1;
+        l->pg = v->cfg->protocol == GH_STREAM_POSTGRES; /* one protocol per listener (validate.c) */
+    }
+    return 0;
+}
+
 static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, char *err, size_t errlen)
 {
     proxy__listener *l = &rt->listeners[i];
@@ -126,6 +186,8 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
     l->cfg = lc;
     l->index = i;
     l->rt = rt;
+    if (lc->stream)
+        return build_stream_listener(rt, l, err, errlen);
     l->mode = PROXY__MODE_HTTP;
     l->alpn = gh_tls_alpn_http11; /* h2 joins the list with the HTTP/2 session */
     if ((l->router = gh_router_new(rt->cfg, i)) == NULL) {
@@ -166,6 +228,20 @@ static uint64_t slot_owner(const gh_cfg_pool *p, const gh_cfg_server *s, size_t 
         h = (h ^ (j + 1)) * UINT64_C(0x9e3779b97f4a7c15) ^ gh_lb_hash(a, strlen(a));
     }
     return h != 0 ? h : 1;
+}
+
+static int probe_type(int type)
+{
+    switch (type) {
+    case GH_HEALTH_TCP:
+        return GH_PROBE_TCP;
+    case GH_HEALTH_POSTGRES:
+        return GH_PROBE_POSTGRES;
+    case GH_HEALTH_REDIS:
+        return GH_PROBE_REDIS;
+    default:
+        return GH_PROBE_HTTP;
+    }
 }
 
 /* Slots in the shared health state (one per address a server may have), and the probe list. */
@@ -227,7 +303,8 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
                     t->addr = s->addrs[j];
                 t->name = gh_addr_is_numeric(s->host.p) ? NULL : s->text.p;
                 t->pool = p->name.p;
-                t->type = p->health.type == GH_HEALTH_TCP ? GH_PROBE_TCP : GH_PROBE_HTTP;
+                t->type = probe_type(p->health.type);
+                t->port = (uint16_t)p->health.port;
                 t->method = p->health.method.len ? p->health.method.p : NULL;
                 t->path = p->health.path.len ? p->health.path.p : NULL;
                 t->host = p->health.host.len ? p->health.host.p : s->text.p;
@@ -483,6 +560,8 @@ static gh_runtime *build(gh_config *cfg, const gh_conf_source *src, const gh_sha
     for (size_t i = 0; i < cfg->nsites; i++)
         if (load_site_tls(rt, i, src, prev, err, errlen) < 0)
             goto fail;
+    if (build_services(rt, src, err, errlen) < 0)
+        goto fail;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         if (build_listener(rt, i, src, err, errlen) < 0)
             goto fail;
@@ -510,7 +589,11 @@ void gh_runtime_free(gh_runtime *rt)
     for (size_t i = 0; rt->listeners != NULL && i < rt->nlisteners; i++) {
         gh_router_free(rt->listeners[i].router);
         gh_tls_ctx_free(rt->listeners[i].tls);
+        free(rt->listeners[i].svcs);
     }
+    for (size_t i = 0; rt->svcs != NULL && i < rt->nsvcs; i++)
+        gh_tls_ctx_free(rt->svcs[i].tls);
+    free(rt->svcs);
     for (size_t i = 0; rt->site_tls != NULL && i < rt->cfg->nsites; i++)
         gh_tls_ctx_free(rt->site_tls[i]);
     free(rt->listeners);

@@ -18,7 +18,7 @@
 
 static const char *const reasons[] = {"", "closed", "error", "idle timeout", "shutdown"};
 
-static void list_unlink(proxy__tunnel *t)
+void proxy__tunnel_unlink(proxy__tunnel *t)
 {
     proxy__worker *w = t->w;
 
@@ -46,14 +46,14 @@ static void tunnel_end(proxy__tunnel *t)
     }
     proxy__access_tunnel(t);
     proxy__peer_release(&t->peer, &t->peer_counted);
-    list_unlink(t);
+    proxy__tunnel_unlink(t);
     proxy__gen_unref(t->gen); /* the pool lives in the generation: after its last use */
     gh_loop_release(w->loop, t);
     if (w->draining && w->nclients == 0 && w->ntunnels == 0)
         gh_loop_stop(w->loop);
 }
 
-static void list_link(proxy__tunnel *t)
+void proxy__tunnel_link(proxy__tunnel *t)
 {
     proxy__worker *w = t->w;
 
@@ -97,7 +97,7 @@ void proxy__upgrade_tunnel(proxy__exchange *ex)
                           .client_out = &unsent,
                           .upstream_in = &t->side[1].buf,
                           .gen = &t->gen};
-    list_link(t); /* before the session lets go: a drain never sees zero connections in between */
+    proxy__tunnel_link(t); /* before the session lets go: a drain never sees zero connections in between */
     if (proxy__exchange_to_tunnel(ex, &h) < 0) {
         gh_buf_release(&unsent);
         /* ex is gone; whatever reached the tunnel is closed here, and its line

@@ -288,8 +288,8 @@ static void log_local_error(proxy__worker *w, const char *server, int err)
     w->local_errors = 0;
 }
 
-/* A new connection to a server; NULL with *local set when this host, not the server, failed. */
-static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
+/* Starts a connect to a server: its fd, or -1 with *local set when this host, not the server, failed. */
+static int server_connect(proxy__pool *p, int server, int *local)
 {
     proxy__worker *w = p->w;
     proxy__server *s = &p->servers[server];
@@ -301,9 +301,8 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
         a = s->named->cur.len > 0 ? &s->named->cur : NULL;
     if (a == NULL) { /* pick_server skips a name's slot without an address: a safety net */
         gh_log_warn("connect to %s failed: no address", proxy__server_name(s));
-        p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
-        proxy__upstream_report(p, (size_t)server, 0);
-        return NULL;
+        proxy__server_failed(p, (size_t)server);
+        return -1;
     }
     fd = gh_sock_connect(a);
     if ((fd == -EMFILE || fd == -ENFILE) && reclaim_idle(p->gen, 16) > 0)
@@ -311,14 +310,24 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
     if (fd < 0 && local_error(-fd)) {
         log_local_error(w, proxy__server_name(s), -fd);
         *local = 1;
-        return NULL;
+        return -1;
     }
     if (fd < 0) {
         gh_log_warn("connect to %s failed: %s", proxy__server_name(s), strerror(-fd));
-        p->servers[server].down_until = gh_loop_now(w->loop) + FAIL_BACKOFF_MS;
-        proxy__upstream_report(p, (size_t)server, 0);
-        return NULL;
+        proxy__server_failed(p, (size_t)server);
+        return -1;
     }
+    return fd;
+}
+
+/* A new connection to a server; NULL with *local set when this host, not the server, failed. */
+static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
+{
+    proxy__worker *w = p->w;
+    int fd = server_connect(p, server, local);
+
+    if (fd < 0)
+        return NULL;
     proxy__upstream *u = calloc(1, sizeof(*u));
     if (u == NULL) {
         close(fd);
@@ -390,8 +399,32 @@ void proxy__upstream_release(proxy__upstream *u, int reusable)
 
 void proxy__upstream_mark_failed(proxy__upstream *u)
 {
-    u->pool->servers[u->server].down_until = gh_loop_now(u->w->loop) + FAIL_BACKOFF_MS;
-    proxy__upstream_report(u->pool, u->server, 0);
+    proxy__server_failed(u->pool, u->server);
+}
+
+void proxy__server_failed(proxy__pool *p, size_t server)
+{
+    p->servers[server].down_until = gh_loop_now(p->w->loop) + FAIL_BACKOFF_MS;
+    proxy__upstream_report(p, server, 0);
+}
+
+int proxy__upstream_open(proxy__pool *p, uint64_t *tried, uint64_t key, int *server)
+{
+    int local;
+
+    for (;;) {
+        int i = pick_server(p, *tried, key), fd;
+
+        if (i < 0)
+            return -1;
+        *tried |= (uint64_t)1 << i;
+        if ((fd = server_connect(p, i, &local)) >= 0) {
+            *server = i;
+            return fd;
+        }
+        if (local)
+            return -1; /* another server would fail alike */
+    }
 }
 
 void proxy__server_close_idle(proxy__pool *p, size_t server)

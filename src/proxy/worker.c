@@ -162,6 +162,9 @@ static int accept_batch(proxy__acceptor *a)
         }
         /* The one place a listener's mode decides what a connection becomes. */
         switch (a->listener->mode) {
+        case PROXY__MODE_STREAM:
+            proxy__stream_accept(w, a->listener, fd, &peer);
+            break;
         case PROXY__MODE_HTTP:
         default:
             proxy__client_accept(w, a->listener, fd, &peer);
@@ -533,6 +536,7 @@ static void teardown(proxy__worker *w)
     if (w->ctl_io.fd >= 0)
         close(w->ctl_io.fd);
     gh_timer_stop(w->loop, &w->drain_timer);
+    free(w->svc_counts);
     gh_loop_free(w->loop);
     gh_buf_pool_drain();
 }

@@ -563,8 +563,10 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
     const gh_tls_alpn *a = alpn_index >= 0 ? SSL_get_ex_data(ssl, alpn_index) : NULL;
     (void)arg;
-    if (a == NULL || a->len == 0)
+    if (a == NULL)
         a = &gh_tls_alpn_http11;
+    if (a->len == 0)
+        return SSL_TLSEXT_ERR_NOACK; /* a raw stream service: it names no protocol, whatever the client offers */
     /* RFC 7301 3.2: the server's preference among the protocols both sides name. */
     if (SSL_select_next_proto((unsigned char **)out, outlen, a->p, (unsigned)a->len, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)

@@ -88,8 +88,9 @@ void gh_tls_ctx_free(gh_tls_ctx *ctx);
  * system call only to learn that it would block. Once hup is set (the peer
  * closed its side), a short read no longer clears can_read: the end of the
  * stream is still to be read, and no new event comes. The handshake is
- * gh_conn_handshake; ALPN picks from `alpn` (NULL: gh_tls_alpn_http11), which
- * must outlive the connection. GH_OK, or GH_ERROR when out of memory (fd is
+ * gh_conn_handshake; ALPN picks from `alpn` (NULL: gh_tls_alpn_http11; an
+ * empty list: no ALPN, whatever the client offers), which must outlive the
+ * connection. GH_OK, or GH_ERROR when out of memory (fd is
  * left open for the caller).
  */
 int gh_tls_conn_init(gh_conn *c, gh_tls_ctx *ctx, int fd, gh_io_cb cb, const gh_tls_alpn *alpn);

@@ -29,6 +29,7 @@ static const struct suite suites[] = {
     {"cidr", suite_cidr},
     {"dns", suite_dns},
     {"ratelimit", suite_ratelimit},
+    {"stream", suite_stream},
 };
 
 static unsigned long passed, failed;

@@ -49,5 +49,6 @@ void suite_tunnel(void);
 void suite_ratelimit(void);
 void suite_cidr(void);
 void suite_dns(void);
+void suite_stream(void);
 
 #endif
