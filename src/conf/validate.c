@@ -362,6 +362,9 @@ int conf__validate(conf__parser *p)
     gh_config *c = p->cfg;
     const char *main_file = c->path;
 
+    for (size_t i = 0; i < c->nstreams; i++)
+        if (!c->streams[i].has_listen) /* before "no listener": it is this block that lacks one */
+            return stream_fail(p, &c->streams[i], "has no listen (add \"listen ADDRESS:PORT\")");
     if (c->nlisteners == 0)
         return conf__fail(p, main_file, p->main_lines, "no listener: add one, such as \"listen 0.0.0.0:443 tls\"");
     if (c->nsites == 0 && c->nstreams == 0)
