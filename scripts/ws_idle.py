@@ -5,7 +5,8 @@ handshake (101), then stays idle. Prints one line:
 
   RESULT established=N failed=F before_kib=B after_kib=A per_conn_kib=K
 
-Standard library only (the handshake is a few bytes); one thread, nonblocking, at most
+With --tls-only the connections stop after the TLS handshake (a TCP stream service, HAProxy in mode
+tcp, hitch: the proxy connects to the origin on its own). Standard library only (the handshake is a few bytes); one thread, nonblocking, at most
 --concurrency handshakes in flight. Used by scripts/bench_ws_idle.sh.
 """
 import argparse
@@ -48,7 +49,7 @@ def upgrade_request(host):
             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (host, key)).encode()
 
 
-def open_idle(host, port, count, concurrency, timeout):
+def open_idle(host, port, count, concurrency, timeout, tls_only=False):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -71,6 +72,11 @@ def open_idle(host, port, count, concurrency, timeout):
             try:
                 if st[1] == "tls":
                     s.do_handshake()
+                    if tls_only:
+                        sel.unregister(s)
+                        del state[s.fileno()]
+                        done.append(s)
+                        continue
                     s.sendall(upgrade_request(host))
                     st[1] = "101"
                     sel.modify(s, selectors.EVENT_READ)
@@ -110,9 +116,10 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--tls-only", action="store_true", help="no WebSocket handshake: idle after TLS")
     a = ap.parse_args()
     before = tree_rss_kib(a.pid)
-    conns, failed, err = open_idle("127.0.0.1", a.port, a.count, a.concurrency, 120)
+    conns, failed, err = open_idle("127.0.0.1", a.port, a.count, a.concurrency, 120, a.tls_only)
     time.sleep(a.settle)  # the proxy finishes its side and trims what the handshakes left
     after = tree_rss_kib(a.pid)
     per = (after - before) / max(len(conns), 1)

@@ -52,10 +52,11 @@ typedef struct proxy__stream {
     uint64_t key;          /* balance hash ip */
     long count;            /* index in w->svc_counts; -1: not counted */
     uint8_t phase;
-    uint8_t gss_seen;  /* a GSSENCRequest was answered: the next one is a protocol error */
-    uint8_t connected; /* the server accepted: counted in flight for it */
-    uint8_t plain;     /* postgres without TLS (allow_plaintext) */
-    const char *why;   /* how it ended before the relay; NULL: the tunnel's reason */
+    uint8_t gss_seen;    /* a GSSENCRequest was answered: the next one is a protocol error */
+    uint8_t connected;   /* the server accepted: counted in flight for it */
+    uint8_t plain;       /* postgres without TLS (allow_plaintext) */
+    uint8_t handshaking; /* counted in w->handshaking: the heap is trimmed once no handshake is under way */
+    const char *why;     /* how it ended before the relay; NULL: the tunnel's reason */
     char sni[GH_TLS_SNI_MAX];
 } proxy__stream;
 
@@ -102,6 +103,8 @@ static void stream_end(proxy__tunnel *t)
     proxy__worker *w = t->w;
 
     gh_timer_stop(w->loop, &s->timer);
+    if (s->handshaking)
+        w->handshaking--;
     if (s->connected && t->pool->lb_servers[t->server].inflight > 0)
         t->pool->lb_servers[t->server].inflight--;
     if (s->count >= 0 && w->svc_counts[s->count].n > 0)
@@ -212,6 +215,8 @@ static void begin_service(proxy__stream *s, const proxy__svc *v)
     }
     c->can_read = c->can_write = 1;
     s->phase = ST_TLS;
+    s->handshaking = 1;
+    t->w->handshaking++;
     advance(s);
 }
 
@@ -420,6 +425,9 @@ static void advance(proxy__stream *s)
         rc = gh_conn_handshake(&s->t.side[0].conn);
         if (rc == GH_AGAIN)
             return;
+        s->handshaking = 0;
+        s->t.w->handshaking--;
+        s->t.w->heap_dirty = 1; /* a handshake's allocations are freed: trim_heap gives the pages back */
         if (rc < 0) {
             end_with(s, "TLS handshake failed");
             return;
