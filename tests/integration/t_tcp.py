@@ -204,6 +204,36 @@ def _(ctx):
     eq(e.accepts, 6, "accepts of the live server")
 
 
+@test("tcp_connect_timeout_moves_on_to_the_next_server")
+def _(ctx):
+    # A server that never completes a connect: a listener whose accept queue is full drops SYNs.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(hole.getsockname())
+        fillers.append(f)
+    time.sleep(0.2)
+    e = Echo(ctx, "live")
+    gh = ctx.gatehouse_config(lambda p: stream_conf(
+        p, "pool e { server 127.0.0.1:%d\n server 127.0.0.1:%d }" % (hole.getsockname()[1], e.port), [
+            "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  connect_timeout 300ms", "  proxy e", "}"]),
+        nports=1)
+    for i in range(3):
+        t0 = time.monotonic()
+        s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+        eq(read_line(s), b"live\n", "connection %d" % i)
+        s.close()
+        check(time.monotonic() - t0 < 3 * T, "connection %d took %.1fs" % (i, time.monotonic() - t0))
+    check("timed out; trying another server" in gh.stderr(), "no connect timeout in the log")
+    for f in fillers:
+        f.close()
+    hole.close()
+
+
 @test("tcp_sni_routes_services_and_passthrough_keeps_the_backends_certificate")
 def _(ctx):
     c = ctx.session.certs()
