@@ -353,6 +353,28 @@ def _(ctx):
     s.close()
 
 
+@test("tcp_sigterm_lets_streams_run_until_the_shutdown_deadline")
+def _(ctx):
+    e = Echo(ctx, "e")
+    log = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool e { server 127.0.0.1:%d }" % e.port, [
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  proxy e", "}"], access_log=log,
+        main="timeouts { shutdown 2s }"), nports=1)
+    s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+    eq(read_line(s), b"e\n", "banner")
+    t0 = time.monotonic()
+    gh.stopped = True
+    gh.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    s.sendall(b"during the drain\n")
+    eq(read_line(s), b"during the drain\n", "the stream relays during the drain")
+    eq(read_all(s), b"", "closed at the deadline")
+    took = time.monotonic() - t0
+    check(1.5 <= took <= 5 * T, "closed after %.1fs, want the 2s deadline" % took)
+    gh.proc.wait(10 * T)
+    check(any('end="shutdown"' in l for l in access_lines(log)), "access log: %s" % access_lines(log))
+
+
 @test("tcp_config_errors_name_file_and_line")
 def _(ctx):
     c = ctx.session.certs()
