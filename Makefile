@@ -60,6 +60,9 @@ fuzz:
 	    -o build-fuzz/fuzz_h1 tests/fuzz/fuzz_h1.c src/http/h1.c
 	build-fuzz/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) -max_len=20000 build-fuzz/corpus tests/fuzz/corpus_h1 \
 	    || build-fuzz/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus_h1
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_hello tests/fuzz/fuzz_hello.c src/tls/hello.c src/proxy/pg.c
+	build-fuzz/fuzz_hello -max_total_time=$(FUZZ_SECONDS) -max_len=16453 tests/fuzz/corpus_hello
 
 bench: all
 	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run
