@@ -315,7 +315,8 @@ int proxy__session_regen(proxy__session *s)
 
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const proxy__listener *l = &rt->listeners[i];
-        if (same_listener(mine->addr.text, mine->tls, l->cfg)) {
+        /* an HTTP session never moves to an address that became a stream service's: it has no router */
+        if (l->mode == PROXY__MODE_HTTP && same_listener(mine->addr.text, mine->tls, l->cfg)) {
             proxy__gen_unref(s->gen);
             s->gen = w->gen;
             s->gen->refs++;
