@@ -877,10 +877,47 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     rec_put(rec);
 }
 
-void proxy__access_stream(proxy__worker *w, const char *ip, const char *fields)
+/* A value of ours or of the config (names, addresses): JSON-escaped into a bounded buffer, NUL-terminated. */
+static const char *json_val(char *dst, size_t cap, const char *v)
 {
-    char line[LINE_MAX_BYTES];
+    size_t n = esc_json(dst, cap - 1, v, strlen(v));
 
-    if (w->access != NULL)
-        append_line(w, line, sizeof(line), snprintf(line, sizeof(line), "%s - - [%s] %s\n", ip, log_date(w), fields));
+    dst[n] = '\0';
+    return dst;
+}
+
+/*
+ * A stream is logged in the main context's access_log, in its own fields
+ * (a stream has no request line): key=value text, or a JSON object when that
+ * log's format is JSON, so that a JSON log stays one object per line.
+ */
+void proxy__access_stream(proxy__worker *w, const proxy__gen *g, const proxy__stream_log *l)
+{
+    const gh_cfg_access_log *log = main_log(g->rt->cfg);
+    proxy__access *a;
+    char out[LINE_MAX_BYTES], v[4][300];
+    int n;
+
+    if (log == NULL || g->access == NULL || (a = g->access[log->index]) == NULL)
+        return;
+    if (log->format != NULL && log->format->json)
+        n = snprintf(out, sizeof(out),
+                     "{\"time\":\"%s\",\"remote_addr\":\"%s\",\"stream\":\"%s\",\"server\":\"%s\",\"sni\":\"%s\","
+                     "\"tls\":\"%s\",\"duration\":%llu.%03llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"end\":\"%s\"}\n",
+                     log_iso(w), l->ip, json_val(v[0], sizeof(v[0]), l->service),
+                     json_val(v[1], sizeof(v[1]), l->server), json_val(v[2], sizeof(v[2]), l->sni), l->tls,
+                     (unsigned long long)(l->ms / 1000), (unsigned long long)(l->ms % 1000), (unsigned long long)l->in,
+                     (unsigned long long)l->out, json_val(v[3], sizeof(v[3]), l->end));
+    else
+        n = snprintf(out, sizeof(out),
+                     "%s - - [%s] stream=%s server=%s sni=%s tls=%s time=%llu.%03llus in=%llu out=%llu end=\"%s\"\n",
+                     l->ip, log_date(w), l->service, l->server, l->sni, l->tls, (unsigned long long)(l->ms / 1000),
+                     (unsigned long long)(l->ms % 1000), (unsigned long long)l->in, (unsigned long long)l->out, l->end);
+    if (n <= 0)
+        return;
+    if ((size_t)n >= sizeof(out)) {
+        n = (int)sizeof(out) - 1;
+        out[n - 1] = '\n';
+    }
+    append_line(a, out, (size_t)n);
 }

@@ -193,8 +193,12 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes);
 /* A tunnel ended: its request line, 101, bytes both ways and how long it lasted. */
 void proxy__access_tunnel(proxy__tunnel *t);
 void proxy__access_flush(proxy__worker *w);
-/* A stream ended: "IP - - [DATE] " then `fields` (stream.c formats them), one line. */
-void proxy__access_stream(proxy__worker *w, const char *ip, const char *fields);
+/* A stream ended (stream.c): its line in the main context's access_log. */
+typedef struct proxy__stream_log {
+    const char *ip, *service, *server, *sni, *tls, *end; /* "-" for none */
+    uint64_t ms, in, out;                                /* duration; bytes from and to the client */
+} proxy__stream_log;
+void proxy__access_stream(proxy__worker *w, const proxy__gen *g, const proxy__stream_log *l);
 /* Reload and SIGUSR1: every sink closed, the current generation's opened again (log rotation). */
 void proxy__access_reopen(proxy__worker *w);
 /* A generation is freed: its map of sinks goes with it. */

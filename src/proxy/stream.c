@@ -80,21 +80,24 @@ static void end_with(proxy__stream *s, const char *why)
 static void log_end(proxy__stream *s)
 {
     proxy__worker *w = s->t.w;
-    uint64_t ms = gh_loop_now(w->loop) - s->t.start_ms;
-    const char *why = s->why != NULL ? s->why : tunnel_reasons[s->t.reason < 5 ? s->t.reason : 0];
-    const char *server = s->connected ? proxy__server_name(&s->t.pool->servers[s->t.server]) : "-";
-    const char *tls = s->svc == NULL                    ? "-"
-                      : s->svc->cfg->passthrough        ? "passthrough"
-                      : s->svc->tls == NULL || s->plain ? "none"
-                                                        : "terminated";
-    char fields[1024];
+    proxy__stream_log l = {
+        .ip = s->t.ip,
+        .service = s->svc != NULL ? s->svc->cfg->name.p : "-",
+        .server = s->connected ? proxy__server_name(&s->t.pool->servers[s->t.server]) : "-",
+        .sni = s->sni[0] ? s->sni : "-",
+        .tls = s->svc == NULL                    ? "-"
+               : s->svc->cfg->passthrough        ? "passthrough"
+               : s->svc->tls == NULL || s->plain ? "none"
+                                                 : "terminated",
+        .end = s->why != NULL ? s->why : tunnel_reasons[s->t.reason < 5 ? s->t.reason : 0],
+        .ms = gh_loop_now(w->loop) - s->t.start_ms,
+        .in = s->t.side[0].bytes,
+        .out = s->t.side[1].bytes,
+    };
 
-    snprintf(fields, sizeof(fields), "stream=%s server=%s sni=%s tls=%s time=%llu.%03llus in=%llu out=%llu end=\"%s\"",
-             s->svc != NULL ? s->svc->cfg->name.p : "-", server, s->sni[0] ? s->sni : "-", tls,
-             (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000), (unsigned long long)s->t.side[0].bytes,
-             (unsigned long long)s->t.side[1].bytes, why);
-    gh_log_debug("stream from %s: %s", s->t.ip, fields);
-    proxy__access_stream(w, s->t.ip, fields);
+    gh_log_debug("stream from %s: %s to %s (%s), %llu ms, %llu bytes in, %llu out", l.ip, l.service, l.server, l.end,
+                 (unsigned long long)l.ms, (unsigned long long)l.in, (unsigned long long)l.out);
+    proxy__access_stream(w, s->t.gen, &l);
 }
 
 static void stream_end(proxy__tunnel *t)

@@ -175,6 +175,34 @@ def _(ctx):
     check(re.search(r"time=\d+\.\d{3}s", line) and "end=" in line, "duration or end missing: %s" % line)
 
 
+@test("tcp_access_log_json_format_gets_a_json_object_per_stream")
+def _(ctx):
+    import json
+    e = Echo(ctx, "e")
+    log = os.path.join(ctx.dir, "access.json")
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool e { server 127.0.0.1:%d }" % e.port, [
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  proxy e", "}"],
+        main="access_log %s format=json" % log), nports=1)
+    s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+    eq(read_line(s), b"e\n", "banner")
+    s.sendall(b"abc\n")
+    eq(read_line(s), b"abc\n", "echo")
+    s.close()
+
+    def mine():
+        try:
+            with open(log) as f:
+                objs = [json.loads(l) for l in f.read().splitlines()]
+        except (OSError, ValueError) as ex:
+            raise Fail("the JSON access log: %s" % ex)
+        return [o for o in objs if o.get("bytes_in") == 4]
+    check(wait_until(mine, 5 * T), "no JSON object for the stream")
+    o = mine()[0]
+    # out: the banner, the echo, and the "bye" the server sends after the client's end
+    eq((o["stream"], o["server"], o["tls"], o["bytes_out"], o["end"]),
+       ("echo", "127.0.0.1:%d" % e.port, "none", 2 + 4 + 4, "closed"), "the stream's JSON fields")
+
+
 @test("tcp_half_close_is_passed_on_and_the_other_way_runs_on")
 def _(ctx):
     c = ctx.session.certs()
