@@ -49,6 +49,8 @@ static gh_config *new_config(void)
     c->access_log = NULL;
     c->max_body = GH_CFG_NO_LIMIT;
     c->resolve_interval = 30000;
+    c->http2 = (gh_cfg_http2){GH_CFG_H2_STREAMS, GH_CFG_H2_HEADER_LIST, GH_CFG_H2_TABLE,
+                              GH_CFG_H2_FRAME,   GH_CFG_H2_WINDOW,      GH_CFG_H2_MEMORY};
     c->body_limits = (gh_cfg_body_limits){GH_CFG_REQUEST_BUFFER, GH_CFG_BODY_MIN_RATE, GH_CFG_BODY_RATE_GRACE};
     c->timeouts = d.timeouts;
     return c;
@@ -362,7 +364,7 @@ gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
     if (c->listeners == NULL)
         goto oom;
     c->nlisteners = 1;
-    c->listeners[0] = (gh_cfg_listener){.addr = q->listen, .tls = 1, .where = {c->path, 0}};
+    c->listeners[0] = (gh_cfg_listener){.addr = q->listen, .tls = 1, .where = {c->path, 0}}; /* h2 and http/1.1 */
     if (quick_pool(c, q) < 0 || quick_site(c, q) < 0 ||
         conf__quick_edge(c->arena, c, &c->sites[0], &c->sites[0].routes[0]) < 0)
         goto oom;

@@ -55,7 +55,45 @@ typedef struct gh_cfg_listener {
     int tls;      /* 1: TLS (certificates chosen by SNI among the sites it serves); 0: plain HTTP */
     int stream;   /* 1: made by `stream { listen }`: its connections go to stream services, not sites */
     gh_cfg_where where;
+    /* `protocols=`: GH_CFG_PROTO_* in our order of preference (ALPN); nprotos 0: the default,
+     * h2 then http/1.1 on TLS, http/1.1 alone on plain (gh_cfg_listener_protocols). */
+    uint8_t protos[2];
+    uint8_t nprotos;
 } gh_cfg_listener;
+
+#define GH_CFG_PROTO_HTTP1 1
+#define GH_CFG_PROTO_H2    2
+
+/* The `http2 { }` defaults (docs/config.md says why each). */
+#define GH_CFG_H2_STREAMS     100
+#define GH_CFG_H2_HEADER_LIST (64 * 1024)
+#define GH_CFG_H2_TABLE       4096
+#define GH_CFG_H2_FRAME       16384
+#define GH_CFG_H2_WINDOW      (64 * 1024)
+#define GH_CFG_H2_MEMORY      (4 * 1024 * 1024)
+
+/* The `http2 { }` block: the limits of every HTTP/2 connection (src/proxy/h2_server.c). */
+typedef struct gh_cfg_http2 {
+    uint32_t max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS: 100 */
+    uint64_t max_header_list_size;   /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced per stream: 64 KiB */
+    uint64_t header_table_size;      /* SETTINGS_HEADER_TABLE_SIZE (HPACK decoder): 4 KiB */
+    uint64_t max_frame_size;         /* SETTINGS_MAX_FRAME_SIZE: 16 KiB (16 KiB..16 MiB-1) */
+    uint64_t initial_window_size;    /* SETTINGS_INITIAL_WINDOW_SIZE, request bodies per stream: 64 KiB */
+    uint64_t max_connection_memory;  /* buffers one connection may hold; over it, new streams are refused: 4 MiB */
+} gh_cfg_http2;
+
+/* The protocols a listener speaks, in order (the default filled in); returns how many. */
+static inline size_t gh_cfg_listener_protocols(const gh_cfg_listener *l, uint8_t out[2])
+{
+    if (l->nprotos > 0) {
+        out[0] = l->protos[0];
+        out[1] = l->protos[1];
+        return l->nprotos;
+    }
+    out[0] = l->tls ? GH_CFG_PROTO_H2 : GH_CFG_PROTO_HTTP1;
+    out[1] = GH_CFG_PROTO_HTTP1;
+    return l->tls ? 2 : 1;
+}
 
 /* One certificate chain and its key; a site may hold several (ECDSA and RSA side by side). */
 typedef struct gh_cfg_cert {
@@ -416,6 +454,7 @@ struct gh_config {
     size_t nlogs;
     gh_cfg_edge edge;      /* the main context's access_log and hide_header */
     uint32_t nrate_limits; /* ids given to rate limits so far */
+    gh_cfg_http2 http2;
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

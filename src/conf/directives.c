@@ -109,16 +109,59 @@ int conf__listen_addr(conf__parser *p, int line, const conf__arg *arg, gh_addr *
     return 0;
 }
 
+static int d_http2(conf__parser *p, const conf__directive *d)
+{
+    return conf__parse_nested(p, CONF__CTX_HTTP2, d->line);
+}
+
+/* `protocols=h2,http/1.1`: each once, in our order of preference (the ALPN order on TLS). */
+static int listen_protocols(conf__parser *p, int line, const conf__arg *a, const char *v, size_t len,
+                            gh_cfg_listener *l)
+{
+    const char *end = v + len;
+
+    l->nprotos = 0;
+    while (v <= end) {
+        const char *comma = memchr(v, ',', (size_t)(end - v)), *stop = comma ? comma : end;
+        size_t n = (size_t)(stop - v);
+        uint8_t proto = 0;
+
+        if (n == 2 && memcmp(v, "h2", 2) == 0)
+            proto = GH_CFG_PROTO_H2;
+        else if (n == 8 && memcmp(v, "http/1.1", 8) == 0)
+            proto = GH_CFG_PROTO_HTTP1;
+        if (proto == 0 || l->nprotos == 2 || (l->nprotos == 1 && l->protos[0] == proto))
+            return conf__bad_value(p, line, "listen protocols", a,
+                                   "expected h2, http/1.1 or both, each once, comma-separated");
+        l->protos[l->nprotos++] = proto;
+        v = stop + 1;
+    }
+    return 0;
+}
+
 static int d_listen(conf__parser *p, const conf__directive *d)
 {
     gh_config *c = p->cfg;
     gh_cfg_listener *l;
     gh_addr a;
+    gh_cfg_listener opts = {0};
 
     if (conf__listen_addr(p, d->line, ARG(0), &a) < 0)
         return -1;
-    if (d->nargs == 2 && !conf__arg_is(ARG(1), "tls"))
-        return conf__bad_value(p, d->line, "listen option", ARG(1), "expected tls (or nothing, for plain HTTP)");
+    for (size_t i = 1; i < d->nargs; i++) {
+        size_t n;
+        const char *v = conf__option_value(ARG(i), "protocols", &n);
+
+        if (v != NULL && opts.nprotos == 0) {
+            if (listen_protocols(p, d->line, ARG(i), v, n, &opts) < 0)
+                return -1;
+        } else if (conf__arg_is(ARG(i), "tls") && !opts.tls) {
+            opts.tls = 1;
+        } else {
+            return conf__bad_value(p, d->line, "listen option", ARG(i),
+                                   "expected tls and/or protocols=h2,http/1.1 (each once)");
+        }
+    }
     for (size_t i = 0; i < c->nlisteners; i++)
         if (strcmp(c->listeners[i].addr.text, a.text) == 0)
             return conf__fail(p, NULL, d->line, "duplicate listener %s (first at %s:%d%s)", a.text,
@@ -128,7 +171,9 @@ static int d_listen(conf__parser *p, const conf__directive *d)
     if (l == NULL)
         return conf__oom(p, d->line);
     l->addr = a;
-    l->tls = d->nargs == 2;
+    l->tls = opts.tls;
+    l->nprotos = opts.nprotos;
+    memcpy(l->protos, opts.protos, sizeof(l->protos));
     l->where = (gh_cfg_where){p->file, d->line};
     return 0;
 }
@@ -155,13 +200,27 @@ const conf__dirspec conf__main_directives[] = {
     {"request_buffer", CONF__CTX_MAIN, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
     {"body_min_rate", CONF__CTX_MAIN, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"timeouts", CONF__CTX_MAIN, 0, 0, 1, 0, d_timeouts, "timeouts { NAME DURATION ... }"},
-    {"listen", CONF__CTX_MAIN, 1, 2, 0, 1, d_listen, "listen ADDRESS:PORT [tls]"},
+    {"listen", CONF__CTX_MAIN, 1, 3, 0, 1, d_listen, "listen ADDRESS:PORT [tls] [protocols=h2,http/1.1]"},
+    {"http2", CONF__CTX_MAIN, 0, 0, 1, 0, d_http2, "http2 { NAME VALUE ... }"},
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_pool, "pool NAME { ... }"},
     {"site", CONF__CTX_MAIN, 1, CONF__MAX_ARGS, 1, 1, conf__d_site, "site NAME... { ... }"},
     {"stream", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_stream, "stream NAME { ... }"},
     /* clang-format off */
     GH_CFG_TIMEOUTS(TIMEOUT)
     /* clang-format on */
+    /* `http2 { }`: SETTINGS gatehouse sends and the bounds it enforces (RFC 9113 6.5.2). */
+    {"max_concurrent_streams", CONF__CTX_HTTP2, 1, 1, 0, 0, NULL, "max_concurrent_streams N",
+     CONF__COUNT(gh_cfg_http2, max_concurrent_streams, 1, 10000)},
+    {"max_header_list_size", CONF__CTX_HTTP2, 1, 1, 0, 0, NULL, "max_header_list_size SIZE",
+     CONF__SIZE(gh_cfg_http2, max_header_list_size, 1024, 1024 * 1024)},
+    {"header_table_size", CONF__CTX_HTTP2, 1, 1, 0, 0, NULL, "header_table_size SIZE",
+     CONF__SIZE(gh_cfg_http2, header_table_size, 0, 64 * 1024)},
+    {"max_frame_size", CONF__CTX_HTTP2, 1, 1, 0, 0, NULL, "max_frame_size SIZE",
+     CONF__SIZE(gh_cfg_http2, max_frame_size, 16384, 16777215)},
+    {"initial_window_size", CONF__CTX_HTTP2, 1, 1, 0, 0, NULL, "initial_window_size SIZE",
+     CONF__SIZE(gh_cfg_http2, initial_window_size, 1024, 16 * 1024 * 1024)},
+    {"max_connection_memory", CONF__CTX_HTTP2, 1, 1, 0, 0, NULL, "max_connection_memory SIZE",
+     CONF__SIZE(gh_cfg_http2, max_connection_memory, 256 * 1024, 1024 * 1024 * 1024)},
     {NULL},
 };
 CONF__TABLE_END
@@ -182,7 +241,7 @@ const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 const char *conf__context_name(int ctx)
 {
     static const char *const names[] = {"the main context", "a timeouts block", "a pool block",
-                                        "a site block",     "a route block",    "a stream block"};
+                                        "a site block",     "a route block",    "a stream block",    "an http2 block"};
 
     return ctx >= 0 && ctx < (int)(sizeof(names) / sizeof(names[0])) ? names[ctx] : "another block";
 }

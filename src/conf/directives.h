@@ -33,7 +33,8 @@ enum conf__ctx {
     CONF__CTX_POOL,
     CONF__CTX_SITE,
     CONF__CTX_ROUTE,
-    CONF__CTX_STREAM
+    CONF__CTX_STREAM,
+    CONF__CTX_HTTP2
 };
 
 typedef struct conf__slot conf__slot;

@@ -189,6 +189,8 @@ void *conf__block_object(conf__parser *p, int ctx)
         return p->route;
     case CONF__CTX_STREAM:
         return p->stream;
+    case CONF__CTX_HTTP2:
+        return &p->cfg->http2;
     default:
         return NULL;
     }

@@ -71,8 +71,9 @@ struct proxy__access_rec {
     const gh_cfg_route *route;    /* $site, $route; NULL: none */
     uint16_t off[NFIELDS], len[NFIELDS];
     uint8_t present[NFIELDS]; /* the header was there (else "-", or "" in JSON) */
-    uint8_t minor;
+    uint8_t minor;       /* HTTP/1.<minor>; 20: HTTP/2 */
     uint8_t tls;         /* $scheme: the client's connection (a tunnel's too) */
+    uint32_t stream;     /* the HTTP/2 stream id; 0: HTTP/1 */
     uint8_t raw_request; /* F_METHOD holds a whole first line as received (a request the parser refused) */
     char text[REC_TEXT];
 };
@@ -586,7 +587,7 @@ static void put_field(line *l, const proxy__access_rec *r, int f)
 static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f, int var)
 {
     char num[48];
-    const char *proto = r->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    const char *proto = r->minor == 20 ? "HTTP/2.0" : r->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
 
     switch (var) {
     case GH_LOGV_REMOTE_ADDR:
@@ -764,7 +765,8 @@ void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
     rec->log = log;
     rec->sink = log != NULL ? g->access[log->index] : NULL;
     rec->route = NULL;
-    rec->minor = (uint8_t)r->minor;
+    rec->minor = ex->s->stream != 0 ? 20 : (uint8_t)r->minor; /* $protocol: HTTP/2.0 for a stream */
+    rec->stream = ex->s->stream;
     rec->tls = ex->s->tls;
     rec->raw_request = 0;
     keep(rec, &o, F_METHOD, r->method.p, r->method.len, 1);
@@ -809,8 +811,13 @@ void proxy__access_end(proxy__exchange *ex)
         return;
     if (ex->upstream_from != 0)
         f.upstream_ms = (int64_t)(ex->upstream_to ? ex->upstream_to : now - ex->start_ms + 1) - ex->upstream_from;
-    if (rec->sink != NULL)
-        write_line(w, rec, &f, "");
+    if (rec->sink != NULL) {
+        char suffix[24] = "";
+        /* HTTP/2: which stream of the connection, at the end of a combined line (docs/config.md) */
+        if (rec->stream != 0 && strcmp(rec->log->format->name.p, "combined") == 0)
+            snprintf(suffix, sizeof(suffix), " stream=%u", rec->stream);
+        write_line(w, rec, &f, suffix);
+    }
     proxy__access_discard(ex);
 }
 
@@ -866,6 +873,7 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     rec->sink = g->access[log->index];
     rec->route = NULL;
     rec->minor = 1;
+    rec->stream = 0;
     rec->tls = c->s.tls;
     rec->raw_request = 1;
     keep(rec, &o, F_METHOD, "", 0, 0);

@@ -21,6 +21,7 @@
 #define LINGER_MS 2000
 
 static void dispatch(proxy__client *c);
+static int is_h2_alpn(const proxy__client *c);
 
 static void list_unlink(proxy__client *c)
 {
@@ -40,6 +41,7 @@ static void release(proxy__client *c)
     proxy__worker *w = c->w;
     if (c->state == CLIENT_HANDSHAKE)
         w->handshaking--;
+    proxy__h2_free(c);
     gh_timer_stop(w->loop, &c->timer);
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
@@ -64,6 +66,7 @@ void proxy__client_close(proxy__client *c)
         proxy__access_end(ex);
         proxy__exchange_free(ex);
     }
+    proxy__h2_free(c); /* its streams' exchanges, logged 499 */
     gh_conn_close(&c->conn, c->w->loop);
     release(c);
 }
@@ -176,8 +179,56 @@ static void do_handshake(proxy__client *c)
     }
     c->w->handshaking--;
     c->w->heap_dirty = 1;
+    if (c->s.listener->h2 && is_h2_alpn(c)) {
+        c->state = CLIENT_IDLE; /* out of the handshake count, whatever comes next */
+        if (proxy__h2_start(c) < 0)
+            proxy__client_close(c);
+        return;
+    }
     /* the first request is due within header_timeout of the handshake */
     proxy__client_go_idle(c, c->w->t->header);
+}
+
+/* RFC 3.3 of RFC 9113: "h2" chosen by ALPN. */
+static int is_h2_alpn(const proxy__client *c)
+{
+    size_t n = 0;
+    const char *p = gh_conn_alpn(&c->conn, &n);
+    return p != NULL && n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+/* RFC 9113 3.4: the client connection preface, which a client with prior knowledge sends first. */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
+
+/*
+ * A plain listener with h2 among its protocols: the first bytes say which
+ * protocol (no HTTP/1 request starts with "PRI * HTTP/2.0"). 1 HTTP/2 started
+ * (or the connection closed), 0 more bytes needed, -1 HTTP/1.
+ */
+static int sniff_h2(proxy__client *c)
+{
+    for (;;) {
+        size_t len = gh_buf_len(&c->in), n = GH_MIN(len, H2_PREFACE_LEN);
+        if (n > 0 && memcmp(gh_buf_head(&c->in), h2_preface, n) != 0)
+            return -1;
+        if (len >= H2_PREFACE_LEN) {
+            if (proxy__h2_start(c) < 0)
+                proxy__client_close(c);
+            return 1;
+        }
+        int r = proxy__client_read(c);
+        if (r < 0) {
+            proxy__client_close(c);
+            return 1;
+        }
+        if (r == 0)
+            return 0;
+        if (c->state == CLIENT_IDLE) {
+            c->state = CLIENT_HEAD; /* as for a head begun: due within header_timeout */
+            gh_timer_set(c->w->loop, &c->timer, c->w->t->header);
+        }
+    }
 }
 
 /* CLOSING: send what is queued, then close_notify and half-close; LINGER: drain input briefly. */
@@ -218,6 +269,16 @@ static void linger(proxy__client *c)
     proxy__client_close(c);
 }
 
+void proxy__client_linger(proxy__client *c)
+{
+    proxy__h2_free(c);
+    gh_conn_shutdown(&c->conn);
+    c->state = CLIENT_LINGER;
+    gh_buf_release(&c->in);
+    gh_buf_release(&c->out);
+    gh_timer_set(c->w->loop, &c->timer, LINGER_MS);
+}
+
 /*
  * A client that closed its side while its response is pending has left:
  * abort the exchange now rather than on the first write, which may come only
@@ -253,8 +314,20 @@ static void dispatch(proxy__client *c)
                 proxy__client_close(c);
                 return;
             }
+            if (c->requests == 0 && !c->s.tls && c->s.listener->h2) {
+                int r = sniff_h2(c);
+                if (r >= 0)
+                    break;
+                if (!c->s.listener->h1) { /* protocols=h2 alone: HTTP/1 is not spoken here */
+                    proxy__client_close(c);
+                    return;
+                }
+            }
             proxy__h1_read_head(c);
             break;
+        case CLIENT_H2:
+            proxy__h2_dispatch(c);
+            return;
         case CLIENT_EXCHANGE:
             if (client_left(c)) {
                 proxy__client_close(c); /* drops the upstream request; logged 499 */
@@ -289,6 +362,10 @@ static void on_client_event(gh_io *io, unsigned events)
 static void on_client_timeout(gh_timer *t)
 {
     proxy__client *c = (proxy__client *)((char *)t - offsetof(proxy__client, timer));
+    if (c->state == CLIENT_H2) {
+        proxy__h2_timeout(c);
+        return;
+    }
     if (c->state == CLIENT_IDLE && c->tls_held) {
         /* the keep-alive grace is over: the buffers go back, the rest of the keep-alive timeout runs */
         c->tls_held = 0;
@@ -376,7 +453,9 @@ void proxy__client_drain(proxy__worker *w)
     for (; c != NULL; c = next) {
         next = c->next;
         c->close_after = 1;
-        if (c->state == CLIENT_IDLE && c->requests > 0 && gh_buf_len(&c->in) == 0)
+        if (c->state == CLIENT_H2)
+            proxy__h2_drain(c); /* GOAWAY: the streams in flight finish */
+        else if (c->state == CLIENT_IDLE && c->requests > 0 && gh_buf_len(&c->in) == 0)
             proxy__client_close(c);
     }
 }

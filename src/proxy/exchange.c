@@ -10,6 +10,7 @@
  * (GH_AGAIN); edge-triggered readiness wakes it, and the session resumes it.
  * Nothing is buffered whole: each direction holds at most a couple of blocks.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,7 +80,11 @@ static void log_gateway_error(const proxy__exchange *ex, int status)
     const proxy__session *s = ex->s;
     const gh_cfg_route *rt = ex->route;
 
-    gh_log_warn("%d for client %s on %s, route %.*s%s%s%s", status, s->ip, s->listener->cfg->addr.text,
+    char stream[24] = "";
+
+    if (s->stream != 0) /* HTTP/2: which stream of the client's connection */
+        snprintf(stream, sizeof(stream), " stream %u", s->stream);
+    gh_log_warn("%d for client %s%s on %s, route %.*s%s%s%s", status, s->ip, stream, s->listener->cfg->addr.text,
                 rt ? (int)rt->prefix.len : 1, rt ? rt->prefix.p : "-", ex->server ? ", server " : "",
                 ex->server ? ex->server : "", ex->res_started ? " (response cut)" : "");
 }

@@ -45,6 +45,7 @@ typedef struct proxy__gen proxy__gen;
 typedef struct proxy__access proxy__access;         /* accesslog.c: a worker's log descriptor and buffer */
 typedef struct proxy__access_rec proxy__access_rec; /* accesslog.c: one request's quoted log fields */
 typedef struct proxy__session proxy__session;
+typedef struct proxy__h2 proxy__h2; /* h2_server.c: an HTTP/2 connection's session and its streams */
 
 #define PROXY__GONE (-1) /* a pump's answer: the exchange was finished or failed and freed */
 typedef struct proxy__local proxy__local;
@@ -107,6 +108,7 @@ struct proxy__session {
     uint8_t peer_counted;         /* counted for max_connections_per_ip (edge.c): released once, at close */
     struct sockaddr_storage peer; /* the client's address (what access rules match, net/cidr.h) */
     char ip[46];                  /* its text, for logs and X-Forwarded-For */
+    uint32_t stream;              /* the HTTP/2 stream id (logs); 0: HTTP/1 */
 };
 
 enum proxy__client_state {
@@ -116,6 +118,7 @@ enum proxy__client_state {
     CLIENT_EXCHANGE, /* an exchange is under way */
     CLIENT_CLOSING,  /* flushing a last response, then close_notify */
     CLIENT_LINGER,   /* write side shut: discarding input until EOF or a short timeout */
+    CLIENT_H2,       /* an HTTP/2 connection: its streams are exchanges (h2_server.c, c->h2) */
 };
 
 /* An HTTP/1 client connection and its session (one exchange at a time, pipelined requests wait in `in`). */
@@ -142,6 +145,7 @@ struct proxy__client {
     uint32_t req_decoded; /* CHUNKED: decoded body bytes at the front of `in` */
     uint64_t req_left;    /* LENGTH: body bytes still to read */
     gh_h1_chunked req_chunk;
+    proxy__h2 *h2; /* CLIENT_H2: the HTTP/2 session, owned; in and out then carry its frames */
 };
 
 struct proxy__upstream {
@@ -297,6 +301,8 @@ struct proxy__listener {
     gh_tls_ctx *tls;  /* default context; the SNI hook picks the site's */
     gh_tls_alpn alpn; /* the protocols offered in the TLS handshake, by preference */
     uint8_t mode;     /* enum proxy__listener_mode */
+    uint8_t h1;       /* HTTP/1.1 is served (on TLS: also to clients without ALPN) */
+    uint8_t h2;       /* HTTP/2 is offered (ALPN "h2"); on a plain listener, with prior knowledge */
     gh_router *router;
     /* PROXY__MODE_STREAM: its services, chosen by the ClientHello's SNI */
     const proxy__svc **svcs;
@@ -385,6 +391,8 @@ struct proxy__worker {
     uint64_t local_error_logged;  /* ms: last "local resource error" line (once a second at most) */
     uint64_t local_errors;        /* since that line */
     gh_h1_request req;            /* parse scratch: heads are turned into uout at once */
+    proxy__h2 *h2_dirty;          /* HTTP/2 connections with frames to send: flushed once per loop iteration */
+    gh_timer h2_kick;             /* due at once while HTTP/2 work is left: the loop must not sleep on it */
     gh_h1_response res;
     proxy__access *access; /* NULL: no access log */
     int64_t date_sec;

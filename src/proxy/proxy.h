@@ -28,11 +28,27 @@ int proxy__client_read(proxy__client *c);
 void proxy__client_detached(proxy__client *c);
 /* Resets the keep-alive state: no buffers held while idle. */
 void proxy__client_go_idle(proxy__client *c, uint32_t timeout);
+/* Shuts our side (close_notify, FIN) and discards input briefly before closing (a lingering close). */
+void proxy__client_linger(proxy__client *c);
 
 /* h1_server.c: the HTTP/1 server codec (heads, pipelining, chunked output, 100-continue, close) */
 extern const proxy__session_ops proxy__h1_session_ops;
 /* Reads and parses request heads; starts an exchange for a complete one. */
 void proxy__h1_read_head(proxy__client *c);
+
+/* h2_server.c: the HTTP/2 session of a client connection (streams as exchanges, on nghttp2) */
+/* The connection speaks HTTP/2 from now (ALPN h2, or the preface on a plain listener): 0, or -1 (close it). */
+int proxy__h2_start(proxy__client *c);
+/* After an event of the connection: reads frames, runs what they started. */
+void proxy__h2_dispatch(proxy__client *c);
+/* The connection's timer: idle (keepalive), or a peer that takes no bytes (send). */
+void proxy__h2_timeout(proxy__client *c);
+/* SIGTERM: GOAWAY; the streams in flight finish, then the connection closes. */
+void proxy__h2_drain(proxy__client *c);
+/* Frees the session and every stream (their exchanges logged 499 unless they had a status). */
+void proxy__h2_free(proxy__client *c);
+/* The worker's idle hook: one nghttp2_session_send and one write per dirty connection. */
+void proxy__h2_flush_dirty(proxy__worker *w);
 
 /* exchange.c */
 /*

@@ -178,6 +178,26 @@ static int build_stream_listener(gh_runtime *rt, proxy__listener *l, char *err, 
     return 0;
 }
 
+/* The ALPN lists (RFC 7301 3.1 wire format) a listener may offer, by our preference. */
+static const gh_tls_alpn alpn_h2_h1 = {(const unsigned char *)"\x02h2\x08http/1.1", 12};
+static const gh_tls_alpn alpn_h1_h2 = {(const unsigned char *)"\x08http/1.1\x02h2", 12};
+static const gh_tls_alpn alpn_h2 = {(const unsigned char *)"\x02h2", 3};
+
+static void listener_protocols(proxy__listener *l, const gh_cfg_listener *lc)
+{
+    uint8_t p[2];
+    size_t n = gh_cfg_listener_protocols(lc, p);
+
+    l->h1 = p[0] == GH_CFG_PROTO_HTTP1 || (n == 2 && p[1] == GH_CFG_PROTO_HTTP1);
+    l->h2 = p[0] == GH_CFG_PROTO_H2 || (n == 2 && p[1] == GH_CFG_PROTO_H2);
+    if (l->h1 && l->h2)
+        l->alpn = p[0] == GH_CFG_PROTO_H2 ? alpn_h2_h1 : alpn_h1_h2;
+    else if (l->h2)
+        l->alpn = alpn_h2;
+    else
+        l->alpn = gh_tls_alpn_http11;
+}
+
 static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, char *err, size_t errlen)
 {
     proxy__listener *l = &rt->listeners[i];
@@ -189,7 +209,7 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
     if (lc->stream)
         return build_stream_listener(rt, l, err, errlen);
     l->mode = PROXY__MODE_HTTP;
-    l->alpn = gh_tls_alpn_http11; /* h2 joins the list with the HTTP/2 session */
+    listener_protocols(l, lc);
     if ((l->router = gh_router_new(rt->cfg, i)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;

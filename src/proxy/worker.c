@@ -268,6 +268,7 @@ static void trim_heap(proxy__worker *w)
 
 static void on_idle(void *arg)
 {
+    proxy__h2_flush_dirty(arg); /* HTTP/2 output of this iteration, batched: one send per connection */
     check_limit(arg);
     proxy__access_flush(arg);
     trim_heap(arg);
@@ -538,6 +539,7 @@ static void teardown(proxy__worker *w)
         close(w->ctl_io.fd);
     gh_timer_stop(w->loop, &w->drain_timer);
     free(w->svc_counts);
+    gh_timer_stop(w->loop, &w->h2_kick);
     gh_loop_free(w->loop);
     gh_buf_pool_drain();
 }

@@ -461,8 +461,9 @@ class GatehouseConf(Gatehouse):
             with open(self.conf_path, "w") as f:
                 f.write(self.text)
             self.listeners = []
-            for m in re.finditer(r"^[ \t]*listen[ \t]+(\S+?):(\d+)([ \t]+tls)?[ \t]*(?:[;#].*)?$", self.text, re.M):
-                li = (m.group(1).strip("[]"), int(m.group(2)), bool(m.group(3)))
+            for m in re.finditer(r"^[ \t]*listen[ \t]+(\S+?):(\d+)((?:[ \t]+[^\s;#]+)*)[ \t]*(?:[;#].*)?$", self.text,
+                                 re.M):
+                li = (m.group(1).strip("[]"), int(m.group(2)), "tls" in m.group(3).split())
                 if m.group(3) or li[:2] not in [x[:2] for x in self.listeners]:
                     self.listeners = [x for x in self.listeners if x[:2] != li[:2]] + [li]
             self.port = self.listeners[0][1] if self.listeners else None
@@ -815,9 +816,14 @@ def get(port, path, headers=(), method="GET", body=None):
 
 
 def curl(args, timeout=None, ok=True, **kw):
-    """Runs curl -sS -k; returns CompletedProcess (bytes). With ok, a curl failure fails the test."""
+    """Runs curl -sS -k; returns CompletedProcess (bytes). With ok, a curl failure fails the test.
+
+    HTTP/1.1 unless args choose (--http2, --http2-prior-knowledge): TLS listeners offer h2 first."""
     timeout = timeout or 30 * T
-    argv = ["curl", "-sS", "-k", "--max-time", str(int(timeout))] + list(args)
+    args = list(args)
+    if not any(a.startswith("--http") for a in args):
+        args = ["--http1.1"] + args
+    argv = ["curl", "-sS", "-k", "--max-time", str(int(timeout))] + args
     try:
         r = subprocess.run(argv, capture_output=True, timeout=timeout + 10, **kw)
     except subprocess.TimeoutExpired:

@@ -1,0 +1,1150 @@
+/*
+ * h2_server: the HTTP/2 session of a client connection on libnghttp2 (1.52),
+ * and the session interface (proxy__session_ops) each of its streams gives
+ * the exchange. One stream, one exchange: its own configuration generation,
+ * address and listener copied from the connection, its head checked and
+ * converted by http/h2_head.c, its request body handed over as the exchange
+ * takes it (flow control: WINDOW_UPDATE only then), its response body held in
+ * a bounded buffer that nghttp2 drains as the client's window allows.
+ *
+ * nghttp2's callbacks never re-enter the exchange: they record what happened
+ * on the stream (ready to start, body bytes arrived, closed by the peer,
+ * response buffer drained) in a work list that runs once nghttp2_session_mem_recv
+ * or nghttp2_session_send has returned. Output is batched: a connection with
+ * frames to send is marked dirty and flushed once per loop iteration (the
+ * worker's idle hook), one nghttp2_session_send and as few writes as the
+ * output buffer allows. DATA payloads are copied once, from the stream's
+ * buffer to the connection's output, next to their frame header
+ * (NGHTTP2_DATA_FLAG_NO_COPY).
+ *
+ * Attacks, each bounded here (nghttp2's own limits come on top): rapid reset
+ * (CVE-2023-44487: resets of streams not yet answered, counted per window;
+ * streams opened and reset within one read never start an exchange),
+ * CONTINUATION floods (header block bytes per head), HPACK bombs (decoded
+ * header list bytes), floods of SETTINGS/PING/PRIORITY/WINDOW_UPDATE/RST/empty
+ * frames (a budget per second that our own output earns), slow readers and
+ * zero windows (the send timeout per stream and per connection), memory
+ * (max_connection_memory: new streams refused).
+ *
+ * Ownership: the client (client.c) owns its proxy__h2; the proxy__h2 owns its
+ * streams (a list), each stream its exchange. Streams are freed with
+ * gh_loop_release: an upstream event may still name one after its exchange ended.
+ */
+#include <nghttp2/nghttp2.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "http/h2_head.h"
+#include "proxy/proxy.h"
+
+#define WINDOW_MS        1000 /* the flood budgets are per this */
+#define FRAME_BUDGET     1000 /* cheap frames a client may send per window, plus two per frame we sent */
+#define RESET_WINDOW_MS  10000
+#define READS_PER_ROUND  16 /* reads before other connections get a turn */
+#define FLUSH_ROUNDS     64
+#define HEAD_BLOCK_SLACK (16 * 1024)
+
+enum { W_START = 1, W_RUN = 2, W_CLOSE = 4 };
+enum { T_NONE, T_IDLE, T_SEND };
+
+typedef struct h2_stream h2_stream;
+
+struct proxy__h2 {
+    proxy__client *c;
+    nghttp2_session *ngh;
+    gh_cfg_http2 cfg; /* copied: the generation it came from may go */
+    h2_stream *streams;
+    h2_stream *work, *work_tail;
+    proxy__h2 *dirty_next;
+    size_t mem; /* bytes the streams hold (structs, heads, bodies, response buffers) */
+    uint32_t nstreams;
+    uint64_t win_start, reset_start;
+    uint32_t win_cheap, win_sent, resets;
+    uint32_t head_block; /* bytes of the header block being received (HEADERS + CONTINUATION) */
+    uint8_t dirty;
+    uint8_t more_input; /* stopped reading with input left (a fair share): go on in the idle hook */
+    uint8_t calm;       /* GOAWAY for abuse sent: no more input is read */
+    uint8_t dead;       /* nghttp2 failed, or the peer closed: close once the output is out */
+    uint8_t draining;
+    uint8_t timer_kind;
+};
+
+struct h2_stream {
+    proxy__session s;
+    proxy__h2 *h;
+    h2_stream *prev, *next;
+    h2_stream *work_next;
+    gh_timer timer;
+    int32_t id;
+    uint8_t work, queued;
+    uint8_t started, closed, responded, is_head;
+    uint8_t es_headers; /* END_STREAM came with the request head */
+    uint8_t in_done;    /* END_STREAM came */
+    uint8_t drop;       /* nobody will read the body: DATA is consumed as it comes */
+    uint8_t out_ended;  /* the response body is complete in rbuf */
+    uint8_t deferred;   /* nghttp2 waits for rbuf (NGHTTP2_ERR_DEFERRED) */
+    uint8_t want_room;  /* the exchange waits for room in rbuf */
+    uint8_t eos_sent;   /* our END_STREAM went out */
+    uint8_t rst_after;  /* RST_STREAM NO_ERROR once the response is out: its body is unread (RFC 9113 8.1) */
+    uint8_t has_clen;
+    uint64_t clen;
+    uint64_t body_in; /* DATA bytes received */
+    char *body;       /* received, not yet taken by the exchange: body[boff..blen) */
+    size_t boff, blen, bcap;
+    gh_buf rbuf; /* response body bytes for nghttp2's DATA frames */
+    gh_h2_head head;
+};
+
+#define ST(sp) ((h2_stream *)((char *)(sp)-offsetof(h2_stream, s)))
+
+static const proxy__session_ops h2_ops;
+static void stream_free(h2_stream *st);
+static void conn_close(proxy__h2 *h);
+
+static proxy__worker *W(const proxy__h2 *h)
+{
+    return h->c->w;
+}
+
+static void mark_dirty(proxy__h2 *h)
+{
+    if (h->dirty)
+        return;
+    h->dirty = 1;
+    h->dirty_next = W(h)->h2_dirty;
+    W(h)->h2_dirty = h;
+}
+
+static void dirty_unlink(proxy__h2 *h)
+{
+    proxy__h2 **pp = &W(h)->h2_dirty;
+    if (!h->dirty)
+        return;
+    for (; *pp != NULL; pp = &(*pp)->dirty_next)
+        if (*pp == h) {
+            *pp = h->dirty_next;
+            break;
+        }
+    h->dirty = 0;
+}
+
+static void queue(h2_stream *st, uint8_t bits)
+{
+    proxy__h2 *h = st->h;
+    st->work |= bits;
+    if (st->queued)
+        return;
+    st->queued = 1;
+    st->work_next = NULL;
+    if (h->work_tail != NULL)
+        h->work_tail->work_next = st;
+    else
+        h->work = st;
+    h->work_tail = st;
+}
+
+static void log_stream(const h2_stream *st, const char *what)
+{
+    gh_log_info("client %s stream %d: %s", st->s.ip, st->id, what);
+}
+
+/* GOAWAY ENHANCE_YOUR_CALM (RFC 9113 5.4.1) and no more input: the client crossed a limit. */
+static int calm(proxy__h2 *h, const char *why)
+{
+    if (!h->calm) {
+        gh_log_warn("client %s: HTTP/2 %s: GOAWAY ENHANCE_YOUR_CALM, closing", h->c->s.ip, why);
+        nghttp2_session_terminate_session(h->ngh, NGHTTP2_ENHANCE_YOUR_CALM);
+        h->calm = 1;
+        h->dead = 1;
+        mark_dirty(h);
+    }
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static void roll_window(proxy__h2 *h)
+{
+    uint64_t now = gh_loop_now(W(h)->loop);
+    if (now - h->win_start >= WINDOW_MS) {
+        h->win_start = now;
+        h->win_cheap = h->win_sent = 0;
+    }
+    if (now - h->reset_start >= RESET_WINDOW_MS) {
+        h->reset_start = now;
+        h->resets = 0;
+    }
+}
+
+static void mem_add(proxy__h2 *h, size_t n)
+{
+    h->mem += n;
+}
+
+static void mem_sub(proxy__h2 *h, size_t n)
+{
+    h->mem = h->mem > n ? h->mem - n : 0;
+}
+
+/* ---- nghttp2 callbacks: record, never run an exchange ---- */
+
+static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void *ud)
+{
+    proxy__h2 *h = ud;
+    int cheap = 0;
+
+    roll_window(h);
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+        cheap = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
+        break;
+    case NGHTTP2_HEADERS:
+        h->head_block = 0;
+        /* fall through */
+    case NGHTTP2_CONTINUATION:
+        /* CONTINUATION floods (2024): a header block is bounded whatever HPACK makes of it */
+        h->head_block += hd->length;
+        if (h->head_block > h->cfg.max_header_list_size + HEAD_BLOCK_SLACK)
+            return calm(h, "header block over max_header_list_size (CONTINUATION flood)");
+        cheap = hd->type == NGHTTP2_CONTINUATION && hd->length == 0;
+        break;
+    case NGHTTP2_PRIORITY:
+    case NGHTTP2_WINDOW_UPDATE:
+    case NGHTTP2_SETTINGS:
+    case NGHTTP2_PING:
+    case NGHTTP2_RST_STREAM:
+        cheap = 1;
+        break;
+    default:
+        cheap = 1; /* unknown frame types are ignored (RFC 9113 5.5), not for free */
+        break;
+    }
+    if (cheap && ++h->win_cheap > FRAME_BUDGET + 2 * h->win_sent)
+        return calm(h, "control frame flood");
+    return 0;
+}
+
+static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, void *ud)
+{
+    proxy__h2 *h = ud;
+    proxy__client *c = h->c;
+    h2_stream *st;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST || h->calm)
+        return 0;
+    if (h->mem > h->cfg.max_connection_memory || h->draining || (st = calloc(1, sizeof(*st))) == NULL) {
+        /* RFC 9113 8.7: not processed, the client may retry it */
+        nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    st->s.ops = &h2_ops;
+    st->s.w = c->w;
+    st->s.gen = c->s.gen;
+    st->s.gen->refs++;
+    st->s.listener = c->s.listener;
+    st->s.tls = c->s.tls;
+    st->s.peer = c->s.peer;
+    memcpy(st->s.ip, c->s.ip, sizeof(st->s.ip));
+    st->s.stream = (uint32_t)frame->hd.stream_id;
+    st->h = h;
+    st->id = frame->hd.stream_id;
+    st->timer.cb = NULL;
+    gh_h2_head_init(&st->head, h->cfg.max_header_list_size);
+    st->next = h->streams;
+    if (h->streams != NULL)
+        h->streams->prev = st;
+    h->streams = st;
+    h->nstreams++;
+    mem_add(h, sizeof(*st));
+    nghttp2_session_set_stream_user_data(ngh, st->id, st);
+    return 0;
+}
+
+static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+    proxy__h2 *h = ud;
+    h2_stream *st = nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id);
+    size_t before;
+
+    if (st == NULL || h->calm || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || st->started) {
+        /* trailers: counted against the same limit, then dropped (framing never comes from trailers) */
+        st->head.list_size += nlen + vlen + 32;
+        if (nlen > 0 && name[0] == ':')
+            st->head.error = GH_H2_MALFORMED;
+    } else {
+        before = st->head.cap;
+        gh_h2_head_add(&st->head, name, nlen, value, vlen);
+        mem_add(h, st->head.cap - before);
+    }
+    /* HPACK bomb: a few bytes on the wire that decode to far more than the limit */
+    if (st->head.list_size > 4 * h->cfg.max_header_list_size)
+        return calm(h, "decoded header list far over max_header_list_size (HPACK bomb)");
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *frame, void *ud)
+{
+    proxy__h2 *h = ud;
+    h2_stream *st = frame->hd.stream_id ? nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id) : NULL;
+    int es = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (st == NULL)
+            return 0;
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST && !st->started) {
+            st->es_headers = st->in_done = (uint8_t)es;
+            queue(st, W_START);
+        } else {
+            st->in_done = 1; /* trailers end the stream (RFC 9113 8.1) */
+            queue(st, W_RUN);
+        }
+        break;
+    case NGHTTP2_DATA:
+        if (st != NULL && es) {
+            st->in_done = 1;
+            queue(st, W_RUN);
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        /* Rapid reset (CVE-2023-44487): streams the client cancels before any answer cost it nothing
+         * and us an exchange each; past a few per window, the connection goes. */
+        if (st != NULL && !st->responded && ++h->resets > GH_MIN(h->cfg.max_concurrent_streams * 2, 200u))
+            return calm(h, "rapid reset (streams cancelled before their response)");
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *ud)
+{
+    proxy__h2 *h = ud;
+    h2_stream *st = nghttp2_session_get_stream_user_data(ngh, id);
+
+    if (st == NULL || st->drop) {
+        nghttp2_session_consume(ngh, id, len); /* nobody reads it: the window goes back at once */
+        return 0;
+    }
+    st->body_in += len;
+    if (st->has_clen && st->body_in > st->clen) {
+        /* RFC 9113 8.1.1: more DATA than content-length: malformed */
+        nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
+        st->drop = 1;
+        nghttp2_session_consume(ngh, id, len);
+        return 0;
+    }
+    if (st->boff > 0) { /* what the exchange took goes: the rest moves to the front */
+        memmove(st->body, st->body + st->boff, st->blen - st->boff);
+        st->blen -= st->boff;
+        st->boff = 0;
+    }
+    if (st->blen + len > st->bcap) {
+        /* the stream's window bounds it (nghttp2 refuses DATA past it), so it grows at most to the window */
+        size_t cap = st->bcap ? st->bcap : 16384;
+        char *nb;
+        while (cap < st->blen + len)
+            cap *= 2;
+        if ((nb = realloc(st->body, cap)) == NULL) {
+            nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+            st->drop = 1;
+            nghttp2_session_consume(ngh, id, len);
+            return 0;
+        }
+        mem_add(h, cap - st->bcap);
+        st->body = nb;
+        st->bcap = cap;
+    }
+    memcpy(st->body + st->blen, data, len);
+    st->blen += len;
+    if (st->started)
+        queue(st, W_RUN);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ngh, int32_t id, uint32_t code, void *ud)
+{
+    h2_stream *st = nghttp2_session_get_stream_user_data(ngh, id);
+    if (st == NULL)
+        return 0;
+    st->closed = 1;
+    queue(st, W_CLOSE);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ngh, const nghttp2_frame *frame, void *ud)
+{
+    proxy__h2 *h = ud;
+    h2_stream *st;
+
+    h->win_sent++;
+    if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    st = nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id);
+    if (st == NULL)
+        return 0;
+    st->eos_sent = 1;
+    if (st->rst_after && !st->closed)
+        nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+/* Frames into the connection's output buffer; the write happens once per round (flush). */
+static ssize_t on_send(nghttp2_session *ngh, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    proxy__h2 *h = ud;
+    gh_buf *out = &h->c->out;
+    size_t room;
+
+    if (out->data == NULL && gh_buf_reserve_big(out) < 0 && gh_buf_reserve(out) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    gh_buf_compact(out);
+    room = gh_buf_room(out);
+    if (room == 0)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    len = GH_MIN(len, room);
+    memcpy(gh_buf_tail(out), data, len);
+    out->end += (uint32_t)len;
+    return (ssize_t)len;
+}
+
+/* A whole DATA frame, header and payload, straight from the stream's buffer (NGHTTP2_DATA_FLAG_NO_COPY). */
+static int on_send_data(nghttp2_session *ngh, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *source, void *ud)
+{
+    proxy__h2 *h = ud;
+    h2_stream *st = source->ptr;
+    gh_buf *out = &h->c->out;
+
+    if (out->data == NULL && gh_buf_reserve_big(out) < 0 && gh_buf_reserve(out) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    gh_buf_compact(out);
+    if (gh_buf_room(out) < 9 + length)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    memcpy(gh_buf_tail(out), framehd, 9);
+    memcpy(gh_buf_tail(out) + 9, gh_buf_head(&st->rbuf), length);
+    out->end += (uint32_t)(9 + length);
+    gh_buf_consume(&st->rbuf, length);
+    if (gh_buf_len(&st->rbuf) == 0 && st->rbuf.data != NULL) {
+        mem_sub(h, st->rbuf.cap);
+        gh_buf_release(&st->rbuf);
+    }
+    /* room again, or all sent: the exchange goes on (or finishes: it waits for queued() == 0) */
+    if (st->want_room || (st->rbuf.data == NULL && st->s.ex != NULL)) {
+        st->want_room = 0;
+        queue(st, W_RUN);
+    }
+    return 0;
+}
+
+static ssize_t read_data(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *source, void *ud)
+{
+    h2_stream *st = source->ptr;
+    size_t n = GH_MIN(length, gh_buf_len(&st->rbuf));
+
+    if (n == 0 && !st->out_ended) {
+        st->deferred = 1; /* resumed by send_data or end */
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->out_ended && n == gh_buf_len(&st->rbuf))
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+/* ---- the work list: what the callbacks recorded, run outside nghttp2 ---- */
+
+static void stream_timeout(gh_timer *t)
+{
+    h2_stream *st = (h2_stream *)((char *)t - offsetof(h2_stream, timer));
+    proxy__h2 *h = st->h;
+
+    if (!st->started) {
+        /* a head that never ends (RFC 9113 allows CONTINUATION in pieces): the stream goes */
+        nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    } else if (st->s.ex != NULL) {
+        log_stream(st, "timed out (the client did not send or take bytes)");
+        if (st->s.ex->status == 0)
+            st->s.ex->status = 408;
+        proxy__exchange_client_gone(st->s.ex); /* aborts: RST_STREAM */
+    } else if (!st->closed) {
+        nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+    mark_dirty(h);
+}
+
+/* A response of the stream's own: an error page before any exchange (431, 417), the RST after it. */
+static void answer(h2_stream *st, int status);
+
+static void start(h2_stream *st)
+{
+    proxy__h2 *h = st->h;
+    proxy__worker *w = W(h);
+    gh_h1_request *r = &w->req;
+    int rc;
+
+    st->started = 1;
+    gh_timer_stop(w->loop, &st->timer);
+    /* a reload: the new stream runs on the current generation (the connection follows too) */
+    if (st->s.gen != w->gen) {
+        if (proxy__session_regen(&st->s) < 0 && !h->draining)
+            proxy__h2_drain(h->c); /* its listener is gone: this stream is answered, then GOAWAY */
+        proxy__session_regen(&h->c->s);
+    }
+    rc = gh_h2_head_request(&st->head, st->es_headers, r);
+    if (rc == 0 && st->in_done && st->body_in == 0 && r->body == GH_H1_BODY_CHUNKED)
+        r->body = GH_H1_BODY_NONE; /* END_STREAM on an empty DATA frame: no body */
+    if (rc == 0 && r->body == GH_H1_BODY_LENGTH &&
+        (st->body_in > r->content_length || (st->in_done && st->body_in != r->content_length)))
+        rc = GH_H2_MALFORMED; /* RFC 9113 8.1.1 */
+    if (rc == GH_H2_MALFORMED) {
+        gh_log_debug("client %s stream %d: malformed request", st->s.ip, st->id);
+        nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
+        st->drop = 1;
+        return;
+    }
+    if (rc < 0) {
+        answer(st, -rc);
+        return;
+    }
+    st->has_clen = r->body == GH_H1_BODY_LENGTH;
+    st->clen = r->content_length;
+    st->is_head = r->method.len == 4 && memcmp(r->method.p, "HEAD", 4) == 0;
+    proxy__exchange_start(&st->s, r);
+    /* the exchange serialized what it needs: the head's storage goes */
+    mem_sub(h, st->head.cap);
+    gh_h2_head_dispose(&st->head);
+}
+
+static void run_work(proxy__h2 *h)
+{
+    h2_stream *st;
+
+    while ((st = h->work) != NULL) {
+        uint8_t bits = st->work;
+        h->work = st->work_next;
+        if (h->work == NULL)
+            h->work_tail = NULL;
+        st->work = 0;
+        st->queued = 0;
+        if (bits & W_CLOSE) {
+            /* the whole response went out: the exchange finishes (it waited for its last bytes to drain) */
+            if (st->s.ex != NULL && st->eos_sent)
+                proxy__exchange_run(st->s.ex);
+            /* else the client reset it; streams opened and reset within one read end here, never started */
+            if (st->s.ex != NULL)
+                proxy__exchange_client_gone(st->s.ex);
+            stream_free(st);
+            continue;
+        }
+        if ((bits & W_START) && !st->started)
+            start(st);
+        else if ((bits & W_RUN) && st->s.ex != NULL)
+            proxy__exchange_run(st->s.ex);
+    }
+}
+
+/* ---- the session ops ---- */
+
+/* Header fields of an HTTP/1 response head (ours, from headers.c) as HTTP/2 fields: lower case, no hop-by-hop. */
+#define HEAD_TEXT (4 * GH_H1_MAX_HEAD)
+static char head_text[HEAD_TEXT]; /* one worker, one thread: a scratch per process */
+static gh_h1_response head_res;
+
+static int submit_text(h2_stream *st, char *text, size_t len, int has_body, size_t *head_len)
+{
+    proxy__h2 *h = st->h;
+    nghttp2_nv nv[GH_H1_MAX_HEADERS + 1];
+    char status[4];
+    size_t n = 0;
+    int hl = gh_h1_parse_response(text, len, 1, &head_res);
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_data};
+
+    if (hl <= 0)
+        return GH_ERROR;
+    status[0] = (char)('0' + head_res.status / 100);
+    status[1] = (char)('0' + head_res.status / 10 % 10);
+    status[2] = (char)('0' + head_res.status % 10);
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < head_res.nheaders && n < GH_ARRAY_LEN(nv); i++) {
+        gh_h1_header *f = &head_res.headers[i];
+        if (f->hop)
+            continue;
+        for (size_t k = 0; k < f->name.len; k++) {
+            char ch = f->name.p[k];
+            if (ch >= 'A' && ch <= 'Z')
+                ((char *)f->name.p)[k] = (char)(ch + 32); /* RFC 9113 8.2.1: lower case on the wire */
+        }
+        nv[n++] =
+            (nghttp2_nv){(uint8_t *)f->name.p, (uint8_t *)f->value.p, f->name.len, f->value.len, NGHTTP2_NV_FLAG_NONE};
+    }
+    if (nghttp2_submit_response(h->ngh, st->id, nv, n, has_body ? &dp : NULL) != 0)
+        return GH_ERROR;
+    st->responded = 1;
+    if (!has_body)
+        st->out_ended = 1;
+    if (head_len != NULL)
+        *head_len = (size_t)hl;
+    mark_dirty(h);
+    return GH_OK;
+}
+
+static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_cfg_route *route)
+{
+    h2_stream *st = ST(s);
+    int n;
+    int has_body = !(res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && res->content_length == 0));
+
+    if (st->closed)
+        return GH_ERROR;
+    n = proxy__response_head(head_text, sizeof(head_text), res, 0, 0, route);
+    if (n < 0)
+        return GH_ERROR;
+    return submit_text(st, head_text, (size_t)n, has_body && !st->is_head, NULL);
+}
+
+/* Room in rbuf: a pool block (held only while it has bytes), counted in the connection's memory. */
+static int rbuf_reserve(h2_stream *st, size_t want)
+{
+    if (st->rbuf.data != NULL)
+        return 0;
+    if (want > GH_BUF_SIZE ? gh_buf_reserve_large(&st->rbuf, want) < 0 : gh_buf_reserve(&st->rbuf) < 0)
+        return -1;
+    mem_add(st->h, st->rbuf.cap);
+    return 0;
+}
+
+static void resume(h2_stream *st)
+{
+    if (st->deferred) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(st->h->ngh, st->id);
+    }
+    mark_dirty(st->h);
+}
+
+static ssize_t h2_send_data(proxy__session *s, const char *p, size_t n)
+{
+    h2_stream *st = ST(s);
+    size_t room;
+
+    if (st->closed)
+        return GH_ERROR;
+    if (rbuf_reserve(st, 0) < 0)
+        return GH_ERROR;
+    gh_buf_compact(&st->rbuf);
+    room = gh_buf_room(&st->rbuf);
+    if (room == 0) {
+        st->want_room = 1;
+        return GH_AGAIN;
+    }
+    n = GH_MIN(n, room);
+    memcpy(gh_buf_tail(&st->rbuf), p, n);
+    st->rbuf.end += (uint32_t)n;
+    resume(st);
+    return (ssize_t)n;
+}
+
+static int h2_end(proxy__session *s)
+{
+    h2_stream *st = ST(s);
+    st->out_ended = 1;
+    resume(st);
+    return GH_OK;
+}
+
+static int h2_flush(proxy__session *s)
+{
+    return 0; /* the connection's flush is batched (proxy__h2_flush_dirty) */
+}
+
+static size_t h2_queued(const proxy__session *s)
+{
+    const h2_stream *st = (const h2_stream *)((const char *)s - offsetof(h2_stream, s));
+    return gh_buf_len(&st->rbuf);
+}
+
+/* The body is not read whole: it is dropped as it comes, and the stream reset once the response is out. */
+static void unread_body(h2_stream *st)
+{
+    proxy__h2 *h = st->h;
+    if (st->blen > st->boff)
+        nghttp2_session_consume(h->ngh, st->id, st->blen - st->boff);
+    st->boff = st->blen = 0;
+    if (st->in_done)
+        return; /* it all came: nothing more to stop */
+    st->drop = 1;
+    if (st->closed)
+        return;
+    if (st->eos_sent)
+        nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    else
+        st->rst_after = 1;
+    mark_dirty(h);
+}
+
+/* A whole response of ours (headers.c wrote it as HTTP/1): head as HEADERS, body into rbuf. */
+static int send_whole(h2_stream *st, char *text, size_t len, int has_body)
+{
+    size_t hl = 0;
+
+    if (submit_text(st, text, len, has_body, &hl) < 0)
+        return GH_ERROR;
+    if (has_body) {
+        if (rbuf_reserve(st, len - hl) < 0)
+            return GH_ERROR;
+        gh_buf_compact(&st->rbuf);
+        if (gh_buf_room(&st->rbuf) < len - hl)
+            return GH_ERROR;
+        memcpy(gh_buf_tail(&st->rbuf), text + hl, len - hl);
+        st->rbuf.end += (uint32_t)(len - hl);
+        st->out_ended = 1;
+    }
+    return GH_OK;
+}
+
+static int h2_send_local(proxy__session *s, proxy__local *l)
+{
+    h2_stream *st = ST(s);
+    int bodiless = l->status < 200 || l->status == 204 || l->status == 304;
+    int n;
+
+    if (st->closed)
+        return GH_ERROR;
+    l->close = 0;
+    n = proxy__local_response(head_text, sizeof(head_text), l);
+    if (n < 0)
+        return GH_ERROR;
+    unread_body(st);
+    return send_whole(st, head_text, (size_t)n, !bodiless && !l->head && l->body_len > 0);
+}
+
+static void answer(h2_stream *st, int status)
+{
+    char text[512];
+    int n = proxy__error_response(text, sizeof(text), status, st->is_head);
+
+    gh_log_debug("client %s stream %d: %d", st->s.ip, st->id, status);
+    unread_body(st);
+    if (n < 0 || st->closed || send_whole(st, text, (size_t)n, !st->is_head) < 0)
+        nghttp2_submit_rst_stream(st->h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    mark_dirty(st->h);
+}
+
+static int h2_send_continue(proxy__session *s)
+{
+    h2_stream *st = ST(s);
+    static const nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
+
+    if (st->closed || st->in_done || st->blen > st->boff || st->body_in > 0)
+        return 0; /* the body is coming already */
+    if (nghttp2_submit_headers(st->h->ngh, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1, NULL) < 0)
+        return 0;
+    mark_dirty(st->h);
+    return 1;
+}
+
+static ssize_t h2_read_body(proxy__session *s, char *dst, size_t cap)
+{
+    h2_stream *st = ST(s);
+    size_t n = GH_MIN(cap, st->blen - st->boff);
+
+    if (n > 0) {
+        memcpy(dst, st->body + st->boff, n);
+        st->boff += n;
+        if (st->boff == st->blen)
+            st->boff = st->blen = 0;
+        /* flow control: the window opens only as the upstream side takes the bytes */
+        nghttp2_session_consume(st->h->ngh, st->id, n);
+        mark_dirty(st->h);
+        return (ssize_t)n;
+    }
+    if (st->closed && !st->in_done)
+        return GH_ERROR; /* reset by the client in the middle of its body */
+    return 0;
+}
+
+static int h2_body_done(const proxy__session *s)
+{
+    const h2_stream *st = (const h2_stream *)((const char *)s - offsetof(h2_stream, s));
+    return st->in_done && st->boff == st->blen;
+}
+
+static int h2_arm(proxy__session *s, int progress, int want_body)
+{
+    h2_stream *st = ST(s);
+    const gh_cfg_timeouts *t = st->s.w->t;
+    int wait_write = gh_buf_len(&st->rbuf) > 0;
+    int wait_read = want_body && !st->in_done && st->blen == st->boff;
+
+    if (wait_write || wait_read) {
+        if (progress || st->timer.when == 0) {
+            st->timer.cb = stream_timeout;
+            gh_timer_set(st->s.w->loop, &st->timer, wait_write ? t->send : t->body);
+        }
+    } else {
+        gh_timer_stop(st->s.w->loop, &st->timer);
+    }
+    return wait_write;
+}
+
+static void free_exchange(h2_stream *st)
+{
+    proxy__exchange *ex = st->s.ex;
+    st->s.ex = NULL;
+    proxy__exchange_free(ex);
+    gh_timer_stop(st->s.w->loop, &st->timer);
+}
+
+static void h2_done(proxy__session *s)
+{
+    h2_stream *st = ST(s);
+    free_exchange(st);
+    unread_body(st); /* the server answered before the whole body: RST_STREAM NO_ERROR after the response */
+    mark_dirty(st->h);
+}
+
+static void h2_fail(proxy__session *s, int status)
+{
+    h2_stream *st = ST(s);
+    free_exchange(st);
+    if (!st->closed)
+        answer(st, status); /* this stream only: the connection lives */
+}
+
+static void h2_abort(proxy__session *s)
+{
+    h2_stream *st = ST(s);
+    free_exchange(st);
+    st->drop = 1;
+    if (!st->closed)
+        nghttp2_submit_rst_stream(st->h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    mark_dirty(st->h);
+}
+
+static void h2_dispatch(proxy__session *s)
+{
+    mark_dirty(ST(s)->h);
+}
+
+static int h2_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in, gh_buf *out)
+{
+    return GH_ERROR; /* WebSocket over HTTP/2 (RFC 8441) is not offered */
+}
+
+static const proxy__session_ops h2_ops = {
+    .send_head = h2_send_head,
+    .send_data = h2_send_data,
+    .end = h2_end,
+    .flush = h2_flush,
+    .queued = h2_queued,
+    .send_local = h2_send_local,
+    .send_continue = h2_send_continue,
+    .read_body = h2_read_body,
+    .body_done = h2_body_done,
+    .arm = h2_arm,
+    .done = h2_done,
+    .fail = h2_fail,
+    .abort = h2_abort,
+    .dispatch = h2_dispatch,
+    .detach = h2_detach,
+};
+
+/* ---- streams and the connection ---- */
+
+static void stream_free(h2_stream *st)
+{
+    proxy__h2 *h = st->h;
+
+    if (st->s.ex != NULL) {
+        proxy__exchange *ex = st->s.ex;
+        st->s.ex = NULL;
+        if (ex->status == 0)
+            ex->status = 499;
+        proxy__access_end(ex);
+        proxy__exchange_free(ex);
+    }
+    if (!st->closed)
+        nghttp2_session_set_stream_user_data(h->ngh, st->id, NULL);
+    else if (st->blen > st->boff)
+        nghttp2_session_consume_connection(h->ngh, st->blen - st->boff);
+    gh_timer_stop(st->s.w->loop, &st->timer);
+    mem_sub(h, sizeof(*st) + st->bcap + st->head.cap + st->rbuf.cap);
+    gh_h2_head_dispose(&st->head);
+    free(st->body);
+    gh_buf_release(&st->rbuf);
+    proxy__gen_unref(st->s.gen);
+    if (st->prev != NULL)
+        st->prev->next = st->next;
+    else
+        h->streams = st->next;
+    if (st->next != NULL)
+        st->next->prev = st->prev;
+    h->nstreams--;
+    gh_loop_release(st->s.w->loop, st);
+}
+
+static void arm_conn(proxy__h2 *h)
+{
+    proxy__client *c = h->c;
+    const gh_cfg_timeouts *t = c->w->t;
+    int kind = T_NONE;
+
+    if (gh_buf_len(&c->out) > 0)
+        kind = T_SEND; /* a peer that takes no bytes for `send`: closed (slow reads, zero windows) */
+    else if (h->nstreams == 0)
+        kind = T_IDLE;
+    if (kind == h->timer_kind)
+        return;
+    h->timer_kind = (uint8_t)kind;
+    if (kind == T_NONE)
+        gh_timer_stop(c->w->loop, &c->timer);
+    else
+        gh_timer_set(c->w->loop, &c->timer, kind == T_SEND ? t->send : t->keepalive);
+}
+
+/* Writes c->out: 1 all of it, 0 some left (wait for room), -1 failed. */
+static int write_out(proxy__h2 *h)
+{
+    proxy__client *c = h->c;
+
+    while (gh_buf_len(&c->out) > 0) {
+        if (!c->conn.can_write)
+            return 0;
+        ssize_t n = gh_conn_write(&c->conn, gh_buf_head(&c->out), gh_buf_len(&c->out));
+        if (n == GH_AGAIN)
+            return 0;
+        if (n < 0)
+            return -1;
+        gh_buf_consume(&c->out, (size_t)n);
+        if (h->timer_kind == T_SEND)
+            h->timer_kind = T_NONE; /* progress: the send timeout starts again */
+    }
+    gh_buf_trim(&c->out);
+    return 1;
+}
+
+/* Sends what nghttp2 has, runs what sending finished, writes; until nothing is left or the socket is full. */
+static void flush(proxy__h2 *h)
+{
+    for (int round = 0; round < FLUSH_ROUNDS; round++) {
+        if (nghttp2_session_send(h->ngh) != 0) {
+            h->dead = 1;
+            break;
+        }
+        run_work(h);
+        int w = write_out(h);
+        if (w < 0) {
+            conn_close(h);
+            return;
+        }
+        if (w == 0)
+            break;
+        if (h->work == NULL && !nghttp2_session_want_write(h->ngh))
+            break;
+    }
+    if (gh_buf_len(&h->c->out) == 0 &&
+        (h->dead || (!nghttp2_session_want_read(h->ngh) && !nghttp2_session_want_write(h->ngh)))) {
+        conn_close(h);
+        return;
+    }
+    arm_conn(h);
+}
+
+/* Reads and hands frames to nghttp2, then runs the streams they started. */
+static void read_in(proxy__h2 *h)
+{
+    proxy__client *c = h->c;
+
+    h->more_input = 0;
+    for (int i = 0; i < READS_PER_ROUND; i++) {
+        if (h->calm || h->dead)
+            return;
+        /* A client that does not read what we send gets no more of its input read (PING, SETTINGS...). */
+        if (gh_buf_len(&c->out) > GH_BUF_SIZE && !c->conn.can_write)
+            return;
+        int r = proxy__client_read(c);
+        if (r < 0) {
+            h->dead = 1; /* closed or failed: what is in flight ends with it */
+            return;
+        }
+        if (r == 0)
+            return;
+        ssize_t n = nghttp2_session_mem_recv(h->ngh, (const uint8_t *)gh_buf_head(&c->in), gh_buf_len(&c->in));
+        gh_buf_consume(&c->in, gh_buf_len(&c->in));
+        if (n < 0) {
+            if (!h->calm)
+                gh_log_debug("client %s: HTTP/2: %s", c->s.ip, nghttp2_strerror((int)n));
+            h->dead = 1;
+        }
+        run_work(h);
+    }
+    h->more_input = 1;
+}
+
+/* An empty input block goes back to the pool between reads. */
+static void read_round(proxy__h2 *h)
+{
+    read_in(h);
+    if (h->c->h2 == h)
+        gh_buf_trim(&h->c->in);
+}
+
+static void conn_close(proxy__h2 *h)
+{
+    proxy__client *c = h->c;
+    proxy__client_linger(c); /* frees h (proxy__h2_free) */
+}
+
+void proxy__h2_dispatch(proxy__client *c)
+{
+    proxy__h2 *h = c->h2;
+    if (h == NULL)
+        return;
+    read_round(h);
+    mark_dirty(h);
+}
+
+void proxy__h2_flush_dirty(proxy__worker *w)
+{
+    for (int round = 0; round < 4 && w->h2_dirty != NULL; round++) {
+        proxy__h2 *list = w->h2_dirty;
+        w->h2_dirty = NULL;
+        while (list != NULL) {
+            proxy__h2 *h = list;
+            list = h->dirty_next;
+            h->dirty = 0;
+            if (h->more_input)
+                read_round(h);
+            flush(h); /* may close it */
+        }
+    }
+    if (w->h2_dirty != NULL)
+        gh_timer_set(w->loop, &w->h2_kick, 0); /* left for the next iteration: epoll must not sleep */
+}
+
+static void on_kick(gh_timer *t)
+{
+    (void)t; /* the idle hook that follows does the work */
+}
+
+static nghttp2_session_callbacks *callbacks(void)
+{
+    static nghttp2_session_callbacks *cbs;
+    if (cbs != NULL || nghttp2_session_callbacks_new(&cbs) != 0)
+        return cbs;
+    nghttp2_session_callbacks_set_send_callback(cbs, on_send);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    return cbs;
+}
+
+static nghttp2_option *options(void)
+{
+    static nghttp2_option *opt;
+    if (opt != NULL || nghttp2_option_new(&opt) != 0)
+        return opt;
+    /* WINDOW_UPDATE only as the exchange takes request body bytes (nghttp2_session_consume) */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* closed streams kept for the priority tree cost memory an attacker chooses */
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    nghttp2_option_set_max_outbound_ack(opt, 1000); /* SETTINGS and PING floods: queued ACKs bounded */
+    nghttp2_option_set_max_settings(opt, 32);
+    return opt;
+}
+
+int proxy__h2_start(proxy__client *c)
+{
+    proxy__h2 *h = calloc(1, sizeof(*h));
+    nghttp2_session_callbacks *cbs = callbacks();
+    nghttp2_option *opt = options();
+    const gh_cfg_http2 *cfg = &c->s.gen->rt->cfg->http2;
+    nghttp2_settings_entry iv[5];
+    uint64_t conn_window;
+
+    if (h == NULL || cbs == NULL || opt == NULL || nghttp2_session_server_new2(&h->ngh, cbs, h, opt) != 0) {
+        free(h);
+        return -1;
+    }
+    h->c = c;
+    h->cfg = *cfg;
+    h->win_start = h->reset_start = gh_loop_now(c->w->loop);
+    c->w->h2_kick.cb = on_kick;
+    iv[0] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams};
+    iv[1] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)cfg->initial_window_size};
+    iv[2] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, (uint32_t)cfg->max_frame_size};
+    iv[3] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, (uint32_t)cfg->header_table_size};
+    iv[4] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)cfg->max_header_list_size};
+    /* The connection's window: what all request bodies may hold at once, within the memory bound. */
+    conn_window = GH_MIN(cfg->max_connection_memory / 2, (uint64_t)(1u << 30));
+    if (conn_window < cfg->initial_window_size)
+        conn_window = cfg->initial_window_size;
+    if (nghttp2_submit_settings(h->ngh, NGHTTP2_FLAG_NONE, iv, GH_ARRAY_LEN(iv)) != 0 ||
+        nghttp2_session_set_local_window_size(h->ngh, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window) != 0) {
+        nghttp2_session_del(h->ngh);
+        free(h);
+        return -1;
+    }
+    c->h2 = h;
+    c->state = CLIENT_H2;
+    gh_timer_stop(c->w->loop, &c->timer);
+    h->timer_kind = T_NONE;
+    mark_dirty(h);
+    return 0;
+}
+
+void proxy__h2_timeout(proxy__client *c)
+{
+    proxy__h2 *h = c->h2;
+    if (h == NULL)
+        return;
+    if (h->timer_kind == T_IDLE && h->nstreams == 0) {
+        /* RFC 9113 9.1: an idle connection is closed with a GOAWAY, no stream lost */
+        nghttp2_session_terminate_session(h->ngh, NGHTTP2_NO_ERROR);
+        h->dead = 1;
+        h->timer_kind = T_NONE;
+        flush(h);
+        return;
+    }
+    gh_log_info("client %s: HTTP/2 connection took no bytes for %u ms, closed", c->s.ip, c->w->t->send);
+    conn_close(h);
+}
+
+void proxy__h2_drain(proxy__client *c)
+{
+    proxy__h2 *h = c->h2;
+    if (h == NULL || h->draining)
+        return;
+    h->draining = 1;
+    /* RFC 9113 6.8: streams up to the last one we saw finish; the client opens no new ones here */
+    nghttp2_submit_goaway(h->ngh, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->ngh), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+    mark_dirty(h);
+}
+
+void proxy__h2_free(proxy__client *c)
+{
+    proxy__h2 *h = c->h2;
+    if (h == NULL)
+        return;
+    dirty_unlink(h);
+    while (h->streams != NULL)
+        stream_free(h->streams);
+    h->work = h->work_tail = NULL;
+    nghttp2_session_del(h->ngh);
+    free(h);
+    c->h2 = NULL;
+}
