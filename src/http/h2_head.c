@@ -16,8 +16,11 @@
 
 void gh_h2_head_init(gh_h2_head *h, size_t max)
 {
+    /* the field table (2 KiB) needs no clearing: nfields says what of it is used */
     memset(h, 0, offsetof(gh_h2_head, fields));
     h->nfields = 0;
+    h->error = 0;
+    h->regular = h->extended = 0;
     h->max = max;
 }
 

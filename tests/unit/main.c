@@ -30,6 +30,7 @@ static const struct suite suites[] = {
     {"dns", suite_dns},
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
+    {"h2_head", suite_h2_head},
 };
 
 static unsigned long passed, failed;
