@@ -48,7 +48,10 @@
 #define HEAD_BLOCK_SLACK (16 * 1024)
 
 enum { W_START = 1, W_RUN = 2, W_CLOSE = 4 };
-enum { T_NONE, T_IDLE, T_SEND };
+enum { T_NONE, T_GRACE, T_IDLE, T_SEND };
+
+/* As for HTTP/1 (client.c): an idle TLS connection keeps its record buffers for a short grace, then none. */
+#define IDLE_GRACE_MS 1000
 
 typedef struct h2_stream h2_stream;
 
@@ -101,6 +104,7 @@ struct h2_stream {
 #define ST(sp) ((h2_stream *)((char *)(sp)-offsetof(h2_stream, s)))
 
 static const proxy__session_ops h2_ops;
+static void stream_timeout(gh_timer *t);
 static void stream_free(h2_stream *st);
 static void conn_close(proxy__h2 *h);
 
@@ -249,7 +253,8 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, vo
     st->s.stream = (uint32_t)frame->hd.stream_id;
     st->h = h;
     st->id = frame->hd.stream_id;
-    st->timer.cb = NULL;
+    st->timer.cb = stream_timeout;
+    gh_timer_set(c->w->loop, &st->timer, c->w->t->header); /* a head that never ends (slow CONTINUATION) */
     gh_h2_head_init(&st->head, h->cfg.max_header_list_size);
     st->next = h->streams;
     if (h->streams != NULL)
@@ -471,9 +476,7 @@ static void stream_timeout(gh_timer *t)
         nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     } else if (st->s.ex != NULL) {
         log_stream(st, "timed out (the client did not send or take bytes)");
-        if (st->s.ex->status == 0)
-            st->s.ex->status = 408;
-        proxy__exchange_client_gone(st->s.ex); /* aborts: RST_STREAM */
+        proxy__exchange_client_gone(st->s.ex); /* aborts: RST_STREAM; logged 499 */
     } else if (!st->closed) {
         nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     }
@@ -900,14 +903,14 @@ static void arm_conn(proxy__h2 *h)
     if (gh_buf_len(&c->out) > 0)
         kind = T_SEND; /* a peer that takes no bytes for `send`: closed (slow reads, zero windows) */
     else if (h->nstreams == 0)
-        kind = T_IDLE;
+        kind = h->timer_kind == T_IDLE || !c->s.tls || t->keepalive <= IDLE_GRACE_MS ? T_IDLE : T_GRACE;
     if (kind == h->timer_kind)
         return;
     h->timer_kind = (uint8_t)kind;
     if (kind == T_NONE)
         gh_timer_stop(c->w->loop, &c->timer);
     else
-        gh_timer_set(c->w->loop, &c->timer, kind == T_SEND ? t->send : t->keepalive);
+        gh_timer_set(c->w->loop, &c->timer, kind == T_GRACE ? IDLE_GRACE_MS : kind == T_IDLE ? t->keepalive : t->send);
 }
 
 /* Writes c->out: 1 all of it, 0 some left (wait for room), -1 failed. */
@@ -931,26 +934,40 @@ static int write_out(proxy__h2 *h)
     return 1;
 }
 
-/* Sends what nghttp2 has, runs what sending finished, writes; until nothing is left or the socket is full. */
+/*
+ * Sends what nghttp2 has and runs what sending finished (drained buffers let
+ * exchanges go on), round after round, writing only when the output buffer
+ * is nearly full or nothing more is coming: a large response leaves in writes
+ * of up to a big block, not one per DATA frame.
+ */
 static void flush(proxy__h2 *h)
 {
+    gh_buf *out = &h->c->out;
+    int w = 1;
+
     for (int round = 0; round < FLUSH_ROUNDS; round++) {
+        size_t before = gh_buf_len(out);
         if (nghttp2_session_send(h->ngh) != 0) {
             h->dead = 1;
             break;
         }
+        int sent = gh_buf_len(out) != before || h->work != NULL;
         run_work(h);
-        int w = write_out(h);
-        if (w < 0) {
+        int idle = !sent || (h->work == NULL && !nghttp2_session_want_write(h->ngh));
+        if (!idle && out->data != NULL && gh_buf_room(out) + out->start >= 9 + 16384)
+            continue; /* room for another frame: fill it before writing */
+        if ((w = write_out(h)) < 0) {
             conn_close(h);
             return;
         }
-        if (w == 0)
-            break;
-        if (h->work == NULL && !nghttp2_session_want_write(h->ngh))
+        if (w == 0 || idle)
             break;
     }
-    if (gh_buf_len(&h->c->out) == 0 &&
+    if (w > 0 && gh_buf_len(out) > 0 && (w = write_out(h)) < 0) {
+        conn_close(h);
+        return;
+    }
+    if (gh_buf_len(out) == 0 &&
         (h->dead || (!nghttp2_session_want_read(h->ngh) && !nghttp2_session_want_write(h->ngh)))) {
         conn_close(h);
         return;
@@ -1111,6 +1128,15 @@ void proxy__h2_timeout(proxy__client *c)
     proxy__h2 *h = c->h2;
     if (h == NULL)
         return;
+    if (h->timer_kind == T_GRACE && h->nstreams == 0) {
+        /* idle past the grace: the transport's buffers go back, the rest of the keep-alive runs */
+        gh_conn_idle(&c->conn);
+        c->w->heap_dirty = 1;
+        h->timer_kind = T_IDLE;
+        gh_timer_set(c->w->loop, &c->timer,
+                     c->w->t->keepalive > IDLE_GRACE_MS ? c->w->t->keepalive - IDLE_GRACE_MS : 1);
+        return;
+    }
     if (h->timer_kind == T_IDLE && h->nstreams == 0) {
         /* RFC 9113 9.1: an idle connection is closed with a GOAWAY, no stream lost */
         nghttp2_session_terminate_session(h->ngh, NGHTTP2_NO_ERROR);
