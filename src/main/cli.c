@@ -146,8 +146,8 @@ static void print_help(void)
 
     gh_conf_defaults(&d);
     printf(SHORT_USAGE "\n"
-                       "gatehouse terminates TLS on ADDR and forwards each HTTP/1.1 request to one of\n"
-                       "the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
+                       "gatehouse terminates TLS on ADDR (ALPN h2 and http/1.1) and forwards each request\n"
+                       "to one of the --to servers over plain HTTP/1.1 (keep-alive, round-robin).\n"
                        "\n"
                        "   or: gatehouse -c FILE [-t] [--workers N] [--log-level LEVEL]\n"
                        "\n"

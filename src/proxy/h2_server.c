@@ -1076,8 +1076,8 @@ static nghttp2_option *options(void)
         return opt;
     /* WINDOW_UPDATE only as the exchange takes request body bytes (nghttp2_session_consume) */
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    /* closed streams kept for the priority tree cost memory an attacker chooses */
-    nghttp2_option_set_no_closed_streams(opt, 1);
+    /* Closed streams are kept (nghttp2 bounds them by max_concurrent_streams): without them a frame on a
+     * closed stream cannot be told from one on an idle stream (RFC 9113 5.1, h2spec 5.1/8-12). */
     nghttp2_option_set_max_outbound_ack(opt, 1000); /* SETTINGS and PING floods: queued ACKs bounded */
     nghttp2_option_set_max_settings(opt, 32);
     return opt;

@@ -13,7 +13,7 @@ import struct
 import subprocess
 import time
 
-from harness import T, Fail, check, client_context, curl, eq, sha256_hex, test, wait_until
+from harness import T, Fail, check, client_context, curl, eq, free_port, sha256_hex, test, wait_until
 from pattern import data as pattern_bytes
 
 
@@ -414,3 +414,27 @@ def _(ctx):
     # the worker lives on
     body, ver, code = split(h2(gh, "/small"))
     eq((ver, code), ("2", 200), "a new connection is served")
+
+
+@test("h2_config_errors_file_line")
+def _(ctx):
+    # listen protocols= and the http2 block: each bad value is FILE:LINE with the reason.
+    from t_config import base, expect_error
+    for listen, why in [("tls protocols=h3", r"listen protocols.*h3"), ("protocols=h2,h2", r"each once"),
+                        ("tls protocols=", r"listen protocols"), ("tls tls", r"listen option"),
+                        ("protocols=h2 protocols=h2", r"listen option"), ("tls protocols=h2, ", r"listen")]:
+        text = base(ctx, extra_top="listen 127.0.0.1:%d %s # HERE\n" % (free_port(), listen))
+        expect_error(ctx, text, "listen " + listen, why)
+    for line, why in [("max_concurrent_streams 0", r"max_concurrent_streams"),
+                      ("max_frame_size 1k", r"max_frame_size"), ("initial_window_size lots", r"initial_window_size"),
+                      ("max_header_list_size 2g", r"max_header_list_size"), ("streams 10", r"unknown directive")]:
+        text = base(ctx, extra_top="http2 {\n    %s # HERE\n}\n" % line)
+        expect_error(ctx, text, "http2 " + line, why)
+    from cfgutil import check_file, write
+    p2 = free_port()
+    ok = base(ctx, p2=p2, extra_top="http2 {\n    max_concurrent_streams 50\n"
+              "    max_header_list_size 32k; header_table_size 0; max_frame_size 1m\n"
+              "    initial_window_size 1m; max_connection_memory 64m\n}\n")
+    ok = ok.replace("listen 127.0.0.1:%d\n" % p2, "listen 127.0.0.1:%d protocols=h2,http/1.1\n" % p2, 1)
+    code, out, err = check_file(ctx, write(ctx, "ok.conf", ok))
+    eq(code, 0, "a valid http2 block and protocols= (stderr %r)" % err[-300:])
