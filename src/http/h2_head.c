@@ -68,6 +68,8 @@ static int is_lit(const uint8_t *p, size_t n, const char *lit)
 /* Stores n bytes in buf (growing it within max + room for the joined cookie); the offset, or -1. */
 static long store(gh_h2_head *h, const void *p, size_t n)
 {
+    if (n == 0)
+        return (long)h->len; /* an empty value: nothing to copy (buf may be NULL yet) */
     if (h->len + n > h->cap) {
         size_t cap = h->cap ? h->cap : 1024;
         while (cap < h->len + n)
@@ -274,9 +276,7 @@ static int join_cookies(gh_h2_head *h)
         }
     if (n < 2)
         return 0;
-    /* room first: store() may move buf */
-    if ((at = store(h, "", 0)) < 0 || store(h, h->buf, 0) < 0)
-        return -1;
+    /* joined apart first: store() may move buf, which the crumbs are in */
     char *joined = malloc(total);
     size_t len = 0;
     if (joined == NULL)
