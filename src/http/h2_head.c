@@ -16,19 +16,17 @@
 
 void gh_h2_head_init(gh_h2_head *h, size_t max)
 {
-    /* the field table (2 KiB) needs no clearing: nfields says what of it is used */
-    memset(h, 0, offsetof(gh_h2_head, fields));
-    h->nfields = 0;
-    h->error = 0;
-    h->regular = h->extended = 0;
+    memset(h, 0, sizeof(*h));
     h->max = max;
 }
 
 void gh_h2_head_dispose(gh_h2_head *h)
 {
     free(h->buf);
+    free(h->fields);
     h->buf = NULL;
-    h->len = h->cap = 0;
+    h->fields = NULL;
+    h->len = h->cap = h->nfields = h->fcap = 0;
 }
 
 /* RFC 9110 5.6.2 tchar, lower case only (RFC 9113 8.2.1: upper case in a name is malformed). */
@@ -55,7 +53,7 @@ int gh_h2_value_ok(const uint8_t *v, size_t n)
     if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
         return 0;
     for (size_t i = 0; i < n; i++)
-        if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+        if ((uint8_t)(v[i] - 0x20) >= 0x5f && v[i] < 0x80 && v[i] != '\t') /* below 0x20 or 0x7f */
             return 0;
     return 1;
 }
@@ -139,6 +137,14 @@ int gh_h2_head_add(gh_h2_head *h, const uint8_t *name, size_t nlen, const uint8_
         return fail(h, GH_H2_MALFORMED);
     if (h->nfields == GH_H2_MAX_FIELDS)
         return fail(h, GH_H2_TOO_LARGE);
+    if (h->nfields == h->fcap) {
+        size_t cap = h->fcap ? GH_MIN(2 * h->fcap, GH_H2_MAX_FIELDS) : 16;
+        gh_h2_field *nf = realloc(h->fields, cap * sizeof(*nf));
+        if (nf == NULL)
+            return fail(h, GH_H2_TOO_LARGE);
+        h->fields = nf;
+        h->fcap = cap;
+    }
     if ((no = store(h, name, nlen)) < 0 || (vo = store(h, value, vlen)) < 0)
         return fail(h, GH_H2_TOO_LARGE);
     f = (gh_h2_field){(uint32_t)no, (uint32_t)nlen, (uint32_t)vo, (uint32_t)vlen};

@@ -12,7 +12,7 @@
  * become a second request, a second header or a framing field upstream.
  *
  * Ownership: embedded in its stream; the fields live in `buf` (malloc'd,
- * bounded by `max`), freed by gh_h2_head_dispose. The request's slices point
+ * bounded by `max`) and their table in `fields`, both freed by gh_h2_head_dispose. The request's slices point
  * into `buf` and stay valid until the next add or dispose.
  */
 #ifndef GH_HTTP_H2_HEAD_H
@@ -43,11 +43,11 @@ typedef struct gh_h2_head {
     size_t list_size; /* counted for every field decoded, kept or not */
     gh_h2_field pseudo[GH_H2_NPSEUDO];
     uint8_t has[GH_H2_NPSEUDO];
-    gh_h2_field fields[GH_H2_MAX_FIELDS];
-    size_t nfields;
-    int error;        /* 0, or the first GH_H2_MALFORMED / GH_H2_TOO_LARGE; later fields are only counted */
-    uint8_t regular;  /* a regular field was seen: a pseudo-header after it is malformed */
-    uint8_t extended; /* SETTINGS_ENABLE_CONNECT_PROTOCOL was sent: :protocol is allowed (RFC 8441) */
+    uint8_t regular;     /* a regular field was seen: a pseudo-header after it is malformed */
+    uint8_t extended;    /* SETTINGS_ENABLE_CONNECT_PROTOCOL was sent: :protocol is allowed (RFC 8441) */
+    int error;           /* 0, or the first GH_H2_MALFORMED / GH_H2_TOO_LARGE; later fields are only counted */
+    gh_h2_field *fields; /* malloc'd, grown as needed up to GH_H2_MAX_FIELDS: a stream stays small */
+    size_t nfields, fcap;
 } gh_h2_head;
 
 /* Prepares an empty head (no allocation yet) whose list may hold max bytes. */

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/common.h"
 #include "core/log.h"
@@ -181,6 +182,11 @@ static void roll_window(proxy__h2 *h)
     }
 }
 
+static size_t head_mem(const gh_h2_head *hd)
+{
+    return hd->cap + hd->fcap * sizeof(gh_h2_field);
+}
+
 static void mem_add(proxy__h2 *h, size_t n)
 {
     h->mem += n;
@@ -281,9 +287,9 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame, const uin
         if (nlen > 0 && name[0] == ':')
             st->head.error = GH_H2_MALFORMED;
     } else {
-        before = st->head.cap;
+        before = head_mem(&st->head);
         gh_h2_head_add(&st->head, name, nlen, value, vlen);
-        mem_add(h, st->head.cap - before);
+        mem_add(h, head_mem(&st->head) - before);
     }
     /* HPACK bomb: a few bytes on the wire that decode to far more than the limit */
     if (st->head.list_size > 4 * h->cfg.max_header_list_size)
@@ -522,7 +528,7 @@ static void start(h2_stream *st)
     st->is_head = r->method.len == 4 && memcmp(r->method.p, "HEAD", 4) == 0;
     proxy__exchange_start(&st->s, r);
     /* the exchange serialized what it needs: the head's storage goes */
-    mem_sub(h, st->head.cap);
+    mem_sub(h, head_mem(&st->head));
     gh_h2_head_dispose(&st->head);
 }
 
@@ -599,18 +605,79 @@ static int submit_text(h2_stream *st, char *text, size_t len, int has_body, size
     return GH_OK;
 }
 
+/* Whether a route's response header operation names this field (then the upstream's copy is not sent). */
+static int op_names(const gh_cfg_route *route, const char *name, size_t len)
+{
+    for (size_t i = 0; route != NULL && i < route->nresp_ops; i++)
+        if (route->resp_ops[i].name.len == len && strncasecmp(route->resp_ops[i].name.p, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* A field name as HTTP/2 sends it (RFC 9113 8.2.1: lower case): as is when it is, else a copy in *scratch. */
+static uint8_t *lower_name(const char *name, size_t len, char **scratch, const char *end)
+{
+    size_t i = 0;
+    while (i < len && !(name[i] >= 'A' && name[i] <= 'Z'))
+        i++;
+    if (i == len)
+        return (uint8_t *)name;
+    if ((size_t)(end - *scratch) < len)
+        return NULL;
+    char *out = *scratch;
+    for (i = 0; i < len; i++)
+        out[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    *scratch += len;
+    return (uint8_t *)out;
+}
+
+/*
+ * The upstream's response head as HEADERS, converted directly (no HTTP/1 text in between): its
+ * fields but the hop-by-hop ones and those a response_header operation names, then the route's
+ * `set` fields, as proxy__response_head does for HTTP/1.
+ */
 static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_cfg_route *route)
 {
     h2_stream *st = ST(s);
-    int n;
+    nghttp2_nv nv[2 * GH_H1_MAX_HEADERS + 1];
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_data};
+    char status[4], *scratch = head_text;
+    const char *end = head_text + sizeof(head_text);
+    size_t n = 0, nops = route != NULL ? route->nresp_ops : 0;
     int has_body = !(res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && res->content_length == 0));
 
-    if (st->closed)
+    if (st->closed || res->status < 100 || res->status > 999)
         return GH_ERROR;
-    n = proxy__response_head(head_text, sizeof(head_text), res, 0, 0, route);
-    if (n < 0)
+    status[0] = (char)('0' + res->status / 100);
+    status[1] = (char)('0' + res->status / 10 % 10);
+    status[2] = (char)('0' + res->status % 10);
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < res->nheaders; i++) {
+        const gh_h1_header *f = &res->headers[i];
+        if (f->hop || (nops > 0 && op_names(route, f->name.p, f->name.len)))
+            continue;
+        uint8_t *name = lower_name(f->name.p, f->name.len, &scratch, end);
+        if (name == NULL || n == GH_ARRAY_LEN(nv))
+            return GH_ERROR;
+        nv[n++] = (nghttp2_nv){name, (uint8_t *)f->value.p, f->name.len, f->value.len, NGHTTP2_NV_FLAG_NONE};
+    }
+    for (size_t i = 0; i < nops; i++) {
+        const gh_cfg_header_op *op = &route->resp_ops[i];
+        if (op->op != GH_HEADER_SET)
+            continue;
+        uint8_t *name = lower_name(op->name.p, op->name.len, &scratch, end);
+        if (name == NULL || n == GH_ARRAY_LEN(nv))
+            return GH_ERROR;
+        nv[n++] = (nghttp2_nv){name, (uint8_t *)op->value.p, op->name.len, op->value.len, NGHTTP2_NV_FLAG_NONE};
+    }
+    has_body = has_body && !st->is_head;
+    if (nghttp2_submit_response(st->h->ngh, st->id, nv, n, has_body ? &dp : NULL) != 0)
         return GH_ERROR;
-    return submit_text(st, head_text, (size_t)n, has_body && !st->is_head, NULL);
+    st->responded = 1;
+    if (!has_body)
+        st->out_ended = 1;
+    mark_dirty(st->h);
+    return GH_OK;
 }
 
 /* Room in rbuf: a pool block (held only while it has bytes), counted in the connection's memory. */
@@ -879,7 +946,7 @@ static void stream_free(h2_stream *st)
     else if (st->blen > st->boff)
         nghttp2_session_consume_connection(h->ngh, st->blen - st->boff);
     gh_timer_stop(st->s.w->loop, &st->timer);
-    mem_sub(h, sizeof(*st) + st->bcap + st->head.cap + st->rbuf.cap);
+    mem_sub(h, sizeof(*st) + st->bcap + head_mem(&st->head) + st->rbuf.cap);
     gh_h2_head_dispose(&st->head);
     free(st->body);
     gh_buf_release(&st->rbuf);
