@@ -60,7 +60,7 @@ int gh_h2_value_ok(const uint8_t *v, size_t n)
 
 static int is_lit(const uint8_t *p, size_t n, const char *lit)
 {
-    return strlen(lit) == n && memcmp(p, lit, n) == 0;
+    return n == strlen(lit) && memcmp(p, lit, n) == 0; /* strlen of a literal folds at compile time */
 }
 
 /* Stores n bytes in buf (growing it within max + room for the joined cookie); the offset, or -1. */
@@ -92,20 +92,37 @@ static int fail(gh_h2_head *h, int err)
 
 static int pseudo_index(const uint8_t *name, size_t n)
 {
-    static const char *const names[GH_H2_NPSEUDO] = {":method", ":scheme", ":authority", ":path", ":protocol"};
-    for (int i = 0; i < GH_H2_NPSEUDO; i++)
-        if (is_lit(name, n, names[i]))
-            return i;
-    return -1;
+    switch (n) { /* by length first: this runs for every field of every request */
+    case 5:
+        return memcmp(name, ":path", 5) == 0 ? GH_H2_PATH : -1;
+    case 7:
+        return memcmp(name, ":method", 7) == 0 ? GH_H2_METHOD : memcmp(name, ":scheme", 7) == 0 ? GH_H2_SCHEME : -1;
+    case 9:
+        return memcmp(name, ":protocol", 9) == 0 ? GH_H2_PROTOCOL : -1;
+    case 10:
+        return memcmp(name, ":authority", 10) == 0 ? GH_H2_AUTHORITY : -1;
+    default:
+        return -1;
+    }
 }
 
 /* RFC 9113 8.2.2: fields of HTTP/1.1 connection management have no meaning here; te only as "trailers". */
 static int connection_specific(const uint8_t *name, size_t n, const uint8_t *v, size_t vn)
 {
-    if (is_lit(name, n, "connection") || is_lit(name, n, "keep-alive") || is_lit(name, n, "proxy-connection") ||
-        is_lit(name, n, "transfer-encoding") || is_lit(name, n, "upgrade"))
-        return 1;
-    return is_lit(name, n, "te") && !is_lit(v, vn, "trailers");
+    switch (n) {
+    case 2:
+        return memcmp(name, "te", 2) == 0 && !is_lit(v, vn, "trailers");
+    case 7:
+        return memcmp(name, "upgrade", 7) == 0;
+    case 10:
+        return memcmp(name, "connection", 10) == 0 || memcmp(name, "keep-alive", 10) == 0;
+    case 16:
+        return memcmp(name, "proxy-connection", 16) == 0;
+    case 17:
+        return memcmp(name, "transfer-encoding", 17) == 0;
+    default:
+        return 0;
+    }
 }
 
 int gh_h2_head_add(gh_h2_head *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
@@ -225,25 +242,25 @@ static uint8_t field_kind(const char *n, size_t len)
 {
     static const struct {
         const char *name;
-        uint8_t kind;
+        uint8_t len, kind;
     } kinds[] = {
-        {"host", GH_HDR_HOST},
-        {"content-length", GH_HDR_CONTENT_LENGTH},
-        {"te", GH_HDR_TE},
-        {"trailer", GH_HDR_TRAILER},
-        {"proxy-authorization", GH_HDR_PROXY_AUTHORIZATION},
-        {"proxy-authenticate", GH_HDR_PROXY_AUTHENTICATE},
-        {"expect", GH_HDR_EXPECT},
-        {"x-forwarded-for", GH_HDR_X_FORWARDED_FOR},
-        {"x-forwarded-proto", GH_HDR_X_FORWARDED_PROTO},
-        {"x-forwarded-host", GH_HDR_X_FORWARDED_HOST},
-        {"forwarded", GH_HDR_FORWARDED},
-        {"via", GH_HDR_VIA},
-        {"date", GH_HDR_DATE},
-        {"server", GH_HDR_SERVER},
+        {"host", 4, GH_HDR_HOST},
+        {"content-length", 14, GH_HDR_CONTENT_LENGTH},
+        {"te", 2, GH_HDR_TE},
+        {"trailer", 7, GH_HDR_TRAILER},
+        {"proxy-authorization", 19, GH_HDR_PROXY_AUTHORIZATION},
+        {"proxy-authenticate", 18, GH_HDR_PROXY_AUTHENTICATE},
+        {"expect", 6, GH_HDR_EXPECT},
+        {"x-forwarded-for", 15, GH_HDR_X_FORWARDED_FOR},
+        {"x-forwarded-proto", 17, GH_HDR_X_FORWARDED_PROTO},
+        {"x-forwarded-host", 16, GH_HDR_X_FORWARDED_HOST},
+        {"forwarded", 9, GH_HDR_FORWARDED},
+        {"via", 3, GH_HDR_VIA},
+        {"date", 4, GH_HDR_DATE},
+        {"server", 6, GH_HDR_SERVER},
     };
     for (size_t i = 0; i < GH_ARRAY_LEN(kinds); i++)
-        if (is_lit((const uint8_t *)n, len, kinds[i].name))
+        if (kinds[i].len == len && memcmp(n, kinds[i].name, len) == 0)
             return kinds[i].kind;
     return GH_HDR_OTHER;
 }

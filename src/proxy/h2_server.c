@@ -614,19 +614,15 @@ static int op_names(const gh_cfg_route *route, const char *name, size_t len)
     return 0;
 }
 
-/* A field name as HTTP/2 sends it (RFC 9113 8.2.1: lower case): as is when it is, else a copy in *scratch. */
+/* A field name as HTTP/2 sends it (RFC 9113 8.2.1: lower case), copied lowered into *scratch; NULL: no room. */
 static uint8_t *lower_name(const char *name, size_t len, char **scratch, const char *end)
 {
-    size_t i = 0;
-    while (i < len && !(name[i] >= 'A' && name[i] <= 'Z'))
-        i++;
-    if (i == len)
-        return (uint8_t *)name;
-    if ((size_t)(end - *scratch) < len)
-        return NULL;
     char *out = *scratch;
-    for (i = 0; i < len; i++)
-        out[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+
+    if ((size_t)(end - out) < len)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)(name[i] | (name[i] >= 'A' && name[i] <= 'Z' ? 0x20 : 0));
     *scratch += len;
     return (uint8_t *)out;
 }
