@@ -71,10 +71,10 @@ struct proxy__access_rec {
     const gh_cfg_route *route;    /* $site, $route; NULL: none */
     uint16_t off[NFIELDS], len[NFIELDS];
     uint8_t present[NFIELDS]; /* the header was there (else "-", or "" in JSON) */
-    uint8_t minor;       /* HTTP/1.<minor>; 20: HTTP/2 */
-    uint8_t tls;         /* $scheme: the client's connection (a tunnel's too) */
-    uint32_t stream;     /* the HTTP/2 stream id; 0: HTTP/1 */
-    uint8_t raw_request; /* F_METHOD holds a whole first line as received (a request the parser refused) */
+    uint8_t minor;            /* HTTP/1.<minor>; 20: HTTP/2 */
+    uint8_t tls;              /* $scheme: the client's connection (a tunnel's too) */
+    uint32_t stream;          /* the HTTP/2 stream id; 0: HTTP/1 */
+    uint8_t raw_request;      /* F_METHOD holds a whole first line as received (a request the parser refused) */
     char text[REC_TEXT];
 };
 

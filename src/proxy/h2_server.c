@@ -629,8 +629,9 @@ static uint8_t *lower_name(const char *name, size_t len, char **scratch, const c
 
 /*
  * The upstream's response head as HEADERS, converted directly (no HTTP/1 text in between): its
- * fields but the hop-by-hop ones and those a response_header operation names, then the route's
- * `set` fields, as proxy__response_head does for HTTP/1.
+ * fields but the hop-by-hop ones, the hidden ones (hide_header) and those a response_header
+ * operation names, then the route's `set` fields and the site's HSTS, as proxy__response_head
+ * does for HTTP/1 (a change there belongs here too).
  */
 static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_cfg_route *route)
 {
@@ -650,7 +651,8 @@ static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < res->nheaders; i++) {
         const gh_h1_header *f = &res->headers[i];
-        if (f->hop || (nops > 0 && op_names(route, f->name.p, f->name.len)))
+        if (f->hop || (nops > 0 && op_names(route, f->name.p, f->name.len)) ||
+            proxy__response_header_hidden(route, f->name))
             continue;
         uint8_t *name = lower_name(f->name.p, f->name.len, &scratch, end);
         if (name == NULL || n == GH_ARRAY_LEN(nv))
@@ -665,6 +667,13 @@ static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
         if (name == NULL || n == GH_ARRAY_LEN(nv))
             return GH_ERROR;
         nv[n++] = (nghttp2_nv){name, (uint8_t *)op->value.p, op->name.len, op->value.len, NGHTTP2_NV_FLAG_NONE};
+    }
+    const gh_cstr *hsts = proxy__hsts(route != NULL ? route->site : NULL, st->s.tls);
+    if (hsts != NULL && !op_names(route, "strict-transport-security", 25)) {
+        if (n == GH_ARRAY_LEN(nv))
+            return GH_ERROR;
+        nv[n++] = (nghttp2_nv){(uint8_t *)"strict-transport-security", (uint8_t *)hsts->p, 25, hsts->len,
+                               NGHTTP2_NV_FLAG_NONE};
     }
     has_body = has_body && !st->is_head;
     if (nghttp2_submit_response(st->h->ngh, st->id, nv, n, has_body ? &dp : NULL) != 0)
