@@ -438,3 +438,25 @@ def _(ctx):
     ok = ok.replace("listen 127.0.0.1:%d\n" % p2, "listen 127.0.0.1:%d protocols=h2,http/1.1\n" % p2, 1)
     code, out, err = check_file(ctx, write(ctx, "ok.conf", ok))
     eq(code, 0, "a valid http2 block and protocols= (stderr %r)" % err[-300:])
+
+
+@test("h2_response_shielding_and_hsts")
+def _(ctx):
+    # Over HTTP/2 as over HTTP/1.1: the backend's Server and X-Powered-By are hidden, the site's HSTS
+    # and a route's response_header set are added, hop-by-hop fields never appear.
+    b = ctx.backend()
+    certs = ctx.session.certs()
+    gh = ctx.gatehouse_config(lambda p: (
+        "workers 1\nlisten 127.0.0.1:%d tls\npool app {\n    server 127.0.0.1:%d\n}\n"
+        "site default {\n    cert %s %s\n    hsts max-age=31536000\n"
+        "    route / { proxy app; response_header set X-Frame-Options DENY }\n}\n"
+        % (p[0], b.port, certs["ec_cert"], certs["ec_key"])), nports=1)
+    for path in ("/leaky", "/resphop"):
+        r = curl(["--http2", "-D", "-", "-o", "/dev/null", gh.url(path)])
+        head = r.stdout.decode(errors="replace").lower()
+        check(head.startswith("http/2 200"), "HTTP/2: %s" % head[:200])
+        for gone in ("server:", "x-powered-by:", "x-aspnet-version:", "connection:", "keep-alive:",
+                     "transfer-encoding:", "upgrade:"):
+            check("\n" + gone not in head, "%s: %s reached the client: %s" % (path, gone, head))
+        check("\nstrict-transport-security: max-age=31536000" in head, "HSTS: %s" % head)
+        check("\nx-frame-options: deny" in head, "response_header set: %s" % head)
