@@ -446,8 +446,14 @@ static int on_send_data(nghttp2_session *ngh, nghttp2_frame *frame, const uint8_
         mem_sub(h, st->rbuf.cap);
         gh_buf_release(&st->rbuf);
     }
-    /* room again, or all sent: the exchange goes on (or finishes: it waits for queued() == 0) */
-    if (st->want_room || (st->rbuf.data == NULL && st->s.ex != NULL)) {
+    if (st->s.ex == NULL && st->timer.when != 0) { /* draining after its exchange: progress */
+        if (st->rbuf.data == NULL)
+            gh_timer_stop(st->s.w->loop, &st->timer);
+        else
+            gh_timer_set(st->s.w->loop, &st->timer, st->s.w->t->send);
+    }
+    /* room again, or little left: the exchange goes on (or finishes: it waits for queued() == 0) */
+    if (st->want_room || (st->s.ex != NULL && gh_buf_len(&st->rbuf) <= GH_BUF_SIZE)) {
         st->want_room = 0;
         queue(st, W_RUN);
     }
@@ -716,6 +722,15 @@ static ssize_t h2_send_data(proxy__session *s, const char *p, size_t n)
         return GH_ERROR;
     gh_buf_compact(&st->rbuf);
     room = gh_buf_room(&st->rbuf);
+    /* A large response takes a big block (pooled, given back once drained), within half the connection's
+     * memory: eight DATA frames per round instead of one, and big reads from the upstream. */
+    if (room < n && st->rbuf.cap == GH_BUF_SIZE &&
+        st->h->mem + GH_BUF_BIG_SIZE <= st->h->cfg.max_connection_memory / 2) {
+        uint32_t before = st->rbuf.cap;
+        if (gh_buf_reserve_big(&st->rbuf) == 0)
+            mem_add(st->h, st->rbuf.cap - before);
+        room = gh_buf_room(&st->rbuf);
+    }
     if (room == 0) {
         st->want_room = 1;
         return GH_AGAIN;
@@ -740,10 +755,17 @@ static int h2_flush(proxy__session *s)
     return 0; /* the connection's flush is batched (proxy__h2_flush_dirty) */
 }
 
+/*
+ * What the exchange waits on: up to a block's worth in rbuf counts as sent. The stream drains the rest
+ * by itself (its own send timer, h2_done), so the exchange finishes, and its upstream goes back to the
+ * pool, as soon as the response is all in rbuf; and a client that keeps up lets the upstream be read
+ * in big blocks (h1_upstream.c reads so when nothing is queued).
+ */
 static size_t h2_queued(const proxy__session *s)
 {
     const h2_stream *st = (const h2_stream *)((const char *)s - offsetof(h2_stream, s));
-    return gh_buf_len(&st->rbuf);
+    size_t n = gh_buf_len(&st->rbuf);
+    return n <= GH_BUF_SIZE ? 0 : n;
 }
 
 /* The body is not read whole: it is dropped as it comes, and the stream reset once the response is out. */
@@ -883,6 +905,11 @@ static void h2_done(proxy__session *s)
     h2_stream *st = ST(s);
     free_exchange(st);
     unread_body(st); /* the server answered before the whole body: RST_STREAM NO_ERROR after the response */
+    if (gh_buf_len(&st->rbuf) > 0 && !st->closed) {
+        /* the rest of the response drains without the exchange: a client that takes none of it is reset */
+        st->timer.cb = stream_timeout;
+        gh_timer_set(st->s.w->loop, &st->timer, st->s.w->t->send);
+    }
     mark_dirty(st->h);
 }
 
