@@ -460,3 +460,26 @@ def _(ctx):
             check("\n" + gone not in head, "%s: %s reached the client: %s" % (path, gone, head))
         check("\nstrict-transport-security: max-age=31536000" in head, "HSTS: %s" % head)
         check("\nx-frame-options: deny" in head, "response_header set: %s" % head)
+
+
+@test("h2_zero_window_stream_reset_after_send_timeout")
+def _(ctx):
+    # A client that opens no window (SETTINGS_INITIAL_WINDOW_SIZE 0) holds its stream's response in a
+    # bounded buffer until the send timeout, then the stream is reset; the connection and other
+    # streams go on.
+    b = ctx.backend()
+    gh = h2_config(ctx, b, extra="timeouts {\n    send 1s\n}\n")
+    c = RawH2(gh.port)
+    c.send(frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 0)))  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    c.get(1, "/download?size=%d" % (4 << 20))
+    t0 = time.monotonic()
+    frames = []
+    status, body, rst = c.response(1, frames)
+    took = time.monotonic() - t0
+    eq((status, body, rst is not None), (200, b"", True), "headers, no DATA, then RST_STREAM")
+    check(0.8 <= took <= 5 * T, "reset after about the send timeout: %.2fs" % took)
+    c.send(frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 65535)))
+    c.get(3, "/small")
+    status, body, rst = c.response(3)
+    eq((status, len(body), rst), (200, 1024, None), "the next stream on the same connection")
+    c.close()
