@@ -513,6 +513,9 @@ static void start(h2_stream *st)
             proxy__h2_drain(h->c); /* its listener is gone: this stream is answered, then GOAWAY */
         proxy__session_regen(&h->c->s);
     }
+    /* accepted before a drain began: what it asks first is served, then GOAWAY (as HTTP/1's first request) */
+    if (w->draining && !h->draining)
+        proxy__h2_drain(h->c);
     rc = gh_h2_head_request(&st->head, st->es_headers, r);
     if (rc == 0 && st->in_done && st->body_in == 0 && r->body == GH_H1_BODY_CHUNKED)
         r->body = GH_H1_BODY_NONE; /* END_STREAM on an empty DATA frame: no body */
