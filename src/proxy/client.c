@@ -480,13 +480,20 @@ size_t proxy__client_close_idle(proxy__worker *w)
         uint64_t s;
         size_t i;
 
-        /* Fresh connections (no request yet) are left to the header timeout: their first request may be on its way. */
-        if (c->state != CLIENT_IDLE || c->requests == 0 || gh_buf_len(&c->in) > 0 || c->conn.io.fd < 0)
-            continue;
+        if (c->state == CLIENT_H2) {
+            /* an HTTP/2 connection that served a stream and has none open is as idle (h2_server.c) */
+            if (c->conn.io.fd < 0 || !proxy__h2_idle(c, &s))
+                continue;
+        } else {
+            /* Fresh connections (no request yet) are left to the header timeout: their first request may be on
+             * its way. */
+            if (c->state != CLIENT_IDLE || c->requests == 0 || gh_buf_len(&c->in) > 0 || c->conn.io.fd < 0)
+                continue;
+            /* going idle armed the timer: its deadline less the timeout (the grace, while in it) is that moment. */
+            uint32_t armed = c->tls_held ? IDLE_GRACE_MS : w->t->keepalive;
+            s = c->timer.when > armed ? c->timer.when - armed : 0;
+        }
         idle++;
-        /* going idle armed the timer: its deadline less the timeout (the grace, while in it) is that moment. */
-        uint32_t armed = c->tls_held ? IDLE_GRACE_MS : w->t->keepalive;
-        s = c->timer.when > armed ? c->timer.when - armed : 0;
         if (n == PICK && s >= since[PICK - 1])
             continue;
         if (n < PICK)

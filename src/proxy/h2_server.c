@@ -74,6 +74,7 @@ struct proxy__h2 {
     uint8_t dead;       /* nghttp2 failed, or the peer closed: close once the output is out */
     uint8_t draining;
     uint8_t timer_kind;
+    uint8_t served; /* a stream was started: the connection is no longer fresh (proxy__h2_idle) */
 };
 
 struct h2_stream {
@@ -506,6 +507,7 @@ static void start(h2_stream *st)
     int rc;
 
     st->started = 1;
+    h->served = 1;
     gh_timer_stop(w->loop, &st->timer);
     /* a reload: the new stream runs on the current generation (the connection follows too) */
     if (st->s.gen != w->gen) {
@@ -1249,6 +1251,20 @@ void proxy__h2_timeout(proxy__client *c)
     }
     gh_log_info("client %s: HTTP/2 connection took no bytes for %u ms, closed", c->s.ip, c->w->t->send);
     conn_close(h);
+}
+
+int proxy__h2_idle(const proxy__client *c, uint64_t *since)
+{
+    const proxy__h2 *h = c->h2;
+    uint32_t armed;
+
+    if (h == NULL || h->nstreams > 0 || !h->served || gh_buf_len(&c->out) > 0 ||
+        (h->timer_kind != T_GRACE && h->timer_kind != T_IDLE))
+        return 0;
+    /* the timer was armed when it went idle: its deadline less that timeout is the moment */
+    armed = h->timer_kind == T_GRACE ? IDLE_GRACE_MS : c->w->t->keepalive;
+    *since = c->timer.when > armed ? c->timer.when - armed : 0;
+    return 1;
 }
 
 void proxy__h2_drain(proxy__client *c)

@@ -483,3 +483,28 @@ def _(ctx):
     status, body, rst = c.response(3)
     eq((status, len(body), rst), (200, 1024, None), "the next stream on the same connection")
     c.close()
+
+
+@test("h2_max_connections_closes_idle_h2_connection")
+def _(ctx):
+    # At max_connections, an HTTP/2 connection with no open stream counts as idle: the oldest one
+    # is closed to admit a new client (it was never chosen: HTTP/2 connections were never idle).
+    b = ctx.backend()
+    gh = h2_config(ctx, b, extra="max_connections 3\n")
+    conns = []
+    for i in range(3):
+        c = RawH2(gh.port)
+        c.get(1, "/id")
+        eq(c.response(1)[0], 200, "connection %d" % i)
+        conns.append(c)
+        time.sleep(0.05)  # the first is idle longest
+    t0 = time.monotonic()
+    body, ver, code = split(h2(gh, "/small"))
+    eq((ver, code), ("2", 200), "a fourth client at the limit")
+    check(time.monotonic() - t0 < 1.0 * T, "the fourth client was admitted at once")
+    conns[0].s.settimeout(2 * T)
+    while conns[0].next_frame() is not None:
+        pass
+    check(conns[0].closed, "the oldest idle HTTP/2 connection was closed")
+    conns[2].get(3, "/id")
+    eq(conns[2].response(3)[0], 200, "a younger idle connection still serves")
