@@ -280,7 +280,7 @@ struct proxy__pool {
 
 /* What a listener's connections speak; chosen at accept (worker.c on_accept), in one switch. */
 enum proxy__listener_mode {
-    PROXY__MODE_HTTP,   /* HTTP/1.1 (over TLS or not): a client session, an exchange per request */
+    PROXY__MODE_HTTP,   /* HTTP/1.1 or HTTP/2 (over TLS or not): a client session, an exchange per request or stream */
     PROXY__MODE_STREAM, /* TCP stream services (stream.c): TLS or not, then a tunnel to a pool's server */
 };
 
