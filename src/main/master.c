@@ -15,11 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "conf/bundle.h"
 #include "core/log.h"
 #include "main/cli.h"
 #include "main/notify.h"
 #include "main/upgrade.h"
+#include "metrics/metrics.h"
 #include "proxy/limit.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -257,6 +259,7 @@ static void child_main(const struct master *m, int id, int ctl)
     for (int i = 0; i < m->nworkers; i++)
         if (m->workers[i].ctl >= 0)
             close(m->workers[i].ctl); /* the master's ends, of this worker and of the others */
+    gh_metrics_attach(id);
     exit(gh_worker_run(m->rt, m->listen_fds, ctl, id));
 }
 
@@ -355,6 +358,7 @@ static void schedule_restart(struct master *m, struct worker *w, int64_t now)
         m->window_exits = 0;
     }
     m->window_exits++;
+    gh_metrics_worker_restart();
     w->restart_at = now;
     if (m->window_exits > RESTART_BURST) {
         w->restart_at = now + RESTART_BACKOFF_MS;
@@ -591,7 +595,7 @@ static void reload(struct master *m)
     const gh_config *cfg;
     gh_runtime *rt = NULL;
     gh_bundle *b;
-    int *fds = NULL, bfd = -1;
+    int *fds = NULL, bfd = -1, ok = 0;
 
     if (m->config_path == NULL) {
         gh_log_warn("SIGHUP received: no configuration file (-c) to reload");
@@ -648,15 +652,18 @@ static void reload(struct master *m)
     close_listeners(m);
     free(m->listen_fds);
     m->listen_fds = fds;
+    gh_admin_check_reload(&m->cfg->admin, &cfg->admin);
     gh_runtime_free(m->rt);
     m->rt = rt;
     m->cfg = cfg;
     rt = NULL;
     m->reload_failed = 0;
+    ok = 1;
     gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s (%zu bytes to the workers)", m->config_path,
                 cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
                 cfg->npools == 1 ? "" : "s", gh_bundle_size(b));
 out:
+    gh_metrics_reload(ok);
     if (bfd >= 0)
         close(bfd);
     gh_runtime_free(rt);
@@ -803,6 +810,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     m.self = getpid();
     if (check_access_log(cfg) < 0)
         goto out;
+    gh_metrics_init(cfg->workers); /* before the claim below and the first fork */
     /* A peer that closes early must cost an EPIPE on that connection, not the process. */
     signal(SIGPIPE, SIG_IGN);
     if ((m.listen_fds = malloc((cfg->nlisteners ? cfg->nlisteners : 1) * sizeof(int))) == NULL)
@@ -817,6 +825,8 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
             goto out;
     }
     gh_upgrade_close_unused();
+    if (gh_admin_bind(&cfg->admin, open_listener) < 0)
+        goto out;
     log_conn_limit(cfg, raise_nofile_limit());
     gh_runtime_claim_slots(rt);
     /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */
