@@ -30,6 +30,7 @@ static const struct suite suites[] = {
     {"dns", suite_dns},
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
+    {"metrics", suite_metrics},
 };
 
 static unsigned long passed, failed;
