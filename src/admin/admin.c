@@ -18,6 +18,7 @@
 
 #define ADMIN_MAX_HEAD  4096
 #define ADMIN_TIMEOUT   5000                /* ms for the whole request and its answer */
+#define ADMIN_LINGER    1000                /* ms to wait for the client's FIN after the answer */
 #define ADMIN_MAX_CONNS 32                  /* per worker */
 #define ADMIN_MAX_BODY  (16u * 1024 * 1024) /* a configuration with thousands of routes and servers fits */
 
@@ -26,7 +27,9 @@ typedef struct admin_conn {
     gh_timer timer;
     struct admin_conn *prev, *next;
     size_t inlen, sent;
-    gh_mtext out; /* the whole answer, head and body */
+    uint8_t refused;   /* not in the allow list: its request is read, then answered 403 */
+    uint8_t lingering; /* answer sent and write side shut: input is discarded until EOF (no RST) */
+    gh_mtext out;      /* the whole answer, head and body */
     char in[ADMIN_MAX_HEAD];
 } admin_conn;
 
@@ -82,7 +85,27 @@ static void conn_close(admin_conn *c)
     gh_loop_release(A.loop, c); /* an event of this batch may still name it */
 }
 
-/* Writes what is left of the answer; closes once it is all sent (or the client is gone). */
+/*
+ * Lingering close: closing with unread input (the rest of a refused or
+ * oversized request) would send an RST that can destroy the answer before the
+ * client reads it. Input is read and dropped until EOF or ADMIN_LINGER.
+ */
+static void linger(admin_conn *c)
+{
+    char junk[4096];
+
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->io.fd, junk, sizeof(junk), 0);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0)
+            break;
+    }
+    conn_close(c);
+}
+
+/* Writes what is left of the answer; once it is all sent, shuts the write side and lingers. */
 static void flush(admin_conn *c)
 {
     while (c->sent < c->out.len) {
@@ -90,12 +113,16 @@ static void flush(admin_conn *c)
 
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
-        if (n <= 0)
-            break;
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
         c->sent += (size_t)n;
     }
     shutdown(c->io.fd, SHUT_WR);
-    conn_close(c);
+    c->lingering = 1;
+    gh_timer_set(A.loop, &c->timer, ADMIN_LINGER);
+    linger(c);
 }
 
 static void answer(admin_conn *c, int status, const char *type, const gh_mtext *body, int head_only)
@@ -197,6 +224,10 @@ static void on_conn_event(gh_io *io, unsigned events)
     admin_conn *c = (admin_conn *)io;
     const char *end;
 
+    if (c->lingering) {
+        linger(c);
+        return;
+    }
     if (c->out.len > 0) { /* answering: only room to write matters */
         flush(c);
         return;
@@ -212,7 +243,10 @@ static void on_conn_event(gh_io *io, unsigned events)
         }
         c->inlen += (size_t)n;
         if ((end = memmem(c->in, c->inlen, "\r\n\r\n", 4)) != NULL) {
-            serve(c, (size_t)((const char *)memchr(c->in, '\r', c->inlen) - c->in));
+            if (c->refused)
+                answer_text(c, 403, "forbidden: not in the admin allow list");
+            else
+                serve(c, (size_t)((const char *)memchr(c->in, '\r', c->inlen) - c->in));
             return;
         }
         if (c->inlen == sizeof(c->in)) {
@@ -278,8 +312,7 @@ static void on_accept(gh_io *io, unsigned events)
 
             gh_sock_ntop(&peer, ip, sizeof(ip));
             gh_log_debug("admin: refused %s: not in the admin block's allow list", ip);
-            answer_text(c, 403, "forbidden: not in the admin allow list");
-            continue;
+            c->refused = 1;
         }
         on_conn_event(&c->io, GH_EV_READ); /* the request is often there already */
     }

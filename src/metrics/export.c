@@ -54,7 +54,7 @@ void gh_mtext_append(gh_mtext *t, const char *p, size_t n)
 {
     size_t want = t->cap ? t->cap : 16384;
 
-    if (t->full)
+    if (t->full || n == 0)
         return;
     while (want < t->len + n + 1)
         want *= 2;

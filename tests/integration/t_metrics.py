@@ -420,3 +420,28 @@ def _(ctx):
            "site default {\n    route / { respond 200 }\n}\n"
     code, out, err = check_file(ctx, write(ctx, "ok.conf", text))
     eq(code, 0, "a valid admin block (%s)" % err[-300:])
+
+
+@test("metrics_admin_refused_client_with_body_gets_403")
+def _(ctx):
+    # A refused client's request is read before the 403 and the rest drained after it (lingering close):
+    # closing with its bytes unread sends an RST that can destroy the 403 before the client reads it.
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: conf(ctx, p, {"app": ["server 127.0.0.1:%d" % b.port]},
+                                             [("/", "proxy app")], workers=1), nports=2)
+    body = b"x" * 200000
+    for i in range(5):
+        s = socket.create_connection(("127.0.0.1", gh.ports[1]), timeout=10 * T, source_address=("127.0.0.2", 0))
+        try:
+            s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            raise Fail("connection %d: reset instead of a 403 (%d bytes read before)" % (i, len(got)))
+        finally:
+            s.close()
+        check(got.startswith(b"HTTP/1.1 403 "), "connection %d: %r" % (i, got[:80]))
