@@ -37,12 +37,13 @@ static int listen_fd = -1;
 static char bound[sizeof(((gh_addr *)0)->text)]; /* the address of listen_fd, for reloads */
 static struct {
     gh_io io;
+    gh_timer pause; /* accept failed (out of descriptors): the listener rests, else level-triggered it spins */
     gh_loop *loop;
     void (*view)(void *arg, gh_metrics_view *v);
     void *arg;
     admin_conn *conns;
     int nconns;
-} A = {{-1, NULL}, NULL, NULL, NULL, NULL, 0};
+} A = {{-1, NULL}, {0, 0, 0, NULL}, NULL, NULL, NULL, NULL, 0};
 
 int gh_admin_bind(const gh_cfg_admin *a, int (*open_listener)(const gh_addr *a))
 {
@@ -280,6 +281,12 @@ static int allowed(const struct sockaddr_storage *peer)
     return gh_cidr_match_any(loopback, 2, (const struct sockaddr *)peer);
 }
 
+static void resume_accept(gh_timer *t)
+{
+    if (A.io.fd >= 0)
+        gh_loop_add_listener(A.loop, &A.io);
+}
+
 static void on_accept(gh_io *io, unsigned events)
 {
     for (int i = 0; i < 16; i++) {
@@ -288,8 +295,13 @@ static void on_accept(gh_io *io, unsigned events)
         admin_conn *c;
         int fd = gh_sock_accept(io->fd, &peer, &plen);
 
-        if (fd < 0)
+        if (fd == GH_AGAIN)
             return;
+        if (fd < 0) {
+            gh_loop_del(A.loop, io);
+            gh_timer_set(A.loop, &A.pause, ADMIN_TIMEOUT / 5);
+            return;
+        }
         if (A.nconns >= ADMIN_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
             close(fd);
             continue;
@@ -327,6 +339,7 @@ int gh_admin_start(gh_loop *loop, void (*view)(void *arg, gh_metrics_view *v), v
     A.arg = arg;
     A.io.fd = listen_fd;
     A.io.cb = on_accept;
+    A.pause.cb = resume_accept;
     return gh_loop_add_listener(loop, &A.io);
 }
 
@@ -334,6 +347,8 @@ void gh_admin_stop(void)
 {
     while (A.conns != NULL)
         conn_close(A.conns);
+    if (A.loop != NULL)
+        gh_timer_stop(A.loop, &A.pause);
     if (A.io.fd >= 0 && A.loop != NULL)
         gh_loop_del(A.loop, &A.io);
     A.io.fd = -1;

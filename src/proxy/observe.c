@@ -10,6 +10,8 @@ void proxy__observe_exchange_end(const proxy__exchange *ex)
 {
     const gh_cfg_route *r = ex->route;
 
+    if (ex->s == NULL)
+        return; /* freed before it was started (out of memory): no request to count */
     gh_metric_request(ex->s->w->metrics, r != NULL ? r->metric : GH_M_NO_ROUTE, ex->status, ex->req_total,
                       ex->bytes_out);
 }
