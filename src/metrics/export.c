@@ -345,21 +345,20 @@ static void listeners(const gh_metrics_view *v, gh_mtext *t, int open)
 
     family(t, name, open ? "gauge" : "counter",
            open ? "Client connections open, by listener and protocol (tunnels are counted apart)."
-                : "Client connections accepted, by listener and protocol.");
+                : "Client connections accepted, by listener.");
     for (size_t i = 0; i < v->cfg->nlisteners; i++) {
         uint32_t l = v->cfg->listeners[i].metric;
 
         if (l >= GH_M_MAX_LISTENERS)
             continue;
-        for (int p = 0; p < GH_M_NPROTO; p++) {
+        for (int p = 0; p < (open ? GH_M_NPROTO : 1); p++) {
             gh_mtext_printf(t, "%s{listener=\"", name);
             put_escaped(t, v->cfg->listeners[i].addr.text, 0);
             if (open)
                 gh_mtext_printf(t, "\",protocol=\"%s\"} %lld\n", proto_names[p],
                                 (long long)GAUGE(listeners[l].open[p]));
             else
-                gh_mtext_printf(t, "\",protocol=\"%s\"} %llu\n", proto_names[p],
-                                (unsigned long long)SUM(listeners[l].accepted[p]));
+                gh_mtext_printf(t, "\"} %llu\n", (unsigned long long)SUM(listeners[l].accepted));
         }
     }
 }

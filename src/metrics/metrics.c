@@ -120,7 +120,7 @@ static void zero_pool(size_t i)
 static void zero_listener(size_t i)
 {
     for (int w = 0; w < region->nworkers; w++)
-        memset(region->slots[w].listeners[i].accepted, 0, sizeof(region->slots[w].listeners[i].accepted));
+        region->slots[w].listeners[i].accepted = 0;
 }
 
 /*

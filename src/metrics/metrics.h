@@ -77,8 +77,8 @@ typedef struct gh_m_pool {
 } gh_m_pool;
 
 typedef struct gh_m_listener {
-    uint64_t accepted[GH_M_NPROTO];
-    int64_t open[GH_M_NPROTO]; /* gauge */
+    uint64_t accepted;
+    int64_t open[GH_M_NPROTO]; /* gauge, by what the connection speaks now */
 } gh_m_listener;
 
 typedef struct gh_m_server {
@@ -162,12 +162,12 @@ static inline void gh_metric_request(gh_mslot *m, uint32_t route, int status, ui
     GH_M_ADD(r->bytes_out, out);
 }
 
-/* A client connection of `proto` was accepted on (or moved to) the listener of slot `listener`, or closed. */
+/* A client connection speaking `proto` was accepted on the listener of slot `listener`, or closed. */
 static inline void gh_metric_conn_open(gh_mslot *m, uint32_t listener, int proto)
 {
     if (listener >= GH_M_MAX_LISTENERS || (unsigned)proto >= GH_M_NPROTO)
         return;
-    GH_M_ADD(m->listeners[listener].accepted[proto], 1);
+    GH_M_ADD(m->listeners[listener].accepted, 1);
     GH_M_ADD(m->listeners[listener].open[proto], 1);
 }
 
@@ -178,14 +178,13 @@ static inline void gh_metric_conn_close(gh_mslot *m, uint32_t listener, int prot
     GH_M_ADD(m->listeners[listener].open[proto], -1);
 }
 
-/* An open connection changes protocol (HTTP/1.1 accepted, ALPN chose h2): moves it between the gauges. */
+/* An open connection changes protocol (accepted as HTTP/1.1, ALPN chose h2): moves it between the gauges. */
 static inline void gh_metric_conn_switch(gh_mslot *m, uint32_t listener, int from, int to)
 {
     if (listener >= GH_M_MAX_LISTENERS || (unsigned)from >= GH_M_NPROTO || (unsigned)to >= GH_M_NPROTO)
         return;
     GH_M_ADD(m->listeners[listener].open[from], -1);
     GH_M_ADD(m->listeners[listener].open[to], 1);
-    GH_M_ADD(m->listeners[listener].accepted[to], 1);
 }
 
 static inline void gh_metric_limit(gh_mslot *m, int limit)

@@ -45,7 +45,7 @@ static void release(proxy__client *c)
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
     proxy__peer_release(&c->s.peer, &c->s.peer_counted);
-    gh_metric_conn_close(w->metrics, c->s.listener->cfg->metric, GH_M_HTTP1);
+    gh_metric_conn_close(w->metrics, c->s.listener->cfg->metric, c->mproto);
     proxy__gen_unref(c->s.gen);
     c->s.gen = NULL;
     list_unlink(c);

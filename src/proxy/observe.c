@@ -16,6 +16,12 @@ void proxy__observe_exchange_end(const proxy__exchange *ex)
                       ex->bytes_out);
 }
 
+void proxy__observe_client_proto(proxy__client *c, int proto)
+{
+    gh_metric_conn_switch(c->w->metrics, c->s.listener->cfg->metric, c->mproto, proto);
+    c->mproto = (uint8_t)proto;
+}
+
 void proxy__observe_reject(proxy__client *c, int status)
 {
     gh_metric_request(c->w->metrics, GH_M_NO_ROUTE, status, 0, 0);

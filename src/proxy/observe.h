@@ -12,6 +12,9 @@
 /* An exchange is freed: its request counts under its route (none: refused before routing). */
 void proxy__observe_exchange_end(const proxy__exchange *ex);
 
+/* The connection speaks another protocol now (ALPN chose h2): it is counted under proto until it closes. */
+void proxy__observe_client_proto(proxy__client *c, int proto);
+
 /* The parser refused a request head (400, 414, 431...): no exchange was made. */
 void proxy__observe_reject(proxy__client *c, int status);
 

@@ -134,6 +134,7 @@ struct proxy__client {
     uint8_t close_after; /* close once the current response is sent */
     uint8_t line_ok;     /* the request line of the head being read was judged valid */
     uint8_t tls_held;    /* idle, its transport buffers kept through the keep-alive grace (client.c) */
+    uint8_t mproto;      /* enum gh_m_proto it is counted under in the metrics (0: HTTP/1.1) */
     /* the HTTP/1 codec of the current exchange */
     uint8_t minor;        /* HTTP/1.<minor> of the request */
     uint8_t is_head;      /* a HEAD request: no body in the response */

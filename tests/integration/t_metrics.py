@@ -151,8 +151,8 @@ def _(ctx):
             " 1000\n")
         eq(val(m, "gatehouse_http_response_body_bytes_total", site="default", route="/"), n * out, "bytes out on /")
         eq(val(m, "gatehouse_http_request_body_bytes_total", site="default", route="/"), n * 1000, "bytes in on /")
-        check(val(m, "gatehouse_client_connections_total", listener="127.0.0.1:%d" % gh.port,
-                  protocol="http/1.1") >= n + 1, "connections accepted")
+        check(val(m, "gatehouse_client_connections_total", listener="127.0.0.1:%d" % gh.port) >= n + 1,
+              "connections accepted")
         if len(seen) == 2:
             break
     ctx.note("scrapes answered by workers %s" % sorted(seen))
