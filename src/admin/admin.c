@@ -64,11 +64,6 @@ void gh_admin_check_reload(const gh_cfg_admin *old, const gh_cfg_admin *new_admi
                     is);
 }
 
-int gh_admin_fd(void)
-{
-    return listen_fd;
-}
-
 static void conn_close(admin_conn *c)
 {
     gh_timer_stop(A.loop, &c->timer);

@@ -28,9 +28,6 @@ int gh_admin_bind(const gh_cfg_admin *a, int (*open_listener)(const gh_addr *a))
 /* The master, at a reload that proved valid: warns when the admin address changed (it takes a restart). */
 void gh_admin_check_reload(const gh_cfg_admin *old, const gh_cfg_admin *new_admin);
 
-/* The bound socket (-1: none), e.g. for a process that must close it. */
-int gh_admin_fd(void);
-
 /*
  * A worker: serves the admin socket in loop. view fills in what the worker
  * runs now (called once per request). 0, or -1 (errno).
