@@ -36,9 +36,14 @@ static int d_admin_allow(conf__parser *p, const conf__directive *d)
     for (size_t i = 0; i < d->nargs; i++) {
         const char *why = NULL;
 
-        if (a->nallow == ADMIN_MAX_ALLOW)
+        if (a->nallow + 2 > ADMIN_MAX_ALLOW)
             return conf__fail(p, NULL, d->line, "at most %d networks in the admin block's allow lists",
-                              ADMIN_MAX_ALLOW);
+                              ADMIN_MAX_ALLOW - 1);
+        if (conf__arg_is(ARG(i), "all")) { /* as in a site's allow: every IPv4 and IPv6 address */
+            gh_cidr_parse("0.0.0.0/0", 9, &a->allow[a->nallow++], &why);
+            gh_cidr_parse("::/0", 4, &a->allow[a->nallow++], &why);
+            continue;
+        }
         if (gh_cidr_parse(ARG(i)->p, ARG(i)->len, &a->allow[a->nallow], &why) < 0)
             return conf__bad_value(p, d->line, "network", ARG(i), why != NULL ? why : "expected ADDRESS[/BITS]");
         a->nallow++;

@@ -54,8 +54,9 @@ enum gh_m_limit {
     GH_M_LIMIT_BODY_MIN_RATE,       /* a request body slower than body_min_rate: 408 or a cut */
     GH_M_LIMIT_HEADER_TIMEOUT,      /* a request head not complete within timeouts { header }: 408 */
     GH_M_LIMIT_HEAD_SIZE,           /* a request head or line too large: 431, 414 */
-    GH_M_LIMIT_RATE,                /* a rate limit answered 429 (issue 10, rate limits) */
-    GH_M_LIMIT_CONN_PER_ADDR,       /* a connection limit per client address refused a client */
+    GH_M_LIMIT_RATE,                /* a rate limit answered 429 */
+    GH_M_LIMIT_CONN_PER_ADDR,       /* max_connections_per_ip refused a connection */
+    GH_M_LIMIT_ACCESS_RULE,         /* a site's or route's allow/deny rules answered 403 */
     GH_M_NLIMITS
 };
 

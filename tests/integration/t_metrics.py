@@ -445,3 +445,32 @@ def _(ctx):
         finally:
             s.close()
         check(got.startswith(b"HTTP/1.1 403 "), "connection %d: %r" % (i, got[:80]))
+
+
+@test("metrics_limit_hits")
+def _(ctx):
+    b = ctx.backend()
+    routes = [("/rl", "proxy app; rate_limit 1r/m burst=2"), ("/deny", "proxy app; deny all"),
+              ("/tiny", "proxy app; max_body 10"), ("/", "proxy app")]
+    gh = ctx.gatehouse_config(lambda p: conf(ctx, p, {"app": ["server 127.0.0.1:%d" % b.port]}, routes, workers=1,
+                                             extra="max_connections_per_ip 2"), nports=2)
+    admin = gh.ports[1]
+    with PlainConn(gh.port) as c:
+        got = [c.request("GET", "/rl").status for _ in range(3)]
+        eq(got, [404, 404, 429], "rate limited (burst 2)")
+        eq(c.request("GET", "/deny").status, 403, "deny all")
+        eq(c.request("POST", "/tiny", headers=[("Content-Length", "100")], body=b"x" * 100).status, 413, "max_body")
+        with PlainConn(gh.port) as c2:
+            eq(c2.request("GET", "/small").status, 200, "second connection")
+            with PlainConn(gh.port) as c3:  # the third from 127.0.0.1: closed at once
+                closed, _ = c3.wait_closed(5 * T)
+                check(closed, "the third connection from one address was not closed")
+    m = scrape(admin)
+
+    def hits(limit):
+        return val(m, "gatehouse_limit_hits_total", limit=limit)
+    eq(hits("rate_limit"), 1, "rate_limit hits")
+    eq(hits("access_rule"), 1, "access_rule hits")
+    eq(hits("max_body"), 1, "max_body hits")
+    eq(hits("connections_per_address"), 1, "connections_per_address hits")
+    eq(hits("max_connections"), 0, "max_connections hits")

@@ -130,6 +130,9 @@ static void admin_block(void)
         CHECK_INT(c->admin.nallow, 3);
         gh_config_free(c);
     }
+    c = parse_text(TAIL "admin {\n listen 127.0.0.1:9100\n allow all\n}\nsite default { route / { proxy app } }\n");
+    CHECK(c != NULL && c->admin.nallow == 2);
+    gh_config_free(c);
     c = parse_text(TAIL "admin { listen [::1]:9100 }\nsite default { route / { proxy app } }\n");
     CHECK(c != NULL && c->admin.enabled && c->admin.nallow == 0);
     gh_config_free(c);
