@@ -54,6 +54,16 @@ int gh_admin_bind(const gh_cfg_admin *a, int (*open_listener)(const gh_addr *a))
     return listen_fd < 0 ? -1 : 0;
 }
 
+int gh_admin_listen_fd(void)
+{
+    return listen_fd;
+}
+
+const char *gh_admin_listen_addr(void)
+{
+    return bound;
+}
+
 void gh_admin_check_reload(const gh_cfg_admin *old, const gh_cfg_admin *new_admin)
 {
     const char *was = listen_fd >= 0 ? bound : "none";

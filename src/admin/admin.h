@@ -22,8 +22,16 @@
 #include "core/loop.h"
 #include "metrics/export.h"
 
-/* The master, at start: binds a->addr when a->enabled. 0, or -1 with the reason printed. */
+/*
+ * The master, at start: binds a->addr when a->enabled (open_listener: a
+ * bound socket, or the old master's after a binary upgrade). 0, or -1 with
+ * the reason printed.
+ */
 int gh_admin_bind(const gh_cfg_admin *a, int (*open_listener)(const gh_addr *a));
+
+/* The admin socket (-1: none) and its address, for a binary upgrade to pass on (main/upgrade.h). */
+int gh_admin_listen_fd(void);
+const char *gh_admin_listen_addr(void);
 
 /* The master, at a reload that proved valid: warns when the admin address changed (it takes a restart). */
 void gh_admin_check_reload(const gh_cfg_admin *old, const gh_cfg_admin *new_admin);

@@ -189,6 +189,18 @@ fail:
     return -1;
 }
 
+/* The admin socket: the old master's after a binary upgrade (passed as "admin ADDRESS"), else a new one. */
+static int open_admin(const gh_addr *a)
+{
+    char tag[sizeof(a->text) + 8];
+    int fd;
+
+    snprintf(tag, sizeof(tag), "admin %s", a->text);
+    if ((fd = gh_upgrade_take(tag)) >= 0)
+        return fd;
+    return open_listener(a);
+}
+
 static void log_started(const gh_config *cfg)
 {
     char on[768];
@@ -824,9 +836,9 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
         if ((m.listen_fds[i] = open_listener(&cfg->listeners[i].addr)) < 0)
             goto out;
     }
-    gh_upgrade_close_unused();
-    if (gh_admin_bind(&cfg->admin, open_listener) < 0)
+    if (gh_admin_bind(&cfg->admin, open_admin) < 0)
         goto out;
+    gh_upgrade_close_unused();
     log_conn_limit(cfg, raise_nofile_limit());
     gh_runtime_claim_slots(rt);
     /* Blocked before the first fork: the workers inherit the mask, and no exit goes unseen. */

@@ -205,6 +205,7 @@ static void start_drain(proxy__worker *w)
     if (w->draining)
         return;
     gh_log_info("worker %d: draining %u connections and %u tunnels", w->id, w->nclients, w->ntunnels);
+    gh_admin_stop(); /* after a binary upgrade the new master's workers answer on the same socket */
     for (size_t i = 0; i < w->nacceptors; i++) {
         gh_loop_del(w->loop, &w->acceptors[i].io);
         /*

@@ -474,3 +474,36 @@ def _(ctx):
     eq(hits("max_body"), 1, "max_body hits")
     eq(hits("connections_per_address"), 1, "connections_per_address hits")
     eq(hits("max_connections"), 0, "max_connections hits")
+
+
+@test("metrics_admin_listener_blocked_binary_upgrade", timeout=120)
+def _(ctx):
+    # The new master of a binary upgrade bound the admin address again while the old one held it: EADDRINUSE,
+    # so it exited and the upgrade failed. It takes the old master's admin socket as it takes the listeners.
+    import t_upgrade as up
+    b = ctx.backend()
+    exe = up.copy_binary(ctx)
+    gh = ctx.gatehouse_config(lambda p: conf(ctx, p, {"app": ["server 127.0.0.1:%d" % b.port]}, [("/", "proxy app")]),
+                              nports=2, prefix=["sh", "-c", 'shift; exec "$0" "$@"', exe])
+    gh.allow_worker_change = True
+    admin = gh.ports[1]
+    with PlainConn(gh.port) as c:
+        for _ in range(3):
+            eq(c.request("GET", "/small").status, 200, "/small")
+    eq(val(scrape(admin), "gatehouse_http_requests_total", site="default", route="/", code="2xx"), 3, "before")
+    os.kill(gh.pid, signal.SIGUSR2)
+    new = up.new_master_pid(gh, 10 * T)
+    gh.stopped = True  # the old master is to exit
+    try:
+        check(wait_until(lambda: gh.proc.poll() is not None, 30 * T),
+              "the old master did not hand over: %s" % gh.stderr()[-800:])
+        eq(gh.proc.returncode, 0, "old master's exit status")
+        check(not up.gone(new), "the new master is gone")
+        m = scrape(admin)  # answered by the new master's workers: a new region, counts start over
+        eq(val(m, "gatehouse_http_requests_total", site="default", route="/", code="2xx"), 0, "after the upgrade")
+        with PlainConn(gh.port) as c:
+            eq(c.request("GET", "/small").status, 200, "/small after the upgrade")
+        eq(val(scrape(admin), "gatehouse_http_requests_total", site="default", route="/", code="2xx"), 1,
+           "counted by the new master's workers")
+    finally:
+        up.stop_pid(new, 15 * T)
