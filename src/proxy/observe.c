@@ -29,16 +29,21 @@ void proxy__observe_reject(proxy__client *c, int status)
         gh_metric_limit(c->w->metrics, GH_M_LIMIT_HEAD_SIZE);
 }
 
-void proxy__observe_handshake(proxy__client *c, int r)
+void proxy__observe_tls(proxy__worker *w, const gh_conn *conn, int r)
 {
     int resumed, v;
 
     if (r < 0 && r != GH_AGAIN) {
-        GH_M_ADD(c->w->metrics->tls_failures, 1);
+        GH_M_ADD(w->metrics->tls_failures, 1);
         return;
     }
-    v = gh_tls_conn_version(&c->conn, &resumed);
-    gh_metric_tls(c->w->metrics, v == 0x0304 ? GH_M_TLS13 : v == 0x0303 ? GH_M_TLS12 : GH_M_TLS_OTHER, resumed);
+    v = gh_tls_conn_version(conn, &resumed);
+    gh_metric_tls(w->metrics, v == 0x0304 ? GH_M_TLS13 : v == 0x0303 ? GH_M_TLS12 : GH_M_TLS_OTHER, resumed);
+}
+
+void proxy__observe_handshake(proxy__client *c, int r)
+{
+    proxy__observe_tls(c->w, &c->conn, r);
 }
 
 void proxy__observe_connecting(proxy__upstream *u)

@@ -18,8 +18,9 @@ void proxy__observe_client_proto(proxy__client *c, int proto);
 /* The parser refused a request head (400, 414, 431...): no exchange was made. */
 void proxy__observe_reject(proxy__client *c, int status);
 
-/* A handshake step returned r (GH_OK or an error; GH_AGAIN is not reported). */
+/* A handshake step of a client's (or a stream's client side's) TLS returned r (GH_OK or an error; not GH_AGAIN). */
 void proxy__observe_handshake(proxy__client *c, int r);
+void proxy__observe_tls(proxy__worker *w, const gh_conn *conn, int r);
 
 /* An upstream connection began connecting / is connected (the connect histogram). */
 void proxy__observe_connecting(proxy__upstream *u);

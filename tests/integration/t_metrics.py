@@ -507,3 +507,37 @@ def _(ctx):
            "counted by the new master's workers")
     finally:
         up.stop_pid(new, 15 * T)
+
+
+@test("metrics_tcp_streams")
+def _(ctx):
+    import t_tcp
+    c = ctx.session.certs()
+    e = t_tcp.Echo(ctx, banner=False)
+    gh = ctx.gatehouse_config(lambda p: "\n".join([
+        "workers 2", "pool e { server 127.0.0.1:%d }" % e.port,
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]), "  proxy e", "}",
+        "admin {", "  listen 127.0.0.1:%d" % p[1], "}", ""]), nports=2)
+    admin, lst = gh.ports[1], "127.0.0.1:%d" % gh.ports[0]
+    srv = dict(pool="e", server="127.0.0.1:%d" % e.port, address="127.0.0.1:%d" % e.port)
+    # The harness's readiness probe opened (and closed) one stream: wait until it has ended.
+    check(wait_until(lambda: val(scrape(admin), "gatehouse_streams_open") == 0, 5 * T), "the probe's stream")
+    m0 = scrape(admin)
+    s = t_tcp.tls_client(gh.ports[0], cafile=c["ec_cert"])
+    try:
+        s.sendall(b"ping\n")
+        eq(t_tcp.read_line(s), b"ping\n", "echo")
+        m = scrape(admin)
+        eq(val(m, "gatehouse_streams_open"), 1, "streams open")
+        eq(val(m, "gatehouse_client_connections_open", listener=lst, protocol="stream"), 1, "stream connections")
+        eq(val(m, "gatehouse_client_connections_open", listener=lst, protocol="http/1.1"), 0, "http connections")
+        eq(val(m, "gatehouse_server_requests_in_flight", **srv), 1, "in flight on the echo server")
+        eq(val(m, "gatehouse_tls_handshakes_total", version="TLSv1.3", kind="full")
+           - val(m0, "gatehouse_tls_handshakes_total", version="TLSv1.3", kind="full"), 1, "the stream's handshake")
+    finally:
+        s.close()
+    check(wait_until(lambda: val(scrape(admin), "gatehouse_streams_open") == 0, 5 * T), "the stream did not end")
+    m = scrape(admin)
+    eq(val(m, "gatehouse_streams_total") - val(m0, "gatehouse_streams_total"), 1, "streams opened")
+    eq(val(m, "gatehouse_server_requests_in_flight", **srv), 0, "in flight after the end")
+    eq(val(m, "gatehouse_client_connections_open", listener=lst, protocol="stream"), 0, "stream connections after")
