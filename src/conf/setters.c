@@ -191,6 +191,8 @@ void *conf__block_object(conf__parser *p, int ctx)
         return p->stream;
     case CONF__CTX_HTTP2:
         return &p->cfg->http2;
+    case CONF__CTX_ADMIN:
+        return &p->cfg->admin;
     default:
         return NULL;
     }

@@ -39,6 +39,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "http/h2_head.h"
+#include "proxy/observe.h"
 #include "proxy/proxy.h"
 
 #define WINDOW_MS        1000 /* the flood budgets are per this */
@@ -1221,6 +1222,7 @@ int proxy__h2_start(proxy__client *c)
     }
     c->h2 = h;
     c->state = CLIENT_H2;
+    proxy__observe_client_proto(c, GH_M_H2); /* the open-connection gauge: this one speaks HTTP/2 now */
     gh_timer_stop(c->w->loop, &c->timer);
     h->timer_kind = T_NONE;
     mark_dirty(h);

@@ -97,4 +97,11 @@ int gh_tls_conn_init(gh_conn *c, gh_tls_ctx *ctx, int fd, gh_io_cb cb, const gh_
 
 extern const gh_conn_ops gh_tls_conn_ops;
 
+/*
+ * After a handshake of c (a TLS connection, else 0): the protocol version
+ * (0x0303 TLS 1.2, 0x0304 TLS 1.3), and in *resumed whether the session was
+ * resumed (a ticket) rather than negotiated in full. For metrics.
+ */
+int gh_tls_conn_version(const gh_conn *c, int *resumed);
+
 #endif

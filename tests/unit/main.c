@@ -31,6 +31,7 @@ static const struct suite suites[] = {
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
     {"h2_head", suite_h2_head},
+    {"metrics", suite_metrics},
 };
 
 static unsigned long passed, failed;
