@@ -2,7 +2,7 @@
 with, against gatehouse over TLS: all 146 cases, and the 147 of strict mode (-S).
 
 The binary: $H2SPEC if set, else build/h2spec, which `make test` builds from
-../shared/tools/h2spec (override with H2SPEC_SRC=DIR holding build.sh; see its README). Without
+../shared/tools/h2spec (or ../../shared/tools/h2spec from a worktree) (override with H2SPEC_SRC=DIR holding build.sh; see its README). Without
 either the tests FAIL and say how to get it: a conformance suite that silently does not run
 proves nothing. A failure names every failing case by its h2spec id (e.g. http2/5.1/2), which
 `h2spec -t -k -p PORT http2/5.1/2` reruns alone.
@@ -14,7 +14,10 @@ import xml.etree.ElementTree as ET
 import h2raw
 from harness import ROOT, T, Fail, check, test
 
-H2SPEC_SRC = os.environ.get("H2SPEC_SRC") or str(ROOT.parent / "shared" / "tools" / "h2spec")
+# ../shared beside the repo, or ../../shared from a worktree one level further down (as the Makefile)
+H2SPEC_SRC = os.environ.get("H2SPEC_SRC") or next(
+    (str(d) for d in (ROOT.parent / "shared/tools/h2spec", ROOT.parent.parent / "shared/tools/h2spec") if d.is_dir()),
+    str(ROOT.parent / "shared/tools/h2spec"))
 
 
 def h2spec_binary():
@@ -22,7 +25,7 @@ def h2spec_binary():
     if env:
         check(os.access(env, os.X_OK), "H2SPEC=%s is not an executable" % env)
         return env
-    path = ROOT / os.environ.get("BUILD", "build") / "h2spec"
+    path = ROOT / "build" / "h2spec"
     if os.access(str(path), os.X_OK):
         return str(path)
     build = os.path.join(H2SPEC_SRC, "build.sh")
