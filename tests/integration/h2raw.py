@@ -163,11 +163,12 @@ class H2Conn:
 
     preface=True sends the client preface and an (empty or given) SETTINGS frame at once.
     auto_window: send WINDOW_UPDATE for every DATA frame received (off for stall tests).
+    first: bytes sent in the same write as the preface (e.g. a request's HEADERS).
     Every read is bounded by timeout; frames gatehouse sends are kept in self.frames.
     """
 
     def __init__(self, port, plain=False, timeout=None, settings=(), preface=True, auto_window=True,
-                 alpn=("h2",), sni="localhost", host="127.0.0.1"):
+                 alpn=("h2",), sni="localhost", host="127.0.0.1", ack_settings=True, first=b""):
         self.timeout = timeout or 5 * T
         raw = socket.create_connection((host, port), timeout=self.timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -190,6 +191,7 @@ class H2Conn:
         self.streams = {}
         self.next_sid = 1
         self.auto_window = auto_window
+        self.ack_settings = ack_settings   # False: never ACK the server's SETTINGS (a lazy client)
         self.decoder = hpack.Decoder()
         self.decoder.max_allowed_table_size = 1 << 16
         self.decoder.max_header_list_size = 1 << 24
@@ -199,7 +201,7 @@ class H2Conn:
         self.bytes_sent = 0
         self.hpack_enc = None
         if preface:
-            self.send(PREFACE + settings_frame(settings))
+            self.send(PREFACE + settings_frame(settings) + first)
 
     # ------------------------------------------------------------ sending
 
@@ -304,7 +306,8 @@ class H2Conn:
                 self.settings_acked += 1
             else:
                 self.server_settings.update(f.settings)
-                self.try_send(settings_frame(ack=True))
+                if self.ack_settings:
+                    self.try_send(settings_frame(ack=True))
         elif isinstance(f, hf.PingFrame):
             if "ACK" in f.flags:
                 self.pings.append(bytes(f.opaque_data))

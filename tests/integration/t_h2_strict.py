@@ -272,3 +272,29 @@ def _(ctx):
     check(raw.startswith(b"POST /upload?m=line&q=%20x HTTP/1.1\r\n"), "request line upstream: %r" % raw[:200])
     check(raw.endswith(b"\r\n\r\nhello"), "body upstream: %r" % raw[-200:])
     eq(b.requests()[0]["version"], "HTTP/1.1", "version")
+
+
+def request_with_preface(ctx, plain):
+    """The preface, SETTINGS and a request's HEADERS in one write, from a client that does not
+    ACK the server's SETTINGS yet (RFC 9113 §3.4 lets it send requests at once): answered."""
+    b = ctx.backend()
+    front = h2raw.start_front(ctx, b)
+    hdrs = request_headers("GET", "/small", scheme="http" if plain else "https")
+    first = h2raw.frame(h2raw.HEADERS, h2raw.END_HEADERS | h2raw.END_STREAM, 1, h2raw.literal_block(hdrs))
+    with h2raw.H2Conn(front.plain_port if plain else front.port, plain=plain, ack_settings=False,
+                      first=first) as c:
+        c.streams[1] = h2raw.Stream(1)
+        c.next_sid = 3
+        o = c.response(1, timeout=3 * T)
+    check(o.kind == "response" and o.status == 200 and len(o.body) == 1024,
+          "a request in the same segment as the preface got %r" % o)
+
+
+@test("h2_request_in_preface_segment_served_tls")
+def _(ctx):
+    request_with_preface(ctx, False)
+
+
+@test("h2_request_in_preface_segment_served_plain")
+def _(ctx):
+    request_with_preface(ctx, True)
