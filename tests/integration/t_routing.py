@@ -7,7 +7,7 @@ All the route_* tests share one gatehouse (a fixture) with two pools of one back
 import time
 import uuid
 
-from harness import Closed, Conn, Fail, T, add_test, build_request, check, eq, test
+from harness import Closed, Conn, Fail, T, add_test, build_request, check, eq, request, test
 from cfgutil import PlainConn
 
 
@@ -99,13 +99,13 @@ def targets_with(b, token):
 
 
 def req(port, method, path, host, headers=(), body=None, sni=None):
-    with Conn(port, sni=sni or host.split(":")[0].rstrip(".").lower()) as c:
-        return c.request(method, path, headers, body, host=host)
+    # In the running test's protocol (dual tests: HTTP/1.1, then HTTP/2 with curl --http2).
+    return request(port, method, path, headers, body, host=host, sni=sni or host.split(":")[0].rstrip(".").lower())
 
 
-def route_test(name):
+def route_test(name, dual=False):
     def deco(fn):
-        add_test(name, fn, fixture=routing_fixture, timeout=30)
+        add_test(name, fn, fixture=routing_fixture, timeout=30, dual=dual)
         return fn
     return deco
 
@@ -115,7 +115,7 @@ def from_backend(r):
     return r.get("x-backend")
 
 
-@route_test("route_sites_by_host")
+@route_test("route_sites_by_host", dual=True)
 def _(ctx, f):
     cases = [
         ("app.test", "pa"), ("APP.Test", "pa"), ("app.test:%d" % f["tls"], "pa"), ("app.test.", "pa"),
@@ -130,7 +130,7 @@ def _(ctx, f):
     eq((r.status, r.body), (200, b"deep wildcard"), "the more specific wildcard *.deep.b.test")
 
 
-@route_test("route_no_site_421")
+@route_test("route_no_site_421", dual=True)
 def _(ctx, f):
     # The TLS listener has no `site default`: an unknown Host, or the bare name of a wildcard, is 421.
     for host in ("nomatch.test", "b.test", "test", "app.test.evil"):
@@ -186,7 +186,7 @@ def _(ctx, f):
        "redirect 302 with $$ and $request_uri")
 
 
-@route_test("route_longest_prefix")
+@route_test("route_longest_prefix", dual=True)
 def _(ctx, f):
     t = tok()
     cases = [
@@ -210,7 +210,7 @@ def _(ctx, f):
             check(target in [s for _, p, s in cases if p == b], "backend %s saw an unexpected target %r" % (b, target))
 
 
-@route_test("route_prefix_without_slash")
+@route_test("route_prefix_without_slash", dual=True)
 def _(ctx, f):
     # `route /id` matches /id, /id?x and /id/..., not /idx: that is a 404 from gatehouse.
     t = tok()
@@ -227,7 +227,7 @@ def _(ctx, f):
     eq(targets_with(f["pa"], t), [], "targets pa saw")
 
 
-@route_test("route_method_condition")
+@route_test("route_method_condition", dual=True)
 def _(ctx, f):
     t = tok()
     for method, pool in (("POST", "pb"), ("PUT", "pb"), ("GET", "pa"), ("DELETE", "pa"), ("PATCH", "pa")):
@@ -240,7 +240,7 @@ def _(ctx, f):
     eq((r.status, from_backend(r)), (200, "pa"), "HEAD /m/id")
 
 
-@route_test("route_header_condition")
+@route_test("route_header_condition", dual=True)
 def _(ctx, f):
     t = tok()
     cases = [
@@ -281,7 +281,7 @@ def _(ctx, f):
         eq((r.status, r.body), (200, b"hello, world\n"), "GET after a HEAD on a respond route")
 
 
-@route_test("route_respond_headers")
+@route_test("route_respond_headers", dual=True)
 def _(ctx, f):
     # response_header applies to gatehouse's own answers too; Content-Type replaces text/plain.
     r = req(f["tls"], "GET", "/teapot", "app.test")
@@ -308,7 +308,7 @@ def echoed_headers(body):
     return out
 
 
-@route_test("route_header_operations")
+@route_test("route_header_operations", dual=True)
 def _(ctx, f):
     sent = [("X-Added", "from-client"), ("X-Secret", "s3cr3t"), ("x-SECRET", "again"), ("X-Keep", "kept")]
     r = req(f["tls"], "GET", "/hdr/echo", "app.test", headers=sent)
