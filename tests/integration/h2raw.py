@@ -152,6 +152,7 @@ class Stream:
         self.sid = sid
         self.headers = None
         self.trailers = []
+        self.interim = []           # header lists of 1xx responses
         self.body = bytearray()
         self.ended = False
         self.reset = None
@@ -168,9 +169,10 @@ class H2Conn:
     """
 
     def __init__(self, port, plain=False, timeout=None, settings=(), preface=True, auto_window=True,
-                 alpn=("h2",), sni="localhost", host="127.0.0.1", ack_settings=True, first=b""):
+                 alpn=("h2",), sni="localhost", host="127.0.0.1", ack_settings=True, first=b"", sock=None):
         self.timeout = timeout or 5 * T
-        raw = socket.create_connection((host, port), timeout=self.timeout)
+        raw = sock or socket.create_connection((host, port), timeout=self.timeout)  # sock: connected already
+        raw.settimeout(self.timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.alpn = None
         if plain:
@@ -200,6 +202,8 @@ class H2Conn:
         self.pings = []             # payloads of PING ACKs received
         self.bytes_sent = 0
         self.hpack_enc = None
+        self.conn_window = 65535    # what we may send (RFC 9113 §6.9), for send_body()
+        self.peer_initial_window = 65535
         if preface:
             self.send(PREFACE + settings_frame(settings) + first)
 
@@ -225,7 +229,31 @@ class H2Conn:
         sid = self.next_sid
         self.next_sid += 2
         self.streams[sid] = Stream(sid)
+        self.streams[sid].window = self.peer_initial_window
         return sid
+
+    def send_body(self, sid, body, end=True):
+        """DATA frames within the windows gatehouse gave (waiting for its WINDOW_UPDATEs)."""
+        st = self.streams[sid]
+        body = memoryview(b(body))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            n = min(16384, self.conn_window, st.window, len(body))
+            if n > 0 or not body:
+                self.send(data_frame(sid, bytes(body[:n]), end=end and n == len(body)))
+                self.conn_window -= n
+                st.window -= n
+                body = body[n:]
+                if not body:
+                    return
+                continue
+            if st.reset is not None or self.goaway is not None:
+                return
+            try:
+                if self.read_frame(max(0.0, deadline - time.monotonic())) is None:
+                    return
+            except TimeoutError:
+                raise Fail("stream %d: no WINDOW_UPDATE for the request body within %.1fs" % (sid, self.timeout))
 
     def encoder(self):
         if self.hpack_enc is None:
@@ -305,6 +333,11 @@ class H2Conn:
             if "ACK" in f.flags:
                 self.settings_acked += 1
             else:
+                if INITIAL_WINDOW_SIZE in f.settings:
+                    delta = f.settings[INITIAL_WINDOW_SIZE] - self.peer_initial_window
+                    self.peer_initial_window = f.settings[INITIAL_WINDOW_SIZE]
+                    for s_ in self.streams.values():
+                        s_.window += delta
                 self.server_settings.update(f.settings)
                 if self.ack_settings:
                     self.try_send(settings_frame(ack=True))
@@ -326,6 +359,11 @@ class H2Conn:
                 st.ended = True
         elif isinstance(f, hf.RstStreamFrame) and st is not None:
             st.reset = f.error_code
+        elif isinstance(f, hf.WindowUpdateFrame):
+            if f.stream_id == 0:
+                self.conn_window += f.window_increment
+            elif st is not None:
+                st.window += f.window_increment
 
     def _header_block(self, f, st):
         if isinstance(f, hf.HeadersFrame):
@@ -346,9 +384,10 @@ class H2Conn:
         if st is None:
             return
         status = dict(hdrs).get(":status")
-        if st.headers is None or (status and status.startswith("1")):
-            if not (status and status.startswith("1")):
-                st.headers = hdrs
+        if status and status.startswith("1"):
+            st.interim.append(hdrs)
+        elif st.headers is None:
+            st.headers = hdrs
         else:
             st.trailers = hdrs
         if end:
@@ -502,3 +541,40 @@ def alive_200(front, plain=False):
         o = c.get("/small")
     if o.kind != "response" or o.status != 200:
         raise Fail("after the attack, a new connection's GET /small got %r" % o)
+
+
+class H2Client(H2Conn):
+    """HTTP/2 with Conn's interface for the dual tests (harness.client()): request() sends a
+    well-formed request (names lower-cased, Host as :authority, HPACK with the dynamic table)
+    on a new stream of this one connection and returns a harness.Resp."""
+
+    def __init__(self, port, timeout=None, sni="localhost", **kw):
+        H2Conn.__init__(self, port, timeout=timeout, sni=sni, **kw)
+        if self.alpn != "h2":
+            self.close()
+            raise Fail("ALPN chose %r, not h2" % self.alpn)
+
+    def request(self, method, path, headers=(), body=None, host=None):
+        from harness import Resp
+        hdrs = [(":method", method), (":scheme", "https"), (":authority", host or "localhost:%d" % self.port),
+                (":path", path)]
+        hdrs += [(n.lower(), v) for n, v in headers]
+        if body is not None and not any(n.lower() == "content-length" for n, v in headers):
+            hdrs.append(("content-length", str(len(body))))
+        block = self.encoder().encode([(b(n), b(v)) for n, v in hdrs], huffman=True)
+        o = self.response(self.request_block(block, body))
+        if o.kind != "response":
+            raise Closed("HTTP/2 %s %s: %r" % (method, path, o))
+        st = self.streams[self.last_sid]
+        heads = [(n, v) for n, v in o.headers if not n.startswith(":")]
+        interim = [int(dict(h).get(":status")) for h in getattr(st, "interim", [])]
+        raw = ("HTTP/2 %d\r\n" % o.status + "".join("%s: %s\r\n" % hv for hv in heads) + "\r\n").encode("latin-1")
+        return Resp("HTTP/2", o.status, "", heads, o.body, raw, interim)
+
+    def request_block(self, block, body):
+        sid = self.new_sid()
+        self.last_sid = sid
+        self.send(self.headers_frame(sid, block, end_stream=body is None))
+        if body is not None:
+            self.send_body(sid, body)
+        return sid

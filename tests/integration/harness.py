@@ -880,6 +880,20 @@ def request(port, method, path, headers=(), body=None, host=None, sni="localhost
     return curl_h2_request(port, method, path, headers, body, host, sni, timeout)
 
 
+def client(port, timeout=None, sni="localhost"):
+    """A connection in the running test's protocol with Conn's request(): Conn for HTTP/1.1,
+    h2raw.H2Client (one connection, a stream per request) for HTTP/2."""
+    if protocol() == "http/1.1":
+        return Conn(port, timeout=timeout, sni=sni)
+    import h2raw
+    return h2raw.H2Client(port, timeout=timeout, sni=sni)
+
+
+def curl_proto():
+    """curl's protocol option for the running test."""
+    return ["--http2"] if protocol() == "h2" else ["--http1.1"]
+
+
 def curl_h2_request(port, method, path, headers, body, host, sni, timeout=None):
     d = tempfile.mkdtemp(prefix="curl-h2-")
     try:
