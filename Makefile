@@ -76,6 +76,10 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_hello tests/fuzz/fuzz_hello.c src/tls/hello.c src/proxy/pg.c
 	build-fuzz/fuzz_hello -max_total_time=$(FUZZ_SECONDS) -max_len=16453 tests/fuzz/corpus_hello
+	@mkdir -p build-fuzz/corpus_h2
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_h2 tests/fuzz/fuzz_h2.c src/http/h2_head.c src/http/h1.c -lnghttp2
+	build-fuzz/fuzz_h2 -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build-fuzz/corpus_h2 tests/fuzz/corpus_h2
 
 bench: all
 	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run
