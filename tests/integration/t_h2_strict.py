@@ -105,6 +105,10 @@ CASES = [
     ("authority_userinfo", G(authority="user@localhost"), None, BAD),
     ("authority_slash", G(authority="localhost/evil"), None, BAD),
     ("authority_host_mismatch", G(("host", "other.example")), None, BAD),
+    # a Host that gatehouse's own HTTP/1.1 front refuses (not host[:port]): a comma makes a list of hosts
+    ("authority_comma", G(authority="a.example,b.example"), None, BAD),
+    ("authority_sub_delims", G(authority="loc=lhost"), None, BAD),
+    ("host_comma_no_authority", without(":authority", G(("host", "a.example,b.example"))), None, BAD),
     ("host_repeated_no_authority", without(":authority", G(("host", "localhost"), ("host", "other.example"))),
      None, BAD),
     ("connect_with_path", [(":method", "CONNECT"), (":authority", "localhost:443"), (":path", "/"),
