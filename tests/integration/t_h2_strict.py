@@ -111,6 +111,7 @@ CASES = [
     ("host_comma_no_authority", without(":authority", G(("host", "a.example,b.example"))), None, BAD),
     ("host_repeated_no_authority", without(":authority", G(("host", "localhost"), ("host", "other.example"))),
      None, BAD),
+    ("connect_without_port", [(":method", "CONNECT"), (":authority", "localhost")], None, BAD),  # RFC 9110 §9.3.6
     ("connect_with_path", [(":method", "CONNECT"), (":authority", "localhost:443"), (":path", "/"),
                            (":scheme", "https")], None, BAD),
     # content-length (RFC 9113 §8.1.1)
