@@ -200,7 +200,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
         /* the options of h2_server.c options() */
         nghttp2_option_set_no_auto_window_update(opt, 1);
-        nghttp2_option_set_no_closed_streams(opt, 1);
         nghttp2_option_set_max_outbound_ack(opt, 1000);
         nghttp2_option_set_max_settings(opt, 32);
     }
