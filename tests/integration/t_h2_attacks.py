@@ -312,7 +312,7 @@ def _(ctx):
             peak = max(peak, front.rss_kib())
     finally:
         raw.close()
-    check(got > 100 << 10, "slow read: only %d bytes of the response in 5s" % got)
+    check(got > 32 << 10, "slow read: only %d bytes of the response in 5s" % got)  # (the download flowed)
     grew = peak - rss0
     if not SLOW:
         check(grew < GROWTH_KIB, "slow read: worker RSS grew by %d KiB while the client read %d bytes" % (grew, got))
