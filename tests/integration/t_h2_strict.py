@@ -97,6 +97,7 @@ CASES = [
     ("path_crlf_injects_header", G(path="/echo HTTP/1.1\r\nX-Injected: 1\r\nX-A: a"), None, BAD),
     ("path_crlf_injects_request", G(path="/echo HTTP/1.1\r\nHost: localhost\r\n\r\nGET /smuggled"), None, BAD),
     ("path_nul", G(path="/echo\x00x"), None, BAD),
+    ("path_bad_percent", G(path="/echo%zz"), None, BAD),  # the HTTP/1.1 front refuses it (routing by another spelling)
     ("method_space", G(method="GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\nGET"), None, BAD),
     ("method_empty", G(method=""), None, BAD),
     ("method_non_token", G(method="GE(T"), None, BAD),
@@ -108,6 +109,7 @@ CASES = [
     # a Host that gatehouse's own HTTP/1.1 front refuses (not host[:port]): a comma makes a list of hosts
     ("authority_comma", G(authority="a.example,b.example"), None, BAD),
     ("authority_sub_delims", G(authority="loc=lhost"), None, BAD),
+    ("authority_percent", G(authority="loc%zzhost"), None, BAD),
     ("host_comma_no_authority", without(":authority", G(("host", "a.example,b.example"))), None, BAD),
     ("host_repeated_no_authority", without(":authority", G(("host", "localhost"), ("host", "other.example"))),
      None, BAD),
