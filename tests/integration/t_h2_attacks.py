@@ -318,3 +318,47 @@ def _(ctx):
         check(grew < GROWTH_KIB, "slow read: worker RSS grew by %d KiB while the client read %d bytes" % (grew, got))
     h2raw.alive_200(front)
     ctx.info = "read %d KiB in 5s, peak rss +%d KiB" % (got >> 10, grew)
+
+
+# ---------------------------------------------------------------- the defences must not hit normal clients
+
+@test("h2_attack_guard_busy_download_not_a_flood", timeout=60)
+def _(ctx):
+    """A client that answers every DATA frame with two WINDOW_UPDATEs (as some do) and pings now and
+    then, through a 16 MiB download: many small control frames, none of them abuse. It completes."""
+    b, front, rss0 = start(ctx)
+    size = 16 << 20
+    with H2Conn(front.port, timeout=20 * T) as c:
+        sid = c.request(request_headers("GET", "/download?size=%d" % size))
+        n = 0
+        while not c.streams[sid].ended and c.streams[sid].reset is None and c.goaway is None:
+            try:
+                f = c.read_frame()
+            except TimeoutError:
+                raise Fail("busy download: stalled after %d bytes" % len(c.streams[sid].body))
+            if f is None:
+                break
+            n += 1
+            if n % 64 == 0:
+                c.send(ping(struct.pack(">Q", n)))
+        st = c.streams[sid]
+        check(c.goaway is None and st.reset is None and st.ended,
+              "busy download: ended by %s after %d bytes (%s)" % (
+                  "GOAWAY %s" % error_name(c.goaway[1]) if c.goaway else
+                  "RST %s" % error_name(st.reset) if st.reset is not None else "EOF", len(st.body),
+                  c.describe_frames()))
+        eq(len(st.body), size, "bytes received")
+    ctx.info = "%d frames in, %s" % (n, rss_ok(front, rss0, "busy download"))
+
+
+@test("h2_attack_guard_h2load_many_requests_one_connection", timeout=60)
+def _(ctx):
+    """h2load: 3000 GETs on one connection, 10 at a time: a busy client, not a rapid reset."""
+    import subprocess
+    b, front, rss0 = start(ctx)
+    r = subprocess.run(["h2load", "-n", "3000", "-c", "1", "-m", "10", front.gh.url("/small") if front.gh else
+                        "https://127.0.0.1:%d/small" % front.port], capture_output=True, timeout=60 * T)
+    out = r.stdout.decode(errors="replace")
+    check("3000 succeeded" in out and "0 failed" in out and "0 errored" in out,
+          "h2load: %s" % out[-600:])
+    ctx.info = rss_ok(front, rss0, "h2load")
