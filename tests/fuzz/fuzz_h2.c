@@ -94,6 +94,8 @@ static void check_request(const gh_h1_request *r)
     int rc = gh_h1_parse_request(out, len, &again);
     if (rc == -414 || rc == -431)
         return; /* a size limit of the HTTP/1.1 parser, not a second reading */
+    if (rc == -400 && r->target_form == GH_H1_AUTHORITY_FORM && memchr(r->target.p, ':', r->target.len) == NULL)
+        return; /* CONNECT without a port: h2_head lets it through, the exchange refuses it (h2_strict_connect_without_port) */
     REQUIRE(rc == (int)len);
     REQUIRE(again.method.len == r->method.len && memcmp(again.method.p, r->method.p, r->method.len) == 0);
     REQUIRE(again.target.len == r->target.len && memcmp(again.target.p, r->target.p, r->target.len) == 0);
