@@ -31,7 +31,7 @@
     } while (0)
 
 #define MAX_STREAMS 16
-#define LIST_MAX (64 * 1024) /* http2 { max_header_list_size 64k } */
+#define LIST_MAX    (64 * 1024) /* http2 { max_header_list_size 64k } */
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -95,7 +95,8 @@ static void check_request(const gh_h1_request *r)
     if (rc == -414 || rc == -431)
         return; /* a size limit of the HTTP/1.1 parser, not a second reading */
     if (rc == -400 && r->target_form == GH_H1_AUTHORITY_FORM && memchr(r->target.p, ':', r->target.len) == NULL)
-        return; /* CONNECT without a port: h2_head lets it through, the exchange refuses it (h2_strict_connect_without_port) */
+        return; /* CONNECT without a port: h2_head lets it through, the exchange refuses it
+                   (h2_strict_connect_without_port) */
     REQUIRE(rc == (int)len);
     REQUIRE(again.method.len == r->method.len && memcmp(again.method.p, r->method.p, r->method.len) == 0);
     REQUIRE(again.target.len == r->target.len && memcmp(again.target.p, r->target.p, r->target.len) == 0);
@@ -121,8 +122,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     return 0;
 }
 
-static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
-                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen, const uint8_t *value,
+                     size_t vlen, uint8_t flags, void *ud)
 {
     (void)s, (void)flags, (void)ud;
     fz_stream *st = find(f->hd.stream_id);
@@ -208,8 +209,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || nghttp2_session_server_new2(&s, cbs, NULL, opt) != 0)
         return 0;
     nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}, {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65536},
-        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},       {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65536},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},          {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, LIST_MAX},
     };
     nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
