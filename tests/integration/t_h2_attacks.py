@@ -127,6 +127,26 @@ def _(ctx):
                                                                           rss_ok(front, rss0, "rapid reset"))
 
 
+@test("h2_attack_reset_in_same_read_never_reaches_backend", timeout=60)
+def _(ctx):
+    """20 streams opened and cancelled in one write (far below the rapid-reset threshold): none of
+    them reaches the backend (docs/config.md: streams opened and reset within one read), and the
+    connection goes on: a request after them is answered."""
+    b, front, rss0 = start(ctx)
+    base = len(b.requests())
+    with front.conn() as c:
+        out = b""
+        for i in range(20):
+            sid = c.new_sid()
+            out += c.headers_frame(sid, literal_block(request_headers("GET", "/echo?cancelled=%d" % i))) + rst_stream(sid)
+        c.send(out)
+        o = c.get("/echo?after=1")
+        check(o.kind == "response" and o.status == 200, "the request after the resets got %r" % o)
+    time.sleep(0.3 * T)
+    got = [e["target"] for e in b.requests()[base:]]
+    eq(got, ["/echo?after=1"], "requests the backend received")
+
+
 def continuation_flood(ctx, piece, what):
     b, front, rss0 = start(ctx)
     limit = 4 << 20  # 64 ms of a fast link; max_header_list_size is 64k
