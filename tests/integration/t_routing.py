@@ -7,7 +7,7 @@ All the route_* tests share one gatehouse (a fixture) with two pools of one back
 import time
 import uuid
 
-from harness import Closed, Conn, Fail, T, add_test, build_request, check, eq, request, test
+from harness import Closed, Conn, Fail, T, add_test, build_request, check, client, eq, protocol, request, test
 from cfgutil import PlainConn
 
 
@@ -101,6 +101,20 @@ def targets_with(b, token):
 def req(port, method, path, host, headers=(), body=None, sni=None):
     # In the running test's protocol (dual tests: HTTP/1.1, then HTTP/2 with curl --http2).
     return request(port, method, path, headers, body, host=host, sni=sni or host.split(":")[0].rstrip(".").lower())
+
+
+def head_only(c, path, length, host):
+    """A POST head announcing length body bytes, and no body: its answer."""
+    if protocol() == "h2":
+        import h2raw
+        sid = c.new_sid()
+        c.send(c.headers_frame(sid, h2raw.literal_block(h2raw.request_headers(
+            "POST", path, host, extra=[("content-length", str(length))])), end_stream=False))
+        o = c.response(sid)
+        check(o.kind == "response", "HTTP/2 POST head only: %r" % o)
+        return o
+    c.send(build_request("POST", path, [("Content-Length", str(length))], host=host))
+    return c.read_response()
 
 
 def route_test(name, dual=False):
@@ -329,24 +343,21 @@ def _(ctx, f):
     eq(r.all("x-resp-added"), [], "X-Resp-Added on a route without header operations")
 
 
-@route_test("route_max_body_content_length")
+@route_test("route_max_body_content_length", dual=True)
 def _(ctx, f):
     t = tok()
-    with Conn(f["tls"], sni="app.test") as c:
+    with client(f["tls"], sni="app.test") as c:
         r = c.request("POST", "/limited/upload?t=%s&n=1024" % t, body=b"k" * 1024, host="app.test")
         eq(r.status, 200, "POST of exactly max_body (1k)")
         check(r.body.endswith(b" 1024\n"), "the backend got %r" % r.body)
-    with Conn(f["tls"], sni="app.test") as c:
-        c.send(build_request("POST", "/limited/upload?t=%s&n=1025" % t, body=b"K" * 1025, host="app.test"))
-        r = c.read_response()
+    with client(f["tls"], sni="app.test") as c:
+        r = c.request("POST", "/limited/upload?t=%s&n=1025" % t, body=b"K" * 1025, host="app.test")
         eq(r.status, 413, "POST of 1025 bytes with max_body 1k")
         check(from_backend(r) is None, "the 413 came from a backend")
-    with Conn(f["tls"], sni="app.test") as c:
+    with client(f["tls"], sni="app.test") as c:
         # Only the head is sent: the 413 must not wait for a body that is refused anyway.
-        c.send(build_request("POST", "/limited/upload?t=%s&n=big" % t, [("Content-Length", str(10 << 20))],
-                             host="app.test"))
         t0 = time.monotonic()
-        r = c.read_response()
+        r = head_only(c, "/limited/upload?t=%s&n=big" % t, 10 << 20, "app.test")
         eq(r.status, 413, "POST announcing 10 MiB with max_body 1k")
         check(time.monotonic() - t0 < 2 * T, "413 took %.1fs" % (time.monotonic() - t0))
     time.sleep(0.2)
