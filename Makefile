@@ -68,7 +68,7 @@ asan: deps
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 30
 fuzz:
-	@mkdir -p build-fuzz
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus_h2  # new inputs go there, not into tests/fuzz/corpus_*
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_h1 tests/fuzz/fuzz_h1.c src/http/h1.c
 	build-fuzz/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) -max_len=20000 build-fuzz/corpus tests/fuzz/corpus_h1 \
@@ -76,7 +76,6 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_hello tests/fuzz/fuzz_hello.c src/tls/hello.c src/proxy/pg.c
 	build-fuzz/fuzz_hello -max_total_time=$(FUZZ_SECONDS) -max_len=16453 tests/fuzz/corpus_hello
-	@mkdir -p build-fuzz/corpus_h2
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_h2 tests/fuzz/fuzz_h2.c src/http/h2_head.c src/http/h1.c -lnghttp2
 	build-fuzz/fuzz_h2 -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build-fuzz/corpus_h2 tests/fuzz/corpus_h2
