@@ -302,6 +302,31 @@ def _(ctx):
     ctx.info = "%s after %.1fs, peak rss +%d KiB" % (o, took, grew)
 
 
+@test("h2_attack_zero_window_stream_does_not_stall_others", timeout=60)
+def _(ctx):
+    """One stream whose window never opens (a 32 MiB download) beside one that the client lets
+    through: the second is answered at once, and gatehouse does not read the first one's 32 MiB
+    from the backend into memory meanwhile (the response buffer per stream is bounded)."""
+    b, front, rss0 = start(ctx)
+    with H2Conn(front.port, settings=[(INITIAL_WINDOW_SIZE, 0)], auto_window=False) as c:
+        c.send(window_update(0, 1 << 24))
+        stalled = c.request(request_headers("GET", "/download?size=33554432"))
+        time.sleep(0.5 * T)  # the download is under way upstream
+        other = c.request(request_headers("GET", "/small"))
+        c.send(window_update(other, 1 << 20))
+        o = c.response(other, timeout=5 * T)
+        check(o.kind == "response" and o.status == 200 and len(o.body) == 1024,
+              "the other stream got %r beside a stalled one" % o)
+        st = c.streams[stalled]
+        check(st.reset is None and c.goaway is None, "the stalled stream was ended early (%s)" % c.describe_frames())
+        time.sleep(1.0 * T)
+        grew = front.rss_kib() - rss0
+        if not SLOW:
+            check(grew < GROWTH_KIB, "a stalled 32 MiB download grew the worker by %d KiB" % grew)
+    h2raw.alive_200(front)
+    ctx.info = "other stream answered, stalled one held, rss +%d KiB" % grew
+
+
 @test("h2_attack_slow_read", timeout=60)
 def _(ctx):
     """A client that opens big windows but reads its socket 4 KiB every 50 ms while a 64 MiB
