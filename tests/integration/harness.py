@@ -170,6 +170,21 @@ def free_port():
     return p
 
 
+def free_ports(n):
+    """n distinct free ports: the sockets stay bound until all are chosen (free_port() twice in a row
+    can return the same port, and a config with two equal listeners is refused)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def children(pid):
     """Live (non-zombie) child PIDs of pid."""
     out = []
@@ -479,7 +494,7 @@ class GatehouseConf(Gatehouse):
         self.conf_path = os.path.join(ctx.dir, name or "gatehouse%d.conf" % n)
         last = None
         for attempt in range(3 if callable(text) else 1):
-            self.ports = [free_port() for _ in range(nports)]
+            self.ports = free_ports(nports)
             self.text = text(self.ports) if callable(text) else text
             with open(self.conf_path, "w") as f:
                 f.write(self.text)
