@@ -40,9 +40,21 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
 
+# h2spec (HTTP/2 conformance, t_h2spec): built once from the offline source tree beside the repo
+# (H2SPEC_SRC, default ../shared/tools/h2spec, or ../../shared/tools/h2spec from a worktree one level
+# further down; see its README) into $(BUILD)/h2spec. Without the source, or if the build fails, this
+# only warns: the rest of make test runs, and the h2spec tests fail and say how to get it.
+H2SPEC_SRC ?= $(firstword $(wildcard $(abspath ../shared/tools/h2spec) $(abspath ../../shared/tools/h2spec)) \
+                $(abspath ../shared/tools/h2spec))
+$(BUILD)/h2spec:
+	@if [ -x "$(H2SPEC_SRC)/build.sh" ]; then \
+	    mkdir -p $(BUILD) && "$(H2SPEC_SRC)/build.sh" --dest "$(abspath $@)" --no-test \
+	        || echo "warning: building h2spec failed: the h2spec tests will fail" >&2; \
+	else echo "warning: no h2spec source at $(H2SPEC_SRC) (set H2SPEC_SRC): the h2spec tests will fail" >&2; fi
+
 # Every test: unit tests, then integration tests against the real binary.
 test: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/unit-tests
+	@$(MAKE) --no-print-directory all $(BUILD)/unit-tests $(BUILD)/h2spec
 	@GATEHOUSE=$(BUILD)/gatehouse UNIT=$(BUILD)/unit-tests tests/run.sh
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -50,13 +62,14 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    build-asan/gatehouse build-asan/unit-tests
+	@$(MAKE) --no-print-directory $(BUILD)/h2spec
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    GATEHOUSE=build-asan/gatehouse UNIT=build-asan/unit-tests SLOW=1 tests/run.sh
+	    GATEHOUSE=build-asan/gatehouse UNIT=build-asan/unit-tests H2SPEC=$(abspath $(BUILD))/h2spec SLOW=1 tests/run.sh
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 30
 fuzz:
-	@mkdir -p build-fuzz
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus_h2  # new inputs go there, not into tests/fuzz/corpus_*
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_h1 tests/fuzz/fuzz_h1.c src/http/h1.c
 	build-fuzz/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) -max_len=20000 build-fuzz/corpus tests/fuzz/corpus_h1 \
@@ -64,6 +77,9 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_hello tests/fuzz/fuzz_hello.c src/tls/hello.c src/proxy/pg.c
 	build-fuzz/fuzz_hello -max_total_time=$(FUZZ_SECONDS) -max_len=16453 tests/fuzz/corpus_hello
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_h2 tests/fuzz/fuzz_h2.c src/http/h2_head.c src/http/h1.c -lnghttp2
+	build-fuzz/fuzz_h2 -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build-fuzz/corpus_h2 tests/fuzz/corpus_h2
 
 bench: all
 	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run

@@ -70,15 +70,38 @@ class Test:
 TESTS = []
 
 
-def test(name, heavy=False, timeout=90):
+def test(name, heavy=False, timeout=90, dual=False):
+    """dual=True: the body runs twice, as NAME over HTTP/1.1 and as NAME_h2 over HTTP/2 (see request())."""
     def deco(fn):
-        TESTS.append(Test(name, fn, heavy=heavy, timeout=timeout))
+        add_test(name, fn, heavy=heavy, timeout=timeout, dual=dual)
         return fn
     return deco
 
 
-def add_test(name, fn, fixture=None, heavy=False, timeout=90):
+def add_test(name, fn, fixture=None, heavy=False, timeout=90, dual=False):
     TESTS.append(Test(name, fn, heavy=heavy, fixture=fixture, timeout=timeout))
+    if dual:
+        TESTS.append(Test(name + "_h2", _speaking("h2", fn), heavy=heavy, fixture=fixture, timeout=timeout))
+
+
+# ---------------------------------------------------------------- one test body, both protocols
+
+_proto = threading.local()  # each test runs in one thread of the runner
+
+
+def protocol():
+    """What the running test speaks to gatehouse through request(): "http/1.1" or "h2"."""
+    return getattr(_proto, "name", "http/1.1")
+
+
+def _speaking(proto, fn):
+    def run(*args):
+        _proto.name = proto
+        try:
+            return fn(*args)
+        finally:
+            _proto.name = "http/1.1"
+    return run
 
 
 # ---------------------------------------------------------------- session (certificates)
@@ -145,6 +168,21 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def free_ports(n):
+    """n distinct free ports: the sockets stay bound until all are chosen (free_port() twice in a row
+    can return the same port, and a config with two equal listeners is refused)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def children(pid):
@@ -456,7 +494,7 @@ class GatehouseConf(Gatehouse):
         self.conf_path = os.path.join(ctx.dir, name or "gatehouse%d.conf" % n)
         last = None
         for attempt in range(3 if callable(text) else 1):
-            self.ports = [free_port() for _ in range(nports)]
+            self.ports = free_ports(nports)
             self.text = text(self.ports) if callable(text) else text
             with open(self.conf_path, "w") as f:
                 f.write(self.text)
@@ -843,6 +881,73 @@ def s_client(port, args, input=b"", timeout=None, connect="127.0.0.1"):
     except subprocess.TimeoutExpired:
         raise Fail("openssl s_client did not finish in %.0fs: %s" % (timeout, " ".join(argv)))
     return r.returncode, r.stdout.decode("utf-8", errors="replace")
+
+
+def request(port, method, path, headers=(), body=None, host=None, sni="localhost", timeout=None, proto=None):
+    """One request on a new TLS connection in the protocol of the running test (protocol()):
+    HTTP/1.1 through Conn (byte for byte), HTTP/2 through curl --http2, which must have spoken
+    HTTP/2 (ALPN h2). host: the Host (HTTP/2: :authority), default localhost:PORT. Returns a Resp."""
+    proto = proto or protocol()
+    host = host or "localhost:%d" % port
+    if proto == "http/1.1":
+        with Conn(port, timeout=timeout, sni=sni) as c:
+            return c.request(method, path, headers, body, host=host)
+    return curl_h2_request(port, method, path, headers, body, host, sni, timeout)
+
+
+def client(port, timeout=None, sni="localhost"):
+    """A connection in the running test's protocol with Conn's request(): Conn for HTTP/1.1,
+    h2raw.H2Client (one connection, a stream per request) for HTTP/2."""
+    if protocol() == "http/1.1":
+        return Conn(port, timeout=timeout, sni=sni)
+    import h2raw
+    return h2raw.H2Client(port, timeout=timeout, sni=sni)
+
+
+def curl_proto():
+    """curl's protocol option for the running test."""
+    return ["--http2"] if protocol() == "h2" else ["--http1.1"]
+
+
+def curl_h2_request(port, method, path, headers, body, host, sni, timeout=None):
+    d = tempfile.mkdtemp(prefix="curl-h2-")
+    try:
+        hfile, bfile = os.path.join(d, "head"), os.path.join(d, "body")
+        url = "https://%s:%d%s" % (sni if re.fullmatch(r"[A-Za-z0-9.-]+", sni or "") else "localhost", port, path)
+        args = ["--http2", "--path-as-is", "--resolve", "%s:%d:127.0.0.1" % (url.split("/")[2].rsplit(":", 1)[0], port),
+                "-D", hfile, "-o", bfile, "-w", "%{http_version}", "-H", "Host: " + host]
+        args += ["--head"] if method == "HEAD" else ["-X", method]
+        for n, v in headers:
+            args += ["-H", "%s;" % n if v == "" else "%s: %s" % (n, v)]
+        if body is not None:
+            args += ["--data-binary", "@-", "-H", "Content-Type:"]
+        r = curl(args + [url], timeout=timeout, input=body)
+        ver = r.stdout.decode().strip()
+        if ver != "2":
+            raise Fail("curl --http2 spoke HTTP/%s, not HTTP/2: %s" % (ver, " ".join(args + [url])))
+        with open(hfile, "rb") as f:
+            raw_head = f.read()
+        body_out = b""
+        if os.path.exists(bfile):
+            with open(bfile, "rb") as f:
+                body_out = f.read()
+    finally:
+        for x in os.listdir(d):
+            os.unlink(os.path.join(d, x))
+        os.rmdir(d)
+    blocks = [b for b in raw_head.split(b"\r\n\r\n") if b.strip()]
+    interim, status, headers_out = [], 0, []
+    for blk in blocks:
+        lines = blk.split(b"\r\n")
+        m = re.fullmatch(rb"HTTP/2 (\d{3}) ?(.*)", lines[0])
+        if not m:
+            raise Fail("curl wrote an unexpected status line: %r" % lines[0][:200])
+        status = int(m.group(1))
+        headers_out = [(n.decode("latin-1"), v.strip().decode("latin-1"))
+                       for n, _, v in (ln.partition(b":") for ln in lines[1:])]
+        if 100 <= status < 200:
+            interim.append(status)
+    return Resp("HTTP/2", status, "", headers_out, body_out, raw_head, interim)
 
 
 def sha256_hex(b):

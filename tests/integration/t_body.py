@@ -1,7 +1,7 @@
 """Request bodies: a slow client must not hold a backend connection (request_buffer, body_min_rate)."""
 import time
 
-from harness import T, Closed, Conn, Fail, check, eq, test
+from harness import T, Closed, Conn, Fail, check, client, eq, test
 
 
 def with_config(ctx, b, extra):
@@ -38,15 +38,14 @@ def _(ctx):
     eq(b.accepts(), 1, "backend connections")
 
 
-@test("request_body_beyond_request_buffer_streams")
+@test("request_body_beyond_request_buffer_streams", dual=True)
 def _(ctx):
     # Past the buffer the body streams to a server as before (a 1 MiB upload, request_buffer 16k).
     b = ctx.backend()
     gh = with_config(ctx, b, "request_buffer 16k\n")
     body = b"y" * (1 << 20)
-    with Conn(gh.port, timeout=10 * T) as c:
-        c.send(head(len(body)) + body)
-        r = c.read_response()
+    with client(gh.port, timeout=10 * T) as c:
+        r = c.request("POST", "/upload", body=body)
         eq(r.status, 200, "status")
         check(r.body.split()[-1] == b"1048576", "the backend got the whole body: %r" % r.body)
 

@@ -1,13 +1,13 @@
 """What the backend receives: hop-by-hop removal, X-Forwarded-*, Forwarded, Host."""
 import re
 
-from harness import Conn, build_request, check, eq, test
+from harness import Conn, build_request, check, eq, request, test
 
 
 def echo(gh, headers, host=None, path="/echo"):
-    """Sends GET path with these headers; returns the header list the backend received."""
-    with Conn(gh.port) as c:
-        r = c.request("GET", path, headers, host=host)
+    """Sends GET path with these headers (in the running test's protocol); returns the header list
+    the backend received."""
+    r = request(gh.port, "GET", path, headers, host=host)
     eq(r.status, 200, "status of GET %s" % path)
     lines = r.body.decode("latin-1").split("\r\n")
     check(re.fullmatch(r"GET \S+ HTTP/1\.1", lines[0]), "request line upstream: %r" % lines[0])
@@ -69,7 +69,7 @@ def _(ctx):
         eq(c.request("GET", "/small").status, 200, "the connection is still HTTP/1.1")
 
 
-@test("headers_x_forwarded_for")
+@test("headers_x_forwarded_for", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     eq(values(echo(gh, []), "X-Forwarded-For"), ["127.0.0.1"], "X-Forwarded-For without one from the client")
@@ -80,7 +80,7 @@ def _(ctx):
           "two X-Forwarded-For lines: backend got %r, want the list 1.2.3.4, 5.6.7.8, 127.0.0.1" % got)
 
 
-@test("headers_x_forwarded_proto_host")
+@test("headers_x_forwarded_proto_host", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     got = echo(gh, [], host="app.example:8443")
@@ -88,7 +88,7 @@ def _(ctx):
     eq(values(got, "X-Forwarded-Host"), ["app.example:8443"], "X-Forwarded-Host")
 
 
-@test("headers_x_forwarded_proto_spoof_replaced")
+@test("headers_x_forwarded_proto_spoof_replaced", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     got = echo(gh, [("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", "evil.example")], host="good.example")
@@ -116,7 +116,7 @@ def parse_forwarded(value):
     return elements
 
 
-@test("headers_forwarded_rfc7239")
+@test("headers_forwarded_rfc7239", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     for host in ("app.example", "localhost:%d" % gh.port, "[::1]:8443"):
@@ -135,7 +135,7 @@ def _(ctx):
        "gatehouse's element, appended")
 
 
-@test("headers_host_unchanged")
+@test("headers_host_unchanged", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     for host in ("Example.COM:8443", "app.example", "127.0.0.1:%d" % gh.port, "[::1]:443"):
@@ -143,7 +143,7 @@ def _(ctx):
         eq(values(got, "Host"), [host], "Host upstream")
 
 
-@test("headers_end_to_end_preserved")
+@test("headers_end_to_end_preserved", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     sent = [("X-Multi", "a"), ("X-Other", "o"), ("X-Multi", "b"), ("Cookie", "a=1; b=2"),

@@ -5,15 +5,15 @@ import re
 import socket
 import time
 
-from harness import T, Conn, Fail, build_request, check, curl, eq, sha256_hex, test
+from harness import T, Conn, Fail, build_request, check, client, curl, curl_proto, eq, protocol, sha256_hex, test
 import pattern
 
 
-@test("http_get_small")
+@test("http_get_small", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
     out = os.path.join(ctx.dir, "small.out")
-    r = curl(["-o", out, "-w", "%{http_code}", gh.url("/small")])
+    r = curl(curl_proto() + ["-o", out, "-w", "%{http_code}", gh.url("/small")])
     eq(r.stdout, b"200", "curl status (stderr %r)" % r.stderr)
     with open(out, "rb") as f:
         eq(f.read(), pattern.SMALL, "body of /small")
@@ -101,10 +101,10 @@ def _(ctx):
         eq(c.request("GET", "/small").status, 200, "next request on the connection")
 
 
-@test("http_head_204_304_no_body")
+@test("http_head_204_304_no_body", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
-    with Conn(gh.port) as c:
+    with client(gh.port) as c:
         r = c.request("HEAD", "/head")
         eq((r.status, r.get("content-length"), r.body), (200, "777", b""), "HEAD /head")
         r = c.request("HEAD", "/small")
@@ -122,6 +122,8 @@ def _(ctx):
         r = c.request("GET", "/small")
         eq((r.status, r.body), (200, pattern.SMALL), "GET /small after HEAD/204/304 on the same connection")
         # Nothing extra must be waiting on the connection.
+        if protocol() == "h2":
+            return  # (HTTP/2: the framing of each stream was checked by the client)
         c.settimeout(0.5)
         try:
             extra = c.s.recv(100)
@@ -150,10 +152,10 @@ def _(ctx):
         eq(c.request("GET", "/small").status, 200, "next request")
 
 
-@test("http_chunked_response")
+@test("http_chunked_response", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
-    with Conn(gh.port) as c:
+    with client(gh.port) as c:
         r = c.request("GET", "/download?size=200000&chunked=1&chunk=999")
         eq(r.status, 200, "status")
         check(r.body == pattern.data(200000), "chunked body differs (%d bytes)" % len(r.body))
@@ -162,30 +164,31 @@ def _(ctx):
         eq(c.request("GET", "/small").body, pattern.SMALL, "next response on the connection")
 
 
-@test("http_request_bodies")
+@test("http_request_bodies", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
-    with Conn(gh.port) as c:
+    with client(gh.port) as c:
         body = pattern.data(100000)
         r = c.request("POST", "/upload", body=body)
         eq(r.body, ("%s %d\n" % (sha256_hex(body), len(body))).encode(), "CL body")
-        chunks = [pattern.data(10), pattern.data(70000, 10), pattern.data(1, 70010)]
-        raw = b"".join(b"%x\r\n%s\r\n" % (len(ch), ch) for ch in chunks[:2]) + \
-            b"1;ext=1\r\n" + chunks[2] + b"\r\n0\r\nX-Trailer: 1\r\n\r\n"
-        c.send(build_request("POST", "/upload", [("Transfer-Encoding", "chunked")]) + raw)
-        whole = b"".join(chunks)
-        r = c.read_response()
-        eq(r.body, ("%s %d\n" % (sha256_hex(whole), len(whole))).encode(), "chunked body")
+        if protocol() == "http/1.1":  # chunked coding (HTTP/2 has none)
+            chunks = [pattern.data(10), pattern.data(70000, 10), pattern.data(1, 70010)]
+            raw = b"".join(b"%x\r\n%s\r\n" % (len(ch), ch) for ch in chunks[:2]) + \
+                b"1;ext=1\r\n" + chunks[2] + b"\r\n0\r\nX-Trailer: 1\r\n\r\n"
+            c.send(build_request("POST", "/upload", [("Transfer-Encoding", "chunked")]) + raw)
+            whole = b"".join(chunks)
+            r = c.read_response()
+            eq(r.body, ("%s %d\n" % (sha256_hex(whole), len(whole))).encode(), "chunked body")
         r = c.request("POST", "/upload", body=b"")
         eq(r.body, ("%s 0\n" % sha256_hex(b"")).encode(), "empty CL body")
         r = c.request("PUT", "/upload", body=b"abc")
         eq(r.body, ("%s 3\n" % sha256_hex(b"abc")).encode(), "PUT body")
 
 
-@test("http_response_hop_headers_removed")
+@test("http_response_hop_headers_removed", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
-    r = Conn(gh.port).request("GET", "/resphop")
+    r = client(gh.port).request("GET", "/resphop")
     eq((r.status, r.body), (200, b"ok\n"), "response")
     for h in ("x-secret-hop", "keep-alive", "proxy-connection", "upgrade"):
         check(not r.all(h), "hop-by-hop response header %s reached the client: %r" % (h, r.headers))
@@ -265,19 +268,19 @@ def _(ctx):
     eq(b.raw_size(), 0, "bytes the backend received from incomplete heads")
 
 
-@test("http_not_found_passthrough")
+@test("http_not_found_passthrough", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
-    r = Conn(gh.port).request("GET", "/nope")
+    r = client(gh.port).request("GET", "/nope")
     eq((r.status, r.body), (404, b"backend: no such path\n"), "a backend 404 is relayed as is")
-    r = Conn(gh.port).request("GET", "/status/503")
+    r = client(gh.port).request("GET", "/status/503")
     eq((r.status, r.body), (503, b"status 503\n"), "a backend 503 is relayed as is")
 
 
-@test("http_interim_103")
+@test("http_interim_103", dual=True)
 def _(ctx):
     gh = ctx.gatehouse([ctx.backend()])
-    with Conn(gh.port) as c:
+    with client(gh.port) as c:
         r = c.request("GET", "/early")
         eq((r.status, r.body), (200, b"after hints\n"), "final response after a 103 upstream")
         check(set(r.interim) <= {103}, "interim responses relayed: %r" % r.interim)

@@ -18,7 +18,7 @@ import threading
 import time
 
 from harness import (SLOW, T, Closed, Conn, Fail, GATEHOUSE, build_request, check, children, client_context,
-                     eq, free_port, get, rss_kib, s_client, test, wait_until)
+                     eq, free_port, get, protocol, request, rss_kib, s_client, test, wait_until)
 import pattern
 
 NWORKERS = 2
@@ -223,7 +223,10 @@ def raw_per_worker(gh, per_worker=1, port=None, tries=30, wrap=False):
 
 
 def conn_over(raw, port, timeout=None):
-    """A harness Conn over an already connected TCP socket."""
+    """A harness Conn over an already connected TCP socket (HTTP/2 in a dual test's h2 run)."""
+    if protocol() == "h2":
+        import h2raw
+        return h2raw.H2Client(port, timeout=timeout, sock=raw)
     c = Conn.__new__(Conn)
     c.timeout = timeout or 5 * T
     raw.settimeout(c.timeout)
@@ -274,7 +277,7 @@ class Probes:
 
 
 def new_id(port, path="/id"):
-    r = get(port, path)
+    r = request(port, "GET", path)
     eq(r.status, 200, "GET %s on a new connection" % path)
     return r.body.decode(errors="replace")
 
@@ -353,7 +356,7 @@ def base_conf(ctx, port, b1, b2, pool, gen, cert=None, key=None):
 
 # ---------------------------------------------------------------- 1. routes
 
-@test("reload_switches_routes")
+@test("reload_switches_routes", dual=True)
 def _(ctx):
     b1, b2 = ctx.backend("b1"), ctx.backend("b2")
     gh = start(ctx, lambda port: base_conf(ctx, port, b1, b2, "pa", "gen-1"))

@@ -7,7 +7,7 @@ All the route_* tests share one gatehouse (a fixture) with two pools of one back
 import time
 import uuid
 
-from harness import Closed, Conn, Fail, T, add_test, build_request, check, eq, test
+from harness import Closed, Conn, Fail, T, add_test, build_request, check, client, eq, protocol, request, test
 from cfgutil import PlainConn
 
 
@@ -99,13 +99,27 @@ def targets_with(b, token):
 
 
 def req(port, method, path, host, headers=(), body=None, sni=None):
-    with Conn(port, sni=sni or host.split(":")[0].rstrip(".").lower()) as c:
-        return c.request(method, path, headers, body, host=host)
+    # In the running test's protocol (dual tests: HTTP/1.1, then HTTP/2 with curl --http2).
+    return request(port, method, path, headers, body, host=host, sni=sni or host.split(":")[0].rstrip(".").lower())
 
 
-def route_test(name):
+def head_only(c, path, length, host):
+    """A POST head announcing length body bytes, and no body: its answer."""
+    if protocol() == "h2":
+        import h2raw
+        sid = c.new_sid()
+        c.send(c.headers_frame(sid, h2raw.literal_block(h2raw.request_headers(
+            "POST", path, host, extra=[("content-length", str(length))])), end_stream=False))
+        o = c.response(sid)
+        check(o.kind == "response", "HTTP/2 POST head only: %r" % o)
+        return o
+    c.send(build_request("POST", path, [("Content-Length", str(length))], host=host))
+    return c.read_response()
+
+
+def route_test(name, dual=False):
     def deco(fn):
-        add_test(name, fn, fixture=routing_fixture, timeout=30)
+        add_test(name, fn, fixture=routing_fixture, timeout=30, dual=dual)
         return fn
     return deco
 
@@ -115,7 +129,7 @@ def from_backend(r):
     return r.get("x-backend")
 
 
-@route_test("route_sites_by_host")
+@route_test("route_sites_by_host", dual=True)
 def _(ctx, f):
     cases = [
         ("app.test", "pa"), ("APP.Test", "pa"), ("app.test:%d" % f["tls"], "pa"), ("app.test.", "pa"),
@@ -130,7 +144,7 @@ def _(ctx, f):
     eq((r.status, r.body), (200, b"deep wildcard"), "the more specific wildcard *.deep.b.test")
 
 
-@route_test("route_no_site_421")
+@route_test("route_no_site_421", dual=True)
 def _(ctx, f):
     # The TLS listener has no `site default`: an unknown Host, or the bare name of a wildcard, is 421.
     for host in ("nomatch.test", "b.test", "test", "app.test.evil"):
@@ -186,7 +200,7 @@ def _(ctx, f):
        "redirect 302 with $$ and $request_uri")
 
 
-@route_test("route_longest_prefix")
+@route_test("route_longest_prefix", dual=True)
 def _(ctx, f):
     t = tok()
     cases = [
@@ -210,7 +224,7 @@ def _(ctx, f):
             check(target in [s for _, p, s in cases if p == b], "backend %s saw an unexpected target %r" % (b, target))
 
 
-@route_test("route_prefix_without_slash")
+@route_test("route_prefix_without_slash", dual=True)
 def _(ctx, f):
     # `route /id` matches /id, /id?x and /id/..., not /idx: that is a 404 from gatehouse.
     t = tok()
@@ -227,7 +241,7 @@ def _(ctx, f):
     eq(targets_with(f["pa"], t), [], "targets pa saw")
 
 
-@route_test("route_method_condition")
+@route_test("route_method_condition", dual=True)
 def _(ctx, f):
     t = tok()
     for method, pool in (("POST", "pb"), ("PUT", "pb"), ("GET", "pa"), ("DELETE", "pa"), ("PATCH", "pa")):
@@ -240,7 +254,7 @@ def _(ctx, f):
     eq((r.status, from_backend(r)), (200, "pa"), "HEAD /m/id")
 
 
-@route_test("route_header_condition")
+@route_test("route_header_condition", dual=True)
 def _(ctx, f):
     t = tok()
     cases = [
@@ -281,7 +295,7 @@ def _(ctx, f):
         eq((r.status, r.body), (200, b"hello, world\n"), "GET after a HEAD on a respond route")
 
 
-@route_test("route_respond_headers")
+@route_test("route_respond_headers", dual=True)
 def _(ctx, f):
     # response_header applies to gatehouse's own answers too; Content-Type replaces text/plain.
     r = req(f["tls"], "GET", "/teapot", "app.test")
@@ -308,7 +322,7 @@ def echoed_headers(body):
     return out
 
 
-@route_test("route_header_operations")
+@route_test("route_header_operations", dual=True)
 def _(ctx, f):
     sent = [("X-Added", "from-client"), ("X-Secret", "s3cr3t"), ("x-SECRET", "again"), ("X-Keep", "kept")]
     r = req(f["tls"], "GET", "/hdr/echo", "app.test", headers=sent)
@@ -329,24 +343,21 @@ def _(ctx, f):
     eq(r.all("x-resp-added"), [], "X-Resp-Added on a route without header operations")
 
 
-@route_test("route_max_body_content_length")
+@route_test("route_max_body_content_length", dual=True)
 def _(ctx, f):
     t = tok()
-    with Conn(f["tls"], sni="app.test") as c:
+    with client(f["tls"], sni="app.test") as c:
         r = c.request("POST", "/limited/upload?t=%s&n=1024" % t, body=b"k" * 1024, host="app.test")
         eq(r.status, 200, "POST of exactly max_body (1k)")
         check(r.body.endswith(b" 1024\n"), "the backend got %r" % r.body)
-    with Conn(f["tls"], sni="app.test") as c:
-        c.send(build_request("POST", "/limited/upload?t=%s&n=1025" % t, body=b"K" * 1025, host="app.test"))
-        r = c.read_response()
+    with client(f["tls"], sni="app.test") as c:
+        r = c.request("POST", "/limited/upload?t=%s&n=1025" % t, body=b"K" * 1025, host="app.test")
         eq(r.status, 413, "POST of 1025 bytes with max_body 1k")
         check(from_backend(r) is None, "the 413 came from a backend")
-    with Conn(f["tls"], sni="app.test") as c:
+    with client(f["tls"], sni="app.test") as c:
         # Only the head is sent: the 413 must not wait for a body that is refused anyway.
-        c.send(build_request("POST", "/limited/upload?t=%s&n=big" % t, [("Content-Length", str(10 << 20))],
-                             host="app.test"))
         t0 = time.monotonic()
-        r = c.read_response()
+        r = head_only(c, "/limited/upload?t=%s&n=big" % t, 10 << 20, "app.test")
         eq(r.status, 413, "POST announcing 10 MiB with max_body 1k")
         check(time.monotonic() - t0 < 2 * T, "413 took %.1fs" % (time.monotonic() - t0))
     time.sleep(0.2)
