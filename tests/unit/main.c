@@ -30,6 +30,7 @@ static const struct suite suites[] = {
     {"dns", suite_dns},
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
+    {"proxyproto", suite_proxyproto},
 };
 
 static unsigned long passed, failed;

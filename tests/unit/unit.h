@@ -50,5 +50,6 @@ void suite_ratelimit(void);
 void suite_cidr(void);
 void suite_dns(void);
 void suite_stream(void);
+void suite_proxyproto(void);
 
 #endif
