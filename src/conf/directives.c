@@ -109,6 +109,64 @@ int conf__listen_addr(conf__parser *p, int line, const conf__arg *arg, gh_addr *
     return 0;
 }
 
+/* `from=NET,NET...` (cidr.h): the networks trusted to send a PROXY protocol header. */
+static int pp_from(conf__parser *p, int line, const conf__arg *a, const char *v, size_t n, gh_cfg_listener *l)
+{
+    size_t count = 1;
+
+    for (size_t i = 0; i < n; i++)
+        count += v[i] == ',';
+    if (n == 0 || count > CONF__MAX_PP_FROM)
+        return conf__bad_value(p, line, "proxy_protocol from", a,
+                               "expected up to 64 networks separated by commas, such as from=10.0.0.0/8,192.0.2.7");
+    l->pp_from = conf__arena_alloc(p->a, count * sizeof(*l->pp_from));
+    if (l->pp_from == NULL)
+        return conf__oom(p, line);
+    l->npp_from = 0;
+    for (const char *s = v, *end = v + n; s <= end;) {
+        const char *comma = memchr(s, ',', (size_t)(end - s)), *stop = comma != NULL ? comma : end;
+        const char *why = "empty";
+        conf__arg one = {s, (size_t)(stop - s), 0};
+
+        if (one.len == 0 || gh_cidr_parse(s, one.len, &l->pp_from[l->npp_from], &why) < 0)
+            return conf__bad_value(p, line, "proxy_protocol network", &one, why);
+        l->npp_from++;
+        s = stop + 1;
+    }
+    return 0;
+}
+
+int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first, gh_cfg_listener *l)
+{
+    int from = 0;
+
+    for (size_t i = first; i < d->nargs; i++) {
+        const char *v;
+        size_t n;
+
+        if (conf__arg_is(ARG(i), "tls") && !l->tls) {
+            l->tls = 1;
+        } else if (conf__arg_is(ARG(i), "proxy_protocol") && !l->proxy_protocol) {
+            l->proxy_protocol = 1;
+        } else if ((v = conf__option_value(ARG(i), "from", &n)) != NULL && !from) {
+            if (pp_from(p, d->line, ARG(i), v, n, l) < 0)
+                return -1;
+            from = 1;
+        } else {
+            return conf__bad_value(p, d->line, "listen option", ARG(i),
+                                   "expected tls, proxy_protocol and from=NETWORKS, each at most once");
+        }
+    }
+    /* Trusting every source would let any client choose the address we log and
+     * match: the trusted senders are always named, 0.0.0.0/0 when meant. */
+    if (l->proxy_protocol && !from)
+        return conf__fail(p, NULL, d->line,
+                          "proxy_protocol needs from=NETWORKS: the senders trusted to name the client");
+    if (from && !l->proxy_protocol)
+        return conf__fail(p, NULL, d->line, "from= is for proxy_protocol: add proxy_protocol or drop from=");
+    return 0;
+}
+
 static int d_listen(conf__parser *p, const conf__directive *d)
 {
     gh_config *c = p->cfg;
@@ -117,8 +175,6 @@ static int d_listen(conf__parser *p, const conf__directive *d)
 
     if (conf__listen_addr(p, d->line, ARG(0), &a) < 0)
         return -1;
-    if (d->nargs == 2 && !conf__arg_is(ARG(1), "tls"))
-        return conf__bad_value(p, d->line, "listen option", ARG(1), "expected tls (or nothing, for plain HTTP)");
     for (size_t i = 0; i < c->nlisteners; i++)
         if (strcmp(c->listeners[i].addr.text, a.text) == 0)
             return conf__fail(p, NULL, d->line, "duplicate listener %s (first at %s:%d%s)", a.text,
@@ -128,9 +184,8 @@ static int d_listen(conf__parser *p, const conf__directive *d)
     if (l == NULL)
         return conf__oom(p, d->line);
     l->addr = a;
-    l->tls = d->nargs == 2;
     l->where = (gh_cfg_where){p->file, d->line};
-    return 0;
+    return conf__listen_options(p, d, 1, l);
 }
 
 /* One row per GH_CFG_TIMEOUTS entry: `timeouts { NAME DURATION }`. */
@@ -155,7 +210,7 @@ const conf__dirspec conf__main_directives[] = {
     {"request_buffer", CONF__CTX_MAIN, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
     {"body_min_rate", CONF__CTX_MAIN, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"timeouts", CONF__CTX_MAIN, 0, 0, 1, 0, d_timeouts, "timeouts { NAME DURATION ... }"},
-    {"listen", CONF__CTX_MAIN, 1, 2, 0, 1, d_listen, "listen ADDRESS:PORT [tls]"},
+    {"listen", CONF__CTX_MAIN, 1, 4, 0, 1, d_listen, "listen ADDRESS:PORT [tls] [proxy_protocol from=NETWORKS]"},
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_pool, "pool NAME { ... }"},
     {"site", CONF__CTX_MAIN, 1, CONF__MAX_ARGS, 1, 1, conf__d_site, "site NAME... { ... }"},
     {"stream", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_stream, "stream NAME { ... }"},

@@ -62,6 +62,12 @@ void gh_sock_ntop(const struct sockaddr_storage *ss, char *out, size_t outlen)
         snprintf(out, outlen, "unknown");
 }
 
+int gh_sock_local(int fd, struct sockaddr_storage *out)
+{
+    socklen_t len = sizeof(*out);
+    return getsockname(fd, (struct sockaddr *)out, &len) == 0 ? 0 : -errno;
+}
+
 ssize_t gh_sock_read(int fd, void *buf, size_t len)
 {
     ssize_t n = read(fd, buf, len);

@@ -129,6 +129,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
         ex->upstream_from = (uint32_t)(gh_loop_now(ex->s->w->loop) - ex->start_ms + 1);
     ex->usent = 0;
     if (u->reused) {
+        ex->usent = ex->pp_len; /* the connection's PROXY header went before its first request */
         u->connected = 1;
         u->conn.can_write = 1;
         u->conn.can_read = 0; /* it was quiet when it went idle; new bytes bring an event */

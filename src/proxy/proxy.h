@@ -52,8 +52,22 @@ int proxy__exchange_client_gone(proxy__exchange *ex);
 /* The upstream failed before a complete response: another server if the request allows it. 1 or PROXY__GONE. */
 int proxy__exchange_upstream_failed(proxy__exchange *ex, int status);
 
+/*
+ * pp_send.c: the PROXY protocol header (version 1 or 2) that starts a new
+ * connection to a server, naming the client src, the address dst it
+ * connected to (NULL: unknown, then UNKNOWN / UNSPEC), and for v2 the TLS
+ * facts of the client's transport `client` (NULL or plain: none). Its length,
+ * or -1 when cap (GH_PP_MAX is enough) is too small. The stream services'
+ * pools call proxy__pp_write with their own ends.
+ */
+ssize_t proxy__pp_write(int version, const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                        const gh_conn *client, uint8_t *out, size_t cap);
+/* The same for an exchange's session (its local address read from the socket on first use). */
+ssize_t proxy__pp_session(proxy__session *s, int version, uint8_t *out, size_t cap);
+
 /* h1_upstream.c: the HTTP/1.1 upstream codec. Pumps return 1 progress, 0 none, or PROXY__GONE. */
-/* Serializes the request head into ex->uout: GH_OK, or GH_ERROR when it does not fit (431). */
+/* Serializes the request head into ex->uout, behind the pool's PROXY header if it sends one (ex->pp_len
+ * bytes, skipped on a reused connection): GH_OK, or GH_ERROR when it does not fit (431). */
 int proxy__h1u_request(proxy__exchange *ex, const gh_h1_request *r, const proxy__forward *f);
 /* Request body from the session into uout, framed. */
 int proxy__h1u_fill(proxy__exchange *ex);

@@ -383,6 +383,10 @@ void proxy__upstream_release(proxy__upstream *u, int reusable)
     if (u->ex != NULL && p->lb_servers[u->server].inflight > 0)
         p->lb_servers[u->server].inflight--;
     u->ex = NULL;
+    /* A PROXY header named one client for the connection's whole life: another client's request on it would
+     * reach the server as that client's (its logs, its access rules). Such pools never keep a connection. */
+    if (p->cfg->proxy_protocol)
+        reusable = 0;
     if (!reusable || w->draining || s->nidle >= MAX_IDLE_PER_SERVER || !upstream_clean(u)) {
         upstream_close(u);
         return;
