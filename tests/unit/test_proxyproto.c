@@ -147,7 +147,8 @@ static size_t v2(uint8_t *dst, uint8_t ver_cmd, uint8_t fam, const uint8_t *body
     dst[13] = fam;
     dst[14] = (uint8_t)(n >> 8);
     dst[15] = (uint8_t)n;
-    memcpy(dst + 16, body, n);
+    if (n > 0)
+        memcpy(dst + 16, body, n);
     return 16 + n;
 }
 
