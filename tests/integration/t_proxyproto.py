@@ -148,6 +148,71 @@ def _(ctx):
     eq(xff(a), TRUSTED, "X-Forwarded-For after UNKNOWN")
 
 
+@test("pp_accept_header_in_pieces_and_with_the_first_bytes")
+def _(ctx):
+    b, gh = start(ctx)
+    # in pieces: the header is peeked, not taken, until it is whole (each segment brings a new event)
+    for hdr in (v1("203.0.113.21"), v2("203.0.113.22")):
+        s = connect(gh.ports[1], TRUSTED)
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(0, len(hdr), 7):
+                s.sendall(hdr[i:i + 7])
+                time.sleep(0.05)
+            s.sendall(build_request("GET", "/echo", [("Connection", "close")]))
+            a = read_all(s)
+        finally:
+            s.close()
+        eq(xff(a), "203.0.113.2%d" % (1 if hdr.startswith(b"PROXY") else 2), "X-Forwarded-For after a header in pieces")
+    # in one segment with the request: the request after it is read whole
+    s = connect(gh.ports[1], TRUSTED)
+    try:
+        s.sendall(v2("203.0.113.23") + build_request("GET", "/echo", [("Connection", "close")]))
+        a = read_all(s)
+    finally:
+        s.close()
+    eq(xff(a), "203.0.113.23", "X-Forwarded-For, header and request in one segment")
+    # in one segment with the ClientHello: exactly the header's bytes are taken, TLS gets the rest
+    s = connect(gh.ports[2], TRUSTED)
+    try:
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_context().wrap_bio(inc, out, server_hostname="localhost")
+
+        def step(fn):
+            while True:
+                try:
+                    return fn()
+                except ssl.SSLWantReadError:
+                    pending = out.read()
+                    if pending:
+                        s.sendall(pending)
+                    d = s.recv(65536)
+                    check(d, "closed during the TLS handshake after a header sent with the ClientHello")
+                    inc.write(d)
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        s.sendall(v1("203.0.113.24") + out.read())  # the header and the ClientHello together
+        step(tls.do_handshake)
+        tls.write(build_request("GET", "/echo", [("Connection", "close")]))
+        s.sendall(out.read())
+        a = b""
+        while True:
+            try:
+                d = step(lambda: tls.read(65536))
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            if not d:
+                break
+            a += d
+            if b"\r\n\r\n" in a and a.split(b"\r\n\r\n", 1)[1].count(b"\r\n\r\n") >= 1:
+                break
+    finally:
+        s.close()
+    eq(xff(a), "203.0.113.24", "X-Forwarded-For over TLS, header and ClientHello in one segment")
+
+
 @test("pp_accept_hash_ip_uses_header_client")
 def _(ctx):
     b1, b2 = ctx.backend("b1"), ctx.backend("b2")
