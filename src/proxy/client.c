@@ -44,6 +44,7 @@ static void release(proxy__client *c)
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
     proxy__peer_release(&c->s.peer, &c->s.peer_counted);
+    proxy__session_drop_own(&c->s); /* before the generation goes: the connection refers to its pool */
     proxy__gen_unref(c->s.gen);
     c->s.gen = NULL;
     list_unlink(c);

@@ -119,7 +119,10 @@ int proxy__exchange_client_gone(proxy__exchange *ex)
 /* `none_left` is the answer when no server is left to try: 503 if none could be reached. */
 static int attach_upstream(proxy__exchange *ex, int none_left)
 {
-    proxy__upstream *u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
+    /* A pool sending PROXY headers: this client's own connection first, if it kept one. */
+    proxy__upstream *u = ex->pool->cfg->proxy_protocol ? proxy__upstream_own(ex->s, ex->pool, &ex->tried) : NULL;
+    if (u == NULL)
+        u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
     if (u == NULL)
         return proxy__exchange_fail(ex, none_left);
     u->ex = ex;

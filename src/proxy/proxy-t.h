@@ -116,6 +116,9 @@ struct proxy__session {
     struct sockaddr_storage local;
     uint8_t local_known;
     const gh_conn *conn; /* the client's transport: the TLS facts a PROXY v2 header carries (ALPN, SNI, version) */
+    /* A pool with proxy_protocol: the idle connection kept for this client's next request (its header names
+     * this client, so no other may use it). Owned; closed with the session (proxy__session_drop_own). */
+    proxy__upstream *own;
 };
 
 enum proxy__client_state {
@@ -162,6 +165,8 @@ struct proxy__upstream {
     proxy__upstream *prev, *next; /* server's idle list */
     gh_buf in;                    /* response bytes from the server */
     proxy__pool *pool;
+    proxy__session *owner; /* idle on this session (a PROXY header's client): not in the server's list */
+    uint64_t addr_version; /* a name's address version when it connected: a new address is not reused */
     uint16_t server;
     uint8_t connected, reused;
     uint8_t eof; /* its FIN was read: nothing more will come (never pooled) */

@@ -134,6 +134,15 @@ void proxy__pools_free(proxy__gen *g);
 /* Gets a pooled or new connection to a server of the pool not yet tried; NULL when none is left. */
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
+/*
+ * A pool with proxy_protocol: the connection this session's last request
+ * left idle (its PROXY header named this client), when it may carry the next
+ * one: the same pool and generation, its server untried and still healthy.
+ * Counted in flight like proxy__upstream_get's; NULL: none (a stale one is closed).
+ */
+proxy__upstream *proxy__upstream_own(proxy__session *s, proxy__pool *p, uint64_t *tried);
+/* Closes the session's own idle connection, if any: the session ends or changes generation. */
+void proxy__session_drop_own(proxy__session *s);
 void proxy__upstream_mark_failed(proxy__upstream *u);
 /* A connect to this server failed or timed out: skipped for a while in this worker, and passive health told. */
 void proxy__server_failed(proxy__pool *p, size_t server);

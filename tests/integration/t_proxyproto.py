@@ -393,7 +393,7 @@ def parse_pp(buf):
 
 class PPServer:
     """An HTTP/1.1 server that reads a PROXY header first (if any) and answers every request with
-    what the header said, as JSON, with the connection's number: keep-alive."""
+    what the header said, as JSON, with the connection's number (1-based index of conns): keep-alive."""
 
     def __init__(self):
         self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -418,7 +418,7 @@ class PPServer:
         s.settimeout(10 * T)
         buf = b""
         with self.lock:
-            entry = [None, []]
+            entry = [None, [], False]  # header, request lines, closed
             self.conns.append(entry)
             cid = len(self.conns)
         try:
@@ -446,6 +446,7 @@ class PPServer:
         except OSError:
             return
         finally:
+            entry[2] = True
             s.close()
 
     def close(self):
@@ -514,13 +515,48 @@ def _(ctx):
         b1, cb = pp_get(gh.ports[1], False, "127.0.0.4")
         a2, _ = pp_get(gh.ports[1], False, CLIENT, conn=ca)
         b2, _ = pp_get(gh.ports[1], False, "127.0.0.4", conn=cb)
-        ca.close()
-        cb.close()
-        for who, r in ((CLIENT, a1), ("127.0.0.4", b1), (CLIENT, a2), ("127.0.0.4", b2)):
+        a3, _ = pp_get(gh.ports[1], False, CLIENT, conn=ca)
+        for who, r in ((CLIENT, a1), ("127.0.0.4", b1), (CLIENT, a2), ("127.0.0.4", b2), (CLIENT, a3)):
             eq(r["pp"]["src"], who, "the header of the connection that carried %s's request" % who)
-        # every request on its own connection, each beginning with its own header
-        eq(len({r["conn"] for r in (a1, b1, a2, b2)}), 4, "upstream connections for four requests")
-        eq([e[1] for e in srv.conns], [["GET / HTTP/1.1"]] * 4, "requests per upstream connection")
+        # a client's keep-alive requests share its own connection; the other client never gets it
+        eq((a1["conn"], a2["conn"], a3["conn"]), (a1["conn"],) * 3, "upstream connection of one client's requests")
+        eq(b1["conn"], b2["conn"], "upstream connection of the other client's requests")
+        check(a1["conn"] != b1["conn"], "two clients on one upstream connection")
+        eq(sorted(len(e[1]) for e in srv.conns), [2, 3], "requests per upstream connection")
+        # the client leaves: its connection to the server closes with it, not kept for anyone else
+        ca.close()
+        check(wait_until(lambda: srv.conns[a1["conn"] - 1][2], 5 * T),
+              "the upstream connection of a client that left is still open")
+        check(not srv.conns[b1["conn"] - 1][2], "the other client's upstream connection closed with the first client")
+        n = len(srv.conns)
+        c, cc = pp_get(gh.ports[1], False, "127.0.0.5")
+        eq(c["pp"]["src"], "127.0.0.5", "a new client's header")
+        eq(len(srv.conns), n + 1, "upstream connections after a new client came")
+        cb.close()
+        cc.close()
+    finally:
+        srv.close()
+
+
+@test("pp_send_own_connection_dropped_on_reload")
+def _(ctx):
+    import signal
+    srv, gh = start_sender(ctx, "    proxy_protocol v1\n")
+    gh.allow_worker_change = True  # a reload restarts the prober
+    try:
+        r1, c = pp_get(gh.ports[1], False, CLIENT)
+        with open(gh.conf_path, "a") as f:
+            f.write("# reloaded\n")
+        os.kill(gh.pid, signal.SIGHUP)
+        check(wait_until(lambda: "worker 0: reloaded" in gh.stderr(), 10 * T), "the worker did not reload")
+        # the kept connection belongs to the old generation's pool: closed, and the next request gets a new one
+        r2, _ = pp_get(gh.ports[1], False, CLIENT, conn=c)
+        check(r2["conn"] != r1["conn"], "a connection of the old generation carried a request after the reload")
+        eq(r2["pp"]["src"], CLIENT, "the header of the new connection")
+        check(wait_until(lambda: srv.conns[r1["conn"] - 1][2], 5 * T), "the old generation's connection is still open")
+        r3, _ = pp_get(gh.ports[1], False, CLIENT, conn=c)
+        eq(r3["conn"], r2["conn"], "the client's next request on its connection of the new generation")
+        c.close()
     finally:
         srv.close()
 
