@@ -350,7 +350,7 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
     u->w = w;
     u->pool = p;
     u->server = (uint16_t)server;
-    u->addr_version = s->named != NULL ? s->named->version : 0;
+    u->addr_version = p->servers[server].named != NULL ? p->servers[server].named->version : 0;
     if (gh_conn_add(&u->conn, w->loop) < 0) {
         close(fd);
         free(u);
