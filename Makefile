@@ -63,6 +63,11 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_hello tests/fuzz/fuzz_hello.c src/tls/hello.c src/proxy/pg.c
 	build-fuzz/fuzz_hello -max_total_time=$(FUZZ_SECONDS) -max_len=16453 tests/fuzz/corpus_hello
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_proxyproto tests/fuzz/fuzz_proxyproto.c src/net/proxyproto.c
+	@mkdir -p build-fuzz/corpus_pp
+	build-fuzz/fuzz_proxyproto -max_total_time=$(FUZZ_SECONDS) -max_len=3000 build-fuzz/corpus_pp \
+	    tests/fuzz/corpus_proxyproto
 
 bench: all
 	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run

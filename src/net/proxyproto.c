@@ -335,12 +335,22 @@ static void unmap(const struct sockaddr *sa, struct sockaddr_storage *out)
     }
 }
 
-/* The family both addresses share, or 0 (then the header carries none). */
+/*
+ * The family both addresses share, or 0 (then the header carries none).
+ * IPv4-mapped addresses go as IPv4 when both are (a dual-stack socket's IPv4
+ * client); one mapped beside a real IPv6 address keeps both as IPv6.
+ */
 static int pair(const gh_pp_info *i, struct sockaddr_storage *s, struct sockaddr_storage *d)
 {
+    if (i->local || i->src == NULL || i->dst == NULL)
+        return 0;
     unmap(i->src, s);
     unmap(i->dst, d);
-    if (i->local || s->ss_family != d->ss_family)
+    if (s->ss_family != d->ss_family && i->src->sa_family == AF_INET6 && i->dst->sa_family == AF_INET6) {
+        memcpy(s, i->src, sizeof(struct sockaddr_in6));
+        memcpy(d, i->dst, sizeof(struct sockaddr_in6));
+    }
+    if (s->ss_family != d->ss_family)
         return 0;
     return s->ss_family == AF_INET || s->ss_family == AF_INET6 ? s->ss_family : 0;
 }

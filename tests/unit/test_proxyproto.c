@@ -328,6 +328,12 @@ static void write_cases(void)
     sin6(&s, "2001:db8::1", 1);
     n = gh_pp_write_v1(line, sizeof(line), &i);
     CHECK_MEM(line, (size_t)n, "PROXY UNKNOWN\r\n");
+    sin6(&s, "::ffff:192.0.2.7", 1); /* mapped beside a real IPv6 address: both stay IPv6 */
+    sin6(&d, "2001:db8::1", 2);
+    n = gh_pp_write_v1(line, sizeof(line), &i);
+    CHECK_MEM(line, (size_t)n, "PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 1 2\r\n");
+    sin6(&s, "2001:db8::1", 1);
+    sin4(&d, "198.51.100.1", 2);
     i.local = 1;
     n = gh_pp_write_v1(line, sizeof(line), &i);
     CHECK_MEM(line, (size_t)n, "PROXY UNKNOWN\r\n");
