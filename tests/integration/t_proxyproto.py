@@ -213,6 +213,34 @@ def _(ctx):
     eq(xff(a), "203.0.113.24", "X-Forwarded-For over TLS, header and ClientHello in one segment")
 
 
+@test("pp_accept_access_rules_and_per_ip_limit_follow_header")
+def _(ctx):
+    b = ctx.backend()
+
+    def text(ports):
+        t = conf(ctx, ports, b.port, extra="max_connections_per_ip 1\n")
+        return t.replace("    route / { proxy app }", "    deny 203.0.113.0/24\n    route / { proxy app }")
+    gh = ctx.gatehouse_config(text, nports=3)
+    # every connection comes from 127.0.0.1: the rules can only tell them apart by the header's client
+    eq(status_of(exchange(gh.ports[1], v1("203.0.113.9"), source=TRUSTED)), 403, "a denied network in the header")
+    eq(status_of(exchange(gh.ports[1], v1("198.51.100.7"), source=TRUSTED)), 200, "another client in the header")
+    first = connect(gh.ports[1], TRUSTED)
+    try:
+        first.sendall(v2("198.51.100.50") + build_request("GET", "/small"))
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = first.recv(65536)
+            check(d, "the first connection closed")
+            got += d
+        eq(status_of(got), 200, "the header client's first connection")
+        eq(refused(gh.ports[1], v2("198.51.100.50") + build_request("GET", "/small"), then_close=False), b"",
+           "a second connection of the same header client (max_connections_per_ip 1)")
+        eq(status_of(exchange(gh.ports[1], v2("198.51.100.51"), source=TRUSTED, path="/small")), 200,
+           "another header client while the first holds its connection")
+    finally:
+        first.close()
+
+
 @test("pp_accept_hash_ip_uses_header_client")
 def _(ctx):
     b1, b2 = ctx.backend("b1"), ctx.backend("b2")
