@@ -136,7 +136,7 @@ static int pp_from(conf__parser *p, int line, const conf__arg *a, const char *v,
     return 0;
 }
 
-int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first, gh_cfg_listener *l)
+int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first, gh_cfg_listener *l, int allow_tls)
 {
     int from = 0;
 
@@ -144,7 +144,7 @@ int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first
         const char *v;
         size_t n;
 
-        if (conf__arg_is(ARG(i), "tls") && !l->tls) {
+        if (allow_tls && conf__arg_is(ARG(i), "tls") && !l->tls) {
             l->tls = 1;
         } else if (conf__arg_is(ARG(i), "proxy_protocol") && !l->proxy_protocol) {
             l->proxy_protocol = 1;
@@ -154,7 +154,9 @@ int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first
             from = 1;
         } else {
             return conf__bad_value(p, d->line, "listen option", ARG(i),
-                                   "expected tls, proxy_protocol and from=NETWORKS, each at most once");
+                                   allow_tls ? "expected tls, proxy_protocol and from=NETWORKS, each at most once"
+                                             : "expected proxy_protocol and from=NETWORKS, each at most once (a "
+                                               "stream's TLS comes with its cert)");
         }
     }
     /* Trusting every source would let any client choose the address we log and
@@ -185,7 +187,7 @@ static int d_listen(conf__parser *p, const conf__directive *d)
         return conf__oom(p, d->line);
     l->addr = a;
     l->where = (gh_cfg_where){p->file, d->line};
-    return conf__listen_options(p, d, 1, l);
+    return conf__listen_options(p, d, 1, l, 1);
 }
 
 /* One row per GH_CFG_TIMEOUTS entry: `timeouts { NAME DURATION }`. */

@@ -688,3 +688,163 @@ def _(ctx):
         check(wait_until(lambda: re.search(r"^%s:\d+ \[" % re.escape(CLIENT), ha.log(), re.M), 5 * T),
               "haproxy logs the original client: %r" % ha.log()[-500:])
         gh.stop()
+
+
+# ---------------------------------------------------------------- stream services
+
+class PPEcho:
+    """A TCP server that reads a PROXY header (if any) first, records it, then echoes."""
+
+    def __init__(self):
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.headers = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+
+    def serve(self, s):
+        s.settimeout(10 * T)
+        buf = b""
+        try:
+            while True:
+                r = parse_pp(buf)
+                if r is not None:
+                    break
+                d = s.recv(4096)
+                if not d:
+                    return
+                buf += d
+            self.headers.append(r[0])
+            buf = buf[r[1]:]
+            while True:
+                if buf:
+                    s.sendall(buf)
+                buf = s.recv(65536)
+                if not buf:
+                    return
+        except OSError:
+            return
+        finally:
+            s.close()
+
+    def close(self):
+        self.ls.close()
+
+
+def stream_conf(ctx, ports, server_port, listen_opts, pool="", tls=True):
+    c = ctx.session.certs()
+    cert = "    cert %s %s\n" % (c["ec_cert"], c["ec_key"]) if tls else ""
+    return ("workers 1\naccess_log %s\ntimeouts { handshake %dms }\n"
+            "pool e {\n    server 127.0.0.1:%d\n%s}\n"
+            "stream ready {\n    listen 127.0.0.1:%d\n    proxy e\n}\n"
+            "stream s {\n    listen 127.0.0.1:%d %s\n%s    proxy e\n}\n"
+            % (os.path.join(ctx.dir, "access.log"), int(1500 * T), server_port, pool, ports[0], ports[1],
+               listen_opts, cert))
+
+
+def stream_roundtrip(port, pre, tls, source, data=b"ping\n"):
+    s = connect(port, source)
+    try:
+        if pre:
+            s.sendall(pre)
+        if tls:
+            s = ssl._create_unverified_context().wrap_socket(s, server_hostname="localhost")
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+    finally:
+        s.close()
+
+
+@test("pp_stream_accept_and_send_through_haproxy")
+def _(ctx):
+    need_haproxy()
+    e = PPEcho()
+    try:
+        gh = ctx.gatehouse_config(lambda ports: stream_conf(ctx, ports, e.port, "proxy_protocol from=%s" % TRUSTED,
+                                                            pool="    proxy_protocol v2\n"), nports=2)
+        hp = free_port()
+        HAProxy(ctx, HA_GLOBAL + "frontend fe\n    mode tcp\n    bind 127.0.0.1:%d\n    default_backend be\n"
+                "backend be\n    mode tcp\n    server gh 127.0.0.1:%d send-proxy-v2\n" % (hp, gh.ports[1]), hp)
+        eq(stream_roundtrip(hp, b"", True, CLIENT), b"ping\n", "bytes through haproxy and the stream")
+        check(wait_until(lambda: e.headers, 5 * T), "the server got no header")
+        pp = e.headers[-1]
+        eq((pp["v"], pp["src"], pp["dst"], pp["dport"]), (2, CLIENT, "127.0.0.1", hp),
+           "header gatehouse sent: the client and address haproxy saw")
+        eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI the stream's TLS read)")
+        check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
+        log = os.path.join(ctx.dir, "access.log")
+        check(wait_until(lambda: os.path.exists(log) and re.search(r"^%s .*stream=s " % re.escape(CLIENT),
+                                                                   open(log).read(), re.M), 5 * T),
+              "access-log line of the stream names the client: %r"
+              % (open(log).read()[-400:] if os.path.exists(log) else None))
+    finally:
+        e.close()
+
+
+@test("pp_stream_untrusted_malformed_slow")
+def _(ctx):
+    e = PPEcho()
+    try:
+        gh = ctx.gatehouse_config(lambda ports: stream_conf(ctx, ports, e.port, "proxy_protocol from=%s" % TRUSTED,
+                                                            pool="    proxy_protocol v1\n", tls=False), nports=2)
+        # trusted: a v1 header names the client of a plain TCP stream, and the header sent on says so
+        eq(stream_roundtrip(gh.ports[1], v1("203.0.113.9"), False, TRUSTED), b"ping\n", "echo after a header")
+        check(wait_until(lambda: e.headers, 5 * T), "the server got no header")
+        eq((e.headers[-1]["v"], e.headers[-1]["src"], e.headers[-1]["dst"]), (1, "203.0.113.9", "192.0.2.1"),
+           "header sent on: the received one's client and destination")
+        # untrusted: the header is the client's own bytes, relayed as they are; ours names the real client
+        forged = v1("203.0.113.66")
+        eq(stream_roundtrip(gh.ports[1], b"", False, CLIENT, data=forged + b"ping\n"), forged + b"ping\n",
+           "an untrusted client's header comes back as its data")
+        eq(e.headers[-1]["src"], CLIENT, "the header sent for an untrusted client")
+        # trusted, malformed or missing: closed, nothing reaches the server
+        n = len(e.headers)
+        for bad in (b"PROXY TCP4 1.2.3\r\nping\n", b"ping\n", v2(fam=0x51)):
+            eq(refused(gh.ports[1], bad, then_close=False), b"", "answer to %r" % bad)
+        # slow: closed at the handshake timeout
+        s = connect(gh.ports[1], TRUSTED)
+        try:
+            s.sendall(b"PROXY TCP4 ")
+            t0 = time.monotonic()
+            got = read_all(s)
+            took = time.monotonic() - t0
+        finally:
+            s.close()
+        eq(got, b"", "answer to a slow header")
+        check(1.2 * T <= took <= 4.0 * T, "closed after %.2fs, want about 1.5s" % took)
+        eq(len(e.headers), n, "connections that reached the server after bad headers")
+    finally:
+        e.close()
+
+
+@test("pp_stream_config_errors")
+def _(ctx):
+    base = ("pool e { server 127.0.0.1:9 }\nstream a {\n    listen 127.0.0.1:%d%s\n    proxy e\n}\n"
+            "stream b {\n    listen 127.0.0.1:%d%s\n    sni b.test\n    proxy e\n}\n")
+    p = free_port()
+    cases = [(" tls # HERE", "", "invalid listen option \"tls\""),
+             (" proxy_protocol # HERE", "", "proxy_protocol needs from=NETWORKS"),
+             (" proxy_protocol from=10.0.0.0/8", " proxy_protocol from=10.0.0.0/16 # HERE",
+              "has other proxy_protocol options")]
+    for i, (a, b, want) in enumerate(cases):
+        text = base % (p, a, p, b)
+        path = write(ctx, "bad%d.conf" % i, text)
+        code, out, err = check_file(ctx, path)
+        check(code != 0 and "%s:%d: " % (path, marked_line(text)) in err and want in err,
+              "error for %r: %r, want FILE:LINE and %r" % (a + b, err, want))
