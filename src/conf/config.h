@@ -64,6 +64,7 @@ typedef struct gh_cfg_listener {
     gh_cidr *pp_from;
     size_t npp_from;
     gh_cfg_where where;
+    uint32_t metric; /* its counters in the metrics region (metrics/metrics.h: gh_metrics_claim) */
 } gh_cfg_listener;
 
 /* One certificate chain and its key; a site may hold several (ECDSA and RSA side by side). */
@@ -267,7 +268,8 @@ typedef struct gh_cfg_pool {
      */
     int proxy_protocol;
     int proxy_protocol_check;
-    size_t index; /* position in gh_config.pools: lets per-worker state live in a plain array */
+    size_t index;    /* position in gh_config.pools: lets per-worker state live in a plain array */
+    uint32_t metric; /* its counters in the metrics region (metrics/metrics.h: gh_metrics_claim) */
     gh_cfg_where where;
 } gh_cfg_pool;
 
@@ -348,7 +350,8 @@ typedef struct gh_cfg_route {
     const gh_cfg_access_log *access_log; /* resolved; NULL: not logged */
     const struct gh_cfg_site *site;      /* its site (security headers, HSTS, the log's $site) */
 
-    unsigned set; /* GH_ROUTE_SET_*: which of the values above the route gave itself (the rest are global) */
+    unsigned set;    /* GH_ROUTE_SET_*: which of the values above the route gave itself (the rest are global) */
+    uint32_t metric; /* its counters in the metrics region (metrics/metrics.h: gh_metrics_claim) */
     gh_cfg_where where;
 } gh_cfg_route;
 
@@ -410,6 +413,19 @@ typedef struct gh_cfg_stream {
 #define GH_STREAM_SET_CONNECT 0x1
 #define GH_STREAM_SET_IDLE    0x2
 
+/*
+ * `admin { listen ADDR; allow NETWORK... }`: the listener of /metrics and
+ * /status (src/admin/admin.h). Its address is bound by the master at start;
+ * a reload may change `allow`, not `listen` (that takes a restart).
+ */
+typedef struct gh_cfg_admin {
+    int enabled; /* an admin block was given */
+    gh_addr addr;
+    gh_cidr *allow; /* clients allowed; none given: loopback only (127.0.0.0/8, ::1) */
+    size_t nallow;
+    gh_cfg_where where;
+} gh_cfg_admin;
+
 typedef struct gh_config gh_config;
 struct gh_config {
     const char *path;       /* main file; "(command line)" for the quick start */
@@ -433,6 +449,7 @@ struct gh_config {
     size_t nlogs;
     gh_cfg_edge edge;      /* the main context's access_log and hide_header */
     uint32_t nrate_limits; /* ids given to rate limits so far */
+    gh_cfg_admin admin;
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

@@ -216,6 +216,7 @@ const conf__dirspec conf__main_directives[] = {
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_pool, "pool NAME { ... }"},
     {"site", CONF__CTX_MAIN, 1, CONF__MAX_ARGS, 1, 1, conf__d_site, "site NAME... { ... }"},
     {"stream", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_stream, "stream NAME { ... }"},
+    {"admin", CONF__CTX_MAIN, 0, 0, 1, 0, conf__d_admin, "admin { listen ADDRESS:PORT; allow NETWORK... }"},
     /* clang-format off */
     GH_CFG_TIMEOUTS(TIMEOUT)
     /* clang-format on */
@@ -224,8 +225,9 @@ const conf__dirspec conf__main_directives[] = {
 CONF__TABLE_END
 
 /* In this order: a name in several contexts is reported as belonging to the first ("listen", "max_body"). */
-static const conf__dirspec *const tables[] = {conf__main_directives, conf__pool_directives, conf__site_directives,
-                                              conf__route_directives, conf__edge_directives, conf__stream_directives};
+static const conf__dirspec *const tables[] = {conf__main_directives,  conf__pool_directives, conf__site_directives,
+                                              conf__route_directives, conf__edge_directives, conf__stream_directives,
+                                              conf__admin_directives};
 
 const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 {
@@ -238,8 +240,8 @@ const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 
 const char *conf__context_name(int ctx)
 {
-    static const char *const names[] = {"the main context", "a timeouts block", "a pool block",
-                                        "a site block",     "a route block",    "a stream block"};
+    static const char *const names[] = {"the main context", "a timeouts block", "a pool block",   "a site block",
+                                        "a route block",    "a stream block",   "the admin block"};
 
     return ctx >= 0 && ctx < (int)(sizeof(names) / sizeof(names[0])) ? names[ctx] : "another block";
 }

@@ -33,7 +33,8 @@ enum conf__ctx {
     CONF__CTX_POOL,
     CONF__CTX_SITE,
     CONF__CTX_ROUTE,
-    CONF__CTX_STREAM
+    CONF__CTX_STREAM,
+    CONF__CTX_ADMIN
 };
 
 typedef struct conf__slot conf__slot;
@@ -103,7 +104,7 @@ typedef struct conf__dirspec {
 
 /* Each table ends with a row whose name is NULL. */
 extern const conf__dirspec conf__main_directives[], conf__pool_directives[], conf__site_directives[],
-    conf__route_directives[], conf__edge_directives[], conf__stream_directives[];
+    conf__route_directives[], conf__edge_directives[], conf__stream_directives[], conf__admin_directives[];
 
 /* edge_directives.c: the built-in log formats (combined, json) first in c->formats; 0 or -1 (out of memory). */
 int conf__builtin_formats(conf__arena *a, gh_config *c, size_t *cap);
@@ -159,6 +160,8 @@ int conf__d_pool(conf__parser *p, const conf__directive *d);
 int conf__d_site(conf__parser *p, const conf__directive *d);
 /* `stream NAME { }` (stream_directives.c). */
 int conf__d_stream(conf__parser *p, const conf__directive *d);
+/* `admin { }` (admin_directives.c). */
+int conf__d_admin(conf__parser *p, const conf__directive *d);
 /* request_buffer and body_min_rate (route_directives.c), in the main context and in routes. */
 int conf__d_request_buffer(conf__parser *p, const conf__directive *d);
 int conf__d_body_min_rate(conf__parser *p, const conf__directive *d);

@@ -69,4 +69,7 @@ int conf__parse_main(conf__parser *p, const char *path);
 /* Whole-config checks and fix-ups: references, defaults, route order. Returns 0 or -1. */
 int conf__validate(conf__parser *p);
 
+/* The admin block against the listeners, once the whole file is read (admin_directives.c). Returns 0 or -1. */
+int conf__check_admin(conf__parser *p);
+
 #endif

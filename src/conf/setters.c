@@ -189,6 +189,8 @@ void *conf__block_object(conf__parser *p, int ctx)
         return p->route;
     case CONF__CTX_STREAM:
         return p->stream;
+    case CONF__CTX_ADMIN:
+        return &p->cfg->admin;
     default:
         return NULL;
     }

@@ -374,5 +374,7 @@ int conf__validate(conf__parser *p)
     for (size_t i = 0; i < c->nsites; i++)
         if (site_listeners(p, i) < 0 || check_site(p, &c->sites[i]) < 0)
             return -1;
+    if (conf__check_admin(p) < 0)
+        return -1;
     return check_listeners(p);
 }

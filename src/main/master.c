@@ -15,11 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "conf/bundle.h"
 #include "core/log.h"
 #include "main/cli.h"
 #include "main/notify.h"
 #include "main/upgrade.h"
+#include "metrics/metrics.h"
 #include "proxy/limit.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -187,6 +189,18 @@ fail:
     return -1;
 }
 
+/* The admin socket: the old master's after a binary upgrade (passed as "admin ADDRESS"), else a new one. */
+static int open_admin(const gh_addr *a)
+{
+    char tag[sizeof(a->text) + 8];
+    int fd;
+
+    snprintf(tag, sizeof(tag), "admin %s", a->text);
+    if ((fd = gh_upgrade_take(tag)) >= 0)
+        return fd;
+    return open_listener(a);
+}
+
 static void log_started(const gh_config *cfg)
 {
     char on[768];
@@ -257,6 +271,7 @@ static void child_main(const struct master *m, int id, int ctl)
     for (int i = 0; i < m->nworkers; i++)
         if (m->workers[i].ctl >= 0)
             close(m->workers[i].ctl); /* the master's ends, of this worker and of the others */
+    gh_metrics_attach(id);
     exit(gh_worker_run(m->rt, m->listen_fds, ctl, id));
 }
 
@@ -355,6 +370,7 @@ static void schedule_restart(struct master *m, struct worker *w, int64_t now)
         m->window_exits = 0;
     }
     m->window_exits++;
+    gh_metrics_worker_restart();
     w->restart_at = now;
     if (m->window_exits > RESTART_BURST) {
         w->restart_at = now + RESTART_BACKOFF_MS;
@@ -591,7 +607,7 @@ static void reload(struct master *m)
     const gh_config *cfg;
     gh_runtime *rt = NULL;
     gh_bundle *b;
-    int *fds = NULL, bfd = -1;
+    int *fds = NULL, bfd = -1, ok = 0;
 
     if (m->config_path == NULL) {
         gh_log_warn("SIGHUP received: no configuration file (-c) to reload");
@@ -648,15 +664,18 @@ static void reload(struct master *m)
     close_listeners(m);
     free(m->listen_fds);
     m->listen_fds = fds;
+    gh_admin_check_reload(&m->cfg->admin, &cfg->admin);
     gh_runtime_free(m->rt);
     m->rt = rt;
     m->cfg = cfg;
     rt = NULL;
     m->reload_failed = 0;
+    ok = 1;
     gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s (%zu bytes to the workers)", m->config_path,
                 cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", cfg->nsites, cfg->nsites == 1 ? "" : "s", cfg->npools,
                 cfg->npools == 1 ? "" : "s", gh_bundle_size(b));
 out:
+    gh_metrics_reload(ok);
     if (bfd >= 0)
         close(bfd);
     gh_runtime_free(rt);
@@ -803,6 +822,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     m.self = getpid();
     if (check_access_log(cfg) < 0)
         goto out;
+    gh_metrics_init(cfg->workers); /* before the claim below and the first fork */
     /* A peer that closes early must cost an EPIPE on that connection, not the process. */
     signal(SIGPIPE, SIG_IGN);
     if ((m.listen_fds = malloc((cfg->nlisteners ? cfg->nlisteners : 1) * sizeof(int))) == NULL)
@@ -816,6 +836,8 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
         if ((m.listen_fds[i] = open_listener(&cfg->listeners[i].addr)) < 0)
             goto out;
     }
+    if (gh_admin_bind(&cfg->admin, open_admin) < 0)
+        goto out;
     gh_upgrade_close_unused();
     log_conn_limit(cfg, raise_nofile_limit());
     gh_runtime_claim_slots(rt);

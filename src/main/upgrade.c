@@ -11,13 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "core/log.h"
 #include "main/notify.h"
 #include "tls/tickets.h"
 #include "proxy/runtime.h"
 
 #define UPGRADE_TIMEOUT_MS 60000 /* to load the configuration and start the workers; then it is stopped */
-#define MAX_INHERITED      GH_MAX_LISTENERS
+#define MAX_INHERITED      (GH_MAX_LISTENERS + 1) /* and the admin listener */
 
 static char **saved_argv;
 static char exe_path[PATH_MAX]; /* "": unknown, no upgrade possible */
@@ -193,6 +194,8 @@ static int format_env(char *buf, size_t len, const gh_config *cfg, const int *fd
     for (size_t i = 0; i < cfg->nlisteners && n < len; i++)
         if (fds[i] >= 0)
             n += (size_t)snprintf(buf + n, len - n, ";%d=%s", fds[i], cfg->listeners[i].addr.text);
+    if (gh_admin_listen_fd() >= 0 && n < len) /* the admin listener (admin/admin.h) goes on too */
+        n += (size_t)snprintf(buf + n, len - n, ";%d=admin %s", gh_admin_listen_fd(), gh_admin_listen_addr());
     if (gh_tickets_region_fd() >= 0 && n < len)
         n += (size_t)snprintf(buf + n, len - n, ";tickets=%d", gh_tickets_region_fd());
     return n < len ? 0 : -1;
@@ -212,6 +215,8 @@ static void exec_new(char *env, const gh_config *cfg, const int *fds)
             fcntl(fds[i], F_SETFD, 0); /* with the ticket keys, the only descriptors that cross exec, besides 0-2 */
     if (gh_tickets_region_fd() >= 0)
         fcntl(gh_tickets_region_fd(), F_SETFD, 0);
+    if (gh_admin_listen_fd() >= 0)
+        fcntl(gh_admin_listen_fd(), F_SETFD, 0);
     putenv(env);
     execv(exe_path, saved_argv);
     gh_log_error("binary upgrade: cannot run %s: %s", exe_path, strerror(errno));
@@ -220,7 +225,7 @@ static void exec_new(char *env, const gh_config *cfg, const int *fds)
 
 int gh_upgrade_start(gh_upgrade *u, const gh_config *cfg, const int *fds, int64_t now)
 {
-    static char env[sizeof(GH_UPGRADE_ENV) + 16 + GH_MAX_LISTENERS * 80];
+    static char env[sizeof(GH_UPGRADE_ENV) + 16 + (GH_MAX_LISTENERS + 1) * 80];
     pid_t pid;
 
     if (u->child != 0) {

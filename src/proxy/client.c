@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/sock.h"
+#include "proxy/observe.h"
 #include "proxy/proxy.h"
 
 #define LINGER_MS 2000
@@ -45,6 +46,7 @@ static void release(proxy__client *c)
     gh_buf_release(&c->out);
     proxy__peer_release(&c->s.peer, &c->s.peer_counted);
     proxy__session_drop_own(&c->s); /* before the generation goes: the connection refers to its pool */
+    gh_metric_conn_close(w->metrics, c->s.listener->cfg->metric, c->mproto);
     proxy__gen_unref(c->s.gen);
     c->s.gen = NULL;
     list_unlink(c);
@@ -171,6 +173,7 @@ static void do_handshake(proxy__client *c)
     int r = gh_conn_handshake(&c->conn);
     if (r == GH_AGAIN)
         return;
+    proxy__observe_handshake(c, r);
     if (r < 0) {
         proxy__client_close(c);
         return;
@@ -356,6 +359,7 @@ static void on_client_timeout(gh_timer *t)
                     c->s.listener->cfg->addr.text);
     if (c->state == CLIENT_HEAD && gh_buf_len(&c->in) > 0) {
         /* RFC 9110 15.5.9: the client was too slow sending its request */
+        gh_metric_limit(c->w->metrics, GH_M_LIMIT_HEADER_TIMEOUT);
         proxy__client_fail(c, 408, 0);
         dispatch(c);
         return;
@@ -411,6 +415,7 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
+    gh_metric_conn_open(w->metrics, l->cfg->metric, GH_M_HTTP1);
     c->conn.can_read = 1; /* the first bytes are often there already */
     if (c->s.tls || c->state == CLIENT_PROXY) {
         w->handshaking++;

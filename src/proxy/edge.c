@@ -62,15 +62,19 @@ int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_
 {
     const gh_cfg_rate_limit *rl = rt->edge.rate;
 
-    if (rt->edge.nrules > 0 && !allowed(rt, (const struct sockaddr *)&s->peer))
+    if (rt->edge.nrules > 0 && !allowed(rt, (const struct sockaddr *)&s->peer)) {
+        gh_metric_limit(s->w->metrics, GH_M_LIMIT_ACCESS_RULE);
         return 403;
+    }
     if (rl != NULL && s->gen->rt->rates != NULL) {
         gh_h1_str k = rate_key(s, rl, r);
         uint64_t key = gh_rate_key(rl->id, k.p, k.len);
 
         *retry_after = gh_rate_take(s->gen->rt->rates, key, gh_loop_now(s->w->loop) * 1000, rl->interval_us, rl->burst);
-        if (*retry_after > 0)
+        if (*retry_after > 0) {
+            gh_metric_limit(s->w->metrics, GH_M_LIMIT_RATE);
             return 429;
+        }
     }
     return 0;
 }
@@ -182,6 +186,7 @@ int proxy__peer_admit(proxy__session *s)
     e = find(a, 1);
     if (e->count >= max) {
         gh_log_debug("client %s: %u connections already (max_connections_per_ip): closed", s->ip, e->count);
+        gh_metric_limit(s->w->metrics, GH_M_LIMIT_CONN_PER_ADDR);
         return -1;
     }
     e->count++;

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "http/ws.h"
 #include "net/conn.h"
+#include "proxy/observe.h"
 #include "proxy/proxy.h"
 
 #define GONE PROXY__GONE
@@ -39,6 +40,7 @@ void proxy__exchange_free(proxy__exchange *ex)
 {
     if (ex == NULL)
         return;
+    proxy__observe_exchange_end(ex);
     if (ex->u != NULL)
         proxy__upstream_release(ex->u, 0);
     gh_buf_release(&ex->uout);
@@ -131,6 +133,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
     if (ex->upstream_from == 0)
         ex->upstream_from = (uint32_t)(gh_loop_now(ex->s->w->loop) - ex->start_ms + 1);
     ex->usent = 0;
+    proxy__observe_upstream_taken(ex);
     if (u->reused) {
         ex->usent = ex->pp_len; /* the connection's PROXY header went before its first request */
         u->connected = 1;
@@ -269,6 +272,7 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     int n;
 
     if (r->body == GH_H1_BODY_LENGTH && r->content_length > rt->max_body) {
+        gh_metric_limit(c->w->metrics, GH_M_LIMIT_MAX_BODY);
         proxy__exchange_fail(ex, 413);
         return;
     }
@@ -410,6 +414,7 @@ static int check_body_rate(proxy__exchange *ex)
     if (ex->body_wait_ms <= b->grace || ex->req_total >= b->min_rate * (ex->body_wait_ms - b->grace) / 1000)
         return 0;
     gh_log_info("client %s: request body below %llu bytes/s, cut", ex->s->ip, (unsigned long long)b->min_rate);
+    gh_metric_limit(ex->s->w->metrics, GH_M_LIMIT_BODY_MIN_RATE);
     if (!ex->head_sent)
         return proxy__exchange_fail(ex, 408); /* RFC 9110 15.5.9: nothing went upstream yet */
     ex->status = 408;
@@ -546,6 +551,7 @@ static int start_response(proxy__exchange *ex)
         return 1;
     }
     proxy__h1u_framing(ex, res);
+    proxy__observe_response_head(ex);
     if (ex->route->intercept_any && gh_cfg_status_in(ex->route->intercept, res->status))
         return intercept(ex, res, n);
     if ((r = s->ops->send_head(s, res, ex->route)) == GH_AGAIN)
@@ -777,6 +783,7 @@ void proxy__exchange_upstream_event(proxy__exchange *ex, unsigned events)
                 return;
         } else {
             u->connected = 1;
+            proxy__observe_connected(u);
         }
     }
     proxy__exchange_run(ex);

@@ -13,6 +13,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "proxy/observe.h"
 #include "proxy/proxy.h"
 
 #define CLIENT(s) ((proxy__client *)((char *)(s)-offsetof(proxy__client, s)))
@@ -74,6 +75,7 @@ static int try_head(proxy__client *c)
     }
     if (r < 0) {
         proxy__access_reject(c, -r, proxy__error_body_len(-r));
+        proxy__observe_reject(c, -r);
         proxy__client_fail(c, -r, 0);
         return 1;
     }

@@ -20,7 +20,7 @@ ssize_t proxy__pp_write(int version, const struct sockaddr_storage *src, const s
     if (version == 1)
         return gh_pp_write_v1((char *)out, cap, &i);
     if (client != NULL && client->ops == &gh_tls_conn_ops) {
-        const char *sni = gh_tls_conn_sni(client), *v = gh_tls_conn_version(client);
+        const char *sni = gh_tls_conn_sni(client), *v = gh_tls_conn_version_name(client);
         i.alpn = gh_conn_alpn(client, &i.alpn_len);
         i.authority = sni;
         i.authority_len = sni != NULL ? strlen(sni) : 0;

@@ -30,6 +30,7 @@
 #include "http/h1.h"
 #include "health/probe.h"
 #include "health/state.h"
+#include "metrics/metrics.h"
 #include "proxy/runtime.h"
 #include "net/conn.h"
 #include "tls/tls.h"
@@ -146,6 +147,7 @@ struct proxy__client {
     uint8_t close_after; /* close once the current response is sent */
     uint8_t line_ok;     /* the request line of the head being read was judged valid */
     uint8_t tls_held;    /* idle, its transport buffers kept through the keep-alive grace (client.c) */
+    uint8_t mproto;      /* enum gh_m_proto it is counted under in the metrics (0: HTTP/1.1) */
     /* the HTTP/1 codec of the current exchange */
     uint8_t minor;        /* HTTP/1.<minor> of the request */
     uint8_t is_head;      /* a HEAD request: no body in the response */
@@ -169,7 +171,8 @@ struct proxy__upstream {
     uint64_t addr_version; /* a name's address version when it connected: a new address is not reused */
     uint16_t server;
     uint8_t connected, reused;
-    uint8_t eof; /* its FIN was read: nothing more will come (never pooled) */
+    uint8_t eof;         /* its FIN was read: nothing more will come (never pooled) */
+    uint64_t connect_us; /* when its connect() started (metrics: the connect histogram) */
 };
 
 enum proxy__res_state { RES_HEAD, RES_BODY, RES_DONE, RES_UPGRADE /* 101 sent: a tunnel once it is flushed */ };
@@ -214,6 +217,7 @@ struct proxy__exchange {
     uint32_t upstream_from;
     uint64_t bytes_out;     /* body bytes sent to the client (access log) */
     proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
+    uint64_t upstream_us;   /* when it took its upstream connection (metrics: the response histogram) */
 };
 
 /* Why a tunnel ended (for the log). */
@@ -403,6 +407,7 @@ struct proxy__worker {
     gh_h1_request req;            /* parse scratch: heads are turned into uout at once */
     gh_h1_response res;
     proxy__access *access; /* NULL: no access log */
+    gh_mslot *metrics;     /* this worker's block of the shared metrics region (metrics/metrics.h) */
     int64_t date_sec;
     char date[32]; /* "25/Nov/2026:13:47:19 +0000" */
 };

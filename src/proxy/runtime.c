@@ -11,6 +11,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "dns/resolver.h"
+#include "metrics/metrics.h"
 #include "net/sock.h"
 #include "proxy/proxy.h"
 
@@ -509,6 +510,7 @@ static void stop_resolving(void *arg)
 
 void gh_runtime_claim_slots(gh_runtime *rt)
 {
+    gh_metrics_claim(rt->cfg); /* the slots of its routes, pools and listeners in the metrics region */
     for (size_t i = 0; i < rt->nslots; i++) {
         rt->refs[i] = gh_health_claim(rt->health, i, rt->owners[i]);
         gh_addr_shm_claim(rt->addrs, rt->refs[i]); /* the file was just resolved: nothing published yet */
@@ -572,6 +574,7 @@ static gh_runtime *build(gh_config *cfg, const gh_conf_source *src, const gh_sha
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    gh_metrics_bind(cfg); /* as the master claimed them (the master claims again: gh_runtime_claim_slots) */
     return rt;
 fail:
     gh_runtime_free(rt);

@@ -40,6 +40,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "net/sock.h"
+#include "proxy/observe.h"
 #include "proxy/pg.h"
 #include "proxy/proxy.h"
 #include "tls/hello.h"
@@ -116,6 +117,10 @@ static void stream_end(proxy__tunnel *t)
         w->handshaking--;
     if (s->connected && t->pool->lb_servers[t->server].inflight > 0)
         t->pool->lb_servers[t->server].inflight--;
+    if (s->connected)
+        gh_metric_inflight(w->metrics, t->pool->slots[t->server], -1);
+    gh_metric_conn_close(w->metrics, s->listener->cfg->metric, GH_M_STREAM);
+    gh_metric_stream(w->metrics, -1);
     if (s->count >= 0 && w->svc_counts[s->count].n > 0)
         w->svc_counts[s->count].n--;
     log_end(s);
@@ -409,6 +414,7 @@ static void start_connect(proxy__stream *s)
     t->server = (uint16_t)server;
     s->connected = 1;
     t->pool->lb_servers[server].inflight++; /* a stream is load on its server (least_conn, p2c) */
+    gh_metric_inflight(w->metrics, t->pool->slots[server], 1);
     s->timer.cb = on_connect_timeout;
     gh_timer_set(w->loop, &s->timer, s->svc->cfg->connect_timeout);
 }
@@ -423,6 +429,7 @@ static void connect_failed(proxy__stream *s, const char *what)
     gh_conn_close(&t->side[1].conn, t->w->loop);
     if (t->pool->lb_servers[t->server].inflight > 0)
         t->pool->lb_servers[t->server].inflight--;
+    gh_metric_inflight(t->w->metrics, t->pool->slots[t->server], -1);
     s->connected = 0;
     proxy__server_failed(t->pool, t->server);
     start_connect(s);
@@ -462,6 +469,7 @@ static void advance(proxy__stream *s)
         rc = gh_conn_handshake(&s->t.side[0].conn);
         if (rc == GH_AGAIN)
             return;
+        proxy__observe_tls(s->t.w, &s->t.side[0].conn, rc);
         s->handshaking = 0;
         s->t.w->handshaking--;
         s->t.w->heap_dirty = 1; /* a handshake's allocations are freed: trim_heap gives the pages back */
@@ -568,6 +576,8 @@ void proxy__stream_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     t->gen = w->gen;
     w->gen->refs++;
     proxy__tunnel_link(t);
+    gh_metric_conn_open(w->metrics, l->cfg->metric, GH_M_STREAM);
+    gh_metric_stream(w->metrics, 1);
     t->side[0].conn.can_read = 1; /* the first bytes are often there already */
     s->timer.cb = on_first_timeout;
     gh_timer_set(w->loop, &s->timer, w->t->handshake);

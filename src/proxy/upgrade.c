@@ -43,6 +43,8 @@ static void tunnel_end(proxy__tunnel *t)
                      (unsigned long long)t->side[1].bytes);
         if (s->inflight > 0)
             s->inflight--;
+        gh_metric_inflight(w->metrics, t->pool->slots[t->server], -1);
+        gh_metric_tunnel(w->metrics, -1);
     }
     proxy__access_tunnel(t);
     proxy__peer_release(&t->peer, &t->peer_counted);
@@ -116,6 +118,8 @@ void proxy__upgrade_tunnel(proxy__exchange *ex)
     t->side[0].bytes = gh_buf_len(&t->side[0].buf);
     t->side[1].bytes = gh_buf_len(&t->side[1].buf);
     t->pool->lb_servers[t->server].inflight++; /* a WebSocket is load on its server (least_conn, p2c) */
+    gh_metric_inflight(w->metrics, t->pool->slots[t->server], 1);
+    gh_metric_tunnel(w->metrics, 1);
     proxy__tunnel_start(t);
 }
 

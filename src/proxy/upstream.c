@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/sock.h"
+#include "proxy/observe.h"
 #include "proxy/proxy.h"
 
 /* An exchange's `tried` has one bit per server of its pool. */
@@ -246,6 +247,8 @@ static int pick_server(proxy__pool *p, uint64_t tried, uint64_t key)
 void proxy__upstream_report(proxy__pool *p, size_t server, int ok)
 {
     gh_health_shm *shm = p->gen->rt->health;
+    if (!ok)
+        gh_metric_server_failure(p->w->metrics, p->slots[server]);
     if (p->passive.max_fails == 0)
         return; /* passive ejection off: no streak to keep or end */
     if (ok)
@@ -358,6 +361,7 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
         return NULL;
     }
     gh_timer_set(w->loop, &u->timer, w->t->connect);
+    proxy__observe_connecting(u);
     return u;
 }
 
@@ -382,6 +386,7 @@ proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t k
             continue;
         }
         p->lb_servers[i].inflight++;
+        gh_metric_inflight(p->w->metrics, p->slots[i], 1);
         return u;
     }
 }
@@ -411,6 +416,8 @@ void proxy__upstream_release(proxy__upstream *u, int reusable)
 
     if (u->ex != NULL && p->lb_servers[u->server].inflight > 0)
         p->lb_servers[u->server].inflight--;
+    if (u->ex != NULL)
+        gh_metric_inflight(w->metrics, p->slots[u->server], -1);
     u->ex = NULL;
     if (p->cfg->proxy_protocol) {
         if (reusable && !w->draining && owner != NULL && upstream_clean(u))

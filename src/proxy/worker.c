@@ -12,11 +12,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "conf/bundle.h"
 #include "core/common.h"
 #include "core/log.h"
 #include "net/sock.h"
 #include "proxy/limit.h"
+#include "proxy/observe.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
@@ -85,6 +87,7 @@ static int make_room(proxy__worker *w)
                     "keep-alive connections, oldest first, and pausing accepts while none is idle",
                     w->id, nconns(w), w->max_clients);
     }
+    gh_metric_limit(w->metrics, GH_M_LIMIT_MAX_CONNECTIONS);
     n = proxy__client_close_idle(w);
     w->limit_closed += n;
     if (nconns(w) < w->max_clients)
@@ -202,6 +205,7 @@ static void start_drain(proxy__worker *w)
     if (w->draining)
         return;
     gh_log_info("worker %d: draining %u connections and %u tunnels", w->id, w->nclients, w->ntunnels);
+    gh_admin_stop(); /* after a binary upgrade the new master's workers answer on the same socket */
     for (size_t i = 0; i < w->nacceptors; i++) {
         gh_loop_del(w->loop, &w->acceptors[i].io);
         /*
@@ -498,6 +502,7 @@ static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ct
 
     w->id = id;
     w->t = &rt->cfg->timeouts;
+    w->metrics = gh_metrics_self();
     if ((w->loop = gh_loop_new()) == NULL || (w->gen = gen_new(w, rt)) == NULL || proxy__access_open(w) < 0)
         return -1;
     set_limit(w);
@@ -519,7 +524,7 @@ static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ct
     if (w->signal_io.fd < 0 || gh_loop_add(w->loop, &w->signal_io) < 0)
         return -1;
     gh_loop_on_idle(w->loop, on_idle, w);
-    return 0;
+    return gh_admin_start(w->loop, proxy__observe_view, w);
 }
 
 static void teardown(proxy__worker *w)
@@ -527,6 +532,7 @@ static void teardown(proxy__worker *w)
     while (w->clients != NULL)
         proxy__client_close(w->clients);
     proxy__tunnels_close(w);
+    gh_admin_stop();
     for (size_t i = 0; i < w->nacceptors; i++)
         if (w->acceptors[i].io.fd >= 0)
             close(w->acceptors[i].io.fd);

@@ -608,6 +608,15 @@ static int tls_handshake(gh_conn *c)
     return r == 0 ? GH_ERROR : r;
 }
 
+int gh_tls_conn_version(const gh_conn *c, int *resumed)
+{
+    *resumed = 0;
+    if (c->ops != &gh_tls_conn_ops || c->impl == NULL)
+        return 0;
+    *resumed = SSL_session_reused(c->impl) == 1;
+    return SSL_version(c->impl);
+}
+
 static ssize_t tls_read(gh_conn *c, void *buf, size_t len)
 {
     size_t n;
@@ -768,7 +777,7 @@ const char *gh_tls_conn_sni(const gh_conn *c)
                                                          : NULL;
 }
 
-const char *gh_tls_conn_version(const gh_conn *c)
+const char *gh_tls_conn_version_name(const gh_conn *c)
 {
     return c->ops == &gh_tls_conn_ops && c->impl != NULL ? SSL_get_version(c->impl) : NULL;
 }

@@ -101,6 +101,13 @@ extern const gh_conn_ops gh_tls_conn_ops;
 const char *gh_tls_conn_sni(const gh_conn *c);
 
 /* The protocol version agreed ("TLSv1.3"), NULL when c is not TLS (PROXY v2's SSL_VERSION sub-TLV). */
-const char *gh_tls_conn_version(const gh_conn *c);
+const char *gh_tls_conn_version_name(const gh_conn *c);
+
+/*
+ * After a handshake of c (a TLS connection, else 0): the protocol version
+ * (0x0303 TLS 1.2, 0x0304 TLS 1.3), and in *resumed whether the session was
+ * resumed (a ticket) rather than negotiated in full. For metrics.
+ */
+int gh_tls_conn_version(const gh_conn *c, int *resumed);
 
 #endif

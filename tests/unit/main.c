@@ -31,6 +31,7 @@ static const struct suite suites[] = {
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
     {"proxyproto", suite_proxyproto},
+    {"metrics", suite_metrics},
 };
 
 static unsigned long passed, failed;

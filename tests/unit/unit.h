@@ -51,5 +51,6 @@ void suite_cidr(void);
 void suite_dns(void);
 void suite_stream(void);
 void suite_proxyproto(void);
+void suite_metrics(void);
 
 #endif
