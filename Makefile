@@ -80,6 +80,11 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_h2 tests/fuzz/fuzz_h2.c src/http/h2_head.c src/http/h1.c -lnghttp2
 	build-fuzz/fuzz_h2 -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build-fuzz/corpus_h2 tests/fuzz/corpus_h2
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_proxyproto tests/fuzz/fuzz_proxyproto.c src/net/proxyproto.c
+	@mkdir -p build-fuzz/corpus_pp
+	build-fuzz/fuzz_proxyproto -max_total_time=$(FUZZ_SECONDS) -max_len=3000 build-fuzz/corpus_pp \
+	    tests/fuzz/corpus_proxyproto
 
 bench: all
 	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run

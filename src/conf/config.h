@@ -54,6 +54,15 @@ typedef struct gh_cfg_listener {
     gh_addr addr; /* numeric, bound by the master */
     int tls;      /* 1: TLS (certificates chosen by SNI among the sites it serves); 0: plain HTTP */
     int stream;   /* 1: made by `stream { listen }`: its connections go to stream services, not sites */
+    /*
+     * `proxy_protocol from=NETS`: a connection from one of these networks must
+     * start with a PROXY protocol header (v1 or v2, before TLS), whose client
+     * address then stands for the connection's; one from elsewhere is an
+     * ordinary client whose header, if it sends one, is never believed.
+     */
+    int proxy_protocol;
+    gh_cidr *pp_from;
+    size_t npp_from;
     gh_cfg_where where;
     /* `protocols=`: GH_CFG_PROTO_* in our order of preference (ALPN); nprotos 0: the default,
      * h2 then http/1.1 on TLS, http/1.1 alone on plain (gh_cfg_listener_protocols). */
@@ -289,6 +298,14 @@ typedef struct gh_cfg_pool {
     gh_cstr hash_name; /* header or cookie name for hash header/cookie */
     gh_cfg_health health;
     gh_cfg_passive passive;
+    /*
+     * `proxy_protocol v1|v2 [check]`: every new connection to a server starts
+     * with a PROXY header naming the client (0: none, the default). Such a
+     * connection is never reused for another client. `check`: the active
+     * health checks start with one too (v2 LOCAL, v1 UNKNOWN).
+     */
+    int proxy_protocol;
+    int proxy_protocol_check;
     size_t index;    /* position in gh_config.pools: lets per-worker state live in a plain array */
     uint32_t metric; /* its counters in the metrics region (metrics/metrics.h: gh_metrics_claim) */
     gh_cfg_where where;

@@ -139,29 +139,78 @@ static int listen_protocols(conf__parser *p, int line, const conf__arg *a, const
     return 0;
 }
 
+/* `from=NET,NET...` (cidr.h): the networks trusted to send a PROXY protocol header. */
+static int pp_from(conf__parser *p, int line, const conf__arg *a, const char *v, size_t n, gh_cfg_listener *l)
+{
+    size_t count = 1;
+
+    for (size_t i = 0; i < n; i++)
+        count += v[i] == ',';
+    if (n == 0 || count > CONF__MAX_PP_FROM)
+        return conf__bad_value(p, line, "proxy_protocol from", a,
+                               "expected up to 64 networks separated by commas, such as from=10.0.0.0/8,192.0.2.7");
+    l->pp_from = conf__arena_alloc(p->a, count * sizeof(*l->pp_from));
+    if (l->pp_from == NULL)
+        return conf__oom(p, line);
+    l->npp_from = 0;
+    for (const char *s = v, *end = v + n; s <= end;) {
+        const char *comma = memchr(s, ',', (size_t)(end - s)), *stop = comma != NULL ? comma : end;
+        const char *why = "empty";
+        conf__arg one = {s, (size_t)(stop - s), 0};
+
+        if (one.len == 0 || gh_cidr_parse(s, one.len, &l->pp_from[l->npp_from], &why) < 0)
+            return conf__bad_value(p, line, "proxy_protocol network", &one, why);
+        l->npp_from++;
+        s = stop + 1;
+    }
+    return 0;
+}
+
+int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first, gh_cfg_listener *l, int allow_tls)
+{
+    int from = 0;
+
+    for (size_t i = first; i < d->nargs; i++) {
+        const char *v;
+        size_t n;
+
+        if (allow_tls && conf__arg_is(ARG(i), "tls") && !l->tls) {
+            l->tls = 1;
+        } else if (allow_tls && (v = conf__option_value(ARG(i), "protocols", &n)) != NULL && l->nprotos == 0) {
+            if (listen_protocols(p, d->line, ARG(i), v, n, l) < 0)
+                return -1;
+        } else if (conf__arg_is(ARG(i), "proxy_protocol") && !l->proxy_protocol) {
+            l->proxy_protocol = 1;
+        } else if ((v = conf__option_value(ARG(i), "from", &n)) != NULL && !from) {
+            if (pp_from(p, d->line, ARG(i), v, n, l) < 0)
+                return -1;
+            from = 1;
+        } else {
+            return conf__bad_value(
+                p, d->line, "listen option", ARG(i),
+                allow_tls ? "expected tls, protocols=h2,http/1.1, proxy_protocol and from=NETWORKS, each at most once"
+                          : "expected proxy_protocol and from=NETWORKS, each at most once (a "
+                            "stream's TLS comes with its cert)");
+        }
+    }
+    /* Trusting every source would let any client choose the address we log and
+     * match: the trusted senders are always named, 0.0.0.0/0 when meant. */
+    if (l->proxy_protocol && !from)
+        return conf__fail(p, NULL, d->line,
+                          "proxy_protocol needs from=NETWORKS: the senders trusted to name the client");
+    if (from && !l->proxy_protocol)
+        return conf__fail(p, NULL, d->line, "from= is for proxy_protocol: add proxy_protocol or drop from=");
+    return 0;
+}
+
 static int d_listen(conf__parser *p, const conf__directive *d)
 {
     gh_config *c = p->cfg;
     gh_cfg_listener *l;
     gh_addr a;
-    gh_cfg_listener opts = {0};
 
     if (conf__listen_addr(p, d->line, ARG(0), &a) < 0)
         return -1;
-    for (size_t i = 1; i < d->nargs; i++) {
-        size_t n;
-        const char *v = conf__option_value(ARG(i), "protocols", &n);
-
-        if (v != NULL && opts.nprotos == 0) {
-            if (listen_protocols(p, d->line, ARG(i), v, n, &opts) < 0)
-                return -1;
-        } else if (conf__arg_is(ARG(i), "tls") && !opts.tls) {
-            opts.tls = 1;
-        } else {
-            return conf__bad_value(p, d->line, "listen option", ARG(i),
-                                   "expected tls and/or protocols=h2,http/1.1 (each once)");
-        }
-    }
     for (size_t i = 0; i < c->nlisteners; i++)
         if (strcmp(c->listeners[i].addr.text, a.text) == 0)
             return conf__fail(p, NULL, d->line, "duplicate listener %s (first at %s:%d%s)", a.text,
@@ -171,11 +220,8 @@ static int d_listen(conf__parser *p, const conf__directive *d)
     if (l == NULL)
         return conf__oom(p, d->line);
     l->addr = a;
-    l->tls = opts.tls;
-    l->nprotos = opts.nprotos;
-    memcpy(l->protos, opts.protos, sizeof(l->protos));
     l->where = (gh_cfg_where){p->file, d->line};
-    return 0;
+    return conf__listen_options(p, d, 1, l, 1);
 }
 
 /* One row per GH_CFG_TIMEOUTS entry: `timeouts { NAME DURATION }`. */
@@ -200,7 +246,8 @@ const conf__dirspec conf__main_directives[] = {
     {"request_buffer", CONF__CTX_MAIN, 1, 1, 0, 0, conf__d_request_buffer, "request_buffer SIZE|off"},
     {"body_min_rate", CONF__CTX_MAIN, 1, 2, 0, 0, conf__d_body_min_rate, "body_min_rate SIZE [GRACE]|off"},
     {"timeouts", CONF__CTX_MAIN, 0, 0, 1, 0, d_timeouts, "timeouts { NAME DURATION ... }"},
-    {"listen", CONF__CTX_MAIN, 1, 3, 0, 1, d_listen, "listen ADDRESS:PORT [tls] [protocols=h2,http/1.1]"},
+    {"listen", CONF__CTX_MAIN, 1, 5, 0, 1, d_listen,
+     "listen ADDRESS:PORT [tls] [protocols=h2,http/1.1] [proxy_protocol from=NETWORKS]"},
     {"http2", CONF__CTX_MAIN, 0, 0, 1, 0, d_http2, "http2 { NAME VALUE ... }"},
     {"pool", CONF__CTX_MAIN, 1, 1, 1, 1, conf__d_pool, "pool NAME { ... }"},
     {"site", CONF__CTX_MAIN, 1, CONF__MAX_ARGS, 1, 1, conf__d_site, "site NAME... { ... }"},

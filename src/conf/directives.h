@@ -172,6 +172,14 @@ int conf__d_header_op(conf__parser *p, const conf__directive *d);
 /* A numeric listen address into a (the main context's `listen` and a site's). Returns 0 or -1. */
 int conf__listen_addr(conf__parser *p, int line, const conf__arg *arg, gh_addr *a);
 
+/*
+ * A listener's options after its address, from d's argument `first` on: tls
+ * (when allow_tls), proxy_protocol, from=NET,NET... (at most CONF__MAX_PP_FROM
+ * networks), for the main context's `listen` and a stream service's. 0 or -1.
+ */
+#define CONF__MAX_PP_FROM 64
+int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first, gh_cfg_listener *l, int allow_tls);
+
 /* ---- helpers for handlers (setters.c) ---- */
 
 int conf__oom(conf__parser *p, int line);

@@ -365,6 +365,28 @@ static int d_passive(conf__parser *p, const conf__directive *d)
     return 0;
 }
 
+/* `proxy_protocol v1|v2 [check]`, or off. */
+static int d_proxy_protocol(conf__parser *p, const conf__directive *d)
+{
+    gh_cfg_pool *pool = p->pool;
+
+    if (d->nargs == 1 && conf__arg_is(ARG(0), "off")) {
+        pool->proxy_protocol = pool->proxy_protocol_check = 0;
+        return 0;
+    }
+    if (conf__arg_is(ARG(0), "v1"))
+        pool->proxy_protocol = 1;
+    else if (conf__arg_is(ARG(0), "v2"))
+        pool->proxy_protocol = 2;
+    else
+        return conf__bad_value(p, d->line, "proxy_protocol version", ARG(0), "expected v1, v2 or off");
+    if (d->nargs == 2 && !conf__arg_is(ARG(1), "check"))
+        return conf__bad_value(p, d->line, "proxy_protocol option", ARG(1),
+                               "expected check (health checks send a header too)");
+    pool->proxy_protocol_check = d->nargs == 2;
+    return 0;
+}
+
 CONF__TABLE_BEGIN
 /* name, context, min and max arguments, block, multi, handler (NULL: the slot), usage, slot */
 const conf__dirspec conf__pool_directives[] = {
@@ -376,6 +398,8 @@ const conf__dirspec conf__pool_directives[] = {
      "health tcp|postgres|redis [...] | health off (each takes port=N)"},
     {"passive", CONF__CTX_POOL, 0, 4, 0, 0, d_passive,
      "passive [fails=3] [window=10s] [eject=30s] [status=502-504] | passive off"},
+    {"proxy_protocol", CONF__CTX_POOL, 1, 2, 0, 0, d_proxy_protocol,
+     "proxy_protocol v1|v2 [check] | proxy_protocol off"},
     {NULL},
 };
 CONF__TABLE_END

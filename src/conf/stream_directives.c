@@ -46,20 +46,35 @@ int conf__d_stream(conf__parser *p, const conf__directive *d)
  * service made on the same address (they are then chosen by SNI). An HTTP
  * listener on it is an error: one socket has one mode.
  */
+/* The same networks in the same order: a listener's proxy_protocol is one setting, however many lines name it. */
+static int same_pp(const gh_cfg_listener *a, const gh_cfg_listener *b)
+{
+    return a->proxy_protocol == b->proxy_protocol && a->npp_from == b->npp_from &&
+           (a->npp_from == 0 || memcmp(a->pp_from, b->pp_from, a->npp_from * sizeof(*a->pp_from)) == 0);
+}
+
 static int d_listen(conf__parser *p, const conf__directive *d)
 {
     gh_config *c = p->cfg;
     gh_cfg_stream *st = p->stream;
-    gh_cfg_listener *l;
+    gh_cfg_listener *l, opts = {0};
     gh_addr a;
 
     if (conf__listen_addr(p, d->line, ARG(0), &a) < 0)
+        return -1;
+    if (conf__listen_options(p, d, 1, &opts, 0) < 0)
         return -1;
     for (size_t i = 0; i < c->nlisteners; i++) {
         if (strcmp(c->listeners[i].addr.text, a.text) != 0)
             continue;
         if (!c->listeners[i].stream)
             return conf__fail(p, NULL, d->line, "listener %s is an HTTP listener (%s:%d); a stream needs its own",
+                              a.text, c->listeners[i].where.file, c->listeners[i].where.line);
+        /* Services sharing a listener share its PROXY protocol setting: a later line repeats it or says nothing. */
+        if (d->nargs > 1 && !same_pp(&c->listeners[i], &opts))
+            return conf__fail(p, NULL, d->line,
+                              "listener %s has other proxy_protocol options at %s:%d (services on one listener share "
+                              "them)",
                               a.text, c->listeners[i].where.file, c->listeners[i].where.line);
         st->listener = i;
         st->has_listen = 1;
@@ -68,6 +83,7 @@ static int d_listen(conf__parser *p, const conf__directive *d)
     l = conf__arena_push(p->a, (void **)&c->listeners, &c->nlisteners, &p->cap_listeners, sizeof(*l));
     if (l == NULL)
         return conf__oom(p, d->line);
+    *l = opts;
     l->addr = a;
     l->stream = 1;
     l->where = (gh_cfg_where){p->file, d->line};
@@ -180,7 +196,7 @@ static int d_idle_timeout(conf__parser *p, const conf__directive *d)
 CONF__TABLE_BEGIN
 /* name, context, min and max arguments, block, multi, handler (NULL: the slot), usage, slot */
 const conf__dirspec conf__stream_directives[] = {
-    {"listen", CONF__CTX_STREAM, 1, 1, 0, 0, d_listen, "listen ADDRESS:PORT"},
+    {"listen", CONF__CTX_STREAM, 1, 3, 0, 0, d_listen, "listen ADDRESS:PORT [proxy_protocol from=NETWORKS]"},
     {"cert", CONF__CTX_STREAM, 2, 2, 0, 1, d_cert, "cert CERT-FILE KEY-FILE"},
     {"protocol", CONF__CTX_STREAM, 1, 1, 0, 0, d_protocol, "protocol raw|postgres"},
     {"sni", CONF__CTX_STREAM, 1, CONF__MAX_ARGS, 0, 1, d_sni, "sni NAME..."},

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "health/check.h"
+#include "net/proxyproto.h"
 #include "net/sock.h"
 
 #define DEFAULT_INTERVAL_MS 5000
@@ -400,16 +401,21 @@ static int prober_init(health__run *r, health__prober *p, const gh_health_target
     if (t->type == GH_PROBE_HTTP) {
         const char *method = t->method ? t->method : "GET", *path = t->path ? t->path : "/";
         const char *host = t->host ? t->host : t->addr.text;
-        size_t cap = strlen(method) + strlen(path) + strlen(host) + 96;
-        ssize_t len;
+        size_t cap = strlen(method) + strlen(path) + strlen(host) + 96 + GH_PP_V1_MAX;
+        ssize_t len, pp = 0;
+        gh_pp_info local = {.local = 1};
 
         if ((p->req = malloc(cap)) == NULL)
             return -1;
-        if ((len = gh_health_http_request(p->req, cap, method, path, host)) < 0) {
+        if (t->proxy_protocol == 1)
+            pp = gh_pp_write_v1(p->req, cap, &local);
+        else if (t->proxy_protocol == 2)
+            pp = gh_pp_write_v2((uint8_t *)p->req, cap, &local);
+        if (pp < 0 || (len = gh_health_http_request(p->req + pp, cap - (size_t)pp, method, path, host)) < 0) {
             gh_log_error("health check of %s: invalid method, path or host", p->label);
             return -1;
         }
-        p->req_len = (size_t)len;
+        p->req_len = (size_t)(pp + len);
         p->head_request = strcmp(method, "HEAD") == 0;
     } else if (t->type == GH_PROBE_POSTGRES || t->type == GH_PROBE_REDIS) {
         const char *req = t->type == GH_PROBE_POSTGRES ? GH_HEALTH_PG_REQUEST : GH_HEALTH_REDIS_REQUEST;

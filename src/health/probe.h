@@ -45,6 +45,9 @@ typedef struct gh_health_target {
     uint32_t timeout_ms;             /* connect plus answer; >= 1 */
     uint32_t rise, fall;             /* passes / failures in a row that change the verdict; 0 counts as 1 */
     uint16_t port;                   /* probe this port of the server's address (port=); 0: the server's own */
+    /* HTTP: 1 or 2, the request starts with a PROXY header of that version saying "no client" (v2 LOCAL, v1
+     * UNKNOWN: spec 2.2, what health checks send), for servers that refuse a connection without one; 0: none. */
+    uint8_t proxy_protocol;
 } gh_health_target;
 
 /*

@@ -155,6 +155,43 @@ int gh_conn_quiet(gh_conn *c)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+int gh_conn_read_proxy(gh_conn *c, gh_pp_header *h, uint8_t *scratch, size_t cap, const char **why)
+{
+    ssize_t n, r;
+
+    *why = NULL;
+    if (!c->can_read)
+        return GH_AGAIN;
+    n = recv(c->io.fd, scratch, cap, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        c->can_read = 0;
+        return GH_AGAIN;
+    }
+    if (n <= 0) {
+        *why = n == 0 ? "closed before its PROXY header ended" : "socket error before its PROXY header";
+        return GH_ERROR;
+    }
+    r = gh_pp_parse(scratch, (size_t)n, h, why);
+    if (r == GH_PP_INCOMPLETE) {
+        if (c->hup) {
+            *why = "closed before its PROXY header ended";
+            return GH_ERROR;
+        }
+        /* The peeked bytes stay queued; the next segment brings a new edge (EPOLLET fires per arrival). */
+        c->can_read = 0;
+        return GH_AGAIN;
+    }
+    if (r < 0)
+        return GH_ERROR;
+    /* The header is there whole: take exactly its bytes, none of the client's own. */
+    n = recv(c->io.fd, scratch, (size_t)r, MSG_DONTWAIT);
+    if (n != r) {
+        *why = "socket error reading its PROXY header";
+        return GH_ERROR;
+    }
+    return GH_OK;
+}
+
 void gh_conn_close(gh_conn *c, gh_loop *l)
 {
     if (c->io.fd < 0)

@@ -5,11 +5,11 @@
  * call saw EAGAIN or a short transfer, so no system call is spent to learn that
  * it would block, and a set flag means the next call may make progress.
  *
- * Implementations: a plain socket (conn.c) and TLS (src/tls); later a reader of
- * the PROXY protocol that runs before TLS, and an in-memory pair for unit tests
- * and fuzzing. Nothing above this layer calls socket or OpenSSL functions, so a
- * new transport changes one file. (nginx swaps c->recv/c->send after the
- * handshake; HAProxy has xprt_ops; curl stacks connection filters.)
+ * Implementations: a plain socket (conn.c) and TLS (src/tls); the PROXY
+ * protocol reader (gh_conn_read_proxy) runs on the socket before either
+ * starts; later an in-memory pair for unit tests and fuzzing. Nothing above this layer calls socket or OpenSSL
+ * functions, so a new transport changes one file. (nginx swaps c->recv/c->send after the handshake; HAProxy has
+ * xprt_ops; curl stacks connection filters.)
  *
  * Ownership: a gh_conn is embedded in its owner (a client session, an upstream
  * connection, a tunnel side). The owner calls gh_conn_close() before it frees
@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 
 #include "core/loop.h"
+#include "net/proxyproto.h"
 
 typedef struct gh_conn gh_conn;
 
@@ -147,6 +148,18 @@ static inline const char *gh_conn_alpn(const gh_conn *c, size_t *len)
  * 1 clean, 0 bytes or an end of stream are there (or the socket failed).
  */
 int gh_conn_quiet(gh_conn *c);
+
+/*
+ * Reads the PROXY protocol header (proxyproto.h) that a trusted sender puts
+ * first on the connection, from the socket itself, before any transport
+ * handshake (TLS starts after it). It peeks and then takes exactly the
+ * header's bytes, so what follows (a ClientHello, a request) is left in the
+ * socket for the transport. scratch[0..cap) (at least GH_PP_MAX) holds the
+ * header while *h's TLV slices are in use. GH_OK with *h filled; GH_AGAIN:
+ * not all there yet (can_read is now 0); GH_ERROR: not a valid header, or the
+ * peer closed or failed before it ended (*why says which, for the log).
+ */
+int gh_conn_read_proxy(gh_conn *c, gh_pp_header *h, uint8_t *scratch, size_t cap, const char **why);
 
 /* Unregisters, disposes of the transport and closes the socket; io.fd becomes -1. A closed conn is a no-op. */
 void gh_conn_close(gh_conn *c, gh_loop *l);

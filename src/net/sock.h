@@ -25,6 +25,9 @@ int gh_sock_error(int fd);
 /* Numeric host of a peer address ("1.2.3.4", "::1") into out (>= 46 bytes). */
 void gh_sock_ntop(const struct sockaddr_storage *ss, char *out, size_t outlen);
 
+/* The local address of a connected socket (what the client connected to). 0 or -errno. */
+int gh_sock_local(int fd, struct sockaddr_storage *out);
+
 /* Plain-socket I/O: n > 0, 0 on EOF (read), GH_AGAIN, or GH_ERROR (errno set). */
 ssize_t gh_sock_read(int fd, void *buf, size_t len);
 ssize_t gh_sock_write(int fd, const void *buf, size_t len);

@@ -40,13 +40,14 @@ static void list_unlink(proxy__client *c)
 static void release(proxy__client *c)
 {
     proxy__worker *w = c->w;
-    if (c->state == CLIENT_HANDSHAKE)
+    if (c->state == CLIENT_HANDSHAKE || c->state == CLIENT_PROXY)
         w->handshaking--;
     proxy__h2_free(c);
     gh_timer_stop(w->loop, &c->timer);
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
     proxy__peer_release(&c->s.peer, &c->s.peer_counted);
+    proxy__session_drop_own(&c->s); /* before the generation goes: the connection refers to its pool */
     gh_metric_conn_close(w->metrics, c->s.listener->cfg->metric, c->mproto);
     proxy__gen_unref(c->s.gen);
     c->s.gen = NULL;
@@ -234,6 +235,54 @@ static int sniff_h2(proxy__client *c)
     }
 }
 
+/* What comes after the header: the TLS handshake, or (plain) the first request. */
+static void after_proxy_header(proxy__client *c)
+{
+    if (c->s.tls) {
+        c->state = CLIENT_HANDSHAKE; /* the handshake timer keeps running: one budget for header and handshake */
+        return;
+    }
+    c->w->handshaking--;
+    proxy__client_go_idle(c, c->w->t->header);
+}
+
+/*
+ * A trusted sender's PROXY header (spec 2: the very first bytes, before TLS).
+ * Its client becomes this connection's client for everything that follows:
+ * logs, X-Forwarded-For, `hash ip`, limits and access rules. A header that is
+ * malformed, or missing (the sender spoke HTTP or TLS at once), closes the
+ * connection: a sender we trust to name clients must name them, and guessing
+ * would let a client through as the sender.
+ */
+static void read_proxy_header(proxy__client *c)
+{
+    uint8_t scratch[GH_PP_MAX];
+    gh_pp_header h;
+    const char *why;
+    int r = gh_conn_read_proxy(&c->conn, &h, scratch, sizeof(scratch), &why);
+
+    if (r == GH_AGAIN)
+        return;
+    if (r < 0) {
+        gh_log_info("client %s on %s: %s, closed", c->s.ip, c->s.listener->cfg->addr.text,
+                    why != NULL ? why : "bad PROXY header");
+        proxy__client_close(c);
+        return;
+    }
+    if (!h.local) { /* LOCAL/UNKNOWN: the sender's own connection (its health check): the real endpoints stand */
+        c->s.peer = h.src;
+        c->s.local = h.dst;
+        c->s.local_known = 1;
+        gh_sock_ntop(&c->s.peer, c->s.ip, sizeof(c->s.ip));
+    }
+    /* max_connections_per_ip counts the client the header named (released with the same address) */
+    if (proxy__peer_admit(&c->s) < 0) {
+        proxy__client_close(c);
+        return;
+    }
+    after_proxy_header(c);
+}
+
 /* CLOSING: send what is queued, then close_notify and half-close; LINGER: drain input briefly. */
 static void closing(proxy__client *c)
 {
@@ -308,6 +357,9 @@ static void dispatch(proxy__client *c)
         if (c->conn.io.fd < 0)
             return;
         switch (state) {
+        case CLIENT_PROXY:
+            read_proxy_header(c);
+            break;
         case CLIENT_HANDSHAKE:
             do_handshake(c);
             break;
@@ -379,6 +431,9 @@ static void on_client_timeout(gh_timer *t)
                      c->w->t->keepalive > IDLE_GRACE_MS ? c->w->t->keepalive - IDLE_GRACE_MS : 1);
         return;
     }
+    if (c->state == CLIENT_PROXY)
+        gh_log_info("client %s on %s: no PROXY header within the handshake timeout, closed", c->s.ip,
+                    c->s.listener->cfg->addr.text);
     if (c->state == CLIENT_HEAD && gh_buf_len(&c->in) > 0) {
         /* RFC 9110 15.5.9: the client was too slow sending its request */
         gh_metric_limit(c->w->metrics, GH_M_LIMIT_HEADER_TIMEOUT);
@@ -411,10 +466,15 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     c->w = w;
     c->state = CLIENT_HANDSHAKE;
     c->s.peer = *peer;
+    c->s.conn = &c->conn;
     gh_sock_ntop(peer, c->s.ip, sizeof(c->s.ip));
-    /* The one call site of max_connections_per_ip: where s.peer is the real client. PROXY protocol, which sets
-     * it later, moves this call to after its header (and leaves it here for listeners without it). */
-    if (proxy__peer_admit(&c->s) < 0) {
+    /* Only a trusted sender's header is read; anyone else's bytes are its own
+     * request (a header there is a 400, or a failed handshake), never believed. */
+    if (l->cfg->proxy_protocol && gh_cidr_match_any(l->cfg->pp_from, l->cfg->npp_from, (const struct sockaddr *)peer))
+        c->state = CLIENT_PROXY;
+    /* The one call site of max_connections_per_ip where s.peer is the real client; behind a PROXY header,
+     * the header's client is counted once it is read (read_proxy_header). */
+    if (c->state != CLIENT_PROXY && proxy__peer_admit(&c->s) < 0) {
         gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */
         free(c);
         return;
@@ -434,7 +494,7 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     w->nclients++;
     gh_metric_conn_open(w->metrics, l->cfg->metric, GH_M_HTTP1);
     c->conn.can_read = 1; /* the first bytes are often there already */
-    if (c->s.tls) {
+    if (c->s.tls || c->state == CLIENT_PROXY) {
         w->handshaking++;
         gh_timer_set(w->loop, &c->timer, w->t->handshake);
     } else {
@@ -447,8 +507,8 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
 /*
  * Idle keep-alive connections are closed (RFC 9112 9.3 allows it; a client
  * retries a request that met such a close on a reused connection). A
- * connection accepted but not yet given its first request (in its handshake,
- * or before its first head) is served one: its client saw connect() succeed
+ * connection accepted but not yet given its first request (its PROXY header
+ * or handshake under way, or before its first head) is served one: its client saw connect() succeed
  * and sent its request in good faith; nothing tells it to retry. Its handshake
  * and header timeouts, and the drain deadline, bound what it costs.
  */

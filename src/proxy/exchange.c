@@ -126,7 +126,10 @@ int proxy__exchange_client_gone(proxy__exchange *ex)
 /* `none_left` is the answer when no server is left to try: 503 if none could be reached. */
 static int attach_upstream(proxy__exchange *ex, int none_left)
 {
-    proxy__upstream *u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
+    /* A pool sending PROXY headers: this client's own connection first, if it kept one. */
+    proxy__upstream *u = ex->pool->cfg->proxy_protocol ? proxy__upstream_own(ex->s, ex->pool, &ex->tried) : NULL;
+    if (u == NULL)
+        u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
     if (u == NULL)
         return proxy__exchange_fail(ex, none_left);
     u->ex = ex;
@@ -137,6 +140,7 @@ static int attach_upstream(proxy__exchange *ex, int none_left)
     ex->usent = 0;
     proxy__observe_upstream_taken(ex);
     if (u->reused) {
+        ex->usent = ex->pp_len; /* the connection's PROXY header went before its first request */
         u->connected = 1;
         u->conn.can_write = 1;
         u->conn.can_read = 0; /* it was quiet when it went idle; new bytes bring an event */

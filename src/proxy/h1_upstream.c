@@ -19,14 +19,36 @@
 /* A head within GH_H1_MAX_HEAD plus the forwarding headers (Host repeated twice, XFF...) fits. */
 #define UPSTREAM_HEAD_MAX (4 * GH_H1_MAX_HEAD)
 
-int proxy__h1u_request(proxy__exchange *ex, const gh_h1_request *r, const proxy__forward *f)
+/*
+ * A pool with proxy_protocol: the header goes in front of the head in uout, so
+ * it is written first on the connection and again with the head on a retry
+ * (always on a new connection: such pools reuse none across clients).
+ */
+static int proxy_header(proxy__exchange *ex)
 {
-    int n = proxy__request_head(ex->uout.data, ex->uout.cap, r, f);
-    if (n < 0 && gh_buf_reserve_large(&ex->uout, UPSTREAM_HEAD_MAX) == 0)
-        n = proxy__request_head(ex->uout.data, ex->uout.cap, r, f);
+    int version = ex->pool->cfg->proxy_protocol;
+    ssize_t n;
+
+    ex->pp_len = 0;
+    if (version == 0)
+        return 0;
+    n = proxy__pp_session(ex->s, version, (uint8_t *)ex->uout.data, ex->uout.cap);
     if (n < 0)
         return GH_ERROR;
-    ex->uout.end = (uint32_t)n;
+    ex->pp_len = (uint16_t)n;
+    return (int)n;
+}
+
+int proxy__h1u_request(proxy__exchange *ex, const gh_h1_request *r, const proxy__forward *f)
+{
+    int pp = proxy_header(ex), n = -1;
+    if (pp >= 0)
+        n = proxy__request_head(ex->uout.data + pp, ex->uout.cap - (size_t)pp, r, f);
+    if (n < 0 && gh_buf_reserve_large(&ex->uout, UPSTREAM_HEAD_MAX) == 0 && (pp = proxy_header(ex)) >= 0)
+        n = proxy__request_head(ex->uout.data + pp, ex->uout.cap - (size_t)pp, r, f);
+    if (n < 0 || pp < 0)
+        return GH_ERROR;
+    ex->uout.end = (uint32_t)(pp + n);
     return GH_OK;
 }
 

@@ -256,7 +256,10 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, vo
     st->s.gen->refs++;
     st->s.listener = c->s.listener;
     st->s.tls = c->s.tls;
-    st->s.peer = c->s.peer;
+    st->s.peer = c->s.peer; /* the PROXY header's client, when a trusted sender gave one */
+    st->s.local = c->s.local;
+    st->s.local_known = c->s.local_known;
+    st->s.conn = &c->conn; /* the TLS facts a PROXY v2 header to a server carries */
     memcpy(st->s.ip, c->s.ip, sizeof(st->s.ip));
     st->s.stream = (uint32_t)frame->hd.stream_id;
     st->h = h;
@@ -988,6 +991,7 @@ static void stream_free(h2_stream *st)
     gh_h2_head_dispose(&st->head);
     free(st->body);
     gh_buf_release(&st->rbuf);
+    proxy__session_drop_own(&st->s); /* before the generation goes: the connection refers to its pool */
     proxy__gen_unref(st->s.gen);
     if (st->prev != NULL)
         st->prev->next = st->next;

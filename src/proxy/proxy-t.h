@@ -104,15 +104,28 @@ struct proxy__session {
     proxy__worker *w;
     proxy__gen *gen; /* the configuration generation it was accepted on, or switched to between requests */
     const proxy__listener *listener;
-    proxy__exchange *ex;          /* the current exchange, owned */
-    uint8_t tls;                  /* the client came over TLS (X-Forwarded-Proto, redirects) */
-    uint8_t peer_counted;         /* counted for max_connections_per_ip (edge.c): released once, at close */
-    struct sockaddr_storage peer; /* the client's address (what access rules match, net/cidr.h) */
-    char ip[46];                  /* its text, for logs and X-Forwarded-For */
-    uint32_t stream;              /* the HTTP/2 stream id (logs); 0: HTTP/1 */
+    proxy__exchange *ex;  /* the current exchange, owned */
+    uint8_t tls;          /* the client came over TLS (X-Forwarded-Proto, redirects) */
+    uint8_t peer_counted; /* counted for max_connections_per_ip (edge.c): released once, at close */
+    /*
+     * The client's address (what access rules match, net/cidr.h): the socket's
+     * peer, or what a trusted sender's PROXY header said (client.c).
+     */
+    struct sockaddr_storage peer;
+    char ip[46]; /* its text, for logs and X-Forwarded-For */
+    /* The address the client connected to, as the PROXY header we send names it: from a received header
+     * (local_known), else read from the socket when first needed. */
+    struct sockaddr_storage local;
+    uint8_t local_known;
+    const gh_conn *conn; /* the client's transport: the TLS facts a PROXY v2 header carries (ALPN, SNI, version) */
+    /* A pool with proxy_protocol: the idle connection kept for this client's next request (its header names
+     * this client, so no other may use it). Owned; closed with the session (proxy__session_drop_own). */
+    proxy__upstream *own;
+    uint32_t stream; /* the HTTP/2 stream id (logs); 0: HTTP/1 */
 };
 
 enum proxy__client_state {
+    CLIENT_PROXY, /* a trusted sender's PROXY protocol header is awaited (before TLS) */
     CLIENT_HANDSHAKE,
     CLIENT_IDLE,     /* keep-alive: waiting for the first byte of a request */
     CLIENT_HEAD,     /* reading a request head */
@@ -158,6 +171,8 @@ struct proxy__upstream {
     proxy__upstream *prev, *next; /* server's idle list */
     gh_buf in;                    /* response bytes from the server */
     proxy__pool *pool;
+    proxy__session *owner; /* idle on this session (a PROXY header's client): not in the server's list */
+    uint64_t addr_version; /* a name's address version when it connected: a new address is not reused */
     uint16_t server;
     uint8_t connected, reused;
     uint8_t eof;         /* its FIN was read: nothing more will come (never pooled) */
@@ -182,6 +197,7 @@ struct proxy__exchange {
     /* request: client -> upstream */
     gh_buf uout;      /* serialized head and body for the upstream */
     uint32_t usent;   /* bytes of uout written; a retry rewinds it */
+    uint16_t pp_len;  /* the PROXY header at the front of uout (pool proxy_protocol), 0: none */
     uint8_t req_body; /* enum gh_h1_body: how the body goes upstream (as is, or re-chunked) */
     uint8_t req_done; /* the whole request is in uout */
     uint8_t idempotent, is_head, expect_continue;

@@ -70,8 +70,22 @@ int proxy__exchange_client_gone(proxy__exchange *ex);
 /* The upstream failed before a complete response: another server if the request allows it. 1 or PROXY__GONE. */
 int proxy__exchange_upstream_failed(proxy__exchange *ex, int status);
 
+/*
+ * pp_send.c: the PROXY protocol header (version 1 or 2) that starts a new
+ * connection to a server, naming the client src, the address dst it
+ * connected to (NULL: unknown, then UNKNOWN / UNSPEC), and for v2 the TLS
+ * facts of the client's transport `client` (NULL or plain: none). Its length,
+ * or -1 when cap (GH_PP_MAX is enough) is too small. The stream services'
+ * pools call proxy__pp_write with their own ends.
+ */
+ssize_t proxy__pp_write(int version, const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                        const gh_conn *client, uint8_t *out, size_t cap);
+/* The same for an exchange's session (its local address read from the socket on first use). */
+ssize_t proxy__pp_session(proxy__session *s, int version, uint8_t *out, size_t cap);
+
 /* h1_upstream.c: the HTTP/1.1 upstream codec. Pumps return 1 progress, 0 none, or PROXY__GONE. */
-/* Serializes the request head into ex->uout: GH_OK, or GH_ERROR when it does not fit (431). */
+/* Serializes the request head into ex->uout, behind the pool's PROXY header if it sends one (ex->pp_len
+ * bytes, skipped on a reused connection): GH_OK, or GH_ERROR when it does not fit (431). */
 int proxy__h1u_request(proxy__exchange *ex, const gh_h1_request *r, const proxy__forward *f);
 /* Request body from the session into uout, framed. */
 int proxy__h1u_fill(proxy__exchange *ex);
@@ -138,6 +152,15 @@ void proxy__pools_free(proxy__gen *g);
 /* Gets a pooled or new connection to a server of the pool not yet tried; NULL when none is left. */
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
+/*
+ * A pool with proxy_protocol: the connection this session's last request
+ * left idle (its PROXY header named this client), when it may carry the next
+ * one: the same pool and generation, its server untried and still healthy.
+ * Counted in flight like proxy__upstream_get's; NULL: none (a stale one is closed).
+ */
+proxy__upstream *proxy__upstream_own(proxy__session *s, proxy__pool *p, uint64_t *tried);
+/* Closes the session's own idle connection, if any: the session ends or changes generation. */
+void proxy__session_drop_own(proxy__session *s);
 void proxy__upstream_mark_failed(proxy__upstream *u);
 /* A connect to this server failed or timed out: skipped for a while in this worker, and passive health told. */
 void proxy__server_failed(proxy__pool *p, size_t server);

@@ -335,6 +335,7 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
                 t->timeout_ms = p->health.timeout;
                 t->rise = p->health.rise;
                 t->fall = p->health.fall;
+                t->proxy_protocol = p->proxy_protocol_check ? (uint8_t)p->proxy_protocol : 0;
             }
         }
     }

@@ -20,10 +20,13 @@
  * configuration generation, so a reload never cuts it. One access-log line
  * when it ends: service, server, SNI, duration, bytes both ways, how it ended.
  *
- * Hooks for the PROXY protocol: proxy__stream_accept is the accept path (a
- * reader of the header runs before it and passes the header's peer), and
- * upstream_ready is where a header for the server goes (into side[0].buf, which
- * the tunnel writes to the server first).
+ *   PROXY   (a listener with proxy_protocol, a trusted peer) the PROXY
+ *           protocol header comes first, before anything above: its client is
+ *           the stream's client (logs, hash ip, the header sent on)
+ *
+ * A pool with proxy_protocol gets a header first on the server connection
+ * (upstream_ready: into side[0].buf, which the tunnel writes to the server
+ * before any byte of the client's).
  *
  * Ownership: allocated here, freed by stream_end (with gh_loop_release) after
  * the tunnel closed both connections.
@@ -42,7 +45,7 @@
 #include "proxy/proxy.h"
 #include "tls/hello.h"
 
-enum { ST_PG, ST_HELLO, ST_TLS, ST_CONNECT, ST_RELAY };
+enum { ST_PROXY, ST_PG, ST_HELLO, ST_TLS, ST_CONNECT, ST_RELAY };
 
 typedef struct proxy__stream {
     proxy__tunnel t; /* first: the worker's list holds tunnels; side[0] the client, side[1] the server */
@@ -57,13 +60,16 @@ typedef struct proxy__stream {
     uint8_t connected;   /* the server accepted: counted in flight for it */
     uint8_t plain;       /* postgres without TLS (allow_plaintext) */
     uint8_t handshaking; /* counted in w->handshaking: the heap is trimmed once no handshake is under way */
+    uint8_t local_known; /* local is set (from a PROXY header, or read from the socket) */
     const char *why;     /* how it ended before the relay; NULL: the tunnel's reason */
+    struct sockaddr_storage peer, local; /* the client and the address it connected to: the PROXY header sent */
     char sni[GH_TLS_SNI_MAX];
 } proxy__stream;
 
 static const char *const tunnel_reasons[] = {"", "closed", "error", "idle timeout", "shutdown"};
 
 static void advance(proxy__stream *s);
+static void proxy_header(proxy__stream *s);
 
 static proxy__stream *of_tunnel(proxy__tunnel *t)
 {
@@ -343,15 +349,38 @@ static void pg_preface(proxy__stream *s)
 
 /* ---- the server ---------------------------------------------------------------------------- */
 
-/*
- * The server accepted. The PROXY protocol's hook: a header for the server
- * goes into side[0].buf here (the tunnel writes it to the server first).
- */
+/* A pool with proxy_protocol: its header, first in the bytes for the server (side[0].buf is empty yet). */
+static int send_proxy_header(proxy__stream *s)
+{
+    proxy__tunnel *t = &s->t;
+    gh_buf *b = &t->side[0].buf;
+    ssize_t n;
+
+    if (t->pool->cfg->proxy_protocol == 0)
+        return 0;
+    if (!s->local_known && gh_sock_local(t->side[0].conn.io.fd, &s->local) == 0)
+        s->local_known = 1;
+    if (gh_buf_reserve(b) < 0)
+        return -1;
+    /* passthrough or plain TCP: the client's conn is a plain socket, so no TLS TLVs */
+    n = proxy__pp_write(t->pool->cfg->proxy_protocol, &s->peer, s->local_known ? &s->local : NULL, &t->side[0].conn,
+                        (uint8_t *)gh_buf_tail(b), gh_buf_room(b));
+    if (n < 0)
+        return -1;
+    b->end += (uint32_t)n;
+    return 0;
+}
+
+/* The server accepted: the relay starts (with the PROXY header first, if the pool sends one). */
 static void upstream_ready(proxy__stream *s)
 {
     proxy__tunnel *t = &s->t;
 
     gh_timer_stop(t->w->loop, &s->timer);
+    if (send_proxy_header(s) < 0) {
+        end_with(s, "out of memory");
+        return;
+    }
     s->phase = ST_RELAY;
     proxy__upstream_report(t->pool, t->server, 1);
     t->side[0].conn.io.cb = proxy__tunnel_on_event;
@@ -415,7 +444,9 @@ static void on_connect_timeout(gh_timer *tm)
 static void on_first_timeout(gh_timer *tm)
 {
     proxy__stream *s = (proxy__stream *)((char *)tm - offsetof(proxy__stream, timer));
-    end_with(s, s->phase == ST_TLS ? "TLS handshake timeout" : "client silent before TLS");
+    end_with(s, s->phase == ST_TLS     ? "TLS handshake timeout"
+                : s->phase == ST_PROXY ? "no PROXY header within the handshake timeout"
+                                       : "client silent before TLS");
 }
 
 /* ---- events -------------------------------------------------------------------------------- */
@@ -425,6 +456,9 @@ static void advance(proxy__stream *s)
     int rc;
 
     switch (s->phase) {
+    case ST_PROXY:
+        proxy_header(s);
+        return;
     case ST_PG:
         pg_preface(s);
         return;
@@ -474,6 +508,48 @@ static void on_event(gh_io *io, unsigned events)
     upstream_ready(s);
 }
 
+/* What the listener's connections start with (after a PROXY header, if one came first). */
+static void first_phase(proxy__stream *s)
+{
+    const proxy__listener *l = s->listener;
+
+    if (l->pg) {
+        s->phase = ST_PG;
+        advance(s);
+    } else if (l->peek_hello) {
+        s->phase = ST_HELLO;
+        advance(s);
+    } else {
+        begin_service(s, l->svc_default != NULL ? l->svc_default : l->svcs[0]);
+    }
+}
+
+/*
+ * A trusted sender's PROXY header, read before anything else (client.c does
+ * the same for HTTP): malformed, missing or cut short ends the stream.
+ */
+static void proxy_header(proxy__stream *s)
+{
+    uint8_t scratch[GH_PP_MAX];
+    gh_pp_header h;
+    const char *why;
+    int r = gh_conn_read_proxy(&s->t.side[0].conn, &h, scratch, sizeof(scratch), &why);
+
+    if (r == GH_AGAIN)
+        return;
+    if (r < 0) {
+        end_with(s, why != NULL ? why : "bad PROXY header");
+        return;
+    }
+    if (!h.local) {
+        s->peer = h.src;
+        s->local = h.dst;
+        s->local_known = 1;
+        gh_sock_ntop(&s->peer, s->t.ip, sizeof(s->t.ip));
+    }
+    first_phase(s);
+}
+
 void proxy__stream_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer)
 {
     proxy__stream *s = calloc(1, sizeof(*s));
@@ -487,6 +563,7 @@ void proxy__stream_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     proxy__tunnel_init(t, w->loop, w->t->tunnel, stream_end);
     t->w = w;
     t->start_ms = gh_loop_now(w->loop);
+    s->peer = *peer;
     gh_sock_ntop(peer, t->ip, sizeof(t->ip));
     s->listener = l;
     s->count = -1;
@@ -504,13 +581,11 @@ void proxy__stream_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     t->side[0].conn.can_read = 1; /* the first bytes are often there already */
     s->timer.cb = on_first_timeout;
     gh_timer_set(w->loop, &s->timer, w->t->handshake);
-    if (l->pg) {
-        s->phase = ST_PG;
+    /* Only a trusted sender's header is read; anyone else's bytes are its own (never believed). */
+    if (l->cfg->proxy_protocol && gh_cidr_match_any(l->cfg->pp_from, l->cfg->npp_from, (const struct sockaddr *)peer)) {
+        s->phase = ST_PROXY;
         advance(s);
-    } else if (l->peek_hello) {
-        s->phase = ST_HELLO;
-        advance(s);
-    } else {
-        begin_service(s, l->svc_default != NULL ? l->svc_default : l->svcs[0]);
+        return;
     }
+    first_phase(s);
 }

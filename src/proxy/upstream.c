@@ -156,6 +156,17 @@ static void idle_unlink(proxy__upstream *u)
     s->nidle--;
 }
 
+/* An idle connection leaves where it waits: its server's list, or its client's session. */
+static void idle_unlink_any(proxy__upstream *u)
+{
+    if (u->owner != NULL) {
+        u->owner->own = NULL;
+        u->owner = NULL;
+        return;
+    }
+    idle_unlink(u);
+}
+
 static void upstream_close(proxy__upstream *u)
 {
     gh_loop *loop = u->w->loop;
@@ -191,7 +202,7 @@ static void on_upstream_event(gh_io *io, unsigned events)
     }
     /* While idle: the server closed the connection or sent something unasked. */
     if ((events & (GH_EV_READ | GH_EV_ERROR | GH_EV_HUP)) && !upstream_clean(u)) {
-        idle_unlink(u);
+        idle_unlink_any(u);
         upstream_close(u);
     }
 }
@@ -205,7 +216,7 @@ static void on_upstream_timeout(gh_timer *t)
         s->ops->dispatch(s);
         return;
     }
-    idle_unlink(u);
+    idle_unlink_any(u);
     upstream_close(u);
 }
 
@@ -342,6 +353,7 @@ static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
     u->w = w;
     u->pool = p;
     u->server = (uint16_t)server;
+    u->addr_version = p->servers[server].named != NULL ? p->servers[server].named->version : 0;
     if (gh_conn_add(&u->conn, w->loop) < 0) {
         close(fd);
         free(u);
@@ -379,17 +391,41 @@ proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t k
     }
 }
 
+/*
+ * A PROXY header named one client for the connection's whole life: another
+ * client's request on it would reach the server as that client's (its logs,
+ * its access rules). Such a connection waits on its own client's session for
+ * that client's next request (HAProxy's private connections), never in the
+ * server's list, and closes with the session.
+ */
+static void park_on_session(proxy__upstream *u, proxy__session *owner)
+{
+    proxy__session_drop_own(owner); /* one per session: an older one goes */
+    gh_buf_release(&u->in);
+    owner->own = u;
+    u->owner = owner;
+    gh_timer_set(u->w->loop, &u->timer, u->w->t->upstream_idle);
+}
+
 void proxy__upstream_release(proxy__upstream *u, int reusable)
 {
     proxy__pool *p = u->pool;
     proxy__worker *w = u->w;
     proxy__server *s = &p->servers[u->server];
+    proxy__session *owner = u->ex != NULL ? u->ex->s : NULL;
 
     if (u->ex != NULL && p->lb_servers[u->server].inflight > 0)
         p->lb_servers[u->server].inflight--;
     if (u->ex != NULL)
         gh_metric_inflight(w->metrics, p->slots[u->server], -1);
     u->ex = NULL;
+    if (p->cfg->proxy_protocol) {
+        if (reusable && !w->draining && owner != NULL && upstream_clean(u))
+            park_on_session(u, owner);
+        else
+            upstream_close(u);
+        return;
+    }
     if (!reusable || w->draining || s->nidle >= MAX_IDLE_PER_SERVER || !upstream_clean(u)) {
         upstream_close(u);
         return;
@@ -402,6 +438,45 @@ void proxy__upstream_release(proxy__upstream *u, int reusable)
     s->idle = u;
     s->nidle++;
     gh_timer_set(w->loop, &u->timer, w->t->upstream_idle);
+}
+
+proxy__upstream *proxy__upstream_own(proxy__session *s, proxy__pool *p, uint64_t *tried)
+{
+    proxy__upstream *u = s->own;
+    proxy__server *sv;
+
+    if (u == NULL)
+        return NULL;
+    sv = &p->servers[u->server];
+    if (u->pool != p || (*tried >> u->server & 1) ||
+        !gh_health_usable(p->gen->rt->health, p->slots[u->server], gh_loop_now(p->w->loop)))
+        goto drop;
+    if (sv->named != NULL) {
+        server_refresh(p, u->server);
+        if (sv->named->version != u->addr_version)
+            goto drop; /* the name moved: the next request goes to what it says now */
+    }
+    s->own = NULL;
+    u->owner = NULL;
+    gh_timer_stop(p->w->loop, &u->timer);
+    u->reused = 1;
+    *tried |= (uint64_t)1 << u->server;
+    p->lb_servers[u->server].inflight++;
+    return u;
+drop:
+    proxy__session_drop_own(s);
+    return NULL;
+}
+
+void proxy__session_drop_own(proxy__session *s)
+{
+    proxy__upstream *u = s->own;
+
+    if (u == NULL)
+        return;
+    s->own = NULL;
+    u->owner = NULL;
+    upstream_close(u);
 }
 
 void proxy__upstream_mark_failed(proxy__upstream *u)

@@ -322,6 +322,7 @@ int proxy__session_regen(proxy__session *s)
         const proxy__listener *l = &rt->listeners[i];
         /* an HTTP session never moves to an address that became a stream service's: it has no router */
         if (l->mode == PROXY__MODE_HTTP && same_listener(mine->addr.text, mine->tls, l->cfg)) {
+            proxy__session_drop_own(s); /* it belongs to a pool of the old generation */
             proxy__gen_unref(s->gen);
             s->gen = w->gen;
             s->gen->refs++;

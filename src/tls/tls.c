@@ -771,6 +771,17 @@ static const char *tls_alpn(const gh_conn *c, size_t *len)
     return n > 0 ? (const char *)p : NULL;
 }
 
+const char *gh_tls_conn_sni(const gh_conn *c)
+{
+    return c->ops == &gh_tls_conn_ops && c->impl != NULL ? SSL_get_servername(c->impl, TLSEXT_NAMETYPE_host_name)
+                                                         : NULL;
+}
+
+const char *gh_tls_conn_version_name(const gh_conn *c)
+{
+    return c->ops == &gh_tls_conn_ops && c->impl != NULL ? SSL_get_version(c->impl) : NULL;
+}
+
 static void tls_dispose(gh_conn *c)
 {
     sock_queue *q = queue_of(c);

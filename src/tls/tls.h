@@ -97,6 +97,12 @@ int gh_tls_conn_init(gh_conn *c, gh_tls_ctx *ctx, int fd, gh_io_cb cb, const gh_
 
 extern const gh_conn_ops gh_tls_conn_ops;
 
+/* The server name the client asked for (SNI), NULL when none or c is not TLS (for PROXY v2's authority TLV). */
+const char *gh_tls_conn_sni(const gh_conn *c);
+
+/* The protocol version agreed ("TLSv1.3"), NULL when c is not TLS (PROXY v2's SSL_VERSION sub-TLV). */
+const char *gh_tls_conn_version_name(const gh_conn *c);
+
 /*
  * After a handshake of c (a TLS connection, else 0): the protocol version
  * (0x0303 TLS 1.2, 0x0304 TLS 1.3), and in *resumed whether the session was

@@ -31,6 +31,7 @@ static const struct suite suites[] = {
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
     {"h2_head", suite_h2_head},
+    {"proxyproto", suite_proxyproto},
     {"metrics", suite_metrics},
 };
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "net/cidr.h"
+#include "net/sock.h"
 #include "unit.h"
 
 static int parse(const char *s, gh_cidr *c)
@@ -28,8 +29,36 @@ static int in(const char *net, const char *ip)
     return gh_cidr_match(&c, (struct sockaddr *)&ss);
 }
 
+/* gh_sock_ntop's own IPv4 formatter (inet_ntop's is slow) against inet_ntop itself. */
+static void ntop_cases(void)
+{
+    static const char *const ips[] = {"0.0.0.0",   "255.255.255.255", "10.0.100.9",
+                                      "1.20.3.40", "192.0.2.7",       "100.10.1.0"};
+    struct sockaddr_storage ss;
+    char got[64], want[64];
+
+    unit_case("sock_ntop: IPv4 as inet_ntop writes it");
+    for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
+        memset(&ss, 0, sizeof(ss));
+        ss.ss_family = AF_INET;
+        inet_pton(AF_INET, ips[i], &((struct sockaddr_in *)&ss)->sin_addr);
+        gh_sock_ntop(&ss, got, sizeof(got));
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, want, sizeof(want));
+        unit_check(strcmp(got, ips[i]) == 0 && strcmp(got, want) == 0, __FILE__, __LINE__, "%s written as %s", ips[i],
+                   got);
+    }
+    gh_sock_ntop(&ss, got, 8); /* "100.10.1.0" does not fit in 8 */
+    CHECK(strlen(got) < 8);
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_INET6;
+    inet_pton(AF_INET6, "2001:db8::1", &((struct sockaddr_in6 *)&ss)->sin6_addr);
+    gh_sock_ntop(&ss, got, sizeof(got));
+    CHECK_MEM(got, strlen(got), "2001:db8::1");
+}
+
 void suite_cidr(void)
 {
+    ntop_cases();
     gh_cidr c;
     char text[64];
 

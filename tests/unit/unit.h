@@ -51,6 +51,7 @@ void suite_cidr(void);
 void suite_dns(void);
 void suite_stream(void);
 void suite_h2_head(void);
+void suite_proxyproto(void);
 void suite_metrics(void);
 
 #endif
