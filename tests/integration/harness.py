@@ -501,7 +501,9 @@ class GatehouseConf(Gatehouse):
             self.listeners = []
             for m in re.finditer(r"^[ \t]*listen[ \t]+(\S+?):(\d+)((?:[ \t]+[^\s;#]+)*)[ \t]*(?:[;#].*)?$", self.text,
                                  re.M):
-                li = (m.group(1).strip("[]"), int(m.group(2)), "tls" in m.group(3).split())
+                opts = m.group(3).split()
+                # A PROXY protocol listener wants a header before TLS: readiness is its TCP accept alone.
+                li = (m.group(1).strip("[]"), int(m.group(2)), "tls" in opts and "proxy_protocol" not in opts)
                 if m.group(3) or li[:2] not in [x[:2] for x in self.listeners]:
                     self.listeners = [x for x in self.listeners if x[:2] != li[:2]] + [li]
             self.port = self.listeners[0][1] if self.listeners else None
