@@ -650,6 +650,29 @@ def need_haproxy():
     check(HAPROXY is not None, "haproxy is not installed (scripts/packages.txt lists it under issue 8)")
 
 
+@test("pp_accept_header_client_on_http2_streams")
+def _(ctx):
+    # The header's client stands for every HTTP/2 stream of the connection (each stream is a session of
+    # its own, copied from the connection's), in X-Forwarded-For and in the access log.
+    import h2raw
+    b, gh = start(ctx)
+    s = connect(gh.ports[2], TRUSTED)
+    s.sendall(v2(src="198.51.100.7"))
+    with h2raw.H2Conn(gh.ports[2], sock=s) as c:
+        eq(c.alpn, "h2", "ALPN after the PROXY header")
+        for i in range(3):
+            o = c.get("/echo?i=%d" % i)
+            eq(o.status, 200, "status of stream %d" % (2 * i + 1))
+            check(b"X-Forwarded-For: 198.51.100.7\r\n" in o.body,
+                  "stream %d: X-Forwarded-For is not the header's client: %r" % (2 * i + 1, o.body[:400]))
+    log = os.path.join(ctx.dir, "access.log")
+
+    def lines():
+        return re.findall(r"^198\.51\.100\.7 .*HTTP/2\.0", open(log).read() if os.path.exists(log) else "", re.M)
+    check(wait_until(lambda: len(lines()) >= 3, 3 * T), "access log lines of the three streams name the "
+          "header's client: %r" % (open(log).read()[-600:] if os.path.exists(log) else None))
+
+
 @test("pp_haproxy_send_proxy_in_front")
 def _(ctx):
     need_haproxy()
