@@ -399,6 +399,61 @@ typedef struct gh_cfg_route {
 #define GH_ROUTE_SET_REQUEST_BUFFER 0x8
 #define GH_ROUTE_SET_BODY_MIN_RATE  0x10
 
+/*
+ * Forward proxy (docs/config.md, "Forward proxy"): a site with a `forward { }`
+ * block serves clients that name their destinations (CONNECT host:port,
+ * absolute-form GET http://host/...). Its listeners serve it alone.
+ */
+typedef struct gh_cfg_port_range {
+    uint16_t lo, hi;
+} gh_cfg_port_range;
+
+/*
+ * `rule allow|deny [host=P,...] [port=N|N-M,...] [from=NET,...] [user=U,...] [to=NET,...] [via=POOL]`:
+ * every condition given must hold (any value of a list); first match wins,
+ * what no rule allows is denied. Without port=, a rule covers CONNECT to 443
+ * only and plain http to any port.
+ */
+typedef struct gh_cfg_fwd_rule {
+    int allow;
+    gh_cstr *hosts; /* lowercase: "example.com" exactly, "*.example.com" its subdomains, "*" any */
+    size_t nhosts;
+    gh_cfg_port_range *ports;
+    size_t nports;
+    gh_cidr *from; /* the client's address */
+    size_t nfrom;
+    gh_cstr *users; /* authenticated users; "*": any authenticated one */
+    size_t nusers;
+    gh_cidr *to; /* the destination's address after DNS: the only way to allow an internal range */
+    size_t nto;
+    const struct gh_cfg_pool *via; /* egress through a parent proxy of this pool; NULL: direct */
+    gh_cstr via_name;              /* as written; resolved by validation */
+    gh_cfg_where where;
+} gh_cfg_fwd_rule;
+
+/* A user of the `auth` file and its crypt(3) hash (yescrypt, bcrypt, sha512crypt...). */
+typedef struct gh_cfg_fwd_user {
+    gh_cstr name;
+    gh_cstr hash;
+} gh_cfg_fwd_user;
+
+typedef struct gh_cfg_forward {
+    gh_cfg_fwd_rule *rules;
+    size_t nrules;
+    gh_cfg_fwd_user *users; /* sorted by name; none: no authentication asked */
+    size_t nusers;
+    gh_cstr auth_file;             /* as resolved (for logs) */
+    gh_cstr realm;                 /* Proxy-Authenticate: Basic realm="..." */
+    uint32_t connect_timeout;      /* one attempt to one address: 10 s */
+    uint32_t dns_timeout;          /* a whole resolution: 5 s */
+    uint32_t tunnel_idle;          /* no byte either way: 5 min */
+    uint32_t max_tunnels_per_ip;   /* per worker; 0: no limit */
+    uint32_t max_tunnels_per_user; /* per worker; 0: no limit */
+    uint32_t auth_failures;        /* wrong credentials per client address per minute before 429: 10 */
+    gh_cfg_route route;            /* what an absolute-form request runs with (timeouts, body limits) */
+    gh_cfg_where where;
+} gh_cfg_forward;
+
 typedef struct gh_cfg_site {
     gh_cstr *names; /* lowercase; exact "example.com" or wildcard "*.example.com" */
     size_t nnames;
@@ -414,6 +469,7 @@ typedef struct gh_cfg_site {
     gh_cstr hsts;               /* the Strict-Transport-Security value sent over TLS; empty: none */
     gh_cfg_header_op *resp_ops; /* the site's `response_header`: every route's, unless the route names the header */
     size_t nresp_ops;
+    gh_cfg_forward *forward; /* a forward proxy: its listeners serve this site alone; NULL: a reverse proxy site */
     gh_cfg_where where;
 } gh_cfg_site;
 

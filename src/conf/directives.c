@@ -274,9 +274,9 @@ const conf__dirspec conf__main_directives[] = {
 CONF__TABLE_END
 
 /* In this order: a name in several contexts is reported as belonging to the first ("listen", "max_body"). */
-static const conf__dirspec *const tables[] = {conf__main_directives,  conf__pool_directives, conf__site_directives,
-                                              conf__route_directives, conf__edge_directives, conf__stream_directives,
-                                              conf__admin_directives};
+static const conf__dirspec *const tables[] = {conf__main_directives,  conf__pool_directives,  conf__site_directives,
+                                              conf__route_directives, conf__edge_directives,  conf__stream_directives,
+                                              conf__admin_directives, conf__forward_directives};
 
 const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 {
@@ -290,7 +290,8 @@ const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 const char *conf__context_name(int ctx)
 {
     static const char *const names[] = {"the main context", "a timeouts block", "a pool block",   "a site block",
-                                        "a route block",    "a stream block",   "an http2 block", "the admin block"};
+                                        "a route block",    "a stream block",   "an http2 block", "the admin block",
+                                        "a forward block"};
 
     return ctx >= 0 && ctx < (int)(sizeof(names) / sizeof(names[0])) ? names[ctx] : "another block";
 }

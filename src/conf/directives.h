@@ -35,7 +35,8 @@ enum conf__ctx {
     CONF__CTX_ROUTE,
     CONF__CTX_STREAM,
     CONF__CTX_HTTP2,
-    CONF__CTX_ADMIN
+    CONF__CTX_ADMIN,
+    CONF__CTX_FORWARD
 };
 
 typedef struct conf__slot conf__slot;
@@ -105,7 +106,8 @@ typedef struct conf__dirspec {
 
 /* Each table ends with a row whose name is NULL. */
 extern const conf__dirspec conf__main_directives[], conf__pool_directives[], conf__site_directives[],
-    conf__route_directives[], conf__edge_directives[], conf__stream_directives[], conf__admin_directives[];
+    conf__route_directives[], conf__edge_directives[], conf__stream_directives[], conf__admin_directives[],
+    conf__forward_directives[];
 
 /* edge_directives.c: the built-in log formats (combined, json) first in c->formats; 0 or -1 (out of memory). */
 int conf__builtin_formats(conf__arena *a, gh_config *c, size_t *cap);
@@ -163,6 +165,11 @@ int conf__d_site(conf__parser *p, const conf__directive *d);
 int conf__d_stream(conf__parser *p, const conf__directive *d);
 /* `admin { }` (admin_directives.c). */
 int conf__d_admin(conf__parser *p, const conf__directive *d);
+/* `forward { }` in a site (forward_directives.c), and its validation (rules' pools, the synthesized route). */
+int conf__d_forward(conf__parser *p, const conf__directive *d);
+int conf__forward_validate(conf__parser *p, gh_cfg_site *s);
+/* A route's timeouts and body limits from the main context where it set none (validate.c). */
+void conf__route_defaults(const gh_config *c, gh_cfg_route *r);
 /* request_buffer and body_min_rate (route_directives.c), in the main context and in routes. */
 int conf__d_request_buffer(conf__parser *p, const conf__directive *d);
 int conf__d_body_min_rate(conf__parser *p, const conf__directive *d);

@@ -41,6 +41,7 @@ typedef struct conf__parser {
     gh_cfg_site *site;
     gh_cfg_route *route;
     gh_cfg_stream *stream;
+    gh_cfg_forward *forward; /* the `forward { }` block being read */
     int main_lines; /* lines in the main file: where "no listener" is reported */
 
     /* Files being read, outermost first (realpath, malloc'd): include cycles and depth. */
@@ -53,6 +54,7 @@ typedef struct conf__parser {
     size_t cap_methods, cap_hmatch, cap_req_ops, cap_resp_ops, cap_target;
     size_t cap_formats, cap_logs, cap_site_rules, cap_route_rules, cap_site_resp_ops;
     size_t cap_main_hide, cap_site_hide, cap_route_hide;
+    size_t cap_fwd_rules;
 
     conf__pool_ref *pool_refs;
     size_t npool_refs, cap_pool_refs;

@@ -193,6 +193,8 @@ void *conf__block_object(conf__parser *p, int ctx)
         return &p->cfg->http2;
     case CONF__CTX_ADMIN:
         return &p->cfg->admin;
+    case CONF__CTX_FORWARD:
+        return p->forward;
     default:
         return NULL;
     }

@@ -38,7 +38,17 @@ static int find_listener(const gh_config *c, const gh_addr *a)
     return -1;
 }
 
-/* Each site's listener indexes: those it names, or every listener. */
+/* 1 when a forward proxy site names listener l (then it serves that site alone). */
+static int forward_listener(const conf__parser *p, size_t l)
+{
+    for (size_t i = 0; i < p->nlisten_refs; i++)
+        if (p->cfg->sites[p->listen_refs[i].site].forward != NULL &&
+            find_listener(p->cfg, &p->listen_refs[i].addr) == (int)l)
+            return 1;
+    return 0;
+}
+
+/* Each site's listener indexes: those it names, or every listener that no forward proxy holds. */
 static int site_listeners(conf__parser *p, size_t si)
 {
     gh_config *c = p->cfg;
@@ -67,10 +77,13 @@ static int site_listeners(conf__parser *p, size_t si)
             return conf__fail(p, site->where.file, site->where.line,
                               "listener %s belongs to a stream service: a site cannot serve it",
                               c->listeners[idx[i]].addr.text);
+    if (site->forward != NULL && n == 0)
+        return fail_at(p, &site->where, "forward proxy site %s names no listener (add \"listen ADDRESS:PORT\")%s",
+                       site->nnames > 0 ? site->names[0].p : "default", "");
     if (n == 0)
         for (size_t i = 0; i < c->nlisteners; i++)
-            if (!c->listeners[i].stream)
-                idx[n++] = i; /* every HTTP listener: stream listeners are their services' */
+            if (!c->listeners[i].stream && !forward_listener(p, i))
+                idx[n++] = i; /* every HTTP listener: stream listeners are their services', a forward proxy's its */
     if (n == 0)
         return fail_at(p, &site->where, "site %s has no HTTP listener to serve (add \"listen ADDRESS:PORT [tls]\")%s",
                        site->nnames > 0 ? site->names[0].p : "default", "");
@@ -136,14 +149,19 @@ static int check_listeners(conf__parser *p)
     const gh_config *c = p->cfg;
 
     for (size_t li = 0; li < c->nlisteners; li++) {
-        int used = 0;
+        int used = 0, forward = 0;
 
         if (c->listeners[li].stream)
             continue; /* check_streams */
         for (size_t si = 0; si < c->nsites; si++) {
             if (!serves(&c->sites[si], li))
                 continue;
+            if (used && (forward || c->sites[si].forward != NULL))
+                return fail_at(p, &c->sites[si].where,
+                               "listener %s serves a forward proxy: it can serve no other site%s",
+                               c->listeners[li].addr.text, "");
             used = 1;
+            forward = c->sites[si].forward != NULL;
             if (check_site_on_listener(p, si, li) < 0)
                 return -1;
         }
@@ -208,7 +226,7 @@ static int same_match(const gh_cfg_route *a, const gh_cfg_route *b)
     return 1;
 }
 
-static void route_defaults(const gh_config *c, gh_cfg_route *r)
+void conf__route_defaults(const gh_config *c, gh_cfg_route *r)
 {
     if (!(r->set & GH_ROUTE_SET_CONNECT))
         r->connect_timeout = c->timeouts.connect;
@@ -228,6 +246,11 @@ static int check_site(conf__parser *p, gh_cfg_site *s)
 {
     char first[512];
 
+    if (s->forward != NULL) {
+        if (s->nroutes > 0)
+            return fail_at(p, &s->routes[0].where, "a forward proxy site has no routes (its rules decide)%s%s", "", "");
+        return conf__forward_validate(p, s);
+    }
     if (s->nroutes == 0)
         return fail_at(p, &s->where, "site %s has no route (add, for example, \"route / { proxy POOL }\")%s",
                        s->nnames > 0 ? s->names[0].p : "default", "");
@@ -235,7 +258,7 @@ static int check_site(conf__parser *p, gh_cfg_site *s)
         if (s->routes[i].action == 0)
             return fail_at(p, &s->routes[i].where, "route %s has no action (proxy, redirect or respond)%s",
                            s->routes[i].prefix.p, "");
-        route_defaults(p->cfg, &s->routes[i]);
+        conf__route_defaults(p->cfg, &s->routes[i]);
     }
     for (size_t i = 0; i < s->nroutes; i++)
         if (conf__edge_route(p, s, &s->routes[i]) < 0)

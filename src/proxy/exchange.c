@@ -44,6 +44,7 @@ void proxy__exchange_free(proxy__exchange *ex)
     proxy__observe_exchange_end(ex);
     if (ex->u != NULL)
         proxy__upstream_release(ex->u, 0);
+    proxy__fwd_free(ex->fwd);
     gh_buf_release(&ex->uout);
     proxy__access_discard(ex);
     free(ex);
@@ -73,6 +74,27 @@ static int answer_error(proxy__exchange *ex, int status)
     site = ex->route != NULL ? ex->route->site : NULL; /* its security headers stay */
     ex->route = NULL;                                  /* a page of gatehouse's: no route's header operations */
     local_response_of(ex, site, status, NULL, 0, body, n);
+    return GONE;
+}
+
+int proxy__exchange_local_error(proxy__exchange *ex, int status, const char *extra, size_t extra_len)
+{
+    proxy__session *s = ex->s;
+    char body[64];
+    size_t n = proxy__error_body(body, sizeof(body), status);
+    proxy__local l = {status, NULL, 0, body, n, ex->is_head, 0, NULL, NULL, s->tls, 0, extra, extra_len};
+
+    if (status == 400 || !s->ops->body_done(s))
+        return proxy__exchange_fail(ex, status); /* out of step, or a body left unread: the session closes */
+    ex->buffering = 0;
+    ex->route = NULL; /* a page of gatehouse's: no route's header operations */
+    if (s->ops->send_local(s, &l) < 0)
+        return proxy__exchange_fail(ex, 500);
+    ex->status = status;
+    ex->res_started = 1;
+    ex->res_state = RES_DONE;
+    ex->bytes_out = ex->is_head ? 0 : n;
+    proxy__exchange_run(ex);
     return GONE;
 }
 
@@ -126,10 +148,14 @@ int proxy__exchange_client_gone(proxy__exchange *ex)
 /* `none_left` is the answer when no server is left to try: 503 if none could be reached. */
 static int attach_upstream(proxy__exchange *ex, int none_left)
 {
-    /* A pool sending PROXY headers: this client's own connection first, if it kept one. */
-    proxy__upstream *u = ex->pool->cfg->proxy_protocol ? proxy__upstream_own(ex->s, ex->pool, &ex->tried) : NULL;
-    if (u == NULL)
-        u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key);
+    proxy__upstream *u = NULL;
+
+    if (ex->fwd != NULL && ex->pool == NULL)
+        u = proxy__fwd_upstream(ex); /* a forward proxy's origin: no config pool */
+    else if (ex->pool->cfg->proxy_protocol)
+        u = proxy__upstream_own(ex->s, ex->pool, &ex->tried); /* PROXY headers: this client's own connection */
+    if (u == NULL && (ex->fwd == NULL || ex->pool != NULL))
+        u = proxy__upstream_get(ex->pool, &ex->tried, ex->hash_key); /* a pool's server (a parent proxy's too) */
     if (u == NULL)
         return proxy__exchange_fail(ex, none_left);
     u->ex = ex;
@@ -162,12 +188,20 @@ int proxy__exchange_upstream_failed(proxy__exchange *ex, int status)
     int can_retry =
         !ex->res_started && gh_buf_len(&u->in) == 0 && (!sent || (ex->idempotent && ex->req_body == GH_H1_BODY_NONE));
 
-    if (!connected)
+    if (!connected && ex->fwd == NULL)
         proxy__upstream_mark_failed(u);
     ex->u = NULL;
     proxy__upstream_release(u, 0);
     if (!can_retry)
         return proxy__exchange_fail(ex, status);
+    if (ex->fwd != NULL) {
+        proxy__fwd_upstream_failed(ex, connected, reused); /* its next judged address, or a fresh connection */
+        if (connected)
+            ex->reached = 1;
+        if (attach_upstream(ex, 502) == GONE)
+            return GONE;
+        return 1;
+    }
     if (reused) {
         /* A stale keep-alive connection (the server closed it while idle): the
          * server itself is fine, so it may be tried again with a fresh connection. */
@@ -231,7 +265,8 @@ static void local_response_of(proxy__exchange *ex, const gh_cfg_site *site, int 
     proxy__session *s = ex->s;
     ex->buffering = 0; /* no server will take the body now */
     /* `close` is the session's to decide (an unread body, HTTP/1.0...) */
-    proxy__local l = {status, loc, loclen, body, bodylen, ex->is_head, 0, ex->route, site, s->tls, ex->retry_after};
+    proxy__local l = {status, loc,    loclen,          body, bodylen, ex->is_head, 0, ex->route,
+                      site,   s->tls, ex->retry_after, NULL, 0};
 
     if (s->ops->send_local(s, &l) < 0) {
         proxy__exchange_fail(ex, 500);
@@ -324,6 +359,28 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     proxy__exchange_run(ex);
 }
 
+int proxy__exchange_fwd_head(proxy__exchange *ex, const gh_h1_request *r)
+{
+    proxy__session *c = ex->s;
+    /* origin-form upstream (RFC 9112 3.2.1), Host from the target (3.2.2), hop-by-hop and Proxy-* fields out */
+    proxy__forward f = {.client_ip = c->ip, .tls = c->tls, .route = ex->route, .anonymous = 1};
+
+    if (r->body == GH_H1_BODY_LENGTH && r->content_length > ex->route->max_body)
+        return proxy__exchange_fail(ex, 413);
+    f.fallback_host = "localhost"; /* unused: absolute-form always has its authority */
+    if (proxy__h1u_request(ex, r, &f) < 0)
+        return proxy__exchange_fail(ex, 431);
+    return 0;
+}
+
+int proxy__exchange_fwd_go(proxy__exchange *ex)
+{
+    if (attach_upstream(ex, 502) == GONE)
+        return GONE;
+    proxy__exchange_run(ex);
+    return 0;
+}
+
 void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
 {
     proxy__worker *w = s->w;
@@ -348,6 +405,10 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
     ex->expect_continue = (r->flags & GH_H1_F_EXPECT_CONTINUE) && !ex->req_done;
     proxy__access_begin(ex, r);
 
+    if (s->listener->forward != NULL) {
+        proxy__fwd_start(ex, r); /* CONNECT and absolute-form: a forward proxy's (forward.c) */
+        return;
+    }
     if (r->target_form == GH_H1_AUTHORITY_FORM) {
         proxy__exchange_fail(ex, 405); /* CONNECT: this is a reverse proxy */
         return;

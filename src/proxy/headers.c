@@ -189,6 +189,8 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
             put_header(&o, &r->headers[i]);
     put_set_ops(&o, ops, nops);
 
+    if (f->anonymous)
+        goto framing; /* a forward proxy tells no origin who its clients are (internal addresses) */
     if (!(named & OWN_XFF)) {
         put(&o, "X-Forwarded-For: ", 17);
         if (put_joined(&o, r->headers, r->nheaders, GH_HDR_X_FORWARDED_FOR))
@@ -205,6 +207,7 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
     }
     if (!(named & OWN_FORWARDED))
         put_forwarded(&o, r, ip, host, tls);
+framing:
     if (r->body == GH_H1_BODY_CHUNKED)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     /* Upgrade is hop-by-hop (RFC 9110 7.8): the client's was dropped with the other
@@ -317,6 +320,7 @@ const char *proxy__status_text(int status)
         {403, "Forbidden"},
         {404, "Not Found"},
         {405, "Method Not Allowed"},
+        {407, "Proxy Authentication Required"},
         {408, "Request Timeout"},
         {410, "Gone"},
         {413, "Content Too Large"},
@@ -369,6 +373,8 @@ int proxy__local_response(char *dst, size_t cap, const proxy__local *l)
         put_uint(&o, l->retry_after);
         put(&o, "\r\n", 2);
     }
+    if (l->extra_len > 0)
+        put(&o, l->extra, l->extra_len); /* whole lines of gatehouse's own (Proxy-Authenticate) */
     if (!bodiless) {
         puts_(&o, "Content-Length: ");
         put_uint(&o, l->body_len);

@@ -222,6 +222,7 @@ struct proxy__exchange {
     uint64_t bytes_out;     /* body bytes sent to the client (access log) */
     proxy__access_rec *log; /* request line, referer and user agent, when logging (from a free list) */
     uint64_t upstream_us;   /* when it took its upstream connection (metrics: the response histogram) */
+    struct proxy__fwd *fwd; /* a forward proxy's exchange: its destination, DNS and connects (forward.c) */
 };
 
 /* Why a tunnel ended (for the log). */
@@ -262,6 +263,10 @@ struct proxy__tunnel {
     struct sockaddr_storage peer; /* the client's, and whether it counts for max_connections_per_ip */
     uint8_t peer_counted;
     char ip[46];
+    /* A forward proxy's CONNECT (forward.c): who, where to, by which rule; for its log line and limits. */
+    const char *fwd_user; /* in the generation's config (t->gen holds it); NULL: none */
+    int fwd_rule;         /* 1 + the allowing rule's index; 0: not a forward tunnel */
+    char fwd_dst[64];     /* the address connected to */
 };
 
 /* An address of a server given by name, as this worker last read it (owned by its pool: proxy__pool.named). */
@@ -296,12 +301,14 @@ struct proxy__pool {
     size_t nservers;
     const gh_health_ref *slots; /* per server: its health slot (the runtime's refs) */
     gh_health_passive passive;
+    gh_addr *origins; /* the forward pool (proxy__fwd_pool): each server's address, set when a slot is taken */
 };
 
 /* What a listener's connections speak; chosen at accept (worker.c on_accept), in one switch. */
 enum proxy__listener_mode {
-    PROXY__MODE_HTTP,   /* HTTP/1.1 or HTTP/2 (over TLS or not): a client session, an exchange per request or stream */
-    PROXY__MODE_STREAM, /* TCP stream services (stream.c): TLS or not, then a tunnel to a pool's server */
+    PROXY__MODE_HTTP,    /* HTTP/1.1 or HTTP/2 (over TLS or not): a client session, an exchange per request or stream */
+    PROXY__MODE_STREAM,  /* TCP stream services (stream.c): TLS or not, then a tunnel to a pool's server */
+    PROXY__MODE_FORWARD, /* HTTP/1.1 sessions; each exchange is a forward proxy's (forward.c) */
 };
 
 /* A stream service of the runtime (`stream NAME { }`): its TLS context and ALPN list. */
@@ -330,6 +337,7 @@ struct proxy__listener {
     const proxy__svc *svc_default; /* the one without sni names; NULL: an unknown name is refused */
     uint8_t peek_hello;            /* the SNI decides (several services, or passthrough) */
     uint8_t pg;                    /* protocol postgres: the SSLRequest comes first */
+    const gh_cfg_site *forward;    /* PROXY__MODE_FORWARD: the forward proxy site it serves alone */
 };
 
 /* Built by the master from a config (gh_runtime_new), inherited by the workers. */
@@ -370,6 +378,7 @@ struct proxy__gen {
     proxy__pool *pools; /* one per config pool, same order */
     size_t npools;
     proxy__access **access; /* per config log (gh_config.logs): its sink, owned by the worker; NULL: no log */
+    proxy__pool *fwd_pool;  /* forward proxies' origins (absolute-form), made on first use; NULL: none yet */
     uint32_t refs;
 };
 
@@ -416,6 +425,8 @@ struct proxy__worker {
     gh_h1_response res;
     proxy__access *access; /* NULL: no access log */
     gh_mslot *metrics;     /* this worker's block of the shared metrics region (metrics/metrics.h) */
+    struct gh_resolver *resolver; /* the forward proxy's (forward.c), made on first use; NULL: none */
+    struct proxy__fwd_auth *auth; /* the forward proxy's credential cache and failure counts (fwd_auth.c) */
     int64_t date_sec;
     char date[32]; /* "25/Nov/2026:13:47:19 +0000" */
 };
@@ -435,6 +446,7 @@ typedef struct proxy__forward {
     size_t path_len;
     const gh_cfg_route *route; /* header operations; NULL: none */
     int websocket;             /* a valid WebSocket upgrade (gh_ws_check_request): ask the server to switch */
+    int anonymous;             /* a forward proxy's request: no X-Forwarded-For, X-Forwarded-* nor Forwarded */
 } proxy__forward;
 
 /* A response of gatehouse's own (redirect, respond). */
@@ -450,6 +462,8 @@ struct proxy__local {
     const gh_cfg_site *site;   /* without a route: the site's security headers apply */
     int tls;                   /* HSTS only over TLS */
     uint32_t retry_after;      /* seconds (429); 0: no Retry-After */
+    const char *extra;         /* whole header lines of gatehouse's own (Proxy-Authenticate); NULL: none */
+    size_t extra_len;
 };
 
 /* For logs: "127.0.0.1:8081" as configured, or "app.internal:8080 (10.0.0.5)" for an address of a name. */

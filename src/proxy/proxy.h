@@ -130,8 +130,40 @@ int proxy__peer_admit(proxy__session *s);
 /* Gives the count back when *counted (then clears it); a tunnel takes it over from its session. */
 void proxy__peer_release(const struct sockaddr_storage *peer, uint8_t *counted);
 
+/* forward.c: the exchanges of a forward proxy listener (CONNECT, absolute-form) */
+typedef struct proxy__fwd proxy__fwd;
+/* Judges, resolves and connects for the request head r (valid only during the call). */
+void proxy__fwd_start(proxy__exchange *ex, gh_h1_request *r);
+/* With its exchange: the DNS query cancelled, connects closed. */
+void proxy__fwd_free(proxy__fwd *f);
+/* Absolute-form: a connection to the next judged address (pooled unless it went stale); NULL: none left. */
+proxy__upstream *proxy__fwd_upstream(proxy__exchange *ex);
+/* That connection failed before a response: a stale pooled one is replaced, else the next address. */
+void proxy__fwd_upstream_failed(proxy__exchange *ex, int connected, int reused);
+/* At worker exit: the resolver and the credential cache. */
+void proxy__fwd_worker_free(proxy__worker *w);
+
+/* fwd_auth.c: Proxy-Authorization: Basic against the users file */
+/* 0 (*user: the user, in the config), 407 (none, or wrong), or 429 (too many failures from this address). */
+int proxy__fwd_auth(proxy__session *s, const gh_cfg_forward *f, const gh_h1_request *r, const char **user);
+/* Answers 407 (with Proxy-Authenticate) or 429. */
+void proxy__fwd_auth_refuse(proxy__exchange *ex, const gh_cfg_forward *f, int status);
+void proxy__fwd_auth_free(proxy__worker *w);
+
+/* exchange.c, for forward.c */
+/* Gatehouse's error page for status (with extra header lines), before any upstream. Returns PROXY__GONE. */
+int proxy__exchange_local_error(proxy__exchange *ex, int status, const char *extra, size_t extra_len);
+/* Absolute-form: the origin-form head for the upstream into uout (0, or PROXY__GONE after a 4xx). */
+int proxy__exchange_fwd_head(proxy__exchange *ex, const gh_h1_request *r);
+/* Absolute-form, addresses judged: connect and run the pumps. 0 or PROXY__GONE. */
+int proxy__exchange_fwd_go(proxy__exchange *ex);
+
 /* upgrade.c: an exchange whose 101 reached the client becomes a tunnel (through proxy__exchange_to_tunnel). */
 void proxy__upgrade_tunnel(proxy__exchange *ex);
+/* A tunnel joins the worker's list (the drain deadline ends it). */
+void proxy__tunnel_link(proxy__tunnel *t);
+/* A tunnel's `end` for the proxy's tunnels: logged, counts given back, unlinked, its generation let go, freed. */
+void proxy__tunnel_finish(proxy__tunnel *t);
 /* The drain deadline: every tunnel of the worker ends now. */
 void proxy__tunnels_close(proxy__worker *w);
 /* A tunnel (or a stream, whose first member is one) in the worker's list and count, or out of them. */
@@ -178,6 +210,11 @@ void proxy__pool_close_idle(proxy__pool *p);
 /* Closes one server's idle connections (after one of them proved stale, the others likely are too). */
 void proxy__server_close_idle(proxy__pool *p, size_t server);
 void proxy__pools_close_idle(proxy__gen *g);
+/* The generation's forward pool: slots of origin addresses, made on first use; NULL: out of memory. */
+proxy__pool *proxy__fwd_pool(proxy__gen *g);
+void proxy__fwd_pool_free(proxy__gen *g);
+/* A connection to address a in the forward pool: an idle one of its slot unless fresh, else new. NULL: failed. */
+proxy__upstream *proxy__upstream_to(proxy__pool *p, const gh_addr *a, int fresh);
 
 /* worker.c */
 void proxy__gen_unref(proxy__gen *g);

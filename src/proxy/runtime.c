@@ -215,6 +215,11 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    for (size_t k = 0; k < rt->cfg->nsites; k++)
+        if (rt->cfg->sites[k].forward != NULL && site_serves(&rt->cfg->sites[k], i)) {
+            l->forward = &rt->cfg->sites[k]; /* validation: it serves this listener alone */
+            l->mode = PROXY__MODE_FORWARD;
+        }
     if (!lc->tls)
         return 0;
     const gh_cfg_site *def = default_site(rt, l->router, i);

@@ -31,7 +31,7 @@ void proxy__tunnel_unlink(proxy__tunnel *t)
     w->ntunnels--;
 }
 
-static void tunnel_end(proxy__tunnel *t)
+void proxy__tunnel_finish(proxy__tunnel *t)
 {
     proxy__worker *w = t->w;
 
@@ -78,7 +78,7 @@ void proxy__upgrade_tunnel(proxy__exchange *ex)
         s->ops->abort(s); /* frees ex, closes both */
         return;
     }
-    proxy__tunnel_init(t, w->loop, s->gen->rt->cfg->timeouts.tunnel, tunnel_end);
+    proxy__tunnel_init(t, w->loop, s->gen->rt->cfg->timeouts.tunnel, proxy__tunnel_finish);
     t->w = w;
     t->pool = ex->pool;
     t->server = ex->u->server;
@@ -110,7 +110,7 @@ void proxy__upgrade_tunnel(proxy__exchange *ex)
             gh_buf_release(&t->side[i].buf);
         }
         t->pool = NULL;
-        tunnel_end(t);
+        proxy__tunnel_finish(t);
         return;
     }
     gh_buf_release(&unsent);

@@ -528,4 +528,105 @@ void proxy__pools_close_idle(proxy__gen *g)
 {
     for (size_t i = 0; i < g->npools; i++)
         proxy__pool_close_idle(&g->pools[i]);
+    if (g->fwd_pool != NULL)
+        proxy__pool_close_idle(g->fwd_pool);
+}
+
+/*
+ * The forward pool: the origins of a forward proxy's absolute-form requests,
+ * as slots of a pool without balancer or health state (a slot per origin
+ * address, taken when a request needs one and none holds it). Keep-alive
+ * connections are reused by the address they are connected to, never by the
+ * name asked for: two names of one address share them, and a name that
+ * moved to another address never gets the old one's connection.
+ */
+#define FWD_POOL_SLOTS 64
+
+proxy__pool *proxy__fwd_pool(proxy__gen *g)
+{
+    proxy__pool *p = g->fwd_pool;
+
+    if (p != NULL)
+        return p;
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return NULL;
+    p->w = g->w;
+    p->gen = g;
+    p->nservers = FWD_POOL_SLOTS;
+    p->servers = calloc(FWD_POOL_SLOTS, sizeof(*p->servers));
+    p->lb_servers = calloc(FWD_POOL_SLOTS, sizeof(*p->lb_servers));
+    p->origins = calloc(FWD_POOL_SLOTS, sizeof(*p->origins));
+    if (p->servers == NULL || p->lb_servers == NULL || p->origins == NULL) {
+        free(p->servers);
+        free(p->lb_servers);
+        free(p->origins);
+        free(p);
+        return NULL;
+    }
+    for (size_t i = 0; i < FWD_POOL_SLOTS; i++)
+        p->servers[i].text = p->origins[i].text;
+    g->fwd_pool = p;
+    return p;
+}
+
+void proxy__fwd_pool_free(proxy__gen *g)
+{
+    proxy__pool *p = g->fwd_pool;
+
+    if (p == NULL)
+        return;
+    proxy__pool_close_idle(p);
+    free(p->servers);
+    free(p->lb_servers);
+    free(p->origins);
+    free(p);
+    g->fwd_pool = NULL;
+}
+
+/* The slot holding a, or a free one (no connection in use or idle), else one whose idle ones are closed. -1: none. */
+static int origin_slot(proxy__pool *p, const gh_addr *a)
+{
+    int free_slot = -1, idle_slot = -1;
+
+    for (size_t i = 0; i < p->nservers; i++) {
+        proxy__server *s = &p->servers[i];
+
+        if (s->addr != NULL && gh_addr_same(s->addr, a))
+            return (int)i;
+        if (p->lb_servers[i].inflight == 0 && free_slot < 0 && (s->addr == NULL || s->nidle == 0))
+            free_slot = (int)i;
+        else if (p->lb_servers[i].inflight == 0 && idle_slot < 0)
+            idle_slot = (int)i;
+    }
+    if (free_slot < 0 && idle_slot >= 0) {
+        proxy__server_close_idle(p, (size_t)idle_slot); /* the least kept: more origins than slots */
+        free_slot = idle_slot;
+    }
+    if (free_slot >= 0) {
+        p->origins[free_slot] = *a;
+        p->servers[free_slot].addr = &p->origins[free_slot];
+        p->servers[free_slot].text = p->origins[free_slot].text;
+    }
+    return free_slot;
+}
+
+proxy__upstream *proxy__upstream_to(proxy__pool *p, const gh_addr *a, int fresh)
+{
+    int i = origin_slot(p, a), local;
+    proxy__upstream *u;
+
+    if (i < 0)
+        return NULL;
+    if (!fresh && (u = p->servers[i].idle) != NULL) {
+        idle_unlink(u);
+        gh_timer_stop(p->w->loop, &u->timer);
+        u->reused = 1;
+    } else {
+        if (fresh)
+            proxy__server_close_idle(p, (size_t)i); /* one went stale: the others likely did too */
+        if ((u = upstream_new(p, i, &local)) == NULL)
+            return NULL;
+    }
+    p->lb_servers[i].inflight++;
+    return u;
 }

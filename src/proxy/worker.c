@@ -169,6 +169,7 @@ static int accept_batch(proxy__acceptor *a)
             proxy__stream_accept(w, a->listener, fd, &peer);
             break;
         case PROXY__MODE_HTTP:
+        case PROXY__MODE_FORWARD: /* the same HTTP/1 sessions; the exchange turns to forward.c */
         default:
             proxy__client_accept(w, a->listener, fd, &peer);
             break;
@@ -300,6 +301,7 @@ void proxy__gen_unref(proxy__gen *g)
 {
     if (g == NULL || --g->refs > 0)
         return;
+    proxy__fwd_pool_free(g);
     proxy__pools_free(g);
     proxy__access_gen_free(g);
     gh_runtime_free(g->rt);
@@ -539,6 +541,7 @@ static void teardown(proxy__worker *w)
             close(w->acceptors[i].io.fd);
     free(w->acceptors);
     proxy__gen_unref(w->gen);
+    proxy__fwd_worker_free(w);
     proxy__access_close(w);
     if (w->signal_io.fd >= 0)
         close(w->signal_io.fd);
