@@ -542,6 +542,9 @@ void proxy__pools_close_idle(proxy__gen *g)
  */
 #define FWD_POOL_SLOTS 64
 
+/* No passive ejection, no balancer: what the exchange reads of a pool's config (passive counts, name). */
+static const gh_cfg_pool fwd_pool_cfg = {.name = {"forward", 7}};
+
 proxy__pool *proxy__fwd_pool(proxy__gen *g)
 {
     proxy__pool *p = g->fwd_pool;
@@ -552,6 +555,7 @@ proxy__pool *proxy__fwd_pool(proxy__gen *g)
         return NULL;
     p->w = g->w;
     p->gen = g;
+    p->cfg = &fwd_pool_cfg;
     p->nservers = FWD_POOL_SLOTS;
     p->servers = calloc(FWD_POOL_SLOTS, sizeof(*p->servers));
     p->lb_servers = calloc(FWD_POOL_SLOTS, sizeof(*p->lb_servers));

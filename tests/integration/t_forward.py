@@ -73,5 +73,265 @@ def _(ctx):
     gh = fwd_conf(ctx, ["rule allow port=%d %s" % (origin.port, LOCAL)])
     r = curl(["-x", proxy_url(gh), "https://127.0.0.1:%d/id" % origin.port])
     eq(r.stdout, b"b", "body through the tunnel")
-    check(wait_log(gh, r"tunnel from 127\.0\.0\.1 to 127\.0\.0\.1:%d by rule 1 ended" % origin.port, 5 * T),
+    check(wait_log(gh, r"tunnel from 127\.0\.0\.1 to 127\.0\.0\.1:%d by rule 1 ended after \d+ ms: \d+ bytes up, "
+                   r"\d+ down" % origin.port, 5 * T) is not None,
           "the tunnel's log line (user, destination, rule, bytes, duration)")
+
+
+@test("forward_absolute_form_to_origin")
+def _(ctx):
+    b = ctx.backend("b")
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (b.port, LOCAL)])
+    r = curl(["-x", proxy_url(gh), "-H", "X-Forwarded-For: 6.6.6.6", "http://127.0.0.1:%d/id" % b.port])
+    eq(r.stdout, b"b", "body")
+    # keep-alive to the origin: two requests of one curl reuse one upstream connection
+    curl(["-x", proxy_url(gh), "http://127.0.0.1:%d/id" % b.port, "http://127.0.0.1:%d/id" % b.port])
+    raw = b.raw().decode(errors="replace")
+    check("GET /id HTTP/1.1" in raw, "origin-form upstream: %r" % raw[:200])
+    check("http://" not in raw.split("\r\n")[0], "absolute-form went upstream: %r" % raw[:200])
+    check(re.search(r"(?im)^host: 127\.0\.0\.1:%d\r$" % b.port, raw) is not None, "Host from the target")
+    check(re.search(r"(?im)^(x-forwarded-for|forwarded|proxy-connection|proxy-authorization):", raw) is None,
+          "client-address or proxy fields went upstream: %r" % raw[:600])
+    check(b.accepts() <= 2, "upstream connections for 3 requests: %d (2 curl runs, keep-alive within one)"
+          % b.accepts())
+
+
+@test("forward_denied_by_default")
+def _(ctx):
+    # No rule: everything is denied (403), before any DNS query or connect.
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    gh = fwd_conf(ctx, ["rule allow host=allowed.example port=443"])
+    r = curl(["-x", proxy_url(gh), "-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:%d/id" % b.port],
+             ok=False)
+    eq(status_of(r), 403, "absolute-form without a rule")
+    r = curl(["-x", proxy_url(gh), "https://127.0.0.1:%d/id" % origin.port], ok=False)
+    check(r.returncode != 0 and b"403" in r.stderr, "CONNECT without a rule: %r" % r.stderr[-200:])
+    eq(len(b.requests()), 0, "requests that reached the backend")
+    check(log_lines(gh, r"denied by the default") != [], "the denial logged")
+
+
+@test("forward_connect_port_443_only_by_default")
+def _(ctx):
+    # A rule without port= covers CONNECT to 443 only: CONNECT to another port of an allowed host is 403.
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    gh = fwd_conf(ctx, ["rule allow host=127.0.0.1 " + LOCAL])
+    r = curl(["-x", proxy_url(gh), "https://127.0.0.1:%d/id" % origin.port], ok=False)
+    check(r.returncode != 0 and b"403" in r.stderr, "CONNECT to port %d: %r" % (origin.port, r.stderr[-200:]))
+    r = curl(["-x", proxy_url(gh), "http://127.0.0.1:%d/id" % b.port])
+    eq(r.stdout, b"b", "plain http to any port of the allowed host")
+
+
+@test("forward_deny_rule_first_match_wins")
+def _(ctx):
+    b = ctx.backend("b")
+    hosts = FakeHosts(ctx, ["127.0.0.1 a.fwd.test b.fwd.test"])
+    gh = fwd_conf(ctx, ["rule deny host=b.fwd.test", "rule allow host=*.fwd.test port=%d %s" % (b.port, LOCAL)],
+                  env=hosts.env())
+    eq(curl(["-x", proxy_url(gh), "http://a.fwd.test:%d/id" % b.port]).stdout, b"b", "a.fwd.test")
+    r = curl(["-x", proxy_url(gh), "-w", "%{http_code}", "-o", "/dev/null", "http://b.fwd.test:%d/id" % b.port],
+             ok=False)
+    eq(status_of(r), 403, "b.fwd.test (deny before allow)")
+    r = curl(["-x", proxy_url(gh), "-w", "%{http_code}", "-o", "/dev/null", "http://fwd.test:%d/id" % b.port],
+             ok=False)
+    eq(status_of(r), 403, "fwd.test is not in *.fwd.test")
+
+
+@test("forward_ssrf_internal_addresses_refused")
+def _(ctx):
+    # Names the test's hosts file maps to loopback, private, CGNAT, link-local, metadata and mapped
+    # addresses: an `allow host=*` rule does not reach them, and the 403 says nothing of the address.
+    b = ctx.backend("b")
+    names = {"lo.test": "127.0.0.1", "ten.test": "10.1.2.3", "meta.test": "169.254.169.254",
+             "cgnat.test": "100.64.0.1", "ula.test": "fd00:ec2::254", "mapped.test": "::ffff:127.0.0.1",
+             "zero.test": "0.0.0.0", "priv.test": "192.168.1.1"}
+    hosts = FakeHosts(ctx, ["%s %s" % (ip, n) for n, ip in names.items()])
+    gh = fwd_conf(ctx, ["rule allow host=* port=1-65535"], env=hosts.env())
+    for name, ip in names.items():
+        r = curl(["-x", proxy_url(gh), "-sS", "-w", "\n%{http_code}", "http://%s:%d/id" % (name, b.port)], ok=False)
+        out = r.stdout.decode(errors="replace")
+        eq(out.strip().splitlines()[-1], "403", "status for %s (%s)" % (name, ip))
+        check(ip not in out and "internal" not in out, "the 403 page hints at the address: %r" % out)
+    eq(len(b.requests()), 0, "requests that reached the (loopback) backend")
+    check(log_lines(gh, r"address 169\.254\.169\.254:\d+ is internal") != [], "the metadata denial logged")
+    # the same name with the range allowed explicitly
+    gh2 = fwd_conf(ctx, ["rule allow host=lo.test port=%d %s" % (b.port, LOCAL)], env=hosts.env())
+    eq(curl(["-x", proxy_url(gh2), "http://lo.test:%d/id" % b.port]).stdout, b"b", "with to=127.0.0.1/32")
+
+
+@test("forward_ssrf_checks_the_address_connected_to")
+def _(ctx):
+    # A name with an address no rule allows (10.0.0.1) and one a rule does: only the judged address is
+    # connected to, and the name is resolved once (a second lookup, as a check-then-getaddrinfo proxy
+    # does, would let a rebinding DNS server answer differently the second time).
+    b = ctx.backend("b")
+    dns = DnsServer(ctx, {"rebind.test": (["10.0.0.1", "127.0.0.1"], 0, 0)})
+    gh = fwd_conf(ctx, ["rule allow host=rebind.test port=%d %s" % (b.port, LOCAL)], dns=dns)
+    eq(curl(["-x", proxy_url(gh), "http://rebind.test:%d/id" % b.port]).stdout, b"b", "through the allowed address")
+    eq(dns.count("rebind.test"), 1, "A queries for one request")
+    eq(log_lines(gh, r"10\.0\.0\.1.*(connect|failed)"), [], "a connect to the address no rule allows")
+
+
+@test("forward_proxy_auth_basic")
+def _(ctx):
+    b = ctx.backend("b")
+    users = write(ctx, "users", "# users\nalice:%s\nbob:%s\n" % (crypt_hash("wonder"), crypt_hash("builder", b"$2b$", 5)))
+    gh = fwd_conf(ctx, ["auth %s realm=corp" % users, "rule allow user=alice port=%d %s" % (b.port, LOCAL),
+                        "rule allow user=bob port=%d %s" % (b.port, LOCAL)])
+    url = "http://127.0.0.1:%d/id" % b.port
+    r = curl(["-x", proxy_url(gh), "-i", url], ok=False)
+    head = r.stdout.decode(errors="replace")
+    check(head.startswith("HTTP/1.1 407"), "without credentials: %r" % head[:100])
+    check(re.search(r'(?im)^proxy-authenticate: basic realm="corp"', head) is not None, "Proxy-Authenticate")
+    r = curl(["-x", proxy_url(gh), "--proxy-user", "alice:wrong", "-w", "%{http_code}", "-o", "/dev/null", url],
+             ok=False)
+    eq(status_of(r), 407, "wrong password")
+    eq(curl(["-x", proxy_url(gh), "--proxy-user", "alice:wonder", url]).stdout, b"b", "alice (yescrypt)")
+    eq(curl(["-x", proxy_url(gh), "--proxy-user", "bob:builder", url]).stdout, b"b", "bob (bcrypt)")
+    raw = b.raw().decode(errors="replace")
+    check("proxy-authorization" not in raw.lower(), "credentials forwarded to the origin")
+
+
+@test("forward_proxy_auth_failures_rate_limited")
+def _(ctx):
+    b = ctx.backend("b")
+    users = write(ctx, "users", "alice:%s\n" % crypt_hash("wonder"))
+    gh = fwd_conf(ctx, ["auth %s" % users, "auth_failures 3", "rule allow port=%d %s" % (b.port, LOCAL)])
+    url = "http://127.0.0.1:%d/id" % b.port
+    codes = [status_of(curl(["-x", proxy_url(gh), "--proxy-user", "alice:bad%d" % i, "-w", "%{http_code}",
+                             "-o", "/dev/null", url], ok=False)) for i in range(5)]
+    eq(codes, [407, 407, 407, 429, 429], "statuses of 5 wrong guesses")
+    r = curl(["-x", proxy_url(gh), "--proxy-user", "alice:wonder", "-w", "%{http_code}", "-o", "/dev/null", url],
+             ok=False)
+    eq(status_of(r), 429, "even the right password while limited")
+
+
+@test("forward_https_proxy_listener")
+def _(ctx):
+    # curl --proxy https://: TLS to the proxy, then CONNECT inside it to a TLS origin (TLS in TLS).
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    gh = fwd_conf(ctx, ["rule allow port=%d,%d %s" % (origin.port, b.port, LOCAL)], tls=True)
+    r = curl(["--proxy", proxy_url(gh, "https"), "--proxy-insecure", "https://127.0.0.1:%d/id" % origin.port])
+    eq(r.stdout, b"b", "CONNECT through an HTTPS proxy")
+    r = curl(["--proxy", proxy_url(gh, "https"), "--proxy-insecure", "http://127.0.0.1:%d/id" % b.port])
+    eq(r.stdout, b"b", "absolute-form through an HTTPS proxy")
+
+
+@test("forward_dns_timeout_bounded")
+def _(ctx):
+    dns = DnsServer(ctx, {"slow.test": (["192.0.2.1"], 60, 30)})
+    gh = fwd_conf(ctx, ["rule allow host=* port=80", "dns_timeout 1s"], dns=dns)
+    t0 = time.monotonic()
+    r = curl(["-x", proxy_url(gh), "-w", "%{http_code}", "-o", "/dev/null", "http://slow.test/"], ok=False)
+    took = time.monotonic() - t0
+    eq(status_of(r), 504, "status for a name that never resolves")
+    check(took < 4 * T, "answered after %.1fs (dns_timeout 1s)" % took)
+    r = curl(["-x", proxy_url(gh), "-w", "%{http_code}", "-o", "/dev/null", "http://nxdomain.test/"], ok=False)
+    eq(status_of(r), 502, "status for a name that does not exist")
+
+
+def blackhole_listener():
+    """A port on 127.0.0.1 whose SYNs go unanswered: backlog 0, and its one queue place taken."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(0)
+    fill = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(s.getsockname())
+        except BlockingIOError:
+            pass
+        fill.append(c)
+    time.sleep(0.2)
+    return s, fill
+
+
+@test("forward_connect_timeout_bounded")
+def _(ctx):
+    s, fill = blackhole_listener()
+    port = s.getsockname()[1]
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (port, LOCAL), "connect_timeout 1s"])
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T) as c:
+        c.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+        head = c.recv(4096)
+    took = time.monotonic() - t0
+    check(head.startswith(b"HTTP/1.1 504"), "answer to a CONNECT that never connects: %r" % head[:60])
+    check(took < 4 * T, "answered after %.1fs (connect_timeout 1s)" % took)
+    for c in fill:
+        c.close()
+    s.close()
+
+
+@test("forward_many_idle_tunnels_bounded_memory")
+def _(ctx):
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    n = 300
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (origin.port, LOCAL), "max_tunnels_per_ip 0"])
+    before = gh.rss_kib()
+    socks = []
+    try:
+        for i in range(n):
+            c = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+            c.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
+            socks.append(c)
+        for c in socks:
+            head = c.recv(4096)
+            check(head.startswith(b"HTTP/1.1 200"), "tunnel answer: %r" % head[:60])
+        after = gh.rss_kib()
+        per = (after - before) / n
+        ctx.note("%.1f KiB per idle CONNECT tunnel" % per)
+        check(per < 40, "%.1f KiB per idle CONNECT tunnel" % per)
+    finally:
+        for c in socks:
+            c.close()
+
+
+@test("forward_tunnel_limit_per_client")
+def _(ctx):
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (origin.port, LOCAL), "max_tunnels_per_ip 2"])
+    socks, heads = [], []
+    for i in range(3):
+        c = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+        c.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
+        heads.append(c.recv(4096)[:12])
+        socks.append(c)
+    eq(heads, [b"HTTP/1.1 200", b"HTTP/1.1 200", b"HTTP/1.1 429"], "three tunnels with a limit of two")
+    for c in socks:
+        c.close()
+
+
+@test("forward_config_errors_file_line")
+def _(ctx):
+    from cfgutil import marked_line
+    import harness
+    cases = [
+        ("rule allow bogus=1", "invalid rule condition"),
+        ("rule maybe host=x", "expected allow or deny"),
+        ("rule allow port=70000", "invalid port"),
+        ("rule allow to=10.0.0.1/8", "invalid network"),
+        ("rule allow host=a*b", "invalid host pattern"),
+        ("rule allow user=alice", "needs an \"auth FILE\""),
+        ("auth /nonexistent/users", "cannot read users file"),
+        ("rule allow via=nopool", "unknown pool"),
+    ]
+    for line, want in cases:
+        text = "listen 127.0.0.1:1\nsite p {\n    listen 127.0.0.1:1\n    forward {\n        %s\n    }\n}\n" % line
+        path = write(ctx, "bad.conf", text)
+        r = subprocess.run([harness.GATEHOUSE, "-t", "-c", path], capture_output=True, timeout=10)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode != 0, "-t accepted %r" % line)
+        check(("bad.conf:5:" in err or "bad.conf:" in err) and want in err, "for %r: %r" % (line, err[-300:]))
+    users = write(ctx, "users.bad", "alice:plaintext\n")
+    text = "listen 127.0.0.1:1\nsite p {\n    listen 127.0.0.1:1\n    forward {\n        auth %s\n    }\n}\n" % users
+    path = write(ctx, "bad.conf", text)
+    r = subprocess.run([harness.GATEHOUSE, "-t", "-c", path], capture_output=True, timeout=10)
+    check("users.bad:1:" in r.stderr.decode() and "not a supported crypt(3) hash" in r.stderr.decode(),
+          "a clear password in the users file: %r" % r.stderr.decode()[-300:])
