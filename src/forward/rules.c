@@ -35,7 +35,8 @@ static unsigned class_v4(const uint8_t *b)
 static unsigned class_v6(const uint8_t *a)
 {
     static const uint8_t zero[16], mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
-                                   nat64[12] = {0, 0x64, 0xff, 0x9b}, metadata[16] = {0xfd, 0, 0x0e, 0xc2, [15] = 0x54};
+                                   nat64[12] = {0, 0x64, 0xff, 0x9b},
+                                   metadata[16] = {0xfd, 0, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54};
     unsigned c = 0;
 
     if (memcmp(a, zero, 16) == 0)

@@ -28,6 +28,7 @@ static const struct suite suites[] = {
     {"tunnel", suite_tunnel},
     {"cidr", suite_cidr},
     {"dns", suite_dns},
+    {"forward", suite_forward},
     {"ratelimit", suite_ratelimit},
     {"stream", suite_stream},
     {"h2_head", suite_h2_head},
