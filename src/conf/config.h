@@ -428,6 +428,7 @@ typedef struct gh_cfg_fwd_rule {
     size_t nto;
     const struct gh_cfg_pool *via; /* egress through a parent proxy of this pool; NULL: direct */
     gh_cstr via_name;              /* as written; resolved by validation */
+    gh_cstr via_auth;              /* "Proxy-Authorization: Basic ...\r\n" for the parents (parent_auth); or empty */
     gh_cfg_where where;
 } gh_cfg_fwd_rule;
 
@@ -437,9 +438,18 @@ typedef struct gh_cfg_fwd_user {
     gh_cstr hash;
 } gh_cfg_fwd_user;
 
+/* `parent_auth POOL USER:PASSWORD`: the credentials gatehouse gives the parent proxies of a pool. */
+typedef struct gh_cfg_parent_auth {
+    gh_cstr pool;
+    gh_cstr header; /* "Proxy-Authorization: Basic BASE64\r\n" */
+    gh_cfg_where where;
+} gh_cfg_parent_auth;
+
 typedef struct gh_cfg_forward {
     gh_cfg_fwd_rule *rules;
     size_t nrules;
+    gh_cfg_parent_auth *parents;
+    size_t nparents;
     gh_cfg_fwd_user *users; /* sorted by name; none: no authentication asked */
     size_t nusers;
     gh_cstr auth_file;             /* as resolved (for logs) */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "conf/directives.h"
 #include "conf/units.h"
 
@@ -308,15 +310,53 @@ out:
     return rc;
 }
 
+/* `parent_auth POOL USER:PASSWORD`: Basic credentials (RFC 7617) for that pool's parent proxies. */
+static int d_parent_auth(conf__parser *p, const conf__directive *d)
+{
+    gh_cfg_forward *f = p->forward;
+    const conf__arg *cred = ARG(1);
+    size_t cap = f->nparents; /* a handful: grown one at a time */
+    gh_cfg_parent_auth *pa;
+    char b64[4 * ((256 + 2) / 3) + 1];
+    char *h;
+    int n;
+
+    if (cred->len == 0 || cred->len > 256 || memchr(cred->p, ':', cred->len) == NULL || cred->p[0] == ':' ||
+        !conf__is_field_text(cred->p, cred->len, 0))
+        return conf__bad_value(p, d->line, "parent credentials", cred,
+                               "expected USER:PASSWORD (printable, 256 at most)");
+    if ((pa = conf__arena_push(p->a, (void **)&f->parents, &f->nparents, &cap, sizeof(*pa))) == NULL)
+        return conf__oom(p, d->line);
+    pa->where = (gh_cfg_where){p->file, d->line};
+    if (conf__dup_arg(p, d->line, ARG(0), &pa->pool) < 0)
+        return -1;
+    n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)cred->p, (int)cred->len);
+    if (n < 0 || (h = conf__arena_alloc(p->a, (size_t)n + 32)) == NULL)
+        return conf__oom(p, d->line);
+    pa->header.len = (size_t)snprintf(h, (size_t)n + 32, "Proxy-Authorization: Basic %.*s\r\n", n, b64);
+    pa->header.p = h;
+    return 0;
+}
+
 int conf__forward_validate(conf__parser *p, gh_cfg_site *s)
 {
     gh_cfg_forward *f = s->forward;
 
+    for (size_t i = 0; i < f->nparents; i++)
+        if (gh_config_pool(p->cfg, f->parents[i].pool.p) == NULL)
+            return conf__fail(p, f->parents[i].where.file, f->parents[i].where.line, "unknown pool \"%s\"",
+                              f->parents[i].pool.p);
     for (size_t i = 0; i < f->nrules; i++) {
         gh_cfg_fwd_rule *r = &f->rules[i];
 
         if (r->via_name.p != NULL && (r->via = gh_config_pool(p->cfg, r->via_name.p)) == NULL)
             return conf__fail(p, r->where.file, r->where.line, "unknown pool \"%s\" in via=", r->via_name.p);
+        /* The parent resolves the name: no address of ours to judge, so no range to allow. */
+        if (r->via != NULL && r->nto > 0)
+            return conf__fail(p, r->where.file, r->where.line, "to= and via= exclude each other (the parent resolves)");
+        for (size_t k = 0; r->via != NULL && k < f->nparents; k++)
+            if (strcmp(f->parents[k].pool.p, r->via->name.p) == 0)
+                r->via_auth = f->parents[k].header;
         if (r->nusers > 0 && f->nusers == 0)
             return conf__fail(p, r->where.file, r->where.line, "user= needs an \"auth FILE\" in the forward block");
     }
@@ -336,6 +376,7 @@ const conf__dirspec conf__forward_directives[] = {
     {"rule", CONF__CTX_FORWARD, 1, 8, 0, 1, d_rule,
      "rule allow|deny [host=P,...] [port=N|N-M,...] [from=NET,...] [user=U,...] [to=NET,...] [via=POOL]"},
     {"auth", CONF__CTX_FORWARD, 1, 2, 0, 0, d_auth, "auth USERS-FILE [realm=TEXT]"},
+    {"parent_auth", CONF__CTX_FORWARD, 2, 2, 0, 1, d_parent_auth, "parent_auth POOL USER:PASSWORD"},
     {"connect_timeout", CONF__CTX_FORWARD, 1, 1, 0, 0, NULL, "connect_timeout DURATION",
      CONF__DURATION(gh_cfg_forward, connect_timeout)},
     {"dns_timeout", CONF__CTX_FORWARD, 1, 1, 0, 0, NULL, "dns_timeout DURATION",

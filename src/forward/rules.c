@@ -135,9 +135,9 @@ int gh_fwd_check_name(const gh_cfg_forward *f, const gh_fwd_req *q, int *rule)
 
         if (!name_ok(r, q))
             continue;
+        *rule = (int)i;
         if (r->nto > 0 || r->allow)
             return GH_FWD_RESOLVE; /* it depends on the address (to=), or it may allow */
-        *rule = (int)i;
         return GH_FWD_DENY;
     }
     *rule = -1;

@@ -61,7 +61,9 @@ enum gh_fwd_verdict { GH_FWD_DENY = 0, GH_FWD_ALLOW, GH_FWD_RESOLVE };
 /*
  * Before DNS: GH_FWD_DENY when no rule can allow the request whatever the
  * name resolves to (*rule: the deciding rule's index, -1 for the default
- * deny), else GH_FWD_RESOLVE.
+ * deny), else GH_FWD_RESOLVE with *rule the first rule whose conditions on
+ * the name hold: when it is an allow rule with via= (and so no to=), the
+ * request goes to a parent proxy, which resolves the name itself.
  */
 int gh_fwd_check_name(const gh_cfg_forward *f, const gh_fwd_req *q, int *rule);
 

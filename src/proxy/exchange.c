@@ -188,13 +188,13 @@ int proxy__exchange_upstream_failed(proxy__exchange *ex, int status)
     int can_retry =
         !ex->res_started && gh_buf_len(&u->in) == 0 && (!sent || (ex->idempotent && ex->req_body == GH_H1_BODY_NONE));
 
-    if (!connected && ex->fwd == NULL)
+    if (!connected && (ex->fwd == NULL || ex->pool != NULL))
         proxy__upstream_mark_failed(u);
     ex->u = NULL;
     proxy__upstream_release(u, 0);
     if (!can_retry)
         return proxy__exchange_fail(ex, status);
-    if (ex->fwd != NULL) {
+    if (ex->fwd != NULL && ex->pool == NULL) {
         proxy__fwd_upstream_failed(ex, connected, reused); /* its next judged address, or a fresh connection */
         if (connected)
             ex->reached = 1;
@@ -359,15 +359,21 @@ static void do_proxy(proxy__exchange *ex, const gh_h1_request *r)
     proxy__exchange_run(ex);
 }
 
-int proxy__exchange_fwd_head(proxy__exchange *ex, const gh_h1_request *r)
+int proxy__exchange_fwd_head(proxy__exchange *ex, const gh_h1_request *r, const char *extra, size_t extra_len,
+                             int absolute)
 {
     proxy__session *c = ex->s;
     /* origin-form upstream (RFC 9112 3.2.1), Host from the target (3.2.2), hop-by-hop and Proxy-* fields out */
-    proxy__forward f = {.client_ip = c->ip, .tls = c->tls, .route = ex->route, .anonymous = 1};
+    proxy__forward f = {
+        .client_ip = c->ip, .tls = c->tls, .route = ex->route, .anonymous = 1, .extra = extra, .extra_len = extra_len};
 
     if (r->body == GH_H1_BODY_LENGTH && r->content_length > ex->route->max_body)
         return proxy__exchange_fail(ex, 413);
     f.fallback_host = "localhost"; /* unused: absolute-form always has its authority */
+    if (absolute) {                /* a parent proxy takes the absolute-form target (RFC 9112 3.2.2) */
+        f.path = r->target.p;
+        f.path_len = r->target.len;
+    }
     if (proxy__h1u_request(ex, r, &f) < 0)
         return proxy__exchange_fail(ex, 431);
     return 0;
@@ -610,6 +616,8 @@ static int start_response(proxy__exchange *ex)
         gh_log_warn("upstream %s sent a malformed response head", proxy__upstream_name(u));
         return proxy__exchange_fail(ex, 502);
     }
+    if (proxy__fwd_parent_connect(ex))
+        return proxy__fwd_parent_answer(ex, res, n); /* our CONNECT to a parent proxy */
     if (res->status == 101)
         return switch_protocols(ex, res, n);
     if (res->status < 200) {

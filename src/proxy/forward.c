@@ -61,6 +61,7 @@ struct proxy__fwd {
     uint8_t connect;  /* CONNECT, else absolute-form */
     uint8_t resolving;
     uint8_t fresh; /* absolute-form: the next connection is a new one (a pooled one went stale) */
+    uint8_t via;   /* through a parent proxy of the rule's pool (the exchange's pool) */
     gh_addr addrs[FWD_MAX_ADDRS];
     size_t naddrs, tried;
     fwd_attempt att[FWD_ATTEMPTS];
@@ -215,15 +216,6 @@ static int over_tunnel_limits(const proxy__fwd *f)
 
 /* ---- CONNECT: the tunnel ---- */
 
-static void fwd_tunnel_end(proxy__tunnel *t)
-{
-    gh_log_info("forward: tunnel from %s%s%s to %s by rule %d ended after %llu ms: %llu bytes up, %llu down", t->ip,
-                t->fwd_user ? " user " : "", t->fwd_user ? t->fwd_user : "", t->fwd_dst, t->fwd_rule,
-                (unsigned long long)(gh_loop_now(t->w->loop) - t->start_ms), (unsigned long long)t->side[0].bytes,
-                (unsigned long long)t->side[1].bytes);
-    proxy__tunnel_finish(t);
-}
-
 /* The attempt a connected: the exchange becomes a tunnel, the 200 its first bytes to the client. */
 static void become_tunnel(proxy__fwd *f, fwd_attempt *a)
 {
@@ -238,7 +230,7 @@ static void become_tunnel(proxy__fwd *f, fwd_attempt *a)
         proxy__exchange_fail(ex, 500);
         return;
     }
-    proxy__tunnel_init(t, w->loop, f->cfg->tunnel_idle, fwd_tunnel_end);
+    proxy__tunnel_init(t, w->loop, f->cfg->tunnel_idle, proxy__tunnel_finish);
     t->w = w;
     t->start_ms = ex->start_ms;
     t->status = 200;
@@ -248,9 +240,7 @@ static void become_tunnel(proxy__fwd *f, fwd_attempt *a)
     t->peer = s->peer;
     t->peer_counted = s->peer_counted;
     s->peer_counted = 0;
-    t->fwd_user = f->user;
-    t->fwd_rule = f->rule + 1;
-    snprintf(t->fwd_dst, sizeof(t->fwd_dst), "%s", a->addr->text);
+    proxy__fwd_tunnel_info(f, t, a->addr->text);
     gh_timer_stop(w->loop, &f->deadline);
     gh_timer_stop(w->loop, &f->next);
     if (gh_conn_move(&t->side[1].conn, &a->conn, w->loop, proxy__tunnel_on_event) < 0) {
@@ -425,6 +415,85 @@ static void on_dns(void *arg, const gh_dns_answer *a)
 
 /* ---- the start ---- */
 
+/*
+ * Egress through a parent proxy (the rule's via= pool: balanced, health-checked,
+ * the next parent when a connect fails): CONNECT chained with a CONNECT of
+ * ours, an absolute-form request forwarded in absolute-form. The parent
+ * resolves the name, so there is no address here to judge.
+ */
+static void via_parent(proxy__fwd *f, gh_h1_request *r, int rule)
+{
+    proxy__exchange *ex = f->ex;
+    const gh_cfg_fwd_rule *rl = &f->cfg->rules[rule];
+    int v6 = strchr(f->host, ':') != NULL, n;
+
+    f->rule = rule;
+    f->via = 1;
+    ex->pool = &ex->s->gen->pools[rl->via->index];
+    if (f->connect) {
+        n = snprintf(gh_buf_tail(&ex->uout), gh_buf_room(&ex->uout),
+                     "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n%s\r\n", v6 ? "[" : "", f->host, v6 ? "]" : "",
+                     f->req.port, v6 ? "[" : "", f->host, v6 ? "]" : "", f->req.port,
+                     rl->via_auth.len ? rl->via_auth.p : "");
+        if (n < 0 || (size_t)n >= gh_buf_room(&ex->uout)) {
+            proxy__exchange_local_error(ex, 431, NULL, 0);
+            return;
+        }
+        ex->uout.end += (uint32_t)n;
+        ex->req_done = 1;
+    } else if (proxy__exchange_fwd_head(ex, r, rl->via_auth.p, rl->via_auth.len, 1) == GONE) {
+        return;
+    }
+    proxy__exchange_fwd_go(ex);
+}
+
+int proxy__fwd_parent_connect(const proxy__exchange *ex)
+{
+    return ex->fwd != NULL && ex->fwd->via && ex->fwd->connect;
+}
+
+int proxy__fwd_parent_answer(proxy__exchange *ex, const gh_h1_response *res, int n)
+{
+    proxy__fwd *f = ex->fwd;
+    proxy__upstream *u = ex->u;
+    gh_buf nb = {0};
+    size_t rest;
+
+    if (res->status / 100 != 2) {
+        /* the parent's page is not shown: it may name its own internals */
+        gh_log_warn("forward: parent %s answered %d to CONNECT %s:%u for client %s", proxy__upstream_name(u),
+                    res->status, f->host, f->req.port, ex->s->ip);
+        return proxy__exchange_fail(ex, 502);
+    }
+    gh_buf_consume(&u->in, (size_t)n);
+    rest = gh_buf_len(&u->in);
+    if (gh_buf_reserve(&nb) < 0 || gh_buf_room(&nb) < rest + sizeof(connect_ok)) {
+        gh_buf_release(&nb);
+        return proxy__exchange_fail(ex, 502);
+    }
+    /* our own 200 (RFC 9110 9.3.6: no framing fields), then what the origin already sent through the parent */
+    memcpy(gh_buf_tail(&nb), connect_ok, sizeof(connect_ok) - 1);
+    nb.end += (uint32_t)(sizeof(connect_ok) - 1);
+    memcpy(gh_buf_tail(&nb), gh_buf_head(&u->in), rest);
+    nb.end += (uint32_t)rest;
+    gh_buf_release(&u->in);
+    u->in = nb;
+    proxy__upstream_report(u->pool, u->server, 1);
+    ex->status = 200;
+    ex->res_started = 1;
+    ex->upstream_reusable = 0;
+    proxy__upgrade_tunnel(ex); /* hands both connections over and frees ex */
+    return GONE;
+}
+
+void proxy__fwd_tunnel_info(const proxy__fwd *f, proxy__tunnel *t, const char *dst)
+{
+    t->fwd_user = f->user;
+    t->fwd_rule = f->rule + 1;
+    t->idle_ms = f->cfg->tunnel_idle;
+    snprintf(t->fwd_dst, sizeof(t->fwd_dst), "%s", dst);
+}
+
 /* absolute-form "http://..." only: an "https://" target would have us speak TLS to the origin (clients CONNECT). */
 static int scheme_http(const gh_h1_request *r)
 {
@@ -474,6 +543,14 @@ void proxy__fwd_start(proxy__exchange *ex, gh_h1_request *r)
         deny(f, rule, NULL, NULL);
         return;
     }
+    if (rule >= 0 && cfg->rules[rule].via != NULL && cfg->rules[rule].allow) {
+        if (f->connect && over_tunnel_limits(f)) {
+            proxy__exchange_local_error(ex, 429, NULL, 0);
+            return;
+        }
+        via_parent(f, r, rule);
+        return;
+    }
     if (f->connect && over_tunnel_limits(f)) {
         gh_log_warn("forward: client %s%s%s: tunnel limit reached", s->ip, f->user ? " user " : "",
                     f->user ? f->user : "");
@@ -481,7 +558,7 @@ void proxy__fwd_start(proxy__exchange *ex, gh_h1_request *r)
         return;
     }
     /* The head is valid only now: absolute-form's upstream head is made before the DNS answer. */
-    if (!f->connect && proxy__exchange_fwd_head(ex, r) == GONE)
+    if (!f->connect && proxy__exchange_fwd_head(ex, r, NULL, 0, 0) == GONE)
         return;
     if ((res = resolver(s->w, cfg)) == NULL) {
         proxy__exchange_local_error(ex, 502, NULL, 0);

@@ -208,6 +208,8 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
     if (!(named & OWN_FORWARDED))
         put_forwarded(&o, r, ip, host, tls);
 framing:
+    if (f->extra_len > 0)
+        put(&o, f->extra, f->extra_len);
     if (r->body == GH_H1_BODY_CHUNKED)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     /* Upgrade is hop-by-hop (RFC 9110 7.8): the client's was dropped with the other

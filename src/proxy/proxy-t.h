@@ -447,6 +447,8 @@ typedef struct proxy__forward {
     const gh_cfg_route *route; /* header operations; NULL: none */
     int websocket;             /* a valid WebSocket upgrade (gh_ws_check_request): ask the server to switch */
     int anonymous;             /* a forward proxy's request: no X-Forwarded-For, X-Forwarded-* nor Forwarded */
+    const char *extra;         /* whole header lines added (a parent proxy's Proxy-Authorization); NULL: none */
+    size_t extra_len;
 } proxy__forward;
 
 /* A response of gatehouse's own (redirect, respond). */

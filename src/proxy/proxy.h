@@ -140,6 +140,12 @@ void proxy__fwd_free(proxy__fwd *f);
 proxy__upstream *proxy__fwd_upstream(proxy__exchange *ex);
 /* That connection failed before a response: a stale pooled one is replaced, else the next address. */
 void proxy__fwd_upstream_failed(proxy__exchange *ex, int connected, int reused);
+/* The exchange is a CONNECT through a parent proxy: its 2xx makes a tunnel (proxy__fwd_parent_answer). */
+int proxy__fwd_parent_connect(const proxy__exchange *ex);
+/* The parent's answer head (n bytes in u->in): a 2xx becomes a tunnel, anything else a 502. PROXY__GONE. */
+int proxy__fwd_parent_answer(proxy__exchange *ex, const gh_h1_response *res, int n);
+/* A forward tunnel's user, rule, idle timeout and destination (dst: the address, or the parent) for t. */
+void proxy__fwd_tunnel_info(const proxy__fwd *f, proxy__tunnel *t, const char *dst);
 /* At worker exit: the resolver and the credential cache. */
 void proxy__fwd_worker_free(proxy__worker *w);
 
@@ -153,8 +159,12 @@ void proxy__fwd_auth_free(proxy__worker *w);
 /* exchange.c, for forward.c */
 /* Gatehouse's error page for status (with extra header lines), before any upstream. Returns PROXY__GONE. */
 int proxy__exchange_local_error(proxy__exchange *ex, int status, const char *extra, size_t extra_len);
-/* Absolute-form: the origin-form head for the upstream into uout (0, or PROXY__GONE after a 4xx). */
-int proxy__exchange_fwd_head(proxy__exchange *ex, const gh_h1_request *r);
+/*
+ * Absolute-form: the upstream head into uout, origin-form for an origin, absolute-form (absolute 1) for a
+ * parent proxy, with extra header lines (the parent's Proxy-Authorization). 0, or PROXY__GONE after a 4xx.
+ */
+int proxy__exchange_fwd_head(proxy__exchange *ex, const gh_h1_request *r, const char *extra, size_t extra_len,
+                             int absolute);
 /* Absolute-form, addresses judged: connect and run the pumps. 0 or PROXY__GONE. */
 int proxy__exchange_fwd_go(proxy__exchange *ex);
 

@@ -35,6 +35,12 @@ void proxy__tunnel_finish(proxy__tunnel *t)
 {
     proxy__worker *w = t->w;
 
+    if (t->fwd_rule != 0) /* a forward proxy's CONNECT: who, where to, by which rule, how much, how long */
+        gh_log_info("forward: tunnel from %s%s%s to %s by rule %d ended (%s) after %llu ms: %llu bytes up, %llu down",
+                    t->ip, t->fwd_user ? " user " : "", t->fwd_user ? t->fwd_user : "", t->fwd_dst, t->fwd_rule,
+                    reasons[t->reason], (unsigned long long)(gh_loop_now(w->loop) - t->start_ms),
+                    (unsigned long long)t->side[0].bytes, (unsigned long long)t->side[1].bytes);
+
     if (t->pool != NULL) {
         gh_lb_server *s = &t->pool->lb_servers[t->server];
         gh_log_debug("tunnel from %s to %s ended (%s) after %llu ms, %llu bytes in, %llu out", t->ip,
@@ -91,6 +97,8 @@ void proxy__upgrade_tunnel(proxy__exchange *ex)
     t->peer = s->peer;
     t->peer_counted = s->peer_counted;
     s->peer_counted = 0;
+    if (ex->fwd != NULL) /* a forward proxy's CONNECT through a parent */
+        proxy__fwd_tunnel_info(ex->fwd, t, proxy__upstream_name(ex->u));
     h = (proxy__handover){.client = &t->side[0].conn,
                           .upstream = &t->side[1].conn,
                           .client_cb = proxy__tunnel_on_event,

@@ -73,7 +73,7 @@ def _(ctx):
     gh = fwd_conf(ctx, ["rule allow port=%d %s" % (origin.port, LOCAL)])
     r = curl(["-x", proxy_url(gh), "https://127.0.0.1:%d/id" % origin.port])
     eq(r.stdout, b"b", "body through the tunnel")
-    check(wait_log(gh, r"tunnel from 127\.0\.0\.1 to 127\.0\.0\.1:%d by rule 1 ended after \d+ ms: \d+ bytes up, "
+    check(wait_log(gh, r"tunnel from 127\.0\.0\.1 to 127\.0\.0\.1:%d by rule 1 ended \(closed\) after \d+ ms: \d+ bytes up, "
                    r"\d+ down" % origin.port, 5 * T) is not None,
           "the tunnel's log line (user, destination, rule, bytes, duration)")
 
@@ -335,3 +335,95 @@ def _(ctx):
     r = subprocess.run([harness.GATEHOUSE, "-t", "-c", path], capture_output=True, timeout=10)
     check("users.bad:1:" in r.stderr.decode() and "not a supported crypt(3) hash" in r.stderr.decode(),
           "a clear password in the users file: %r" % r.stderr.decode()[-300:])
+
+
+def parent_pool(name, ports, health=True):
+    lines = ["pool %s {" % name] + ["    server 127.0.0.1:%d" % p for p in ports]
+    if health:
+        lines.append("    health tcp interval=200ms timeout=500ms rise=1 fall=1")
+    return lines + ["}"]
+
+
+@test("forward_chain_gatehouse_to_gatehouse")
+def _(ctx):
+    # client -> gatehouse (via=parents) -> gatehouse (the parent, with auth) -> origin, CONNECT and absolute-form
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    users = write(ctx, "users", "child:%s\n" % crypt_hash("s3cret", b"$2b$", 5))
+    parent = fwd_conf(ctx, ["auth %s" % users, "rule allow user=child port=%d,%d %s" % (origin.port, b.port, LOCAL)])
+    child = fwd_conf(ctx, ["parent_auth parents child:s3cret", "rule allow host=127.0.0.1 port=1-65535 via=parents"],
+                     extra=parent_pool("parents", [parent.ports[0]], health=False))
+    eq(curl(["-x", proxy_url(child), "https://127.0.0.1:%d/id" % origin.port]).stdout, b"b", "CONNECT chained")
+    eq(curl(["-x", proxy_url(child), "http://127.0.0.1:%d/id" % b.port]).stdout, b"b", "absolute-form chained")
+    check(log_lines(parent, r"tunnel from 127\.0\.0\.1 user child to 127\.0\.0\.1:%d" % origin.port) != [] or
+          wait_log(parent, r"user child to 127\.0\.0\.1:%d" % origin.port, 5 * T) is not None,
+          "the parent saw the child's user")
+    raw = b.raw().decode(errors="replace")
+    check("proxy-authorization" not in raw.lower(), "credentials reached the origin")
+
+
+@test("forward_parent_failover_when_one_is_killed")
+def _(ctx):
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    p1 = fwd_conf(ctx, ["rule allow port=%d,%d %s" % (origin.port, b.port, LOCAL)])
+    p2 = fwd_conf(ctx, ["rule allow port=%d,%d %s" % (origin.port, b.port, LOCAL)])
+    child = fwd_conf(ctx, ["rule allow host=127.0.0.1 port=1-65535 via=parents"],
+                     extra=parent_pool("parents", [p1.ports[0], p2.ports[0]], health=False))
+    for i in range(4):
+        eq(curl(["-x", proxy_url(child), "http://127.0.0.1:%d/id" % b.port]).stdout, b"b", "request %d" % i)
+    p1.kill()
+    for i in range(6):
+        eq(curl(["-x", proxy_url(child), "http://127.0.0.1:%d/id" % b.port]).stdout, b"b",
+           "absolute-form %d after a parent died" % i)
+        eq(curl(["-x", proxy_url(child), "https://127.0.0.1:%d/id" % origin.port]).stdout, b"b",
+           "CONNECT %d after a parent died" % i)
+
+
+def start_squid(ctx, port):
+    # squid started as root drops to its own user (proxy), which must reach its log directory: the test's
+    # directory is private (0700), so squid gets one of its own beside it, linked from the test's
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gh-squid-")
+    os.chmod(d, 0o777)
+    os.symlink(d, os.path.join(ctx.dir, "squid"))
+    conf = os.path.join(d, "squid.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join([
+            "http_port 127.0.0.1:%d" % port, "pid_filename %s/squid.pid" % d, "cache_log %s/cache.log" % d,
+            "access_log stdio:%s/access.log" % d, "cache deny all", "cache_mem 8 MB", "http_access allow all",
+            "shutdown_lifetime 0 seconds", "coredump_dir %s" % d, "logfile_rotate 0", "pinger_enable off",
+            "cache_effective_user proxy" if os.getuid() == 0 else "", ""]))
+    p = ctx.popen(["squid", "-N", "-f", conf], stdout=open(os.path.join(d, "out"), "w"), stderr=subprocess.STDOUT)
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+    check(wait_until(up, 20 * T), "squid did not start: %s" % open(os.path.join(d, "out")).read()[-500:])
+    return p, d
+
+
+@test("forward_chain_gatehouse_to_squid")
+def _(ctx):
+    import shutil
+    if shutil.which("squid") is None and not os.path.exists("/usr/sbin/squid"):
+        raise Exception("squid is not installed (scripts/packages.txt, issue 9)")
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    from harness import free_port
+    sport = free_port()
+    p, d = start_squid(ctx, sport)
+    child = fwd_conf(ctx, ["rule allow host=127.0.0.1 port=1-65535 via=squid"],
+                     extra=parent_pool("squid", [sport], health=False))
+    eq(curl(["-x", proxy_url(child), "https://127.0.0.1:%d/id" % origin.port]).stdout, b"b", "CONNECT via squid")
+    eq(curl(["-x", proxy_url(child), "http://127.0.0.1:%d/id" % b.port]).stdout, b"b", "absolute-form via squid")
+    want = ["CONNECT 127.0.0.1:%d" % origin.port, "GET http://127.0.0.1:%d/id" % b.port]
+
+    def logged():
+        log = open(os.path.join(d, "access.log")).read()
+        return all(w in log for w in want)
+    check(wait_until(logged, 10 * T), "squid's log: %r" % open(os.path.join(d, "access.log")).read()[-400:])
+    shutil.rmtree(d, ignore_errors=True)
