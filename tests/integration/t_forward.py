@@ -20,14 +20,19 @@ from cfgutil import FakeHosts, log_lines, wait_log, write
 from t_resolver import DnsServer
 
 LIBCRYPT = ctypes.CDLL("libcrypt.so.1")
-LIBCRYPT.crypt_gensalt.restype = ctypes.c_char_p
-LIBCRYPT.crypt.restype = ctypes.c_char_p
+LIBCRYPT.crypt_gensalt_rn.restype = ctypes.c_char_p
+LIBCRYPT.crypt_rn.restype = ctypes.c_char_p
 
 
 def crypt_hash(password, prefix=b"$y$", cost=0):
-    """A crypt(3) hash through libxcrypt (yescrypt by default, "$2b$" bcrypt): what mkpasswd writes."""
-    salt = LIBCRYPT.crypt_gensalt(prefix, cost, None, 0)
-    return LIBCRYPT.crypt(password.encode(), salt).decode()
+    """A crypt(3) hash through libxcrypt (yescrypt by default, "$2b$" bcrypt): what mkpasswd writes. The _rn
+    calls, with buffers of our own: tests run in threads, and crypt()'s static buffer is shared."""
+    setting = ctypes.create_string_buffer(256)
+    data = ctypes.create_string_buffer(32768)  # struct crypt_data
+    check(LIBCRYPT.crypt_gensalt_rn(prefix, cost, None, 0, setting, 256) is not None, "crypt_gensalt_rn failed")
+    h = LIBCRYPT.crypt_rn(password.encode(), setting, data, 32768)
+    check(h is not None and h.startswith(b"$"), "crypt_rn failed: %r" % h)
+    return h.decode()
 
 
 LOCAL = "to=127.0.0.1/32"
@@ -427,3 +432,106 @@ def _(ctx):
         return all(w in log for w in want)
     check(wait_until(logged, 10 * T), "squid's log: %r" % open(os.path.join(d, "access.log")).read()[-400:])
     shutil.rmtree(d, ignore_errors=True)
+
+
+def connect_through(port, dest, timeout=None):
+    """CONNECT dest through the proxy on port; returns (socket, answer head)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout or 10 * T)
+    c.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (dest.encode(), dest.encode()))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        got = c.recv(4096)
+        if not got:
+            break
+        head += got
+    return c, head
+
+
+@test("forward_happy_eyeballs_falls_back_to_ipv4")
+def _(ctx):
+    # he.test is ::1 then 127.0.0.1 (happy-eyeballs order puts IPv6 first); ::1's port never answers (a full
+    # backlog), 127.0.0.1's is the backend. The IPv4 attempt starts 250 ms after the silent IPv6 one, far
+    # within connect_timeout (5 s): the tunnel is up in well under a second.
+    from cfgutil import port_free_on_both
+    port = port_free_on_both()
+    b = ctx.backend("b", port=port)
+    s6 = socket.socket(socket.AF_INET6)
+    s6.bind(("::1", port))
+    s6.listen(0)
+    fill = []
+    for _ in range(3):
+        c = socket.socket(socket.AF_INET6)
+        c.setblocking(False)
+        try:
+            c.connect(("::1", port))
+        except BlockingIOError:
+            pass
+        fill.append(c)
+    hosts = FakeHosts(ctx, ["::1 he.test", "127.0.0.1 he.test"])
+    gh = fwd_conf(ctx, ["rule allow host=he.test port=%d to=127.0.0.1/32,::1/128" % port, "connect_timeout 5s"],
+                  env=hosts.env())
+    t0 = time.monotonic()
+    c, head = connect_through(gh.ports[0], "he.test:%d" % port)
+    took = time.monotonic() - t0
+    check(head.startswith(b"HTTP/1.1 200"), "answer: %r" % head[:80])
+    check(took < 2 * T, "tunnel after %.2fs (the IPv6 attempt never answers; connect_timeout 5s)" % took)
+    c.sendall(b"GET /id HTTP/1.1\r\nHost: he.test\r\nConnection: close\r\n\r\n")
+    body = b""
+    while True:
+        got = c.recv(4096)
+        if not got:
+            break
+        body += got
+    check(body.endswith(b"b"), "response through the tunnel: %r" % body[-80:])
+    c.close()
+    for x in fill:
+        x.close()
+    s6.close()
+
+
+@test("forward_auth_success_not_rehashed")
+def _(ctx):
+    # bcrypt at cost 13 takes ~0.5-1 s per check: the first request pays it, the next ones (new connections
+    # with the same credentials, as curl sends them) are answered from the worker's cache in milliseconds.
+    b = ctx.backend("b")
+    users = write(ctx, "users", "alice:%s\n" % crypt_hash("wonder", b"$2b$", 13))
+    gh = fwd_conf(ctx, ["auth %s" % users, "rule allow port=%d %s" % (b.port, LOCAL)])
+    url = "http://127.0.0.1:%d/id" % b.port
+    t0 = time.monotonic()
+    eq(curl(["-x", proxy_url(gh), "--proxy-user", "alice:wonder", url]).stdout, b"b", "first")
+    first = time.monotonic() - t0
+    t0 = time.monotonic()
+    for i in range(5):
+        eq(curl(["-x", proxy_url(gh), "--proxy-user", "alice:wonder", url]).stdout, b"b", "request %d" % i)
+    rest = (time.monotonic() - t0) / 5
+    ctx.note("first %.0f ms, then %.0f ms per request" % (first * 1000, rest * 1000))
+    check(rest < first / 3, "cached requests took %.0f ms each, the first %.0f ms" % (rest * 1000, first * 1000))
+    # a wrong password is never served from the cache
+    r = curl(["-x", proxy_url(gh), "--proxy-user", "alice:wonderX", "-w", "%{http_code}", "-o", "/dev/null", url],
+             ok=False)
+    eq(status_of(r), 407, "wrong password after a cached success")
+
+
+@test("forward_users_file_read_again_at_reload")
+def _(ctx):
+    import signal
+    b = ctx.backend("b")
+    users = write(ctx, "users", "alice:%s\n" % crypt_hash("one"))
+    gh = fwd_conf(ctx, ["auth %s" % users, "rule allow port=%d %s" % (b.port, LOCAL)])
+    url = "http://127.0.0.1:%d/id" % b.port
+    eq(curl(["-x", proxy_url(gh), "--proxy-user", "alice:one", url]).stdout, b"b", "before the reload")
+    write(ctx, "users", "alice:%s\n" % crypt_hash("two"))
+    gh.allow_worker_change = True  # the prober (not a worker) restarts with every reload
+    worker = gh.workers()[0] if hasattr(gh, "workers") else None
+    gh.signal(signal.SIGHUP)
+
+    def new_password():
+        r = curl(["-x", proxy_url(gh), "--proxy-user", "alice:two", "-w", "%{http_code}", "-o", "/dev/null", url],
+                 ok=False)
+        return status_of(r) == 200
+    check(wait_until(new_password, 10 * T), "the new password after SIGHUP")
+    r = curl(["-x", proxy_url(gh), "--proxy-user", "alice:one", "-w", "%{http_code}", "-o", "/dev/null", url],
+             ok=False)
+    eq(status_of(r), 407, "the old password after the reload (cached before it)")
+    if worker is not None:
+        check(worker in gh.workers(), "the worker was replaced: the reload must happen inside it")
