@@ -187,6 +187,8 @@ enum gh_log_var {
     GH_LOGV_HTTP_USER_AGENT,
     GH_LOGV_SITE,
     GH_LOGV_ROUTE,
+    GH_LOGV_REMOTE_USER,  /* a forward proxy's authenticated user */
+    GH_LOGV_FORWARD_RULE, /* a forward proxy's allowing rule, FILE:LINE */
     GH_LOGV_COUNT
 };
 

@@ -47,12 +47,16 @@ static const char *const var_names[GH_LOGV_COUNT] = {
     [GH_LOGV_HTTP_USER_AGENT] = "http_user_agent",
     [GH_LOGV_SITE] = "site",
     [GH_LOGV_ROUTE] = "route",
+    [GH_LOGV_REMOTE_USER] = "remote_user",
+    [GH_LOGV_FORWARD_RULE] = "forward_rule",
 };
 
 #define COMBINED_TEXT                                                                                                  \
-    "$remote_addr - - [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\""
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" "               \
+    "\"$http_user_agent\""
 #define JSON_TEXT                                                                                                      \
-    "{\"time\":\"$time_iso8601\",\"remote_addr\":\"$remote_addr\",\"method\":\"$method\",\"uri\":\"$uri\","            \
+    "{\"time\":\"$time_iso8601\",\"remote_addr\":\"$remote_addr\",\"remote_user\":\"$remote_user\",\"method\":\"$"     \
+    "method\",\"uri\":\"$uri\","                                                                                       \
     "\"protocol\":\"$protocol\",\"host\":\"$host\",\"status\":$status,\"body_bytes_sent\":$body_bytes_sent,"           \
     "\"request_time\":$request_time,\"upstream_addr\":\"$upstream_addr\","                                             \
     "\"upstream_response_time\":\"$upstream_response_time\",\"http_referer\":\"$http_referer\","                       \

@@ -101,8 +101,10 @@ typedef struct facts {
     int status;
     uint64_t bytes;
     uint64_t request_ms;
-    const char *upstream; /* NULL: none */
-    int64_t upstream_ms;  /* < 0: none */
+    const char *upstream;        /* NULL: none */
+    int64_t upstream_ms;         /* < 0: none */
+    const char *user;            /* a forward proxy's authenticated user; NULL: none */
+    const gh_cfg_fwd_rule *rule; /* a forward proxy's allowing rule; NULL: none */
 } facts;
 
 static proxy__access_rec *rec_free;
@@ -681,6 +683,21 @@ static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const
         else
             put_val(l, r->route->prefix.p, r->route->prefix.len, 512);
         break;
+    case GH_LOGV_REMOTE_USER:
+        if (f->user == NULL)
+            put_missing(l);
+        else
+            put_val(l, f->user, strlen(f->user), 256);
+        break;
+    case GH_LOGV_FORWARD_RULE:
+        if (f->rule == NULL) {
+            put_missing(l);
+        } else {
+            int n = snprintf(num, sizeof(num), ":%d", f->rule->where.line);
+            put_val(l, f->rule->where.file, strlen(f->rule->where.file), 512);
+            put_raw(l, num, n > 0 ? (size_t)n : 0);
+        }
+        break;
     default:
         break;
     }
@@ -805,10 +822,12 @@ void proxy__access_end(proxy__exchange *ex)
     proxy__worker *w = ex->s->w;
     proxy__access_rec *rec = ex->log;
     uint64_t now = gh_loop_now(w->loop);
-    facts f = {ex->s->ip, ex->status, ex->bytes_out, now - ex->start_ms, ex->server, -1};
+    facts f = {ex->s->ip, ex->status, ex->bytes_out, now - ex->start_ms, ex->server, -1, NULL, NULL};
 
     if (rec == NULL)
         return;
+    if (ex->fwd != NULL)
+        proxy__fwd_log_facts(ex->fwd, &f.user, &f.rule);
     if (ex->upstream_from != 0)
         f.upstream_ms = (int64_t)(ex->upstream_to ? ex->upstream_to : now - ex->start_ms + 1) - ex->upstream_from;
     if (rec->sink != NULL) {
@@ -832,16 +851,17 @@ void proxy__access_tunnel(proxy__tunnel *t)
     proxy__worker *w = t->w;
     proxy__access_rec *rec = t->log;
     uint64_t ms = gh_loop_now(w->loop) - t->start_ms;
-    facts f = {t->ip, t->status, t->side[1].bytes, ms, NULL, -1};
+    facts f = {t->ip, t->status, t->side[1].bytes, ms, NULL, -1, t->fwd_user, t->fwd_rule_at};
     char suffix[128] = "";
 
     if (rec == NULL)
         return;
     if (rec->sink != NULL) {
         if (strcmp(rec->log->format->name.p, "combined") == 0)
-            snprintf(suffix, sizeof(suffix), " tunnel=%llu.%03llus in=%llu out=%llu", (unsigned long long)(ms / 1000),
-                     (unsigned long long)(ms % 1000), (unsigned long long)t->side[0].bytes,
-                     (unsigned long long)t->side[1].bytes);
+            snprintf(suffix, sizeof(suffix), " tunnel=%llu.%03llus in=%llu out=%llu%s%s",
+                     (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+                     (unsigned long long)t->side[0].bytes, (unsigned long long)t->side[1].bytes,
+                     t->fwd_rule ? " to=" : "", t->fwd_rule ? t->fwd_dst : "");
         write_line(w, rec, &f, suffix);
     }
     rec_put(rec);
@@ -860,7 +880,7 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     const gh_cfg_access_log *log = main_log(g->rt->cfg);
     const char *p = gh_buf_head(&c->in), *nl;
     size_t len = gh_buf_len(&c->in), o = 0;
-    facts f = {c->s.ip, status, bytes, 0, NULL, -1};
+    facts f = {c->s.ip, status, bytes, 0, NULL, -1, NULL, NULL};
     proxy__access_rec *rec;
 
     if (log == NULL || g->access == NULL || g->access[log->index] == NULL || (rec = rec_get()) == NULL)

@@ -486,10 +486,17 @@ int proxy__fwd_parent_answer(proxy__exchange *ex, const gh_h1_response *res, int
     return GONE;
 }
 
+void proxy__fwd_log_facts(const proxy__fwd *f, const char **user, const gh_cfg_fwd_rule **rule)
+{
+    *user = f->user;
+    *rule = f->rule >= 0 && f->cfg->rules[f->rule].allow ? &f->cfg->rules[f->rule] : NULL;
+}
+
 void proxy__fwd_tunnel_info(const proxy__fwd *f, proxy__tunnel *t, const char *dst)
 {
     t->fwd_user = f->user;
     t->fwd_rule = f->rule + 1;
+    t->fwd_rule_at = f->rule >= 0 ? &f->cfg->rules[f->rule] : NULL;
     t->idle_ms = f->cfg->tunnel_idle;
     snprintf(t->fwd_dst, sizeof(t->fwd_dst), "%s", dst);
 }

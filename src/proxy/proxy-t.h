@@ -264,9 +264,10 @@ struct proxy__tunnel {
     uint8_t peer_counted;
     char ip[46];
     /* A forward proxy's CONNECT (forward.c): who, where to, by which rule; for its log line and limits. */
-    const char *fwd_user; /* in the generation's config (t->gen holds it); NULL: none */
-    int fwd_rule;         /* 1 + the allowing rule's index; 0: not a forward tunnel */
-    char fwd_dst[64];     /* the address connected to */
+    const char *fwd_user;               /* in the generation's config (t->gen holds it); NULL: none */
+    int fwd_rule;                       /* 1 + the allowing rule's index; 0: not a forward tunnel */
+    const gh_cfg_fwd_rule *fwd_rule_at; /* that rule (FILE:LINE for the access log) */
+    char fwd_dst[64];                   /* the address connected to */
 };
 
 /* An address of a server given by name, as this worker last read it (owned by its pool: proxy__pool.named). */

@@ -146,6 +146,8 @@ int proxy__fwd_parent_connect(const proxy__exchange *ex);
 int proxy__fwd_parent_answer(proxy__exchange *ex, const gh_h1_response *res, int n);
 /* A forward tunnel's user, rule, idle timeout and destination (dst: the address, or the parent) for t. */
 void proxy__fwd_tunnel_info(const proxy__fwd *f, proxy__tunnel *t, const char *dst);
+/* For the access log: the user (NULL: none) and the allowing rule (NULL: none yet, or denied). */
+void proxy__fwd_log_facts(const proxy__fwd *f, const char **user, const gh_cfg_fwd_rule **rule);
 /* At worker exit: the resolver and the credential cache. */
 void proxy__fwd_worker_free(proxy__worker *w);
 

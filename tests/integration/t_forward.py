@@ -38,7 +38,7 @@ def crypt_hash(password, prefix=b"$y$", cost=0):
 LOCAL = "to=127.0.0.1/32"
 
 
-def fwd_conf(ctx, forward_lines, tls=False, extra=(), env=None, dns=None, nports=1):
+def fwd_conf(ctx, forward_lines, tls=False, extra=(), env=None, dns=None, nports=1, site=()):
     c = ctx.session.certs()
 
     def conf(p):
@@ -50,6 +50,7 @@ def fwd_conf(ctx, forward_lines, tls=False, extra=(), env=None, dns=None, nports
         lines += ["site proxy {", "    listen 127.0.0.1:%d" % p[0]]
         if tls:
             lines.append("    cert %s %s" % (c["ec_cert"], c["ec_key"]))
+        lines += ["    " + ln for ln in site]
         lines.append("    forward {")
         lines += ["        " + ln for ln in forward_lines]
         lines += ["    }", "}", ""]
@@ -535,3 +536,33 @@ def _(ctx):
     eq(status_of(r), 407, "the old password after the reload (cached before it)")
     if worker is not None:
         check(worker in gh.workers(), "the worker was replaced: the reload must happen inside it")
+
+
+@test("forward_access_log_user_rule_bytes_duration")
+def _(ctx):
+    b = ctx.backend("b")
+    origin = tls_origin(ctx, b)
+    users = write(ctx, "users", "alice:%s\n" % crypt_hash("wonder", b"$2b$", 5))
+    combined = os.path.join(ctx.dir, "combined.log")
+    custom = os.path.join(ctx.dir, "custom.log")
+    gh = fwd_conf(ctx, ["auth %s" % users, "rule allow user=alice port=%d,%d %s" % (origin.port, b.port, LOCAL)],
+                  extra=['log_format fwd "$remote_user $forward_rule $request $status $request_time"'],
+                  site=["access_log %s" % combined])
+    gh2 = fwd_conf(ctx, ["auth %s" % users, "rule allow user=alice port=%d,%d %s" % (origin.port, b.port, LOCAL)],
+                   extra=['log_format fwd "$remote_user $forward_rule $request $status $request_time"'],
+                   site=["access_log %s format=fwd" % custom])
+    eq(curl(["-x", proxy_url(gh), "--proxy-user", "alice:wonder", "https://127.0.0.1:%d/id" % origin.port]).stdout,
+       b"b", "CONNECT")
+    eq(curl(["-x", proxy_url(gh2), "--proxy-user", "alice:wonder", "http://127.0.0.1:%d/id" % b.port]).stdout,
+       b"b", "absolute-form")
+
+    def line(path, pat):
+        try:
+            return re.search(pat, open(path).read())
+        except OSError:
+            return None
+    want = (r'127\.0\.0\.1 - alice \[[^]]+\] "CONNECT 127\.0\.0\.1:%d HTTP/1\.1" 200 \d+ .* tunnel=\d+\.\d+s '
+            r'in=[1-9]\d* out=[1-9]\d* to=127\.0\.0\.1:%d' % (origin.port, origin.port))
+    check(wait_until(lambda: line(combined, want), 5 * T), "tunnel line: %r" % open(combined).read()[-300:])
+    want = r"alice \S+gatehouse\d\.conf:\d+ GET http://127\.0\.0\.1:%d/id HTTP/1\.1 200 \d" % b.port
+    check(wait_until(lambda: line(custom, want), 5 * T), "absolute-form line: %r" % open(custom).read()[-300:])
