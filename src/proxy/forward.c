@@ -129,12 +129,14 @@ static const char *rule_where(const proxy__fwd *f, int rule, char *buf, size_t c
 static int deny(proxy__fwd *f, int rule, const char *why, const gh_addr *a)
 {
     proxy__exchange *ex = f->ex;
-    char where[300];
+    char where[300], cls[64] = "";
 
+    /* why: "rule", "no rule", or the class of an internal address that no to= allowed */
+    if (a != NULL && why != NULL && strcmp(why, "rule") != 0 && strcmp(why, "no rule") != 0)
+        snprintf(cls, sizeof(cls), " is internal (%s) and the rule names no to= range for it", why);
     gh_log_warn("forward: client %s%s%s: %s %s:%u denied by %s%s%s%s", ex->s->ip, f->user ? " user " : "",
                 f->user ? f->user : "", f->connect ? "CONNECT" : "request to", f->host, f->req.port,
-                rule_where(f, rule, where, sizeof(where)), a ? ", address " : "", a ? a->text : "",
-                a && why ? (strcmp(why, "rule") == 0 ? "" : " is internal") : "");
+                rule_where(f, rule, where, sizeof(where)), a ? ", address " : "", a ? a->text : "", cls);
     return proxy__exchange_local_error(ex, 403, NULL, 0);
 }
 

@@ -160,7 +160,7 @@ def _(ctx):
         eq(out.strip().splitlines()[-1], "403", "status for %s (%s)" % (name, ip))
         check(ip not in out and "internal" not in out, "the 403 page hints at the address: %r" % out)
     eq(len(b.requests()), 0, "requests that reached the (loopback) backend")
-    check(log_lines(gh, r"address 169\.254\.169\.254:\d+ is internal") != [], "the metadata denial logged")
+    check(log_lines(gh, r"address 169\.254\.169\.254:\d+ is internal \(metadata\)") != [], "the metadata denial logged")
     # the same name with the range allowed explicitly
     gh2 = fwd_conf(ctx, ["rule allow host=lo.test port=%d %s" % (b.port, LOCAL)], env=hosts.env())
     eq(curl(["-x", proxy_url(gh2), "http://lo.test:%d/id" % b.port]).stdout, b"b", "with to=127.0.0.1/32")
@@ -566,3 +566,27 @@ def _(ctx):
     check(wait_until(lambda: line(combined, want), 5 * T), "tunnel line: %r" % open(combined).read()[-300:])
     want = r"alice \S+gatehouse\d\.conf:\d+ GET http://127\.0\.0\.1:%d/id HTTP/1\.1 200 \d" % b.port
     check(wait_until(lambda: line(custom, want), 5 * T), "absolute-form line: %r" % open(custom).read()[-300:])
+
+
+@test("forward_client_gone_while_resolving_or_connecting")
+def _(ctx):
+    # The client leaves while its name is being resolved (a DNS server that answers after 1.5 s), and while
+    # its connect waits on a port that never answers: the query and the connect are dropped with the
+    # exchange, and the late DNS answer finds nobody waiting (no crash: the harness checks the worker).
+    s, fill = blackhole_listener()
+    port = s.getsockname()[1]
+    dns = DnsServer(ctx, {"slow.test": (["127.0.0.1"], 60, 1.5)})
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (port, LOCAL), "connect_timeout 3s", "dns_timeout 5s"], dns=dns)
+    for dest in ["slow.test:%d" % port, "127.0.0.1:%d" % port]:
+        for _ in range(5):
+            c = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+            c.sendall(b"CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n" % dest.encode())
+            time.sleep(0.05)
+            c.close()
+    time.sleep(2.5)
+    eq(curl(["-x", proxy_url(gh), "-w", "%{http_code}", "-o", "/dev/null", "http://nx.test:%d/" % port],
+            ok=False).stdout,
+       b"502", "a request after them")
+    for c in fill:
+        c.close()
+    s.close()
