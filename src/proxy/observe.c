@@ -64,8 +64,11 @@ void proxy__observe_upstream_taken(proxy__exchange *ex)
 
 void proxy__observe_response_head(const proxy__exchange *ex)
 {
-    if (ex->upstream_us != 0)
-        gh_metric_observe(&gh_metric_pool(ex->s->w->metrics, ex->pool->cfg->metric)->response,
+    /* a forward proxy's origin has no config pool: its connection's pool (the forward pool, no series) */
+    const proxy__pool *p = ex->pool != NULL ? ex->pool : ex->u != NULL ? ex->u->pool : NULL;
+
+    if (ex->upstream_us != 0 && p != NULL)
+        gh_metric_observe(&gh_metric_pool(ex->s->w->metrics, p->cfg->metric)->response,
                           gh_metrics_now_us() - ex->upstream_us);
 }
 

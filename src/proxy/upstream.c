@@ -543,7 +543,9 @@ void proxy__pools_close_idle(proxy__gen *g)
 #define FWD_POOL_SLOTS 64
 
 /* No passive ejection, no balancer: what the exchange reads of a pool's config (passive counts, name). */
-static const gh_cfg_pool fwd_pool_cfg = {.name = {"forward", 7}};
+static const gh_cfg_pool fwd_pool_cfg = {.name = {"forward", 7}, .metric = UINT32_MAX};
+/* Origins have no health slot nor metrics series: refs past every region (ignored) that match no epoch. */
+static gh_health_ref fwd_refs[FWD_POOL_SLOTS];
 
 proxy__pool *proxy__fwd_pool(proxy__gen *g)
 {
@@ -567,8 +569,11 @@ proxy__pool *proxy__fwd_pool(proxy__gen *g)
         free(p);
         return NULL;
     }
-    for (size_t i = 0; i < FWD_POOL_SLOTS; i++)
+    for (size_t i = 0; i < FWD_POOL_SLOTS; i++) {
         p->servers[i].text = p->origins[i].text;
+        fwd_refs[i] = gh_health_ref_make(UINT32_MAX, GH_HEALTH_NO_EPOCH);
+    }
+    p->slots = fwd_refs;
     g->fwd_pool = p;
     return p;
 }
