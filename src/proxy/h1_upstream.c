@@ -26,7 +26,7 @@
  */
 static int proxy_header(proxy__exchange *ex)
 {
-    int version = ex->pool->cfg->proxy_protocol;
+    int version = ex->pool != NULL ? ex->pool->cfg->proxy_protocol : 0; /* a forward proxy's origin: no pool */
     ssize_t n;
 
     ex->pp_len = 0;

@@ -590,3 +590,14 @@ def _(ctx):
     for c in fill:
         c.close()
     s.close()
+
+
+@test("forward_https_proxy_offers_http11_only")
+def _(ctx):
+    # CONNECT over HTTP/2 (RFC 9113 8.5) needs a stream that becomes a tunnel, which the HTTP/2 session
+    # does not offer: a forward proxy's TLS listener negotiates http/1.1 even with a client that prefers h2.
+    from harness import s_client
+    b = ctx.backend("b")
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (b.port, LOCAL)], tls=True)
+    rc, out = s_client(gh.ports[0], ["-alpn", "h2,http/1.1"], input=b"")
+    check("ALPN protocol: http/1.1" in out, "ALPN: %r" % re.findall(r"ALPN.*", out))
