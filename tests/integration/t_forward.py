@@ -422,6 +422,13 @@ def _(ctx):
     from harness import free_port
     sport = free_port()
     p, d = start_squid(ctx, sport)
+    try:
+        squid_chain(ctx, b, origin, sport, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)  # squid's own directory, outside the test's
+
+
+def squid_chain(ctx, b, origin, sport, d):
     child = fwd_conf(ctx, ["rule allow host=127.0.0.1 port=1-65535 via=squid"],
                      extra=parent_pool("squid", [sport], health=False))
     eq(curl(["-x", proxy_url(child), "https://127.0.0.1:%d/id" % origin.port]).stdout, b"b", "CONNECT via squid")
@@ -432,7 +439,6 @@ def _(ctx):
         log = open(os.path.join(d, "access.log")).read()
         return all(w in log for w in want)
     check(wait_until(logged, 10 * T), "squid's log: %r" % open(os.path.join(d, "access.log")).read()[-400:])
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def connect_through(port, dest, timeout=None):
