@@ -489,6 +489,13 @@ struct gh_config {
     uint32_t nrate_limits; /* ids given to rate limits so far */
     gh_cfg_http2 http2;
     gh_cfg_admin admin;
+    /* Process security (core/sandbox.h): the account the workers and the prober run as when the
+     * master starts as root (NULL: `nobody`; the group NULL: the user's primary group), and the
+     * system-call allow-list (1: on, the default). Read at start only: a reload keeps the first. */
+    const char *user;
+    const char *group;
+    gh_cfg_where user_where, group_where; /* line 0: not in the file */
+    int seccomp;
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

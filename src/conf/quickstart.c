@@ -18,4 +18,5 @@ void gh_conf_defaults(gh_conf *c)
     c->config_file = NULL;
     c->test_only = 0;
     c->workers_given = 0;
+    c->seccomp = 1;
 }

@@ -28,6 +28,9 @@ typedef struct gh_conf {
     const char *config_file;  /* -c FILE: everything but --workers/--log-level comes from it */
     int test_only;            /* -t: check the configuration and exit */
     int workers_given;        /* --workers was on the command line (overrides the file) */
+    const char *user;         /* --user, --group: as `user` and `group` (NULL: not given) */
+    const char *group;
+    int seccomp; /* --seccomp on|off: as `seccomp` (default 1) */
 } gh_conf;
 
 /* Sets every field to its default (no listener, no servers, one worker per core). */
