@@ -53,5 +53,6 @@ void suite_stream(void);
 void suite_h2_head(void);
 void suite_proxyproto(void);
 void suite_metrics(void);
+void suite_sandbox(void);
 
 #endif
