@@ -14,8 +14,9 @@
 
 extern char **environ;
 
-static char *area;      /* the first argument's first byte; NULL: no title */
-static size_t area_len; /* up to the NUL of the last contiguous string */
+static char **env_copies; /* every string copied, for life: environ may drop one (unsetenv), they stay ours */
+static char *area;        /* the first argument's first byte; NULL: no title */
+static size_t area_len;   /* up to the NUL of the last contiguous string */
 
 /* The original strings are contiguous: argv[0], ..., argv[argc-1], environ[0], ... each after the other's NUL. */
 static char *contiguous_end(char *end, char **strs, int n)
@@ -38,10 +39,10 @@ int gh_proctitle_init(int argc, char **argv)
         nenv++;
     end = contiguous_end(first, argv, argc);
     end = contiguous_end(end, environ, (int)nenv);
-    if ((env = calloc(nenv + 1, sizeof(*env))) == NULL)
+    if ((env = calloc(nenv + 1, sizeof(*env))) == NULL || (env_copies = calloc(nenv + 1, sizeof(*env))) == NULL)
         return -1;
     for (size_t i = 0; i < nenv; i++)
-        if ((env[i] = strdup(environ[i])) == NULL)
+        if ((env[i] = env_copies[i] = strdup(environ[i])) == NULL)
             return -1; /* the originals stay in use: no title, nothing broken */
     for (int i = 0; i < argc; i++) {
         if ((copy = strdup(argv[i])) == NULL)
