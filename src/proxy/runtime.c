@@ -277,16 +277,21 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
         size_t slots = 0;
 
         rt->slot_base[i] = total;
-        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
-            slots += cfg->pools[i].servers[k].nslots;
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
+            const gh_cfg_server *sv = &cfg->pools[i].servers[k];
+
+            slots += sv->nslots;
+            /* The server that goes over the limit is the one to name: the file is fine up to it. */
+            if (total + slots > gh_health_shm_nslots(rt->health)) {
+                snprintf(err, errlen, "%s:%d: server %.*s: more than %zu servers (addresses) in all pools",
+                         sv->where.file, sv->where.line, (int)sv->text.len, sv->text.p,
+                         gh_health_shm_nslots(rt->health));
+                return -1;
+            }
+        }
         total += slots;
         if (cfg->pools[i].health.type != GH_HEALTH_NONE)
             n += slots;
-    }
-    if (total > gh_health_shm_nslots(rt->health)) {
-        snprintf(err, errlen, "%s: %zu servers (addresses) in all pools; at most %zu", cfg->path, total,
-                 gh_health_shm_nslots(rt->health));
-        return -1;
     }
     rt->nslots = total;
     if ((rt->refs = calloc(total ? total : 1, sizeof(*rt->refs))) == NULL ||

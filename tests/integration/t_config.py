@@ -258,6 +258,20 @@ def _(ctx):
     cert_error(ctx, "second cert is garbage", [good, "    cert %s %s" % (c["garbage"], c["rsa_key"])], 1)
 
 
+@test("config_error_too_many_servers_names_no_line")
+def _(ctx):
+    # Every address of every pool has a slot in the shared health region (GH_HEALTH_MAX_SLOTS,
+    # 4096). The error for one server too many said only the file: it must name that server's line.
+    pools = []
+    for i in range(64):
+        pools.append("pool many%d {\n" % i + "".join("    server 127.%d.%d.1:80\n" % (i + 1, k + 1) for k in range(64))
+                     + "}\n")
+    pools.append("pool over {\n    server 127.100.0.1:80 # HERE\n}\n")
+    # The base's own pool (2 servers) comes after these, so the first server past 4096 is the marked one.
+    expect_error(ctx, base(ctx, extra_top="".join(pools)), "one server more than the health slots",
+                 r"servers \(addresses\) in all pools")
+
+
 @test("config_run_refuses_invalid")
 def _(ctx):
     text = base(ctx, extra_site="    proxy_pass x # HERE\n")
