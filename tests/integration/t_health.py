@@ -3,7 +3,9 @@ probed by one process for all workers), 503 at once when no server is healthy, z
 requests under load across a backend kill, and passive ejection (502-504, timeouts and connect
 errors by default; which statuses count is configurable)."""
 import collections
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -496,6 +498,55 @@ def _(ctx):
     check(count_requests(b6, "/fail") >= 1, "the new address ::1 was never probed")
     check(log_lines(gh, named_down_re(port, "::1")), "no 'server app.test:%d (::1) of pool app is down'" % port)
     ctx.info = "%s" % dict(got)
+
+
+@test("reload_gives_new_address_of_name_traffic_before_probe")
+def _(ctx):
+    # A reload that finds a new address for a name must treat it as the prober's re-resolution does:
+    # PENDING until its first probe passed. It made it UNKNOWN (counts as up), so the new address got
+    # requests at once. The probe takes 2s (a slow /slow answer), which holds that window open; the
+    # backend's own clock says whether a request came before the probe's answer, whatever the load.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4])
+    c = ctx.session.certs()
+    probe_s = 2.0
+
+    def text(p, gen):
+        return "\n".join([
+            "workers 1", "resolve_interval 1h", "listen 127.0.0.1:%d tls" % p, "pool app {",
+            "    server app.test:%d" % port,
+            "    health http GET /slow?ms=%d interval=10s timeout=5s" % (probe_s * 1000), "}",
+            "site default {", "    cert %s %s" % (c["ec_cert"], c["ec_key"]), "    route / { proxy app }",
+            "    route /gen { respond 200 %s }" % gen, "}", ""])
+    gh = ctx.gatehouse_config(lambda p: text(p[0], "gen-1"), nports=1, env=hosts.env())
+    gh.allow_worker_change = True  # a reload restarts the prober
+    check(wait_log(gh, named_up_re(port, "127.0.0.1"), (probe_s + 5) * T) is not None, "127.0.0.1 never came up")
+    hosts.set([V4, V6])  # 127.0.0.1 keeps its slot (and its verdict); ::1 is new
+    with open(gh.conf_path + ".tmp", "w") as f:
+        f.write(text(gh.port, "gen-2"))
+    os.replace(gh.conf_path + ".tmp", gh.conf_path)
+    os.kill(gh.pid, signal.SIGHUP)
+
+    def reloaded():
+        with Conn(gh.port) as conn:
+            return conn.request("GET", "/gen").body == b"gen-2"
+    check(wait_until(reloaded, 5 * T), "the worker never served gen-2")
+    seen, t_end = collections.Counter(), time.monotonic() + probe_s
+    while time.monotonic() < t_end and sum(seen.values()) < 20:
+        with Conn(gh.port) as conn:
+            r = conn.request("GET", "/id?close=1")  # a new upstream connection each time
+        seen[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
+    check(wait_log(gh, named_up_re(port, "::1"), (probe_s + 5) * T) is not None, "::1 never came up")
+    probes = [e["conn"] for e in b6.requests() if e["target"].startswith("/slow")]
+    probe = [e for e in b6.events("response") if probes and e["conn"] == probes[0]]
+    check(probe, "no answer to ::1's first probe in its backend's log")
+    early = [e for e in b6.requests() if e["target"].startswith("/id") and e["t"] < probe[0]["t"]]
+    eq(len(early), 0, "requests that reached ::1 before its first probe was answered (%s)" % dict(seen))
+    check(seen["b4"] >= 4, "too few answers right after the reload to tell: %s" % dict(seen))
+    # Once the probe passed, the new address serves.
+    after, _ = by_backend(gh, 10)
+    eq(dict(after), {"b4": 5, "b6": 5}, "who served once ::1 was up")
+    ctx.info = "right after the reload: %s" % dict(seen)
 
 
 @test("name_that_stops_resolving_keeps_its_addresses")
