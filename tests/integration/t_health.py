@@ -10,7 +10,8 @@ import socket
 import threading
 import time
 
-from harness import T, Conn, check, eq, error_body_ok, test, wait_until
+import cfgutil
+from harness import T, Conn, Fail, check, eq, error_body_ok, test, wait_until
 from cfgutil import (FakeHosts, backends, count_requests, dual_backends, ids, kill_backend, log_lines,
                      restart_backend, wait_log)
 
@@ -293,6 +294,145 @@ def get_many(port, path, n):
         with Conn(port) as c:
             statuses[c.request("GET", "%s&i=%d" % (path, i)).status] += 1
     return statuses
+
+
+class PaddedBackend:
+    """A raw backend: to `/pad?n=N&s=STATUS` it answers at once, before any body, with STATUS and
+    X-Pad headers of N bytes in all (head size under the test's control), then drains and closes."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.heads = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    @staticmethod
+    def head(n, status):
+        pads = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * min(4000, n - i)) for i in range(0, n, 4000))
+        return b"HTTP/1.1 %d Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n%s\r\n" % (status, pads)
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        c.settimeout(5)
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            target = buf.split(b" ", 2)[1].decode()
+            self.heads.append(target)
+            q = dict(p.split("=") for p in target.split("?", 1)[1].split("&"))
+            c.sendall(self.head(int(q["n"]), int(q["s"])) + b"body\n")
+            c.shutdown(socket.SHUT_WR)  # one answer a connection: none is pooled
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def expect_continue_exchange(port, target):
+    """POST with Expect: 100-continue; the body follows 0.3s later (a client that waited for the 100).
+    Returns (interim heads, final head, final body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * T)
+    try:
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+                  % target.encode())
+        time.sleep(0.3)
+        s.sendall(b"data")
+        buf, interim = b"", []
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    raise Fail("closed before a whole head: %r" % buf[:200])
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            if head.startswith(b"HTTP/1.1 1"):
+                interim.append(head)
+                continue
+            m = re.search(rb"(?im)^content-length: *(\d+)", head)
+            want = int(m.group(1)) if m else 0
+            while len(buf) < want:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+            return interim, head + b"\r\n\r\n", buf[:want]
+    finally:
+        s.close()
+
+
+def continue_held_gatehouse(ctx):
+    """gatehouse in front of a PaddedBackend with passive fails=2, the 100 Continue held by faults.c,
+    and the padding that makes the client's copy of a 503 head 10 bytes short of a whole 16 KiB buffer:
+    it fits only once the 25 bytes of the 100 are out. Returns (gh, backend, padding)."""
+    be = PaddedBackend()
+    so = cfgutil.preload_library(ctx.session, "faults")
+    env = dict(cfgutil.preload_env(so), GH_FAIL_CONTINUE="1")
+
+    def conf(p):
+        # request_buffer off: the request goes upstream before its body, so the answer can come first
+        return "\n".join(["workers 1", "request_buffer off", "listen 127.0.0.1:%d" % p[0], "pool app {",
+                          "    server 127.0.0.1:%d" % be.port, "    passive fails=2 window=60s eject=60s", "}",
+                          "site default {", "    route / {", "        proxy app",
+                          # 200 bytes more towards the client: a head that fits upstream can fill its buffer
+                          "        response_header set X-Added %s" % ("a" * 200), "    }", "}", ""])
+    gh = ctx.gatehouse_config(conf, nports=1, env=env)
+    # What gatehouse adds to or takes from this head on its way to the client (a 200: not a failure).
+    n0 = 1000
+    interim, head, body = expect_continue_exchange(gh.port, "/pad?n=%d&s=200" % n0)
+    eq(len(interim), 1, "100 Continue heads before the calibration answer")
+    check(log_lines(gh, r"faults: 100 held"), "the fault library did not hold the 100 Continue")
+    delta = len(head) - len(PaddedBackend.head(n0, 200))
+    n = max(k for k in range(n0, 16384) if len(PaddedBackend.head(k, 503)) <= 16384 - 10 - delta)
+    check(len(PaddedBackend.head(n, 503)) + 5 <= 16384, "test bug: the head (%d) does not fit the upstream buffer"
+          % len(PaddedBackend.head(n, 503)))
+    ctx.note("padding %d: backend head %d bytes, %+d to the client" % (n, len(PaddedBackend.head(n, 503)), delta))
+    return gh, be, n
+
+
+@test("continue_queued_response_head_not_parsed_again")
+def _(ctx):
+    # A response head with no room behind a queued 100 Continue must wait for the 100 to drain and
+    # then be parsed again and sent whole (not a 502, not a lost or cut head).
+    gh, be, n = continue_held_gatehouse(ctx)
+    interim, head, body = expect_continue_exchange(gh.port, "/pad?n=%d&s=503" % n)
+    eq([h.split(b"\r\n")[0] for h in interim], [b"HTTP/1.1 100 Continue"], "interim heads")
+    check(head.startswith(b"HTTP/1.1 503 "), "the answer: %r" % head[:60])
+    eq(head.count(b"p"), n, "padding bytes in the head the client got")
+    eq(len(head), 16384 - 10, "the client's head")
+    eq(body, b"body\n", "the body")
+    ctx.info = "head %d bytes behind a held 100 Continue" % len(head)
+
+
+@test("continue_queued_5xx_counted_twice_for_ejection")
+def _(ctx):
+    # A 5xx whose head could not be handed to the client while a 100 Continue was still queued (no
+    # room behind it: send_head's GH_AGAIN) was parsed again later, and each parse reported it to
+    # passive ejection: one response counted several times, so `fails=2` ejected after one. The 100
+    # stays queued through tests/integration/faults.c (its send() gets EAGAIN, a full socket, until
+    # the client sends its body); a client that only does not read cannot hold 25 bytes back.
+    gh, be, n = continue_held_gatehouse(ctx)
+    interim, head, body = expect_continue_exchange(gh.port, "/pad?n=%d&s=503" % n)
+    check(head.startswith(b"HTTP/1.1 503 ") and len(head) == 16384 - 10, "the answer: %r" % head[:60])
+    time.sleep(0.2)
+    eq(log_lines(gh, ejected_re(be.port)), [], "'is ejected' lines after one 503 with passive fails=2")
+    # A second one: now two failures in a row, so the server is ejected (each counted once).
+    expect_continue_exchange(gh.port, "/pad?n=%d&s=503" % n)
+    check(wait_until(lambda: log_lines(gh, ejected_re(be.port)), 3 * T), "no 'is ejected' line after two 503s")
 
 
 @test("passive_ejection_by_client_requesting_500")

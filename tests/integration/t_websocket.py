@@ -649,9 +649,9 @@ def _(ctx):
 
 
 def failing_moves_gatehouse(ctx, be, every, main=""):
-    """gatehouse with tests/integration/fail_move.c preloaded: every `every`th hand-over of a connection
+    """gatehouse with tests/integration/faults.c preloaded: every `every`th hand-over of a connection
     (epoll_ctl re-add) fails with ENOMEM. A WebSocket hands over its upstream first, then its client."""
-    so = cfgutil.preload_library(ctx.session, "fail_move")
+    so = cfgutil.preload_library(ctx.session, "faults")
     certs = ctx.session.certs()
     env = dict(cfgutil.preload_env(so), GH_FAIL_MOVE_EVERY=str(every))
     return ctx.gatehouse_config(lambda ports: conf(ports, be.port, certs=certs, main=main), nports=2, env=env)
