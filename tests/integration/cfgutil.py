@@ -292,3 +292,50 @@ def dual_backends(ctx, n4="b4", n6="b6"):
             kill_backend(b4)
             os.remove(os.path.join(ctx.dir, n4 + ".port"))
     raise last
+
+
+class RawBackend:
+    """A backend that records each request head and answers with `answer(head)` (bytes). once=False:
+    the connection goes on to the next head (kept open briefly); once=True: one answer, then its
+    side is shut (FIN) and what comes is drained until the peer closes."""
+
+    def __init__(self, ctx, answer, once=False):
+        self.heads = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        self.once = once
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        c.settimeout(5)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                self.heads.append(head.decode(errors="replace"))
+                c.sendall(self.answer(head))
+                if self.once:
+                    c.shutdown(socket.SHUT_WR)
+                    while c.recv(65536):
+                        pass
+                    return
+        except OSError:
+            pass
+        finally:
+            c.close()

@@ -296,51 +296,22 @@ def get_many(port, path, n):
     return statuses
 
 
-class PaddedBackend:
+class PaddedBackend(cfgutil.RawBackend):
     """A raw backend: to `/pad?n=N&s=STATUS` it answers at once, before any body, with STATUS and
     X-Pad headers of N bytes in all (head size under the test's control), then drains and closes."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.heads = []
-        threading.Thread(target=self.serve, daemon=True).start()
+    def __init__(self, ctx):
+        super().__init__(ctx, self.padded, once=True)  # one answer a connection: none is pooled
 
     @staticmethod
     def head(n, status):
         pads = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * min(4000, n - i)) for i in range(0, n, 4000))
         return b"HTTP/1.1 %d Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n%s\r\n" % (status, pads)
 
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
-
-    def one(self, c):
-        c.settimeout(5)
-        buf = b""
-        try:
-            while b"\r\n\r\n" not in buf:
-                d = c.recv(65536)
-                if not d:
-                    return
-                buf += d
-            target = buf.split(b" ", 2)[1].decode()
-            self.heads.append(target)
-            q = dict(p.split("=") for p in target.split("?", 1)[1].split("&"))
-            c.sendall(self.head(int(q["n"]), int(q["s"])) + b"body\n")
-            c.shutdown(socket.SHUT_WR)  # one answer a connection: none is pooled
-            while c.recv(65536):
-                pass
-        except OSError:
-            pass
-        finally:
-            c.close()
+    def padded(self, head):
+        target = head.split(b" ", 2)[1].decode()
+        q = dict(p.split("=") for p in target.split("?", 1)[1].split("&"))
+        return self.head(int(q["n"]), int(q["s"])) + b"body\n"
 
 
 def expect_continue_exchange(port, target):
@@ -379,7 +350,7 @@ def continue_held_gatehouse(ctx):
     """gatehouse in front of a PaddedBackend with passive fails=2, the 100 Continue held by faults.c,
     and the padding that makes the client's copy of a 503 head 10 bytes short of a whole 16 KiB buffer:
     it fits only once the 25 bytes of the 100 are out. Returns (gh, backend, padding)."""
-    be = PaddedBackend()
+    be = PaddedBackend(ctx)
     so = cfgutil.preload_library(ctx.session, "faults")
     env = dict(cfgutil.preload_env(so), GH_FAIL_CONTINUE="1")
 

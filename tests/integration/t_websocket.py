@@ -511,44 +511,7 @@ def _(ctx):
 
 # ---------------------------------------------------------------- what is refused
 
-class RawBackend:
-    """A backend that records each request head and answers with `answer(head)` (bytes), then
-    keeps the connection open briefly."""
-
-    def __init__(self, ctx, answer):
-        self.heads = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.answer = answer
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
-
-    def one(self, c):
-        c.settimeout(5)
-        buf = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    d = c.recv(4096)
-                    if not d:
-                        return
-                    buf += d
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                self.heads.append(head.decode(errors="replace"))
-                c.sendall(self.answer(head))
-        except OSError:
-            pass
-        finally:
-            c.close()
+RawBackend = cfgutil.RawBackend
 
 
 SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
