@@ -533,19 +533,35 @@ static void stop_resolving(void *arg)
         rt->names[i].q.entry = NULL; /* their queries went with the resolver */
 }
 
-/* The server of prev with the pool name and server text of s in pool p, or NULL. */
-static const gh_cfg_server *prev_server(const gh_config *prev, const gh_cfg_pool *p, const gh_cfg_server *s)
+/* The server of prev with the pool name and server text of s in pool p, or NULL; its first slot in *slot. */
+static const gh_cfg_server *prev_server(const gh_runtime *prev, const gh_cfg_pool *p, const gh_cfg_server *s,
+                                        size_t *slot)
 {
-    for (size_t i = 0; i < prev->npools; i++) {
-        const gh_cfg_pool *q = &prev->pools[i];
+    for (size_t i = 0; i < prev->cfg->npools; i++) {
+        const gh_cfg_pool *q = &prev->cfg->pools[i];
 
         if (q->name.len != p->name.len || memcmp(q->name.p, p->name.p, p->name.len) != 0)
             continue;
-        for (size_t k = 0; k < q->nservers; k++)
+        *slot = prev->slot_base[i];
+        for (size_t k = 0; k < q->nservers; *slot += q->servers[k].nslots, k++)
             if (q->servers[k].text.len == s->text.len && memcmp(q->servers[k].text.p, s->text.p, s->text.len) == 0)
                 return &q->servers[k];
     }
     return NULL;
+}
+
+/* 1 when place j of server s has an address that the same place of prev's server did not have. */
+static int new_address(const gh_runtime *prev, const gh_cfg_server *old, size_t slot, const gh_cfg_server *s, size_t j)
+{
+    gh_addr cur;
+
+    if (j >= s->naddrs)
+        return 0; /* no address: never picked */
+    /* What the place has now: the prober may have found s's address already (and probed it). */
+    if (j >= old->nslots ||
+        !gh_addr_shm_current(prev->addrs, prev->refs[slot + j], j < old->naddrs ? &old->addrs[j] : NULL, &cur))
+        return 1;
+    return !gh_addr_same(&cur, &s->addrs[j]);
 }
 
 /*
@@ -569,12 +585,12 @@ static int mark_readdressed(gh_runtime *rt, const gh_runtime *prev)
 
         for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
             const gh_cfg_server *s = &cfg->pools[i].servers[k];
-            const gh_cfg_server *old = prev_server(prev->cfg, &cfg->pools[i], s);
+            size_t at = 0;
+            const gh_cfg_server *old = prev_server(prev, &cfg->pools[i], s, &at);
             int named = !gh_addr_is_numeric(s->host.p), checked = cfg->pools[i].health.type != GH_HEALTH_NONE;
 
             for (size_t j = 0; j < s->nslots; j++, slot++)
-                rt->readdressed[slot] = named && checked && old != NULL && j < s->naddrs &&
-                                        (j >= old->naddrs || !gh_addr_same(&old->addrs[j], &s->addrs[j]));
+                rt->readdressed[slot] = named && checked && old != NULL && new_address(prev, old, at, s, j);
         }
     }
     return 0;

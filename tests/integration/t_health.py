@@ -611,6 +611,44 @@ def _(ctx):
     ctx.info = "%s" % dict(got)
 
 
+def slow_probe_named(ctx, hosts, port, probe_s, resolve="1h"):
+    """A gatehouse in front of app.test whose probe takes probe_s (/slow), with route /gen; returns
+    (gh, reload(gen)) where reload rewrites the file, sends SIGHUP and waits for the worker to serve gen."""
+    c = ctx.session.certs()
+
+    def text(p, gen):
+        return "\n".join([
+            "workers 1", "resolve_interval %s" % resolve, "listen 127.0.0.1:%d tls" % p, "pool app {",
+            "    server app.test:%d" % port,
+            "    health http GET /slow?ms=%d interval=10s timeout=5s" % (probe_s * 1000), "}",
+            "site default {", "    cert %s %s" % (c["ec_cert"], c["ec_key"]), "    route / { proxy app }",
+            "    route /gen { respond 200 %s }" % gen, "}", ""])
+    gh = ctx.gatehouse_config(lambda p: text(p[0], "gen-1"), nports=1, env=hosts.env())
+    gh.allow_worker_change = True  # a reload restarts the prober
+
+    def reload(gen):
+        with open(gh.conf_path + ".tmp", "w") as f:
+            f.write(text(gh.port, gen))
+        os.replace(gh.conf_path + ".tmp", gh.conf_path)
+        os.kill(gh.pid, signal.SIGHUP)
+
+        def served():
+            with Conn(gh.port) as conn:
+                return conn.request("GET", "/gen").body == gen.encode()
+        check(wait_until(served, 5 * T), "the worker never served %s" % gen)
+    return gh, reload
+
+
+def ids_for(gh, seconds, most=20):
+    """GET /id on new connections for up to `seconds` (at most `most`); a Counter of who answered."""
+    seen, t_end = collections.Counter(), time.monotonic() + seconds
+    while time.monotonic() < t_end and sum(seen.values()) < most:
+        with Conn(gh.port) as conn:
+            r = conn.request("GET", "/id?close=1")  # a new upstream connection each time
+        seen[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
+    return seen
+
+
 @test("reload_gives_new_address_of_name_traffic_before_probe")
 def _(ctx):
     # A reload that finds a new address for a name must treat it as the prober's re-resolution does:
@@ -619,34 +657,12 @@ def _(ctx):
     # backend's own clock says whether a request came before the probe's answer, whatever the load.
     b4, b6, port = dual_backends(ctx)
     hosts = FakeHosts(ctx, [V4])
-    c = ctx.session.certs()
     probe_s = 2.0
-
-    def text(p, gen):
-        return "\n".join([
-            "workers 1", "resolve_interval 1h", "listen 127.0.0.1:%d tls" % p, "pool app {",
-            "    server app.test:%d" % port,
-            "    health http GET /slow?ms=%d interval=10s timeout=5s" % (probe_s * 1000), "}",
-            "site default {", "    cert %s %s" % (c["ec_cert"], c["ec_key"]), "    route / { proxy app }",
-            "    route /gen { respond 200 %s }" % gen, "}", ""])
-    gh = ctx.gatehouse_config(lambda p: text(p[0], "gen-1"), nports=1, env=hosts.env())
-    gh.allow_worker_change = True  # a reload restarts the prober
+    gh, reload = slow_probe_named(ctx, hosts, port, probe_s)
     check(wait_log(gh, named_up_re(port, "127.0.0.1"), (probe_s + 5) * T) is not None, "127.0.0.1 never came up")
     hosts.set([V4, V6])  # 127.0.0.1 keeps its slot (and its verdict); ::1 is new
-    with open(gh.conf_path + ".tmp", "w") as f:
-        f.write(text(gh.port, "gen-2"))
-    os.replace(gh.conf_path + ".tmp", gh.conf_path)
-    os.kill(gh.pid, signal.SIGHUP)
-
-    def reloaded():
-        with Conn(gh.port) as conn:
-            return conn.request("GET", "/gen").body == b"gen-2"
-    check(wait_until(reloaded, 5 * T), "the worker never served gen-2")
-    seen, t_end = collections.Counter(), time.monotonic() + probe_s
-    while time.monotonic() < t_end and sum(seen.values()) < 20:
-        with Conn(gh.port) as conn:
-            r = conn.request("GET", "/id?close=1")  # a new upstream connection each time
-        seen[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
+    reload("gen-2")
+    seen = ids_for(gh, probe_s)
     check(wait_log(gh, named_up_re(port, "::1"), (probe_s + 5) * T) is not None, "::1 never came up")
     probes = [e["conn"] for e in b6.requests() if e["target"].startswith("/slow")]
     probe = [e for e in b6.events("response") if probes and e["conn"] == probes[0]]
@@ -657,6 +673,22 @@ def _(ctx):
     # Once the probe passed, the new address serves.
     after, _ = by_backend(gh, 10)
     eq(dict(after), {"b4": 5, "b6": 5}, "who served once ::1 was up")
+    ctx.info = "right after the reload: %s" % dict(seen)
+
+
+@test("reload_keeps_address_the_prober_found_in_service")
+def _(ctx):
+    # The other side of the test above: an address that the prober's re-resolution found and probed
+    # before the reload is not new to its place, and must not wait for another probe after it.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4])
+    probe_s = 1.0
+    gh, reload = slow_probe_named(ctx, hosts, port, probe_s, resolve="200ms")
+    hosts.set([V4, V6])
+    check(wait_log(gh, named_up_re(port, "::1"), (probe_s + 5) * T) is not None, "::1 never came up")
+    reload("gen-2")
+    seen = ids_for(gh, probe_s / 2, most=10)
+    check(seen["b6"] >= 2, "::1 (probed up before the reload) right after it: %s" % dict(seen))
     ctx.info = "right after the reload: %s" % dict(seen)
 
 
