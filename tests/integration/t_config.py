@@ -275,7 +275,9 @@ def _(ctx):
 def opens_under_strace(ctx, argv, paths):
     """Runs argv (a gatehouse -t) under strace; returns {path: number of open/openat calls on it}."""
     out = os.path.join(ctx.dir, "strace-%d.out" % len(os.listdir(ctx.dir)))
-    p = ctx.popen(["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", out] + argv,
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = dict(os.environ, ASAN_OPTIONS=(asan + ":" if asan else "") + "detect_leaks=0")  # LSan fails under ptrace
+    p = ctx.popen(["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", out] + argv, env=env,
                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         so, se = p.communicate(timeout=20 * T)

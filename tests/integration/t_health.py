@@ -664,9 +664,13 @@ def _(ctx):
     reload("gen-2")
     seen = ids_for(gh, probe_s)
     check(wait_log(gh, named_up_re(port, "::1"), (probe_s + 5) * T) is not None, "::1 never came up")
-    probes = [e["conn"] for e in b6.requests() if e["target"].startswith("/slow")]
-    probe = [e for e in b6.events("response") if probes and e["conn"] == probes[0]]
-    check(probe, "no answer to ::1's first probe in its backend's log")
+
+    def first_probe_answer():
+        probes = [e["conn"] for e in b6.requests() if e["target"].startswith("/slow")]
+        return [e for e in b6.events("response") if probes and e["conn"] == probes[0]]
+    # The backend logs its answer just after sending it: the prober may have logged "up" first.
+    check(wait_until(first_probe_answer, 3 * T), "no answer to ::1's first probe in its backend's log")
+    probe = first_probe_answer()
     early = [e for e in b6.requests() if e["target"].startswith("/id") and e["t"] < probe[0]["t"]]
     eq(len(early), 0, "requests that reached ::1 before its first probe was answered (%s)" % dict(seen))
     check(seen["b4"] >= 4, "too few answers right after the reload to tell: %s" % dict(seen))
