@@ -44,7 +44,7 @@ static gh_config *new_config(void)
     }
     gh_conf_defaults(&d);
     c->arena = a;
-    c->workers = d.workers > GH_CFG_MAX_WORKERS ? GH_CFG_MAX_WORKERS : d.workers;
+    c->workers = d.workers; /* already at most GH_CFG_MAX_WORKERS */
     c->log_level = d.log_level;
     c->access_log = NULL;
     c->max_body = GH_CFG_NO_LIMIT;

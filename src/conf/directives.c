@@ -19,10 +19,14 @@ static int d_workers(conf__parser *p, const conf__directive *d)
 {
     uint64_t v;
     long cores;
+    int capped;
 
     if (conf__arg_is(ARG(0), "auto")) {
         cores = sysconf(_SC_NPROCESSORS_ONLN);
-        p->cfg->workers = cores >= 1 && cores <= GH_CFG_MAX_WORKERS ? (int)cores : 1;
+        p->cfg->workers = gh_conf_auto_workers(cores, GH_CFG_MAX_WORKERS, &capped);
+        if (capped)
+            gh_log_warn("%s:%d: workers auto: %ld cores, capped at %d workers", p->file, d->line, cores,
+                        GH_CFG_MAX_WORKERS);
         return 0;
     }
     if (conf__uint_arg(p, d->line, "worker count", ARG(0)->p, ARG(0)->len, 1, GH_CFG_MAX_WORKERS, &v) < 0)

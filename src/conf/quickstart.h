@@ -33,6 +33,13 @@ typedef struct gh_conf {
     int seccomp; /* --seccomp on|off: as `seccomp` (default 1) */
 } gh_conf;
 
+/*
+ * The worker count for `workers auto` and the default: one per core, at least 1
+ * (cores < 1: unknown) and at most max. *capped (may be NULL) is set to 1 when
+ * cores was more than max, so the caller can say so.
+ */
+int gh_conf_auto_workers(long cores, int max, int *capped);
+
 /* Sets every field to its default (no listener, no servers, one worker per core). */
 void gh_conf_defaults(gh_conf *c);
 

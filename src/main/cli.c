@@ -217,26 +217,8 @@ static uint32_t *duration_field(gh_conf *c, int opt)
     return gh_cfg_timeout_field(&c->timeouts, &gh_cfg_timeout_table[opt - OPT_TIMEOUT]);
 }
 
-/* 1..GH_CLI_MAX_WORKERS, digits only: no sign, spaces or suffix. */
-static int parse_workers(const char *s, int *n)
-{
-    int v = 0;
-
-    if (s[0] == '\0')
-        return -1;
-    for (size_t i = 0; s[i] != '\0'; i++) {
-        if (s[i] < '0' || s[i] > '9' || i >= 4)
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > GH_CLI_MAX_WORKERS)
-        return -1;
-    *n = v;
-    return 0;
-}
-
-/* 1..GH_CLI_MAX_CONNS, digits only. */
-static int parse_max_connections(const char *s, uint32_t *n)
+/* 1..max, digits only: no sign, spaces or suffix; at most 9 digits, so no overflow. */
+static int parse_count(const char *s, uint32_t max, uint32_t *n)
 {
     uint64_t v = 0;
 
@@ -247,7 +229,7 @@ static int parse_max_connections(const char *s, uint32_t *n)
             return -1;
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
-    if (v < 1 || v > GH_CLI_MAX_CONNS)
+    if (v < 1 || v > max)
         return -1;
     *n = (uint32_t)v;
     return 0;
@@ -297,7 +279,7 @@ static int is_account_name(const char *s)
 static int apply_option(gh_conf *c, int opt, const char *arg)
 {
     const char *why;
-    uint32_t *field;
+    uint32_t *field, n;
 
     switch (opt) {
     case OPT_LISTEN:
@@ -319,11 +301,12 @@ static int apply_option(gh_conf *c, int opt, const char *arg)
     case OPT_TO:
         return parse_server(c, arg);
     case OPT_WORKERS:
-        if (parse_workers(arg, &c->workers) < 0)
+        if (parse_count(arg, GH_CLI_MAX_WORKERS, &n) < 0)
             return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_WORKERS));
+        c->workers = (int)n;
         return 0;
     case OPT_MAX_CONNECTIONS:
-        if (parse_max_connections(arg, &c->max_connections) < 0)
+        if (parse_count(arg, GH_CLI_MAX_CONNS, &c->max_connections) < 0)
             return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_CONNS));
         return 0;
     case OPT_USER:

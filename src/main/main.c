@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "conf/bundle.h"
 #include "conf/config.h"
 #include "conf/quickstart.h"
 #include "core/log.h"
@@ -20,19 +21,30 @@
 /*
  * The first generation: from -c FILE, or from the quick-start flags. Its
  * certificates are loaded here, in the master: a bad one stops the start with
- * FILE:LINE.
+ * FILE:LINE. Through a recording bundle, as a reload does: the load asks for a
+ * certificate several times (the readability check, the site's context, a TLS
+ * listener's own context), and the disk is read once, so every context is
+ * built from the same bytes even if a file is replaced during the start.
  */
 static gh_runtime *load_runtime(const gh_conf *conf, const gh_shared *shared, char *err, size_t errlen)
 {
+    gh_bundle *b = gh_bundle_recorder();
     gh_config *cfg;
+    gh_runtime *rt = NULL;
 
-    if (conf->config_file != NULL)
-        return gh_runtime_load(conf->config_file, gh_conf_source_fs(), shared, conf->workers_given ? conf->workers : 0,
-                               NULL, err, errlen);
-    if ((cfg = gh_config_from_quickstart(conf, err, errlen)) == NULL)
+    if (b == NULL) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
-    cfg->workers = conf->workers;
-    return gh_runtime_new(cfg, gh_conf_source_fs(), shared, err, errlen); /* numeric addresses: nothing to resolve */
+    }
+    if (conf->config_file != NULL) {
+        rt = gh_runtime_load(conf->config_file, gh_bundle_source(b), shared, conf->workers_given ? conf->workers : 0,
+                             NULL, err, errlen);
+    } else if ((cfg = gh_config_from_quickstart(conf, err, errlen)) != NULL) {
+        cfg->workers = conf->workers;
+        rt = gh_runtime_new(cfg, gh_bundle_source(b), shared, err, errlen); /* numeric addresses: nothing to resolve */
+    }
+    gh_bundle_free(b); /* the runtime keeps nothing of it: a reload frees its recorder the same way */
+    return rt;
 }
 
 /*

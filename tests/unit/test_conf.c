@@ -1102,6 +1102,24 @@ static void edge_inheritance(void)
                  "main.conf:4: duplicate");
 }
 
+/* `workers auto` on more cores than GH_CFG_MAX_WORKERS fell back to 1 worker instead of the maximum. */
+static void workers_auto_over_max_cores_caps_not_one(void)
+{
+    int capped = -1;
+
+    unit_case("workers_auto_over_max_cores_caps_not_one");
+    CHECK_INT(gh_conf_auto_workers(GH_CFG_MAX_WORKERS + 1, GH_CFG_MAX_WORKERS, &capped), GH_CFG_MAX_WORKERS);
+    CHECK_INT(capped, 1);
+    CHECK_INT(gh_conf_auto_workers(4096, GH_CFG_MAX_WORKERS, &capped), GH_CFG_MAX_WORKERS);
+    CHECK_INT(gh_conf_auto_workers(GH_CFG_MAX_WORKERS, GH_CFG_MAX_WORKERS, &capped), GH_CFG_MAX_WORKERS);
+    CHECK_INT(capped, 0);
+    CHECK_INT(gh_conf_auto_workers(2, GH_CFG_MAX_WORKERS, &capped), 2);
+    CHECK_INT(capped, 0);
+    CHECK_INT(gh_conf_auto_workers(-1, GH_CFG_MAX_WORKERS, &capped), 1); /* sysconf failed: unknown */
+    CHECK_INT(capped, 0);
+    CHECK_INT(gh_conf_auto_workers(0, GH_CFG_MAX_WORKERS, NULL), 1);
+}
+
 void suite_conf(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
@@ -1126,6 +1144,7 @@ void suite_conf(void)
     name_slots();
     name_addrs_truncated_in_resolver_order();
     edge_inheritance();
+    workers_auto_over_max_cores_caps_not_one();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
 }
