@@ -5,9 +5,10 @@ BUILD   ?= build
 OPT     ?= -O2 -g
 SAN     ?=
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-           -fno-strict-aliasing -Isrc $(shell pkg-config --cflags openssl libnghttp2 2>/dev/null)
+           -fno-strict-aliasing -Isrc $(shell pkg-config --cflags openssl libnghttp2 libseccomp 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs openssl libcares libxcrypt 2>/dev/null || echo -lssl -lcrypto -lcares -lcrypt) \
-           $(shell pkg-config --libs libnghttp2 2>/dev/null || echo -lnghttp2)
+           $(shell pkg-config --libs libnghttp2 2>/dev/null || echo -lnghttp2) \
+           $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
 SRC      := $(sort $(shell find src -name '*.c'))
 LIB_SRC  := $(filter-out src/main/%,$(SRC))

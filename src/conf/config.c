@@ -44,13 +44,14 @@ static gh_config *new_config(void)
     }
     gh_conf_defaults(&d);
     c->arena = a;
-    c->workers = d.workers > GH_CFG_MAX_WORKERS ? GH_CFG_MAX_WORKERS : d.workers;
+    c->workers = d.workers; /* already at most GH_CFG_MAX_WORKERS */
     c->log_level = d.log_level;
     c->access_log = NULL;
     c->max_body = GH_CFG_NO_LIMIT;
     c->resolve_interval = 30000;
     c->http2 = (gh_cfg_http2){GH_CFG_H2_STREAMS, GH_CFG_H2_HEADER_LIST, GH_CFG_H2_TABLE,
                               GH_CFG_H2_FRAME,   GH_CFG_H2_WINDOW,      GH_CFG_H2_MEMORY};
+    c->seccomp = 1;
     c->body_limits = (gh_cfg_body_limits){GH_CFG_REQUEST_BUFFER, GH_CFG_BODY_MIN_RATE, GH_CFG_BODY_RATE_GRACE};
     c->timeouts = d.timeouts;
     return c;
@@ -352,6 +353,10 @@ gh_config *gh_config_from_quickstart(const gh_conf *q, char *err, size_t errlen)
     c->log_level = q->log_level;
     c->max_connections = q->max_connections;
     c->timeouts = q->timeouts;
+    c->seccomp = q->seccomp;
+    if ((q->user != NULL && (c->user = conf__arena_strndup(c->arena, q->user, strlen(q->user))) == NULL) ||
+        (q->group != NULL && (c->group = conf__arena_strndup(c->arena, q->group, strlen(q->group))) == NULL))
+        goto oom;
     if (q->access_log != NULL &&
         (c->access_log = conf__arena_strndup(c->arena, q->access_log, strlen(q->access_log))) == NULL)
         goto oom;

@@ -137,12 +137,13 @@ typedef struct gh_cfg_server {
     gh_cfg_where where;
 } gh_cfg_server;
 
+/* The balancer's own values: `balance NAME` is parsed by gh_lb_algorithm_parse, the one table of names. */
 enum gh_cfg_balance {
-    GH_BALANCE_ROUND_ROBIN = 0, /* smooth weighted; the default */
-    GH_BALANCE_LEAST_CONN,
-    GH_BALANCE_P2C,
-    GH_BALANCE_RANDOM,
-    GH_BALANCE_HASH,
+    GH_BALANCE_ROUND_ROBIN = GH_LB_ROUND_ROBIN, /* smooth weighted; the default */
+    GH_BALANCE_LEAST_CONN = GH_LB_LEAST_CONN,
+    GH_BALANCE_P2C = GH_LB_P2C,
+    GH_BALANCE_RANDOM = GH_LB_RANDOM,
+    GH_BALANCE_HASH = GH_LB_HASH,
 };
 
 enum gh_cfg_hash_key { GH_HASH_IP = 0, GH_HASH_HEADER, GH_HASH_COOKIE };
@@ -557,6 +558,13 @@ struct gh_config {
     uint32_t nrate_limits; /* ids given to rate limits so far */
     gh_cfg_http2 http2;
     gh_cfg_admin admin;
+    /* Process security (core/sandbox.h): the account the workers and the prober run as when the
+     * master starts as root (NULL: `nobody`; the group NULL: the user's primary group), and the
+     * system-call allow-list (1: on, the default). Read at start only: a reload keeps the first. */
+    const char *user;
+    const char *group;
+    gh_cfg_where user_where, group_where; /* line 0: not in the file */
+    int seccomp;
 
     gh_cfg_listener *listeners;
     size_t nlisteners;

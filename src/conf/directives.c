@@ -6,6 +6,7 @@
  */
 #include "conf/directives.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,10 +19,14 @@ static int d_workers(conf__parser *p, const conf__directive *d)
 {
     uint64_t v;
     long cores;
+    int capped;
 
     if (conf__arg_is(ARG(0), "auto")) {
         cores = sysconf(_SC_NPROCESSORS_ONLN);
-        p->cfg->workers = cores >= 1 && cores <= GH_CFG_MAX_WORKERS ? (int)cores : 1;
+        p->cfg->workers = gh_conf_auto_workers(cores, GH_CFG_MAX_WORKERS, &capped);
+        if (capped)
+            gh_log_warn("%s:%d: workers auto: %ld cores, capped at %d workers", p->file, d->line, cores,
+                        GH_CFG_MAX_WORKERS);
         return 0;
     }
     if (conf__uint_arg(p, d->line, "worker count", ARG(0)->p, ARG(0)->len, 1, GH_CFG_MAX_WORKERS, &v) < 0)
@@ -87,6 +92,54 @@ static int d_resolver(conf__parser *p, const conf__directive *d)
     }
     if ((p->cfg->resolver = conf__arena_strndup(p->a, list, len)) == NULL)
         return conf__oom(p, d->line);
+    return 0;
+}
+
+/* The portable account names of useradd(8): a letter or '_' first, then letters, digits, '.', '_', '-'. */
+static int is_account_name(const conf__arg *a)
+{
+    if (a->len == 0 || a->len > 32 || !(isalpha((unsigned char)a->p[0]) || a->p[0] == '_'))
+        return 0;
+    for (size_t i = 1; i < a->len; i++)
+        if (!isalnum((unsigned char)a->p[i]) && a->p[i] != '.' && a->p[i] != '_' && a->p[i] != '-')
+            return 0;
+    return 1;
+}
+
+/*
+ * `user NAME` / `group NAME`: names, not numbers resolved here, because a
+ * worker parses the file again at a reload (from the bundle) and must not ask
+ * NSS; the master resolves them once, at start (core/sandbox.h), and says
+ * FILE:LINE when the account does not exist.
+ */
+static int d_account(conf__parser *p, const conf__directive *d)
+{
+    int is_user = conf__arg_is(&d->name, "user");
+    gh_cstr name;
+
+    if (!is_account_name(ARG(0)))
+        return conf__bad_value(p, d->line, is_user ? "user" : "group", ARG(0),
+                               "expected an account name (letters, digits, '.', '_', '-'; not a number)");
+    if (conf__dup_arg(p, d->line, ARG(0), &name) < 0)
+        return -1;
+    if (is_user) {
+        p->cfg->user = name.p;
+        p->cfg->user_where = (gh_cfg_where){p->file, d->line};
+    } else {
+        p->cfg->group = name.p;
+        p->cfg->group_where = (gh_cfg_where){p->file, d->line};
+    }
+    return 0;
+}
+
+static int d_seccomp(conf__parser *p, const conf__directive *d)
+{
+    if (conf__arg_is(ARG(0), "on"))
+        p->cfg->seccomp = 1;
+    else if (conf__arg_is(ARG(0), "off"))
+        p->cfg->seccomp = 0;
+    else
+        return conf__bad_value(p, d->line, "seccomp", ARG(0), "expected on or off");
     return 0;
 }
 
@@ -238,6 +291,9 @@ const conf__dirspec conf__main_directives[] = {
     {"workers", CONF__CTX_MAIN, 1, 1, 0, 0, d_workers, "workers N|auto"},
     {"max_connections", CONF__CTX_MAIN, 1, 1, 0, 0, d_max_connections, "max_connections N|auto"},
     {"log_level", CONF__CTX_MAIN, 1, 1, 0, 0, d_log_level, "log_level error|warn|info|debug"},
+    {"user", CONF__CTX_MAIN, 1, 1, 0, 0, d_account, "user NAME"},
+    {"group", CONF__CTX_MAIN, 1, 1, 0, 0, d_account, "group NAME"},
+    {"seccomp", CONF__CTX_MAIN, 1, 1, 0, 0, d_seccomp, "seccomp on|off"},
     {"max_body", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "max_body SIZE|off",
      CONF__SLOT(conf__set_limit, gh_config, max_body, uint64_t, 0, 0, "size")},
     {"resolve_interval", CONF__CTX_MAIN, 1, 1, 0, 0, NULL, "resolve_interval DURATION",

@@ -184,18 +184,16 @@ static int d_server(conf__parser *p, const conf__directive *d)
 
 static int d_balance(conf__parser *p, const conf__directive *d)
 {
-    static const char *const names[] = {"round_robin", "least_conn", "p2c", "random"};
     gh_cfg_pool *pool = p->pool;
+    int a = gh_lb_algorithm_parse(ARG(0)->p, ARG(0)->len);
 
-    for (int i = 0; i < 4; i++) {
-        if (conf__arg_is(ARG(0), names[i])) {
-            if (d->nargs != 1)
-                return conf__fail(p, NULL, d->line, "balance %s takes no further argument", names[i]);
-            pool->balance = i; /* the order of enum gh_cfg_balance */
-            return 0;
-        }
+    if (a >= 0 && a != GH_LB_HASH) {
+        if (d->nargs != 1)
+            return conf__fail(p, NULL, d->line, "balance %s takes no further argument", gh_lb_algorithm_name(a));
+        pool->balance = a; /* enum gh_cfg_balance has the balancer's values */
+        return 0;
     }
-    if (!conf__arg_is(ARG(0), "hash"))
+    if (a != GH_LB_HASH)
         return conf__bad_value(
             p, d->line, "balance", ARG(0),
             "expected round_robin, least_conn, p2c, random or hash (ip | header NAME | cookie NAME)");

@@ -28,7 +28,17 @@ typedef struct gh_conf {
     const char *config_file;  /* -c FILE: everything but --workers/--log-level comes from it */
     int test_only;            /* -t: check the configuration and exit */
     int workers_given;        /* --workers was on the command line (overrides the file) */
+    const char *user;         /* --user, --group: as `user` and `group` (NULL: not given) */
+    const char *group;
+    int seccomp; /* --seccomp on|off: as `seccomp` (default 1) */
 } gh_conf;
+
+/*
+ * The worker count for `workers auto` and the default: one per core, at least 1
+ * (cores < 1: unknown) and at most max. *capped (may be NULL) is set to 1 when
+ * cores was more than max, so the caller can say so.
+ */
+int gh_conf_auto_workers(long cores, int max, int *capped);
 
 /* Sets every field to its default (no listener, no servers, one worker per core). */
 void gh_conf_defaults(gh_conf *c);

@@ -21,6 +21,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/sandbox.h"
 #include "health/check.h"
 #include "net/proxyproto.h"
 #include "net/sock.h"
@@ -509,6 +510,9 @@ int gh_health_run(const gh_health_target *targets, size_t n, gh_health_shm *shm,
     for (size_t i = 0; i < n; i++)
         if (prober_init(r, &r->probers[i], &targets[i], &rng) < 0)
             goto out;
+    /* Set up: from here on, the system-call allow-list (core/sandbox.h). */
+    if (gh_sandbox_lock("prober") < 0)
+        goto out;
     gh_log_debug("health checks started: %zu target%s", n, n == 1 ? "" : "s");
     if (tick != NULL && tick->fn != NULL && tick->period_ms > 0) {
         r->tick = tick;

@@ -1,5 +1,6 @@
 #include "main/cli.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -17,6 +18,9 @@ enum {
     OPT_ACCESS_LOG,
     OPT_LOG_LEVEL,
     OPT_MAX_CONNECTIONS,
+    OPT_USER,
+    OPT_GROUP,
+    OPT_SECCOMP,
     OPT_TIMEOUT, /* OPT_TIMEOUT + i: --FLAG of gh_cfg_timeout_table[i] */
     OPT_END = OPT_TIMEOUT + GH_CFG_NTIMEOUTS
 };
@@ -31,6 +35,9 @@ static const struct option fixed_options[] = {
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"user", required_argument, NULL, OPT_USER},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"seccomp", required_argument, NULL, OPT_SECCOMP},
     {"config", required_argument, NULL, 'c'},
     {"test", no_argument, NULL, 't'},
     {"help", no_argument, NULL, 'h'},
@@ -168,6 +175,10 @@ static void print_help(void)
                        "  --log-level LEVEL       error, warn, info or debug (default: %s)\n"
                        "  --max-connections N     client connections, all workers together, 1 to %u\n"
                        "                          (default: from the open file limit, logged at start)\n"
+                       "  --user NAME             started as root: the account of the workers (default:\n"
+                       "                          nobody); the master keeps root to bind and read keys\n"
+                       "  --group NAME            their group (default: the user's primary group)\n"
+                       "  --seccomp on|off        the workers' system-call allow-list (default: on)\n"
                        "\n"
                        "Timeouts (500ms, 10s, 5m, 1h; a bare number is seconds):\n",
            GH_LB_MAX_SERVERS, GH_CLI_MAX_WORKERS, d.workers, level_names[d.log_level], GH_CLI_MAX_CONNS);
@@ -206,26 +217,8 @@ static uint32_t *duration_field(gh_conf *c, int opt)
     return gh_cfg_timeout_field(&c->timeouts, &gh_cfg_timeout_table[opt - OPT_TIMEOUT]);
 }
 
-/* 1..GH_CLI_MAX_WORKERS, digits only: no sign, spaces or suffix. */
-static int parse_workers(const char *s, int *n)
-{
-    int v = 0;
-
-    if (s[0] == '\0')
-        return -1;
-    for (size_t i = 0; s[i] != '\0'; i++) {
-        if (s[i] < '0' || s[i] > '9' || i >= 4)
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > GH_CLI_MAX_WORKERS)
-        return -1;
-    *n = v;
-    return 0;
-}
-
-/* 1..GH_CLI_MAX_CONNS, digits only. */
-static int parse_max_connections(const char *s, uint32_t *n)
+/* 1..max, digits only: no sign, spaces or suffix; at most 9 digits, so no overflow. */
+static int parse_count(const char *s, uint32_t max, uint32_t *n)
 {
     uint64_t v = 0;
 
@@ -236,7 +229,7 @@ static int parse_max_connections(const char *s, uint32_t *n)
             return -1;
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
-    if (v < 1 || v > GH_CLI_MAX_CONNS)
+    if (v < 1 || v > max)
         return -1;
     *n = (uint32_t)v;
     return 0;
@@ -270,10 +263,23 @@ static int parse_server(gh_conf *c, const char *arg)
     return 0;
 }
 
+/* As the `user` directive takes them (conf/directives.c): useradd(8)'s portable names. */
+static int is_account_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 32 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return 0;
+    return 1;
+}
+
 static int apply_option(gh_conf *c, int opt, const char *arg)
 {
     const char *why;
-    uint32_t *field;
+    uint32_t *field, n;
 
     switch (opt) {
     case OPT_LISTEN:
@@ -295,12 +301,24 @@ static int apply_option(gh_conf *c, int opt, const char *arg)
     case OPT_TO:
         return parse_server(c, arg);
     case OPT_WORKERS:
-        if (parse_workers(arg, &c->workers) < 0)
+        if (parse_count(arg, GH_CLI_MAX_WORKERS, &n) < 0)
             return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_WORKERS));
+        c->workers = (int)n;
         return 0;
     case OPT_MAX_CONNECTIONS:
-        if (parse_max_connections(arg, &c->max_connections) < 0)
+        if (parse_count(arg, GH_CLI_MAX_CONNS, &c->max_connections) < 0)
             return bad_value(opt, arg, "expected a number from 1 to " STR(GH_CLI_MAX_CONNS));
+        return 0;
+    case OPT_USER:
+    case OPT_GROUP:
+        if (!is_account_name(arg))
+            return bad_value(opt, arg, "expected an account name (letters, digits, '.', '_', '-'; not a number)");
+        *(opt == OPT_USER ? &c->user : &c->group) = arg;
+        return 0;
+    case OPT_SECCOMP:
+        if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+            return bad_value(opt, arg, "expected on or off");
+        c->seccomp = strcmp(arg, "on") == 0;
         return 0;
     case OPT_LOG_LEVEL:
         if ((c->log_level = gh_log_level_parse(arg)) < 0)
@@ -407,8 +425,10 @@ int gh_cli_parse(gh_conf *c, int argc, char **argv)
     if (c->config_file != NULL) {
         /* One source of truth: a file and quick-start flags that contradict it would confuse. */
         if (c->listen.len != 0 || c->cert_file != NULL || c->key_file != NULL || c->nservers != 0 ||
-            c->access_log != NULL || c->max_connections != 0) {
-            gh_cli_error("-c: --listen, --cert, --key, --to, --access-log and --max-connections belong in the file");
+            c->access_log != NULL || c->max_connections != 0 || c->user != NULL || c->group != NULL ||
+            seen[OPT_SECCOMP - OPT_LISTEN]) {
+            gh_cli_error("-c: --listen, --cert, --key, --to, --access-log, --max-connections, --user, --group and "
+                         "--seccomp belong in the file");
             return usage_error();
         }
         return GH_CLI_RUN;

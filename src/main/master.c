@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,7 +20,9 @@
 #include "conf/bundle.h"
 #include "core/log.h"
 #include "main/cli.h"
+#include "core/sandbox.h"
 #include "main/notify.h"
+#include "main/proctitle.h"
 #include "main/upgrade.h"
 #include "metrics/metrics.h"
 #include "proxy/limit.h"
@@ -130,24 +133,76 @@ static void log_conn_limit(const gh_config *cfg, uint64_t nofile)
         gh_log_info("connection limit: %u per worker (max_connections %u)", l.per_worker, cfg->max_connections);
 }
 
-/* Fails at startup, once, rather than in every worker, in a restart loop. */
-static int check_access_log(const gh_config *cfg)
+/* The access log files of a configuration, opened by the master: one descriptor per distinct path. */
+struct log_fds {
+    int fd[GH_MAX_LOG_FDS];
+    uint32_t index[GH_MAX_LOG_FDS]; /* the first gh_config.logs entry of that path */
+    size_t n;
+};
+
+static void close_logs(struct log_fds *l)
 {
+    for (size_t i = 0; i < l->n; i++)
+        close(l->fd[i]);
+    l->n = 0;
+}
+
+/*
+ * Opens every access log file here, as root, and the workers write through
+ * these descriptors (inherited at fork, sent with a reload and at SIGUSR1):
+ * they run as an account that may not open the files nor search their
+ * directory (/var/log/gatehouse is 0750 root's under the unit), and the files
+ * stay root's. Fails at startup, once, rather than in every worker, in a
+ * restart loop. Beyond GH_MAX_LOG_FDS distinct paths, workers open the rest.
+ */
+static int open_access_logs(const gh_config *cfg, struct log_fds *l)
+{
+    l->n = 0;
     for (size_t i = 0; i < cfg->nlogs; i++) {
         const char *path = cfg->logs[i].path;
+        size_t k;
         int fd;
 
         if (strcmp(path, "-") == 0)
+            continue; /* standard output: each worker's own (own_stdout) */
+        for (k = 0; k < l->n && strcmp(cfg->logs[l->index[k]].path, path) != 0; k++)
+            ;
+        if (k < l->n)
             continue;
         /* O_NONBLOCK: a FIFO nobody reads must fail (ENXIO), not hang the start. */
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
         if (fd < 0) {
             gh_cli_error("access log: cannot open \"%s\": %s", path, strerror(errno));
+            close_logs(l);
             return -1;
         }
-        close(fd);
+        if (l->n == GH_MAX_LOG_FDS) {
+            close(fd); /* checked, and left to the workers to open */
+            continue;
+        }
+        l->fd[l->n] = fd;
+        l->index[l->n++] = (uint32_t)i;
     }
     return 0;
+}
+
+/* The master's own table (accesslog.c): what workers forked from now on inherit. Takes the descriptors. */
+static void keep_logs(const gh_config *cfg, struct log_fds *l)
+{
+    gh_access_given_reset();
+    for (size_t k = 0; k < l->n; k++)
+        gh_access_give(cfg->logs[l->index[k]].path, l->fd[k]);
+    l->n = 0;
+}
+
+/* Fills rm's log fields and appends the descriptors at *at in the SCM_RIGHTS data. */
+static void put_logs(gh_reload_msg *rm, const struct log_fds *l, unsigned char *at)
+{
+    rm->nlogs = (uint32_t)l->n;
+    for (size_t k = 0; k < l->n; k++)
+        rm->log_index[k] = l->index[k];
+    if (l->n > 0)
+        memcpy(at, l->fd, sizeof(int) * l->n);
 }
 
 static const char *bind_hint(int err)
@@ -244,11 +299,53 @@ static void close_listeners(struct master *m)
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
+/*
+ * `access_log -` on a pipe: the worker writes it through a description of its
+ * own, nonblocking (accesslog.c opens /proc/self/fd/1 for that), but once it
+ * runs as another account it may not open root's pipe. So it is opened here,
+ * still as root, and put on standard output.
+ */
+static void own_stdout(void)
+{
+    struct stat st;
+    int fd;
+
+    if (fstat(STDOUT_FILENO, &st) < 0 || !S_ISFIFO(st.st_mode))
+        return;
+    if ((fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
+        return;
+    dup2(fd, STDOUT_FILENO);
+    close(fd);
+}
+
+/* The title ps shows, then the account and no_new_privs (core/sandbox.h); exits if that fails. */
+static void child_identity(int id, int prober)
+{
+    char title[64], comm[32], who[32];
+
+    if (prober) {
+        snprintf(who, sizeof(who), "prober");
+        gh_proctitle_set("gatehouse: prober", "gatehouse-probe");
+    } else {
+        snprintf(who, sizeof(who), "worker %d", id);
+        snprintf(title, sizeof(title), "gatehouse: worker %d", id);
+        /* comm keeps "gatehouse" first, so that `pgrep gatehouse` still finds every process (15 bytes: the
+         * kernel cuts "gatehouse-w1023" no further). */
+        snprintf(comm, sizeof(comm), "gatehouse-w%d", id);
+        gh_proctitle_set(title, comm);
+        own_stdout();
+    }
+    if (gh_sandbox_drop(who) < 0)
+        exit(1);
+}
+
 static void child_main(const struct master *m, int id, int ctl)
 {
     sigset_t chld;
 
-    /* A worker outliving its master would hold the port with nobody to restart or stop it. */
+    child_identity(id, id >= m->cfg->workers);
+    /* A worker outliving its master would hold the port with nobody to restart or stop it. Set after the
+     * drop: a change of credentials clears the parent-death signal. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != m->self)
         _exit(1); /* the master died before prctl(): no signal would ever come */
@@ -259,8 +356,11 @@ static void child_main(const struct master *m, int id, int ctl)
     if (id >= m->cfg->workers) {
         /* The prober: health checks once per server for all workers; it serves no client. */
         close_listeners((struct master *)m);
+        gh_access_given_reset(); /* it writes no access log */
         if (!gh_runtime_has_probes(m->rt)) {
             int sig; /* nothing to probe until a reload brings checks: wait to be stopped */
+            if (gh_sandbox_lock("prober") < 0)
+                exit(1);
             do
                 sig = sigwaitinfo(&m->sigs, NULL);
             while (sig != SIGTERM && sig != SIGINT && sig != SIGQUIT);
@@ -402,6 +502,13 @@ static void on_worker_exit(struct master *m, struct worker *w, int status, int64
         return;
     }
     schedule_restart(m, w, now);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+        /* The kernel killed it for a call outside the allow-list: say where the list is, and how to see the call. */
+        gh_log_error(
+            "worker %d (pid %d) made a system call outside the seccomp allow-list and was killed (SIGSYS): "
+            "the list is in src/core/sandbox.c; the kernel's audit line (dmesg: syscall=N) or `strace -f` names the "
+            "call; `seccomp off` turns the filter off",
+            w->id, (int)pid);
     if (w->restart_at > now)
         gh_log_warn("worker %d (pid %d) %s; restarting it in %d ms", w->id, (int)pid, how, (int)(w->restart_at - now));
     else
@@ -563,10 +670,10 @@ static int *bind_listeners(struct master *m, const gh_config *cfg)
     return fds;
 }
 
-static void send_reload(struct worker *w, int bundle, const int *fds, const gh_config *cfg)
+static void send_reload(struct worker *w, int bundle, const int *fds, const gh_config *cfg, const struct log_fds *l)
 {
     gh_reload_msg rm;
-    char cbuf[CMSG_SPACE(sizeof(int) * (GH_MAX_LISTENERS + 1))];
+    char cbuf[CMSG_SPACE(sizeof(int) * (GH_MAX_LISTENERS + 1 + GH_MAX_LOG_FDS))];
     struct iovec iov = {&rm, sizeof(rm)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     size_t n = cfg->nlisteners; /* <= GH_MAX_LISTENERS: gh_runtime_new checked it */
@@ -581,18 +688,73 @@ static void send_reload(struct worker *w, int bundle, const int *fds, const gh_c
     }
     memset(cbuf, 0, sizeof(cbuf));
     msg.msg_control = cbuf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (n + 1));
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (n + 1 + l->n));
     c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (n + 1));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (n + 1 + l->n));
     memcpy(CMSG_DATA(c), &bundle, sizeof(int));
     if (n > 0)
         memcpy(CMSG_DATA(c) + sizeof(int), fds, sizeof(int) * n);
+    put_logs(&rm, l, CMSG_DATA(c) + sizeof(int) * (n + 1));
     if (sendmsg(w->ctl, &msg, MSG_NOSIGNAL) < 0)
         /* Nonblocking: a stuck worker must not stall the master; it keeps its configuration. */
         gh_log_error("worker %d: cannot send the reload (%s); it keeps the previous configuration", w->id,
                      strerror(errno));
+}
+
+/*
+ * SIGUSR1 (log rotation, as nginx): the files are opened again, here, and
+ * each worker gets the new descriptors and reopens its logs on them; nothing
+ * else changes. If one cannot be opened, everyone keeps the old ones.
+ */
+static void reopen_logs(struct master *m)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * GH_MAX_LOG_FDS)];
+    struct log_fds l;
+    gh_reload_msg rm;
+    struct iovec iov = {&rm, sizeof(rm)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *c;
+
+    gh_log_info("SIGUSR1 received: reopening the access logs");
+    if (open_access_logs(m->cfg, &l) < 0) {
+        gh_log_error("SIGUSR1: the access logs stay as they were");
+        return;
+    }
+    memset(&rm, 0, sizeof(rm));
+    memset(cbuf, 0, sizeof(cbuf));
+    rm.magic = GH_REOPEN_MAGIC;
+    if (l.n > 0) {
+        msg.msg_control = cbuf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * l.n);
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * l.n);
+        put_logs(&rm, &l, CMSG_DATA(c));
+    }
+    for (int i = 0; i < m->nworkers; i++) {
+        struct worker *w = &m->workers[i];
+
+        if (w->pid != 0 && w->id < m->cfg->workers && w->ctl >= 0 && sendmsg(w->ctl, &msg, MSG_NOSIGNAL) < 0)
+            gh_log_error("worker %d: cannot send the reopened access logs (%s)", w->id, strerror(errno));
+    }
+    keep_logs(m->cfg, &l);
+}
+
+static int same_name(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+/* The sandbox (core/sandbox.h) is set when a process starts: the workers keep running as they are. */
+static void warn_restart_only(const gh_config *old, const gh_config *cfg)
+{
+    if (!same_name(old->user, cfg->user) || !same_name(old->group, cfg->group) || !old->seccomp != !cfg->seccomp)
+        gh_log_warn("%s: user, group and seccomp change at a restart, not a reload: the workers and the prober "
+                    "keep the ones gatehouse started with",
+                    cfg->path);
 }
 
 /*
@@ -607,6 +769,7 @@ static void reload(struct master *m)
     const gh_config *cfg;
     gh_runtime *rt = NULL;
     gh_bundle *b;
+    struct log_fds logs = {.n = 0};
     int *fds = NULL, bfd = -1, ok = 0;
 
     if (m->config_path == NULL) {
@@ -633,7 +796,8 @@ static void reload(struct master *m)
         goto out;
     }
     cfg = gh_runtime_config(rt);
-    if (check_access_log(cfg) < 0) {
+    warn_restart_only(m->cfg, cfg);
+    if (open_access_logs(cfg, &logs) < 0) {
         gh_log_error("reload failed, keeping the running configuration: cannot open the access log %s",
                      cfg->access_log);
         goto out;
@@ -658,7 +822,7 @@ static void reload(struct master *m)
             w->reloading = 1;
             kill(w->pid, SIGTERM);
         } else if (w->ctl >= 0) {
-            send_reload(w, bfd, fds, cfg);
+            send_reload(w, bfd, fds, cfg, &logs);
         }
     }
     close_listeners(m);
@@ -669,6 +833,7 @@ static void reload(struct master *m)
     m->rt = rt;
     m->cfg = cfg;
     rt = NULL;
+    keep_logs(cfg, &logs); /* for workers started from now on */
     m->reload_failed = 0;
     ok = 1;
     gh_log_info("reloaded %s: %zu listener%s, %zu site%s, %zu pool%s (%zu bytes to the workers)", m->config_path,
@@ -678,6 +843,7 @@ out:
     gh_metrics_reload(ok);
     if (bfd >= 0)
         close(bfd);
+    close_logs(&logs);
     gh_runtime_free(rt);
     gh_bundle_free(b);
     notify_ready(m);
@@ -746,10 +912,7 @@ static void handle_signal(struct master *m, int sig, const siginfo_t *si, int64_
         break;
     case SIGUSR1:
         /* log rotation (as nginx): each worker reopens its access logs; nothing else changes */
-        gh_log_info("SIGUSR1 received: reopening the access logs");
-        for (int i = 0; i < m->nworkers; i++)
-            if (m->workers[i].pid != 0)
-                kill(m->workers[i].pid, SIGUSR1);
+        reopen_logs(m);
         break;
     case SIGUSR2:
         if (m->stopping)
@@ -809,6 +972,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
 {
     struct master m;
     const gh_config *cfg = gh_runtime_config(rt);
+    struct log_fds logs;
     int rc = 1;
 
     memset(&m, 0, sizeof(m));
@@ -820,9 +984,10 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     /* The prober is supervised like a worker; with a file it always runs, as a reload may add checks. */
     m.nworkers = cfg->workers + (config_path != NULL || gh_runtime_has_probes(rt) ? 1 : 0);
     m.self = getpid();
-    if (check_access_log(cfg) < 0)
+    if (open_access_logs(cfg, &logs) < 0)
         goto out;
     gh_metrics_init(cfg->workers); /* before the claim below and the first fork */
+    keep_logs(cfg, &logs);
     /* A peer that closes early must cost an EPIPE on that connection, not the process. */
     signal(SIGPIPE, SIG_IGN);
     if ((m.listen_fds = malloc((cfg->nlisteners ? cfg->nlisteners : 1) * sizeof(int))) == NULL)
@@ -854,6 +1019,7 @@ int gh_master_run(gh_runtime *rt, gh_shared *shared, const char *config_path)
     sigaddset(&m.sigs, SIGIO);
     sigprocmask(SIG_BLOCK, &m.sigs, NULL);
     log_started(cfg);
+    gh_sandbox_log_policy();
     rc = run_workers(&m);
 out:
     for (int i = 0; m.workers != NULL && i < m.nworkers; i++)

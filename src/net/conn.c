@@ -128,6 +128,9 @@ int gh_conn_add(gh_conn *c, gh_loop *l)
 
 int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
 {
+    gh_io_cb was = src->io.cb;
+    int rc;
+
     /* The loop knows the conn by the address of its io: register the new one. */
     gh_loop_del(l, &src->io);
     *dst = *src;
@@ -136,7 +139,22 @@ int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
         dst->ops->moved(dst);
     src->io.fd = -1;
     src->impl = NULL;
-    return gh_loop_add(l, &dst->io);
+    if ((rc = gh_loop_add(l, &dst->io)) == 0)
+        return 0;
+    /*
+     * Back to src, which its owner then closes and frees as usual: left in dst,
+     * the socket and everything its owner holds for it would be orphaned (the
+     * owner's close returns at once on fd -1). Registered again, best effort,
+     * for an owner that still has bytes to send before it closes.
+     */
+    *src = *dst;
+    src->io.cb = was;
+    if (src->ops->moved != NULL)
+        src->ops->moved(src);
+    dst->io.fd = -1;
+    dst->impl = NULL;
+    (void)gh_loop_add(l, &src->io);
+    return rc;
 }
 
 int gh_conn_connect_result(gh_conn *c)

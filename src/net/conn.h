@@ -77,7 +77,9 @@ int gh_conn_add(gh_conn *c, gh_loop *l);
  * two sides becoming a tunnel) without closing it: the loop's registration
  * follows it (events go to cb), the transport re-points its state, and src is
  * left closed-looking (fd -1) so that its old owner frees it without touching
- * the socket. An event of the current batch for src finds fd -1. 0 or -errno.
+ * the socket. An event of the current batch for src finds fd -1. 0 or -errno;
+ * on an error the connection is back in src (dst is closed-looking), so that
+ * the old owner closes it and frees what it holds for it.
  */
 int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb);
 

@@ -52,6 +52,7 @@
 
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "proxy/worker.h"
 
 #define LINE_MAX_BYTES PIPE_BUF     /* a longer line is cut (and keeps its newline) */
 #define BUF_MAX        (256 * 1024) /* lines waiting for a slow reader; past this they are dropped */
@@ -244,6 +245,48 @@ static int open_stdout(int *is_sock)
     return STDOUT_FILENO;
 }
 
+/* Descriptors of access log files the master opened (see gh_access_give): path -> fd. */
+static struct given_log {
+    char *path;
+    int fd;
+} given[GH_MAX_LOG_FDS];
+static size_t ngiven;
+
+void gh_access_give(const char *path, int fd)
+{
+    char *copy;
+
+    for (size_t i = 0; i < ngiven; i++)
+        if (strcmp(given[i].path, path) == 0) {
+            close(given[i].fd);
+            given[i].fd = fd;
+            return;
+        }
+    if (ngiven == GH_MAX_LOG_FDS || (copy = strdup(path)) == NULL) {
+        close(fd); /* the worker opens that one itself */
+        return;
+    }
+    given[ngiven++] = (struct given_log){copy, fd};
+}
+
+void gh_access_given_reset(void)
+{
+    for (size_t i = 0; i < ngiven; i++) {
+        close(given[i].fd);
+        free(given[i].path);
+    }
+    ngiven = 0;
+}
+
+/* A descriptor of its own for the sink (closed with it), from the master's; -1: none given. */
+static int given_fd(const char *path)
+{
+    for (size_t i = 0; i < ngiven; i++)
+        if (strcmp(given[i].path, path) == 0)
+            return fcntl(given[i].fd, F_DUPFD_CLOEXEC, 3);
+    return -1;
+}
+
 static int open_sink(proxy__access *a)
 {
     struct stat st;
@@ -251,6 +294,8 @@ static int open_sink(proxy__access *a)
 
     if (strcmp(a->path, "-") == 0) {
         fd = open_stdout(&is_sock);
+    } else if ((fd = given_fd(a->path)) >= 0) {
+        /* the master's descriptor: nothing to open as the workers' account */
     } else {
         /* O_NONBLOCK: a FIFO must not block the open (no reader: ENXIO) nor the writes. */
         fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);

@@ -371,11 +371,9 @@ static int h1_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in, g
     proxy__client *c = CLIENT(s);
     proxy__exchange *ex = s->ex;
 
-    if (gh_conn_move(dst, &c->conn, c->w->loop, cb) < 0) {
-        gh_conn_close(dst, c->w->loop);
-        return GH_ERROR;
-    }
-    *in = c->in; /* bytes the client sent after its request: the tunnel's first */
+    if (gh_conn_move(dst, &c->conn, c->w->loop, cb) < 0)
+        return GH_ERROR; /* the conn stayed the client's: the exchange's abort closes it and frees c */
+    *in = c->in;         /* bytes the client sent after its request: the tunnel's first */
     c->in = (gh_buf){0};
     *out = c->out; /* the 101 head, if not written yet */
     c->out = (gh_buf){0};

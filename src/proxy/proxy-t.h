@@ -356,6 +356,8 @@ struct gh_runtime {
     size_t *slot_base;   /* per pool: the slot of its first server */
     gh_health_ref *refs; /* per slot: the ref its server writes with (gh_runtime_claim_slots) */
     uint64_t *owners;    /* per slot: the identity of its server (pool and server text) */
+    /* per slot: 1 when a reload found another address for the same name there (starts PENDING); NULL: none */
+    unsigned char *readdressed;
     size_t nslots;
     gh_health_target *probes; /* the servers with active checks */
     size_t nprobes;

@@ -287,16 +287,21 @@ static int build_health(gh_runtime *rt, char *err, size_t errlen)
         size_t slots = 0;
 
         rt->slot_base[i] = total;
-        for (size_t k = 0; k < cfg->pools[i].nservers; k++)
-            slots += cfg->pools[i].servers[k].nslots;
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
+            const gh_cfg_server *sv = &cfg->pools[i].servers[k];
+
+            slots += sv->nslots;
+            /* The server that goes over the limit is the one to name: the file is fine up to it. */
+            if (total + slots > gh_health_shm_nslots(rt->health)) {
+                snprintf(err, errlen, "%s:%d: server %.*s: more than %zu servers (addresses) in all pools",
+                         sv->where.file, sv->where.line, (int)sv->text.len, sv->text.p,
+                         gh_health_shm_nslots(rt->health));
+                return -1;
+            }
+        }
         total += slots;
         if (cfg->pools[i].health.type != GH_HEALTH_NONE)
             n += slots;
-    }
-    if (total > gh_health_shm_nslots(rt->health)) {
-        snprintf(err, errlen, "%s: %zu servers (addresses) in all pools; at most %zu", cfg->path, total,
-                 gh_health_shm_nslots(rt->health));
-        return -1;
     }
     rt->nslots = total;
     if ((rt->refs = calloc(total ? total : 1, sizeof(*rt->refs))) == NULL ||
@@ -538,12 +543,79 @@ static void stop_resolving(void *arg)
         rt->names[i].q.entry = NULL; /* their queries went with the resolver */
 }
 
+/* The server of prev with the pool name and server text of s in pool p, or NULL; its first slot in *slot. */
+static const gh_cfg_server *prev_server(const gh_runtime *prev, const gh_cfg_pool *p, const gh_cfg_server *s,
+                                        size_t *slot)
+{
+    for (size_t i = 0; i < prev->cfg->npools; i++) {
+        const gh_cfg_pool *q = &prev->cfg->pools[i];
+
+        if (q->name.len != p->name.len || memcmp(q->name.p, p->name.p, p->name.len) != 0)
+            continue;
+        *slot = prev->slot_base[i];
+        for (size_t k = 0; k < q->nservers; *slot += q->servers[k].nslots, k++)
+            if (q->servers[k].text.len == s->text.len && memcmp(q->servers[k].text.p, s->text.p, s->text.len) == 0)
+                return &q->servers[k];
+    }
+    return NULL;
+}
+
+/* 1 when place j of server s has an address that the same place of prev's server did not have. */
+static int new_address(const gh_runtime *prev, const gh_cfg_server *old, size_t slot, const gh_cfg_server *s, size_t j)
+{
+    gh_addr cur;
+
+    if (j >= s->naddrs)
+        return 0; /* no address: never picked */
+    /* What the place has now: the prober may have found s's address already (and probed it). */
+    if (j >= old->nslots ||
+        !gh_addr_shm_current(prev->addrs, prev->refs[slot + j], j < old->naddrs ? &old->addrs[j] : NULL, &cur))
+        return 1;
+    return !gh_addr_same(&cur, &s->addrs[j]);
+}
+
+/*
+ * A reload that resolves a name of a pool with active checks to an address
+ * that its slot did not have: the slot's owner changes (slot_owner hashes the
+ * address), and the claim would make it UNKNOWN, which counts as up. The
+ * prober's re-resolution makes such an address PENDING (resolve_name), so that
+ * it gets traffic only once a probe passed; a reload must do the same. A name
+ * new to the file, like a new numeric server, starts as at a start.
+ */
+static int mark_readdressed(gh_runtime *rt, const gh_runtime *prev)
+{
+    const gh_config *cfg = rt->cfg;
+
+    if (prev == NULL || rt->nslots == 0)
+        return 0;
+    if ((rt->readdressed = calloc(rt->nslots, 1)) == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        size_t slot = rt->slot_base[i];
+
+        for (size_t k = 0; k < cfg->pools[i].nservers; k++) {
+            const gh_cfg_server *s = &cfg->pools[i].servers[k];
+            size_t at = 0;
+            const gh_cfg_server *old = prev_server(prev, &cfg->pools[i], s, &at);
+            int named = !gh_addr_is_numeric(s->host.p), checked = cfg->pools[i].health.type != GH_HEALTH_NONE;
+
+            for (size_t j = 0; j < s->nslots; j++, slot++)
+                rt->readdressed[slot] = named && checked && old != NULL && new_address(prev, old, at, s, j);
+        }
+    }
+    return 0;
+}
+
 void gh_runtime_claim_slots(gh_runtime *rt)
 {
     gh_metrics_claim(rt->cfg); /* the slots of its routes, pools and listeners in the metrics region */
     for (size_t i = 0; i < rt->nslots; i++) {
+        gh_health_ref kept = gh_health_ref_of(rt->health, i, rt->owners[i]); /* the claim's ref unless it resets */
+
         rt->refs[i] = gh_health_claim(rt->health, i, rt->owners[i]);
         gh_addr_shm_claim(rt->addrs, rt->refs[i]); /* the file was just resolved: nothing published yet */
+        if (rt->refs[i] != kept && rt->readdressed != NULL && rt->readdressed[i])
+            gh_health_slot_reset(rt->health, rt->refs[i], GH_HEALTH_PENDING);
     }
     for (size_t i = 0; i < rt->nprobes; i++)
         rt->probes[i].slot = rt->refs[gh_health_ref_index(rt->probes[i].slot)];
@@ -600,6 +672,10 @@ static gh_runtime *build(gh_config *cfg, const gh_conf_source *src, const gh_sha
             goto fail;
     if (build_health(rt, err, errlen) < 0)
         goto fail;
+    if (mark_readdressed(rt, prev) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (collect_names(rt) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -637,6 +713,7 @@ void gh_runtime_free(gh_runtime *rt)
     free(rt->slot_base);
     free(rt->refs);
     free(rt->owners);
+    free(rt->readdressed);
     gh_config_free(rt->cfg);
     free(rt);
 }

@@ -16,6 +16,7 @@
 #include "conf/bundle.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "net/sock.h"
 #include "proxy/limit.h"
 #include "proxy/observe.h"
@@ -247,6 +248,11 @@ static void on_signal(gh_io *io, unsigned events)
         case SIGUSR1:
             proxy__access_reopen(w); /* log rotation: the master forwards it */
             break;
+        case SIGUSR2:
+            /* Only with GH_TEST_SECCOMP_VIOLATE set (see setup): the test of the allow-list. */
+            gh_log_warn("worker %d: SIGUSR2 with GH_TEST_SECCOMP_VIOLATE: making a forbidden system call", w->id);
+            gh_sandbox_violate();
+            break;
         default:
             break; /* SIGHUP: the master handles reloads */
         }
@@ -403,8 +409,27 @@ static int match_listeners(const gh_runtime *rt, const gh_reload_msg *m, int *fd
  * same sockets for addresses that stay, so no connection waiting in a queue is
  * lost). Connections in flight keep their generation.
  */
+static void close_all(const int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* The master's descriptors of the access log files of rt (gh_access_give): they replace the previous ones. */
+static void take_logs(const gh_runtime *rt, const gh_reload_msg *m, const int *logfds)
+{
+    gh_access_given_reset();
+    for (size_t k = 0; k < m->nlogs; k++) {
+        if (m->log_index[k] < rt->cfg->nlogs)
+            gh_access_give(rt->cfg->logs[m->log_index[k]].path, logfds[k]);
+        else
+            close(logfds[k]);
+    }
+}
+
 static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int *fds)
 {
+    const int *logfds = fds + m->nlisteners;
     const char *path = w->gen->rt->cfg->path;
     char err[1024] = "";
     proxy__gen *g = NULL, *old = w->gen;
@@ -417,6 +442,10 @@ static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int 
     if (b != NULL)
         rt = gh_runtime_load(path, gh_bundle_source(b), &shared, 0, old->rt, err, sizeof(err));
     gh_bundle_free(b);
+    if (rt != NULL)
+        take_logs(rt, m, logfds);
+    else
+        close_all(logfds, m->nlogs);
     if (rt != NULL && match_listeners(rt, m, fds, ordered) < 0) {
         snprintf(err, sizeof(err), "the listening sockets do not match the listeners of %s", path);
         gh_runtime_free(rt);
@@ -447,24 +476,18 @@ static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int 
     gh_log_info("worker %d: reloaded %s", w->id, rt->cfg->path); /* `path` went with the old generation */
 }
 
-static void close_all(const int *fds, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        close(fds[i]);
-}
-
 /* The master's control socket: one gh_reload_msg per reload, the bundle and the listening sockets attached. */
 static void on_ctl(gh_io *io, unsigned events)
 {
     proxy__worker *w = (proxy__worker *)((char *)io - offsetof(proxy__worker, ctl_io));
     static gh_reload_msg rm; /* 4 KiB: not on the stack of every event */
-    char cbuf[CMSG_SPACE(sizeof(int) * (GH_MAX_LISTENERS + 1))];
+    char cbuf[CMSG_SPACE(sizeof(int) * (GH_MAX_LISTENERS + 1 + GH_MAX_LOG_FDS))];
     struct iovec iov = {&rm, sizeof(rm)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 
     for (;;) {
         ssize_t n = recvmsg(io->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        int fds[GH_MAX_LISTENERS + 1];
+        int fds[GH_MAX_LISTENERS + 1 + GH_MAX_LOG_FDS];
         size_t nfds = 0;
 
         if (n <= 0) {
@@ -483,8 +506,14 @@ static void on_ctl(gh_io *io, unsigned events)
                 memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
             }
         /* From the master, but checked all the same: a malformed message changes nothing. */
-        if ((size_t)n != sizeof(rm) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || rm.magic != GH_RELOAD_MAGIC ||
-            rm.nlisteners > GH_MAX_LISTENERS || nfds != rm.nlisteners + 1) {
+        if ((size_t)n == sizeof(rm) && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && rm.magic == GH_REOPEN_MAGIC &&
+            rm.nlisteners == 0 && rm.nlogs <= GH_MAX_LOG_FDS && nfds == rm.nlogs) {
+            /* SIGUSR1 at the master: the log files it opened again, after a rotation */
+            take_logs(w->gen->rt, &rm, fds);
+            proxy__access_reopen(w);
+        } else if ((size_t)n != sizeof(rm) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+                   rm.magic != GH_RELOAD_MAGIC || rm.nlisteners > GH_MAX_LISTENERS || rm.nlogs > GH_MAX_LOG_FDS ||
+                   nfds != rm.nlisteners + 1 + rm.nlogs) {
             gh_log_error("worker %d: malformed reload message from the master (%zd bytes, %zu descriptors); ignored",
                          w->id, n, nfds);
             close_all(fds, nfds);
@@ -521,6 +550,10 @@ static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ct
     sigaddset(&mask, SIGQUIT);
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGUSR1);
+    /* The one test hook of the sandbox: SIGUSR2 makes a call outside the allow-list. Without the variable,
+     * SIGUSR2 keeps its default action (the worker ends), as before. */
+    if (getenv("GH_TEST_SECCOMP_VIOLATE") != NULL)
+        sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     w->signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     w->signal_io.cb = on_signal;
@@ -564,6 +597,9 @@ int gh_worker_run(gh_runtime *rt, const int *listen_fds, int ctl_fd, int id)
         gh_log_error("worker %d: cannot start: %s", id, strerror(errno));
         return 1;
     }
+    /* Everything the worker opens by itself is open: from here on, the allow-list (core/sandbox.h). */
+    if (gh_sandbox_lock("worker") < 0)
+        return 1;
     gh_log_debug("worker %d started", id);
     /*
      * On the control socket, not by kill(): a worker that dropped its privileges may not

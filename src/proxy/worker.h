@@ -27,7 +27,20 @@
 #define GH_WORKER_READY_MSG "R"
 #define GH_SIG_WORKER_READY (SIGRTMIN + 1)
 
-#define GH_RELOAD_MAGIC 0x47485231u /* "GHR1" */
+#define GH_RELOAD_MAGIC 0x47485232u /* "GHR2" */
+/*
+ * The same struct, no bundle and no listener: at SIGUSR1 the master opened
+ * the access log files again (logrotate moved them) and sends their
+ * descriptors; the worker reopens its logs on them.
+ */
+#define GH_REOPEN_MAGIC 0x47485233u /* "GHR3" */
+/*
+ * Access log files whose descriptors a message carries, after the listening
+ * sockets: the master opens every file (the workers run as an account that
+ * may not open them, or search their directory; core/sandbox.h). Beyond this
+ * many distinct paths, a worker opens the rest itself.
+ */
+#define GH_MAX_LOG_FDS 64
 typedef struct gh_reload_listener {
     char addr[64]; /* gh_addr.text, NUL-terminated */
     uint8_t tls;
@@ -35,9 +48,21 @@ typedef struct gh_reload_listener {
 
 typedef struct gh_reload_msg {
     uint32_t magic;
-    uint32_t nlisteners; /* <= GH_MAX_LISTENERS; SCM_RIGHTS carries 1 + nlisteners fds */
+    uint32_t nlisteners; /* <= GH_MAX_LISTENERS; SCM_RIGHTS carries 1 + nlisteners + nlogs fds */
+    uint32_t nlogs;      /* <= GH_MAX_LOG_FDS */
     gh_reload_listener listeners[GH_MAX_LISTENERS];
+    uint32_t log_index[GH_MAX_LOG_FDS]; /* log descriptor k is for gh_config.logs[log_index[k]].path */
 } gh_reload_msg;
+
+/*
+ * The access log files the master opened, for the workers: `path` gets `fd`
+ * (owned from now on; a previous one for the path is closed). The master sets
+ * them before it forks (the workers inherit the table and the descriptors),
+ * the worker at a reload and a reopen. A worker's log of that path writes to
+ * a copy of fd instead of opening the path. gh_access_given_reset closes all.
+ */
+void gh_access_give(const char *path, int fd);
+void gh_access_given_reset(void);
 
 /*
  * Runs a worker until it is told to stop; returns the process exit status.

@@ -212,20 +212,31 @@ def backends(ctx, names):
 _resolver_lock = threading.Lock()
 
 
-def fake_resolver(session):
-    """Builds tests/integration/fake_resolver.c once per session; returns the path of the .so to LD_PRELOAD."""
+def preload_library(session, name):
+    """Builds tests/integration/NAME.c once per session; returns the path of the .so to LD_PRELOAD."""
     with _resolver_lock:
-        got = getattr(session, "_fake_resolver", None)
-        if got is not None:
-            return got
-        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_resolver.c")
-        out = os.path.join(session.dir, "fake_resolver.so")
+        built = session.__dict__.setdefault("_preload_libraries", {})
+        if name in built:
+            return built[name]
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".c")
+        out = os.path.join(session.dir, name + ".so")
         argv = [os.environ.get("CC", "cc"), "-std=c11", "-O1", "-shared", "-fPIC", "-o", out, src, "-ldl"]
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            raise Fail("cannot build the fake resolver: %s" % r.stdout.decode(errors="replace")[-500:])
-        session._fake_resolver = out
+            raise Fail("cannot build %s: %s" % (name, r.stdout.decode(errors="replace")[-500:]))
+        built[name] = out
         return out
+
+
+def fake_resolver(session):
+    """The fake resolver (tests/integration/fake_resolver.c) to LD_PRELOAD."""
+    return preload_library(session, "fake_resolver")
+
+
+def preload_env(so):
+    """The environment that preloads so into gatehouse (ASan: its runtime must come first, so do not check)."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": so, "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
 
 
 class FakeHosts:
@@ -245,9 +256,7 @@ class FakeHosts:
     def env(self):
         """The environment for a gatehouse that resolves through it: the master's getaddrinfo through the
         preloaded library (ASan: our library comes first), the prober's c-ares through CARES_HOSTS."""
-        asan = os.environ.get("ASAN_OPTIONS", "")
-        return {"LD_PRELOAD": self.so, "GH_FAKE_HOSTS": self.path, "CARES_HOSTS": self.path,
-                "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+        return dict(preload_env(self.so), GH_FAKE_HOSTS=self.path, CARES_HOSTS=self.path)
 
 
 def port_free_on_both():
@@ -283,3 +292,50 @@ def dual_backends(ctx, n4="b4", n6="b6"):
             kill_backend(b4)
             os.remove(os.path.join(ctx.dir, n4 + ".port"))
     raise last
+
+
+class RawBackend:
+    """A backend that records each request head and answers with `answer(head)` (bytes). once=False:
+    the connection goes on to the next head (kept open briefly); once=True: one answer, then its
+    side is shut (FIN) and what comes is drained until the peer closes."""
+
+    def __init__(self, ctx, answer, once=False):
+        self.heads = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        self.once = once
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        c.settimeout(5)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                self.heads.append(head.decode(errors="replace"))
+                c.sendall(self.answer(head))
+                if self.once:
+                    c.shutdown(socket.SHUT_WR)
+                    while c.recv(65536):
+                        pass
+                    return
+        except OSError:
+            pass
+        finally:
+            c.close()

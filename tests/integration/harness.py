@@ -111,6 +111,9 @@ class Session:
 
     def __init__(self, keep=False):
         self.dir = tempfile.mkdtemp(prefix="gatehouse-it-")
+        # Searchable by all, as /etc is: started as root, the workers and the prober run as `nobody` and
+        # read what a test gives them by path (FakeHosts' file). Private keys are the master's to read.
+        os.chmod(self.dir, 0o755)
         self.keep = keep
         self.lock = threading.Lock()
         self._certs = None
@@ -569,6 +572,7 @@ class Ctx:
         self.session = session
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         self.dir = tempfile.mkdtemp(prefix=safe + "-", dir=session.dir)
+        os.chmod(self.dir, 0o755)  # see Session
         self.gatehouses = []
         self.backends = []
         self.others = []              # other Popen objects started by the test

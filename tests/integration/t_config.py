@@ -258,6 +258,56 @@ def _(ctx):
     cert_error(ctx, "second cert is garbage", [good, "    cert %s %s" % (c["garbage"], c["rsa_key"])], 1)
 
 
+@test("config_error_too_many_servers_names_no_line")
+def _(ctx):
+    # Every address of every pool has a slot in the shared health region (GH_HEALTH_MAX_SLOTS,
+    # 4096). The error for one server too many said only the file: it must name that server's line.
+    pools = []
+    for i in range(64):
+        pools.append("pool many%d {\n" % i + "".join("    server 127.%d.%d.1:80\n" % (i + 1, k + 1) for k in range(64))
+                     + "}\n")
+    pools.append("pool over {\n    server 127.100.0.1:80 # HERE\n}\n")
+    # The base's own pool (2 servers) comes after these, so the first server past 4096 is the marked one.
+    expect_error(ctx, base(ctx, extra_top="".join(pools)), "one server more than the health slots",
+                 r"servers \(addresses\) in all pools")
+
+
+def opens_under_strace(ctx, argv, paths):
+    """Runs argv (a gatehouse -t) under strace; returns {path: number of open/openat calls on it}."""
+    out = os.path.join(ctx.dir, "strace-%d.out" % len(os.listdir(ctx.dir)))
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = dict(os.environ, ASAN_OPTIONS=(asan + ":" if asan else "") + "detect_leaks=0")  # LSan fails under ptrace
+    p = ctx.popen(["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", out] + argv, env=env,
+                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        so, se = p.communicate(timeout=20 * T)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise Fail("%s under strace did not exit" % argv)
+    eq(p.returncode, 0, "exit code of %s (stderr %r)" % (argv, se[-300:]))
+    with open(out, errors="replace") as f:
+        lines = f.read().splitlines()
+    return {f: sum(1 for ln in lines if re.search(r"\bopen(at)?\(", ln) and '"%s"' % f in ln) for f in paths}
+
+
+@test("config_load_reads_certificate_more_than_once")
+def _(ctx):
+    # The load read each certificate and key three times from the disk (the readability check, the
+    # site's context, the TLS listener's own context): a file replaced meanwhile could give one
+    # generation two different certificates. Once each, from a file and from the command line.
+    c = ctx.session.certs()
+    cert, key = c["ec_cert"], c["ec_key"]
+    path = write(ctx, "gh.conf", base(ctx, cert=cert, key=key))
+    got = opens_under_strace(ctx, [GATEHOUSE, "-t", "-c", path], [cert, key])
+    eq(got, {cert: 1, key: 1}, "opens of the certificate and key during -t -c FILE")
+    argv = [GATEHOUSE, "-t", "--listen", "127.0.0.1:%d" % free_port(), "--cert", cert, "--key", key,
+            "--to", "127.0.0.1:9"]
+    got = opens_under_strace(ctx, argv, [cert, key])
+    eq(got, {cert: 1, key: 1}, "opens of the certificate and key during -t with the quick-start flags")
+    ctx.info = "each of %s, %s opened once" % (os.path.basename(cert), os.path.basename(key))
+
+
 @test("config_run_refuses_invalid")
 def _(ctx):
     text = base(ctx, extra_site="    proxy_pass x # HERE\n")

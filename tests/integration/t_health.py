@@ -3,12 +3,15 @@ probed by one process for all workers), 503 at once when no server is healthy, z
 requests under load across a backend kill, and passive ejection (502-504, timeouts and connect
 errors by default; which statuses count is configurable)."""
 import collections
+import os
 import re
+import signal
 import socket
 import threading
 import time
 
-from harness import T, Conn, check, eq, error_body_ok, test, wait_until
+import cfgutil
+from harness import T, Conn, Fail, check, eq, error_body_ok, test, wait_until
 from cfgutil import (FakeHosts, backends, count_requests, dual_backends, ids, kill_backend, log_lines,
                      restart_backend, wait_log)
 
@@ -293,6 +296,116 @@ def get_many(port, path, n):
     return statuses
 
 
+class PaddedBackend(cfgutil.RawBackend):
+    """A raw backend: to `/pad?n=N&s=STATUS` it answers at once, before any body, with STATUS and
+    X-Pad headers of N bytes in all (head size under the test's control), then drains and closes."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx, self.padded, once=True)  # one answer a connection: none is pooled
+
+    @staticmethod
+    def head(n, status):
+        pads = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * min(4000, n - i)) for i in range(0, n, 4000))
+        return b"HTTP/1.1 %d Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n%s\r\n" % (status, pads)
+
+    def padded(self, head):
+        target = head.split(b" ", 2)[1].decode()
+        q = dict(p.split("=") for p in target.split("?", 1)[1].split("&"))
+        return self.head(int(q["n"]), int(q["s"])) + b"body\n"
+
+
+def expect_continue_exchange(port, target):
+    """POST with Expect: 100-continue; the body follows 0.3s later (a client that waited for the 100).
+    Returns (interim heads, final head, final body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * T)
+    try:
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+                  % target.encode())
+        time.sleep(0.3)
+        s.sendall(b"data")
+        buf, interim = b"", []
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    raise Fail("closed before a whole head: %r" % buf[:200])
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            if head.startswith(b"HTTP/1.1 1"):
+                interim.append(head)
+                continue
+            m = re.search(rb"(?im)^content-length: *(\d+)", head)
+            want = int(m.group(1)) if m else 0
+            while len(buf) < want:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+            return interim, head + b"\r\n\r\n", buf[:want]
+    finally:
+        s.close()
+
+
+def continue_held_gatehouse(ctx):
+    """gatehouse in front of a PaddedBackend with passive fails=2, the 100 Continue held by faults.c,
+    and the padding that makes the client's copy of a 503 head 10 bytes short of a whole 16 KiB buffer:
+    it fits only once the 25 bytes of the 100 are out. Returns (gh, backend, padding)."""
+    be = PaddedBackend(ctx)
+    so = cfgutil.preload_library(ctx.session, "faults")
+    env = dict(cfgutil.preload_env(so), GH_FAIL_CONTINUE="1")
+
+    def conf(p):
+        # request_buffer off: the request goes upstream before its body, so the answer can come first
+        return "\n".join(["workers 1", "request_buffer off", "listen 127.0.0.1:%d" % p[0], "pool app {",
+                          "    server 127.0.0.1:%d" % be.port, "    passive fails=2 window=60s eject=60s", "}",
+                          "site default {", "    route / {", "        proxy app",
+                          # 200 bytes more towards the client: a head that fits upstream can fill its buffer
+                          "        response_header set X-Added %s" % ("a" * 200), "    }", "}", ""])
+    gh = ctx.gatehouse_config(conf, nports=1, env=env)
+    # What gatehouse adds to or takes from this head on its way to the client (a 200: not a failure).
+    n0 = 1000
+    interim, head, body = expect_continue_exchange(gh.port, "/pad?n=%d&s=200" % n0)
+    eq(len(interim), 1, "100 Continue heads before the calibration answer")
+    check(log_lines(gh, r"faults: 100 held"), "the fault library did not hold the 100 Continue")
+    delta = len(head) - len(PaddedBackend.head(n0, 200))
+    n = max(k for k in range(n0, 16384) if len(PaddedBackend.head(k, 503)) <= 16384 - 10 - delta)
+    check(len(PaddedBackend.head(n, 503)) + 5 <= 16384, "test bug: the head (%d) does not fit the upstream buffer"
+          % len(PaddedBackend.head(n, 503)))
+    ctx.note("padding %d: backend head %d bytes, %+d to the client" % (n, len(PaddedBackend.head(n, 503)), delta))
+    return gh, be, n
+
+
+@test("continue_queued_response_head_not_parsed_again")
+def _(ctx):
+    # A response head with no room behind a queued 100 Continue must wait for the 100 to drain and
+    # then be parsed again and sent whole (not a 502, not a lost or cut head).
+    gh, be, n = continue_held_gatehouse(ctx)
+    interim, head, body = expect_continue_exchange(gh.port, "/pad?n=%d&s=503" % n)
+    eq([h.split(b"\r\n")[0] for h in interim], [b"HTTP/1.1 100 Continue"], "interim heads")
+    check(head.startswith(b"HTTP/1.1 503 "), "the answer: %r" % head[:60])
+    eq(head.count(b"p"), n, "padding bytes in the head the client got")
+    eq(len(head), 16384 - 10, "the client's head")
+    eq(body, b"body\n", "the body")
+    ctx.info = "head %d bytes behind a held 100 Continue" % len(head)
+
+
+@test("continue_queued_5xx_counted_twice_for_ejection")
+def _(ctx):
+    # A 5xx whose head could not be handed to the client while a 100 Continue was still queued (no
+    # room behind it: send_head's GH_AGAIN) was parsed again later, and each parse reported it to
+    # passive ejection: one response counted several times, so `fails=2` ejected after one. The 100
+    # stays queued through tests/integration/faults.c (its send() gets EAGAIN, a full socket, until
+    # the client sends its body); a client that only does not read cannot hold 25 bytes back.
+    gh, be, n = continue_held_gatehouse(ctx)
+    interim, head, body = expect_continue_exchange(gh.port, "/pad?n=%d&s=503" % n)
+    check(head.startswith(b"HTTP/1.1 503 ") and len(head) == 16384 - 10, "the answer: %r" % head[:60])
+    time.sleep(0.2)
+    eq(log_lines(gh, ejected_re(be.port)), [], "'is ejected' lines after one 503 with passive fails=2")
+    # A second one: now two failures in a row, so the server is ejected (each counted once).
+    expect_continue_exchange(gh.port, "/pad?n=%d&s=503" % n)
+    check(wait_until(lambda: log_lines(gh, ejected_re(be.port)), 3 * T), "no 'is ejected' line after two 503s")
+
+
 @test("passive_ejection_by_client_requesting_500")
 def _(ctx):
     # A client that asks again and again for a URL that answers 500 must not eject the server: only
@@ -496,6 +609,91 @@ def _(ctx):
     check(count_requests(b6, "/fail") >= 1, "the new address ::1 was never probed")
     check(log_lines(gh, named_down_re(port, "::1")), "no 'server app.test:%d (::1) of pool app is down'" % port)
     ctx.info = "%s" % dict(got)
+
+
+def slow_probe_named(ctx, hosts, port, probe_s, resolve="1h"):
+    """A gatehouse in front of app.test whose probe takes probe_s (/slow), with route /gen; returns
+    (gh, reload(gen)) where reload rewrites the file, sends SIGHUP and waits for the worker to serve gen."""
+    c = ctx.session.certs()
+
+    def text(p, gen):
+        return "\n".join([
+            "workers 1", "resolve_interval %s" % resolve, "listen 127.0.0.1:%d tls" % p, "pool app {",
+            "    server app.test:%d" % port,
+            "    health http GET /slow?ms=%d interval=10s timeout=5s" % (probe_s * 1000), "}",
+            "site default {", "    cert %s %s" % (c["ec_cert"], c["ec_key"]), "    route / { proxy app }",
+            "    route /gen { respond 200 %s }" % gen, "}", ""])
+    gh = ctx.gatehouse_config(lambda p: text(p[0], "gen-1"), nports=1, env=hosts.env())
+    gh.allow_worker_change = True  # a reload restarts the prober
+
+    def reload(gen):
+        with open(gh.conf_path + ".tmp", "w") as f:
+            f.write(text(gh.port, gen))
+        os.replace(gh.conf_path + ".tmp", gh.conf_path)
+        os.kill(gh.pid, signal.SIGHUP)
+
+        def served():
+            with Conn(gh.port) as conn:
+                return conn.request("GET", "/gen").body == gen.encode()
+        check(wait_until(served, 5 * T), "the worker never served %s" % gen)
+    return gh, reload
+
+
+def ids_for(gh, seconds, most=20):
+    """GET /id on new connections for up to `seconds` (at most `most`); a Counter of who answered."""
+    seen, t_end = collections.Counter(), time.monotonic() + seconds
+    while time.monotonic() < t_end and sum(seen.values()) < most:
+        with Conn(gh.port) as conn:
+            r = conn.request("GET", "/id?close=1")  # a new upstream connection each time
+        seen[r.body.decode(errors="replace") if r.status == 200 else r.status] += 1
+    return seen
+
+
+@test("reload_gives_new_address_of_name_traffic_before_probe")
+def _(ctx):
+    # A reload that finds a new address for a name must treat it as the prober's re-resolution does:
+    # PENDING until its first probe passed. It made it UNKNOWN (counts as up), so the new address got
+    # requests at once. The probe takes 2s (a slow /slow answer), which holds that window open; the
+    # backend's own clock says whether a request came before the probe's answer, whatever the load.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4])
+    probe_s = 2.0
+    gh, reload = slow_probe_named(ctx, hosts, port, probe_s)
+    check(wait_log(gh, named_up_re(port, "127.0.0.1"), (probe_s + 5) * T) is not None, "127.0.0.1 never came up")
+    hosts.set([V4, V6])  # 127.0.0.1 keeps its slot (and its verdict); ::1 is new
+    reload("gen-2")
+    seen = ids_for(gh, probe_s)
+    check(wait_log(gh, named_up_re(port, "::1"), (probe_s + 5) * T) is not None, "::1 never came up")
+
+    def first_probe_answer():
+        probes = [e["conn"] for e in b6.requests() if e["target"].startswith("/slow")]
+        return [e for e in b6.events("response") if probes and e["conn"] == probes[0]]
+    # The backend logs its answer just after sending it: the prober may have logged "up" first.
+    check(wait_until(first_probe_answer, 3 * T), "no answer to ::1's first probe in its backend's log")
+    probe = first_probe_answer()
+    early = [e for e in b6.requests() if e["target"].startswith("/id") and e["t"] < probe[0]["t"]]
+    eq(len(early), 0, "requests that reached ::1 before its first probe was answered (%s)" % dict(seen))
+    check(seen["b4"] >= 4, "too few answers right after the reload to tell: %s" % dict(seen))
+    # Once the probe passed, the new address serves.
+    after, _ = by_backend(gh, 10)
+    eq(dict(after), {"b4": 5, "b6": 5}, "who served once ::1 was up")
+    ctx.info = "right after the reload: %s" % dict(seen)
+
+
+@test("reload_keeps_address_the_prober_found_in_service")
+def _(ctx):
+    # The other side of the test above: an address that the prober's re-resolution found and probed
+    # before the reload is not new to its place, and must not wait for another probe after it.
+    b4, b6, port = dual_backends(ctx)
+    hosts = FakeHosts(ctx, [V4])
+    probe_s = 1.0
+    gh, reload = slow_probe_named(ctx, hosts, port, probe_s, resolve="200ms")
+    hosts.set([V4, V6])
+    check(wait_log(gh, named_up_re(port, "::1"), (probe_s + 5) * T) is not None, "::1 never came up")
+    reload("gen-2")
+    seen = ids_for(gh, probe_s / 2, most=10)
+    check(seen["b6"] >= 2, "::1 (probed up before the reload) right after it: %s" % dict(seen))
+    ctx.info = "right after the reload: %s" % dict(seen)
 
 
 @test("name_that_stops_resolving_keeps_its_addresses")

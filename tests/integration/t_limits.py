@@ -37,8 +37,23 @@ def soft_nofile(pid):
     return None
 
 
+def as_owner_of(pid):
+    """A prefix that runs a command as pid's account: root started gatehouse, but its workers run as
+    `nobody`, and root without CAP_SYS_RESOURCE (a container) may not prlimit another account's process."""
+    ids = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Uid", "Gid"):
+                ids[k] = int(v.split()[0])
+    if ids.get("Uid") == os.geteuid():
+        return []
+    return ["setpriv", "--reuid=%d" % ids["Uid"], "--regid=%d" % ids["Gid"], "--clear-groups"]
+
+
 def set_soft_nofile(ctx, pid, n):
-    r = subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:" % n], capture_output=True, timeout=10)
+    r = subprocess.run(as_owner_of(pid) + ["prlimit", "--pid", str(pid), "--nofile=%d:" % n],
+                       capture_output=True, timeout=10)
     ctx.note("prlimit --pid %d --nofile=%d: -> %d %r" % (pid, n, r.returncode, r.stderr[-200:]))
     check(r.returncode == 0, "prlimit failed: %r" % r.stderr[-200:])
 

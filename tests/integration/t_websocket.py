@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+import cfgutil
 from harness import (HERE, PY, SLOW, T, Conn, Fail, build_request, check, eq, free_port, rss_kib, test,
                      wait_until)
 
@@ -510,44 +511,7 @@ def _(ctx):
 
 # ---------------------------------------------------------------- what is refused
 
-class RawBackend:
-    """A backend that records each request head and answers with `answer(head)` (bytes), then
-    keeps the connection open briefly."""
-
-    def __init__(self, ctx, answer):
-        self.heads = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.answer = answer
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
-
-    def one(self, c):
-        c.settimeout(5)
-        buf = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    d = c.recv(4096)
-                    if not d:
-                        return
-                    buf += d
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                self.heads.append(head.decode(errors="replace"))
-                c.sendall(self.answer(head))
-        except OSError:
-            pass
-        finally:
-            c.close()
+RawBackend = cfgutil.RawBackend
 
 
 SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
@@ -645,3 +609,83 @@ def _(ctx):
         ctx.info += "; memory check skipped (SLOW)"
     else:
         check(per < 28, "an idle wss tunnel costs %.1f KiB (record buffers kept?)" % per)
+
+
+def failing_moves_gatehouse(ctx, be, every, main=""):
+    """gatehouse with tests/integration/faults.c preloaded: every `every`th hand-over of a connection
+    (epoll_ctl re-add) fails with ENOMEM. A WebSocket hands over its upstream first, then its client."""
+    so = cfgutil.preload_library(ctx.session, "faults")
+    certs = ctx.session.certs()
+    env = dict(cfgutil.preload_env(so), GH_FAIL_MOVE_EVERY=str(every))
+    return ctx.gatehouse_config(lambda ports: conf(ports, be.port, certs=certs, main=main), nports=2, env=env)
+
+
+def handshake_then_closed(port, tls=False):
+    """A WebSocket handshake whose hand-over fails: the 101 may come, then the connection must close."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * T)
+    if tls:
+        s = client_ssl("wss").wrap_socket(s, server_hostname="localhost")
+    s.sendall(build_request("GET", "/echo", WS_HEADERS))
+    buf = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            buf += d
+    except (ConnectionResetError, ssl.SSLError):
+        pass
+    except socket.timeout:
+        raise Fail("the connection stayed open after its hand-over failed: %r" % buf[:80])
+    finally:
+        s.close()
+    return buf
+
+
+@test("ws_failed_client_handover_leaks_client", timeout=60)
+def _(ctx):
+    # When the client's connection could not be handed to the tunnel (epoll_ctl ADD failed), the
+    # client struct stayed on the worker's list with its generation: proxy__client_close returned at
+    # once on fd -1. Each one held a place in max_connections, so three of them (max_connections 3)
+    # left the worker refusing every new client for good.
+    be = WsBackend(ctx)
+    gh = failing_moves_gatehouse(ctx, be, every=2, main="max_connections 3")
+    w = worker_pid(gh)
+    get_gen(gh)
+    before = stable_nfds(w)
+    for i in range(3):
+        buf = handshake_then_closed(gh.ports[i % 2], tls=i % 2 == 0)
+        check(not buf or buf.startswith(b"HTTP/1.1 101 "), "answer %d to the handshake: %r" % (i, buf[:60]))
+    c = socket.create_connection(("127.0.0.1", gh.ports[1]), timeout=5 * T)
+    c.sendall(build_request("GET", "/gen", []))
+    buf = b""
+    try:
+        while b"g0" not in buf:
+            d = c.recv(4096)
+            check(d, "closed before the answer: %r" % buf)
+            buf += d
+    except socket.timeout:
+        raise Fail("no answer to a new client after 3 failed hand-overs with max_connections 3: %r" % buf)
+    finally:
+        c.close()
+    check(buf.startswith(b"HTTP/1.1 200 "), "the new client's answer: %r" % buf[:60])
+    check(wait_until(lambda: nfds(w) == before, 3 * T), "worker descriptors: %d, before %d" % (nfds(w), before))
+    check(wait_until(lambda: len(be.events("close")) == 3, 3 * T),
+          "backend sides closed: %d of 3" % len(be.events("close")))
+
+
+@test("ws_failed_upstream_handover_closes_both", timeout=60)
+def _(ctx):
+    # The upstream's hand-over fails first (every re-add fails): the upstream socket must not stay
+    # open, nor the client wait: both close, and no descriptor is left behind.
+    be = WsBackend(ctx)
+    gh = failing_moves_gatehouse(ctx, be, every=1)
+    w = worker_pid(gh)
+    get_gen(gh)
+    before = stable_nfds(w)
+    for i in range(4):
+        handshake_then_closed(gh.ports[i % 2], tls=i % 2 == 0)
+    check(wait_until(lambda: nfds(w) == before, 3 * T), "worker descriptors: %d, before %d" % (nfds(w), before))
+    check(wait_until(lambda: len(be.events("close")) == 4, 3 * T),
+          "backend sides closed: %d of 4" % len(be.events("close")))
+    eq(get_gen(gh), "g0", "a request after the failed hand-overs")

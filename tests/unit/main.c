@@ -34,6 +34,7 @@ static const struct suite suites[] = {
     {"h2_head", suite_h2_head},
     {"proxyproto", suite_proxyproto},
     {"metrics", suite_metrics},
+    {"sandbox", suite_sandbox},
 };
 
 static unsigned long passed, failed;

@@ -289,6 +289,21 @@ static void defaults_and_forms(void)
     }
     gh_config_free(c);
 
+    unit_case("process security: user, group, seccomp (default: no names, seccomp on)");
+    c = parse_text("user www-data\ngroup _gh.logs\nseccomp off\n" VALID_TAIL);
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(strcmp(c->user, "www-data") == 0 && strcmp(c->group, "_gh.logs") == 0 && c->seccomp == 0);
+        CHECK_INT(c->user_where.line, 1);
+        CHECK_INT(c->group_where.line, 2);
+    }
+    gh_config_free(c);
+    c = parse_text(VALID_TAIL);
+    CHECK(c != NULL);
+    if (c != NULL)
+        CHECK(c->user == NULL && c->group == NULL && c->seccomp == 1 && c->user_where.line == 0);
+    gh_config_free(c);
+
     unit_case("timeouts { tunnel }, websocket on|off");
     c = parse_text("timeouts { tunnel 90s }\nlisten 127.0.0.1:1\npool p { server 127.0.0.1:2 }\n"
                    "site default { route /a { proxy p; websocket off } route /b { proxy p; websocket on } }\n");
@@ -380,6 +395,11 @@ static void errors_values(void)
     EXPECT_ERROR("max_connections -1\n", "main.conf:1: invalid connection limit");
     EXPECT_ERROR("workers 99999999999999999999999\n", "main.conf:1: invalid worker count");
     EXPECT_ERROR("log_level loud\n", "main.conf:1: invalid log level \"loud\"");
+    EXPECT_ERROR("user 1000\n", "main.conf:1: invalid user \"1000\": expected an account name");
+    EXPECT_ERROR("user -x\n", "main.conf:1: invalid user \"-x\"");
+    EXPECT_ERROR("group \"a b\"\n", "main.conf:1: invalid group \"a b\"");
+    EXPECT_ERROR("user abcdefghijklmnopqrstuvwxyz0123456\n", "main.conf:1: invalid user"); /* 33 bytes */
+    EXPECT_ERROR("seccomp maybe\n", "main.conf:1: invalid seccomp \"maybe\": expected on or off");
     EXPECT_ERROR("site default { route / { websocket maybe } }\n",
                  "main.conf:1: invalid websocket \"maybe\": expected on or off");
     EXPECT_ERROR("max_body 12q\n", "main.conf:1: invalid size \"12q\": expected a size such as 512, 16k, 1m or 1g");
@@ -1082,6 +1102,24 @@ static void edge_inheritance(void)
                  "main.conf:4: duplicate");
 }
 
+/* `workers auto` on more cores than GH_CFG_MAX_WORKERS fell back to 1 worker instead of the maximum. */
+static void workers_auto_over_max_cores_caps_not_one(void)
+{
+    int capped = -1;
+
+    unit_case("workers_auto_over_max_cores_caps_not_one");
+    CHECK_INT(gh_conf_auto_workers(GH_CFG_MAX_WORKERS + 1, GH_CFG_MAX_WORKERS, &capped), GH_CFG_MAX_WORKERS);
+    CHECK_INT(capped, 1);
+    CHECK_INT(gh_conf_auto_workers(4096, GH_CFG_MAX_WORKERS, &capped), GH_CFG_MAX_WORKERS);
+    CHECK_INT(gh_conf_auto_workers(GH_CFG_MAX_WORKERS, GH_CFG_MAX_WORKERS, &capped), GH_CFG_MAX_WORKERS);
+    CHECK_INT(capped, 0);
+    CHECK_INT(gh_conf_auto_workers(2, GH_CFG_MAX_WORKERS, &capped), 2);
+    CHECK_INT(capped, 0);
+    CHECK_INT(gh_conf_auto_workers(-1, GH_CFG_MAX_WORKERS, &capped), 1); /* sysconf failed: unknown */
+    CHECK_INT(capped, 0);
+    CHECK_INT(gh_conf_auto_workers(0, GH_CFG_MAX_WORKERS, NULL), 1);
+}
+
 void suite_conf(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/gh-conf-XXXXXX");
@@ -1106,6 +1144,7 @@ void suite_conf(void)
     name_slots();
     name_addrs_truncated_in_resolver_order();
     edge_inheritance();
+    workers_auto_over_max_cores_caps_not_one();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unit_case(NULL);
 }

@@ -54,5 +54,6 @@ void suite_h2_head(void);
 void suite_proxyproto(void);
 void suite_metrics(void);
 void suite_forward(void);
+void suite_sandbox(void);
 
 #endif
