@@ -192,6 +192,14 @@ size_t gh_h1_path_merge_slashes(char *path, size_t len);
  */
 int gh_h1_request_canonical_path(gh_h1_request *r);
 
+/*
+ * 1 when p[0..n) is host [":" port] as the Host header and authority-form must be (port
+ * required when need_port): a reg-name is ALPHA DIGIT - . _ ~ only (no sub-delims, so no
+ * comma lists, no %-encoding), an IP-literal is [hex : .] without zone, a port 1..65535.
+ * The one check for both fronts: HTTP/2's :authority and host use it too.
+ */
+int gh_h1_authority_ok(const char *p, size_t n, int need_port);
+
 /* Case-insensitive comparison of a slice with a NUL-terminated lowercase literal. */
 int gh_h1_str_ieq(gh_h1_str s, const char *lower);
 

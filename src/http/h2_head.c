@@ -202,41 +202,6 @@ static int path_ok(const char *p, size_t n)
     return 1;
 }
 
-/* host [":" port], RFC 3986 3.2.2 (reg-name or IP literal) without userinfo (RFC 9113 8.3.1). */
-static int authority_ok(const char *p, size_t n)
-{
-    size_t i = 0;
-
-    if (n == 0)
-        return 0;
-    if (p[0] == '[') {
-        for (i = 1; i < n && p[i] != ']'; i++)
-            if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f') || (p[i] >= 'A' && p[i] <= 'F') ||
-                  p[i] == ':' || p[i] == '.'))
-                return 0;
-        if (i == n || i == 1)
-            return 0;
-        i++;
-    } else {
-        for (; i < n && p[i] != ':'; i++) {
-            uint8_t c = (uint8_t)p[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  strchr("-._~!$&'()*+,;=%", c) != NULL))
-                return 0;
-        }
-        if (i == 0)
-            return 0;
-    }
-    if (i == n)
-        return 1;
-    if (p[i] != ':' || n - i - 1 > 5)
-        return 0;
-    for (i++; i < n; i++)
-        if (p[i] < '0' || p[i] > '9')
-            return 0;
-    return 1;
-}
-
 /* The same kinds the HTTP/1 parser gives, so headers.c treats both protocols' fields alike. */
 static uint8_t field_kind(const char *n, size_t len)
 {
@@ -343,7 +308,7 @@ static int fill_headers(gh_h2_head *h, gh_h1_request *r, gh_h1_str *host_field, 
         o->hop = o->kind == GH_HDR_TE || o->kind == GH_HDR_EXPECT || o->kind == GH_HDR_TRAILER ||
                  o->kind == GH_HDR_PROXY_AUTHORIZATION;
         if (o->kind == GH_HDR_HOST) {
-            if (hosts++ > 0 || !authority_ok(o->value.p, o->value.len))
+            if (hosts++ > 0 || !gh_h1_authority_ok(o->value.p, o->value.len, 0))
                 return GH_H2_MALFORMED;
             *host_field = o->value;
         } else if (o->kind == GH_HDR_CONTENT_LENGTH) {
@@ -382,7 +347,9 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
     connect = r->method.len == 7 && memcmp(r->method.p, "CONNECT", 7) == 0;
     if (h->has[GH_H2_AUTHORITY]) {
         authority = slice(h, h->pseudo[GH_H2_AUTHORITY].value, h->pseudo[GH_H2_AUTHORITY].vlen);
-        if (!authority_ok(authority.p, authority.len))
+        /* the HTTP/1.1 front's Host check, not a laxer one: the value becomes Host upstream, and a
+         * comma or sub-delim Host is a list or a second spelling to a backend or a cache */
+        if (!gh_h1_authority_ok(authority.p, authority.len, connect && !h->has[GH_H2_PROTOCOL]))
             return GH_H2_MALFORMED;
     }
     if (connect && !h->has[GH_H2_PROTOCOL]) {

@@ -147,7 +147,9 @@ static void malformed(void)
         const char *const f[] = {":method", methods[i], ":scheme", "https", ":authority", "a", ":path", "/", NULL};
         CHECK_INT(convert(f, 1), GH_H2_MALFORMED);
     }
-    static const char *const auths[] = {"", "u@a", "a b", "a:x", "a:123456", "[::1", "[]", "a/b"};
+    static const char *const auths[] = {
+        "",          "u@a",        "a b", "a:x", "a:123456", "[::1", "[]", "a/b", "a.example,b.example",
+        "loc=lhost", "loc%zzhost", "a;b", "a!b"};
     for (size_t i = 0; i < sizeof(auths) / sizeof(auths[0]); i++) {
         const char *const f[] = {":method", "GET", ":scheme", "https", ":authority", auths[i], ":path", "/", NULL};
         CHECK_INT(convert(f, 1), GH_H2_MALFORMED);
