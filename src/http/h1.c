@@ -526,6 +526,14 @@ static int scan_target(const char *buf, size_t end, size_t *pos, size_t *bracket
     return 0;
 }
 
+int gh_h1_origin_target_ok(const char *p, size_t n)
+{
+    size_t pos = 0, brackets = 0;
+
+    /* what parse_request_line and parse_target accept as origin-form, byte for byte */
+    return n > 0 && p[0] == '/' && scan_target(p, n, &pos, &brackets) == 0 && pos == n && brackets == 0;
+}
+
 /* HTTP-version CRLF (RFC 9112 2.3); a well-formed version we do not speak is 505. */
 static int parse_version(const char *p, size_t n, int *minor)
 {

@@ -200,6 +200,13 @@ int gh_h1_request_canonical_path(gh_h1_request *r);
  */
 int gh_h1_authority_ok(const char *p, size_t n, int need_port);
 
+/*
+ * 1 when p[0..n) is an origin-form request-target ("/path?query") the request line accepts:
+ * RFC 3986 pchar, '/' and '?' only, every '%' followed by two hex digits, no '[' or ']'.
+ * The HTTP/2 front checks :path with it: one target grammar for both fronts.
+ */
+int gh_h1_origin_target_ok(const char *p, size_t n);
+
 /* Case-insensitive comparison of a slice with a NUL-terminated lowercase literal. */
 int gh_h1_str_ieq(gh_h1_str s, const char *lower);
 

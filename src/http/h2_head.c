@@ -184,24 +184,6 @@ static int method_ok(const char *p, size_t n)
     return 1;
 }
 
-/* RFC 3986 pchar, '/' and '?': what an origin-form request-target may hold (no space, '#', '"', '\\', '<'...). */
-static int path_char(uint8_t c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != 0 && strchr("-._~!$&'()*+,;=:@/?%", c) != NULL;
-}
-
-static int path_ok(const char *p, size_t n)
-{
-    if (n == 0 || p[0] != '/')
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!path_char((uint8_t)p[i]))
-            return 0;
-    return 1;
-}
-
 /* The same kinds the HTTP/1 parser gives, so headers.c treats both protocols' fields alike. */
 static uint8_t field_kind(const char *n, size_t len)
 {
@@ -370,7 +352,7 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
             return GH_H2_MALFORMED;
         if (path.len == 1 && path.p[0] == '*' && r->method.len == 7 && memcmp(r->method.p, "OPTIONS", 7) == 0)
             r->target_form = GH_H1_ASTERISK_FORM;
-        else if (path_ok(path.p, path.len))
+        else if (gh_h1_origin_target_ok(path.p, path.len)) /* the HTTP/1.1 front's check: "%zz" is 400 on both */
             r->target_form = GH_H1_ORIGIN_FORM;
         else
             return GH_H2_MALFORMED;

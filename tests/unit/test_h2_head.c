@@ -137,7 +137,8 @@ static void malformed(void)
     CHECK_INT(convert(conpath, 0), GH_H2_MALFORMED);
 
     unit_case("what cannot cross into an HTTP/1.1 request line or Host");
-    static const char *const paths[] = {"", "a", "/a b", "/a#f", "/\"", "/a\\b", "*", "/\x80"};
+    static const char *const paths[] = {"",  "a",     "/a b",     "/a#f", "/\"",  "/a\\b",
+                                        "*", "/\x80", "/echo%zz", "/a%",  "/a%4", "/[a]"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         const char *const f[] = {":method", "GET", ":scheme", "https", ":authority", "a", ":path", paths[i], NULL};
         CHECK_INT(convert(f, 1), GH_H2_MALFORMED);
