@@ -1084,12 +1084,31 @@ static void flush(proxy__h2 *h)
     arm_conn(h);
 }
 
+/* Hands what c->in holds to nghttp2 and empties it, then runs the streams it started. */
+static void feed(proxy__h2 *h)
+{
+    proxy__client *c = h->c;
+    ssize_t n = nghttp2_session_mem_recv(h->ngh, (const uint8_t *)gh_buf_head(&c->in), gh_buf_len(&c->in));
+
+    gh_buf_consume(&c->in, gh_buf_len(&c->in));
+    if (n < 0) {
+        if (!h->calm)
+            gh_log_debug("client %s: HTTP/2: %s", c->s.ip, nghttp2_strerror((int)n));
+        h->dead = 1;
+    }
+    run_work(h);
+}
+
 /* Reads and hands frames to nghttp2, then runs the streams they started. */
 static void read_in(proxy__h2 *h)
 {
     proxy__client *c = h->c;
 
     h->more_input = 0;
+    /* Bytes read before the session existed (the preface sniff on a plain listener read the client's
+     * first frames with it): the socket is edge-triggered and may never say readable again for them. */
+    if (gh_buf_len(&c->in) > 0 && !h->calm && !h->dead)
+        feed(h);
     for (int i = 0; i < READS_PER_ROUND; i++) {
         if (h->calm || h->dead)
             return;
@@ -1103,14 +1122,7 @@ static void read_in(proxy__h2 *h)
         }
         if (r == 0)
             return;
-        ssize_t n = nghttp2_session_mem_recv(h->ngh, (const uint8_t *)gh_buf_head(&c->in), gh_buf_len(&c->in));
-        gh_buf_consume(&c->in, gh_buf_len(&c->in));
-        if (n < 0) {
-            if (!h->calm)
-                gh_log_debug("client %s: HTTP/2: %s", c->s.ip, nghttp2_strerror((int)n));
-            h->dead = 1;
-        }
-        run_work(h);
+        feed(h);
     }
     h->more_input = 1;
 }
@@ -1229,6 +1241,7 @@ int proxy__h2_start(proxy__client *c)
     proxy__observe_client_proto(c, GH_M_H2); /* the open-connection gauge: this one speaks HTTP/2 now */
     gh_timer_stop(c->w->loop, &c->timer);
     h->timer_kind = T_NONE;
+    h->more_input = gh_buf_len(&c->in) > 0; /* the preface and what came with it: fed in the idle hook */
     mark_dirty(h);
     return 0;
 }
