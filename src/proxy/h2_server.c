@@ -68,7 +68,8 @@ struct proxy__h2 {
     uint32_t nstreams;
     uint64_t win_start, reset_start;
     uint32_t win_cheap, win_sent, resets;
-    uint32_t head_block; /* bytes of the header block being received (HEADERS + CONTINUATION) */
+    uint32_t head_block;   /* bytes of the header block being received (HEADERS + CONTINUATION) */
+    int32_t max_client_id; /* the highest stream id a client HEADERS frame carried (RFC 9113 5.1.1) */
     uint8_t dirty;
     uint8_t more_input; /* stopped reading with input left (a fair share): go on in the idle hook */
     uint8_t calm;       /* GOAWAY for abuse sent: no more input is read */
@@ -171,6 +172,19 @@ static int calm(proxy__h2 *h, const char *why)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+/* GOAWAY PROTOCOL_ERROR (RFC 9113 5.4.1) for what libnghttp2 does not catch itself; no more input. */
+static int protocol_error(proxy__h2 *h, const char *why)
+{
+    if (!h->calm) {
+        gh_log_info("client %s: HTTP/2 %s: GOAWAY PROTOCOL_ERROR, closing", h->c->s.ip, why);
+        nghttp2_session_terminate_session(h->ngh, NGHTTP2_PROTOCOL_ERROR);
+        h->calm = 1;
+        h->dead = 1;
+        mark_dirty(h);
+    }
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 static void roll_window(proxy__h2 *h)
 {
     uint64_t now = gh_loop_now(W(h)->loop);
@@ -212,6 +226,14 @@ static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void
         cheap = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
         break;
     case NGHTTP2_HEADERS:
+        /* RFC 9113 5.1.1: a new stream's id is above every id the client used; a HEADERS below it on a
+         * stream nghttp2 does not know is a connection error PROTOCOL_ERROR, which libnghttp2 1.52 lets
+         * pass (it ignores the frame, h2spec 5.1.1/2). Known streams (trailers, closed ones kept) are its. */
+        if ((hd->stream_id & 1) && hd->stream_id <= h->max_client_id &&
+            nghttp2_session_find_stream(ngh, hd->stream_id) == NULL)
+            return protocol_error(h, "HEADERS on a stream id below the highest one used");
+        if (hd->stream_id > h->max_client_id)
+            h->max_client_id = hd->stream_id;
         h->head_block = 0;
         /* fall through */
     case NGHTTP2_CONTINUATION:
