@@ -231,6 +231,19 @@ END_STREAM, END_HEADERS = 0x1, 0x4
 STATUS_INDEXED = {0x88: 200, 0x89: 204, 0x8a: 206, 0x8b: 304, 0x8c: 400, 0x8d: 404, 0x8e: 500}
 
 
+def first_status(block):
+    """:status of a header block whose first field is an indexed static :status, after any dynamic
+    table size updates (RFC 7541 6.3: gatehouse announces its table size 0 in its first block)."""
+    i = 0
+    while i < len(block) and block[i] & 0xe0 == 0x20:
+        i += 1
+        if block[i - 1] & 0x1f == 0x1f:  # the integer goes on while the high bit is set
+            while i < len(block) and block[i] & 0x80:
+                i += 1
+            i += 1
+    return STATUS_INDEXED.get(block[i]) if i < len(block) else None
+
+
 def frame(ftype, flags, sid, payload=b""):
     return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
 
@@ -308,7 +321,7 @@ class RawH2:
             if f[2] != sid:
                 continue
             if f[0] == HEADERS and status is None:
-                status = STATUS_INDEXED.get(f[3][0]) if f[3] else None
+                status = first_status(f[3])
             elif f[0] == DATA:
                 body += f[3]
                 if f[3]:  # give the window back, as a client that keeps up would
