@@ -82,6 +82,16 @@ struct proxy__h2 {
     uint32_t win_cheap, win_sent, resets;
     uint32_t head_block;   /* bytes of the header block being received (HEADERS + CONTINUATION) */
     int32_t max_client_id; /* the highest stream id a client HEADERS frame carried (RFC 9113 5.1.1) */
+    /* The 64 client stream ids up to max_client_id (bit k: id max_client_id - 2k): used, and reset by
+     * us (RST_STREAM sent). nghttp2 keeps no closed streams (a busy connection would hold up to
+     * max_concurrent_streams of them, ~220 bytes each, while idle); these 16 bytes tell a frame on a
+     * closed stream from one on a never used id, and in-flight frames after our RST from errors. */
+    uint64_t ids_used, ids_reset;
+    /* Where the client's frames begin in its byte stream (the preface first): libnghttp2 drops DATA on
+     * a stream it does not know without a callback, so feed stops at each DATA header to check it. */
+    uint32_t scan_left; /* bytes before the next frame header (preface or payload) */
+    uint8_t scan_hd[9];
+    uint8_t scan_hlen; /* bytes of scan_hd held */
     uint8_t dirty;
     uint8_t more_input; /* stopped reading with input left (a fair share): go on in the idle hook */
     uint8_t calm;       /* GOAWAY for abuse sent: no more input is read */
@@ -187,12 +197,12 @@ static int calm(proxy__h2 *h, const char *why)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
-/* GOAWAY PROTOCOL_ERROR (RFC 9113 5.4.1) for what libnghttp2 does not catch itself; no more input. */
-static int protocol_error(proxy__h2 *h, const char *why)
+/* A connection error (RFC 9113 5.4.1) libnghttp2 does not catch itself: GOAWAY, no more input. */
+static int conn_error(proxy__h2 *h, uint32_t code, const char *why)
 {
     if (!h->calm) {
-        gh_log_info("client %s: HTTP/2 %s: GOAWAY PROTOCOL_ERROR, closing", h->c->s.ip, why);
-        nghttp2_session_terminate_session(h->ngh, NGHTTP2_PROTOCOL_ERROR);
+        gh_log_info("client %s: HTTP/2 %s: GOAWAY %s, closing", h->c->s.ip, why, nghttp2_http2_strerror(code));
+        nghttp2_session_terminate_session(h->ngh, code);
         h->calm = 1;
         h->dead = 1;
         mark_dirty(h);
@@ -323,6 +333,42 @@ static void big_release(proxy__h2 *h)
 
 /* ---- nghttp2 callbacks: record, never run an exchange ---- */
 
+/* A client stream id at or above max_client_id: the bit windows move along. */
+static void ids_advance(proxy__h2 *h, int32_t id)
+{
+    uint32_t d = (uint32_t)(id - h->max_client_id) / 2;
+    h->ids_used = d >= 64 ? 0 : h->ids_used << d;
+    h->ids_reset = d >= 64 ? 0 : h->ids_reset << d;
+    h->ids_used |= 1;
+    h->max_client_id = id;
+}
+
+/* The bit of client stream id in the windows, or 64 when it is older than they reach. */
+static unsigned ids_bit(const proxy__h2 *h, int32_t id)
+{
+    uint32_t k = (uint32_t)(h->max_client_id - id) / 2;
+    return k < 64 ? k : 64;
+}
+
+/*
+ * DATA or HEADERS on a client stream id nghttp2 no longer (or never) knew, below the highest one
+ * used. RFC 9113 5.1: after we reset a stream, frames in flight are ignored; on a closed stream
+ * it is a connection error STREAM_CLOSED (h2spec 5.1/8-12); RFC 9113 5.1.1: a HEADERS on an id
+ * that was skipped (never used) is PROTOCOL_ERROR (h2spec 5.1.1/2). 0: nghttp2 handles it.
+ */
+static int closed_stream_frame(proxy__h2 *h, const nghttp2_frame_hd *hd)
+{
+    if (!(hd->stream_id & 1) || hd->stream_id > h->max_client_id ||
+        nghttp2_session_find_stream(h->ngh, hd->stream_id) != NULL)
+        return 0;
+    unsigned k = ids_bit(h, hd->stream_id);
+    if (k < 64 && (h->ids_reset >> k & 1))
+        return 0; /* nghttp2 drops it (and gives its DATA's connection window back) */
+    if (k < 64 && !(h->ids_used >> k & 1) && hd->type == NGHTTP2_HEADERS)
+        return conn_error(h, NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id below the highest one used");
+    return conn_error(h, NGHTTP2_STREAM_CLOSED, "a frame on a closed stream");
+}
+
 static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void *ud)
 {
     proxy__h2 *h = ud;
@@ -337,11 +383,10 @@ static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void
         /* RFC 9113 5.1.1: a new stream's id is above every id the client used; a HEADERS below it on a
          * stream nghttp2 does not know is a connection error PROTOCOL_ERROR, which libnghttp2 1.52 lets
          * pass (it ignores the frame, h2spec 5.1.1/2). Known streams (trailers, closed ones kept) are its. */
-        if ((hd->stream_id & 1) && hd->stream_id <= h->max_client_id &&
-            nghttp2_session_find_stream(ngh, hd->stream_id) == NULL)
-            return protocol_error(h, "HEADERS on a stream id below the highest one used");
-        if (hd->stream_id > h->max_client_id)
-            h->max_client_id = hd->stream_id;
+        if (closed_stream_frame(h, hd) < 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (hd->stream_id > h->max_client_id && (hd->stream_id & 1))
+            ids_advance(h, hd->stream_id);
         h->head_block = 0;
         /* fall through */
     case NGHTTP2_CONTINUATION:
@@ -529,6 +574,12 @@ static int on_frame_send(nghttp2_session *ngh, const nghttp2_frame *frame, void 
     h2_stream *st;
 
     h->win_sent++;
+    if (frame->hd.type == NGHTTP2_RST_STREAM && (frame->hd.stream_id & 1) && frame->hd.stream_id <= h->max_client_id) {
+        unsigned k = ids_bit(h, frame->hd.stream_id);
+        if (k < 64)
+            h->ids_reset |= UINT64_C(1) << k; /* what the client sent before it saw this is ignored */
+        return 0;
+    }
     if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
         !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
@@ -1215,17 +1266,65 @@ static void flush(proxy__h2 *h)
 }
 
 /* Hands what c->in holds to nghttp2 and empties it, then runs the streams it started. */
+/*
+ * How many of the len bytes at p nghttp2 may take before the next check: up to and with a DATA
+ * frame's header (*data set, the header in hd), or all of them.
+ */
+static size_t scan(proxy__h2 *h, const uint8_t *p, size_t len, nghttp2_frame_hd *hd, int *data)
+{
+    size_t i = 0;
+
+    *data = 0;
+    while (i < len) {
+        if (h->scan_left > 0) {
+            size_t n = GH_MIN((size_t)h->scan_left, len - i);
+            h->scan_left -= (uint32_t)n;
+            i += n;
+            continue;
+        }
+        h->scan_hd[h->scan_hlen++] = p[i++];
+        if (h->scan_hlen < 9)
+            continue;
+        h->scan_hlen = 0;
+        const uint8_t *b = h->scan_hd;
+        h->scan_left = (uint32_t)b[0] << 16 | (uint32_t)b[1] << 8 | b[2];
+        if (b[3] == NGHTTP2_DATA) {
+            hd->length = h->scan_left;
+            hd->type = NGHTTP2_DATA;
+            hd->flags = b[4];
+            hd->stream_id =
+                (int32_t)(((uint32_t)b[5] << 24 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 8 | b[8]) & 0x7fffffffu);
+            *data = 1;
+            return i;
+        }
+    }
+    return i;
+}
+
 static void feed(proxy__h2 *h)
 {
     proxy__client *c = h->c;
-    ssize_t n = nghttp2_session_mem_recv(h->ngh, (const uint8_t *)gh_buf_head(&c->in), gh_buf_len(&c->in));
+    const uint8_t *p = (const uint8_t *)gh_buf_head(&c->in);
+    size_t len = gh_buf_len(&c->in);
 
-    gh_buf_consume(&c->in, gh_buf_len(&c->in));
-    if (n < 0) {
-        if (!h->calm)
-            gh_log_debug("client %s: HTTP/2: %s", c->s.ip, nghttp2_strerror((int)n));
-        h->dead = 1;
+    while (len > 0 && !h->dead) {
+        nghttp2_frame_hd hd;
+        int data;
+        size_t n = scan(h, p, len, &hd, &data);
+        /* up to the DATA header's last byte but one: nghttp2 has seen every frame before it */
+        size_t first = data ? n - 1 : n;
+        ssize_t r = first > 0 ? nghttp2_session_mem_recv(h->ngh, p, first) : 0;
+        if (r >= 0 && data && closed_stream_frame(h, &hd) == 0)
+            r = nghttp2_session_mem_recv(h->ngh, p + first, 1);
+        if (r < 0) {
+            if (!h->calm)
+                gh_log_debug("client %s: HTTP/2: %s", c->s.ip, nghttp2_strerror((int)r));
+            h->dead = 1;
+        }
+        p += n;
+        len -= n;
     }
+    gh_buf_consume(&c->in, gh_buf_len(&c->in));
     run_work(h);
 }
 
@@ -1327,8 +1426,9 @@ static nghttp2_option *options(void)
         return opt;
     /* WINDOW_UPDATE only as the exchange takes request body bytes (nghttp2_session_consume) */
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    /* Closed streams are kept (nghttp2 bounds them by max_concurrent_streams): without them a frame on a
-     * closed stream cannot be told from one on an idle stream (RFC 9113 5.1, h2spec 5.1/8-12). */
+    /* No closed streams kept: nghttp2 would keep up to max_concurrent_streams of them per connection,
+     * idle or not; closed_stream_frame tells closed from never used ids (RFC 9113 5.1, 5.1.1). */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000); /* SETTINGS and PING floods: queued ACKs bounded */
     nghttp2_option_set_max_settings(opt, 32);
     /* Responses are encoded from the static table and Huffman only, as nginx and HAProxy do: no
@@ -1356,6 +1456,7 @@ int proxy__h2_start(proxy__client *c)
         return -1;
     }
     h->creating = 0;
+    h->scan_left = NGHTTP2_CLIENT_MAGIC_LEN; /* the preface comes first */
     h->c = c;
     h->cfg = *cfg;
     h->win_start = h->reset_start = gh_loop_now(c->w->loop);
