@@ -574,12 +574,12 @@ def _(ctx):
                 eq(c.response(sid).status, 200, "GET /small on stream %d" % sid)
     try:
         for _ in range(3):  # warm-up: lazy initialisation, the upstream pool grown to 50
-            warm.append(H2Conn(gh.port))
+            warm.append(H2Conn(gh.port, timeout=20 * T))  # 50 upstream connections at once: slow when loaded
             hundred(warm[-1])
         time.sleep(1.5)
         base = rss_kib(worker)
         for _ in range(40):
-            conns.append(H2Conn(gh.port))
+            conns.append(H2Conn(gh.port, timeout=20 * T))
             hundred(conns[-1])
         time.sleep(2.5)  # the grace (1 s), then the heap trim (at most once a second)
         per = (rss_kib(worker) - base) / len(conns)
