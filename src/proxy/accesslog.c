@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "proxy/logesc.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
@@ -442,96 +443,6 @@ void proxy__access_flush(proxy__worker *w)
     }
 }
 
-/* ---- escaping ---- */
-
-static const char hex[] = "0123456789ABCDEF";
-
-/* The default escape: a quote, a backslash, control characters and non-ASCII bytes as \xHH. */
-static size_t esc_default(char *dst, size_t cap, const char *s, size_t n)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
-            if (o + 4 > cap)
-                break;
-            dst[o++] = '\\';
-            dst[o++] = 'x';
-            dst[o++] = hex[ch >> 4];
-            dst[o++] = hex[ch & 15];
-        } else {
-            if (o + 1 > cap)
-                break;
-            dst[o++] = (char)ch;
-        }
-    }
-    return o;
-}
-
-/* The length of the valid UTF-8 sequence at s (RFC 3629 4: no overlong forms, no surrogates), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-/* A JSON string's content (RFC 8259 7); invalid UTF-8 bytes as \u00XX. */
-static size_t esc_json(char *dst, size_t cap, const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0;
-
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = u[i];
-        size_t k;
-
-        if (ch == '"' || ch == '\\') {
-            if (o + 2 > cap)
-                break;
-            dst[o++] = '\\';
-            dst[o++] = (char)ch;
-            i++;
-        } else if (ch >= 0x20 && ch < 0x7f) {
-            if (o + 1 > cap)
-                break;
-            dst[o++] = (char)ch;
-            i++;
-        } else if (ch >= 0x80 && (k = utf8_len(u + i, n - i)) > 0) {
-            if (o + k > cap)
-                break;
-            memcpy(dst + o, s + i, k);
-            o += k;
-            i += k;
-        } else {
-            if (o + 6 > cap)
-                break;
-            memcpy(dst + o, "\\u00", 4);
-            dst[o + 4] = hex[ch >> 4];
-            dst[o + 5] = hex[ch & 15];
-            o += 6;
-            i++;
-        }
-    }
-    return o;
-}
-
 /* ---- formatting ---- */
 
 static const char *log_date(proxy__worker *w)
@@ -603,7 +514,8 @@ static void put_val(line *l, const char *s, size_t n, size_t max)
 
     if (max > room)
         max = room;
-    l->len += l->json ? esc_json(l->p + l->len, max, s, n) : esc_default(l->p + l->len, max, s, n);
+    l->len +=
+        l->json ? proxy__log_esc_json(l->p + l->len, max, s, n) : proxy__log_esc_default(l->p + l->len, max, s, n);
 }
 
 /* A value of our own making (digits, addresses, names): no escape needed beyond the bound. */
@@ -793,14 +705,24 @@ static void keep(proxy__access_rec *rec, size_t *o, int f, const char *p, size_t
     *o += n;
 }
 
-static void keep_header(proxy__access_rec *rec, size_t *o, int f, const gh_h1_request *r, const char *lower)
+/*
+ * Referer and User-Agent in one pass over the headers, the first of each (as
+ * before); the length is compared first, so most names cost one comparison.
+ */
+static void keep_headers(proxy__access_rec *rec, size_t *o, const gh_h1_request *r)
 {
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (gh_h1_str_ieq(r->headers[i].name, lower)) {
-            keep(rec, o, f, r->headers[i].value.p, r->headers[i].value.len, 1);
-            return;
-        }
-    keep(rec, o, f, "", 0, 0);
+    const gh_h1_header *ref = NULL, *ua = NULL;
+
+    for (size_t i = 0; i < r->nheaders && (ref == NULL || ua == NULL); i++) {
+        const gh_h1_header *h = &r->headers[i];
+
+        if (h->name.len == 7 && ref == NULL && gh_h1_str_ieq(h->name, "referer"))
+            ref = h;
+        else if (h->name.len == 10 && ua == NULL && gh_h1_str_ieq(h->name, "user-agent"))
+            ua = h;
+    }
+    keep(rec, o, F_REFERER, ref ? ref->value.p : "", ref ? ref->value.len : 0, ref != NULL);
+    keep(rec, o, F_UA, ua ? ua->value.p : "", ua ? ua->value.len : 0, ua != NULL);
 }
 
 /* The main context's log: for requests refused before a route was chosen. */
@@ -833,8 +755,7 @@ void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
     rec->raw_request = 0;
     keep(rec, &o, F_METHOD, r->method.p, r->method.len, 1);
     keep(rec, &o, F_TARGET, r->target.p, r->target.len, 1);
-    keep_header(rec, &o, F_REFERER, r, "referer");
-    keep_header(rec, &o, F_UA, r, "user-agent");
+    keep_headers(rec, &o, r);
     keep(rec, &o, F_HOST, r->host.p, r->host.len, r->host.len > 0);
     ex->log = rec;
 }
@@ -953,7 +874,7 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
 /* A value of ours or of the config (names, addresses): JSON-escaped into a bounded buffer, NUL-terminated. */
 static const char *json_val(char *dst, size_t cap, const char *v)
 {
-    size_t n = esc_json(dst, cap - 1, v, strlen(v));
+    size_t n = proxy__log_esc_json(dst, cap - 1, v, strlen(v));
 
     dst[n] = '\0';
     return dst;

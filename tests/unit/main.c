@@ -35,6 +35,7 @@ static const struct suite suites[] = {
     {"proxyproto", suite_proxyproto},
     {"metrics", suite_metrics},
     {"sandbox", suite_sandbox},
+    {"logesc", suite_logesc},
 };
 
 static unsigned long passed, failed;

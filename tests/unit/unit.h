@@ -55,5 +55,6 @@ void suite_proxyproto(void);
 void suite_metrics(void);
 void suite_forward(void);
 void suite_sandbox(void);
+void suite_logesc(void);
 
 #endif
