@@ -203,6 +203,7 @@ typedef struct gh_cfg_log_format {
     int json; /* values escaped for a JSON string; a missing value is "" instead of "-" */
     gh_cfg_log_seg *segs;
     size_t nsegs;
+    size_t text_len; /* the literal text of all segs: what a line keeps room for (accesslog.c) */
     gh_cfg_where where;
 } gh_cfg_log_format;
 

@@ -75,6 +75,7 @@ static int push_seg(conf__arena *a, gh_cfg_log_format *f, size_t *cap, int var, 
         if ((s->text.p = conf__arena_strndup(a, t, n)) == NULL)
             return -1;
         s->text.len = n;
+        f->text_len += n;
     }
     return 0;
 }

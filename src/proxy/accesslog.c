@@ -445,6 +445,9 @@ void proxy__access_flush(proxy__worker *w)
 
 /* ---- formatting ---- */
 
+/* The dates of the line, made once a second; *len: their length (the worker's only loop: statics are its). */
+static size_t date_len, iso_len;
+
 static const char *log_date(proxy__worker *w)
 {
     int64_t now = gh_loop_wall(w->loop);
@@ -452,7 +455,7 @@ static const char *log_date(proxy__worker *w)
         time_t t = (time_t)now;
         struct tm tm;
         gmtime_r(&t, &tm);
-        strftime(w->date, sizeof(w->date), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        date_len = strftime(w->date, sizeof(w->date), "%d/%b/%Y:%H:%M:%S +0000", &tm);
         w->date_sec = now;
     }
     return w->date;
@@ -468,7 +471,7 @@ static const char *log_iso(proxy__worker *w)
         time_t t = (time_t)now;
         struct tm tm;
         gmtime_r(&t, &tm);
-        strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+        iso_len = strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
         sec = now;
     }
     return iso;
@@ -552,12 +555,16 @@ static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const
     case GH_LOGV_REMOTE_ADDR:
         put_val(l, f->ip, strlen(f->ip), 64);
         break;
-    case GH_LOGV_TIME_LOCAL:
-        put_raw(l, log_date(w), strlen(log_date(w)));
+    case GH_LOGV_TIME_LOCAL: {
+        const char *d = log_date(w); /* before date_len: it may make the date of a new second */
+        put_raw(l, d, date_len);
         break;
-    case GH_LOGV_TIME_ISO8601:
-        put_raw(l, log_iso(w), strlen(log_iso(w)));
+    }
+    case GH_LOGV_TIME_ISO8601: {
+        const char *d = log_iso(w);
+        put_raw(l, d, iso_len);
         break;
+    }
     case GH_LOGV_MSEC: {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -664,17 +671,19 @@ static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const
 static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix)
 {
     const gh_cfg_log_format *fmt = r->log->format;
+    proxy__access *a = r->sink;
     char buf[LINE_MAX_BYTES];
-    size_t slen = strlen(suffix);
-    line l = {buf, 0, sizeof(buf), 1 + slen, fmt->json};
+    size_t slen = suffix[0] != '\0' ? strlen(suffix) : 0;
+    line l = {buf, 0, sizeof(buf), 1 + slen + fmt->text_len, fmt->json};
+    /* With room for the longest line, it is made in place in the sink's buffer (what append_line would copy). */
+    int in_place = a->io.fd >= 0 && a->buf != NULL && BUF_MAX - a->end >= LINE_MAX_BYTES;
 
-    for (size_t i = 0; i < fmt->nsegs; i++)
-        if (fmt->segs[i].var == GH_LOGV_TEXT)
-            l.reserve += fmt->segs[i].text.len;
     if (l.reserve > l.cap) {
-        drop(r->sink);
+        drop(a);
         return;
     }
+    if (in_place)
+        l.p = a->buf + a->end;
     for (size_t i = 0; i < fmt->nsegs; i++) {
         const gh_cfg_log_seg *s = &fmt->segs[i];
 
@@ -689,7 +698,10 @@ static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts
     memcpy(l.p + l.len, suffix, slen);
     l.len += slen;
     l.p[l.len++] = '\n';
-    append_line(r->sink, l.p, l.len);
+    if (in_place)
+        a->end += l.len;
+    else
+        append_line(a, l.p, l.len);
 }
 
 /* ---- the records of requests ---- */
@@ -706,6 +718,31 @@ static void keep(proxy__access_rec *rec, size_t *o, int f, const char *p, size_t
 }
 
 /*
+ * A header name equals lit (lowercase letters and '-', 4 to 16 bytes), compared
+ * as two overlapping words. OR-ing 0x20 into each byte lowers a letter and
+ * turns no other token byte (RFC 9110 5.6.2: the parser accepts no other in a
+ * name) into a letter or '-', so this is the case-insensitive comparison.
+ */
+static int name_is(gh_h1_str name, const char *lit, size_t len)
+{
+    if (name.len != len)
+        return 0;
+    if (len >= 8) {
+        uint64_t a, b, la, lb;
+
+        memcpy(&a, name.p, 8), memcpy(&b, name.p + len - 8, 8);
+        memcpy(&la, lit, 8), memcpy(&lb, lit + len - 8, 8);
+        return ((a | UINT64_C(0x2020202020202020)) == la) & ((b | UINT64_C(0x2020202020202020)) == lb);
+    } else {
+        uint32_t a, b, la, lb;
+
+        memcpy(&a, name.p, 4), memcpy(&b, name.p + len - 4, 4);
+        memcpy(&la, lit, 4), memcpy(&lb, lit + len - 4, 4);
+        return ((a | 0x20202020u) == la) & ((b | 0x20202020u) == lb);
+    }
+}
+
+/*
  * Referer and User-Agent in one pass over the headers, the first of each (as
  * before); the length is compared first, so most names cost one comparison.
  */
@@ -716,9 +753,9 @@ static void keep_headers(proxy__access_rec *rec, size_t *o, const gh_h1_request 
     for (size_t i = 0; i < r->nheaders && (ref == NULL || ua == NULL); i++) {
         const gh_h1_header *h = &r->headers[i];
 
-        if (h->name.len == 7 && ref == NULL && gh_h1_str_ieq(h->name, "referer"))
+        if (ref == NULL && name_is(h->name, "referer", 7))
             ref = h;
-        else if (h->name.len == 10 && ua == NULL && gh_h1_str_ieq(h->name, "user-agent"))
+        else if (ua == NULL && name_is(h->name, "user-agent", 10))
             ua = h;
     }
     keep(rec, o, F_REFERER, ref ? ref->value.p : "", ref ? ref->value.len : 0, ref != NULL);
