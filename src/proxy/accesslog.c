@@ -667,6 +667,64 @@ static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const
     }
 }
 
+/* Literal text of a format: its room was kept (reserve), so it is never cut; a constant size copies inline. */
+#define PUT_LIT(l, lit)                                                                                                \
+    do {                                                                                                               \
+        (l)->reserve -= sizeof(lit) - 1;                                                                               \
+        memcpy((l)->p + (l)->len, lit, sizeof(lit) - 1);                                                               \
+        (l)->len += sizeof(lit) - 1;                                                                                   \
+    } while (0)
+
+/* The built-in combined format (edge_directives.c), as its 14 segs would make it, without reading them. */
+#define COMBINED_NSEGS    14
+#define COMBINED_TEXT_LEN 18
+
+static int is_combined(const gh_cfg_log_format *fmt)
+{
+    return fmt->where.line == 0 && !fmt->json && fmt->nsegs == COMBINED_NSEGS && fmt->text_len == COMBINED_TEXT_LEN;
+}
+
+/*
+ * The default format of every access log, on every request: the same bytes
+ * as the seg-by-seg interpretation of put_var (the same bounds, in the same
+ * order), with the literal text copied inline and no seg read.
+ * `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
+ */
+static void put_combined(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f)
+{
+    char num[24];
+    const char *d;
+    int st = f->status > 0 ? f->status : 0;
+
+    put_val(l, f->ip, strlen(f->ip), 64);
+    PUT_LIT(l, " - - [");
+    d = log_date(w);
+    put_raw(l, d, date_len);
+    PUT_LIT(l, "] \"");
+    if (r->raw_request) {
+        put_field(l, r, F_TARGET);
+    } else {
+        put_field(l, r, F_METHOD);
+        put_raw(l, " ", 1);
+        put_field(l, r, F_TARGET);
+        put_raw(l, r->minor == 0 ? " HTTP/1.0" : " HTTP/1.1", 9);
+    }
+    PUT_LIT(l, "\" ");
+    if (st >= 100 && st <= 999) {
+        num[0] = (char)('0' + st / 100), num[1] = (char)('0' + st / 10 % 10), num[2] = (char)('0' + st % 10);
+        put_raw(l, num, 3);
+    } else {
+        put_raw(l, num, put_num(num, (uint64_t)st));
+    }
+    PUT_LIT(l, " ");
+    put_raw(l, num, put_num(num, f->bytes));
+    PUT_LIT(l, " \"");
+    put_field(l, r, F_REFERER);
+    PUT_LIT(l, "\" \"");
+    put_field(l, r, F_UA);
+    PUT_LIT(l, "\"");
+}
+
 /* The record's line, with `suffix` before the newline, into its sink. */
 static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix)
 {
@@ -684,17 +742,20 @@ static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts
     }
     if (in_place)
         l.p = a->buf + a->end;
-    for (size_t i = 0; i < fmt->nsegs; i++) {
-        const gh_cfg_log_seg *s = &fmt->segs[i];
+    if (is_combined(fmt))
+        put_combined(&l, w, r, f);
+    else
+        for (size_t i = 0; i < fmt->nsegs; i++) {
+            const gh_cfg_log_seg *s = &fmt->segs[i];
 
-        if (s->var != GH_LOGV_TEXT) {
-            put_var(&l, w, r, f, s->var);
-            continue;
+            if (s->var != GH_LOGV_TEXT) {
+                put_var(&l, w, r, f, s->var);
+                continue;
+            }
+            l.reserve -= s->text.len;
+            memcpy(l.p + l.len, s->text.p, s->text.len);
+            l.len += s->text.len;
         }
-        l.reserve -= s->text.len;
-        memcpy(l.p + l.len, s->text.p, s->text.len);
-        l.len += s->text.len;
-    }
     memcpy(l.p + l.len, suffix, slen);
     l.len += slen;
     l.p[l.len++] = '\n';
