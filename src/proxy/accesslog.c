@@ -137,8 +137,12 @@ static void rec_put(proxy__access_rec *r)
 
 static void warn_dropped(proxy__access *a, int force)
 {
-    uint64_t now = gh_loop_now(a->w->loop);
-    if (a->dropped == 0 || (!force && a->warned != 0 && now - a->warned < WARN_MS))
+    uint64_t now;
+
+    if (a->dropped == 0)
+        return;
+    now = gh_loop_now(a->w->loop);
+    if (!force && a->warned != 0 && now - a->warned < WARN_MS)
         return;
     gh_log_warn("worker %d: access log: %llu lines dropped (%llu since the start) for %s: its reader does not keep "
                 "up, or the configuration no longer names it; %zu bytes are waiting",
@@ -517,6 +521,11 @@ static void put_val(line *l, const char *s, size_t n, size_t max)
 
     if (max > room)
         max = room;
+    if (n <= max && proxy__log_is_plain(s, n)) { /* what either escape would write */
+        memcpy(l->p + l->len, s, n);
+        l->len += n;
+        return;
+    }
     l->len +=
         l->json ? proxy__log_esc_json(l->p + l->len, max, s, n) : proxy__log_esc_default(l->p + l->len, max, s, n);
 }

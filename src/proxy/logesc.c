@@ -32,7 +32,7 @@ static inline uint64_t word_needs_escape(uint64_t x)
 
 /* 1: the byte is copied as it is by both escapes (0x80 to 0xFF: 0). */
 /* clang-format off */
-static const unsigned char plain[256] = {
+const unsigned char proxy__log_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x00: control characters */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: but the quote */
@@ -64,7 +64,7 @@ size_t proxy__log_plain_run(const char *s, size_t n)
             return n;
     }
 bytes:
-    while (i < n && plain[u[i]])
+    while (i < n && proxy__log_plain[u[i]])
         i++;
     return i;
 }

@@ -14,6 +14,20 @@
  */
 size_t proxy__log_plain_run(const char *s, size_t n);
 
+/* 1 for the bytes both escapes copy as they are. */
+extern const unsigned char proxy__log_plain[256];
+
+/* s[0..n) needs no escape at all: the common case, inline for the short values of every line. */
+static inline int proxy__log_is_plain(const char *s, size_t n)
+{
+    if (n >= 8)
+        return proxy__log_plain_run(s, n) == n;
+    for (size_t i = 0; i < n; i++)
+        if (!proxy__log_plain[(unsigned char)s[i]])
+            return 0;
+    return 1;
+}
+
 /*
  * The default escape (combined, log_format without escape=json): a quote, a
  * backslash, control characters (and DEL) and bytes outside ASCII as \xHH, as

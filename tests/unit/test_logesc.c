@@ -209,6 +209,13 @@ static void plain_run(void)
     CHECK_INT(proxy__log_plain_run(" ~", 2), 2);
     CHECK_INT(proxy__log_plain_run("abcdefgh\x1f", 9), 8);
     CHECK_INT(proxy__log_plain_run("", 0), 0);
+    unit_case("a value is plain when it needs no escape");
+    CHECK(proxy__log_is_plain("GET", 3));
+    CHECK(proxy__log_is_plain("", 0));
+    CHECK(!proxy__log_is_plain("a\"b", 3));
+    CHECK(!proxy__log_is_plain("curl/7.88.1 \xc3\xa9", 14));
+    CHECK(proxy__log_is_plain("h2load nghttp2/1.52.0", 21));
+    CHECK(!proxy__log_is_plain("h2load nghttp2/1.52.\x7f", 21));
 }
 
 void suite_logesc(void)
