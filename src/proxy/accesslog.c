@@ -734,6 +734,50 @@ static void put_combined(line *l, proxy__worker *w, const proxy__access_rec *r, 
     PUT_LIT(l, "\"");
 }
 
+/* The built-in json format (edge_directives.c JSON_TEXT): its 31 segs in order, the literal text inline. */
+#define JSON_NSEGS    31
+#define JSON_TEXT_LEN 225
+
+static int is_json(const gh_cfg_log_format *fmt)
+{
+    return fmt->where.line == 0 && fmt->json && fmt->nsegs == JSON_NSEGS && fmt->text_len == JSON_TEXT_LEN;
+}
+
+static void put_json(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f)
+{
+    PUT_LIT(l, "{\"time\":\"");
+    put_var(l, w, r, f, GH_LOGV_TIME_ISO8601);
+    PUT_LIT(l, "\",\"remote_addr\":\"");
+    put_var(l, w, r, f, GH_LOGV_REMOTE_ADDR);
+    PUT_LIT(l, "\",\"method\":\"");
+    put_var(l, w, r, f, GH_LOGV_METHOD);
+    PUT_LIT(l, "\",\"uri\":\"");
+    put_var(l, w, r, f, GH_LOGV_URI);
+    PUT_LIT(l, "\",\"protocol\":\"");
+    put_var(l, w, r, f, GH_LOGV_PROTOCOL);
+    PUT_LIT(l, "\",\"host\":\"");
+    put_var(l, w, r, f, GH_LOGV_HOST);
+    PUT_LIT(l, "\",\"status\":");
+    put_var(l, w, r, f, GH_LOGV_STATUS);
+    PUT_LIT(l, ",\"body_bytes_sent\":");
+    put_var(l, w, r, f, GH_LOGV_BODY_BYTES_SENT);
+    PUT_LIT(l, ",\"request_time\":");
+    put_var(l, w, r, f, GH_LOGV_REQUEST_TIME);
+    PUT_LIT(l, ",\"upstream_addr\":\"");
+    put_var(l, w, r, f, GH_LOGV_UPSTREAM_ADDR);
+    PUT_LIT(l, "\",\"upstream_response_time\":\"");
+    put_var(l, w, r, f, GH_LOGV_UPSTREAM_RESPONSE_TIME);
+    PUT_LIT(l, "\",\"http_referer\":\"");
+    put_var(l, w, r, f, GH_LOGV_HTTP_REFERER);
+    PUT_LIT(l, "\",\"http_user_agent\":\"");
+    put_var(l, w, r, f, GH_LOGV_HTTP_USER_AGENT);
+    PUT_LIT(l, "\",\"site\":\"");
+    put_var(l, w, r, f, GH_LOGV_SITE);
+    PUT_LIT(l, "\",\"route\":\"");
+    put_var(l, w, r, f, GH_LOGV_ROUTE);
+    PUT_LIT(l, "\"}");
+}
+
 /* The record's line, with `suffix` before the newline, into its sink. */
 static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix)
 {
@@ -753,6 +797,8 @@ static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts
         l.p = a->buf + a->end;
     if (is_combined(fmt))
         put_combined(&l, w, r, f);
+    else if (is_json(fmt))
+        put_json(&l, w, r, f);
     else
         for (size_t i = 0; i < fmt->nsegs; i++) {
             const gh_cfg_log_seg *s = &fmt->segs[i];
