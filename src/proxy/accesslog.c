@@ -14,7 +14,14 @@
  * agent, host) are copied raw, bounded, at the start, while the head is still
  * in the client's buffer, into a record from a per-worker free list (no
  * allocation once the worker has seen as many exchanges at once as it will);
- * the line is formatted, escaped, at the end into its sink's buffer.
+ * the line is formatted, escaped, at the end into its sink's buffer (in
+ * place when it has room for a whole line). The built-in combined and json
+ * formats are written by put_combined and put_json, their variables in order
+ * with the literal text inline; a log_format is interpreted seg by seg. A
+ * value that needs no escape (nearly all) is copied whole after a check eight
+ * bytes at a time (logesc.c). scripts/cost_log.sh measures it: about 1,300
+ * instructions per keep-alive TLS request for combined, 2,000 for json (of
+ * about 23,100), where the byte-wise version took 2,500 and 4,300.
  *
  * Escaping: the combined format and log_format without escape=json write a
  * quote, a backslash, control characters and bytes outside ASCII as \xHH. JSON
