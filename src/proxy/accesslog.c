@@ -693,9 +693,9 @@ static inline __attribute__((always_inline)) void put_var(line *l, proxy__worker
         (l)->len += sizeof(lit) - 1;                                                                                   \
     } while (0)
 
-/* The built-in combined format (edge_directives.c), as its 14 segs would make it, without reading them. */
-#define COMBINED_NSEGS    14
-#define COMBINED_TEXT_LEN 18
+/* The built-in combined format (edge_directives.c COMBINED_TEXT): recognised by its segs and literal length. */
+#define COMBINED_NSEGS    16
+#define COMBINED_TEXT_LEN 17
 
 static int is_combined(const gh_cfg_log_format *fmt)
 {
@@ -706,12 +706,14 @@ static int is_combined(const gh_cfg_log_format *fmt)
  * The default format of every access log, on every request: its segs in
  * order through put_var (so the same bytes and bounds as the interpretation),
  * with the literal text copied inline and no seg read.
- * `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
+ * `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
  */
 static void put_combined(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f)
 {
     put_var(l, w, r, f, GH_LOGV_REMOTE_ADDR);
-    PUT_LIT(l, " - - [");
+    PUT_LIT(l, " - ");
+    put_var(l, w, r, f, GH_LOGV_REMOTE_USER);
+    PUT_LIT(l, " [");
     put_var(l, w, r, f, GH_LOGV_TIME_LOCAL);
     PUT_LIT(l, "] \"");
     put_var(l, w, r, f, GH_LOGV_REQUEST);
@@ -726,9 +728,9 @@ static void put_combined(line *l, proxy__worker *w, const proxy__access_rec *r, 
     PUT_LIT(l, "\"");
 }
 
-/* The built-in json format (edge_directives.c JSON_TEXT): its 31 segs in order, the literal text inline. */
-#define JSON_NSEGS    31
-#define JSON_TEXT_LEN 225
+/* The built-in json format (edge_directives.c JSON_TEXT): its segs in order, the literal text inline. */
+#define JSON_NSEGS    33
+#define JSON_TEXT_LEN 242
 
 static int is_json(const gh_cfg_log_format *fmt)
 {
@@ -741,6 +743,8 @@ static void put_json(line *l, proxy__worker *w, const proxy__access_rec *r, cons
     put_var(l, w, r, f, GH_LOGV_TIME_ISO8601);
     PUT_LIT(l, "\",\"remote_addr\":\"");
     put_var(l, w, r, f, GH_LOGV_REMOTE_ADDR);
+    PUT_LIT(l, "\",\"remote_user\":\"");
+    put_var(l, w, r, f, GH_LOGV_REMOTE_USER);
     PUT_LIT(l, "\",\"method\":\"");
     put_var(l, w, r, f, GH_LOGV_METHOD);
     PUT_LIT(l, "\",\"uri\":\"");
