@@ -1062,3 +1062,23 @@ int gh_h1_request_canonical_path(gh_h1_request *r)
     r->path.len = n;
     return 0;
 }
+
+gh_h1_str gh_h1_request_cookie(const gh_h1_request *r, const char *name, size_t len)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const char *p, *end;
+        if (!gh_h1_str_ieq(r->headers[i].name, "cookie"))
+            continue;
+        p = r->headers[i].value.p;
+        end = p + r->headers[i].value.len;
+        while (p < end) {
+            const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
+            while (p < stop && *p == ' ')
+                p++;
+            if ((size_t)(stop - p) > len && memcmp(p, name, len) == 0 && p[len] == '=')
+                return (gh_h1_str){p + len + 1, (size_t)(stop - p) - len - 1};
+            p = stop + 1;
+        }
+    }
+    return (gh_h1_str){"", 0};
+}

@@ -210,4 +210,8 @@ int gh_h1_origin_target_ok(const char *p, size_t n);
 /* Case-insensitive comparison of a slice with a NUL-terminated lowercase literal. */
 int gh_h1_str_ieq(gh_h1_str s, const char *lower);
 
+/* The value of cookie name[0..len) in r's Cookie headers (RFC 6265 5.4: "; "-separated pairs), or an empty slice:
+ * what `balance hash cookie:` and `rate_limit key=cookie:` key on. */
+gh_h1_str gh_h1_request_cookie(const gh_h1_request *r, const char *name, size_t len);
+
 #endif

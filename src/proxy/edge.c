@@ -22,32 +22,11 @@ static int allowed(const gh_cfg_route *rt, const struct sockaddr *sa)
     return 1;
 }
 
-/* The value of cookie `name` in the request's Cookie headers (RFC 6265 5.4), or an empty slice. */
-static gh_h1_str cookie_value(const gh_h1_request *r, gh_cstr name)
-{
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const char *p, *end;
-        if (!gh_h1_str_ieq(r->headers[i].name, "cookie"))
-            continue;
-        p = r->headers[i].value.p;
-        end = p + r->headers[i].value.len;
-        while (p < end) {
-            const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
-            while (p < stop && *p == ' ')
-                p++;
-            if ((size_t)(stop - p) > name.len && memcmp(p, name.p, name.len) == 0 && p[name.len] == '=')
-                return (gh_h1_str){p + name.len + 1, (size_t)(stop - p) - name.len - 1};
-            p = stop + 1;
-        }
-    }
-    return (gh_h1_str){"", 0};
-}
-
 /* The bytes that key a request's bucket; an absent header or cookie is one shared key (the empty value). */
 static gh_h1_str rate_key(const proxy__session *s, const gh_cfg_rate_limit *rl, const gh_h1_request *r)
 {
     if (rl->key == GH_RATE_KEY_COOKIE)
-        return cookie_value(r, rl->key_name);
+        return gh_h1_request_cookie(r, rl->key_name.p, rl->key_name.len);
     if (rl->key == GH_RATE_KEY_HEADER) {
         for (size_t i = 0; i < r->nheaders; i++)
             if (r->headers[i].name.len == rl->key_name.len &&

@@ -215,27 +215,6 @@ int proxy__exchange_upstream_failed(proxy__exchange *ex, int status)
     return 1;
 }
 
-/* The value of cookie `name` in the request's Cookie headers (RFC 6265 5.4), or an empty slice. */
-static gh_h1_str find_cookie(const gh_h1_request *r, gh_cstr name)
-{
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const char *p, *end;
-        if (!gh_h1_str_ieq(r->headers[i].name, "cookie"))
-            continue;
-        p = r->headers[i].value.p;
-        end = p + r->headers[i].value.len;
-        while (p < end) {
-            const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
-            while (p < stop && *p == ' ')
-                p++;
-            if ((size_t)(stop - p) > name.len && memcmp(p, name.p, name.len) == 0 && p[name.len] == '=')
-                return (gh_h1_str){p + name.len + 1, (size_t)(stop - p) - name.len - 1};
-            p = stop + 1;
-        }
-    }
-    return (gh_h1_str){"", 0};
-}
-
 /* The key that `balance hash` maps to a server: client address, a header or a cookie. */
 static uint64_t hash_key(const proxy__session *c, const gh_cfg_pool *pool, const gh_h1_request *r)
 {
@@ -246,7 +225,7 @@ static uint64_t hash_key(const proxy__session *c, const gh_cfg_pool *pool, const
     if (pool->hash_key == GH_HASH_IP)
         return gh_lb_hash(c->ip, strlen(c->ip));
     if (pool->hash_key == GH_HASH_COOKIE) {
-        v = find_cookie(r, pool->hash_name);
+        v = gh_h1_request_cookie(r, pool->hash_name.p, pool->hash_name.len);
     } else {
         for (size_t i = 0; i < r->nheaders; i++)
             if (r->headers[i].name.len == pool->hash_name.len &&
