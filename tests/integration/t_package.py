@@ -109,11 +109,7 @@ def start_packaged(ctx):
     return "ExecStart (%s)" % " ".join(argv), p, port
 
 
-@test("debian_package_installs_and_serves", timeout=900)
-def _(ctx):
-    if os.environ.get("GH_PACKAGE") != "1":
-        ctx.info = "skipped: set GH_PACKAGE=1 (builds the package, installs it here, purges it)"
-        return
+def debian_package_installs_and_serves(ctx):
     for tool in ("dpkg-buildpackage", "dh", "dpkg"):
         check(shutil.which(tool) is not None, "%s is missing (apt-get install debhelper)" % tool)
     r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "gatehouse"], capture_output=True)
@@ -171,3 +167,9 @@ def _(ctx):
         subprocess.run(["dpkg", "--purge", "gatehouse"], capture_output=True, timeout=300)
     left = [path for path in PKG_FILES if os.path.lexists(path)]
     eq(left, [], "files left after dpkg --purge")
+
+
+# A minute or two (a whole package build): only with GH_PACKAGE=1. Not registered otherwise, so a run without
+# it neither counts it as passed nor as failed (run.py prints nothing for it).
+if os.environ.get("GH_PACKAGE") == "1":
+    test("debian_package_installs_and_serves", timeout=900)(debian_package_installs_and_serves)
