@@ -256,6 +256,21 @@ int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first
     return 0;
 }
 
+int conf__cert(conf__parser *p, const conf__directive *d, gh_cfg_cert **certs, size_t *ncerts)
+{
+    gh_cfg_cert *cert;
+
+    if (ARG(0)->len == 0 || ARG(1)->len == 0)
+        return conf__fail(p, NULL, d->line, "cert needs a certificate file and a key file");
+    cert = conf__arena_push(p->a, (void **)certs, ncerts, &p->cap_certs, sizeof(*cert));
+    if (cert == NULL)
+        return conf__oom(p, d->line);
+    cert->where = (gh_cfg_where){p->file, d->line};
+    if (conf__relative_path(p, ARG(0)->p, ARG(0)->len, &cert->cert_file) < 0)
+        return -1;
+    return conf__relative_path(p, ARG(1)->p, ARG(1)->len, &cert->key_file);
+}
+
 static int d_listen(conf__parser *p, const conf__directive *d)
 {
     gh_config *c = p->cfg;
@@ -330,8 +345,8 @@ const conf__dirspec conf__main_directives[] = {
 CONF__TABLE_END
 
 /* In this order: a name in several contexts is reported as belonging to the first ("listen", "max_body"). */
-static const conf__dirspec *const tables[] = {conf__main_directives,  conf__pool_directives,  conf__site_directives,
-                                              conf__route_directives, conf__edge_directives,  conf__stream_directives,
+static const conf__dirspec *const tables[] = {conf__main_directives,  conf__pool_directives,   conf__site_directives,
+                                              conf__route_directives, conf__edge_directives,   conf__stream_directives,
                                               conf__admin_directives, conf__forward_directives};
 
 const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
@@ -345,9 +360,9 @@ const conf__dirspec *conf__find_directive(int ctx, const char *name, size_t len)
 
 const char *conf__context_name(int ctx)
 {
-    static const char *const names[] = {"the main context", "a timeouts block", "a pool block",   "a site block",
-                                        "a route block",    "a stream block",   "an http2 block", "the admin block",
-                                        "a forward block"};
+    static const char *const names[] = {"the main context", "a timeouts block", "a pool block",
+                                        "a site block",     "a route block",    "a stream block",
+                                        "an http2 block",   "the admin block",  "a forward block"};
 
     return ctx >= 0 && ctx < (int)(sizeof(names) / sizeof(names[0])) ? names[ctx] : "another block";
 }

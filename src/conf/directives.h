@@ -185,6 +185,9 @@ int conf__listen_addr(conf__parser *p, int line, const conf__arg *arg, gh_addr *
  * networks), for the main context's `listen` and a stream service's. 0 or -1.
  */
 #define CONF__MAX_PP_FROM 64
+/* `cert CERT-FILE KEY-FILE` of a site or a stream: one more pair into certs[0..*ncerts), paths made relative to the
+ * file's directory. */
+int conf__cert(conf__parser *p, const conf__directive *d, gh_cfg_cert **certs, size_t *ncerts);
 int conf__listen_options(conf__parser *p, const conf__directive *d, size_t first, gh_cfg_listener *l, int allow_tls);
 
 /* ---- helpers for handlers (setters.c) ---- */

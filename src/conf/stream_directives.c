@@ -94,18 +94,7 @@ static int d_listen(conf__parser *p, const conf__directive *d)
 
 static int d_cert(conf__parser *p, const conf__directive *d)
 {
-    gh_cfg_stream *st = p->stream;
-    gh_cfg_cert *cert;
-
-    if (ARG(0)->len == 0 || ARG(1)->len == 0)
-        return conf__fail(p, NULL, d->line, "cert needs a certificate file and a key file");
-    cert = conf__arena_push(p->a, (void **)&st->certs, &st->ncerts, &p->cap_certs, sizeof(*cert));
-    if (cert == NULL)
-        return conf__oom(p, d->line);
-    cert->where = (gh_cfg_where){p->file, d->line};
-    if (conf__relative_path(p, ARG(0)->p, ARG(0)->len, &cert->cert_file) < 0)
-        return -1;
-    return conf__relative_path(p, ARG(1)->p, ARG(1)->len, &cert->key_file);
+    return conf__cert(p, d, &p->stream->certs, &p->stream->ncerts);
 }
 
 static int d_protocol(conf__parser *p, const conf__directive *d)
