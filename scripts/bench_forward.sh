@@ -9,35 +9,11 @@
 #   scripts/bench_forward.sh [N]   BENCH=path/to/shared/bench (default: ../shared/bench beside the repo)
 set -u  # not -e: the bench lib is written for scripts without it
 here=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-$here/../shared/bench}
-GATEHOUSE_BIN=${GATEHOUSE_BIN:-$here/build/gatehouse}
 n=${1:-200}
-# shellcheck source=/dev/null
-. "$BENCH/lib/common.sh"
-# shellcheck source=/dev/null
-. "$BENCH/lib/peers.sh"
-PROXY_CPU=${PROXY_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
-NOFILE=$(ulimit -Hn)
-ulimit -n "$NOFILE"
-TMP=$(mktemp -d /tmp/bench-fwd-XXXXXX)
+# shellcheck source=scripts/bench_lib.sh
+. "$here/scripts/bench_lib.sh"
+bench_init fwd
 chmod 755 "$TMP" # squid and tinyproxy drop to their own users when started as root
-trap cleanup EXIT
-
-mkdir -p "$TMP/backend"
-alloc_port
-BACKEND_PORT=$REPLY
-backend_start "$TMP/backend" "$BACKEND_PORT"
-STARTED_PIDS+=("$PEER_PID")
-sleep 0.5
-
-cpu_ticks() { # process tree's utime+stime in clock ticks
-    local t=0 p
-    for p in $(tree_pids "$1"); do
-        t=$((t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo $t
-}
 
 start_gatehouse() { # DIR PORT
     cat >"$1/gatehouse.conf" <<EOF

@@ -7,38 +7,14 @@
 #   scripts/bench_h2.sh [N]        BENCH=path/to/shared/bench (default: ../shared/bench beside the repo)
 set -u  # not -e: the bench lib is written for scripts without it
 here=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-$here/../shared/bench}
-GATEHOUSE_BIN=${GATEHOUSE_BIN:-$here/build/gatehouse}
 n=${1:-1000}
-# shellcheck source=/dev/null
-. "$BENCH/lib/common.sh"
-# shellcheck source=/dev/null
-. "$BENCH/lib/peers.sh"
-PROXY_CPU=${PROXY_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
-NOFILE=$(ulimit -Hn)
-ulimit -n "$NOFILE"
-PYTHON=python3
-TMP=$(mktemp -d /tmp/bench-h2-XXXXXX)
-trap cleanup EXIT
+# shellcheck source=scripts/bench_lib.sh
+. "$here/scripts/bench_lib.sh"
+bench_init h2
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/key.pem" -out "$TMP/cert.pem" \
     -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
-mkdir -p "$TMP/backend"
-alloc_port
-BACKEND_PORT=$REPLY
-backend_start "$TMP/backend" "$BACKEND_PORT"
-STARTED_PIDS+=("$PEER_PID")
-sleep 0.5
-
-cpu_ticks() { # process tree's utime+stime in clock ticks
-    local t=0 p
-    for p in $(tree_pids "$1"); do
-        t=$((t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo $t
-}
 
 for peer in gatehouse nginx haproxy h2o; do
     [[ -n $(peer_binary "$peer") ]] || continue
