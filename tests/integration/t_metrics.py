@@ -503,6 +503,9 @@ def _(ctx):
         eq(val(m, "gatehouse_http_requests_total", site="default", route="/", code="2xx"), 0, "after the upgrade")
         with PlainConn(gh.port) as c:
             eq(c.request("GET", "/small").status, 200, "/small after the upgrade")
+        # A request is counted when its exchange ends, just after its last byte went out: the scrape may come first.
+        wait_until(lambda: val(scrape(admin), "gatehouse_http_requests_total", site="default", route="/",
+                               code="2xx") >= 1, 2 * T)
         eq(val(scrape(admin), "gatehouse_http_requests_total", site="default", route="/", code="2xx"), 1,
            "counted by the new master's workers")
     finally:
