@@ -1,6 +1,6 @@
 # Shared by the scripts that measure what ../shared/bench/run has no scenario for (bench_h2.sh,
 # bench_forward.sh): the bench's own lib (peers, pinning, process bookkeeping), one temp dir cleaned
-# up on exit, the plain nginx origin, and the proxy's CPU time. Sourced, after `here` is set:
+# up on exit, the plain nginx origin; the proxy's CPU time comes from script_lib.sh. Sourced, after `here` is set:
 #   bench_init NAME      BENCH=path/to/shared/bench (default: ../shared/bench beside the repo)
 BENCH=${BENCH:-$here/../shared/bench}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-$here/build/gatehouse}
@@ -13,6 +13,8 @@ LOAD_CPU=${LOAD_CPU:-0}
 NOFILE=$(ulimit -Hn)
 ulimit -n "$NOFILE"
 PYTHON=python3
+# shellcheck source=scripts/script_lib.sh
+. "$here/scripts/script_lib.sh" # cpu_ticks, make_cert (its script_init is not used: the bench lib cleans up)
 
 bench_init() { # NAME: TMP made (removed on exit) and the origin started on BACKEND_PORT
     TMP=$(mktemp -d "/tmp/bench-$1-XXXXXX")
@@ -23,12 +25,4 @@ bench_init() { # NAME: TMP made (removed on exit) and the origin started on BACK
     backend_start "$TMP/backend" "$BACKEND_PORT"
     STARTED_PIDS+=("$PEER_PID")
     sleep 0.5
-}
-
-cpu_ticks() { # PID -> utime+stime of its process tree, in clock ticks
-    local t=0 p
-    for p in $(tree_pids "$1"); do
-        t=$((t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo $t
 }

@@ -12,43 +12,34 @@ N=${1:-20000}
 ROUNDS=${2:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 GATEHOUSE=${GATEHOUSE:-$here/build/gatehouse}
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/script_lib.sh
+. "$here/scripts/script_lib.sh"
+script_init bench-sandbox
+make_cert "$TMP"
+python3 "$here/tests/integration/backend.py" --name b --dir "$TMP" --raw-max 0 >/dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$TMP/b.port" ] && break; sleep 0.05; done
+bport=$(cat "$TMP/b.port")
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/k.pem" -out "$tmp/c.pem" \
-    -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
-python3 "$here/tests/integration/backend.py" --name b --dir "$tmp" --raw-max 0 >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/b.port" ] && break; sleep 0.05; done
-bport=$(cat "$tmp/b.port")
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
 
 # one MODE: prints the worker's CPU microseconds per request
 one() {
     local mode=$1 port gh w t0 t1 hz
     port=$(free_port)
-    "$GATEHOUSE" --listen "127.0.0.1:$port" --cert "$tmp/c.pem" --key "$tmp/k.pem" --to "127.0.0.1:$bport" \
-        --workers 1 --seccomp "$mode" --log-level warn 2>>"$tmp/gh.log" &
+    "$GATEHOUSE" --listen "127.0.0.1:$port" --cert "$TMP/cert.pem" --key "$TMP/key.pem" --to "127.0.0.1:$bport" \
+        --workers 1 --seccomp "$mode" --log-level warn 2>>"$TMP/gh.log" &
     gh=$!
-    pids+=($gh)
+    PIDS+=($gh)
     for _ in $(seq 100); do
         w=$(pgrep -P "$gh" | head -n1 || true)
         [ -n "$w" ] && h2load -n 10 -c 1 --h1 "https://127.0.0.1:$port/small" >/dev/null 2>&1 && break
         sleep 0.05
     done
     h2load -n 1000 -c 1 --h1 "https://127.0.0.1:$port/small" >/dev/null 2>&1 # warm-up
-    t0=$(ticks "$w")
+    t0=$(cpu_ticks "$w")
     h2load -n "$N" -c 1 --h1 "https://127.0.0.1:$port/small" 2>&1 | grep -q "succeeded, 0 failed" ||
         echo "bench_sandbox: some requests failed" >&2
-    t1=$(ticks "$w")
+    t1=$(cpu_ticks "$w")
     hz=$(getconf CLK_TCK)
     kill -TERM "$gh"
     wait "$gh" 2>/dev/null || true

@@ -27,95 +27,63 @@ pg_s=${PG_S:-10}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 pg_bin=/usr/lib/postgresql/15/bin
-tmp=$(mktemp -d /tmp/bench-tcp-XXXXXX)
-chmod 711 "$tmp" # hitch's workers (nobody) and postgres read their files in it
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
+# shellcheck source=scripts/script_lib.sh
+. "$here/scripts/script_lib.sh"
+script_init bench-tcp
 nofile=$(ulimit -n)
 ((nofile > 65536)) && nofile=65536
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 200); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "port $1 did not open" >&2
-    exit 1
-}
-tree() { # PID -> the PID and its descendants
-    local out=$1 c
-    for c in $(pgrep -P "$1" 2>/dev/null); do out="$out $(tree "$c")"; done
-    echo "$out"
-}
-pin() { for p in $(tree "$1"); do taskset -a -cp "$PROXY_CPU" "$p" >/dev/null 2>&1 || true; done; }
-cpu_ticks() { # PID -> utime+stime of its tree, in clock ticks
-    local t=0 p
-    for p in $(tree "$1"); do
-        [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$t"
-}
+pin() { for p in $(proc_tree "$1"); do taskset -a -cp "$PROXY_CPU" "$p" >/dev/null 2>&1 || true; done; }
 hz=$(getconf CLK_TCK)
 load() { taskset -c "$LOAD_CPU" "$@"; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
-    -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
-cat "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/both.pem"
-chmod 644 "$tmp/both.pem" "$tmp/key.pem"
+make_cert "$TMP"
+chmod 644 "$TMP/both.pem" "$TMP/key.pem"
 
 # ---- origin: nginx, one worker; /small 1 KiB, /big a sparse file (sendfile: no disk, little CPU)
 origin=$(free_port)
-mkdir -p "$tmp/www"
-head -c 1024 /dev/zero | tr '\0' x >"$tmp/www/small"
-truncate -s "${bulk_mib}M" "$tmp/www/big"
-cat >"$tmp/nginx.conf" <<CONF
+mkdir -p "$TMP/www"
+head -c 1024 /dev/zero | tr '\0' x >"$TMP/www/small"
+truncate -s "${bulk_mib}M" "$TMP/www/big"
+cat >"$TMP/nginx.conf" <<CONF
 worker_processes 1;
 worker_rlimit_nofile $nofile;
 daemon off;
-pid $tmp/nginx.pid;
+pid $TMP/nginx.pid;
 error_log stderr warn;
 $(if [[ $(id -u) == 0 ]]; then echo "user root root;"; fi)
 events { worker_connections $((nofile - 100)); }
 http {
     access_log off;
-    client_body_temp_path $tmp/t_body; proxy_temp_path $tmp/t_proxy; fastcgi_temp_path $tmp/t_fcgi;
-    uwsgi_temp_path $tmp/t_uwsgi; scgi_temp_path $tmp/t_scgi;
+    client_body_temp_path $TMP/t_body; proxy_temp_path $TMP/t_proxy; fastcgi_temp_path $TMP/t_fcgi;
+    uwsgi_temp_path $TMP/t_uwsgi; scgi_temp_path $TMP/t_scgi;
     sendfile on;
     keepalive_requests 1000000;
     client_header_timeout 300s;
     keepalive_timeout 300s;
-    server { listen 127.0.0.1:$origin backlog=4096; root $tmp/www; }
+    server { listen 127.0.0.1:$origin backlog=4096; root $TMP/www; }
 }
 CONF
-taskset -c "$LOAD_CPU" nginx -c "$tmp/nginx.conf" 2>"$tmp/nginx.log" & # taskset execs: $! is nginx
-pids+=($!)
+taskset -c "$LOAD_CPU" nginx -c "$TMP/nginx.conf" 2>"$TMP/nginx.log" & # taskset execs: $! is nginx
+PIDS+=($!)
 wait_port "$origin"
 
 # ---- the peers: start_NAME PORT -> PEER_PID
 start_gatehouse() {
-    cat >"$tmp/gatehouse.conf" <<CONF
+    cat >"$TMP/gatehouse.conf" <<CONF
 workers 1
 pool origin { server 127.0.0.1:$origin }
 stream bench {
     listen 127.0.0.1:$1
-    cert $tmp/cert.pem $tmp/key.pem
+    cert $TMP/cert.pem $TMP/key.pem
     protocol raw
     proxy origin
 }
 CONF
-    taskset -c "$PROXY_CPU" "$bin" -c "$tmp/gatehouse.conf" 2>"$tmp/gatehouse.log" &
+    taskset -c "$PROXY_CPU" "$bin" -c "$TMP/gatehouse.conf" 2>"$TMP/gatehouse.log" &
     PEER_PID=$!
 }
 start_haproxy() {
-    cat >"$tmp/haproxy.cfg" <<CONF
+    cat >"$TMP/haproxy.cfg" <<CONF
 global
     nbthread 1
     maxconn $((nofile / 2 - 100))
@@ -126,28 +94,28 @@ defaults
     timeout client 300s
     timeout server 300s
 frontend fe
-    bind 127.0.0.1:$1 ssl crt $tmp/both.pem
+    bind 127.0.0.1:$1 ssl crt $TMP/both.pem
     default_backend be
 backend be
     server origin 127.0.0.1:$origin
 CONF
-    taskset -c "$PROXY_CPU" haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+    taskset -c "$PROXY_CPU" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
     PEER_PID=$!
 }
 start_hitch() {
-    mkdir -p "$tmp/ocsp"
+    mkdir -p "$TMP/ocsp"
     {
         echo "frontend = \"[127.0.0.1]:$1\""
         echo "backend = \"[127.0.0.1]:$origin\""
-        echo "pem-file = \"$tmp/both.pem\""
+        echo "pem-file = \"$TMP/both.pem\""
         echo "workers = 1"
         echo "daemon = off"
         echo "syslog = off"
         echo "tls-protos = TLSv1.2 TLSv1.3"
-        echo "ocsp-dir = \"$tmp/ocsp\""
+        echo "ocsp-dir = \"$TMP/ocsp\""
         if [[ $(id -u) == 0 ]]; then echo 'user = "nobody"'; fi
-    } >"$tmp/hitch.conf"
-    taskset -c "$PROXY_CPU" hitch --config="$tmp/hitch.conf" >"$tmp/hitch.log" 2>&1 &
+    } >"$TMP/hitch.conf"
+    taskset -c "$PROXY_CPU" hitch --config="$TMP/hitch.conf" >"$TMP/hitch.log" 2>&1 &
     PEER_PID=$!
 }
 
@@ -161,7 +129,7 @@ run_peer() {
     local name=$1 port t0 c0 c1 t1 secs mib rate out conns
     port=$(free_port)
     "start_$name" "$port"
-    pids+=($PEER_PID)
+    PIDS+=($PEER_PID)
     wait_port "$port"
     sleep 0.3
     pin "$PEER_PID"
@@ -195,7 +163,7 @@ run_peer() {
     # idle: a fresh instance
     port=$(free_port)
     "start_$name" "$port"
-    pids+=($PEER_PID)
+    PIDS+=($PEER_PID)
     wait_port "$port"
     sleep 0.3
     pin "$PEER_PID"
@@ -214,35 +182,35 @@ if [[ ! -x $pg_bin/postgres ]] || ! command -v pgbench >/dev/null; then
 fi
 as_pg=()
 if [[ $(id -u) == 0 ]]; then as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --); fi
-mkdir -p "$tmp/pg"
-if [[ $(id -u) == 0 ]]; then chown postgres: "$tmp/pg"; fi
-"${as_pg[@]}" "$pg_bin/initdb" -D "$tmp/pg/data" -U postgres --auth=trust --no-sync >"$tmp/initdb.log" 2>&1
-cp "$tmp/cert.pem" "$tmp/key.pem" "$tmp/pg/data/"
-if [[ $(id -u) == 0 ]]; then chown postgres: "$tmp/pg/data/cert.pem" "$tmp/pg/data/key.pem"; fi
-chmod 600 "$tmp/pg/data/key.pem"
+mkdir -p "$TMP/pg"
+if [[ $(id -u) == 0 ]]; then chown postgres: "$TMP/pg"; fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$TMP/pg/data" -U postgres --auth=trust --no-sync >"$TMP/initdb.log" 2>&1
+cp "$TMP/cert.pem" "$TMP/key.pem" "$TMP/pg/data/"
+if [[ $(id -u) == 0 ]]; then chown postgres: "$TMP/pg/data/cert.pem" "$TMP/pg/data/key.pem"; fi
+chmod 600 "$TMP/pg/data/key.pem"
 pgport=$(free_port)
-"${as_pg[@]}" "$pg_bin/postgres" -D "$tmp/pg/data" -p "$pgport" -c listen_addresses=127.0.0.1 \
+"${as_pg[@]}" "$pg_bin/postgres" -D "$TMP/pg/data" -p "$pgport" -c listen_addresses=127.0.0.1 \
     -c unix_socket_directories= -c ssl=on -c ssl_cert_file=cert.pem -c ssl_key_file=key.pem -c fsync=off \
-    -c max_connections=50 >"$tmp/pg.log" 2>&1 &
-pids+=($!)
+    -c max_connections=50 >"$TMP/pg.log" 2>&1 &
+PIDS+=($!)
 wait_port "$pgport"
 sleep 1
 gport=$(free_port)
-cat >"$tmp/gatehouse-pg.conf" <<CONF
+cat >"$TMP/gatehouse-pg.conf" <<CONF
 workers 1
 pool pg { server 127.0.0.1:$pgport }
 stream pg {
     listen 127.0.0.1:$gport
-    cert $tmp/cert.pem $tmp/key.pem
+    cert $TMP/cert.pem $TMP/key.pem
     protocol postgres
     proxy pg
 }
 CONF
-"$bin" -c "$tmp/gatehouse-pg.conf" 2>"$tmp/gatehouse-pg.log" &
-pids+=($!)
+"$bin" -c "$TMP/gatehouse-pg.conf" 2>"$TMP/gatehouse-pg.log" &
+PIDS+=($!)
 wait_port "$gport"
 export PGUSER=postgres PGSSLMODE=require
-pgbench -h 127.0.0.1 -p "$pgport" -i -s 5 -q postgres >"$tmp/pgbench-init.log" 2>&1
+pgbench -h 127.0.0.1 -p "$pgport" -i -s 5 -q postgres >"$TMP/pgbench-init.log" 2>&1
 tps() { pgbench -h 127.0.0.1 -p "$1" -S -c 8 -j 2 -T "$pg_s" postgres 2>&1 | awk '/^tps/ {print $3; exit}'; }
 direct=$(tps "$pgport")
 via=$(tps "$gport")

@@ -9,34 +9,14 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${GATEHOUSE_BIN:-$here/build/gatehouse}
 n=${1:-2000}
-tmp=$(mktemp -d /tmp/bench-ws-idle-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.3
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    exit 1
-}
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
-    -days 2 -subj /CN=localhost 2>/dev/null
-cat "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/both.pem"
+# shellcheck source=scripts/script_lib.sh
+. "$here/scripts/script_lib.sh"
+script_init bench-ws-idle
+make_cert "$TMP"
 
 origin=$(free_port)
-python3 "$here/tests/integration/ws_backend.py" "$origin" "$tmp/origin.events" >/dev/null 2>&1 &
-pids+=($!)
+python3 "$here/tests/integration/ws_backend.py" "$origin" "$TMP/origin.events" >/dev/null 2>&1 &
+PIDS+=($!)
 wait_port "$origin"
 
 measure() { # NAME PORT PID
@@ -45,24 +25,24 @@ measure() { # NAME PORT PID
 }
 
 gport=$(free_port)
-cat >"$tmp/gatehouse.conf" <<CONF
+cat >"$TMP/gatehouse.conf" <<CONF
 workers 1
 listen 127.0.0.1:$gport tls
 pool ws { server 127.0.0.1:$origin }
 site default {
-    cert $tmp/cert.pem $tmp/key.pem
+    cert $TMP/cert.pem $TMP/key.pem
     route / { proxy ws }
 }
 CONF
-"$bin" -c "$tmp/gatehouse.conf" 2>"$tmp/gatehouse.log" &
+"$bin" -c "$TMP/gatehouse.conf" 2>"$TMP/gatehouse.log" &
 gpid=$!
-pids+=($gpid)
+PIDS+=($gpid)
 measure gatehouse "$gport" "$gpid"
 kill "$gpid"
 
 if command -v haproxy >/dev/null; then
     hport=$(free_port)
-    cat >"$tmp/haproxy.cfg" <<CONF
+    cat >"$TMP/haproxy.cfg" <<CONF
 global
     nbthread 1
     maxconn $((n + 100))
@@ -73,14 +53,14 @@ defaults
     timeout server 1h
     timeout tunnel 1h
 frontend wss
-    bind 127.0.0.1:$hport ssl crt $tmp/both.pem alpn http/1.1
+    bind 127.0.0.1:$hport ssl crt $TMP/both.pem alpn http/1.1
     default_backend ws
 backend ws
     server origin 127.0.0.1:$origin
 CONF
-    haproxy -f "$tmp/haproxy.cfg" -db 2>"$tmp/haproxy.log" &
+    haproxy -f "$TMP/haproxy.cfg" -db 2>"$TMP/haproxy.log" &
     hpid=$!
-    pids+=($hpid)
+    PIDS+=($hpid)
     measure "haproxy $(haproxy -v | head -1 | awk '{print $3}')" "$hport" "$hpid"
 else
     echo "haproxy: not installed (../shared/bench/setup installs it)"
