@@ -692,7 +692,7 @@ static int request_prefix_ok(const char *buf, size_t len)
 
 static void request_init(gh_h1_request *req, const char *buf)
 {
-    req->method = req->target = req->authority = req->path = req->host = slice(buf, 0);
+    req->method = req->target = req->authority = req->path = req->host = req->protocol = slice(buf, 0);
     req->target_form = GH_H1_ORIGIN_FORM;
     req->minor = 1;
     req->nheaders = 0;

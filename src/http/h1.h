@@ -76,6 +76,12 @@ enum gh_h1_target_form {
 #define GH_H1_F_CONN_KEEPALIVE  0x02 /* Connection: keep-alive token seen */
 #define GH_H1_F_EXPECT_CONTINUE 0x04 /* Expect: 100-continue */
 #define GH_H1_F_UPGRADE         0x08 /* an Upgrade header was present */
+/* HTTP/2 (h2_head.c): a CONNECT, plain (RFC 9113 8.5: authority-form, r->authority the target) or extended
+ * (RFC 8441 4: origin-form, r->protocol its :protocol). Its DATA is a tunnel's bytes, never a body. */
+#define GH_H1_F_CONNECT 0x10
+/* HTTP/2: an extended CONNECT for WebSocket, turned into the HTTP/1.1 upgrade request it stands for (GET,
+ * Connection/Upgrade, a key of ours): its client takes a 2xx as the tunnel open, so only a 101 may answer it. */
+#define GH_H1_F_WS_CONNECT 0x20
 
 typedef struct gh_h1_request {
     gh_h1_str method;
@@ -88,8 +94,9 @@ typedef struct gh_h1_request {
     size_t nheaders;
     int body; /* enum gh_h1_body: NONE, LENGTH or CHUNKED */
     uint64_t content_length;
-    gh_h1_str host; /* the Host header's value; empty when absent (HTTP/1.0 only) */
-    unsigned flags; /* GH_H1_F_* */
+    gh_h1_str host;     /* the Host header's value; empty when absent (HTTP/1.0 only) */
+    unsigned flags;     /* GH_H1_F_* */
+    gh_h1_str protocol; /* HTTP/2 extended CONNECT (RFC 8441): the :protocol ("websocket"); else empty */
 } gh_h1_request;
 
 typedef struct gh_h1_response {

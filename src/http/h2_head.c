@@ -321,6 +321,7 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
     r->content_length = 0;
     r->minor = 1; /* HTTP/1.1 semantics upstream */
     r->authority = (gh_h1_str){"", 0};
+    r->protocol = (gh_h1_str){"", 0};
     if (!h->has[GH_H2_METHOD])
         return GH_H2_MALFORMED;
     r->method = slice(h, h->pseudo[GH_H2_METHOD].value, h->pseudo[GH_H2_METHOD].vlen);
@@ -341,6 +342,13 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
         r->target_form = GH_H1_AUTHORITY_FORM;
         r->target = r->path = r->authority = authority;
     } else {
+        if (connect) {
+            /* RFC 8441 4: extended CONNECT names its target as a request does, with :authority (the
+             * host the tunnel is for: Host upstream); :protocol is an upgrade token (RFC 9110 16.7) */
+            gh_h1_str proto = slice(h, h->pseudo[GH_H2_PROTOCOL].value, h->pseudo[GH_H2_PROTOCOL].vlen);
+            if (!h->has[GH_H2_AUTHORITY] || !method_ok(proto.p, proto.len))
+                return GH_H2_MALFORMED;
+        }
         gh_h1_str scheme, path;
         /* RFC 9113 8.3.1: :method, :scheme and :path, exactly once each; :protocol only with CONNECT */
         if (!h->has[GH_H2_SCHEME] || !h->has[GH_H2_PATH] || (h->has[GH_H2_PROTOCOL] && !connect))
@@ -368,6 +376,12 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
         r->target = r->path = r->authority = authority;
     else
         r->target = r->path = slice(h, h->pseudo[GH_H2_PATH].value, h->pseudo[GH_H2_PATH].vlen);
+    if (connect) {
+        /* slices taken after join_cookies, which may have moved buf */
+        r->flags |= GH_H1_F_CONNECT;
+        if (h->has[GH_H2_PROTOCOL])
+            r->protocol = slice(h, h->pseudo[GH_H2_PROTOCOL].value, h->pseudo[GH_H2_PROTOCOL].vlen);
+    }
     if ((rc = fill_headers(h, r, &host_field, &has_length)) != 0)
         return rc;
     /* RFC 9113 8.3.1: :authority and Host must not disagree (a router and a backend would see two hosts) */
@@ -377,7 +391,13 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
     r->host = h->has[GH_H2_AUTHORITY] ? authority : host_field;
     if (r->host.len == 0)
         return GH_H2_MALFORMED; /* HTTP/1.1 needs a Host: a request with neither has no target host */
-    if (has_length) {
+    if (connect) {
+        /* RFC 9110 9.3.6: a CONNECT has no content; its DATA is the tunnel's (RFC 9113 8.5), which a
+         * content-length would frame as a body */
+        if (has_length)
+            return GH_H2_MALFORMED;
+        r->body = GH_H1_BODY_NONE;
+    } else if (has_length) {
         if (end_stream && r->content_length > 0)
             return GH_H2_MALFORMED; /* RFC 9113 8.1.1: content-length disagrees with the DATA (none) */
         r->body = GH_H1_BODY_LENGTH;

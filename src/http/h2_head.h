@@ -71,6 +71,13 @@ int gh_h2_head_add(gh_h2_head *h, const uint8_t *name, size_t nlen, const uint8_
  * END_STREAM came with the head, else CHUNKED (length unknown: re-framed
  * upstream). 0, GH_H2_MALFORMED, GH_H2_TOO_LARGE, or -417 (an Expect other
  * than 100-continue).
+ *
+ * CONNECT, flagged GH_H1_F_CONNECT, body NONE (its DATA is a tunnel's; a
+ * content-length is malformed): plain (RFC 9113 8.5: :authority host:port
+ * only) is authority-form with r->authority the target; extended (RFC 8441 4,
+ * only where h->extended: :protocol, :scheme, :path and :authority) is
+ * origin-form with r->protocol the :protocol token. Which protocols are served
+ * is the caller's to judge; :protocol on any other method stays malformed.
  */
 int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r);
 

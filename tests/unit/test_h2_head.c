@@ -28,6 +28,97 @@ static int convert(const char *const *f, int end_stream)
     return r != 0 ? r : gh_h2_head_request(&head, end_stream, &req);
 }
 
+/* The same where SETTINGS_ENABLE_CONNECT_PROTOCOL was sent (RFC 8441 3): :protocol may come. */
+static int convert_ext(const char *const *f, int end_stream)
+{
+    int first = 0;
+    gh_h2_head_dispose(&head);
+    gh_h2_head_init(&head, 65536);
+    head.extended = 1;
+    for (size_t i = 0; f[i] != NULL; i += 2) {
+        int r = gh_h2_head_add(&head, (const uint8_t *)f[i], strlen(f[i]), (const uint8_t *)f[i + 1], strlen(f[i + 1]));
+        if (r != 0 && first == 0)
+            first = r;
+    }
+    return first != 0 ? first : gh_h2_head_request(&head, end_stream, &req);
+}
+
+#define EXT                                                                                                            \
+    ":method", "CONNECT", ":protocol", "websocket", ":scheme", "https", ":authority", "ws.example", ":path", "/chat"
+
+static void connect_forms(void)
+{
+    unit_case("RFC 9113 8.5: a plain CONNECT is authority-form, flagged, the target in authority, no body");
+    const char *const con[] = {":method", "CONNECT", ":authority", "origin.example:443", "x-a", "1", NULL};
+    CHECK_INT(convert(con, 0), 0);
+    CHECK_INT(req.target_form, GH_H1_AUTHORITY_FORM);
+    CHECK(req.flags & GH_H1_F_CONNECT);
+    CHECK_MEM(req.authority.p, req.authority.len, "origin.example:443");
+    CHECK_MEM(req.host.p, req.host.len, "origin.example:443");
+    CHECK_INT(req.protocol.len, 0);
+    CHECK_INT(req.body, GH_H1_BODY_NONE); /* its DATA is the tunnel's */
+    CHECK_INT(convert_ext(con, 0), 0);    /* the same where extended CONNECT was offered */
+    CHECK_INT(req.protocol.len, 0);
+
+    unit_case("a plain CONNECT needs :authority with a port and no :scheme, :path or content-length");
+    const char *const noport[] = {":method", "CONNECT", ":authority", "origin.example", NULL};
+    CHECK_INT(convert(noport, 0), GH_H2_MALFORMED);
+    const char *const noauth[] = {":method", "CONNECT", "host", "origin.example:443", NULL};
+    CHECK_INT(convert(noauth, 0), GH_H2_MALFORMED);
+    const char *const scheme[] = {":method", "CONNECT", ":scheme", "https", ":authority", "a:1", NULL};
+    CHECK_INT(convert(scheme, 0), GH_H2_MALFORMED);
+    const char *const clen[] = {":method", "CONNECT", ":authority", "a:1", "content-length", "0", NULL};
+    CHECK_INT(convert(clen, 0), GH_H2_MALFORMED);
+
+    unit_case("RFC 8441 4: an extended CONNECT is origin-form with its :protocol, flagged, no body");
+    const char *const ext[] = {EXT, "sec-websocket-version", "13", "cookie", "a=1", "cookie", "b=2", NULL};
+    CHECK_INT(convert_ext(ext, 0), 0);
+    CHECK_INT(req.target_form, GH_H1_ORIGIN_FORM);
+    CHECK(req.flags & GH_H1_F_CONNECT);
+    CHECK_MEM(req.method.p, req.method.len, "CONNECT");
+    CHECK_MEM(req.protocol.p, req.protocol.len, "websocket"); /* taken again after the cookies were joined */
+    CHECK_MEM(req.path.p, req.path.len, "/chat");
+    CHECK_MEM(req.host.p, req.host.len, "ws.example");
+    CHECK_INT(req.authority.len, 0);
+    CHECK_INT(req.body, GH_H1_BODY_NONE);
+    CHECK_INT(req.nheaders, 2);
+    const char *const other[] = {":method",    "CONNECT",    ":protocol", "connect-udp", ":scheme", "https",
+                                 ":authority", "ws.example", ":path",     "/",           NULL};
+    CHECK_INT(convert_ext(other, 0), 0); /* any token here: which ones are served is the proxy's to say */
+    CHECK_MEM(req.protocol.p, req.protocol.len, "connect-udp");
+
+    unit_case("extended CONNECT: unoffered, on another method, without :scheme/:path/:authority, bad token");
+    const char *const ext0[] = {EXT, NULL};
+    CHECK_INT(convert(ext0, 0), GH_H2_MALFORMED); /* ENABLE_CONNECT_PROTOCOL not sent */
+    const char *const get[] = {":method",    "GET",        ":protocol", "websocket", ":scheme", "https",
+                               ":authority", "ws.example", ":path",     "/chat",     NULL};
+    CHECK_INT(convert_ext(get, 0), GH_H2_MALFORMED);
+    const char *const nopath[] = {":method", "CONNECT",    ":protocol",  "websocket", ":scheme",
+                                  "https",   ":authority", "ws.example", NULL};
+    CHECK_INT(convert_ext(nopath, 0), GH_H2_MALFORMED);
+    const char *const noscheme[] = {":method",    "CONNECT", ":protocol", "websocket", ":authority",
+                                    "ws.example", ":path",   "/chat",     NULL};
+    CHECK_INT(convert_ext(noscheme, 0), GH_H2_MALFORMED);
+    const char *const enoauth[] = {":method", "CONNECT", ":protocol", "websocket",  ":scheme", "https",
+                                   ":path",   "/chat",   "host",      "ws.example", NULL};
+    CHECK_INT(convert_ext(enoauth, 0), GH_H2_MALFORMED);
+    const char *const empty[] = {":method",    "CONNECT",    ":protocol", "",      ":scheme", "https",
+                                 ":authority", "ws.example", ":path",     "/chat", NULL};
+    CHECK_INT(convert_ext(empty, 0), GH_H2_MALFORMED);
+    const char *const space[] = {":method",    "CONNECT",    ":protocol", "web socket", ":scheme", "https",
+                                 ":authority", "ws.example", ":path",     "/chat",      NULL};
+    CHECK_INT(convert_ext(space, 0), GH_H2_MALFORMED);
+    const char *const star[] = {":method",    "CONNECT",    ":protocol", "websocket", ":scheme", "https",
+                                ":authority", "ws.example", ":path",     "*",         NULL};
+    CHECK_INT(convert_ext(star, 0), GH_H2_MALFORMED);
+    const char *const twice[] = {EXT, ":protocol", "websocket", NULL};
+    CHECK_INT(convert_ext(twice, 0), GH_H2_MALFORMED);
+    const char *const eclen[] = {EXT, "content-length", "5", NULL};
+    CHECK_INT(convert_ext(eclen, 0), GH_H2_MALFORMED);
+    const char *const upgrade[] = {EXT, "upgrade", "websocket", NULL};
+    CHECK_INT(convert_ext(upgrade, 0), GH_H2_MALFORMED); /* connection-specific, as on any request */
+}
+
 #define BASE ":method", "GET", ":scheme", "https", ":authority", "example.com", ":path", "/a?b=1"
 
 static void good(void)
@@ -211,5 +302,6 @@ void suite_h2_head(void)
 {
     good();
     malformed();
+    connect_forms();
     limits();
 }
