@@ -123,6 +123,8 @@ void gh_conn_init(gh_conn *c, int fd, gh_io_cb cb)
 
 int gh_conn_add(gh_conn *c, gh_loop *l)
 {
+    if (c->ops->no_socket)
+        return 0; /* its owner delivers its events */
     return gh_loop_add(l, &c->io);
 }
 
@@ -131,6 +133,15 @@ int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
     gh_io_cb was = src->io.cb;
     int rc;
 
+    if (src->ops->no_socket) { /* nothing registered: only the address and the callback change */
+        *dst = *src;
+        dst->io.cb = cb;
+        if (dst->ops->moved != NULL)
+            dst->ops->moved(dst);
+        src->io.fd = -1;
+        src->impl = NULL;
+        return 0;
+    }
     /* The loop knows the conn by the address of its io: register the new one. */
     gh_loop_del(l, &src->io);
     *dst = *src;
@@ -214,9 +225,11 @@ void gh_conn_close(gh_conn *c, gh_loop *l)
 {
     if (c->io.fd < 0)
         return;
-    gh_loop_del(l, &c->io);
+    if (!c->ops->no_socket)
+        gh_loop_del(l, &c->io);
     c->ops->dispose(c);
     c->impl = NULL;
-    close(c->io.fd);
+    if (!c->ops->no_socket)
+        close(c->io.fd);
     c->io.fd = -1;
 }

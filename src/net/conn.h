@@ -53,6 +53,13 @@ typedef struct gh_conn_ops {
     void (*dispose)(gh_conn *c);
     /* The conn was copied to a new address (gh_conn_move): re-point what refers to it. NULL: nothing does. */
     void (*moved)(gh_conn *c);
+    /*
+     * 1: no socket of its own (an HTTP/2 stream as a tunnel side, h2_server.c). Its io.fd is only
+     * ">= 0 while open"; gh_conn_add/move/close never touch the loop nor close() it, and its owner
+     * (the HTTP/2 connection) delivers its events by calling io.cb itself. gh_conn_quiet,
+     * gh_conn_connect_result and gh_conn_read_proxy do not apply to it.
+     */
+    uint8_t no_socket;
 } gh_conn_ops;
 
 struct gh_conn {
@@ -79,7 +86,8 @@ int gh_conn_add(gh_conn *c, gh_loop *l);
  * left closed-looking (fd -1) so that its old owner frees it without touching
  * the socket. An event of the current batch for src finds fd -1. 0 or -errno;
  * on an error the connection is back in src (dst is closed-looking), so that
- * the old owner closes it and frees what it holds for it.
+ * the old owner closes it and frees what it holds for it. A no_socket conn
+ * only moves (it cannot fail).
  */
 int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb);
 
@@ -163,7 +171,8 @@ int gh_conn_quiet(gh_conn *c);
  */
 int gh_conn_read_proxy(gh_conn *c, gh_pp_header *h, uint8_t *scratch, size_t cap, const char **why);
 
-/* Unregisters, disposes of the transport and closes the socket; io.fd becomes -1. A closed conn is a no-op. */
+/* Unregisters, disposes of the transport and closes the socket (a no_socket conn: disposes only); io.fd becomes
+ * -1. A closed conn is a no-op. */
 void gh_conn_close(gh_conn *c, gh_loop *l);
 
 #endif

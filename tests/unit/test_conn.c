@@ -88,8 +88,54 @@ static void quiet(void)
     close(peer);
 }
 
+/* A conn with no socket of its own (an HTTP/2 stream as a tunnel side): its owner's state in impl. */
+static int disposed, moved_to_dst;
+static gh_conn *where;
+
+static void fake_dispose(gh_conn *c)
+{
+    (void)c;
+    disposed++;
+}
+
+static void fake_moved(gh_conn *c)
+{
+    where = c;
+    moved_to_dst++;
+}
+
+static const gh_conn_ops fake_ops = {.name = "fake", .dispose = fake_dispose, .moved = fake_moved, .no_socket = 1};
+
+static void no_socket(void)
+{
+    gh_conn a, b;
+    int sv[2];
+    gh_loop *l = gh_loop_new();
+
+    unit_case("no_socket: add, move and close neither register with the loop nor close the fd it carries");
+    CHECK(l != NULL);
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    a = (gh_conn){.io = {sv[0], nop}, .ops = &fake_ops, .impl = &a, .can_write = 1};
+    CHECK_INT(gh_conn_add(&a, l), 0);
+    CHECK_INT(gh_conn_move(&b, &a, l, nop), 0);
+    CHECK_INT(a.io.fd, -1);
+    CHECK_INT(b.io.fd, sv[0]);
+    CHECK(b.impl == &a && b.can_write == 1);
+    CHECK(where == &b && moved_to_dst == 1); /* re-pointed to its new address */
+    gh_conn_close(&b, l);
+    CHECK_INT(disposed, 1);
+    CHECK_INT(b.io.fd, -1);
+    CHECK(fcntl(sv[0], F_GETFD) >= 0); /* not closed: it was never the conn's */
+    gh_conn_close(&b, l);
+    CHECK_INT(disposed, 1);
+    close(sv[0]);
+    close(sv[1]);
+    gh_loop_free(l);
+}
+
 void suite_conn(void)
 {
     readiness();
     quiet();
+    no_socket();
 }
