@@ -1,6 +1,8 @@
 /* ws: the WebSocket opening handshake as the proxy judges it (RFC 6455 section 4). */
 #include "http/ws.h"
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <string.h>
 
 static int is_ows(char c)
@@ -98,4 +100,29 @@ int gh_ws_check_response(const gh_h1_response *r)
         if (r->headers[i].kind == GH_HDR_UPGRADE && gh_ws_list_has(r->headers[i].value, "websocket"))
             return 1;
     return 0;
+}
+
+int gh_ws_key_new(char *out)
+{
+    unsigned char raw[16];
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -1;
+    return EVP_EncodeBlock((unsigned char *)out, raw, sizeof(raw)) == GH_WS_KEY_LEN ? 0 : -1;
+}
+
+int gh_ws_accept(gh_h1_str key, char *out)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"; /* RFC 6455 1.3 */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, key.p, key.len) == 1 && EVP_DigestUpdate(ctx, guid, sizeof(guid) - 1) == 1 &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 20;
+
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    return EVP_EncodeBlock((unsigned char *)out, md, 20) == GH_WS_ACCEPT_LEN ? 0 : -1;
 }

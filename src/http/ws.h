@@ -37,6 +37,20 @@ int gh_ws_check_response(const gh_h1_response *r);
 /* 1 when the value is the base64 encoding of exactly 16 bytes (RFC 6455 4.1, item 7). */
 int gh_ws_key_valid(gh_h1_str key);
 
+/*
+ * For a WebSocket over HTTP/2 (RFC 8441 5: its client sends no key and gets no
+ * accept), the proxy speaks the HTTP/1.1 handshake upstream itself: a fresh
+ * Sec-WebSocket-Key (16 random bytes, base64: 24 characters and a NUL in
+ * out[GH_WS_KEY_LEN + 1]), 0 or -1 when no randomness is to be had; and the
+ * Sec-WebSocket-Accept a server must answer it with (RFC 6455 4.2.2 item 5.4:
+ * base64 of SHA-1 of key + the GUID; 28 characters and a NUL in
+ * out[GH_WS_ACCEPT_LEN + 1]), 0 or -1.
+ */
+#define GH_WS_KEY_LEN    24
+#define GH_WS_ACCEPT_LEN 28
+int gh_ws_key_new(char *out);
+int gh_ws_accept(gh_h1_str key, char *out);
+
 /* 1 when the comma-separated list v has an element equal to the lowercase token tok (case-insensitive). */
 int gh_ws_list_has(gh_h1_str v, const char *tok);
 

@@ -130,9 +130,26 @@ static void lists(void)
     CHECK_INT(gh_ws_list_has((gh_h1_str){"a,\tupgrade", 10}, "upgrade"), 1);
 }
 
+static void keys(void)
+{
+    char key[GH_WS_KEY_LEN + 1], key2[GH_WS_KEY_LEN + 1], acc[GH_WS_ACCEPT_LEN + 1];
+
+    unit_case("RFC 6455 1.3: the accept of the sample key");
+    CHECK_INT(gh_ws_accept((gh_h1_str){"dGhlIHNhbXBsZSBub25jZQ==", 24}, acc), 0);
+    CHECK_MEM(acc, strlen(acc), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+
+    unit_case("a key of ours is a valid one (16 bytes, base64), and a fresh one each time");
+    CHECK_INT(gh_ws_key_new(key), 0);
+    CHECK_INT(gh_ws_key_new(key2), 0);
+    CHECK_INT((int)strlen(key), GH_WS_KEY_LEN);
+    CHECK_INT(gh_ws_key_valid((gh_h1_str){key, strlen(key)}), 1);
+    CHECK(strcmp(key, key2) != 0);
+}
+
 void suite_ws(void)
 {
     requests();
     responses();
     lists();
+    keys();
 }
