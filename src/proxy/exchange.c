@@ -429,6 +429,12 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
             return;
         }
     }
+    if ((r->flags & GH_H1_F_WS_CONNECT) && (ex->route->action != GH_ACTION_PROXY || !ex->route->websocket)) {
+        /* RFC 8441: an HTTP/2 client takes any 2xx for its WebSocket open; a route that upgrades nothing
+         * (`websocket off`, redirect, respond) has none to give, and a plain request would be a lie */
+        proxy__exchange_fail(ex, 501);
+        return;
+    }
     switch (ex->route->action) {
     case GH_ACTION_REDIRECT:
         do_redirect(ex, r, host);

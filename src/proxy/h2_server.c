@@ -35,12 +35,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/common.h"
 #include "core/log.h"
 #include "http/h2_head.h"
+#include "http/ws.h"
 #include "proxy/observe.h"
 #include "proxy/proxy.h"
 
@@ -128,11 +130,21 @@ struct h2_stream {
     size_t boff, blen, bcap;
     gh_buf rbuf; /* response body bytes for nghttp2's DATA frames */
     gh_h2_head head;
+    /* A CONNECT stream (see "a stream as a tunnel side" below): */
+    gh_conn *tconn;   /* the tunnel's conn for this stream, while a tunnel holds it; NULL: none */
+    uint8_t tunnel;   /* a CONNECT: its DATA is a tunnel's, never a body an exchange reads */
+    uint8_t ws;       /* an RFC 8441 WebSocket: upgraded upstream with ws_key, answered 200 for a 101 */
+    uint8_t tev;      /* events due to tconn (GH_EV_*), delivered from the work list */
+    uint8_t released; /* the tunnel let go: the stream ends (END_STREAM drains, or RST) and is then freed */
+    uint8_t orphan;   /* the connection went while a tunnel held it: h is NULL, the tunnel frees it */
+    char ws_key[GH_WS_KEY_LEN + 1];
 };
 
 #define ST(sp) ((h2_stream *)((char *)(sp)-offsetof(h2_stream, s)))
 
 static const proxy__session_ops h2_ops;
+static void tunnel_deliver(h2_stream *st);
+static int ws_request(h2_stream *st, gh_h1_request *r);
 static void stream_timeout(gh_timer *t);
 static void stream_free(h2_stream *st);
 static void conn_close(proxy__h2 *h);
@@ -442,6 +454,7 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, vo
     st->timer.cb = stream_timeout;
     gh_timer_set(c->w->loop, &st->timer, c->w->t->header); /* a head that never ends (slow CONTINUATION) */
     gh_h2_head_init(&st->head, h->cfg.max_header_list_size);
+    st->head.extended = 1; /* SETTINGS_ENABLE_CONNECT_PROTOCOL went with our first SETTINGS */
     st->next = h->streams;
     if (h->streams != NULL)
         h->streams->prev = st;
@@ -492,12 +505,14 @@ static int on_frame_recv(nghttp2_session *ngh, const nghttp2_frame *frame, void 
             queue(st, W_START);
         } else {
             st->in_done = 1; /* trailers end the stream (RFC 9113 8.1) */
+            st->tev |= GH_EV_READ;
             queue(st, W_RUN);
         }
         break;
     case NGHTTP2_DATA:
         if (st != NULL && es) {
             st->in_done = 1;
+            st->tev |= GH_EV_READ; /* a tunnel's read() now says 0: the client's end (RFC 9113 8.5) */
             queue(st, W_RUN);
         }
         break;
@@ -553,6 +568,7 @@ static int on_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const 
     }
     memcpy(st->body + st->blen, data, len);
     st->blen += len;
+    st->tev |= GH_EV_READ;
     if (st->started)
         queue(st, W_RUN);
     return 0;
@@ -641,6 +657,7 @@ static int on_send_data(nghttp2_session *ngh, nghttp2_frame *frame, const uint8_
     /* room again, or little left: the exchange goes on (or finishes: it waits for queued() == 0) */
     if (st->want_room || (st->s.ex != NULL && gh_buf_len(&st->rbuf) <= GH_BUF_SIZE)) {
         st->want_room = 0;
+        st->tev |= GH_EV_WRITE; /* a tunnel's writev() has room again */
         queue(st, W_RUN);
     }
     return 0;
@@ -715,6 +732,11 @@ static void start(h2_stream *st)
         st->drop = 1;
         return;
     }
+    if (rc == 0 && (r->flags & GH_H1_F_CONNECT)) {
+        st->tunnel = 1; /* its DATA is kept for a tunnel (h2_detach), or dropped with its answer */
+        if (r->protocol.len > 0)
+            rc = ws_request(st, r);
+    }
     if (rc < 0) {
         answer(st, -rc);
         return;
@@ -739,6 +761,12 @@ static void run_work(proxy__h2 *h)
             h->work_tail = NULL;
         st->work = 0;
         st->queued = 0;
+        if ((bits & W_CLOSE) && st->tconn != NULL) {
+            /* a tunnel holds the stream: it reads the end (or the reset) and its close frees the stream */
+            st->tev |= GH_EV_READ | GH_EV_WRITE | (st->in_done && st->eos_sent ? 0 : GH_EV_ERROR);
+            tunnel_deliver(st);
+            continue;
+        }
         if (bits & W_CLOSE) {
             /* the whole response went out: the exchange finishes (it waited for its last bytes to drain) */
             if (st->s.ex != NULL && st->eos_sent)
@@ -753,6 +781,8 @@ static void run_work(proxy__h2 *h)
             start(st);
         else if ((bits & W_RUN) && st->s.ex != NULL)
             proxy__exchange_run(st->s.ex);
+        else if ((bits & W_RUN) && st->tconn != NULL)
+            tunnel_deliver(st);
     }
 }
 
@@ -801,6 +831,86 @@ static int submit_text(h2_stream *st, char *text, size_t len, int has_body, size
     return GH_OK;
 }
 
+/* ---- WebSocket over HTTP/2 (RFC 8441): the HTTP/1.1 upgrade it stands for ---- */
+
+/*
+ * An extended CONNECT with :protocol websocket as the HTTP/1.1 opening
+ * handshake (RFC 6455 4.1) it asks for, so that the exchange routes, checks
+ * (gh_ws_check_request: version 13, else 426) and forwards it as it does an
+ * HTTP/1.1 one: GET, Connection: Upgrade, Upgrade: websocket (both hop-by-hop
+ * here: headers.c writes its own for a checked upgrade) and a
+ * Sec-WebSocket-Key of ours (RFC 8441 5: the HTTP/2 client sends none and
+ * gets no accept; any key it sent is dropped), whose accept the 101 must
+ * carry (tunnel_answer). 0, -501 (another :protocol: nothing here speaks it),
+ * -431 (no room for the three fields) or -500 (no randomness).
+ */
+static int ws_request(h2_stream *st, gh_h1_request *r)
+{
+    size_t k = 0;
+
+    if (!gh_h1_str_ieq(r->protocol, "websocket"))
+        return -501;
+    if (gh_ws_key_new(st->ws_key) < 0)
+        return -500;
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!gh_h1_str_ieq(r->headers[i].name, "sec-websocket-key"))
+            r->headers[k++] = r->headers[i];
+    r->nheaders = k;
+    if (r->nheaders + 3 > GH_H1_MAX_HEADERS)
+        return -431;
+    r->headers[r->nheaders++] = (gh_h1_header){{"connection", 10}, {"upgrade", 7}, GH_HDR_CONNECTION, 1};
+    r->headers[r->nheaders++] = (gh_h1_header){{"upgrade", 7}, {"websocket", 9}, GH_HDR_UPGRADE, 1};
+    r->headers[r->nheaders++] = (gh_h1_header){{"sec-websocket-key", 17}, {st->ws_key, GH_WS_KEY_LEN}, GH_HDR_OTHER, 0};
+    r->method = (gh_h1_str){"GET", 3};
+    r->flags |= GH_H1_F_UPGRADE | GH_H1_F_WS_CONNECT;
+    st->ws = 1;
+    return 0;
+}
+
+/* Fields of a 101 that are the HTTP/1.1 handshake's own, not the client's (RFC 8441 5). */
+static int ws_hop(const gh_h1_header *f)
+{
+    return f->kind == GH_HDR_CONNECTION || f->kind == GH_HDR_UPGRADE || gh_h1_str_ieq(f->name, "sec-websocket-accept");
+}
+
+/*
+ * The answer to a CONNECT stream's request: 1 when it opens the tunnel (a
+ * 2xx for a plain CONNECT; for a WebSocket, the 101 whose Sec-WebSocket-Accept
+ * matches our key), 0 an ordinary answer that ends the stream, -1 one that
+ * must not reach the client (a 2xx to a WebSocket, which it would take for
+ * the tunnel open; a 101 with a wrong or missing accept: the server did not
+ * take our handshake).
+ */
+static int tunnel_answer(h2_stream *st, const gh_h1_response *res)
+{
+    char want[GH_WS_ACCEPT_LEN + 1];
+    int naccept = 0, good = 0;
+
+    if (!st->ws)
+        return res->status >= 200 && res->status < 300;
+    if (res->status >= 200 && res->status < 300) {
+        gh_log_warn("client %s stream %d: the server answered %d to a WebSocket upgrade, not 101", st->s.ip, st->id,
+                    res->status);
+        return -1;
+    }
+    if (res->status != 101)
+        return 0;
+    if (gh_ws_accept((gh_h1_str){st->ws_key, GH_WS_KEY_LEN}, want) < 0)
+        return -1;
+    for (size_t i = 0; i < res->nheaders; i++)
+        if (gh_h1_str_ieq(res->headers[i].name, "sec-websocket-accept")) {
+            naccept++;
+            good = res->headers[i].value.len == GH_WS_ACCEPT_LEN &&
+                   memcmp(res->headers[i].value.p, want, GH_WS_ACCEPT_LEN) == 0;
+        }
+    if (naccept != 1 || !good) {
+        gh_log_warn("client %s stream %d: the server's 101 has %s Sec-WebSocket-Accept for our key", st->s.ip, st->id,
+                    naccept == 0 ? "no" : "a wrong");
+        return -1;
+    }
+    return 1;
+}
+
 /* Whether a route's response header operation names this field (then the upstream's copy is not sent). */
 static int op_names(const gh_cfg_route *route, const char *name, size_t len)
 {
@@ -838,17 +948,24 @@ static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
     const char *end = head_text + sizeof(head_text);
     size_t n = 0, nops = route != NULL ? route->nresp_ops : 0;
     int has_body = !(res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && res->content_length == 0));
+    int opens = 0, code = res->status;
 
     if (st->closed || res->status < 100 || res->status > 999)
         return GH_ERROR;
-    status[0] = (char)('0' + res->status / 100);
-    status[1] = (char)('0' + res->status / 10 % 10);
-    status[2] = (char)('0' + res->status % 10);
+    if (st->tunnel && (opens = tunnel_answer(st, res)) < 0)
+        return GH_ERROR; /* the exchange answers 502: never a tunnel */
+    if (opens) {
+        code = 200;   /* RFC 8441 5: the 101 of the HTTP/1.1 upgrade is a 2xx here */
+        has_body = 1; /* no END_STREAM: the stream goes on as the tunnel */
+    }
+    status[0] = (char)('0' + code / 100);
+    status[1] = (char)('0' + code / 10 % 10);
+    status[2] = (char)('0' + code % 10);
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < res->nheaders; i++) {
         const gh_h1_header *f = &res->headers[i];
         if (f->hop || (nops > 0 && op_names(route, f->name.p, f->name.len)) ||
-            proxy__response_header_hidden(route, f->name))
+            proxy__response_header_hidden(route, f->name) || (opens && ws_hop(f)))
             continue;
         uint8_t *name = lower_name(f->name.p, f->name.len, &scratch, end);
         if (name == NULL || n == GH_ARRAY_LEN(nv))
@@ -1043,6 +1160,8 @@ static ssize_t h2_read_body(proxy__session *s, char *dst, size_t cap)
     h2_stream *st = ST(s);
     size_t n = GH_MIN(cap, st->blen - st->boff);
 
+    if (st->tunnel)
+        return 0; /* a CONNECT's DATA waits for its tunnel (h2_detach), never an upstream request body */
     if (n > 0) {
         memcpy(dst, st->body + st->boff, n);
         st->boff += n;
@@ -1061,7 +1180,7 @@ static ssize_t h2_read_body(proxy__session *s, char *dst, size_t cap)
 static int h2_body_done(const proxy__session *s)
 {
     const h2_stream *st = (const h2_stream *)((const char *)s - offsetof(h2_stream, s));
-    return st->in_done && st->boff == st->blen;
+    return st->tunnel || (st->in_done && st->boff == st->blen);
 }
 
 static int h2_arm(proxy__session *s, int progress, int want_body)
@@ -1126,9 +1245,238 @@ static void h2_dispatch(proxy__session *s)
     mark_dirty(ST(s)->h);
 }
 
+/* ---- a stream as a tunnel side ----
+ *
+ * A CONNECT stream (RFC 9113 8.5; RFC 8441 for WebSocket) becomes one side of
+ * the same tunnel as an HTTP/1.1 upgrade (tunnel.c) through a gh_conn of its
+ * own with no socket (gh_conn_ops.no_socket): read() takes the DATA received
+ * and gives its flow-control credit back only as the tunnel takes it
+ * (nghttp2_session_consume: a slow backend slows its stream, the stream's
+ * window bounds what waits here); writev() appends to rbuf, one pool block
+ * that nghttp2 drains as the client's window allows (GH_AGAIN when full);
+ * END_STREAM from the client is read() 0; shutdown() is our END_STREAM after
+ * what rbuf holds; a reset, or the connection going, is GH_ERROR. Events come
+ * from the work list (outside nghttp2's callbacks) through the conn's io.cb.
+ *
+ * Lifetime: while a tunnel holds the conn (st->tconn), the stream is never
+ * freed: a close of the stream by nghttp2 is an event for the tunnel, and the
+ * connection going leaves it an orphan (proxy__h2_free). Closing the conn
+ * (gh_conn_close -> tun_dispose) lets go: a stream that ended both ways drains
+ * its END_STREAM (within the send timeout), any other is reset (CANCEL); it is
+ * freed once nghttp2 closed it.
+ */
+#define TUN_FD INT_MAX /* ">= 0 while open": a no_socket conn's fd is never used */
+
+static void stream_unlink(h2_stream *st);
+
+static void tunnel_deliver(h2_stream *st)
+{
+    unsigned ev = st->tev;
+
+    st->tev = 0;
+    if (st->tconn != NULL && ev != 0)
+        st->tconn->io.cb(&st->tconn->io, ev); /* the tunnel's pumps; they may close the conn (tun_dispose) */
+}
+
+static ssize_t tun_read(gh_conn *c, void *buf, size_t len)
+{
+    h2_stream *st = c->impl;
+    size_t n;
+
+    if (st->orphan || (st->closed && !st->in_done))
+        return GH_ERROR; /* reset by the client, or its connection went */
+    n = GH_MIN(len, st->blen - st->boff);
+    if (n > 0) {
+        memcpy(buf, st->body + st->boff, n);
+        st->boff += n;
+        if (st->boff == st->blen)
+            st->boff = st->blen = 0;
+        /* flow control: WINDOW_UPDATE only for what the tunnel took */
+        if (st->closed)
+            nghttp2_session_consume_connection(st->h->ngh, n);
+        else
+            nghttp2_session_consume(st->h->ngh, st->id, n);
+        mark_dirty(st->h);
+        return (ssize_t)n;
+    }
+    if (st->in_done)
+        return 0; /* END_STREAM: the client's half-close */
+    c->can_read = 0;
+    return GH_AGAIN;
+}
+
+static ssize_t tun_writev(gh_conn *c, const struct iovec *iov, int iovcnt)
+{
+    h2_stream *st = c->impl;
+    size_t room, n = 0;
+
+    if (st->orphan || st->closed || st->out_ended)
+        return GH_ERROR;
+    if (rbuf_reserve(st, 0) < 0)
+        return GH_ERROR;
+    gh_buf_compact(&st->rbuf);
+    room = gh_buf_room(&st->rbuf);
+    if (room == 0) {
+        st->want_room = 1; /* on_send_data: GH_EV_WRITE once DATA took some */
+        c->can_write = 0;
+        return GH_AGAIN;
+    }
+    for (int i = 0; i < iovcnt && n < room; i++) {
+        size_t k = GH_MIN(iov[i].iov_len, room - n);
+        memcpy(gh_buf_tail(&st->rbuf) + n, iov[i].iov_base, k);
+        n += k;
+    }
+    st->rbuf.end += (uint32_t)n;
+    resume(st);
+    return (ssize_t)n;
+}
+
+static int tun_handshake(gh_conn *c)
+{
+    return GH_OK;
+}
+
+/* DATA waiting, the end, or an error: readable without an event. */
+static int tun_pending(const gh_conn *c)
+{
+    const h2_stream *st = c->impl;
+    return st->orphan || st->closed || st->in_done || st->blen > st->boff;
+}
+
+static void tun_shutdown(gh_conn *c)
+{
+    h2_stream *st = c->impl;
+
+    if (st->orphan || st->closed || st->out_ended)
+        return;
+    st->out_ended = 1; /* read_data: END_STREAM with the last of rbuf */
+    resume(st);
+}
+
+static void tun_idle(gh_conn *c) {}
+
+static const char *tun_alpn(const gh_conn *c, size_t *len)
+{
+    *len = 0;
+    return NULL;
+}
+
+static void tun_moved(gh_conn *c)
+{
+    ((h2_stream *)c->impl)->tconn = c;
+}
+
+/* Takes st out of the work list (the tunnel may let go while the stream waits there). */
+static void dequeue(h2_stream *st)
+{
+    proxy__h2 *h = st->h;
+    h2_stream *prev = NULL;
+
+    if (!st->queued)
+        return;
+    for (h2_stream *p = h->work; p != NULL; prev = p, p = p->work_next)
+        if (p == st) {
+            if (prev != NULL)
+                prev->work_next = st->work_next;
+            else
+                h->work = st->work_next;
+            if (h->work_tail == st)
+                h->work_tail = prev;
+            break;
+        }
+    st->queued = 0;
+    st->work = 0;
+}
+
+static void tun_dispose(gh_conn *c)
+{
+    h2_stream *st = c->impl;
+    proxy__h2 *h = st->h;
+
+    st->tconn = NULL;
+    if (st->orphan) {
+        gh_timer_stop(st->s.w->loop, &st->timer);
+        gh_loop_release(st->s.w->loop, st);
+        return;
+    }
+    if (st->blen > st->boff) { /* unread DATA: its connection window goes back */
+        if (st->closed)
+            nghttp2_session_consume_connection(h->ngh, st->blen - st->boff);
+        else
+            nghttp2_session_consume(h->ngh, st->id, st->blen - st->boff);
+    }
+    st->boff = st->blen = 0;
+    st->drop = 1; /* DATA still coming is consumed as it comes */
+    st->released = 1;
+    mark_dirty(h);
+    if (st->closed) {
+        dequeue(st);
+        stream_free(st);
+        return;
+    }
+    if (st->in_done && st->out_ended) {
+        /* ended both ways: the END_STREAM goes after rbuf; a client that takes none of it is reset */
+        st->timer.cb = stream_timeout;
+        gh_timer_set(st->s.w->loop, &st->timer, st->s.w->t->send);
+        return;
+    }
+    nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL); /* RFC 9113 8.5 */
+}
+
+static const gh_conn_ops tun_ops = {
+    .name = "h2-stream",
+    .read = tun_read,
+    .writev = tun_writev,
+    .handshake = tun_handshake,
+    .pending = tun_pending,
+    .shutdown = tun_shutdown,
+    .idle = tun_idle,
+    .alpn = tun_alpn,
+    .dispose = tun_dispose,
+    .moved = tun_moved,
+    .no_socket = 1,
+};
+
+/* The connection went: its error reaches the tunnel from the loop, not from inside proxy__h2_free. */
+static void orphan_event(gh_timer *t)
+{
+    h2_stream *st = (h2_stream *)((char *)t - offsetof(h2_stream, timer));
+
+    st->tev = GH_EV_READ | GH_EV_WRITE | GH_EV_ERROR;
+    tunnel_deliver(st);
+}
+
+static void orphan(h2_stream *st)
+{
+    stream_unlink(st); /* all but the struct, which the tunnel's conn still names */
+    st->h = NULL;
+    st->orphan = 1;
+    st->body = NULL;
+    st->boff = st->blen = st->bcap = 0;
+    st->timer.cb = orphan_event;
+    gh_timer_set(st->s.w->loop, &st->timer, 0);
+}
+
+/*
+ * A CONNECT stream's conn for a tunnel (RFC 9113 8.5, RFC 8441): its DATA so
+ * far stays in the stream, read through the conn (*in is left empty), and its
+ * answer went to nghttp2 as HEADERS (send_head: a 2xx leaves the stream open;
+ * *out is left empty). The exchange is freed; the stream lives on as the
+ * tunnel's until it closes the conn. GH_ERROR: not a CONNECT, or already
+ * closed or ended by us (then the caller aborts the exchange: RST_STREAM).
+ */
 static int h2_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in, gh_buf *out)
 {
-    return GH_ERROR; /* WebSocket over HTTP/2 (RFC 8441) is not offered */
+    h2_stream *st = ST(s);
+
+    if (!st->tunnel || st->closed || st->out_ended || st->tconn != NULL)
+        return GH_ERROR;
+    *dst = (gh_conn){.io = {TUN_FD, cb}, .ops = &tun_ops, .impl = st, .can_write = 1};
+    dst->can_read = (uint8_t)tun_pending(dst);
+    st->tconn = dst;
+    free_exchange(st); /* also stops the stream's timer: the tunnel's idle timeout rules now */
+    mark_dirty(st->h);
+    return GH_OK;
 }
 
 static const proxy__session_ops h2_ops = {
@@ -1152,6 +1500,13 @@ static const proxy__session_ops h2_ops = {
 /* ---- streams and the connection ---- */
 
 static void stream_free(h2_stream *st)
+{
+    stream_unlink(st);
+    gh_loop_release(st->s.w->loop, st);
+}
+
+/* Everything of a stream but its struct: its exchange, nghttp2's pointer, buffers, generation, list place. */
+static void stream_unlink(h2_stream *st)
 {
     proxy__h2 *h = st->h;
 
@@ -1181,7 +1536,6 @@ static void stream_free(h2_stream *st)
     if (st->next != NULL)
         st->next->prev = st->prev;
     h->nstreams--;
-    gh_loop_release(st->s.w->loop, st);
 }
 
 static void arm_conn(proxy__h2 *h)
@@ -1443,7 +1797,7 @@ int proxy__h2_start(proxy__client *c)
     nghttp2_session_callbacks *cbs = callbacks();
     nghttp2_option *opt = options();
     const gh_cfg_http2 *cfg = &c->s.gen->rt->cfg->http2;
-    nghttp2_settings_entry iv[5];
+    nghttp2_settings_entry iv[6];
     uint64_t conn_window;
 
     if (h != NULL)
@@ -1466,6 +1820,8 @@ int proxy__h2_start(proxy__client *c)
     iv[2] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, (uint32_t)cfg->max_frame_size};
     iv[3] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, (uint32_t)cfg->header_table_size};
     iv[4] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)cfg->max_header_list_size};
+    /* RFC 8441 3: extended CONNECT (WebSocket over HTTP/2) is offered; on_begin_headers lets :protocol in */
+    iv[5] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
     /* The connection's window: what all request bodies may hold at once, within the memory bound. */
     conn_window = GH_MIN(cfg->max_connection_memory / 2, (uint64_t)(1u << 30));
     if (conn_window < cfg->initial_window_size)
@@ -1545,8 +1901,12 @@ void proxy__h2_free(proxy__client *c)
     if (h == NULL)
         return;
     dirty_unlink(h);
-    while (h->streams != NULL)
-        stream_free(h->streams);
+    while (h->streams != NULL) {
+        if (h->streams->tconn != NULL)
+            orphan(h->streams); /* a tunnel holds it: it learns from an event, then frees it */
+        else
+            stream_free(h->streams);
+    }
     h->work = h->work_tail = NULL;
     nghttp2_session_del(h->ngh);
     free(h);

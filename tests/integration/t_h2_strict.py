@@ -113,10 +113,12 @@ CASES = [
     ("host_comma_no_authority", without(":authority", G(("host", "a.example,b.example"))), None, BAD),
     ("host_repeated_no_authority", without(":authority", G(("host", "localhost"), ("host", "other.example"))),
      None, BAD),
-    # RFC 8441 extended CONNECT without SETTINGS_ENABLE_CONNECT_PROTOCOL from gatehouse (not offered yet)
-    ("extended_connect_not_offered", [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
-                                      (":path", "/ws"), (":authority", "localhost"), ("sec-websocket-version", "13")],
+    # RFC 8441 4: :protocol only on a CONNECT (extended CONNECT itself: t_h2_websocket.py)
+    ("protocol_on_get", [(":method", "GET"), (":protocol", "websocket"), (":scheme", "https"),
+                         (":path", "/ws"), (":authority", "localhost"), ("sec-websocket-version", "13")],
      None, BAD),
+    ("extended_connect_without_path", [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                                       (":authority", "localhost"), ("sec-websocket-version", "13")], None, BAD),
     ("connect_without_port", [(":method", "CONNECT"), (":authority", "localhost")], None, BAD),  # RFC 9110 §9.3.6
     ("connect_with_path", [(":method", "CONNECT"), (":authority", "localhost:443"), (":path", "/"),
                            (":scheme", "https")], None, BAD),
