@@ -101,6 +101,7 @@ struct proxy__h2 {
     uint8_t draining;
     uint8_t timer_kind;
     uint8_t served;      /* a stream was started: the connection is no longer fresh (proxy__h2_idle) */
+    uint8_t had_tunnel;  /* a stream became a tunnel side (proxy__h2_tunnels_only) */
     nghttp2_mem mem_ops; /* nghttp2 allocates through these, user data h: see big_alloc */
     uint8_t creating;    /* in nghttp2_session_server_new3: its large blocks are the frame buffer */
     big_block big[BIG_SLOTS];
@@ -1474,6 +1475,7 @@ static int h2_detach(proxy__session *s, gh_conn *dst, gh_io_cb cb, gh_buf *in, g
     *dst = (gh_conn){.io = {TUN_FD, cb}, .ops = &tun_ops, .impl = st, .can_write = 1};
     dst->can_read = (uint8_t)tun_pending(dst);
     st->tconn = dst;
+    st->h->had_tunnel = 1;
     free_exchange(st); /* also stops the stream's timer: the tunnel's idle timeout rules now */
     mark_dirty(st->h);
     return GH_OK;
@@ -1893,6 +1895,18 @@ void proxy__h2_drain(proxy__client *c)
     nghttp2_submit_goaway(h->ngh, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->ngh), NGHTTP2_NO_ERROR,
                           NULL, 0);
     mark_dirty(h);
+}
+
+int proxy__h2_tunnels_only(const proxy__client *c)
+{
+    const proxy__h2 *h = c->h2;
+
+    if (h == NULL || !h->had_tunnel)
+        return 0;
+    for (const h2_stream *st = h->streams; st != NULL; st = st->next)
+        if (st->tconn == NULL && !st->released)
+            return 0;
+    return 1;
 }
 
 void proxy__h2_free(proxy__client *c)

@@ -49,6 +49,8 @@ void proxy__h2_drain(proxy__client *c);
 void proxy__h2_free(proxy__client *c);
 /* 1 when the connection served a stream and has none open (max_connections may close it), with since when. */
 int proxy__h2_idle(const proxy__client *c, uint64_t *since);
+/* 1 when the connection's streams are all tunnel sides, live or let go (SIGTERM's deadline: it is a tunnel's). */
+int proxy__h2_tunnels_only(const proxy__client *c);
 /* The worker's idle hook: one nghttp2_session_send and one write per dirty connection. */
 void proxy__h2_flush_dirty(proxy__worker *w);
 

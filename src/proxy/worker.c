@@ -195,6 +195,13 @@ static void on_drain_deadline(gh_timer *t)
     if (w->ntunnels > 0)
         gh_log_info("worker %d: shutdown deadline: closing %u tunnels", w->id, w->ntunnels);
     proxy__tunnels_close(w);
+    /* An HTTP/2 connection that carried nothing but tunnels (WebSockets, RFC 8441) was theirs: closed
+     * with them, no failure, as an HTTP/1.1 tunnel's client connection is. */
+    for (proxy__client *c = w->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == CLIENT_H2 && proxy__h2_tunnels_only(c))
+            proxy__client_close(c);
+    }
     if (w->nclients > 0) {
         gh_log_warn("worker %d: shutdown deadline reached with %u connections open", w->id, w->nclients);
         exit_status = 1;

@@ -126,7 +126,7 @@ def conf(p, ws_port, certs, extra_routes="", timeouts="", log=None, http_port=No
         "site default {",
         "    cert %s %s" % (certs["ec_cert"], certs["ec_key"]),
         "    route /gen { respond 200 %s }" % gen,
-        "    route /app/ { proxy app }" if http_port else "",
+        "    route /small { proxy app }" if http_port else "",
         "    route /nows/ { proxy ws\n websocket off }",
         "    route /here { respond 200 here }",
         extra_routes,
@@ -204,7 +204,9 @@ class WsStream:
         elif n == 127:
             n = struct.unpack("!Q", self.bytes_until(8, timeout))[0]
         payload = self.bytes_until(n, timeout)
-        eq(len(payload), n, "payload bytes of a frame on stream %d" % self.sid)
+        check(len(payload) == n, "stream %d: a frame's payload: %d bytes of %d (body %d, ended %s, reset %s, frames %s)"
+              % (self.sid, len(payload), n, len(self.st.body), self.st.ended, self.st.reset,
+                 self.c.describe_frames()))
         return hdr[0] & 0x0F, payload
 
     def wait_end(self, timeout=None):
@@ -293,3 +295,319 @@ def _(ctx):
     with h2conn(gh) as c:
         eq(WsStream(c, "/x").status(), 200, "a second WebSocket")
     check(header(be.heads[1], "sec-websocket-key") != key, "the same key twice: %r" % be.heads)
+
+
+@test("h2_ws_flow_control_both_ways_rss_bounded", timeout=180)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    # client -> backend: 8 MiB sent only as gatehouse's WINDOW_UPDATEs allow (h2raw.send_body)
+    big = os.urandom(8 << 20)
+    with h2conn(gh) as c:
+        ws = WsStream(c, "/sha")
+        eq(ws.status(), 200, "the answer")
+        ws.send(big)
+        eq(ws.recv(30 * T), (1, hashlib.sha256(big).hexdigest().encode()), "the backend's sha256 of 8 MiB")
+    # backend -> client through a small stream window (SETTINGS_INITIAL_WINDOW_SIZE 4096)
+    with h2conn(gh, settings=[(h2raw.INITIAL_WINDOW_SIZE, 4096)]) as c:
+        ws = WsStream(c, "/flood/%d" % (4 << 20))
+        eq(ws.status(), 200, "the answer")
+        got = 0
+        while got < 4 << 20:
+            op, p = ws.recv(30 * T)
+            eq(op, 2, "a flood message")
+            got += len(p)
+        eq(got, 4 << 20, "bytes of the flood through a 4 KiB window")
+        eq(ws.recv()[0], 8, "the close after the flood")
+    # a client that stops reading: the backend is held back, the worker's memory stays bounded
+    size = (16 if SLOW else 64) << 20
+    w = worker_pid(gh)
+    closes = len(be.events("close"))
+    with h2conn(gh, auto_window=False) as c:
+        ws = WsStream(c, "/flood/%d" % size)
+        eq(ws.status(), 200, "the answer")
+        before = rss_kib(w)
+        c.drain(2 * T)  # reads what comes (no WINDOW_UPDATE is sent)
+        grown = rss_kib(w) - before
+        held = len(ws.st.body)
+        eq(held, 65535, "bytes within the client's windows")
+        check(held < 1 << 20, "the client got %d bytes without giving any window" % held)
+        check(len(be.events("close")) == closes, "the backend sent its whole flood to a client that reads nothing")
+        check(grown < 8 * 1024, "the worker grew %d KiB for a stalled %d MiB flood" % (grown, size >> 20))
+        c.auto_window = True
+        c.send(h2raw.window_update(0, held) + h2raw.window_update(ws.sid, held))
+        got = 0
+        while got < size:
+            op, p = ws.recv(60 * T)
+            got += len(p)
+        eq(got, size, "the whole flood once the client reads")
+    ctx.info = "stalled %d MiB flood: worker +%d KiB" % (size >> 20, grown)
+
+
+def rec_of(be, i=0):
+    check(wait_until(lambda: len(be.conns) > i, 5 * T), "the backend saw no connection %d" % i)
+    return be.conns[i]
+
+
+@test("h2_ws_half_close_both_ways")
+def _(ctx):
+    def backend_first(c, rest, rec):
+        """Answers "ping" with "pong", shuts its side, then reads until the client's end."""
+        data = rest
+        while b"ping" not in data:
+            data += c.recv(100)
+        c.sendall(b"pong")
+        c.shutdown(socket.SHUT_WR)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                rec["eof"] = time.monotonic()
+                return
+            rec["data"] += d
+
+    be = RawWs(ctx)
+    gh = start(ctx, be)
+    with h2conn(gh) as c:
+        # the client ends first (END_STREAM): the backend reads its EOF, and still answers
+        ws = WsStream(c, "/a")
+        eq(ws.status(), 200, "the answer")
+        ws.send_raw(b"abc")
+        eq(ws.bytes_until(3), b"abc", "echo")
+        c.send(h2raw.data_frame(ws.sid, b"", end=True))
+        eq(ws.bytes_until(3), b"bye", "the backend's answer after the client's END_STREAM")
+        eq(ws.wait_end(), "end", "the backend's close: END_STREAM")
+        r = rec_of(be)
+        check(wait_until(lambda: r["eof"] is not None, 3 * T), "the backend never read the client's end")
+        eq(r["data"], b"abc", "what the backend got")
+        time.sleep(0.2)
+        eq(ws.st.reset, None, "a stream that ended both ways was reset")
+    be.script = backend_first
+    with h2conn(gh) as c:
+        # the backend ends first (FIN): END_STREAM, and the client's bytes still go up
+        ws = WsStream(c, "/b")
+        eq(ws.status(), 200, "the answer")
+        ws.send_raw(b"ping")
+        eq(ws.bytes_until(4), b"pong", "the answer")
+        eq(ws.wait_end(), "end", "the backend's FIN: END_STREAM")
+        ws.send_raw(b"after the end")
+        r = rec_of(be, 1)
+        check(wait_until(lambda: r["data"] == b"after the end", 3 * T), "backend got %r" % r["data"])
+        c.send(h2raw.data_frame(ws.sid, b"", end=True))
+        check(wait_until(lambda: r["eof"] is not None, 3 * T), "the backend never read the client's end")
+        check(wait_until(lambda: r["closed"], 3 * T), "the backend connection stayed open")
+        time.sleep(0.2)
+        c.drain(0.2)
+        eq(ws.st.reset, None, "a stream that ended both ways was reset")
+        eq(c.get("/here").status, 200, "the connection after the tunnel")
+
+
+@test("h2_ws_client_reset_closes_backend_and_is_no_rapid_reset", timeout=120)
+def _(ctx):
+    be = RawWs(ctx)
+    gh = start(ctx, be)
+    n = 210  # past the rapid-reset bound (200 resets of unanswered streams per 10 s): these were answered
+    with h2conn(gh) as c:
+        for i in range(n):
+            ws = WsStream(c, "/r%d" % i)
+            eq(ws.status(), 200, "WebSocket %d" % i)
+            ws.send_raw(b"x%d" % i)
+            eq(ws.bytes_until(len(b"x%d" % i)), b"x%d" % i, "echo on WebSocket %d" % i)
+            c.send(h2raw.rst_stream(ws.sid, CANCEL))
+            if i == 0:
+                r = rec_of(be)
+                check(wait_until(lambda: r["closed"], 3 * T), "the client's RST left the backend connection open")
+        eq(c.goaway, None, "resets of answered tunnels taken for rapid reset")
+        eq(c.get("/here").status, 200, "the connection after %d reset tunnels" % n)
+    check(wait_until(lambda: sum(r["closed"] for r in be.conns) == n, 5 * T),
+          "backend connections closed: %d of %d" % (sum(r["closed"] for r in be.conns), n))
+
+
+@test("h2_ws_idle_timeout")
+def _(ctx):
+    be = RawWs(ctx)
+    gh = start(ctx, be, timeouts="tunnel 1s")
+    with h2conn(gh) as c:
+        ws = WsStream(c, "/idle")
+        eq(ws.status(), 200, "the answer")
+        ws.send_raw(b"x")
+        eq(ws.bytes_until(1), b"x", "echo")
+        t0 = time.monotonic()
+        code = ws.wait_end(10 * T)
+        idle = time.monotonic() - t0
+        eq(code, CANCEL, "how the idle tunnel's stream ended")
+        check(0.8 < idle < 4 * T, "the idle tunnel was closed after %.2fs (timeout 1s)" % idle)
+        r = rec_of(be)
+        check(wait_until(lambda: r["closed"], 3 * T), "the backend side stayed open")
+        eq(c.get("/here").status, 200, "the connection after the idle tunnel")
+    line = wait_until(lambda: [l for l in access_lines(gh) if '"GET /idle HTTP/2.0" 101' in l], 3 * T)
+    check(line and "tunnel=" in line[0], "no access-log line for the tunnel: %r" % access_lines(gh))
+
+
+@test("h2_ws_many_streams_and_requests_on_one_connection", timeout=120)
+def _(ctx):
+    be = WsBackend(ctx)
+    app = ctx.backend()
+    gh = start(ctx, be, http_port=app.port)
+    with h2conn(gh) as c:
+        socks = []
+        for i in range(40):
+            socks.append(WsStream(c, "/echo"))
+            # ordinary requests between the WebSocket opens, on the same connection
+            eq(c.get("/small?i=%d" % i).status, 200, "GET %d between WebSocket opens" % i)
+        for i, ws in enumerate(socks):
+            eq(ws.status(), 200, "WebSocket %d" % i)
+        for rnd in range(3):
+            for i, ws in enumerate(socks):
+                ws.send(b"%d-%d" % (i, rnd) * (i + 1))
+            eq(c.get("/here").status, 200, "a request while 40 tunnels carry messages")
+            for i, ws in enumerate(socks):
+                eq(ws.recv(), (2, b"%d-%d" % (i, rnd) * (i + 1)), "echo %d on WebSocket %d" % (rnd, i))
+        for ws in socks[::2]:
+            c.send(h2raw.rst_stream(ws.sid, CANCEL))
+        for i, ws in enumerate(socks[1::2]):
+            ws.send(b"still %d" % i)
+            eq(ws.recv(), (2, b"still %d" % i), "the other tunnels after half were reset")
+        eq(c.get("/small").status, 200, "a request after all that")
+    eq(len(be.events("open")), 40, "WebSockets the backend saw")
+
+
+def gen_of(gh):
+    try:
+        with H2Conn(gh.ports[0], timeout=5 * T) as c:
+            o = c.get("/gen")
+            return o.body.decode().strip() if o.kind == "response" else None
+    except (OSError, Fail):
+        return None
+
+
+@test("h2_ws_reload_and_sigterm_during_a_tunnel", timeout=90)
+def _(ctx):
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    gh.allow_worker_change = True  # a reload restarts the prober
+    w = worker_pid(gh)
+    c = h2conn(gh)
+    ws = WsStream(c, "/echo")
+    eq(ws.status(), 200, "the answer")
+    ws.send(b"before")
+    eq(ws.recv(), (2, b"before"), "echo before the reload")
+    with open(gh.conf_path, "w") as f:
+        f.write(gh.conf_fn(gen="g1"))
+    gh.signal(signal.SIGHUP)
+    check(wait_until(lambda: gen_of(gh) == "g1", 10 * T), "the reload was not applied")
+    ws.send(b"after the reload")
+    eq(ws.recv(), (2, b"after the reload"), "the tunnel after the reload")
+    ws2 = WsStream(c, "/echo")  # a new stream on the old connection: the new generation
+    eq(ws2.status(), 200, "a WebSocket opened after the reload")
+    ws2.send(b"new")
+    eq(ws2.recv(), (2, b"new"), "echo on the new one")
+    eq(worker_pid(gh), w, "the worker after the reload")
+    # SIGTERM: GOAWAY, the tunnels go on, the worker exits once they ended
+    gh.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10 * T
+    while c.goaway is None and time.monotonic() < deadline:
+        c.read_frame(max(0.0, deadline - time.monotonic()))
+    check(c.goaway is not None, "no GOAWAY after SIGTERM")
+    for x in (ws, ws2):
+        x.send(b"draining")
+        eq(x.recv(), (2, b"draining"), "a tunnel while draining")
+        x.send(struct.pack("!H", 1000), opcode=8)
+        eq(x.recv()[0], 8, "the close echoed")
+        eq(x.wait_end(), "end", "the tunnel's end while draining")
+        c.send(h2raw.data_frame(x.sid, b"", end=True))  # the client's end: the stream is closed both ways
+    t0 = time.monotonic()
+    gh.proc.wait(10 * T)
+    eq(gh.proc.returncode, 0, "exit code")
+    check(time.monotonic() - t0 < 5 * T, "gatehouse took %.2fs to exit once the tunnels ended"
+          % (time.monotonic() - t0))
+    c.close()
+
+
+@test("h2_ws_shutdown_deadline_closes_tunnels", timeout=60)
+def _(ctx):
+    be = RawWs(ctx)
+    gh = start(ctx, be, timeouts="shutdown 1s")
+    c = h2conn(gh)
+    ws = WsStream(c, "/idle")
+    eq(ws.status(), 200, "the answer")
+    t0 = time.monotonic()
+    gh.signal(signal.SIGTERM)
+    gh.proc.wait(10 * T)
+    secs = time.monotonic() - t0
+    check(0.8 < secs < 5 * T, "gatehouse exited %.2fs after SIGTERM (deadline 1s)" % secs)
+    eq(gh.proc.returncode, 0, "exit code (closing tunnels at the deadline is no failure)")
+    r = rec_of(be)
+    check(wait_until(lambda: r["closed"], 3 * T), "the backend side was not closed")
+    c.close()
+
+
+# ---------------------------------------------------------------- what is refused
+
+@test("h2_ws_malformed_extended_connects_reach_nothing")
+def _(ctx):
+    be = RawWs(ctx)
+    gh = start(ctx, be)
+    base = ext_connect("/ws")
+    drop = lambda name: [(n, v) for n, v in base if n != name]  # noqa: E731
+    malformed = [
+        ("no :path", drop(":path")),
+        ("no :scheme", drop(":scheme")),
+        ("no :authority", drop(":authority") + [("host", "localhost")]),
+        (":protocol on a GET", [(":method", "GET")] + base[1:]),
+        ("empty :protocol", [(n, "" if n == ":protocol" else v) for n, v in base]),
+        (":protocol twice", base[:2] + [(":protocol", "websocket")] + base[2:]),
+        ("a content-length", base + [("content-length", "0")]),
+        ("connection: upgrade", base + [("connection", "upgrade")]),
+        ("upgrade: websocket", base + [("upgrade", "websocket")]),
+        ("a path that is no origin-form", [(n, "ws" if n == ":path" else v) for n, v in base]),
+        ("an authority with a CR LF", [(n, "localhost\r\nx-injected: 1" if n == ":authority" else v)
+                                       for n, v in base]),
+    ]
+    with h2conn(gh) as c:
+        for what, hdrs in malformed:
+            ws = WsStream(c, headers=hdrs)
+            st = ws.opened()
+            eq((st.headers, st.reset), (None, PROTOCOL_ERROR), "%s: the stream's end" % what)
+            eq(c.get("/here").status, 200, "%s: the connection afterwards" % what)
+        refused = [
+            ("another :protocol", ext_connect("/ws", protocol="connect-udp"), 501),
+            ("websocket on a `websocket off` route", ext_connect("/nows/x"), 501),
+            ("websocket on a `respond` route", ext_connect("/here"), 501),
+            ("version 8", ext_connect("/ws", version="8"), 426),
+            ("no version", ext_connect("/ws", version=None), 426),
+        ]
+        for what, hdrs, status in refused:
+            ws = WsStream(c, headers=hdrs)
+            eq(ws.status(), status, what)
+            eq(ws.wait_end(), "end", "%s: the answer ends the stream" % what)
+            if status == 426:
+                eq(dict(ws.st.headers).get("sec-websocket-version"), "13", "%s: the 426 names version 13" % what)
+    time.sleep(0.2 * T)
+    eq(be.heads, [], "what reached the backend")
+
+
+@test("h2_ws_backend_without_the_right_accept_is_502")
+def _(ctx):
+    replies = {
+        "/wrong": lambda head: switch(head, accept=accept_of("dGhlIHNhbXBsZSBub25jZQ==")),
+        "/none": lambda head: switch(head, accept=""),
+        "/two": lambda head: switch(head, extra="Sec-WebSocket-Accept: " + accept_of(header(head, "sec-websocket-key"))
+                                    + "\r\n"),
+        "/ok200": lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+        "/h2c": lambda head: switch(head).replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+        "/forbidden": lambda head: b"HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\ndenied\n",
+    }
+    be = RawWs(ctx, reply=lambda head: replies[head.split(" ")[1]](head))
+    gh = start(ctx, be)
+    with h2conn(gh) as c:
+        for path, want in (("/wrong", 502), ("/none", 502), ("/two", 502), ("/ok200", 502), ("/h2c", 502),
+                           ("/forbidden", 403)):
+            ws = WsStream(c, path)
+            eq(ws.status(), want, "a WebSocket answered as %s" % path)
+            eq(ws.wait_end(), "end", "%s: the answer ends the stream" % path)
+            if want == 403:
+                eq(bytes(ws.st.body), b"denied\n", "the backend's refusal reaches the client")
+        eq(c.get("/here").status, 200, "the connection afterwards")
+    # every connection whose answer was refused is closed (the 403 completed: it may be kept alive)
+    check(wait_until(lambda: len(be.conns) == 6 and all(r["closed"] for r in be.conns[:5]), 5 * T),
+          "backend connections left open: %r" % [(r["head"].split(" ")[1], r["closed"]) for r in be.conns])
