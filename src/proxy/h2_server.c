@@ -642,7 +642,8 @@ static int on_send_data(nghttp2_session *ngh, nghttp2_frame *frame, const uint8_
     if (gh_buf_room(out) < 9 + length)
         return NGHTTP2_ERR_WOULDBLOCK;
     memcpy(gh_buf_tail(out), framehd, 9);
-    memcpy(gh_buf_tail(out) + 9, gh_buf_head(&st->rbuf), length);
+    if (length > 0) /* an empty END_STREAM frame: rbuf may hold no block at all */
+        memcpy(gh_buf_tail(out) + 9, gh_buf_head(&st->rbuf), length);
     out->end += (uint32_t)(9 + length);
     gh_buf_consume(&st->rbuf, length);
     if (gh_buf_len(&st->rbuf) == 0 && st->rbuf.data != NULL) {

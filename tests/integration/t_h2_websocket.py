@@ -422,6 +422,35 @@ def _(ctx):
           "backend connections closed: %d of %d" % (sum(r["closed"] for r in be.conns), n))
 
 
+@test("h2_ws_connection_gone_closes_its_tunnels", timeout=60)
+def _(ctx):
+    # The HTTP/2 connection goes (the client's FIN, or a reset) while its streams are tunnels: each
+    # tunnel gets the error from the loop, closes its backend side and frees the stream.
+    from t_websocket import stable_nfds
+    be = RawWs(ctx)
+    gh = start(ctx, be)
+    w = worker_pid(gh)
+    eq(gen_of(gh), "g0", "a first request")
+    base = stable_nfds(w)
+    for rnd, how in enumerate(("fin", "rst")):
+        c = h2conn(gh)
+        socks = [WsStream(c, "/gone%d" % i) for i in range(3)]
+        for i, ws in enumerate(socks):
+            eq(ws.status(), 200, "WebSocket %d" % i)
+            ws.send_raw(b"x")
+            eq(ws.bytes_until(1), b"x", "echo on WebSocket %d" % i)
+        if how == "rst":
+            c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        recs = be.conns[3 * rnd:3 * rnd + 3]
+        check(wait_until(lambda: all(r["closed"] for r in recs), 5 * T),
+              "%s: backend connections left open: %r" % (how, [r["closed"] for r in recs]))
+        eq(stable_nfds(w), base, "%s: the worker's descriptors afterwards" % how)
+        eq(gen_of(gh), "g0", "%s: a new connection afterwards" % how)
+    lines = wait_until(lambda: [l for l in access_lines(gh) if "/gone" in l and "tunnel=" in l], 3 * T)
+    eq(len(lines or []), 6, "access-log lines of the tunnels: %r" % access_lines(gh))
+
+
 @test("h2_ws_idle_timeout")
 def _(ctx):
     be = RawWs(ctx)
@@ -611,3 +640,31 @@ def _(ctx):
     # every connection whose answer was refused is closed (the 403 completed: it may be kept alive)
     check(wait_until(lambda: len(be.conns) == 6 and all(r["closed"] for r in be.conns[:5]), 5 * T),
           "backend connections left open: %r" % [(r["head"].split(" ")[1], r["closed"]) for r in be.conns])
+
+
+# ---------------------------------------------------------------- interop
+
+@test("h2_ws_haproxy_as_http2_client", timeout=60)
+def _(ctx):
+    # HAProxy 2.6 as an HTTP/2 client of gatehouse (`proto h2`): it turns an HTTP/1.1 WebSocket
+    # handshake into an RFC 8441 extended CONNECT once our SETTINGS offered it (`ws h2` says so;
+    # `ws auto`, the default, does the same for a `proto h2` server).
+    from t_proxyproto import HA_GLOBAL, HAProxy, need_haproxy
+    need_haproxy()
+    be = WsBackend(ctx)
+    gh = start(ctx, be)
+    port = free_port()
+    HAProxy(ctx, HA_GLOBAL + "    timeout tunnel 10s\n"
+            "frontend fe\n    mode http\n    bind 127.0.0.1:%d\n    default_backend be\n"
+            "backend be\n    mode http\n    server gh 127.0.0.1:%d proto h2 ws h2\n" % (port, gh.ports[1]), port)
+
+    async def talk():
+        async with connect("ws://127.0.0.1:%d/echo" % port, extra_headers=[("X-Test", "haproxy")]) as ws:
+            for m in ("hello", b"\x00" * 100000, "bye"):
+                await ws.send(m)
+                eq(await ws.recv(), m, "echo through HAProxy and gatehouse")
+    run(talk(), 30 * T)
+    eq([e[1:] for e in be.events("open")], [["/echo", "haproxy"]], "the WebSocket the backend saw")
+    line = wait_until(lambda: [l for l in access_lines(gh) if "/echo" in l], 5 * T)
+    check(line and '"GET /echo HTTP/2.0" 101' in line[0],
+          "gatehouse's access log: not a WebSocket over HTTP/2: %r" % access_lines(gh))
