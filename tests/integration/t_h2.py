@@ -616,3 +616,35 @@ def _(ctx):
         c.send(data_frame(last, b"late", end=True))  # the stream is closed both ways
         g = c.wait_goaway_or_close(5 * T)
         check(isinstance(g, tuple) and g[1] == 5, "GOAWAY STREAM_CLOSED (5) wanted, got %r" % (g,))
+
+
+@test("h2_last_chunk_alone_ends_the_stream_without_copying_from_no_buffer")
+def _(ctx):
+    """A chunked response whose last chunk comes alone, after the client took every byte before it:
+    the END_STREAM is an empty DATA frame, and its payload was copied from the stream's released
+    buffer (memcpy from NULL: under UBSan, make asan, the worker stopped and the stream was cut)."""
+    import threading
+    from h2raw import H2Conn
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        c, _ = srv.accept()
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        time.sleep(0.5)
+        c.sendall(b"0\r\n\r\n")
+        time.sleep(1)
+        c.close()
+    threading.Thread(target=serve, daemon=True).start()
+
+    class B:
+        port = srv.getsockname()[1]
+    gh = h2_config(ctx, B)
+    with H2Conn(gh.port) as c:
+        o = c.get("/chunks", timeout=10 * T)
+    eq((o.kind, o.status, o.body, o.reset_after), ("response", 200, b"hello", None), "the chunked response")
+    srv.close()
