@@ -7,7 +7,9 @@
  * the invariant a proxy lives by is checked: the HTTP/1.1 head it becomes re-parses
  * (src/http/h1.c) as exactly ONE request, of the same length, with the same method, target,
  * Host, header count and framing: nothing a client sends over HTTP/2 can become a second
- * request, a second header or a framing field upstream.
+ * request, a second header or a framing field upstream. CONNECT is in it: plain (RFC 9113 8.5)
+ * and extended (RFC 8441, offered as h2_server.c offers it), whose WebSocket form goes upstream
+ * as a GET of its :path (h2_server.c ws_request; its three added fields are ours, not checked).
  *
  * Not driven: h2_server.c itself (its callbacks need a worker, a loop and a configuration
  * generation; there is no in-memory gh_conn yet, see src/net/conn.h). Its flood and limit
@@ -86,9 +88,19 @@ static size_t serialize(const gh_h1_request *r, size_t *nkept)
     return bad ? 0 : n;
 }
 
-static void check_request(const gh_h1_request *r)
+static void check_request(gh_h1_request *r)
 {
-    size_t nkept, len = serialize(r, &nkept);
+    size_t nkept, len;
+
+    if (r->flags & GH_H1_F_CONNECT) {
+        REQUIRE(r->body == GH_H1_BODY_NONE);         /* its DATA is a tunnel's, never a body */
+        for (size_t i = 0; i < r->protocol.len; i++) /* a token: nothing that could end a line or a field */
+            REQUIRE(r->protocol.p[i] > 0x20 && r->protocol.p[i] < 0x7f && r->protocol.p[i] != ':');
+        REQUIRE((r->protocol.len > 0) == (r->target_form == GH_H1_ORIGIN_FORM));
+        if (r->protocol.len > 0)
+            r->method = (gh_h1_str){"GET", 3}; /* what ws_request sends upstream */
+    }
+    len = serialize(r, &nkept);
     if (len == 0)
         return; /* bigger than our buffer: h1's own limits would refuse it (431) */
     int rc = gh_h1_parse_request(out, len, &again);
@@ -119,6 +131,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     st->started = 0;
     st->got = 0;
     gh_h2_head_init(&st->head, LIST_MAX);
+    st->head.extended = 1; /* SETTINGS_ENABLE_CONNECT_PROTOCOL, as h2_server.c sends it */
     return 0;
 }
 
@@ -211,7 +224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65536},
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},          {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, LIST_MAX},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, LIST_MAX}, {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     memset(streams, 0, sizeof(streams));
