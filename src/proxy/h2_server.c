@@ -957,8 +957,8 @@ static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
     if (st->tunnel && (opens = tunnel_answer(st, res)) < 0)
         return GH_ERROR; /* the exchange answers 502: never a tunnel */
     if (opens) {
-        code = 200;   /* RFC 8441 5: the 101 of the HTTP/1.1 upgrade is a 2xx here */
-        has_body = 1; /* no END_STREAM: the stream goes on as the tunnel */
+        code = st->ws ? 200 : code; /* RFC 8441 5: the 101 of the HTTP/1.1 upgrade is a 2xx here */
+        has_body = 1;               /* no END_STREAM: the stream goes on as the tunnel */
     }
     status[0] = (char)('0' + code / 100);
     status[1] = (char)('0' + code / 10 % 10);

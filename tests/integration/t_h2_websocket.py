@@ -291,10 +291,20 @@ def _(ctx):
           "a key of gatehouse's own (the client's dropped): %r" % head)
     eq(head.lower().count("sec-websocket-key"), 1, "one key upstream")
     check("content-length" not in head.lower() and "transfer-encoding" not in head.lower(), "no body framing upstream")
-    # a second WebSocket gets another key
+    # a second WebSocket gets another key; its first frame, sent with the CONNECT before any answer, is
+    # the tunnel's first bytes (after the 101), never a request body
     with h2conn(gh) as c:
-        eq(WsStream(c, "/x").status(), 200, "a second WebSocket")
+        sid = c.new_sid()
+        c.send(c.headers_frame(sid, h2raw.literal_block(ext_connect("/x")), end_stream=False) +
+               h2raw.data_frame(sid, b"early frame"))
+        ws = WsStream.__new__(WsStream)
+        ws.c, ws.sid, ws.st, ws.read = c, sid, c.streams[sid], 0
+        eq(ws.status(), 200, "a second WebSocket")
+        eq(ws.bytes_until(11), b"early frame", "the early bytes echoed through the tunnel")
     check(header(be.heads[1], "sec-websocket-key") != key, "the same key twice: %r" % be.heads)
+    eq(be.conns[1]["data"], b"early frame", "what the backend read after the head")
+    check("content-length" not in be.heads[1].lower() and "transfer-encoding" not in be.heads[1].lower(),
+          "the early bytes framed as a body: %r" % be.heads[1])
 
 
 @test("h2_ws_flow_control_both_ways_rss_bounded", timeout=180)
@@ -604,6 +614,8 @@ def _(ctx):
             ("websocket on a `respond` route", ext_connect("/here"), 501),
             ("version 8", ext_connect("/ws", version="8"), 426),
             ("no version", ext_connect("/ws", version=None), 426),
+            # RFC 9113 8.5: a plain CONNECT, answered on a site as an HTTP/1.1 CONNECT is (a reverse proxy)
+            ("a plain CONNECT", [(":method", "CONNECT"), (":authority", "localhost:443")], 405),
         ]
         for what, hdrs, status in refused:
             ws = WsStream(c, headers=hdrs)
