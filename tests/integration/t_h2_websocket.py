@@ -461,6 +461,26 @@ def _(ctx):
     eq(len(lines or []), 6, "access-log lines of the tunnels: %r" % access_lines(gh))
 
 
+@test("h2_ws_keepalive_timeout_spares_a_connection_with_tunnels", timeout=60)
+def _(ctx):
+    # `keepalive` closes an HTTP/2 connection with no stream open; a WebSocket stream is one, idle or
+    # not (timed by `tunnel` alone), and its connection's other streams come and go.
+    be = RawWs(ctx)
+    gh = start(ctx, be, timeouts="keepalive 1s; send 1s; body 1s; response 1s")
+    with h2conn(gh) as c:
+        ws = WsStream(c, "/quiet")
+        eq(ws.status(), 200, "the answer")
+        eq(c.get("/here").status, 200, "a request beside the tunnel")
+        c.drain(3 * T)  # idle past keepalive, send, body and response
+        eq(c.goaway, None, "a GOAWAY for a connection with a tunnel")
+        ws.send_raw(b"still here")
+        eq(ws.bytes_until(10), b"still here", "the tunnel after 3 s idle")
+        c.send(h2raw.rst_stream(ws.sid, CANCEL))
+        t0 = time.monotonic()
+        check(c.wait_goaway_or_close(5 * T) is not None, "the connection stayed open without its tunnel")
+        check(time.monotonic() - t0 < 3 * T, "the keepalive after the tunnel took %.1fs" % (time.monotonic() - t0))
+
+
 @test("h2_ws_idle_timeout")
 def _(ctx):
     be = RawWs(ctx)
