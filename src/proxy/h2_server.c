@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <limits.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -97,11 +96,11 @@ struct proxy__h2 {
     uint8_t dirty;
     uint8_t more_input; /* stopped reading with input left (a fair share): go on in the idle hook */
     uint8_t calm;       /* GOAWAY for abuse sent: no more input is read */
+    uint8_t had_tunnel; /* a stream became a tunnel side (proxy__h2_tunnels_only) */
     uint8_t dead;       /* nghttp2 failed, or the peer closed: close once the output is out */
     uint8_t draining;
     uint8_t timer_kind;
     uint8_t served;      /* a stream was started: the connection is no longer fresh (proxy__h2_idle) */
-    uint8_t had_tunnel;  /* a stream became a tunnel side (proxy__h2_tunnels_only) */
     nghttp2_mem mem_ops; /* nghttp2 allocates through these, user data h: see big_alloc */
     uint8_t creating;    /* in nghttp2_session_server_new3: its large blocks are the frame buffer */
     big_block big[BIG_SLOTS];
@@ -1267,7 +1266,7 @@ static void h2_dispatch(proxy__session *s)
  * its END_STREAM (within the send timeout), any other is reset (CANCEL); it is
  * freed once nghttp2 closed it.
  */
-#define TUN_FD INT_MAX /* ">= 0 while open": a no_socket conn's fd is never used */
+#define TUN_FD 0x7fffffff /* ">= 0 while open": a no_socket conn's fd is never used */
 
 static void stream_unlink(h2_stream *st);
 
