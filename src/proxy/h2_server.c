@@ -29,6 +29,8 @@
  * Ownership: the client (client.c) owns its proxy__h2; the proxy__h2 owns its
  * streams (a list), each stream its exchange. Streams are freed with
  * gh_loop_release: an upstream event may still name one after its exchange ended.
+ * A CONNECT stream handed to a tunnel (h2_detach) is held by the tunnel's conn
+ * until it closes it ("a stream as a tunnel side", below), even past its connection.
  */
 #include <nghttp2/nghttp2.h>
 #include <stddef.h>
