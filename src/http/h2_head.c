@@ -63,11 +63,9 @@ static int is_lit(const uint8_t *p, size_t n, const char *lit)
     return n == strlen(lit) && memcmp(p, lit, n) == 0; /* strlen of a literal folds at compile time */
 }
 
-/* Stores n bytes in buf (growing it within max + room for the joined cookie); the offset, or -1. */
-static long store(gh_h2_head *h, const void *p, size_t n)
+/* Room for n more bytes in buf (which may move): 0 or -1. */
+static int reserve(gh_h2_head *h, size_t n)
 {
-    if (n == 0)
-        return (long)h->len; /* an empty value: nothing to copy (buf may be NULL yet) */
     if (h->len + n > h->cap) {
         size_t cap = h->cap ? h->cap : 1024;
         while (cap < h->len + n)
@@ -78,9 +76,47 @@ static long store(gh_h2_head *h, const void *p, size_t n)
         h->buf = nb;
         h->cap = cap;
     }
+    return 0;
+}
+
+/* Stores n bytes in buf (growing it within max + room for the joined cookie); the offset, or -1. */
+static long store(gh_h2_head *h, const void *p, size_t n)
+{
+    if (n == 0)
+        return (long)h->len; /* an empty value: nothing to copy (buf may be NULL yet) */
+    if (reserve(h, n) < 0)
+        return -1;
     memcpy(h->buf + h->len, p, n);
     h->len += n;
     return (long)(h->len - n);
+}
+
+/* Appends the value of pseudo-header i (already in buf) to buf, which reserve made room for. */
+static void append_pseudo(gh_h2_head *h, int i)
+{
+    memcpy(h->buf + h->len, h->buf + h->pseudo[i].value, h->pseudo[i].vlen);
+    h->len += h->pseudo[i].vlen;
+}
+
+/*
+ * A forward proxy's request: "scheme://authority" + :path in buf, the target the
+ * exchange forwards as an HTTP/1.1 absolute-form one would be (forward.c judges
+ * its scheme and authority; a parent proxy gets it as it is). Its offset, or -1.
+ */
+static long store_absolute(gh_h2_head *h, size_t *len)
+{
+    size_t n = h->pseudo[GH_H2_SCHEME].vlen + 3 + h->pseudo[GH_H2_AUTHORITY].vlen + h->pseudo[GH_H2_PATH].vlen;
+    size_t at = h->len;
+
+    if (reserve(h, n) < 0)
+        return -1; /* the values are copied from buf itself: room first, then no move */
+    append_pseudo(h, GH_H2_SCHEME);
+    memcpy(h->buf + h->len, "://", 3);
+    h->len += 3;
+    append_pseudo(h, GH_H2_AUTHORITY);
+    append_pseudo(h, GH_H2_PATH);
+    *len = n;
+    return (long)at;
 }
 
 static int fail(gh_h2_head *h, int err)
@@ -314,6 +350,8 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
 {
     gh_h1_str host_field = {"", 0}, authority = {"", 0};
     int has_length = 0, rc, connect;
+    long abs_at = 0;
+    size_t abs_len = 0;
 
     if (h->error != 0)
         return h->error;
@@ -365,6 +403,11 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
         else
             return GH_H2_MALFORMED;
         r->target = r->path = path;
+        if (h->absolute && !connect && h->has[GH_H2_AUTHORITY] && r->target_form == GH_H1_ORIGIN_FORM) {
+            if ((abs_at = store_absolute(h, &abs_len)) < 0)
+                return GH_H2_TOO_LARGE;
+            r->target_form = GH_H1_ABSOLUTE_FORM;
+        }
     }
     if (join_cookies(h) < 0)
         return GH_H2_TOO_LARGE;
@@ -372,10 +415,15 @@ int gh_h2_head_request(gh_h2_head *h, int end_stream, gh_h1_request *r)
     r->method = slice(h, h->pseudo[GH_H2_METHOD].value, h->pseudo[GH_H2_METHOD].vlen);
     if (h->has[GH_H2_AUTHORITY])
         authority = slice(h, h->pseudo[GH_H2_AUTHORITY].value, h->pseudo[GH_H2_AUTHORITY].vlen);
-    if (r->target_form == GH_H1_AUTHORITY_FORM)
+    if (r->target_form == GH_H1_AUTHORITY_FORM) {
         r->target = r->path = r->authority = authority;
-    else
+    } else {
         r->target = r->path = slice(h, h->pseudo[GH_H2_PATH].value, h->pseudo[GH_H2_PATH].vlen);
+        if (r->target_form == GH_H1_ABSOLUTE_FORM) {
+            r->target = slice(h, (uint32_t)abs_at, (uint32_t)abs_len);
+            r->authority = authority;
+        }
+    }
     if (connect) {
         /* slices taken after join_cookies, which may have moved buf */
         r->flags |= GH_H1_F_CONNECT;

@@ -45,6 +45,7 @@ typedef struct gh_h2_head {
     uint8_t has[GH_H2_NPSEUDO];
     uint8_t regular;     /* a regular field was seen: a pseudo-header after it is malformed */
     uint8_t extended;    /* SETTINGS_ENABLE_CONNECT_PROTOCOL was sent: :protocol is allowed (RFC 8441) */
+    uint8_t absolute;    /* a forward proxy's stream: :scheme + :authority name the target (absolute-form) */
     int error;           /* 0, or the first GH_H2_MALFORMED / GH_H2_TOO_LARGE; later fields are only counted */
     gh_h2_field *fields; /* malloc'd, grown as needed up to GH_H2_MAX_FIELDS: a stream stays small */
     size_t nfields, fcap;
@@ -67,7 +68,10 @@ int gh_h2_head_add(gh_h2_head *h, const uint8_t *name, size_t nlen, const uint8_
  * END_STREAM), joins the cookie crumbs with "; " (RFC 9113 8.2.3) and fills r
  * (slices into h->buf; path writable for gh_h1_request_canonical_path):
  * origin-form (or asterisk-form for OPTIONS *; authority-form for CONNECT),
- * :authority as the host, the body LENGTH from content-length, else NONE when
+ * or with h->absolute (a forward proxy's listener) and an :authority,
+ * absolute-form "scheme://authority/path" (RFC 9113 8.3.1: the HTTP/2 form of
+ * a request to a proxy, as RFC 9112 3.2.2's is for HTTP/1.1; r->authority and
+ * r->path its parts), :authority as the host, the body LENGTH from content-length, else NONE when
  * END_STREAM came with the head, else CHUNKED (length unknown: re-framed
  * upstream). 0, GH_H2_MALFORMED, GH_H2_TOO_LARGE, or -417 (an Expect other
  * than 100-continue).

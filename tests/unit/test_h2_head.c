@@ -298,10 +298,61 @@ static void limits(void)
     gh_h2_head_dispose(&head);
 }
 
+/* The same fields as convert(), on a forward proxy's stream (h->absolute). */
+static int convert_fwd(const char *const *f, int end_stream)
+{
+    int r = build(f, 65536);
+    head.absolute = 1;
+    return r != 0 ? r : gh_h2_head_request(&head, end_stream, &req);
+}
+
+static void forward(void)
+{
+    unit_case("a forward proxy's stream: :scheme + :authority + :path become absolute-form (RFC 9113 8.3.1)");
+    const char *const get[] = {
+        ":method", "GET", ":scheme", "http", ":authority",          "origin.example:8080", ":path", "/a?b=1",
+        "cookie",  "x=1", "cookie",  "y=2",  "proxy-authorization", "Basic YTpi",          NULL};
+    CHECK_INT(convert_fwd(get, 1), 0);
+    CHECK_INT(req.target_form, GH_H1_ABSOLUTE_FORM);
+    CHECK_MEM(req.target.p, req.target.len, "http://origin.example:8080/a?b=1");
+    CHECK_MEM(req.authority.p, req.authority.len, "origin.example:8080");
+    CHECK_MEM(req.path.p, req.path.len, "/a?b=1");
+    CHECK_MEM(req.host.p, req.host.len, "origin.example:8080");
+    CHECK_INT(req.nheaders, 2);
+    CHECK_MEM(req.headers[0].value.p, req.headers[0].value.len, "x=1; y=2"); /* slices retaken after the join */
+    CHECK_INT(req.headers[1].kind, GH_HDR_PROXY_AUTHORIZATION);
+    CHECK_INT(req.headers[1].hop, 1); /* consumed by the proxy, never forwarded */
+
+    unit_case("https keeps its scheme (forward.c refuses it as for HTTP/1.1: 501)");
+    const char *const tls[] = {":method", "GET", ":scheme", "https", ":authority", "o.example", ":path", "/", NULL};
+    CHECK_INT(convert_fwd(tls, 1), 0);
+    CHECK_MEM(req.target.p, req.target.len, "https://o.example/");
+
+    unit_case("without :authority (Host only), or OPTIONS *: not absolute-form (forward.c answers 400)");
+    const char *const host[] = {":method", "GET", ":scheme", "http", ":path", "/", "host", "o.example", NULL};
+    CHECK_INT(convert_fwd(host, 1), 0);
+    CHECK_INT(req.target_form, GH_H1_ORIGIN_FORM);
+    const char *const star[] = {":method", "OPTIONS", ":scheme", "http", ":authority", "o", ":path", "*", NULL};
+    CHECK_INT(convert_fwd(star, 1), 0);
+    CHECK_INT(req.target_form, GH_H1_ASTERISK_FORM);
+
+    unit_case("CONNECT stays authority-form on a forward proxy's stream");
+    const char *const con[] = {":method", "CONNECT", ":authority", "o.example:443", NULL};
+    CHECK_INT(convert_fwd(con, 0), 0);
+    CHECK_INT(req.target_form, GH_H1_AUTHORITY_FORM);
+    CHECK_MEM(req.authority.p, req.authority.len, "o.example:443");
+
+    unit_case("the reverse proxy's streams are unchanged: origin-form");
+    CHECK_INT(convert(get, 1), 0);
+    CHECK_INT(req.target_form, GH_H1_ORIGIN_FORM);
+    CHECK_MEM(req.target.p, req.target.len, "/a?b=1");
+}
+
 void suite_h2_head(void)
 {
     good();
     malformed();
     connect_forms();
     limits();
+    forward();
 }
