@@ -84,8 +84,11 @@ int proxy__exchange_local_error(proxy__exchange *ex, int status, const char *ext
     size_t n = proxy__error_body(body, sizeof(body), status);
     proxy__local l = {status, NULL, 0, body, n, ex->is_head, 0, NULL, NULL, s->tls, 0, extra, extra_len};
 
-    if (status == 400 || !s->ops->body_done(s))
-        return proxy__exchange_fail(ex, status); /* out of step, or a body left unread: the session closes */
+    /* out of step: the session closes. A body left unread is the session's to handle, as for any local
+     * response (HTTP/1.1 closes after it; an HTTP/2 stream is reset after it, RFC 9113 8.1), so that the
+     * extra fields (a 407's Proxy-Authenticate) go out also to a request with a body, or a CONNECT stream. */
+    if (status == 400)
+        return proxy__exchange_fail(ex, status);
     ex->buffering = 0;
     ex->route = NULL; /* a page of gatehouse's: no route's header operations */
     if (s->ops->send_local(s, &l) < 0)
