@@ -457,6 +457,8 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, vo
     gh_timer_set(c->w->loop, &st->timer, c->w->t->header); /* a head that never ends (slow CONTINUATION) */
     gh_h2_head_init(&st->head, h->cfg.max_header_list_size);
     st->head.extended = 1; /* SETTINGS_ENABLE_CONNECT_PROTOCOL went with our first SETTINGS */
+    /* a forward proxy's listener (forward.c): :scheme + :authority name the destination, RFC 9113 8.3.1 */
+    st->head.absolute = c->s.listener->forward != NULL;
     st->next = h->streams;
     if (h->streams != NULL)
         h->streams->prev = st;
@@ -813,7 +815,8 @@ static int submit_text(h2_stream *st, char *text, size_t len, int has_body, size
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < head_res.nheaders && n < GH_ARRAY_LEN(nv); i++) {
         gh_h1_header *f = &head_res.headers[i];
-        if (f->hop)
+        /* Proxy-Authenticate is hop-by-hop, and a forward proxy's 407 is that hop's own (RFC 9110 11.7.1) */
+        if (f->hop && f->kind != GH_HDR_PROXY_AUTHENTICATE)
             continue;
         for (size_t k = 0; k < f->name.len; k++) {
             char ch = f->name.p[k];

@@ -309,7 +309,7 @@ struct proxy__pool {
 enum proxy__listener_mode {
     PROXY__MODE_HTTP,    /* HTTP/1.1 or HTTP/2 (over TLS or not): a client session, an exchange per request or stream */
     PROXY__MODE_STREAM,  /* TCP stream services (stream.c): TLS or not, then a tunnel to a pool's server */
-    PROXY__MODE_FORWARD, /* HTTP/1.1 sessions; each exchange is a forward proxy's (forward.c) */
+    PROXY__MODE_FORWARD, /* HTTP/1.1 or HTTP/2 sessions; each exchange (stream) is a forward proxy's (forward.c) */
 };
 
 /* A stream service of the runtime (`stream NAME { }`): its TLS context and ALPN list. */

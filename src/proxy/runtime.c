@@ -218,12 +218,7 @@ static int build_listener(gh_runtime *rt, size_t i, const gh_conf_source *src, c
     for (size_t k = 0; k < rt->cfg->nsites; k++)
         if (rt->cfg->sites[k].forward != NULL && site_serves(&rt->cfg->sites[k], i)) {
             l->forward = &rt->cfg->sites[k]; /* validation: it serves this listener alone */
-            l->mode = PROXY__MODE_FORWARD;
-            /* HTTP/1.1 only: an HTTP/2 stream cannot become a CONNECT tunnel yet (h2_server.c has no
-             * stream-as-tunnel seam), so h2 is neither offered by ALPN nor taken by prior knowledge */
-            l->h1 = 1;
-            l->h2 = 0;
-            l->alpn = gh_tls_alpn_http11;
+            l->mode = PROXY__MODE_FORWARD;   /* its protocols as any listener's: HTTP/2 streams CONNECT too */
         }
     if (!lc->tls)
         return 0;

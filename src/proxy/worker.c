@@ -170,7 +170,7 @@ static int accept_batch(proxy__acceptor *a)
             proxy__stream_accept(w, a->listener, fd, &peer);
             break;
         case PROXY__MODE_HTTP:
-        case PROXY__MODE_FORWARD: /* the same HTTP/1 sessions; the exchange turns to forward.c */
+        case PROXY__MODE_FORWARD: /* the same HTTP/1.1 and HTTP/2 sessions; the exchange turns to forward.c */
         default:
             proxy__client_accept(w, a->listener, fd, &peer);
             break;
