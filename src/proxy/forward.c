@@ -13,6 +13,11 @@
  * tries them happy-eyeballs style (RFC 8305 5: the next address after 250 ms
  * or at once on a failure, a few at a time, all within connect_timeout).
  *
+ * Over HTTP/2 each stream is one such exchange (h2_server.c): a CONNECT
+ * stream (RFC 9113 8.5) gets its 200 as HEADERS that leave it open and
+ * becomes the tunnel's client side through the session's detach; a request
+ * with :scheme and :authority arrives as absolute-form (http/h2_head.c).
+ *
  * A refusal answers 403 with gatehouse's page: the rule and the address go
  * to the error log, never to the client (it must not learn what a name
  * resolves to inside).
@@ -68,6 +73,25 @@ struct proxy__fwd {
 };
 
 static const char connect_ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+/* Over HTTP/2 the 200 is the stream's HEADERS, without END_STREAM (RFC 9113 8.5): no fields, no framing. */
+static const gh_h1_response connect_ok_h2 = {.minor = 1, .status = 200, .body = GH_H1_BODY_NONE};
+
+/*
+ * The 200 that opens a CONNECT tunnel. HTTP/1.1: our status line, appended to
+ * `to_client` (the tunnel's first bytes towards the client). An HTTP/2 stream:
+ * HEADERS the session sends (its send_head leaves a CONNECT stream open), and
+ * the stream then becomes the tunnel's side (detach). GH_OK or GH_ERROR.
+ */
+static int answer_connect(proxy__session *s, gh_buf *to_client)
+{
+    if (s->stream != 0)
+        return s->ops->send_head(s, &connect_ok_h2, NULL) == GH_OK ? GH_OK : GH_ERROR;
+    if (gh_buf_room(to_client) < sizeof(connect_ok) - 1)
+        return GH_ERROR;
+    memcpy(gh_buf_tail(to_client), connect_ok, sizeof(connect_ok) - 1);
+    to_client->end += (uint32_t)(sizeof(connect_ok) - 1);
+    return GH_OK;
+}
 
 /* ---- the worker's resolver ---- */
 
@@ -232,6 +256,12 @@ static void become_tunnel(proxy__fwd *f, fwd_attempt *a)
         proxy__exchange_fail(ex, 500);
         return;
     }
+    if (s->stream != 0 && answer_connect(s, &t->side[1].buf) < 0) {
+        gh_buf_release(&t->side[1].buf);
+        free(t);
+        proxy__exchange_fail(ex, 502); /* the stream was closed meanwhile, or the head does not fit */
+        return;
+    }
     proxy__tunnel_init(t, w->loop, f->cfg->tunnel_idle, proxy__tunnel_finish);
     t->w = w;
     t->start_ms = ex->start_ms;
@@ -254,8 +284,8 @@ static void become_tunnel(proxy__fwd *f, fwd_attempt *a)
     }
     a->live = 0;
     close_attempts(f); /* the other family's attempt, if any */
-    memcpy(gh_buf_tail(&t->side[1].buf), connect_ok, sizeof(connect_ok) - 1);
-    t->side[1].buf.end += (uint32_t)(sizeof(connect_ok) - 1);
+    if (s->stream == 0)
+        answer_connect(s, &t->side[1].buf); /* a fresh block: room for the status line */
     t->gen = s->gen;
     s->gen->refs++;
     proxy__tunnel_link(t);
@@ -474,8 +504,10 @@ int proxy__fwd_parent_answer(proxy__exchange *ex, const gh_h1_response *res, int
         return proxy__exchange_fail(ex, 502);
     }
     /* our own 200 (RFC 9110 9.3.6: no framing fields), then what the origin already sent through the parent */
-    memcpy(gh_buf_tail(&nb), connect_ok, sizeof(connect_ok) - 1);
-    nb.end += (uint32_t)(sizeof(connect_ok) - 1);
+    if (answer_connect(ex->s, &nb) < 0) {
+        gh_buf_release(&nb);
+        return proxy__exchange_fail(ex, 502);
+    }
     memcpy(gh_buf_tail(&nb), gh_buf_head(&u->in), rest);
     nb.end += (uint32_t)rest;
     gh_buf_release(&u->in);
