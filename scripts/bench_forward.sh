@@ -5,10 +5,18 @@
 #      process tree (the figure that stays comparable when the load generator saturates)
 #   2. small requests in absolute-form (`GET http://backend/small`, keep-alive on both sides): wrk -c 32
 #      with a script that writes absolute-form targets: requests/s, and requests per proxy CPU-second
+#   3. with --h2, for gatehouse only: 1. over HTTP/2 (prior knowledge), each of the 4 clients one CONNECT
+#      stream on a connection of its own (scripts/bench_h2_connect.py: curl 7.88 cannot speak HTTP/2 to a
+#      proxy); the Python client saturates first, so compare MiB per proxy CPU-second with line 1
 # for gatehouse, squid and tinyproxy (the Debian packages), one after the other, each pinned to one core:
-#   scripts/bench_forward.sh [N]   BENCH=path/to/shared/bench (default: ../shared/bench beside the repo)
+#   scripts/bench_forward.sh [--h2] [N]   BENCH=path/to/shared/bench (default: ../shared/bench beside the repo)
 set -u  # not -e: the bench lib is written for scripts without it
 here=$(cd "$(dirname "$0")/.." && pwd)
+h2=0
+if [[ ${1:-} == --h2 ]]; then
+    h2=1
+    shift
+fi
 n=${1:-200}
 # shellcheck source=scripts/bench_lib.sh
 . "$here/scripts/bench_lib.sh"
@@ -20,7 +28,7 @@ start_gatehouse() { # DIR PORT
 workers 1
 log_level warn
 max_connections 20000
-listen 127.0.0.1:$2
+listen 127.0.0.1:$2$( ((h2)) && echo ' protocols=http/1.1,h2')
 site proxy {
     listen 127.0.0.1:$2
     forward {
@@ -114,6 +122,26 @@ for peer in gatehouse squid tinyproxy; do
         mib = b / 1048576; secs = t1 - t0; cpu = c / hz
         printf "%-10s connect-bulk  %.0f MiB in %.1f s  %.0f MiB/s wall  %.0f MiB per proxy CPU-second (cpu %.2f s)\n",
             p, mib, secs, mib / secs, (cpu > 0 ? mib / cpu : 0), cpu }'
+
+    # 3. (--h2) bulk through CONNECT streams over HTTP/2: the same downloads, gatehouse only
+    if ((h2)) && [[ $peer == gatehouse ]]; then
+        c0=$(cpu_ticks "$pid")
+        t0=$(date +%s.%N)
+        clients=()
+        for i in 1 2 3 4; do
+            taskset -c "$LOAD_CPU" timeout 300 "$PYTHON" "$here/scripts/bench_h2_connect.py" "$port" \
+                "127.0.0.1:$BACKEND_PORT" "$n" /large >"$d/h2bulk.$i" 2>&1 &
+            clients+=($!)
+        done
+        wait "${clients[@]}"
+        t1=$(date +%s.%N)
+        c1=$(cpu_ticks "$pid")
+        bytes=$(cat "$d"/h2bulk.* | awk '/^[0-9]+$/ { s += $1 } END { print s + 0 }')
+        awk -v p="$peer" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v hz="$hz" 'BEGIN {
+            mib = b / 1048576; secs = t1 - t0; cpu = c / hz
+            printf "%-10s connect-h2    %.0f MiB in %.1f s  %.0f MiB/s wall  %.0f MiB per proxy CPU-second (cpu %.2f s)\n",
+                p, mib, secs, mib / secs, (cpu > 0 ? mib / cpu : 0), cpu }'
+    fi
 
     # 2. small requests in absolute-form
     taskset -c "$LOAD_CPU" wrk -t1 -c32 -d2s -s "$TMP/abs.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1
