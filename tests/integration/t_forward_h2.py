@@ -652,3 +652,32 @@ def _(ctx):
         check(wait_until(logged, 10 * T), "squid's log: %r" % open(os.path.join(d, "access.log")).read()[-400:])
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@test("forward_h2_connect_idle_timeout_and_reload")
+def _(ctx):
+    # A tunnel on a stream outlives a reload (it holds its generation), and tunnel_idle ends an idle one
+    # (the stream is reset or ended, the connection and its other streams go on).
+    import signal
+    b = ctx.backend("b")
+    gh = h2fwd_conf(ctx, ["rule allow port=%d %s" % (b.port, LOCAL), "tunnel_idle 1500ms"])
+    gh.allow_worker_change = True  # the prober restarts with a reload
+    with h2(gh) as c:
+        t = tunnel_ok(c, "127.0.0.1:%d" % b.port)
+        eq(http_over(t, "/id")[1], b"b", "before the reload")
+        before = gh.stderr()
+        gh.signal(signal.SIGHUP)
+        check(wait_until(lambda: re.search(r"\[info\] \d+ reloaded ", gh.stderr()[len(before):]), 10 * T),
+              "the reload")
+        eq(http_over(t, "/id")[1], b"b", "the tunnel after the reload")
+        o = fwd_get(c, "127.0.0.1:%d" % b.port)
+        eq((status(o), o.body), (200, b"b"), "a new stream after the reload")
+        t0 = time.monotonic()
+        end = t.wait_end(8 * T)
+        took = time.monotonic() - t0
+        check(end != "closed", "the connection closed with its idle tunnel")
+        check(1.0 < took < 5 * T, "the idle tunnel ended after %.1fs (tunnel_idle 1500ms)" % took)
+        o = fwd_get(c, "127.0.0.1:%d" % b.port)
+        eq((status(o), o.body), (200, b"b"), "the connection after the idle tunnel ended")
+    check(wait_log(gh, r"tunnel from 127\.0\.0\.1 to 127\.0\.0\.1:%d by rule 1 ended \(idle timeout\)" % b.port,
+                   5 * T) is not None, "the idle tunnel's log line")
