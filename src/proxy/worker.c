@@ -335,8 +335,9 @@ int proxy__session_regen(proxy__session *s)
 
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const proxy__listener *l = &rt->listeners[i];
-        /* an HTTP session never moves to an address that became a stream service's: it has no router */
-        if (l->mode == PROXY__MODE_HTTP && same_listener(mine->addr.text, mine->tls, l->cfg)) {
+        /* an HTTP session never moves to an address that became a stream service's: it has no router; a
+         * forward proxy's moves as a reverse proxy's does (its exchanges follow l->forward) */
+        if (l->mode != PROXY__MODE_STREAM && same_listener(mine->addr.text, mine->tls, l->cfg)) {
             proxy__session_drop_own(s); /* it belongs to a pool of the old generation */
             proxy__gen_unref(s->gen);
             s->gen = w->gen;

@@ -620,3 +620,45 @@ def _(ctx):
     check(text.startswith("HTTP/1.1 407"), "answer: %r" % text[:80])
     check(re.search(r'(?im)^proxy-authenticate: basic realm="corp"', text) is not None, "Proxy-Authenticate: %r" % text)
     eq(len(b.requests()), 0, "requests that reached the backend")
+
+
+@test("forward_keepalive_connection_kept_old_config_after_reload")
+def _(ctx):
+    # A reload moves a client connection to the new configuration between requests; a forward proxy's
+    # listener was not found in it (only reverse-proxy listeners were looked for), so its next request ran
+    # on the old rules and the connection closed after it. Now the request after the reload is judged by the
+    # new rules (here: denied) and the connection stays open.
+    import signal
+    b = ctx.backend("b")
+    gh = fwd_conf(ctx, ["rule allow port=%d %s" % (b.port, LOCAL)])
+    gh.allow_worker_change = True  # the prober restarts with a reload
+    req = b"GET http://127.0.0.1:%d/id HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (b.port, b.port)
+
+    def answer(c):
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = c.recv(4096)
+            if not d:
+                return got
+            got += d
+        head, body = got.split(b"\r\n\r\n", 1)
+        n = int(re.search(rb"(?i)\r\ncontent-length: (\d+)", head).group(1))
+        while len(body) < n:
+            body += c.recv(4096)
+        return head
+    with socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T) as c:
+        c.sendall(req)
+        check(answer(c).startswith(b"HTTP/1.1 200"), "before the reload")
+        with open(gh.conf_path) as f:
+            text = f.read()
+        with open(gh.conf_path, "w") as f:
+            f.write(text.replace("rule allow port=%d" % b.port, "rule allow port=%d" % (b.port + 1 if b.port < 65535 else 1)))
+        before = gh.stderr()
+        gh.signal(signal.SIGHUP)
+        check(wait_until(lambda: re.search(r"\[info\] \d+ reloaded ", gh.stderr()[len(before):]), 10 * T), "the reload")
+        c.sendall(req)
+        head = answer(c)
+        check(head.startswith(b"HTTP/1.1 403"), "the request after the reload (its port no longer allowed): %r" % head[:80])
+        c.sendall(req)
+        head = answer(c)
+        check(head.startswith(b"HTTP/1.1 403"), "the connection after the reload: %r" % head[:80])
