@@ -732,3 +732,50 @@ def _(ctx):
         eq((status(o), o.body), (200, b"b"), "the connection after the idle tunnel ended")
     check(wait_log(gh, r"tunnel from 127\.0\.0\.1 to 127\.0\.0\.1:%d by rule 1 ended \(idle timeout\)" % b.port,
                    5 * T) is not None, "the idle tunnel's log line")
+
+
+@test("forward_h2_dns_timeouts_and_client_gone")
+def _(ctx):
+    # dns_timeout (504) and a name that does not exist (502) on their streams; then streams the client
+    # resets while their name is being resolved or their connect waits, and a connection closed with such
+    # streams: the query and the connect go with the exchange, a late DNS answer finds nobody waiting (no
+    # crash: the harness checks the worker), and the proxy serves on.
+    from t_resolver import DnsServer
+    s, fill = blackhole_listener()
+    hole = s.getsockname()[1]
+    b = ctx.backend("b")
+    dns = DnsServer(ctx, {"slow.test": (["127.0.0.1"], 60, 1.5), "never.test": (["127.0.0.1"], 60, 30)})
+    gh = h2fwd_conf(ctx, ["rule allow port=%d,%d %s" % (hole, b.port, LOCAL), "rule allow host=*.test port=80",
+                          "connect_timeout 3s", "dns_timeout 1s"], dns=dns)
+    try:
+        with h2(gh, plain=True) as c:
+            t0 = time.monotonic()
+            eq(status(fwd_get(c, "never.test")), 504, "a name that never resolves")
+            check(time.monotonic() - t0 < 4 * T, "504 after %.1fs (dns_timeout 1s)" % (time.monotonic() - t0))
+            eq(status(fwd_get(c, "nxdomain.test")), 502, "a name that does not exist")
+            o, t = connect(c, "never.test:80")
+            eq(status(o), 504, "CONNECT to a name that never resolves")
+        gh2 = h2fwd_conf(ctx, ["rule allow port=%d,%d %s" % (hole, b.port, LOCAL), "connect_timeout 3s",
+                               "dns_timeout 5s", "rule allow host=*.test port=%d,%d %s" % (hole, b.port, LOCAL)],
+                         dns=dns)
+        for close_conn in (False, True):
+            c = h2(gh2)
+            sids = [c.request([(":method", "CONNECT"), (":authority", dest)], end_stream=False)
+                    for dest in ["slow.test:%d" % hole, "127.0.0.1:%d" % hole, "slow.test:%d" % b.port]]
+            sids.append(c.request(req_headers("slow.test:%d" % b.port)))
+            time.sleep(0.2)
+            if close_conn:
+                c.close()
+                continue
+            c.send(b"".join(rst_stream(sid) for sid in sids))
+            o = fwd_get(c, "127.0.0.1:%d" % b.port)
+            eq((status(o), o.body), (200, b"b"), "a request after the resets")
+            c.close()
+        time.sleep(2.0)  # the DNS answers (1.5 s) come for nobody
+        with h2(gh2) as c:
+            o = fwd_get(c, "slow.test:%d" % b.port)
+            eq((status(o), o.body), (200, b"b"), "a request after the late answers")
+    finally:
+        for x in fill:
+            x.close()
+        s.close()
