@@ -453,6 +453,11 @@ def _(ctx):
                                 end_stream=False)
                 o = c.response(sid)
                 check(o.kind == "rst", "CONNECT with a :path (malformed, RFC 9113 8.5): %r" % o)
+                # an extended CONNECT (RFC 8441: a WebSocket) names no destination a forward proxy can take
+                sid = c.request([(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                                 (":authority", "ok.test:%d" % b.port), (":path", "/")] + cred, end_stream=False)
+                o = c.response(sid)
+                eq(status(o), 400, "an extended CONNECT to the forward proxy")
                 o = fwd_get(c, "ok.test:%d" % b.port, extra=cred)
                 eq((status(o), o.body), (200, b"b"), "an ordinary request on the same connection")
                 check(c.goaway is None, "GOAWAY after refusals: %r" % (c.goaway,))
