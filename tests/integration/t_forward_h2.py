@@ -680,6 +680,14 @@ def _(ctx):
         eq(status(o), 429, "a third tunnel with a limit of two")
         o = fwd_get(c, auth)
         eq((status(o), o.body), (200, b"b"), "an ordinary request at the tunnel limit")
+    users = write(ctx, "users", "alice:%s\n" % crypt_hash("wonder", b"$2b$", 5))
+    gh3 = h2fwd_conf(ctx, ["auth %s" % users, "rule allow port=%d %s" % (b.port, LOCAL), "max_tunnels_per_ip 0",
+                           "max_tunnels_per_user 1"])
+    cred = [("proxy-authorization", basic("alice", "wonder"))]
+    with h2(gh3) as c, h2(gh3, plain=True) as c2:
+        tunnel_ok(c, auth, cred)
+        o, t = connect(c2, auth, cred)
+        eq(status(o), 429, "a second tunnel of the user (another connection) with max_tunnels_per_user 1")
 
 
 @test("forward_h2_chain_via_squid")
