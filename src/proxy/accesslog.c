@@ -1,7 +1,7 @@
 /*
  * accesslog: one line per request, in the format of its route's access_log
  * (combined, json or a log_format: conf/edge_directives.c), buffered per
- * destination and written once per loop iteration, never blocking the loop.
+ * destination and written at 64 KiB or after 100 ms, never blocking the loop.
  *
  * Destinations: one descriptor and buffer per distinct path per worker (a
  * "sink"), shared by every access_log that names the path. Sinks live as long
@@ -49,6 +49,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,17 @@
 #define BUF_MAX        (256 * 1024) /* lines waiting for a slow reader; past this they are dropped */
 #define REC_FREE_MAX   256          /* records kept for reuse (1 MiB) */
 #define WARN_MS        1000
+/*
+ * Lines wait in the buffer across loop iterations, written when FLUSH_BYTES
+ * are waiting or FLUSH_MS after the first of them (a timer: it also wakes a
+ * loop that has nothing else to do), as nginx's buffer=/flush= do: with one
+ * write(2) per iteration, a keep-alive client's every request was a write of
+ * its own (each request is an iteration of its own). Nothing waits past the
+ * worker: reload, SIGUSR1 and exit write first, and a crash writes the
+ * buffers from its signal handler (crash_flush).
+ */
+#define FLUSH_BYTES (64 * 1024)
+#define FLUSH_MS    100
 
 /* The raw fields a record keeps, and the most of each it keeps (escaped values are bounded again). */
 enum { F_METHOD, F_TARGET, F_REFERER, F_UA, F_HOST, NFIELDS };
@@ -88,7 +101,8 @@ struct proxy__access_rec {
 };
 
 struct proxy__access {
-    gh_io io; /* registered for writability when the descriptor can block (pipe, FIFO, socket, tty) */
+    gh_io io;       /* registered for writability when the descriptor can block (pipe, FIFO, socket, tty) */
+    gh_timer timer; /* armed while lines wait: they are written FLUSH_MS after the first */
     proxy__worker *w;
     proxy__access *next;   /* the worker's sinks */
     char *path;            /* "-": standard output */
@@ -205,6 +219,59 @@ static void on_writable(gh_io *io, unsigned events)
     proxy__access *a = (proxy__access *)io;
     a->blocked = 0;
     flush(a);
+}
+
+static void on_flush_timer(gh_timer *t)
+{
+    flush((proxy__access *)((char *)t - offsetof(proxy__access, timer)));
+}
+
+/*
+ * A fatal signal (SIGSEGV, SIGABRT...): the lines waiting are whole ones
+ * ([start, end) moves only past a finished line), so they are written as they
+ * are, with write(2) alone (async-signal-safe), before the previous action
+ * runs: the handler it replaced (a sanitizer's) or the default (the core).
+ */
+static proxy__access *crash_sinks;
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+static struct sigaction crash_prev[sizeof(crash_signals) / sizeof(crash_signals[0])];
+static int crash_installed;
+
+static void crash_flush(int sig, siginfo_t *info, void *uc)
+{
+    int saved = errno;
+
+    for (proxy__access *a = crash_sinks; a != NULL; a = a->next)
+        while (a->io.fd >= 0 && a->buf != NULL && a->end > a->start) {
+            ssize_t r = write(a->io.fd, a->buf + a->start, a->end - a->start);
+            if (r <= 0)
+                break;
+            a->start += (size_t)r;
+        }
+    for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+        if (crash_signals[i] == sig)
+            sigaction(sig, &crash_prev[i], NULL);
+    errno = saved;
+    /* A fault comes again when the instruction runs again, now to the previous action; a sent signal is sent
+     * again. */
+    if (info == NULL || info->si_code <= 0)
+        raise(sig);
+}
+
+static void crash_install(proxy__worker *w)
+{
+    struct sigaction sa;
+
+    crash_sinks = w->access;
+    if (crash_installed)
+        return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = crash_flush;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+        sigaction(crash_signals[i], &sa, &crash_prev[i]);
+    crash_installed = 1;
 }
 
 static void drop(proxy__access *a)
@@ -350,8 +417,10 @@ static proxy__access *sink_for(proxy__worker *w, const char *path)
     }
     a->w = w;
     a->io.fd = -1;
+    a->timer.cb = on_flush_timer;
     a->next = w->access;
     w->access = a;
+    crash_sinks = w->access;
     return a;
 }
 
@@ -386,7 +455,10 @@ static int map_gen(proxy__worker *w, proxy__gen *g)
 
 int proxy__access_open(proxy__worker *w)
 {
-    return map_gen(w, w->gen);
+    int rc = map_gen(w, w->gen);
+
+    crash_install(w);
+    return rc;
 }
 
 /*
@@ -432,7 +504,9 @@ void proxy__access_close(proxy__worker *w)
         }
         warn_dropped(a, 1);
         close_fd(a);
+        gh_timer_stop(w->loop, &a->timer);
         w->access = a->next;
+        crash_sinks = w->access;
         free(a->buf);
         free(a->path);
         free(a);
@@ -445,12 +519,16 @@ void proxy__access_close(proxy__worker *w)
     rec_nfree = 0;
 }
 
+/* The idle hook, once per loop iteration: lines are written at FLUSH_BYTES, or by the timer. */
 void proxy__access_flush(proxy__worker *w)
 {
     for (proxy__access *a = w->access; a != NULL; a = a->next) {
-        if (a->end > a->start)
+        if (a->end - a->start >= FLUSH_BYTES)
             flush(a);
-        warn_dropped(a, 0);
+        if (a->end > a->start && a->timer.when == 0)
+            gh_timer_set(w->loop, &a->timer, FLUSH_MS);
+        if (a->dropped != 0)
+            warn_dropped(a, 0);
     }
 }
 
