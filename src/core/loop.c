@@ -11,7 +11,7 @@
 struct gh_loop {
     int epfd;
     int stopped;
-    uint64_t now;
+    uint64_t now, now_us;
     int64_t wall;
     gh_timer **heap;
     uint32_t nheap, capheap;
@@ -23,11 +23,18 @@ struct gh_loop {
 
 static void collect_garbage(gh_loop *l);
 
+/*
+ * CLOCK_MONOTONIC, not _COARSE (4 ms ticks at HZ=250): the upstream
+ * histograms' 0.5 ms buckets take their response time from it (gh_loop_now_us);
+ * one vDSO read per iteration (about 17 ns more than the coarse one) instead
+ * of one per response head.
+ */
 static void update_clock(gh_loop *l)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    l->now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    l->now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    l->now = l->now_us / 1000;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     l->wall = ts.tv_sec;
 }
@@ -223,6 +230,11 @@ uint64_t gh_loop_now(const gh_loop *l)
 {
     return l->now;
 }
+uint64_t gh_loop_now_us(const gh_loop *l)
+{
+    return l->now_us;
+}
+
 int64_t gh_loop_wall(const gh_loop *l)
 {
     return l->wall;

@@ -64,6 +64,8 @@ void gh_timer_stop(gh_loop *l, gh_timer *t);
 
 /* The loop's clock in ms (CLOCK_MONOTONIC), updated once per iteration. */
 uint64_t gh_loop_now(const gh_loop *l);
+/* The same clock in microseconds: when this iteration's events were known (epoll_wait returned). */
+uint64_t gh_loop_now_us(const gh_loop *l);
 /* Wall-clock seconds, updated once per iteration (for logs). */
 int64_t gh_loop_wall(const gh_loop *l);
 

@@ -1,7 +1,7 @@
 /*
  * accesslog: one line per request, in the format of its route's access_log
  * (combined, json or a log_format: conf/edge_directives.c), buffered per
- * destination and written once per loop iteration, never blocking the loop.
+ * destination and written at 64 KiB or after 100 ms, never blocking the loop.
  *
  * Destinations: one descriptor and buffer per distinct path per worker (a
  * "sink"), shared by every access_log that names the path. Sinks live as long
@@ -10,18 +10,21 @@
  * configuration does not name is closed, and lines still coming for it (from
  * requests of the old configuration) are dropped and counted.
  *
- * What a request costs: its head's fields (method, target, referer, user
- * agent, host) are copied raw, bounded, at the start, while the head is still
- * in the client's buffer, into a record from a per-worker free list (no
- * allocation once the worker has seen as many exchanges at once as it will);
- * the line is formatted, escaped, at the end into its sink's buffer (in
- * place when it has room for a whole line). The built-in combined and json
- * formats are written by put_combined and put_json, their variables in order
- * with the literal text inline; a log_format is interpreted seg by seg. A
- * value that needs no escape (nearly all) is copied whole after a check eight
- * bytes at a time (logesc.c). scripts/cost_log.sh measures it: about 1,300
- * instructions per keep-alive TLS request for combined, 2,100 for json (of
- * about 23,100), where the byte-wise version took 2,500 and 4,300.
+ * What a request costs: one engine for every format, built-in or not. Each
+ * format is compiled once per generation into a program (prog_make: the
+ * literal text before each variable). When the exchange begins, while the
+ * head is still in the client's buffer, the program renders into a record
+ * (from a per-worker free list: no allocation once the worker has seen as
+ * many exchanges at once as it will) everything the start knows, escaped:
+ * the literal text, the client's address and the head's fields, only those
+ * the format uses. What only the end knows (status, bytes, times, the date,
+ * the server) is left as gaps between pieces; the end copies the pieces into
+ * the sink's buffer with those values between them (write_line). A line that
+ * could be longer than LINE_MAX_BYTES keeps its raw fields instead and is
+ * interpreted with every bound at the end (write_slow), so a line is the same
+ * bytes either way. A value that needs no escape (nearly all) is checked and
+ * copied in one pass, a word at a time (logesc.h). scripts/cost_log.sh
+ * measures it; docs/config.md quotes the figures.
  *
  * Escaping: the combined format and log_format without escape=json write a
  * quote, a backslash, control characters and bytes outside ASCII as \xHH. JSON
@@ -49,6 +52,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,11 +71,53 @@
 #define BUF_MAX        (256 * 1024) /* lines waiting for a slow reader; past this they are dropped */
 #define REC_FREE_MAX   256          /* records kept for reuse (1 MiB) */
 #define WARN_MS        1000
+/*
+ * Lines wait in the buffer across loop iterations, written when FLUSH_BYTES
+ * are waiting or FLUSH_MS after the first of them (a timer: it also wakes a
+ * loop that has nothing else to do), as nginx's buffer=/flush= do: with one
+ * write(2) per iteration, a keep-alive client's every request was a write of
+ * its own (each request is an iteration of its own). Nothing waits past the
+ * worker: reload, SIGUSR1 and exit write first, and a crash writes the
+ * buffers from its signal handler (crash_flush).
+ */
+#define FLUSH_BYTES (64 * 1024)
+#define FLUSH_MS    100
 
 /* The raw fields a record keeps, and the most of each it keeps (escaped values are bounded again). */
 enum { F_METHOD, F_TARGET, F_REFERER, F_UA, F_HOST, NFIELDS };
 static const uint16_t field_cap[NFIELDS] = {64, 2048, 768, 768, 256};
 #define REC_TEXT (64 + 2048 + 768 + 768 + 256)
+
+/*
+ * A line as rendered when its request began: the text of every value known
+ * then (the request's fields, the client's address) and all of the format's
+ * literal text, in pieces between the values only the end knows (status,
+ * bytes, times, the date, the server). Piece i is out[piece_end[i-1],
+ * piece_end[i]) (from 0 for the first), then variable end_var[i]
+ * (GH_LOGV_TEXT: the last piece).
+ */
+#define MAX_ITEMS 24
+#define SLACK     32 /* bytes copied past a piece (whole words): out[] and every line have room for them */
+
+/* A format's program (prog_make): op i is text, then variable var (GH_LOGV_TEXT: text alone). */
+typedef struct log_op {
+    const char *text;
+    uint16_t len;
+    uint8_t var;
+} log_op;
+
+struct proxy__log_prog {
+    const gh_cfg_log_format *fmt;
+    size_t fixed;                 /* the literal text, the end's values at their most, a suffix, the newline */
+    uint16_t uses[GH_LOGV_COUNT]; /* how many times each variable comes */
+    uint8_t headers;              /* $http_referer or $http_user_agent: find them */
+    uint8_t slow;                 /* always write_slow (a format with more pieces than MAX_ITEMS) */
+    size_t nops;
+    log_op ops[];
+};
+typedef struct proxy__log_prog log_prog;
+
+static log_prog *prog_make(const gh_cfg_log_format *fmt);
 
 /* One request's fields for its log line. */
 struct proxy__access_rec {
@@ -78,17 +125,25 @@ struct proxy__access_rec {
     proxy__access *sink;          /* where the line goes */
     const gh_cfg_access_log *log; /* in which format */
     const gh_cfg_route *route;    /* $site, $route; NULL: none */
+    const gh_cfg_log_format *fmt; /* what out[] was rendered for (a route's log may have another format) */
+    uint8_t slow;                 /* out[] was not made (a line that may be cut): text[] has the raw fields */
+    uint8_t minor;                /* HTTP/1.<minor>; 20: HTTP/2 */
+    uint8_t tls;                  /* $scheme: the client's connection (a tunnel's too) */
+    uint8_t raw_request;          /* F_METHOD holds a whole first line as received (a request the parser refused) */
+    uint8_t present[NFIELDS];     /* the header was there (else "-", or "" in JSON) */
     uint16_t off[NFIELDS], len[NFIELDS];
-    uint8_t present[NFIELDS]; /* the header was there (else "-", or "" in JSON) */
-    uint8_t minor;            /* HTTP/1.<minor>; 20: HTTP/2 */
-    uint8_t tls;              /* $scheme: the client's connection (a tunnel's too) */
-    uint32_t stream;          /* the HTTP/2 stream id; 0: HTTP/1 */
-    uint8_t raw_request;      /* F_METHOD holds a whole first line as received (a request the parser refused) */
-    char text[REC_TEXT];
+    uint32_t stream; /* the HTTP/2 stream id; 0: HTTP/1 */
+    uint16_t piece_end[MAX_ITEMS];
+    uint8_t end_var[MAX_ITEMS];
+    union { /* one or the other: a line is rendered at the start, or (slow) its raw fields are kept */
+        char out[LINE_MAX_BYTES + SLACK];
+        char text[REC_TEXT];
+    };
 };
 
 struct proxy__access {
-    gh_io io; /* registered for writability when the descriptor can block (pipe, FIFO, socket, tty) */
+    gh_io io;       /* registered for writability when the descriptor can block (pipe, FIFO, socket, tty) */
+    gh_timer timer; /* armed while lines wait: they are written FLUSH_MS after the first */
     proxy__worker *w;
     proxy__access *next;   /* the worker's sinks */
     char *path;            /* "-": standard output */
@@ -205,6 +260,59 @@ static void on_writable(gh_io *io, unsigned events)
     proxy__access *a = (proxy__access *)io;
     a->blocked = 0;
     flush(a);
+}
+
+static void on_flush_timer(gh_timer *t)
+{
+    flush((proxy__access *)((char *)t - offsetof(proxy__access, timer)));
+}
+
+/*
+ * A fatal signal (SIGSEGV, SIGABRT...): the lines waiting are whole ones
+ * ([start, end) moves only past a finished line), so they are written as they
+ * are, with write(2) alone (async-signal-safe), before the previous action
+ * runs: the handler it replaced (a sanitizer's) or the default (the core).
+ */
+static proxy__access *crash_sinks;
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+static struct sigaction crash_prev[sizeof(crash_signals) / sizeof(crash_signals[0])];
+static int crash_installed;
+
+static void crash_flush(int sig, siginfo_t *info, void *uc)
+{
+    int saved = errno;
+
+    for (proxy__access *a = crash_sinks; a != NULL; a = a->next)
+        while (a->io.fd >= 0 && a->buf != NULL && a->end > a->start) {
+            ssize_t r = write(a->io.fd, a->buf + a->start, a->end - a->start);
+            if (r <= 0)
+                break;
+            a->start += (size_t)r;
+        }
+    for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+        if (crash_signals[i] == sig)
+            sigaction(sig, &crash_prev[i], NULL);
+    errno = saved;
+    /* A fault comes again when the instruction runs again, now to the previous action; a sent signal is sent
+     * again. */
+    if (info == NULL || info->si_code <= 0)
+        raise(sig);
+}
+
+static void crash_install(proxy__worker *w)
+{
+    struct sigaction sa;
+
+    crash_sinks = w->access;
+    if (crash_installed)
+        return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = crash_flush;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+        sigaction(crash_signals[i], &sa, &crash_prev[i]);
+    crash_installed = 1;
 }
 
 static void drop(proxy__access *a)
@@ -350,8 +458,10 @@ static proxy__access *sink_for(proxy__worker *w, const char *path)
     }
     a->w = w;
     a->io.fd = -1;
+    a->timer.cb = on_flush_timer;
     a->next = w->access;
     w->access = a;
+    crash_sinks = w->access;
     return a;
 }
 
@@ -369,6 +479,20 @@ static int map_gen(proxy__worker *w, proxy__gen *g)
         return 0;
     if (g->access == NULL && (g->access = calloc(cfg->nlogs, sizeof(*g->access))) == NULL)
         return -1;
+    if (g->log_progs == NULL) {
+        log_prog **progs = calloc(cfg->nformats, sizeof(*progs));
+
+        for (size_t i = 0; progs != NULL && i < cfg->nformats; i++)
+            if ((progs[i] = prog_make(&cfg->formats[i])) == NULL) {
+                while (i > 0)
+                    free(progs[--i]);
+                free(progs);
+                progs = NULL;
+            }
+        g->log_progs = progs; /* NULL: no line (out of memory) */
+        if (progs == NULL)
+            rc = -1;
+    }
     for (size_t i = 0; i < cfg->nlogs; i++) {
         proxy__access *a = sink_for(w, cfg->logs[i].path);
 
@@ -386,7 +510,10 @@ static int map_gen(proxy__worker *w, proxy__gen *g)
 
 int proxy__access_open(proxy__worker *w)
 {
-    return map_gen(w, w->gen);
+    int rc = map_gen(w, w->gen);
+
+    crash_install(w);
+    return rc;
 }
 
 /*
@@ -414,8 +541,19 @@ void proxy__access_reopen(proxy__worker *w)
 /* A generation is freed: its map goes (the sinks stay with the worker). */
 void proxy__access_gen_free(proxy__gen *g)
 {
+    if (g->log_progs != NULL)
+        for (size_t i = 0; i < g->rt->cfg->nformats; i++)
+            free(g->log_progs[i]);
+    free(g->log_progs);
+    g->log_progs = NULL;
     free(g->access);
     g->access = NULL;
+}
+
+/* The program of log's format (map_gen made them). */
+static inline const log_prog *prog_of(const proxy__gen *g, const gh_cfg_access_log *log)
+{
+    return g->log_progs[log->format - g->rt->cfg->formats];
 }
 
 /* At worker exit: what cannot be written without blocking is dropped, and counted. */
@@ -432,7 +570,9 @@ void proxy__access_close(proxy__worker *w)
         }
         warn_dropped(a, 1);
         close_fd(a);
+        gh_timer_stop(w->loop, &a->timer);
         w->access = a->next;
+        crash_sinks = w->access;
         free(a->buf);
         free(a->path);
         free(a);
@@ -445,12 +585,16 @@ void proxy__access_close(proxy__worker *w)
     rec_nfree = 0;
 }
 
+/* The idle hook, once per loop iteration: lines are written at FLUSH_BYTES, or by the timer. */
 void proxy__access_flush(proxy__worker *w)
 {
     for (proxy__access *a = w->access; a != NULL; a = a->next) {
-        if (a->end > a->start)
+        if (a->end - a->start >= FLUSH_BYTES)
             flush(a);
-        warn_dropped(a, 0);
+        if (a->end > a->start && a->timer.when == 0)
+            gh_timer_set(w->loop, &a->timer, FLUSH_MS);
+        if (a->dropped != 0)
+            warn_dropped(a, 0);
     }
 }
 
@@ -488,17 +632,24 @@ static const char *log_iso(proxy__worker *w)
     return iso;
 }
 
+/* Decimal digits, two at a time from the end. */
 static size_t put_num(char *dst, uint64_t v)
 {
-    char tmp[24];
-    size_t i = sizeof(tmp), n;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    size_t n = v < 10 ? 1 : v < 100 ? 2 : v < 1000 ? 3 : v < 10000 ? 4 : 5, i;
 
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    n = sizeof(tmp) - i;
-    memcpy(dst, tmp + i, n);
+    for (uint64_t t = v / 100000; t != 0; t /= 10)
+        n++;
+    for (i = n; v >= 100; v /= 100) {
+        i -= 2;
+        memcpy(dst + i, pairs + 2 * (v % 100), 2);
+    }
+    if (v >= 10)
+        memcpy(dst + i - 2, pairs + 2 * v, 2);
+    else
+        dst[i - 1] = (char)('0' + v);
     return n;
 }
 
@@ -562,9 +713,8 @@ static void put_field(line *l, const proxy__access_rec *r, int f)
         put_val(l, r->text + r->off[f], r->len[f], (size_t)field_cap[f] * 2);
 }
 
-/* Inlined: put_combined and put_json name constant variables, so each call is its case alone. */
-static inline __attribute__((always_inline)) void put_var(line *l, proxy__worker *w, const proxy__access_rec *r,
-                                                          const facts *f, int var)
+/* The interpretation of a variable, for a line that may be cut (write_slow). */
+static void put_var(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f, int var)
 {
     char num[48];
     const char *proto = r->minor == 20 ? "HTTP/2.0" : r->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
@@ -685,135 +835,222 @@ static inline __attribute__((always_inline)) void put_var(line *l, proxy__worker
     }
 }
 
-/* Literal text of a format: its room was kept (reserve), so it is never cut; a constant size copies inline. */
-#define PUT_LIT(l, lit)                                                                                                \
-    do {                                                                                                               \
-        (l)->reserve -= sizeof(lit) - 1;                                                                               \
-        memcpy((l)->p + (l)->len, lit, sizeof(lit) - 1);                                                               \
-        (l)->len += sizeof(lit) - 1;                                                                                   \
-    } while (0)
-
-/* The built-in combined format (edge_directives.c COMBINED_TEXT): recognised by its segs and literal length. */
-#define COMBINED_NSEGS    16
-#define COMBINED_TEXT_LEN 17
-
-static int is_combined(const gh_cfg_log_format *fmt)
-{
-    return fmt->where.line == 0 && !fmt->json && fmt->nsegs == COMBINED_NSEGS && fmt->text_len == COMBINED_TEXT_LEN;
-}
-
 /*
- * The default format of every access log, on every request: its segs in
- * order through put_var (so the same bytes and bounds as the interpretation),
- * with the literal text copied inline and no seg read.
- * `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
+ * The record's line from the raw fields, seg by seg, each value bounded by
+ * the room left: for a line that may be longer than LINE_MAX_BYTES (a long
+ * target or header) and for a request the parser refused.
  */
-static void put_combined(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f)
-{
-    put_var(l, w, r, f, GH_LOGV_REMOTE_ADDR);
-    PUT_LIT(l, " - ");
-    put_var(l, w, r, f, GH_LOGV_REMOTE_USER);
-    PUT_LIT(l, " [");
-    put_var(l, w, r, f, GH_LOGV_TIME_LOCAL);
-    PUT_LIT(l, "] \"");
-    put_var(l, w, r, f, GH_LOGV_REQUEST);
-    PUT_LIT(l, "\" ");
-    put_var(l, w, r, f, GH_LOGV_STATUS);
-    PUT_LIT(l, " ");
-    put_var(l, w, r, f, GH_LOGV_BODY_BYTES_SENT);
-    PUT_LIT(l, " \"");
-    put_var(l, w, r, f, GH_LOGV_HTTP_REFERER);
-    PUT_LIT(l, "\" \"");
-    put_var(l, w, r, f, GH_LOGV_HTTP_USER_AGENT);
-    PUT_LIT(l, "\"");
-}
-
-/* The built-in json format (edge_directives.c JSON_TEXT): its segs in order, the literal text inline. */
-#define JSON_NSEGS    33
-#define JSON_TEXT_LEN 242
-
-static int is_json(const gh_cfg_log_format *fmt)
-{
-    return fmt->where.line == 0 && fmt->json && fmt->nsegs == JSON_NSEGS && fmt->text_len == JSON_TEXT_LEN;
-}
-
-static void put_json(line *l, proxy__worker *w, const proxy__access_rec *r, const facts *f)
-{
-    PUT_LIT(l, "{\"time\":\"");
-    put_var(l, w, r, f, GH_LOGV_TIME_ISO8601);
-    PUT_LIT(l, "\",\"remote_addr\":\"");
-    put_var(l, w, r, f, GH_LOGV_REMOTE_ADDR);
-    PUT_LIT(l, "\",\"remote_user\":\"");
-    put_var(l, w, r, f, GH_LOGV_REMOTE_USER);
-    PUT_LIT(l, "\",\"method\":\"");
-    put_var(l, w, r, f, GH_LOGV_METHOD);
-    PUT_LIT(l, "\",\"uri\":\"");
-    put_var(l, w, r, f, GH_LOGV_URI);
-    PUT_LIT(l, "\",\"protocol\":\"");
-    put_var(l, w, r, f, GH_LOGV_PROTOCOL);
-    PUT_LIT(l, "\",\"host\":\"");
-    put_var(l, w, r, f, GH_LOGV_HOST);
-    PUT_LIT(l, "\",\"status\":");
-    put_var(l, w, r, f, GH_LOGV_STATUS);
-    PUT_LIT(l, ",\"body_bytes_sent\":");
-    put_var(l, w, r, f, GH_LOGV_BODY_BYTES_SENT);
-    PUT_LIT(l, ",\"request_time\":");
-    put_var(l, w, r, f, GH_LOGV_REQUEST_TIME);
-    PUT_LIT(l, ",\"upstream_addr\":\"");
-    put_var(l, w, r, f, GH_LOGV_UPSTREAM_ADDR);
-    PUT_LIT(l, "\",\"upstream_response_time\":\"");
-    put_var(l, w, r, f, GH_LOGV_UPSTREAM_RESPONSE_TIME);
-    PUT_LIT(l, "\",\"http_referer\":\"");
-    put_var(l, w, r, f, GH_LOGV_HTTP_REFERER);
-    PUT_LIT(l, "\",\"http_user_agent\":\"");
-    put_var(l, w, r, f, GH_LOGV_HTTP_USER_AGENT);
-    PUT_LIT(l, "\",\"site\":\"");
-    put_var(l, w, r, f, GH_LOGV_SITE);
-    PUT_LIT(l, "\",\"route\":\"");
-    put_var(l, w, r, f, GH_LOGV_ROUTE);
-    PUT_LIT(l, "\"}");
-}
-
-/* The record's line, with `suffix` before the newline, into its sink. */
-static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix)
+static void write_slow(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix, size_t slen)
 {
     const gh_cfg_log_format *fmt = r->log->format;
     proxy__access *a = r->sink;
     char buf[LINE_MAX_BYTES];
-    size_t slen = suffix[0] != '\0' ? strlen(suffix) : 0;
     line l = {buf, 0, sizeof(buf), 1 + slen + fmt->text_len, fmt->json};
-    /* With room for the longest line, it is made in place in the sink's buffer (what append_line would copy). */
-    int in_place = a->io.fd >= 0 && a->buf != NULL && BUF_MAX - a->end >= LINE_MAX_BYTES;
 
     if (l.reserve > l.cap) {
         drop(a);
         return;
     }
-    if (in_place)
-        l.p = a->buf + a->end;
-    if (is_combined(fmt))
-        put_combined(&l, w, r, f);
-    else if (is_json(fmt))
-        put_json(&l, w, r, f);
-    else
-        for (size_t i = 0; i < fmt->nsegs; i++) {
-            const gh_cfg_log_seg *s = &fmt->segs[i];
+    for (size_t i = 0; i < fmt->nsegs; i++) {
+        const gh_cfg_log_seg *s = &fmt->segs[i];
 
-            if (s->var != GH_LOGV_TEXT) {
-                put_var(&l, w, r, f, s->var);
-                continue;
-            }
-            l.reserve -= s->text.len;
-            memcpy(l.p + l.len, s->text.p, s->text.len);
-            l.len += s->text.len;
+        if (s->var != GH_LOGV_TEXT) {
+            put_var(&l, w, r, f, s->var);
+            continue;
         }
+        l.reserve -= s->text.len;
+        memcpy(l.p + l.len, s->text.p, s->text.len);
+        l.len += s->text.len;
+    }
     memcpy(l.p + l.len, suffix, slen);
     l.len += slen;
     l.p[l.len++] = '\n';
+    append_line(a, l.p, l.len);
+}
+
+/*
+ * memcpy for the short pieces of a line, inline: words, the last one
+ * overlapping (a call to memcpy costs more than most of these copies).
+ */
+static inline void copy_small(char *dst, const char *src, size_t n)
+{
+    uint64_t x;
+    uint32_t y;
+
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, src + i, 8);
+            memcpy(dst + i, &x, 8);
+        }
+        memcpy(&x, src + n - 8, 8);
+        memcpy(dst + n - 8, &x, 8);
+    } else if (n >= 4) {
+        memcpy(&y, src, 4);
+        memcpy(dst, &y, 4);
+        memcpy(&y, src + n - 4, 4);
+        memcpy(dst + n - 4, &y, 4);
+    } else if (n >= 2) {
+        uint16_t z;
+
+        memcpy(&z, src, 2);
+        memcpy(dst, &z, 2);
+        dst[n - 1] = src[n - 1];
+    } else if (n == 1) {
+        dst[0] = src[0];
+    }
+}
+
+/*
+ * Copies n bytes: sixteen at once (most pieces of a line are shorter), then
+ * words of eight, up to SLACK / 2 bytes more than n: for a source and a
+ * destination that have SLACK bytes of room past them.
+ */
+static inline void copy_words(char *dst, const char *src, size_t n)
+{
+    uint64_t x, y;
+
+    memcpy(&x, src, 8);
+    memcpy(&y, src + 8, 8);
+    memcpy(dst, &x, 8);
+    memcpy(dst + 8, &y, 8);
+    for (size_t i = 16; i < n; i += 8) {
+        memcpy(&x, src + i, 8);
+        memcpy(dst + i, &x, 8);
+    }
+}
+
+/*
+ * A value into dst, escaped, at most max bytes: what put_val writes when the
+ * line has room for it. Returns its length.
+ */
+static inline __attribute__((always_inline)) size_t put_str(char *dst, const char *s, size_t n, size_t max, int json)
+{
+    if (n <= max && proxy__log_copy_plain(dst, s, n))
+        return n;
+    return json ? proxy__log_esc_json(dst, max, s, n) : proxy__log_esc_default(dst, max, s, n);
+}
+
+static inline size_t put_dash(char *dst, int json)
+{
+    dst[0] = '-';
+    return json ? 0 : 1;
+}
+
+/*
+ * The most each variable known only at the end writes (its bound in put_var;
+ * the dates are copied as their 32-byte arrays), so that a line rendered at
+ * the start is known at the start to fit: then no value of it is ever cut.
+ */
+static const uint16_t end_max[GH_LOGV_COUNT] = {
+    [GH_LOGV_TIME_LOCAL] = 32,     [GH_LOGV_TIME_ISO8601] = 32,           [GH_LOGV_MSEC] = 24,
+    [GH_LOGV_STATUS] = 24,         [GH_LOGV_BODY_BYTES_SENT] = 24,        [GH_LOGV_REQUEST_TIME] = 24,
+    [GH_LOGV_UPSTREAM_ADDR] = 256, [GH_LOGV_UPSTREAM_RESPONSE_TIME] = 24, [GH_LOGV_SITE] = 256,
+    [GH_LOGV_ROUTE] = 512,         [GH_LOGV_REMOTE_USER] = 256,           [GH_LOGV_FORWARD_RULE] = 512 + 12,
+};
+#define SUFFIX_MAX 128 /* the longest suffix (a tunnel's) and the newline */
+
+/* A variable the end knows, into dst (room for end_max[var] bytes); returns its length. */
+static size_t put_end(char *dst, proxy__worker *w, const proxy__access_rec *r, const facts *f, int var, int json)
+{
+    switch (var) {
+    case GH_LOGV_TIME_LOCAL: {
+        const char *d = log_date(w); /* before date_len: it may make the date of a new second */
+        memcpy(dst, d, 32);
+        return date_len;
+    }
+    case GH_LOGV_TIME_ISO8601: {
+        const char *d = log_iso(w);
+        memcpy(dst, d, 32);
+        return iso_len;
+    }
+    case GH_LOGV_MSEC: {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return put_secs(dst, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+    }
+    case GH_LOGV_STATUS:
+        if (f->status >= 100 && f->status <= 999) { /* three digits: all but a status of 0 */
+            dst[0] = (char)('0' + f->status / 100);
+            dst[1] = (char)('0' + f->status / 10 % 10);
+            dst[2] = (char)('0' + f->status % 10);
+            return 3;
+        }
+        return put_num(dst, (uint64_t)(f->status > 0 ? f->status : 0));
+    case GH_LOGV_BODY_BYTES_SENT:
+        return put_num(dst, f->bytes);
+    case GH_LOGV_REQUEST_TIME:
+        return put_secs(dst, f->request_ms);
+    case GH_LOGV_UPSTREAM_ADDR:
+        return f->upstream == NULL ? put_dash(dst, json) : put_str(dst, f->upstream, strlen(f->upstream), 256, json);
+    case GH_LOGV_UPSTREAM_RESPONSE_TIME:
+        return f->upstream_ms < 0 ? put_dash(dst, json) : put_secs(dst, (uint64_t)f->upstream_ms);
+    case GH_LOGV_SITE:
+        if (r->route == NULL || r->route->site == NULL)
+            return put_dash(dst, json);
+        if (r->route->site->nnames > 0)
+            return put_str(dst, r->route->site->names[0].p, r->route->site->names[0].len, 256, json);
+        memcpy(dst, "default", 7);
+        return 7;
+    case GH_LOGV_ROUTE:
+        return r->route == NULL ? put_dash(dst, json)
+                                : put_str(dst, r->route->prefix.p, r->route->prefix.len, 512, json);
+    case GH_LOGV_REMOTE_USER:
+        return f->user == NULL ? put_dash(dst, json) : put_str(dst, f->user, strlen(f->user), 256, json);
+    case GH_LOGV_FORWARD_RULE: {
+        size_t n;
+        char num[16];
+        int k;
+
+        if (f->rule == NULL)
+            return put_dash(dst, json);
+        n = put_str(dst, f->rule->where.file, strlen(f->rule->where.file), 512, json);
+        k = snprintf(num, sizeof(num), ":%d", f->rule->where.line);
+        k = k > 0 && k < (int)sizeof(num) ? k : 0;
+        memcpy(dst + n, num, (size_t)k);
+        return n + (size_t)k;
+    }
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The record's line, with `suffix` before the newline, into its sink: the
+ * pieces rendered at the start with the end's values between them, made in
+ * place in the sink's buffer when it has room for the longest line.
+ */
+static void write_line(proxy__worker *w, const proxy__access_rec *r, const facts *f, const char *suffix)
+{
+    proxy__access *a = r->sink;
+    size_t slen = suffix[0] != '\0' ? strlen(suffix) : 0;
+    int json = r->fmt->json, in_place;
+    char buf[LINE_MAX_BYTES], *o;
+
+    if (r->slow) {
+        write_slow(w, r, f, suffix, slen);
+        return;
+    }
+    in_place = a->io.fd >= 0 && a->buf != NULL && BUF_MAX - a->end >= LINE_MAX_BYTES;
+    o = in_place ? a->buf + a->end : buf;
+    for (size_t i = 0, from = 0;; i++) {
+        size_t len = r->piece_end[i] - from;
+
+        copy_words(o, r->out + from, len);
+        o += len;
+        from = r->piece_end[i];
+        if (r->end_var[i] == GH_LOGV_TEXT)
+            break;
+        o += put_end(o, w, r, f, r->end_var[i], json);
+    }
+    if (slen != 0) {
+        memcpy(o, suffix, slen);
+        o += slen;
+    }
+    *o++ = '\n';
     if (in_place)
-        a->end += l.len;
+        a->end = (size_t)(o - a->buf);
     else
-        append_line(a, l.p, l.len);
+        append_line(a, buf, (size_t)(o - buf));
 }
 
 /* ---- the records of requests ---- */
@@ -858,18 +1095,13 @@ static int name_is(gh_h1_str name, const char *lit, size_t len)
  * Referer and User-Agent in one pass over the headers, the first of each (as
  * before); the length is compared first, so most names cost one comparison.
  */
+static void find_headers(const gh_h1_request *r, const gh_h1_header **ref, const gh_h1_header **ua);
+
 static void keep_headers(proxy__access_rec *rec, size_t *o, const gh_h1_request *r)
 {
-    const gh_h1_header *ref = NULL, *ua = NULL;
+    const gh_h1_header *ref, *ua;
 
-    for (size_t i = 0; i < r->nheaders && (ref == NULL || ua == NULL); i++) {
-        const gh_h1_header *h = &r->headers[i];
-
-        if (ref == NULL && name_is(h->name, "referer", 7))
-            ref = h;
-        else if (ua == NULL && name_is(h->name, "user-agent", 10))
-            ua = h;
-    }
+    find_headers(r, &ref, &ua);
     keep(rec, o, F_REFERER, ref ? ref->value.p : "", ref ? ref->value.len : 0, ref != NULL);
     keep(rec, o, F_UA, ua ? ua->value.p : "", ua ? ua->value.len : 0, ua != NULL);
 }
@@ -880,45 +1112,242 @@ static const gh_cfg_access_log *main_log(const gh_config *cfg)
     return cfg->edge.log_ref > 0 ? &cfg->logs[cfg->edge.log_ref - 1] : NULL;
 }
 
-/*
- * Copies the fields of the head now: it is consumed from the client's buffer
- * once the exchange starts. The record goes to the main context's log until
- * proxy__access_route names the route's.
- */
-void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
+/* The raw fields, for write_slow. */
+static void keep_raw(proxy__access_rec *rec, const gh_h1_request *r)
 {
-    const proxy__gen *g = ex->s->gen;
-    const gh_config *cfg = g->rt->cfg;
-    const gh_cfg_access_log *log = main_log(cfg);
-    proxy__access_rec *rec;
     size_t o = 0;
 
-    if (g->access == NULL || (rec = rec_get()) == NULL)
+    keep(rec, &o, F_METHOD, r->method.p, r->method.len, 1);
+    keep(rec, &o, F_TARGET, r->target.p, r->target.len, 1);
+    keep_headers(rec, &o, r);
+    keep(rec, &o, F_HOST, r->host.p, r->host.len, r->host.len > 0);
+}
+
+/* Referer and User-Agent as keep_headers finds them (NULL: absent). */
+static void find_headers(const gh_h1_request *r, const gh_h1_header **ref, const gh_h1_header **ua)
+{
+    *ref = *ua = NULL;
+    for (size_t i = 0; i < r->nheaders && (*ref == NULL || *ua == NULL); i++) {
+        const gh_h1_header *h = &r->headers[i];
+
+        if (*ref == NULL && name_is(h->name, "referer", 7))
+            *ref = h;
+        else if (*ua == NULL && name_is(h->name, "user-agent", 10))
+            *ua = h;
+    }
+}
+
+/* A raw field as put_field writes it: bounded as keep() keeps it, then escaped up to twice that. */
+static inline size_t put_raw_field(char *dst, const char *p, size_t n, int f, int present, int json)
+{
+    if (!present)
+        return put_dash(dst, json);
+    if (n > field_cap[f])
+        n = field_cap[f];
+    return put_str(dst, p, n, (size_t)field_cap[f] * 2, json);
+}
+
+/* The most a raw field of n bytes writes: 6 per byte (JSON's \u00XX), at most twice its bound. */
+static inline size_t field_max(size_t n, int f)
+{
+    if (n > field_cap[f])
+        n = field_cap[f];
+    return n * 6 < (size_t)field_cap[f] * 2 ? n * 6 : (size_t)field_cap[f] * 2;
+}
+
+/*
+ * Renders the line's start-known part (rec_item) with the format's program:
+ * each value as put_var writes it when the line has room. When the line
+ * could be longer than LINE_MAX_BYTES (prog->fixed, with every value at its
+ * most), nothing is rendered: the raw fields are kept and the line is
+ * interpreted at the end with its bounds (write_slow). Otherwise no value
+ * can be cut, so the bytes are those of write_slow.
+ */
+static void render(proxy__access_rec *rec, const log_prog *prog, const proxy__session *s, const gh_h1_request *r)
+{
+    const gh_h1_header *ref = NULL, *ua = NULL;
+    const char *proto = rec->minor == 20 ? "HTTP/2.0" : rec->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    size_t o = 0, k = 0, most = prog->fixed;
+    int json = prog->fmt->json, fwd = s->listener->forward != NULL;
+    char *out = rec->out;
+
+    rec->fmt = prog->fmt;
+    rec->slow = prog->slow;
+    if (prog->headers)
+        find_headers(r, &ref, &ua);
+    most +=
+        prog->uses[GH_LOGV_METHOD] * field_max(r->method.len, F_METHOD) +
+        prog->uses[GH_LOGV_URI] * field_max(r->target.len, F_TARGET) +
+        prog->uses[GH_LOGV_HOST] * field_max(r->host.len, F_HOST) +
+        prog->uses[GH_LOGV_HTTP_REFERER] * field_max(ref ? ref->value.len : 1, F_REFERER) +
+        prog->uses[GH_LOGV_HTTP_USER_AGENT] * field_max(ua ? ua->value.len : 1, F_UA) +
+        prog->uses[GH_LOGV_REQUEST] * (field_max(r->method.len, F_METHOD) + field_max(r->target.len, F_TARGET) + 10);
+    if (rec->slow || most > LINE_MAX_BYTES) {
+        rec->slow = 1;
+        keep_raw(rec, r);
         return;
+    }
+    for (size_t i = 0; i < prog->nops; i++) {
+        const log_op *op = &prog->ops[i];
+
+        copy_words(out + o, op->text, op->len); /* the program's copy, padded */
+        o += op->len;
+        switch (op->var) {
+        case GH_LOGV_TEXT:
+            break;
+        case GH_LOGV_REMOTE_ADDR: { /* gh_sock_ntop's: digits, dots, colons, hex or "unknown", never escaped */
+            size_t n = strlen(s->ip);
+            copy_small(out + o, s->ip, n);
+            o += n;
+            break;
+        }
+        case GH_LOGV_REQUEST:
+            o += put_raw_field(out + o, r->method.p, r->method.len, F_METHOD, 1, json);
+            out[o++] = ' ';
+            o += put_raw_field(out + o, r->target.p, r->target.len, F_TARGET, 1, json);
+            out[o++] = ' ';
+            memcpy(out + o, proto, 8);
+            o += 8;
+            break;
+        case GH_LOGV_METHOD:
+            o += put_raw_field(out + o, r->method.p, r->method.len, F_METHOD, 1, json);
+            break;
+        case GH_LOGV_URI:
+            o += put_raw_field(out + o, r->target.p, r->target.len, F_TARGET, 1, json);
+            break;
+        case GH_LOGV_PROTOCOL:
+            memcpy(out + o, proto, 8);
+            o += 8;
+            break;
+        case GH_LOGV_SCHEME:
+            memcpy(out + o, rec->tls ? "https" : "http", 5);
+            o += rec->tls ? 5 : 4;
+            break;
+        case GH_LOGV_HOST:
+            o += put_raw_field(out + o, r->host.p, r->host.len, F_HOST, r->host.len > 0, json);
+            break;
+        case GH_LOGV_HTTP_REFERER:
+            o +=
+                put_raw_field(out + o, ref ? ref->value.p : "", ref ? ref->value.len : 0, F_REFERER, ref != NULL, json);
+            break;
+        case GH_LOGV_HTTP_USER_AGENT:
+            o += put_raw_field(out + o, ua ? ua->value.p : "", ua ? ua->value.len : 0, F_UA, ua != NULL, json);
+            break;
+        case GH_LOGV_REMOTE_USER:
+            if (!fwd) { /* only a forward proxy authenticates: known now to be none */
+                o += put_dash(out + o, json);
+                break;
+            }
+            /* fall through */
+        default: /* known at the end: the piece so far, then this variable */
+            rec->piece_end[k] = (uint16_t)o;
+            rec->end_var[k++] = op->var;
+            break;
+        }
+    }
+    rec->piece_end[k] = (uint16_t)o;
+    rec->end_var[k] = GH_LOGV_TEXT;
+}
+
+/*
+ * A format as a program (per generation, in proxy__gen.log_progs): each op
+ * the literal text before a variable, and the bounds render needs.
+ */
+static log_prog *prog_make(const gh_cfg_log_format *fmt)
+{
+    size_t ops = (fmt->nsegs + 1) * sizeof(log_op), n = 0, ends = 0;
+    /* the literal text again, each piece with room to be copied in words (copy_words) */
+    log_prog *p = calloc(1, sizeof(*p) + ops + fmt->text_len + fmt->nsegs * 8 + SLACK);
+    char *text;
+
+    if (p == NULL)
+        return NULL;
+    text = (char *)p->ops + ops;
+    for (size_t i = 0; i <= fmt->nsegs; i++)
+        p->ops[i].text = text + fmt->text_len + fmt->nsegs * 8; /* no text: SLACK bytes of zeros to copy */
+    p->fmt = fmt;
+    p->fixed = fmt->text_len + SUFFIX_MAX;
+    for (size_t i = 0; i < fmt->nsegs; i++) {
+        const gh_cfg_log_seg *g = &fmt->segs[i];
+
+        if (g->var == GH_LOGV_TEXT) {
+            if (p->ops[n].len != 0)
+                n++; /* two pieces of text in a row: an op of text alone */
+            memcpy(text, g->text.p, g->text.len);
+            p->ops[n].text = text;
+            p->ops[n].len = (uint16_t)(g->text.len < UINT16_MAX ? g->text.len : UINT16_MAX);
+            text += (g->text.len + 7) / 8 * 8;
+            if (g->text.len >= UINT16_MAX)
+                p->slow = 1;
+            continue;
+        }
+        p->ops[n++].var = (uint8_t)g->var;
+        p->uses[g->var]++;
+        /* what the value writes at most: the end's (end_max), the request's are counted per line in render */
+        if (end_max[g->var] != 0) {
+            p->fixed += end_max[g->var];
+            ends++;
+        } else {
+            p->fixed += g->var == GH_LOGV_REMOTE_ADDR ? 64 : 8; /* $remote_addr; $protocol, $scheme */
+        }
+    }
+    if (p->ops[n].len != 0)
+        n++;
+    p->nops = n;
+    p->headers = p->uses[GH_LOGV_HTTP_REFERER] || p->uses[GH_LOGV_HTTP_USER_AGENT];
+    if (ends >= MAX_ITEMS)
+        p->slow = 1; /* more pieces than a record has room for */
+    return p;
+}
+
+/* A record for ex in log (its format rendered); NULL: out of memory. */
+static proxy__access_rec *rec_start(proxy__exchange *ex, const gh_h1_request *r, const gh_cfg_access_log *log)
+{
+    proxy__access_rec *rec = rec_get();
+
+    if (rec == NULL)
+        return NULL;
     rec->log = log;
-    rec->sink = log != NULL ? g->access[log->index] : NULL;
+    rec->sink = ex->s->gen->access[log->index];
     rec->route = NULL;
     rec->minor = ex->s->stream != 0 ? 20 : (uint8_t)r->minor; /* $protocol: HTTP/2.0 for a stream */
     rec->stream = ex->s->stream;
     rec->tls = ex->s->tls;
     rec->raw_request = 0;
-    keep(rec, &o, F_METHOD, r->method.p, r->method.len, 1);
-    keep(rec, &o, F_TARGET, r->target.p, r->target.len, 1);
-    keep_headers(rec, &o, r);
-    keep(rec, &o, F_HOST, r->host.p, r->host.len, r->host.len > 0);
+    render(rec, prog_of(ex->s->gen, log), ex->s, r);
     ex->log = rec;
+    return rec;
 }
 
-void proxy__access_route(proxy__exchange *ex)
+/*
+ * Renders the line for the main context's log now: the head is consumed
+ * from the client's buffer once the exchange starts. proxy__access_route
+ * names the route's log (rendered again only if its format is another).
+ */
+void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r)
+{
+    const proxy__gen *g = ex->s->gen;
+    const gh_cfg_access_log *log;
+
+    if (g->log_progs == NULL || (log = main_log(g->rt->cfg)) == NULL)
+        return; /* no log at all, or none before a route is chosen (a route may have one) */
+    rec_start(ex, r, log);
+}
+
+void proxy__access_route(proxy__exchange *ex, const gh_h1_request *r)
 {
     proxy__access_rec *rec = ex->log;
     const gh_cfg_access_log *log = ex->route->access_log;
 
-    if (rec == NULL)
-        return;
     if (log == NULL) {
         proxy__access_discard(ex); /* this route is not logged */
         return;
+    }
+    if (rec == NULL) {
+        if (ex->s->gen->log_progs == NULL || (rec = rec_start(ex, r, log)) == NULL)
+            return;
+    } else if (rec->fmt != log->format) {
+        render(rec, prog_of(ex->s->gen, log), ex->s, r);
     }
     rec->log = log;
     rec->sink = ex->s->gen->access[log->index];
@@ -1011,6 +1440,8 @@ void proxy__access_reject(proxy__client *c, int status, size_t bytes)
     rec->stream = 0;
     rec->tls = c->s.tls;
     rec->raw_request = 1;
+    rec->fmt = log->format;
+    rec->slow = 1; /* rare: interpreted from the raw fields */
     keep(rec, &o, F_METHOD, "", 0, 0);
     keep(rec, &o, F_TARGET, p, len, len > 0);
     keep(rec, &o, F_REFERER, "", 0, 0);

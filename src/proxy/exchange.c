@@ -421,7 +421,7 @@ void proxy__exchange_start(proxy__session *s, gh_h1_request *r)
         return;
     }
     ex->max_body = ex->route->max_body;
-    proxy__access_route(ex);
+    proxy__access_route(ex, r);
     if (ex->route->edge.nrules > 0 || ex->route->edge.rate != NULL) {
         int refused = proxy__edge_check(s, ex->route, r, &ex->retry_after);
 

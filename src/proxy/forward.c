@@ -552,7 +552,7 @@ void proxy__fwd_start(proxy__exchange *ex, gh_h1_request *r)
 
     ex->route = &cfg->route;
     ex->max_body = cfg->route.max_body;
-    proxy__access_route(ex);
+    proxy__access_route(ex, r);
     if (f == NULL) {
         proxy__exchange_fail(ex, 500);
         return;

@@ -13,23 +13,6 @@
 
 static const char hex[] = "0123456789ABCDEF";
 
-#define ONES UINT64_C(0x0101010101010101)
-#define HIGH UINT64_C(0x8080808080808080)
-
-/* The high bit of some byte is set when a byte of x is 0 (exact as a yes/no answer). */
-static inline uint64_t has_zero(uint64_t x)
-{
-    return (x - ONES) & ~x & HIGH;
-}
-
-/* Nonzero when some byte of x needs an escape: < 0x20, 0x7F, >= 0x80, '"' or '\\'. */
-static inline uint64_t word_needs_escape(uint64_t x)
-{
-    uint64_t below = (x - ONES * 0x20) & ~x & HIGH; /* some byte < 0x20 (exact for a bound <= 0x80) */
-
-    return below | (x & HIGH) | has_zero(x ^ (ONES * 0x7F)) | has_zero(x ^ (ONES * '"')) | has_zero(x ^ (ONES * '\\'));
-}
-
 /* 1: the byte is copied as it is by both escapes (0x80 to 0xFF: 0). */
 /* clang-format off */
 const unsigned char proxy__log_plain[256] = {
@@ -53,14 +36,14 @@ size_t proxy__log_plain_run(const char *s, size_t n)
     if (n >= 8) {
         for (; i + 8 <= n; i += 8) {
             memcpy(&x, s + i, 8); /* an unaligned load */
-            if (word_needs_escape(x))
+            if (proxy__log_word_needs_escape(x))
                 goto bytes;
         }
         if (i == n)
             return n;
         /* The last bytes, as the word that ends the value (overlapping what was checked). */
         memcpy(&x, s + n - 8, 8);
-        if (!word_needs_escape(x))
+        if (!proxy__log_word_needs_escape(x))
             return n;
     }
 bytes:

@@ -6,6 +6,27 @@
 #define GH_PROXY_LOGESC_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PROXY__LOG_ONES UINT64_C(0x0101010101010101)
+#define PROXY__LOG_HIGH UINT64_C(0x8080808080808080)
+
+/*
+ * Nonzero when some byte of x needs an escape: < 0x20, 0x7F, >= 0x80, '"' or
+ * '\\'; the high bit of each such byte is set, and of no other (no carry
+ * crosses a byte: every sum is of 7-bit bytes and stays below 0x100).
+ */
+static inline uint64_t proxy__log_word_needs_escape(uint64_t x)
+{
+    uint64_t y = x & ~PROXY__LOG_HIGH;                                       /* the low 7 bits of each byte */
+    uint64_t printable = y + PROXY__LOG_ONES * (0x80 - 0x20);                /* high bit: y >= 0x20 */
+    uint64_t del = y + PROXY__LOG_ONES * (0x80 - 0x7F);                      /* high bit: y == 0x7F */
+    uint64_t quote = (y ^ (PROXY__LOG_ONES * '"')) + PROXY__LOG_ONES * 0x7F; /* high bit: y != '"' */
+    uint64_t bslash = (y ^ (PROXY__LOG_ONES * '\\')) + PROXY__LOG_ONES * 0x7F;
+
+    return (x | del | ~(printable & quote & bslash)) & PROXY__LOG_HIGH;
+}
 
 /*
  * The length of the run at the start of s[0..n) that both escapes copy as it
@@ -25,6 +46,48 @@ static inline int proxy__log_is_plain(const char *s, size_t n)
     for (size_t i = 0; i < n; i++)
         if (!proxy__log_plain[(unsigned char)s[i]])
             return 0;
+    return 1;
+}
+
+/*
+ * Copies s[0..n) to dst and says whether it needed no escape (1: dst holds
+ * what either escape would write; 0: dst holds garbage, escape it instead).
+ * Check and copy in one pass, words of eight bytes, the last word overlapping:
+ * no call for the short values of a line, and no byte written past dst + n.
+ */
+static inline int proxy__log_copy_plain(char *dst, const char *s, size_t n)
+{
+    uint64_t x, bad = 0;
+
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, s + i, 8);
+            bad |= proxy__log_word_needs_escape(x);
+            memcpy(dst + i, &x, 8);
+        }
+        memcpy(&x, s + n - 8, 8);
+        bad |= proxy__log_word_needs_escape(x);
+        memcpy(dst + n - 8, &x, 8);
+        return bad == 0;
+    }
+    if (n >= 4) { /* two words of four, overlapping; the check is exact per byte: the upper half is dropped */
+        uint32_t y;
+
+        memcpy(&y, s, 4);
+        x = y;
+        memcpy(dst, &y, 4);
+        memcpy(&y, s + n - 4, 4);
+        x |= (uint64_t)y << 32;
+        memcpy(dst + n - 4, &y, 4);
+        return proxy__log_word_needs_escape(x) == 0;
+    }
+    if (n > 0) { /* 1 to 3 bytes: the first, the middle and the last cover them all */
+        unsigned char a = (unsigned char)s[0], b = (unsigned char)s[n >> 1], c = (unsigned char)s[n - 1];
+
+        dst[0] = (char)a, dst[n >> 1] = (char)b, dst[n - 1] = (char)c;
+        x = a | (uint64_t)b << 8 | (uint64_t)c << 16;
+        return (proxy__log_word_needs_escape(x) & UINT64_C(0x808080)) == 0;
+    }
     return 1;
 }
 

@@ -4,6 +4,7 @@
 #include "proxy/observe.h"
 
 #include "core/common.h"
+#include "core/loop.h"
 #include "tls/tls.h"
 
 void proxy__observe_exchange_end(const proxy__exchange *ex)
@@ -46,6 +47,26 @@ void proxy__observe_handshake(proxy__client *c, int r)
     proxy__observe_tls(c->w, &c->conn, r);
 }
 
+/*
+ * The histograms' times: one clock read per request. The start is read when
+ * it happens (the request goes out after the client's bytes were decrypted
+ * and parsed, and after the earlier events of the loop's batch: the loop's
+ * time would count all that as the backend's). The end is the loop's time
+ * (CLOCK_MONOTONIC when epoll_wait returned, core/loop.c): the response, or
+ * the connect's completion, was already there then, so it is the more exact
+ * of the two; only when the end comes in the very iteration that began it
+ * (a connect to a local port, a response read at once) is the loop's time
+ * older than the start, and the clock is read.
+ */
+static uint64_t since(const gh_loop *loop, uint64_t start_us)
+{
+    uint64_t now = gh_loop_now_us(loop);
+
+    if (now < start_us)
+        now = gh_metrics_now_us();
+    return now - start_us;
+}
+
 void proxy__observe_connecting(proxy__upstream *u)
 {
     u->connect_us = gh_metrics_now_us();
@@ -53,8 +74,7 @@ void proxy__observe_connecting(proxy__upstream *u)
 
 void proxy__observe_connected(const proxy__upstream *u)
 {
-    gh_metric_observe(&gh_metric_pool(u->w->metrics, u->pool->cfg->metric)->connect,
-                      gh_metrics_now_us() - u->connect_us);
+    gh_metric_observe(&gh_metric_pool(u->w->metrics, u->pool->cfg->metric)->connect, since(u->w->loop, u->connect_us));
 }
 
 void proxy__observe_upstream_taken(proxy__exchange *ex)
@@ -69,7 +89,7 @@ void proxy__observe_response_head(const proxy__exchange *ex)
 
     if (ex->upstream_us != 0 && p != NULL)
         gh_metric_observe(&gh_metric_pool(ex->s->w->metrics, p->cfg->metric)->response,
-                          gh_metrics_now_us() - ex->upstream_us);
+                          since(ex->s->w->loop, ex->upstream_us));
 }
 
 void proxy__observe_view(void *worker, gh_metrics_view *v)

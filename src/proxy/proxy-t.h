@@ -381,7 +381,8 @@ struct proxy__gen {
     proxy__pool *pools; /* one per config pool, same order */
     size_t npools;
     proxy__access **access; /* per config log (gh_config.logs): its sink, owned by the worker; NULL: no log */
-    proxy__pool *fwd_pool;  /* forward proxies' origins (absolute-form), made on first use; NULL: none yet */
+    struct proxy__log_prog **log_progs; /* per config format: its program (accesslog.c); NULL: no log */
+    proxy__pool *fwd_pool; /* forward proxies' origins (absolute-form), made on first use; NULL: none yet */
     uint32_t refs;
 };
 
@@ -426,8 +427,8 @@ struct proxy__worker {
     proxy__h2 *h2_dirty;          /* HTTP/2 connections with frames to send: flushed once per loop iteration */
     gh_timer h2_kick;             /* due at once while HTTP/2 work is left: the loop must not sleep on it */
     gh_h1_response res;
-    proxy__access *access; /* NULL: no access log */
-    gh_mslot *metrics;     /* this worker's block of the shared metrics region (metrics/metrics.h) */
+    proxy__access *access;        /* NULL: no access log */
+    gh_mslot *metrics;            /* this worker's block of the shared metrics region (metrics/metrics.h) */
     struct gh_resolver *resolver; /* the forward proxy's (forward.c), made on first use; NULL: none */
     struct proxy__fwd_auth *auth; /* the forward proxy's credential cache and failure counts (fwd_auth.c) */
     int64_t date_sec;

@@ -271,10 +271,10 @@ const char *proxy__status_text(int status);
 /* accesslog.c: the access logs of a worker (one sink per distinct path) */
 /* Opens the sinks of the worker's current generation; -1 when one cannot be opened. */
 int proxy__access_open(proxy__worker *w);
-/* Copies the head's fields into a record, for the main context's log until proxy__access_route. */
+/* Renders the head's part of the line for the main context's log (proxy__access_route: the route's). */
 void proxy__access_begin(proxy__exchange *ex, const gh_h1_request *r);
 /* The route is chosen: its log and format (a route not logged gives its record back). */
-void proxy__access_route(proxy__exchange *ex);
+void proxy__access_route(proxy__exchange *ex, const gh_h1_request *r);
 /* Writes the exchange's line into its sink's buffer and gives its record back. */
 void proxy__access_end(proxy__exchange *ex);
 /* Gives the record back without a line (the exchange is freed without one). */

@@ -218,8 +218,61 @@ static void plain_run(void)
     CHECK(!proxy__log_is_plain("h2load nghttp2/1.52.\x7f", 21));
 }
 
+/*
+ * proxy__log_copy_plain: says plain exactly when every byte is (the table, byte
+ * by byte), copies the value whole when it is, and never writes past dst + n.
+ */
+static void copy_plain(void)
+{
+    static const unsigned char bytes[] = {'a', 'Z', ' ', '~', '/', '"', '\\', 0x1f, 0x7f, 0x80, 0xc3, 0x00, 0x09};
+    uint32_t seed = 7;
+    int bad = 0;
+
+    unit_case("copy_plain: plain exactly when each byte is, the value copied, nothing past its end");
+    for (int round = 0; round < 20000 && !bad; round++) {
+        unsigned char in[64], out[80];
+        size_t n = (size_t)(round % 40), i;
+        int want = 1, got;
+
+        for (i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* mostly plain letters, now and then a byte that needs an escape */
+            in[i] =
+                (seed >> 16) % 16 == 0 ? bytes[(seed >> 8) % sizeof(bytes)] : (unsigned char)('a' + (seed >> 20) % 26);
+            want &= proxy__log_plain[in[i]];
+        }
+        memset(out, 0xAA, sizeof(out));
+        got = proxy__log_copy_plain((char *)out, (const char *)in, n);
+        if (got != want || (got && memcmp(out, in, n) != 0))
+            bad = 1;
+        for (i = n; i < sizeof(out); i++)
+            if (out[i] != 0xAA)
+                bad = 1;
+    }
+    CHECK(!bad);
+    unit_case("the word check: each byte value at each place of a word, beside plain and beside hostile bytes");
+    for (int b = 0; b < 256; b++)
+        for (int at = 0; at < 8; at++)
+            for (int other = 0; other < 3; other++) {
+                static const unsigned char beside[3] = {'a', 0x00, 0xff};
+                unsigned char wb[8];
+                uint64_t x, flag;
+
+                memset(wb, beside[other], 8);
+                wb[at] = (unsigned char)b;
+                memcpy(&x, wb, 8);
+                flag = proxy__log_word_needs_escape(x) >> (8 * at) & 0x80;
+                if ((flag != 0) != !proxy__log_plain[b])
+                    bad = 1;
+            }
+    CHECK(!bad);
+    CHECK(proxy__log_copy_plain((char[32]){0}, "h2load nghttp2/1.52.0", 21));
+    CHECK(!proxy__log_copy_plain((char[32]){0}, "h2load nghttp2/1.52\"0", 21));
+}
+
 void suite_logesc(void)
 {
+    copy_plain();
     documented();
     bounded();
     plain_run();
