@@ -347,6 +347,7 @@ struct gh_runtime {
     gh_health_shm *health;     /* one slot per server of every pool, shared by all processes */
     gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
     gh_rate_shm *rates;        /* rate_limit buckets, shared by all workers */
+    gh_peer_shm *peers;        /* max_connections_per_ip counts, shared by all workers */
     struct proxy__name *names; /* servers given by name: re-resolved by the prober */
     size_t nnames;
     struct gh_resolver *resolver; /* the prober's (runtime.c resolve_names); NULL elsewhere */
@@ -426,8 +427,8 @@ struct proxy__worker {
     proxy__h2 *h2_dirty;          /* HTTP/2 connections with frames to send: flushed once per loop iteration */
     gh_timer h2_kick;             /* due at once while HTTP/2 work is left: the loop must not sleep on it */
     gh_h1_response res;
-    proxy__access *access; /* NULL: no access log */
-    gh_mslot *metrics;     /* this worker's block of the shared metrics region (metrics/metrics.h) */
+    proxy__access *access;        /* NULL: no access log */
+    gh_mslot *metrics;            /* this worker's block of the shared metrics region (metrics/metrics.h) */
     struct gh_resolver *resolver; /* the forward proxy's (forward.c), made on first use; NULL: none */
     struct proxy__fwd_auth *auth; /* the forward proxy's credential cache and failure counts (fwd_auth.c) */
     int64_t date_sec;

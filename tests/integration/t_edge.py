@@ -6,10 +6,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
-from harness import T, Conn, check, eq, test, wait_until
+from harness import T, Conn, Fail, check, eq, test, wait_until
 
 
 def lines_of(path):
@@ -390,6 +391,123 @@ site default {{ route / {{ proxy app }} }}
     check(works(c5), "once one closed, 127.0.0.1 gets a connection again")
     for c in (c2, c4, c5):
         c.close()
+
+
+def holders(port):
+    """{client port: PID of the worker holding it} for the established connections to 127.0.0.1:port (ss)."""
+    r = subprocess.run(["ss", "-Htnp", "state", "established", "( sport = :%d )" % port], capture_output=True,
+                       text=True, timeout=10 * T)
+    out = {}
+    for line in r.stdout.splitlines():
+        m = re.search(r"\S+:%d\s+\S+:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)" % port, line)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def served(port, source=None):
+    """A new connection with one GET on it: the connection when it was answered 200, else None (closed)."""
+    c = plain(port, source=source)
+    c.settimeout(5 * T)
+    try:
+        c.send(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+        if c.read_response().status == 200:
+            return c
+    except Exception:
+        pass
+    c.close()
+    return None
+
+
+def held_over_both_workers(gh, n, attempts=20):
+    """n connections from 127.0.0.1, served and held, opened together until both workers hold some
+    (so that each worker holds fewer than n). Bounded: attempts tries."""
+    for _ in range(attempts):
+        got, lock = [], threading.Lock()
+
+        def one():
+            c = served(gh.port)
+            if c is not None:
+                with lock:
+                    got.append(c)
+        ts = [threading.Thread(target=one) for _ in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10 * T)
+        where = holders(gh.port)
+        pids = set(where.get(c.s.getsockname()[1]) for c in got)
+        if len(got) == n and len(pids) == 2 and None not in pids:
+            return got, where
+        for c in got:
+            c.close()
+        wait_until(lambda: not holders(gh.port), 5 * T)
+    raise Fail("%d connections never spread over both workers in %d tries" % (n, attempts))
+
+
+PER_IP_TWO_WORKERS = """workers 2
+max_connections_per_ip 3
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{ route / {{ proxy app }} }}
+"""
+
+
+@test("max_connections_per_ip_multiplied_by_workers")
+def _(ctx):
+    # The bug: each worker counted its own connections, so with 2 workers an address held up to 6.
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: PER_IP_TWO_WORKERS.format(port=p[0], b=b.port), nports=1)
+    held, _ = held_over_both_workers(gh, 3)
+    # Each worker holds 1 or 2 of the 3: counted per worker, any further connection would be let in.
+    extra, lock = [], threading.Lock()
+
+    def one():
+        c = served(gh.port)
+        if c is not None:
+            with lock:
+                extra.append(c)
+    for _ in range(3):
+        ts = [threading.Thread(target=one) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10 * T)
+    eq(len(extra), 0, "connections served beyond max_connections_per_ip 3 (3 held over both workers, 24 tried)")
+    other = served(gh.port, source="127.0.0.2")
+    check(other is not None, "another address is served")
+    for c in held + extra + [other]:
+        c.close()
+    check(wait_until(lambda: not holders(gh.port), 5 * T), "the connections closed")
+    again = [served(gh.port) for _ in range(4)]
+    eq([c is not None for c in again], [True, True, True, False], "once they closed: 3 served again, not a 4th")
+    for c in again:
+        if c is not None:
+            c.close()
+
+
+@test("max_connections_per_ip_killed_worker_gives_its_connections_back")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: PER_IP_TWO_WORKERS.format(port=p[0], b=b.port), nports=1)
+    gh.allow_worker_change = True
+    held, where = held_over_both_workers(gh, 3)
+    victim = where[held[0].s.getsockname()[1]]
+    before = gh.workers()  # the workers and the prober
+    os.kill(victim, signal.SIGKILL)  # its connections die with it, and it never gave their counts back
+    check(wait_until(lambda: len(gh.workers()) == len(before) and victim not in gh.workers(), 10 * T),
+          "the killed worker %d was replaced: %s -> %s" % (victim, before, gh.workers()))
+    for c in held:
+        c.close()
+    check(wait_until(lambda: not holders(gh.port), 5 * T), "the connections closed")
+    again = [served(gh.port) for _ in range(4)]
+    eq([c is not None for c in again], [True, True, True, False],
+       "after the worker's death and the others' close: 3 served, not a 4th")
+    for c in again:
+        if c is not None:
+            c.close()
+    check("no longer count for max_connections_per_ip" in gh.stderr(),
+          "the master says the dead worker's connections no longer count")
 
 
 # ---------------------------------------------------------------- shielding
