@@ -15,11 +15,11 @@
 #include "proxy/ratelimit.h"
 
 /* In file order, the first rule that matches decides; none matching allows (end a list with `deny all`). */
-static int allowed(const gh_cfg_route *rt, const struct sockaddr *sa)
+static int allowed(const gh_cfg_edge *e, const struct sockaddr *sa)
 {
-    for (size_t i = 0; i < rt->edge.nrules; i++)
-        if (gh_cidr_match(&rt->edge.rules[i].net, sa))
-            return rt->edge.rules[i].allow;
+    for (size_t i = 0; i < e->nrules; i++)
+        if (gh_cidr_match(&e->rules[i].net, sa))
+            return e->rules[i].allow;
     return 1;
 }
 
@@ -42,7 +42,7 @@ int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_
 {
     const gh_cfg_rate_limit *rl = rt->edge.rate;
 
-    if (rt->edge.nrules > 0 && !allowed(rt, (const struct sockaddr *)&s->peer)) {
+    if (rt->edge.nrules > 0 && !allowed(&rt->edge, (const struct sockaddr *)&s->peer)) {
         gh_metric_limit(s->w->metrics, GH_M_LIMIT_ACCESS_RULE);
         return 403;
     }
@@ -57,6 +57,24 @@ int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_
         }
     }
     return 0;
+}
+
+const char *proxy__edge_conn_check(proxy__worker *w, const proxy__gen *g, const gh_cfg_edge *e,
+                                   const struct sockaddr_storage *peer, const char *ip)
+{
+    const gh_cfg_rate_limit *rl = e->rate;
+
+    if (e->nrules > 0 && !allowed(e, (const struct sockaddr *)peer)) {
+        gh_metric_limit(w->metrics, GH_M_LIMIT_ACCESS_RULE);
+        return "denied by access rule";
+    }
+    if (rl != NULL && g->rt->rates != NULL &&
+        gh_rate_take(g->rt->rates, gh_rate_key(rl->id, ip, strlen(ip)), gh_loop_now(w->loop) * 1000, rl->interval_us,
+                     rl->burst) > 0) {
+        gh_metric_limit(w->metrics, GH_M_LIMIT_RATE);
+        return "refused: rate limit";
+    }
+    return NULL;
 }
 
 /* ---- connections per client address (all workers: peerlimit.h) ---- */

@@ -764,15 +764,17 @@ class PPEcho:
         self.ls.close()
 
 
-def stream_conf(ctx, ports, server_port, listen_opts, pool="", tls=True):
+def stream_conf(ctx, ports, server_port, listen_opts, pool="", tls=True, extra="", main=""):
+    """ports[0]: a plain stream without PROXY protocol (the harness waits on it); ports[1]: stream s with
+    listen_opts, and extra lines in its block; main: lines of the main context."""
     c = ctx.session.certs()
     cert = "    cert %s %s\n" % (c["ec_cert"], c["ec_key"]) if tls else ""
-    return ("workers 1\naccess_log %s\ntimeouts { handshake %dms }\n"
+    return ("workers 1\naccess_log %s\ntimeouts { handshake %dms }\n%s"
             "pool e {\n    server 127.0.0.1:%d\n%s}\n"
             "stream ready {\n    listen 127.0.0.1:%d\n    proxy e\n}\n"
-            "stream s {\n    listen 127.0.0.1:%d %s\n%s    proxy e\n}\n"
-            % (os.path.join(ctx.dir, "access.log"), int(1500 * T), server_port, pool, ports[0], ports[1],
-               listen_opts, cert))
+            "stream s {\n    listen 127.0.0.1:%d %s\n%s%s    proxy e\n}\n"
+            % (os.path.join(ctx.dir, "access.log"), int(1500 * T), main, server_port, pool, ports[0], ports[1],
+               listen_opts, cert, extra))
 
 
 def stream_roundtrip(port, pre, tls, source, data=b"ping\n"):
@@ -852,6 +854,39 @@ def _(ctx):
         eq(got, b"", "answer to a slow header")
         check(1.2 * T <= took <= 4.0 * T, "closed after %.2fs, want about 1.5s" % took)
         eq(len(e.headers), n, "connections that reached the server after bad headers")
+    finally:
+        e.close()
+
+
+@test("pp_stream_access_rules_and_per_ip_limit_follow_header")
+def _(ctx):
+    # Every connection comes from 127.0.0.1, the trusted sender: only the header's client tells them apart.
+    e = PPEcho()
+    try:
+        gh = ctx.gatehouse_config(lambda ports: stream_conf(ctx, ports, e.port, "proxy_protocol from=%s" % TRUSTED,
+                                                            tls=False, extra="    deny 203.0.113.0/24\n",
+                                                            main="max_connections_per_ip 1\n"), nports=2)
+        n = len(e.headers)
+        eq(refused(gh.ports[1], v1("203.0.113.9") + b"ping\n", then_close=False), b"",
+           "a denied network in the header: closed")
+        eq(len(e.headers), n, "connections that reached the server for the denied client")
+        eq(stream_roundtrip(gh.ports[1], v1("198.51.100.7"), False, TRUSTED), b"ping\n", "another header client")
+        first = connect(gh.ports[1], TRUSTED)
+        try:
+            first.sendall(v2("198.51.100.50") + b"hold\n")
+            eq(first.recv(5), b"hold\n", "the header client's first stream")
+            eq(refused(gh.ports[1], v2("198.51.100.50") + b"ping\n", then_close=False), b"",
+               "a second stream of the same header client (max_connections_per_ip 1)")
+            eq(stream_roundtrip(gh.ports[1], v2("198.51.100.51"), False, TRUSTED), b"ping\n",
+               "another header client while the first holds its stream")
+        finally:
+            first.close()
+        log = os.path.join(ctx.dir, "access.log")
+        text = lambda: open(log).read() if os.path.exists(log) else ""
+        check(wait_until(lambda: re.search(r'^203\.0\.113\.9 .*stream=s .*end="denied by access rule"', text(),
+                                           re.M) and
+                         re.search(r'^198\.51\.100\.50 .*end="refused: max_connections_per_ip"', text(), re.M),
+                         5 * T), "access-log lines of the refused name the header's clients: %r" % text()[-600:])
     finally:
         e.close()
 

@@ -466,6 +466,10 @@ def _(ctx):
          "stream s {\n listen 127.0.0.1:1\n proxy p\n}\n", "port"),
         ("pool p { server 127.0.0.1:1\n health redis status=200 # HERE\n }\n"
          "stream s {\n listen 127.0.0.1:1\n proxy p\n}\n", "health option"),
+        ("pool p { server 127.0.0.1:1 }\nstream s {\n listen 127.0.0.1:1\n proxy p\n"
+         " rate_limit 10r/s key=header:x-user # HERE\n}\n", "key=ip only"),
+        ("pool p { server 127.0.0.1:1 }\nstream s {\n listen 127.0.0.1:1\n proxy p\n deny 10.0.0.1/8 # HERE\n}\n",
+         "network"),
     ]
     for i, (text, want) in enumerate(cases):
         path = write(ctx, "bad%d.conf" % i, text)
@@ -476,9 +480,113 @@ def _(ctx):
               "case %d: want %s:%d: ... %s, got %r" % (i, path, line, want, err))
     ok = write(ctx, "ok.conf", "pool p { server 127.0.0.1:1\n health postgres port=8008 }\n"
                "stream s {\n listen 127.0.0.1:1\n %s\n protocol postgres\n allow_plaintext\n proxy p\n"
-               " max_connections 10\n connect_timeout 2s\n idle_timeout 5m\n}\n" % cert)
+               " max_connections 10\n connect_timeout 2s\n idle_timeout 5m\n allow 10.0.0.0/8 ::1\n deny all\n"
+               " rate_limit 10r/s burst=20\n}\n" % cert)
     rc, out, err = check_file(ctx, ok)
     eq(rc, 0, "a valid stream file: %s" % err)
+
+
+# ---------------------------------------------------------------- edge rules
+
+def limit_hits(admin_port):
+    from t_metrics import scrape, val
+    m = scrape(admin_port)
+    return {k: val(m, "gatehouse_limit_hits_total", limit=k) or 0
+            for k in ("access_rule", "rate_limit", "connections_per_address")}
+
+
+def s_client_from(port, source):
+    """openssl s_client from a source address of 127/8: (handshake done, output)."""
+    from harness import s_client
+    rc, out = s_client(port, ["-bind", "%s:0" % source], input=b"")
+    return "Cipher is " in out and "no peer certificate available" not in out, out
+
+
+@test("tcp_allow_deny_close_before_tls_logged_and_counted")
+def _(ctx):
+    c = ctx.session.certs()
+    e = Echo(ctx, "e")
+    log = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool e { server 127.0.0.1:%d }" % e.port, [
+        "admin {", "  listen 127.0.0.1:%d" % p[1], "}",
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]),
+        "  proxy e", "  allow 127.0.0.2 127.0.0.5", "  deny 127.0.0.0/8", "}"], access_log=log), nports=2)
+    # the harness's readiness connection (from 127.0.0.1: denied too) has ended and was counted
+    check(wait_until(lambda: any(l.startswith("127.0.0.1 ") for l in access_lines(log)), 5 * T),
+          "no access-log line for the readiness connection: %s" % access_lines(log))
+    before, hits = e.accepts, limit_hits(gh.ports[1])
+    ok, out = s_client_from(gh.ports[0], "127.0.0.2")
+    check(ok, "s_client from the allowed 127.0.0.2 completes the handshake: %s" % out[-400:])
+    ok, out = s_client_from(gh.ports[0], "127.0.0.3")
+    check(not ok, "s_client from the denied 127.0.0.3 got a handshake: %s" % out[-400:])
+    eq(e.accepts - before, 1, "server connections (the denied client reached none)")
+    denied = lambda: [l for l in access_lines(log) if l.startswith("127.0.0.3 ") and "stream=echo" in l]
+    check(wait_until(denied, 5 * T), "no access-log line for the denied stream: %s" % access_lines(log)[-3:])
+    check('end="denied by access rule"' in denied()[-1] and "server=-" in denied()[-1],
+          "the denied stream's line: %s" % denied()[-1])
+    got = limit_hits(gh.ports[1])
+    eq(got["access_rule"] - hits["access_rule"], 1, "gatehouse_limit_hits_total{limit=access_rule}")
+
+
+@test("tcp_rate_limit_closes_connections_over_the_rate_redis_cli", timeout=120)
+def _(ctx):
+    c = ctx.session.certs()
+    if not shutil.which("redis-server"):
+        raise Fail("redis-server is not installed (redis-server)")
+    port = free_port()
+    user = pg_user() and "nobody"
+    rp = ctx.popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", tempfile.gettempdir(), "--protected-mode", "no"],
+                   stdin=subprocess.DEVNULL, stdout=open(os.path.join(ctx.dir, "redis.log"), "ab"),
+                   stderr=subprocess.STDOUT, user=user)
+    check(wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
+                     .stdout.strip() == b"PONG", 10 * T), "redis-server did not start")
+    log = os.path.join(ctx.dir, "access.log")
+    # 2 workers: the bucket is shared, as a site's is. 1 per minute after a burst of 3.
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool r { server 127.0.0.1:%d }" % port, [
+        "admin {", "  listen 127.0.0.1:%d" % p[1], "}",
+        "stream redis {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]),
+        "  proxy r", "  rate_limit 1r/m burst=3", "}"], workers=2, access_log=log), nports=2)
+    # The harness's one readiness connection came from 127.0.0.1 as redis-cli will: it took a token.
+    check(wait_until(lambda: any("stream=redis" in l for l in access_lines(log)), 5 * T),
+          "no access-log line for the readiness connection: %s" % access_lines(log))
+    hits = limit_hits(gh.ports[1])
+    cli = ["redis-cli", "--tls", "--cacert", c["ec_cert"], "-h", "localhost", "-p", str(gh.ports[0])]
+    got = [subprocess.run(cli + ["ping"], capture_output=True, timeout=10 * T).stdout.strip() for _ in range(5)]
+    eq(got.count(b"PONG"), 2, "redis-cli PINGs answered of 5 (burst 3, one taken by the readiness probe): %r" % got)
+    eq(got[:2], [b"PONG", b"PONG"], "the first two answered")
+    refused = lambda: [l for l in access_lines(log) if 'end="refused: rate limit"' in l and "stream=redis" in l]
+    check(wait_until(lambda: len(refused()) == 3, 5 * T), "access-log lines of the refused: %s"
+          % access_lines(log)[-4:])
+    eq(limit_hits(gh.ports[1])["rate_limit"] - hits["rate_limit"], 3, "gatehouse_limit_hits_total{limit=rate_limit}")
+
+
+@test("tcp_max_connections_per_ip_one_count_with_http")
+def _(ctx):
+    e = Echo(ctx, "e")
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool e { server 127.0.0.1:%d }\n"
+                                                       "pool app { server 127.0.0.1:%d }" % (e.port, b.port), [
+        "listen 127.0.0.1:%d" % p[1], "site default { route / { proxy app } }",
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  proxy e", "}"],
+        workers=2, main="max_connections_per_ip 2"), nports=2)
+    time.sleep(0.2 * T)  # the harness's readiness connections have ended
+    http = PlainConn(gh.ports[1])
+    http.send(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+    eq(http.read_response().status, 200, "an HTTP connection from 127.0.0.1")
+    s1 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+    eq(read_line(s1), b"e\n", "a stream from 127.0.0.1 beside it")
+    s2 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+    eq(read_all(s2), b"", "a second stream: the address holds 2 connections (one HTTP, one stream)")
+    s2.close()
+    s3 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T, source_address=("127.0.0.2", 0))
+    eq(read_line(s3), b"e\n", "a stream from another address")
+    http.close()
+    time.sleep(0.3 * T)
+    s4 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+    eq(read_line(s4), b"e\n", "once the HTTP connection closed, a second stream")
+    for s in (s1, s3, s4):
+        s.close()
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -621,6 +729,31 @@ def _(ctx):
     eq((rc, out), (0, "f"), "plaintext with allow_plaintext (%s)" % err)
     rc, out, err = psql(gh2.ports[0], "select 2", "require")
     eq((rc, out), (0, "2"), "TLS still works with allow_plaintext (%s)" % err)
+
+
+@test("tcp_pg_denied_client_closed_before_its_sslrequest_is_answered", timeout=120)
+def _(ctx):
+    c = ctx_certs[0] = ctx.session.certs()
+    pg = Postgres(ctx)
+    log = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse_config(lambda p: pg_conf(p, [pg.port], c, "  deny 127.0.0.1", access_log=log), nports=1)
+    rc, out, err = psql(gh.ports[0], "select 1")
+    check(rc != 0, "psql from the denied 127.0.0.1 ran a query: %r" % out)
+    sslrequest = bytes([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+    s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+    s.sendall(sslrequest)
+    try:
+        got = s.recv(1)
+    except ConnectionResetError:
+        got = b""
+    eq(got, b"", "answer to a denied client's SSLRequest (no 'S': closed before TLS is offered)")
+    s.close()
+    s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T, source_address=("127.0.0.2", 0))
+    s.sendall(sslrequest)
+    eq(s.recv(1), b"S", "answer to another address's SSLRequest")
+    s.close()
+    denied = lambda: [l for l in access_lines(log) if 'end="denied by access rule"' in l]
+    check(wait_until(lambda: len(denied()) >= 2, 5 * T), "access log: %s" % access_lines(log)[-4:])
 
 
 @test("tcp_pg_gssencrequest_answered_n_then_sslrequest", timeout=120)
