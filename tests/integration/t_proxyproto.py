@@ -535,6 +535,46 @@ def _(ctx):
         gh.stop()
 
 
+@test("pp_send_v2_from_http2_streams_names_client_and_tls")
+def _(ctx):
+    # An HTTP/2 stream is a session of its own (h2_server.c): the header a pool sends for it must carry the
+    # connection's client, the address it reached and its TLS facts, copied from the connection (ALPN h2).
+    import h2raw
+    srv, gh = start_sender(ctx, "    proxy_protocol v2\n")
+    try:
+        with h2raw.H2Conn(gh.ports[2], sock=connect(gh.ports[2], CLIENT)) as c:
+            eq(c.alpn, "h2", "ALPN")
+            for i in range(2):
+                o = c.get("/?i=%d" % i)
+                eq(o.status, 200, "status of stream %d" % (2 * i + 1))
+                pp = json.loads(o.body)["pp"]
+                eq((pp["v"], pp["cmd"], pp["fam"]), (2, 1, 0x11), "v2 PROXY over TCP4 (stream %d)" % (2 * i + 1))
+                eq((pp["src"], pp["dst"], pp["dport"]), (CLIENT, "127.0.0.1", gh.ports[2]),
+                   "the client and the address it connected to (stream %d)" % (2 * i + 1))
+                eq(pp["tlvs"].get("01"), "h2", "ALPN TLV: what the client's connection agreed")
+                eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI)")
+                eq(pp.get("ssl_client"), 1, "SSL TLV client bits")
+                check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
+    finally:
+        srv.close()
+    gh.stop()
+    # Behind a trusted sender: the header received names the client and the address, for every stream.
+    srv = PPServer()
+    gh = ctx.gatehouse_config(lambda ports: conf(ctx, ports, srv.port, pool="    proxy_protocol v2\n"), nports=3)
+    try:
+        s = connect(gh.ports[2], TRUSTED)
+        s.sendall(v2(src="198.51.100.7", dst="192.0.2.1", dport=443))
+        with h2raw.H2Conn(gh.ports[2], sock=s) as c:
+            o = c.get("/")
+            eq(o.status, 200, "status behind a PROXY header")
+            pp = json.loads(o.body)["pp"]
+            eq((pp["src"], pp["dst"], pp["dport"]), ("198.51.100.7", "192.0.2.1", 443),
+               "the header's client and destination, sent on for an HTTP/2 stream")
+            eq(pp["tlvs"].get("01"), "h2", "ALPN TLV behind a PROXY header")
+    finally:
+        srv.close()
+
+
 @test("pp_send_no_reuse_across_clients")
 def _(ctx):
     srv, gh = start_sender(ctx, "    proxy_protocol v2\n")
