@@ -239,6 +239,23 @@ site default {{
 
 # ---------------------------------------------------------------- rate limits
 
+def at_once(fn, n):
+    """n calls of fn in threads started together (bounded: 10 s each); the results that are not None."""
+    got, lock = [], threading.Lock()
+
+    def one():
+        r = fn()
+        if r is not None:
+            with lock:
+                got.append(r)
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10 * T)
+    return got
+
+
 def socket_count(pid):
     try:
         return sum(1 for fd in os.listdir("/proc/%d/fd" % pid)
@@ -267,17 +284,8 @@ site default {{
     # wakes one waiter per connection; a busy one leaves the next to the other). Bounded: 10 bursts.
     conns, took = [], []
     lock = threading.Lock()
-
-    def opener():
-        c = plain(gh.port)
-        with lock:
-            conns.append(c)
     for attempt in range(10):
-        ts = [threading.Thread(target=opener) for _ in range(16)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(10 * T)
+        conns += at_once(lambda: plain(gh.port), 16)
         time.sleep(0.1 * T)
         took = [pid for pid in workers if socket_count(pid) > before[pid]]
         if len(took) >= 2:
@@ -423,18 +431,7 @@ def held_over_both_workers(gh, n, attempts=20):
     """n connections from 127.0.0.1, served and held, opened together until both workers hold some
     (so that each worker holds fewer than n). Bounded: attempts tries."""
     for _ in range(attempts):
-        got, lock = [], threading.Lock()
-
-        def one():
-            c = served(gh.port)
-            if c is not None:
-                with lock:
-                    got.append(c)
-        ts = [threading.Thread(target=one) for _ in range(n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(10 * T)
+        got = at_once(lambda: served(gh.port), n)
         where = holders(gh.port)
         pids = set(where.get(c.s.getsockname()[1]) for c in got)
         if len(got) == n and len(pids) == 2 and None not in pids:
@@ -460,19 +457,9 @@ def _(ctx):
     gh = ctx.gatehouse_config(lambda p: PER_IP_TWO_WORKERS.format(port=p[0], b=b.port), nports=1)
     held, _ = held_over_both_workers(gh, 3)
     # Each worker holds 1 or 2 of the 3: counted per worker, any further connection would be let in.
-    extra, lock = [], threading.Lock()
-
-    def one():
-        c = served(gh.port)
-        if c is not None:
-            with lock:
-                extra.append(c)
+    extra = []
     for _ in range(3):
-        ts = [threading.Thread(target=one) for _ in range(8)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(10 * T)
+        extra += at_once(lambda: served(gh.port), 8)
     eq(len(extra), 0, "connections served beyond max_connections_per_ip 3 (3 held over both workers, 24 tried)")
     other = served(gh.port, source="127.0.0.2")
     check(other is not None, "another address is served")

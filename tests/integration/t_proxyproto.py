@@ -16,7 +16,7 @@ import threading
 import time
 
 from harness import T, Fail, build_request, check, client_context, eq, free_port, test, wait_until
-from cfgutil import check_file, marked_line, write
+from cfgutil import ThreadedServer, check_file, marked_line, write
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
 SIG2 = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -419,47 +419,39 @@ def parse_pp(buf):
     return {"v": None}, 0
 
 
-class PPServer:
+def read_pp(s):
+    """Reads a PROXY header (if any) from socket s: (record, the bytes after it), or None at EOF."""
+    buf = b""
+    while True:
+        r = parse_pp(buf)
+        if r is not None:
+            return r[0], buf[r[1]:]
+        d = s.recv(4096)
+        if not d:
+            return None
+        buf += d
+
+
+class PPServer(ThreadedServer):
     """An HTTP/1.1 server that reads a PROXY header first (if any) and answers every request with
     what the header said, as JSON, with the connection's number (1-based index of conns): keep-alive."""
 
     def __init__(self):
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(64)
-        self.port = self.ls.getsockname()[1]
         self.conns = []          # per connection: [header record, [request lines]]
         self.lock = threading.Lock()
-        self.stop = False
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.start()
 
-    def accept(self):
-        while not self.stop:
-            try:
-                s, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
-
-    def serve(self, s):
+    def one(self, s):
         s.settimeout(10 * T)
-        buf = b""
         with self.lock:
             entry = [None, [], False]  # header, request lines, closed
             self.conns.append(entry)
             cid = len(self.conns)
         try:
-            while True:
-                r = parse_pp(buf)
-                if r is not None:
-                    break
-                d = s.recv(4096)
-                if not d:
-                    return
-                buf += d
-            entry[0], n = r
-            buf = buf[n:]
+            got = read_pp(s)
+            if got is None:
+                return
+            entry[0], buf = got
             while True:
                 while b"\r\n\r\n" not in buf:
                     d = s.recv(4096)
@@ -476,10 +468,6 @@ class PPServer:
         finally:
             entry[2] = True
             s.close()
-
-    def close(self):
-        self.stop = True
-        self.ls.close()
 
 
 def pp_get(port, tls, source, conn=None):
@@ -500,6 +488,14 @@ def pp_get(port, tls, source, conn=None):
         body += conn.recv(65536)
     check(head.startswith(b"HTTP/1.1 200"), "status: %r" % head[:40])
     return json.loads(body), conn
+
+
+def check_tls_tlvs(pp, alpn):
+    """The v2 TLVs of a TLS client connection to localhost: ALPN, authority (the SNI), SSL and its version."""
+    eq(pp["tlvs"].get("01"), alpn, "ALPN TLV")
+    eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI)")
+    eq(pp.get("ssl_client"), 1, "SSL TLV client bits")
+    check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
 
 
 def start_sender(ctx, pool):
@@ -526,10 +522,7 @@ def _(ctx):
             pp = got["pp"]
             eq((pp["src"], pp["dst"], pp["dport"]), (CLIENT, "127.0.0.1", gh.ports[2]), "addresses sent (TLS)")
             if version == 2:
-                eq(pp["tlvs"].get("01"), "http/1.1", "ALPN TLV")
-                eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI)")
-                eq(pp.get("ssl_client"), 1, "SSL TLV client bits")
-                check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
+                check_tls_tlvs(pp, "http/1.1")
         finally:
             srv.close()
         gh.stop()
@@ -551,10 +544,7 @@ def _(ctx):
                 eq((pp["v"], pp["cmd"], pp["fam"]), (2, 1, 0x11), "v2 PROXY over TCP4 (stream %d)" % (2 * i + 1))
                 eq((pp["src"], pp["dst"], pp["dport"]), (CLIENT, "127.0.0.1", gh.ports[2]),
                    "the client and the address it connected to (stream %d)" % (2 * i + 1))
-                eq(pp["tlvs"].get("01"), "h2", "ALPN TLV: what the client's connection agreed")
-                eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI)")
-                eq(pp.get("ssl_client"), 1, "SSL TLV client bits")
-                check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
+                check_tls_tlvs(pp, "h2")  # ALPN: what the client's connection agreed
     finally:
         srv.close()
     gh.stop()
@@ -755,40 +745,21 @@ def _(ctx):
 
 # ---------------------------------------------------------------- stream services
 
-class PPEcho:
+class PPEcho(ThreadedServer):
     """A TCP server that reads a PROXY header (if any) first, records it, then echoes."""
 
     def __init__(self):
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(64)
-        self.port = self.ls.getsockname()[1]
         self.headers = []
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.start()
 
-    def accept(self):
-        while True:
-            try:
-                s, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
-
-    def serve(self, s):
+    def one(self, s):
         s.settimeout(10 * T)
-        buf = b""
         try:
-            while True:
-                r = parse_pp(buf)
-                if r is not None:
-                    break
-                d = s.recv(4096)
-                if not d:
-                    return
-                buf += d
-            self.headers.append(r[0])
-            buf = buf[r[1]:]
+            got = read_pp(s)
+            if got is None:
+                return
+            self.headers.append(got[0])
+            buf = got[1]
             while True:
                 if buf:
                     s.sendall(buf)
@@ -799,9 +770,6 @@ class PPEcho:
             return
         finally:
             s.close()
-
-    def close(self):
-        self.ls.close()
 
 
 def stream_conf(ctx, ports, server_port, listen_opts, pool="", tls=True, extra="", main=""):

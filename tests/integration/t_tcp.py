@@ -23,7 +23,7 @@ import threading
 import time
 
 from harness import T, Fail, check, eq, free_port, sha256_hex, test, wait_until
-from cfgutil import PlainConn, check_file, marked_line, write
+from cfgutil import PlainConn, ThreadedServer, check_file, marked_line, write
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
@@ -37,7 +37,7 @@ class _Done:
         return 0
 
 
-class Echo:
+class Echo(ThreadedServer):
     """A TCP server in a thread: says `NAME\\n` first (if banner), then echoes. Counts accepts."""
     events_path = log_path = "(an echo server in the test process)"
 
@@ -46,29 +46,17 @@ class Echo:
         self.banner = banner
         self.accepts = 0
         self.eofs = 0
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", port))
-        self.ls.listen(128)
-        self.port = self.ls.getsockname()[1]
         self.tls = tls
         self.conns = []
-        self.stopped = False
         self.proc = _Done()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start(128, port)
         ctx.backends.append(self)  # stopped with the test
 
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            self.accepts += 1
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    def accepted(self, c):
+        self.accepts += 1
+        self.conns.append(c)
 
-    def _serve(self, c):
+    def one(self, c):
         try:
             c.settimeout(30 * T)
             if self.tls is not None:
@@ -90,9 +78,8 @@ class Echo:
             c.close()
 
     def stop(self):
-        self.stopped = True
         try:
-            self.ls.close()
+            self.close()
         except OSError:
             pass
         for c in self.conns:
@@ -531,16 +518,7 @@ def _(ctx):
 @test("tcp_rate_limit_closes_connections_over_the_rate_redis_cli", timeout=120)
 def _(ctx):
     c = ctx.session.certs()
-    if not shutil.which("redis-server"):
-        raise Fail("redis-server is not installed (redis-server)")
-    port = free_port()
-    user = pg_user() and "nobody"
-    rp = ctx.popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", tempfile.gettempdir(), "--protected-mode", "no"],
-                   stdin=subprocess.DEVNULL, stdout=open(os.path.join(ctx.dir, "redis.log"), "ab"),
-                   stderr=subprocess.STDOUT, user=user)
-    check(wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
-                     .stdout.strip() == b"PONG", 10 * T), "redis-server did not start")
+    rp, port = redis_server(ctx)
     log = os.path.join(ctx.dir, "access.log")
     # 2 workers: the bucket is shared, as a site's is. 1 per minute after a burst of 3.
     gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool r { server 127.0.0.1:%d }" % port, [
@@ -815,45 +793,37 @@ def _(ctx):
         eq((rc, out), (0, str(p2.port)), "connection %d after pg1 was killed (%s)" % (i, err))
 
 
-class Patroni:
+class Patroni(ThreadedServer):
     """Plays Patroni's REST API on one port: /primary is 200 for the server whose address the check's
     Host header names (gatehouse sends the server's host:port), 503 for the others."""
 
     def __init__(self, ctx):
         self.primary = None
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(32)
-        self.port = self.ls.getsockname()[1]
         self.hits = 0
-        threading.Thread(target=self._run, daemon=True).start()
+        self.lock = threading.Lock()
+        self.start(32)
 
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            try:
-                c.settimeout(5)
-                req = b""
-                while b"\r\n\r\n" not in req:
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    req += d
-                m = re.search(rb"\r\nHost: ([^\r]+)", req, re.I)
-                host = m.group(1).decode() if m else ""
+    def one(self, c):
+        try:
+            c.settimeout(5)
+            req = b""
+            while b"\r\n\r\n" not in req:
+                d = c.recv(4096)
+                if not d:
+                    break
+                req += d
+            m = re.search(rb"\r\nHost: ([^\r]+)", req, re.I)
+            host = m.group(1).decode() if m else ""
+            with self.lock:
                 self.hits += 1
-                ok = req.startswith(b"GET /primary ") and host == self.primary
-                body = b'{"role": "%s"}' % (b"primary" if ok else b"replica")
-                c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                          % (b"200 OK" if ok else b"503 Service Unavailable", len(body), body))
-            except OSError:
-                pass
-            finally:
-                c.close()
+            ok = req.startswith(b"GET /primary ") and host == self.primary
+            body = b'{"role": "%s"}' % (b"primary" if ok else b"replica")
+            c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (b"200 OK" if ok else b"503 Service Unavailable", len(body), body))
+        except OSError:
+            pass
+        finally:
+            c.close()
 
 
 @test("tcp_pg_pool_follows_the_primary_by_a_check_on_another_port", timeout=180)
@@ -894,9 +864,8 @@ def _(ctx):
 
 # ---------------------------------------------------------------- Redis
 
-@test("tcp_redis_cli_tls_through_a_raw_service", timeout=120)
-def _(ctx):
-    c = ctx.session.certs()
+def redis_server(ctx):
+    """redis-server on a free port of 127.0.0.1 (as nobody when root), answering PING: (process, port)."""
     if not shutil.which("redis-server"):
         raise Fail("redis-server is not installed (redis-server)")
     port = free_port()
@@ -907,6 +876,13 @@ def _(ctx):
                    stderr=subprocess.STDOUT, user=user)
     check(wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
                      .stdout.strip() == b"PONG", 10 * T), "redis-server did not start")
+    return rp, port
+
+
+@test("tcp_redis_cli_tls_through_a_raw_service", timeout=120)
+def _(ctx):
+    c = ctx.session.certs()
+    rp, port = redis_server(ctx)
     gh = ctx.gatehouse_config(lambda p: stream_conf(
         p, "pool r { server 127.0.0.1:%d\n health redis interval=300ms timeout=200ms rise=1 fall=1 }" % port, [
             "stream redis {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]),
