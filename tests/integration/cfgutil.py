@@ -55,12 +55,8 @@ class PlainConn(Conn):
 
     def __init__(self, port, timeout=None, source=None, host="127.0.0.1"):
         self.timeout = timeout or 5 * T
-        self.s = socket.create_connection((host, port), timeout=self.timeout,
-                                          source_address=(source, 0) if source else None)
-        self.port = port
-        self.buf = bytearray()
-        self.eof = False
-        self.reset = False
+        self.attach(socket.create_connection((host, port), timeout=self.timeout,
+                                             source_address=(source, 0) if source else None), port)
 
 
 class SourceConn(Conn):
@@ -70,14 +66,10 @@ class SourceConn(Conn):
         self.timeout = timeout or 5 * T
         raw = socket.create_connection(("127.0.0.1", port), timeout=self.timeout, source_address=(source, 0))
         try:
-            self.s = client_context().wrap_socket(raw, server_hostname=sni)
+            self.attach(client_context().wrap_socket(raw, server_hostname=sni), port)
         except Exception:
             raw.close()
             raise
-        self.port = port
-        self.buf = bytearray()
-        self.eof = False
-        self.reset = False
 
 
 def ids(port, n, path="/id", host=None, headers=(), sni="localhost", conn=None):
