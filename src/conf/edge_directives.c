@@ -327,8 +327,6 @@ static int d_rate_limit(conf__parser *p, const conf__directive *d)
         if (d->nargs > 1)
             return conf__bad_value(p, d->line, "rate_limit", ARG(1), "nothing may follow off");
         e->rate_off = 1;
-        if (p->stream != NULL)
-            e->rate = NULL; /* nothing to inherit: off is none */
         return 0;
     }
     if ((r = conf__arena_alloc(p->a, sizeof(*r))) == NULL)
