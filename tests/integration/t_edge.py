@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -495,6 +496,63 @@ def _(ctx):
             c.close()
     check("no longer count for max_connections_per_ip" in gh.stderr(),
           "the master says the dead worker's connections no longer count")
+
+
+@test("max_connections_per_ip_count_given_back_however_the_connection_ends")
+def _(ctx):
+    # Each way a connection can end gives its count back exactly once: with a limit of 1 and 2 workers,
+    # a new connection is served after each, and a second one held beside it is refused.
+    dead = ctx.backend("dead")
+    dead_port = dead.port
+    dead.proc.kill()
+    dead.proc.wait(5 * T)
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 2
+max_connections_per_ip 1
+timeouts {{ header 500ms }}
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+pool gone {{ server 127.0.0.1:{d} }}
+site default {{
+    route /gone/ {{ proxy gone }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port, d=dead_port), nports=1)
+
+    def ends(what, fn):
+        fn()
+        check(wait_until(lambda: not holders(gh.port), 5 * T), "%s: the connection closed" % what)
+        c = served(gh.port)
+        check(c is not None, "after %s: a new connection is served" % what)
+        eq(served(gh.port), None, "after %s: a second one beside it is refused (counted once)" % what)
+        c.close()
+        check(wait_until(lambda: not holders(gh.port), 5 * T), "%s: the served one closed" % what)
+
+    def bad_request():
+        with plain(gh.port) as c:
+            c.send(b"GET /small HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n")
+            eq(c.read_response().status, 400, "a malformed request")
+
+    def bad_gateway():
+        with plain(gh.port) as c:
+            c.send(b"GET /gone/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            eq(c.read_response().status, 503, "no server of the pool answers")
+
+    def slow_head():
+        with plain(gh.port) as c:
+            c.send(b"GET /small HTTP/1.1\r\nHost: a\r\n")
+            eq(c.read_response().status, 408, "a head that never ends")
+
+    def reset_mid_request():
+        c = plain(gh.port)
+        c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        time.sleep(0.1 * T)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # an RST in the middle of the body
+
+    for what, fn in (("a 400", bad_request), ("a 503", bad_gateway), ("a 408", slow_head),
+                     ("a client reset mid-body", reset_mid_request)):
+        ends(what, fn)
 
 
 # ---------------------------------------------------------------- shielding
