@@ -514,6 +514,9 @@ typedef struct gh_cfg_stream {
     uint32_t connect_timeout; /* ms; defaulted from timeouts { connect } */
     uint32_t idle_timeout;    /* ms; defaulted from timeouts { tunnel } */
     unsigned set;             /* GH_STREAM_SET_*: which timeouts the block gave itself */
+    /* allow/deny (rules) and rate_limit (rate: new connections per client address, key=ip only); the other
+     * fields of the edge are HTTP's and stay empty. Nothing is inherited: a stream is in no site. */
+    gh_cfg_edge edge;
     int has_listen;
     gh_cfg_where where;
 } gh_cfg_stream;

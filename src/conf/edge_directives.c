@@ -15,9 +15,11 @@
 
 #define ARG(i) (&d->args[(i)])
 
-/* The object whose edge a directive fills: the route, the site or the main context. */
+/* The object whose edge a directive fills: the stream, the route, the site or the main context. */
 static gh_cfg_edge *edge_of(conf__parser *p)
 {
+    if (p->stream != NULL)
+        return &p->stream->edge;
     if (p->route != NULL)
         return &p->route->edge;
     if (p->site != NULL)
@@ -268,7 +270,10 @@ static int d_rule(conf__parser *p, const conf__directive *d)
         }
         for (size_t k = 0; k < n; k++) {
             if ((r = conf__arena_push(p->a, (void **)&e->rules, &e->nrules,
-                                      p->route ? &p->cap_route_rules : &p->cap_site_rules, sizeof(*r))) == NULL)
+                                      p->stream  ? &p->cap_stream_rules
+                                      : p->route ? &p->cap_route_rules
+                                                 : &p->cap_site_rules,
+                                      sizeof(*r))) == NULL)
                 return conf__oom(p, d->line);
             r->allow = allow;
             r->net = nets[k];
@@ -311,7 +316,7 @@ static int rate_arg(conf__parser *p, int line, const conf__arg *a, uint64_t *int
     return 0;
 }
 
-/* rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME] | off, in a site or a route. */
+/* rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME] | off, in a site or a route; in a stream (key=ip). */
 static int d_rate_limit(conf__parser *p, const conf__directive *d)
 {
     gh_cfg_edge *e = edge_of(p);
@@ -365,6 +370,10 @@ static int d_rate_limit(conf__parser *p, const conf__directive *d)
             return conf__bad_value(p, d->line, "rate_limit option", ARG(i), "expected burst=N or key=...");
         }
     }
+    /* A stream has no request: what it limits is new connections, and all it knows of one is its address */
+    if (p->stream != NULL && r->key != GH_RATE_KEY_IP)
+        return conf__fail(p, NULL, d->line,
+                          "a stream's rate_limit counts new connections per client address: key=ip only");
     e->rate = r;
     return 0;
 }
@@ -493,6 +502,9 @@ const conf__dirspec conf__edge_directives[] = {
      "rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME]|off"},
     {"rate_limit", CONF__CTX_ROUTE, 1, 3, 0, 0, d_rate_limit,
      "rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME]|off"},
+    {"allow", CONF__CTX_STREAM, 1, CONF__MAX_ARGS, 0, 1, d_rule, "allow NETWORK...|all"},
+    {"deny", CONF__CTX_STREAM, 1, CONF__MAX_ARGS, 0, 1, d_rule, "deny NETWORK...|all"},
+    {"rate_limit", CONF__CTX_STREAM, 1, 3, 0, 0, d_rate_limit, "rate_limit RATE [burst=N]"},
     {"intercept_errors", CONF__CTX_ROUTE, 1, CONF__MAX_ARGS, 0, 0, d_intercept,
      "intercept_errors on|off|STATUS|LO-HI..."},
     {"hsts", CONF__CTX_SITE, 1, 3, 0, 0, d_hsts, "hsts max-age=SECONDS [includeSubDomains] [preload] | off"},

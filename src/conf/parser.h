@@ -42,7 +42,7 @@ typedef struct conf__parser {
     gh_cfg_route *route;
     gh_cfg_stream *stream;
     gh_cfg_forward *forward; /* the `forward { }` block being read */
-    int main_lines; /* lines in the main file: where "no listener" is reported */
+    int main_lines;          /* lines in the main file: where "no listener" is reported */
 
     /* Files being read, outermost first (realpath, malloc'd): include cycles and depth. */
     char *stack[GH_CFG_INCLUDE_DEPTH + 1];
@@ -52,7 +52,7 @@ typedef struct conf__parser {
     size_t cap_listeners, cap_pools, cap_sites, cap_servers, cap_streams;
     size_t cap_names, cap_certs, cap_routes;
     size_t cap_methods, cap_hmatch, cap_req_ops, cap_resp_ops, cap_target;
-    size_t cap_formats, cap_logs, cap_site_rules, cap_route_rules, cap_site_resp_ops;
+    size_t cap_formats, cap_logs, cap_site_rules, cap_route_rules, cap_stream_rules, cap_site_resp_ops;
     size_t cap_main_hide, cap_site_hide, cap_route_hide;
     size_t cap_fwd_rules;
 

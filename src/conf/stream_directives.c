@@ -1,7 +1,8 @@
 /*
  * stream_directives: `stream NAME { }`, a TCP (L4) service: its listener,
  * certificates (or passthrough, or none for plain TCP), protocol, SNI names,
- * pool, connection limit and timeouts. The checks that need every service of
+ * pool, connection limit and timeouts (allow, deny and rate_limit are
+ * edge_directives.c's rows, as in a site). The checks that need every service of
  * a listener (one default, names unique, one protocol) are in validate.c.
  */
 #include <ctype.h>
@@ -34,7 +35,7 @@ int conf__d_stream(conf__parser *p, const conf__directive *d)
         return -1;
     st->where = (gh_cfg_where){p->file, d->line};
     st->protocol = GH_STREAM_RAW;
-    p->cap_names = p->cap_certs = 0;
+    p->cap_names = p->cap_certs = p->cap_stream_rules = 0;
     p->stream = st;
     rc = conf__parse_nested(p, CONF__CTX_STREAM, d->line);
     p->stream = NULL;

@@ -480,6 +480,20 @@ static void schedule_restart(struct master *m, struct worker *w, int64_t now)
     }
 }
 
+/*
+ * The worker's connections died with it: its max_connections_per_ip counts go
+ * (proxy/peerlimit.h), before another worker takes its slot. A worker that
+ * exited cleanly had given them all back already.
+ */
+static void forget_connections(struct master *m, struct worker *w, pid_t pid)
+{
+    uint64_t n = gh_peer_forget_worker(m->shared->peers, (uint16_t)w->id);
+
+    if (n > 0)
+        gh_log_info("worker %d (pid %d): %llu connections it held no longer count for max_connections_per_ip", w->id,
+                    (int)pid, (unsigned long long)n);
+}
+
 static void on_worker_exit(struct master *m, struct worker *w, int status, int64_t now)
 {
     char how[96];
@@ -487,6 +501,7 @@ static void on_worker_exit(struct master *m, struct worker *w, int status, int64
 
     w->pid = 0;
     describe_exit(status, how, sizeof(how));
+    forget_connections(m, w, pid);
     if (w->reloading && !m->stopping) {
         w->reloading = 0;
         w->restart_at = now; /* the prober, stopped to pick up the new configuration */

@@ -120,9 +120,10 @@ static void family(gh_mtext *t, const char *name, const char *type, const char *
 
 static const char *const proto_names[GH_M_NPROTO] = {"http/1.1", "h2", "stream"};
 static const char *const tls_names[GH_M_NTLS] = {"TLSv1.2", "TLSv1.3", "other"};
-static const char *const limit_names[GH_M_NLIMITS] = {"max_connections",         "max_body",     "body_min_rate",
-                                                      "header_timeout",          "request_head", "rate_limit",
-                                                      "connections_per_address", "access_rule"};
+static const char *const limit_names[GH_M_NLIMITS] = {
+    "max_connections",         "max_body",     "body_min_rate",
+    "header_timeout",          "request_head", "rate_limit",
+    "connections_per_address", "access_rule",  "connections_per_address_uncounted"};
 static const char *const state_names[] = {"unknown", "up", "down", "pending"};
 
 static void requests(const gh_metrics_view *v, gh_mtext *t)

@@ -56,7 +56,8 @@ enum gh_m_limit {
     GH_M_LIMIT_HEAD_SIZE,           /* a request head or line too large: 431, 414 */
     GH_M_LIMIT_RATE,                /* a rate limit answered 429 */
     GH_M_LIMIT_CONN_PER_ADDR,       /* max_connections_per_ip refused a connection */
-    GH_M_LIMIT_ACCESS_RULE,         /* a site's or route's allow/deny rules answered 403 */
+    GH_M_LIMIT_ACCESS_RULE,         /* a site's or route's allow/deny rules answered 403 (or a stream's closed) */
+    GH_M_LIMIT_CONN_PER_ADDR_FULL,  /* max_connections_per_ip's table had no free entry: let in uncounted */
     GH_M_NLIMITS
 };
 

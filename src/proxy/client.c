@@ -46,7 +46,7 @@ static void release(proxy__client *c)
     gh_timer_stop(w->loop, &c->timer);
     gh_buf_release(&c->in);
     gh_buf_release(&c->out);
-    proxy__peer_release(&c->s.peer, &c->s.peer_counted);
+    proxy__peer_release(w, &c->s.peer, &c->s.peer_counted);
     proxy__session_drop_own(&c->s); /* before the generation goes: the connection refers to its pool */
     gh_metric_conn_close(w->metrics, c->s.listener->cfg->metric, c->mproto);
     proxy__gen_unref(c->s.gen);
@@ -481,7 +481,7 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
     }
     if (gh_conn_add(&c->conn, w->loop) < 0) {
         gh_conn_close(&c->conn, w->loop); /* never registered: the delete is a no-op */
-        proxy__peer_release(&c->s.peer, &c->s.peer_counted);
+        proxy__peer_release(w, &c->s.peer, &c->s.peer_counted);
         free(c);
         return;
     }

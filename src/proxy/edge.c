@@ -3,7 +3,7 @@
  * allow/deny rules (403) and its rate limit (429 with Retry-After), from the
  * client's address as the session knows it (proxy__session.peer: the real
  * client once PROXY protocol has set it); and the count of connections per
- * client address (max_connections_per_ip).
+ * client address (max_connections_per_ip), shared by all workers.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +11,15 @@
 
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "proxy/peerlimit.h"
 #include "proxy/ratelimit.h"
 
 /* In file order, the first rule that matches decides; none matching allows (end a list with `deny all`). */
-static int allowed(const gh_cfg_route *rt, const struct sockaddr *sa)
+static int allowed(const gh_cfg_edge *e, const struct sockaddr *sa)
 {
-    for (size_t i = 0; i < rt->edge.nrules; i++)
-        if (gh_cidr_match(&rt->edge.rules[i].net, sa))
-            return rt->edge.rules[i].allow;
+    for (size_t i = 0; i < e->nrules; i++)
+        if (gh_cidr_match(&e->rules[i].net, sa))
+            return e->rules[i].allow;
     return 1;
 }
 
@@ -41,7 +42,7 @@ int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_
 {
     const gh_cfg_rate_limit *rl = rt->edge.rate;
 
-    if (rt->edge.nrules > 0 && !allowed(rt, (const struct sockaddr *)&s->peer)) {
+    if (rt->edge.nrules > 0 && !allowed(&rt->edge, (const struct sockaddr *)&s->peer)) {
         gh_metric_limit(s->w->metrics, GH_M_LIMIT_ACCESS_RULE);
         return 403;
     }
@@ -58,22 +59,25 @@ int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_
     return 0;
 }
 
-/* ---- connections per client address (per worker) ---- */
+const char *proxy__edge_conn_check(proxy__worker *w, const proxy__gen *g, const gh_cfg_edge *e,
+                                   const struct sockaddr_storage *peer, const char *ip)
+{
+    const gh_cfg_rate_limit *rl = e->rate;
 
-/*
- * Counted per worker, not in shared memory: a worker that dies takes its
- * connections with it, and a shared count would keep its increments for
- * ever. So a client may hold max_connections_per_ip in each worker. Open
- * addressing with linear probing, grown at half full, backward-shift delete.
- */
-typedef struct peer_entry {
-    uint8_t addr[16];
-    uint8_t used;
-    uint32_t count;
-} peer_entry;
+    if (e->nrules > 0 && !allowed(e, (const struct sockaddr *)peer)) {
+        gh_metric_limit(w->metrics, GH_M_LIMIT_ACCESS_RULE);
+        return "denied by access rule";
+    }
+    if (rl != NULL && g->rt->rates != NULL &&
+        gh_rate_take(g->rt->rates, gh_rate_key(rl->id, ip, strlen(ip)), gh_loop_now(w->loop) * 1000, rl->interval_us,
+                     rl->burst) > 0) {
+        gh_metric_limit(w->metrics, GH_M_LIMIT_RATE);
+        return "refused: rate limit";
+    }
+    return NULL;
+}
 
-static peer_entry *table;
-static size_t cap, used;
+/* ---- connections per client address (all workers: peerlimit.h) ---- */
 
 static void peer_bytes(const struct sockaddr_storage *ss, uint8_t out[16])
 {
@@ -87,101 +91,50 @@ static void peer_bytes(const struct sockaddr_storage *ss, uint8_t out[16])
     }
 }
 
-static size_t slot_of(const uint8_t a[16])
+int proxy__peer_admit_at(proxy__worker *w, const struct sockaddr_storage *peer, const char *ip, uint8_t *counted)
 {
-    return (size_t)gh_rate_key(0, (const char *)a, 16) & (cap - 1);
-}
+    uint32_t max = w->gen->rt->cfg->max_conns_per_ip, held = 0;
+    gh_peer_shm *shm = w->gen->rt->peers;
+    uint8_t a[16];
+    int rc;
 
-static peer_entry *find(const uint8_t a[16], int insert)
-{
-    size_t i;
-
-    if (cap == 0)
-        return NULL;
-    for (i = slot_of(a); table[i].used; i = (i + 1) & (cap - 1))
-        if (memcmp(table[i].addr, a, 16) == 0)
-            return &table[i];
-    if (!insert)
-        return NULL;
-    memcpy(table[i].addr, a, 16);
-    table[i].used = 1;
-    table[i].count = 0;
-    used++;
-    return &table[i];
-}
-
-static int grow(void)
-{
-    peer_entry *old = table;
-    size_t ocap = cap;
-
-    cap = cap ? cap * 2 : 256;
-    if ((table = calloc(cap, sizeof(*table))) == NULL) {
-        table = old;
-        cap = ocap;
+    if (max == 0 || shm == NULL)
+        return 0;
+    peer_bytes(peer, a);
+    rc = gh_peer_take(shm, a, 0, (uint16_t)w->id, max, &held);
+    if (rc == GH_PEER_OVER) {
+        gh_log_debug("client %s: %u connections already (max_connections_per_ip): closed", ip, held);
+        gh_metric_limit(w->metrics, GH_M_LIMIT_CONN_PER_ADDR);
         return -1;
     }
-    used = 0;
-    for (size_t i = 0; i < ocap; i++)
-        if (old[i].used)
-            find(old[i].addr, 1)->count = old[i].count;
-    free(old);
-    return 0;
-}
+    if (rc == GH_PEER_FULL) {
+        /* Let in uncounted (peerlimit.h says why); the operator hears of it, at most once a minute per worker. */
+        static int64_t said_at = -60000;
+        int64_t now = gh_loop_now(w->loop);
 
-static void erase(peer_entry *e)
-{
-    size_t i = (size_t)(e - table), j = i;
-
-    table[i].used = 0;
-    used--;
-    for (;;) {
-        size_t k;
-
-        j = (j + 1) & (cap - 1);
-        if (!table[j].used)
-            return;
-        k = slot_of(table[j].addr);
-        /* j's entry may move into the hole at i unless its home lies cyclically in (i, j] */
-        if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j))
-            continue;
-        table[i] = table[j];
-        table[j].used = 0;
-        i = j;
+        if (now - said_at >= 60000) {
+            said_at = now;
+            gh_log_warn("client %s: the max_connections_per_ip table has no free entry for it: let in uncounted", ip);
+        }
+        gh_metric_limit(w->metrics, GH_M_LIMIT_CONN_PER_ADDR_FULL);
+        return 0;
     }
+    *counted = 1;
+    return 0;
 }
 
 int proxy__peer_admit(proxy__session *s)
 {
-    uint32_t max = s->w->gen->rt->cfg->max_conns_per_ip;
-    uint8_t a[16];
-    peer_entry *e;
-
-    if (max == 0)
-        return 0;
-    if ((used + 1) * 2 > cap && grow() < 0)
-        return 0; /* out of memory: not counted, let in (the global limit still holds) */
-    peer_bytes(&s->peer, a);
-    e = find(a, 1);
-    if (e->count >= max) {
-        gh_log_debug("client %s: %u connections already (max_connections_per_ip): closed", s->ip, e->count);
-        gh_metric_limit(s->w->metrics, GH_M_LIMIT_CONN_PER_ADDR);
-        return -1;
-    }
-    e->count++;
-    s->peer_counted = 1;
-    return 0;
+    return proxy__peer_admit_at(s->w, &s->peer, s->ip, &s->peer_counted);
 }
 
-void proxy__peer_release(const struct sockaddr_storage *peer, uint8_t *counted)
+void proxy__peer_release(proxy__worker *w, const struct sockaddr_storage *peer, uint8_t *counted)
 {
     uint8_t a[16];
-    peer_entry *e;
 
     if (!*counted)
         return;
-    *counted = 0;
+    *counted = 0; /* first: whatever happens below, never a second time */
     peer_bytes(peer, a);
-    if ((e = find(a, 0)) != NULL && --e->count == 0)
-        erase(e);
+    gh_peer_put(w->gen->rt->peers, a, 0, (uint16_t)w->id);
 }

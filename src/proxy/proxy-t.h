@@ -347,6 +347,7 @@ struct gh_runtime {
     gh_health_shm *health;     /* one slot per server of every pool, shared by all processes */
     gh_addr_shm *addrs;        /* where the prober publishes re-resolved server names */
     gh_rate_shm *rates;        /* rate_limit buckets, shared by all workers */
+    gh_peer_shm *peers;        /* max_connections_per_ip counts, shared by all workers */
     struct proxy__name *names; /* servers given by name: re-resolved by the prober */
     size_t nnames;
     struct gh_resolver *resolver; /* the prober's (runtime.c resolve_names); NULL elsewhere */

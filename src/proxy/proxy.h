@@ -125,12 +125,21 @@ int proxy__exchange_to_tunnel(proxy__exchange *ex, const proxy__handover *h);
 /* edge.c: the route's allow/deny rules and rate limit: 0, 403 or 429 (then *retry_after, seconds). */
 int proxy__edge_check(const proxy__session *s, const gh_cfg_route *rt, const gh_h1_request *r, uint32_t *retry_after);
 /*
- * max_connections_per_ip, counted per worker from s->peer (call it once s->peer is the real client):
- * 0 admitted (and counted: s->peer_counted), -1 over the limit (close it).
+ * A stream service's allow/deny rules and connection rate limit for a new connection from peer (the
+ * PROXY header's client when there was one), counted in the metrics as a site's 403 and 429 are:
+ * NULL let in, else why it is to be closed (for the access log).
  */
+const char *proxy__edge_conn_check(proxy__worker *w, const proxy__gen *g, const gh_cfg_edge *e,
+                                   const struct sockaddr_storage *peer, const char *ip);
+/*
+ * max_connections_per_ip, counted across all workers (proxy/peerlimit.h) from peer (call it once peer
+ * is the real client): 0 admitted (counted: *counted set, unless the table had no room), -1 over the
+ * limit (close it). proxy__peer_admit is the same for a session's s->peer.
+ */
+int proxy__peer_admit_at(proxy__worker *w, const struct sockaddr_storage *peer, const char *ip, uint8_t *counted);
 int proxy__peer_admit(proxy__session *s);
 /* Gives the count back when *counted (then clears it); a tunnel takes it over from its session. */
-void proxy__peer_release(const struct sockaddr_storage *peer, uint8_t *counted);
+void proxy__peer_release(proxy__worker *w, const struct sockaddr_storage *peer, uint8_t *counted);
 
 /* forward.c: the exchanges of a forward proxy listener (CONNECT, absolute-form) */
 typedef struct proxy__fwd proxy__fwd;

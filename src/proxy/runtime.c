@@ -365,8 +365,9 @@ int gh_shared_init(gh_shared *s)
     s->health = gh_health_shm_new(GH_HEALTH_MAX_SLOTS);
     s->addrs = gh_addr_shm_new(GH_HEALTH_MAX_SLOTS);
     s->rates = gh_rate_shm_new(GH_RATE_SETS);
+    s->peers = gh_peer_shm_new(GH_PEER_SETS);
     /* The session ticket keys too (tls/tickets.h): kept by the TLS layer, for the life of the process tree. */
-    if (s->health == NULL || s->addrs == NULL || s->rates == NULL || gh_tls_tickets_init() < 0) {
+    if (s->health == NULL || s->addrs == NULL || s->rates == NULL || s->peers == NULL || gh_tls_tickets_init() < 0) {
         gh_shared_dispose(s);
         return -1;
     }
@@ -379,6 +380,8 @@ void gh_shared_dispose(gh_shared *s)
     gh_addr_shm_free(s->addrs);
     gh_rate_shm_free(s->rates);
     s->rates = NULL;
+    gh_peer_shm_free(s->peers);
+    s->peers = NULL;
     s->health = NULL;
     s->addrs = NULL;
 }
@@ -646,6 +649,7 @@ static gh_runtime *build(gh_config *cfg, const gh_conf_source *src, const gh_sha
     rt->health = shared->health;
     rt->addrs = shared->addrs;
     rt->rates = shared->rates;
+    rt->peers = shared->peers;
     rt->site_tls = calloc(cfg->nsites ? cfg->nsites : 1, sizeof(*rt->site_tls));
     rt->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*rt->listeners));
     rt->nlisteners = cfg->nlisteners;

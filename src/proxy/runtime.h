@@ -14,6 +14,7 @@
 #include "conf/config.h"
 #include "health/addrs.h"
 #include "health/state.h"
+#include "proxy/peerlimit.h"
 #include "proxy/ratelimit.h"
 
 typedef struct gh_runtime gh_runtime;
@@ -25,6 +26,7 @@ typedef struct gh_shared {
     gh_health_shm *health; /* health verdicts, one slot per server */
     gh_addr_shm *addrs;    /* re-resolved addresses of servers given by name, same slots */
     gh_rate_shm *rates;    /* rate_limit buckets of every worker (proxy/ratelimit.h) */
+    gh_peer_shm *peers;    /* connections per client address of every worker (proxy/peerlimit.h) */
 } gh_shared;
 
 /* Maps both regions, and the TLS session ticket keys (gh_tls_tickets_init), before any fork; 0 or -1. */

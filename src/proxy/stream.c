@@ -22,7 +22,12 @@
  *
  *   PROXY   (a listener with proxy_protocol, a trusted peer) the PROXY
  *           protocol header comes first, before anything above: its client is
- *           the stream's client (logs, hash ip, the header sent on)
+ *           the stream's client (logs, hash ip, the header sent on, limits)
+ *
+ * Edge rules (edge.c), on the client as the PROXY header named it:
+ * max_connections_per_ip when the first phase starts, the service's
+ * allow/deny and rate_limit as soon as the service is known (edge_refused);
+ * a refused connection is closed at once, with its access-log line.
  *
  * A pool with proxy_protocol gets a header first on the server connection
  * (upstream_ready: into side[0].buf, which the tunnel writes to the server
@@ -56,12 +61,14 @@ typedef struct proxy__stream {
     uint64_t key;          /* balance hash ip */
     long count;            /* index in w->svc_counts; -1: not counted */
     uint8_t phase;
-    uint8_t gss_seen;    /* a GSSENCRequest was answered: the next one is a protocol error */
-    uint8_t connected;   /* the server accepted: counted in flight for it */
-    uint8_t plain;       /* postgres without TLS (allow_plaintext) */
-    uint8_t handshaking; /* counted in w->handshaking: the heap is trimmed once no handshake is under way */
-    uint8_t local_known; /* local is set (from a PROXY header, or read from the socket) */
-    const char *why;     /* how it ended before the relay; NULL: the tunnel's reason */
+    uint8_t gss_seen;     /* a GSSENCRequest was answered: the next one is a protocol error */
+    uint8_t connected;    /* the server accepted: counted in flight for it */
+    uint8_t plain;        /* postgres without TLS (allow_plaintext) */
+    uint8_t handshaking;  /* counted in w->handshaking: the heap is trimmed once no handshake is under way */
+    uint8_t local_known;  /* local is set (from a PROXY header, or read from the socket) */
+    uint8_t peer_counted; /* counted for max_connections_per_ip (edge.c): given back once, in stream_end */
+    uint8_t edge_done;    /* the service's allow/deny and rate_limit were applied (a token is taken once) */
+    const char *why;      /* how it ended before the relay; NULL: the tunnel's reason */
     struct sockaddr_storage peer, local; /* the client and the address it connected to: the PROXY header sent */
     char sni[GH_TLS_SNI_MAX];
 } proxy__stream;
@@ -123,6 +130,7 @@ static void stream_end(proxy__tunnel *t)
     gh_metric_stream(w->metrics, -1);
     if (s->count >= 0 && w->svc_counts[s->count].n > 0)
         w->svc_counts[s->count].n--;
+    proxy__peer_release(w, &s->peer, &s->peer_counted);
     log_end(s);
     proxy__tunnel_unlink(t);
     proxy__gen_unref(t->gen); /* the service, pool and listener live in the generation: after their last use */
@@ -199,6 +207,27 @@ static int at_limit(proxy__stream *s, const gh_cfg_stream *st)
 
 static void start_connect(proxy__stream *s);
 
+/*
+ * The service's allow/deny rules and rate limit, as soon as the service is
+ * known: at once for a listener of one service (before a PostgreSQL client's
+ * SSLRequest is answered), after the ClientHello's SNI chose one otherwise;
+ * before any TLS handshake or server connection either way. 1: refused, and
+ * the stream ended (its access-log line says why).
+ */
+static int edge_refused(proxy__stream *s, const proxy__svc *v)
+{
+    const char *why;
+
+    if (s->edge_done)
+        return 0;
+    s->edge_done = 1;
+    if ((why = proxy__edge_conn_check(s->t.w, s->t.gen, &v->cfg->edge, &s->peer, s->t.ip)) == NULL)
+        return 0;
+    s->svc = v;
+    end_with(s, why);
+    return 1;
+}
+
 /* The service is known: TLS with its certificate, or straight to a server (passthrough, plain TCP). */
 static void begin_service(proxy__stream *s, const proxy__svc *v)
 {
@@ -209,6 +238,8 @@ static void begin_service(proxy__stream *s, const proxy__svc *v)
         end_with(s, "no service for this name");
         return;
     }
+    if (edge_refused(s, v))
+        return;
     s->svc = v;
     if (at_limit(s, v->cfg)) {
         end_with(s, "service connection limit");
@@ -508,11 +539,22 @@ static void on_event(gh_io *io, unsigned events)
     upstream_ready(s);
 }
 
-/* What the listener's connections start with (after a PROXY header, if one came first). */
+/*
+ * What the listener's connections start with (after a PROXY header, if one
+ * came first: s->peer is then the client it named, for every limit).
+ */
 static void first_phase(proxy__stream *s)
 {
     const proxy__listener *l = s->listener;
+    const proxy__svc *def = l->svc_default != NULL ? l->svc_default : l->svcs[0];
 
+    /* As client.c does for HTTP: counted once the real client is known, and before anything is answered */
+    if (proxy__peer_admit_at(s->t.w, &s->peer, s->t.ip, &s->peer_counted) < 0) {
+        end_with(s, "refused: max_connections_per_ip");
+        return;
+    }
+    if (!l->peek_hello && edge_refused(s, def))
+        return;
     if (l->pg) {
         s->phase = ST_PG;
         advance(s);
@@ -520,7 +562,7 @@ static void first_phase(proxy__stream *s)
         s->phase = ST_HELLO;
         advance(s);
     } else {
-        begin_service(s, l->svc_default != NULL ? l->svc_default : l->svcs[0]);
+        begin_service(s, def);
     }
 }
 

@@ -53,7 +53,7 @@ void proxy__tunnel_finish(proxy__tunnel *t)
         gh_metric_tunnel(w->metrics, -1);
     }
     proxy__access_tunnel(t);
-    proxy__peer_release(&t->peer, &t->peer_counted);
+    proxy__peer_release(w, &t->peer, &t->peer_counted);
     proxy__tunnel_unlink(t);
     proxy__gen_unref(t->gen); /* the pool lives in the generation: after its last use */
     gh_loop_release(w->loop, t);

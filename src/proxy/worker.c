@@ -441,7 +441,7 @@ static void reload(proxy__worker *w, int bundle_fd, const gh_reload_msg *m, int 
     const char *path = w->gen->rt->cfg->path;
     char err[1024] = "";
     proxy__gen *g = NULL, *old = w->gen;
-    gh_shared shared = {old->rt->health, old->rt->addrs, old->rt->rates};
+    gh_shared shared = {old->rt->health, old->rt->addrs, old->rt->rates, old->rt->peers};
     gh_bundle *b = gh_bundle_from_memfd(bundle_fd, err, sizeof(err));
     gh_runtime *rt = NULL;
     int ordered[GH_MAX_LISTENERS];

@@ -55,12 +55,8 @@ class PlainConn(Conn):
 
     def __init__(self, port, timeout=None, source=None, host="127.0.0.1"):
         self.timeout = timeout or 5 * T
-        self.s = socket.create_connection((host, port), timeout=self.timeout,
-                                          source_address=(source, 0) if source else None)
-        self.port = port
-        self.buf = bytearray()
-        self.eof = False
-        self.reset = False
+        self.attach(socket.create_connection((host, port), timeout=self.timeout,
+                                             source_address=(source, 0) if source else None), port)
 
 
 class SourceConn(Conn):
@@ -70,14 +66,10 @@ class SourceConn(Conn):
         self.timeout = timeout or 5 * T
         raw = socket.create_connection(("127.0.0.1", port), timeout=self.timeout, source_address=(source, 0))
         try:
-            self.s = client_context().wrap_socket(raw, server_hostname=sni)
+            self.attach(client_context().wrap_socket(raw, server_hostname=sni), port)
         except Exception:
             raw.close()
             raise
-        self.port = port
-        self.buf = bytearray()
-        self.eof = False
-        self.reset = False
 
 
 def ids(port, n, path="/id", host=None, headers=(), sni="localhost", conn=None):
@@ -294,19 +286,18 @@ def dual_backends(ctx, n4="b4", n6="b6"):
     raise last
 
 
-class RawBackend:
-    """A backend that records each request head and answers with `answer(head)` (bytes). once=False:
-    the connection goes on to the next head (kept open briefly); once=True: one answer, then its
-    side is shut (FIN) and what comes is drained until the peer closes."""
+class ThreadedServer:
+    """A TCP server of the test process on a free port of 127.0.0.1: one thread accepts, and each
+    connection is served by self.one(socket) in a thread of its own (which must close it).
+    Subclasses set what they need, then call start() (port: a given one, e.g. to come back on it).
+    accepted(socket) runs in the accepting thread before each connection's. close() stops accepting."""
 
-    def __init__(self, ctx, answer, once=False):
-        self.heads = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+    def start(self, backlog=64, port=0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.answer = answer
-        self.once = once
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
@@ -315,7 +306,29 @@ class RawBackend:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            self.accepted(c)
             threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def accepted(self, c):
+        pass
+
+    def one(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+
+
+class RawBackend(ThreadedServer):
+    """A backend that records each request head and answers with `answer(head)` (bytes). once=False:
+    the connection goes on to the next head (kept open briefly); once=True: one answer, then its
+    side is shut (FIN) and what comes is drained until the peer closes."""
+
+    def __init__(self, ctx, answer, once=False):
+        self.heads = []
+        self.answer = answer
+        self.once = once
+        self.start(16)
 
     def one(self, c):
         c.settimeout(5)

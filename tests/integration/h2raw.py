@@ -26,7 +26,7 @@ except ImportError:  # Debian's python3-h2/-hpack/-hyperframe when the tests run
     import hpack
     import hyperframe.frame as hf
 
-from harness import T, Fail, client_context
+from harness import T, Fail, SocketClient, client_context
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -159,7 +159,7 @@ class Stream:
         self.window = 65535
 
 
-class H2Conn:
+class H2Conn(SocketClient):
     """One HTTP/2 connection: TLS with ALPN h2, or plain with prior knowledge (plain=True).
 
     preface=True sends the client preface and an (empty or given) SETTINGS frame at once.
@@ -464,18 +464,6 @@ class H2Conn:
     def get(self, path, authority="localhost", extra=(), timeout=None):
         """A simple GET on a new stream; returns its Outcome."""
         return self.response(self.request(request_headers("GET", path, authority, extra=extra)), timeout)
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 class Closed(Fail):

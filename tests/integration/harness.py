@@ -689,17 +689,39 @@ class Closed(Fail):
     """The peer closed (or reset) the connection."""
 
 
-class Conn:
+class SocketClient:
+    """A client over one socket self.s: close() (an error there means it is gone already) and `with`."""
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class Conn(SocketClient):
     """An HTTP/1.1 client over one TLS connection, with byte-level control."""
+
+    recv_size = 262144  # bytes asked of each recv
 
     def __init__(self, port, timeout=None, sni="localhost", alpn=("http/1.1",), ctx=None):
         self.timeout = timeout or 5 * T
         raw = socket.create_connection(("127.0.0.1", port), timeout=self.timeout)
         try:
-            self.s = (ctx or client_context(alpn)).wrap_socket(raw, server_hostname=sni)
+            self.attach((ctx or client_context(alpn)).wrap_socket(raw, server_hostname=sni), port)
         except Exception:
             raw.close()
             raise
+
+    def attach(self, s, port):
+        """Reads and writes go to s (connected; TLS or not) from here on: subclasses connect their own way."""
+        self.s = s
         self.port = port
         self.buf = bytearray()
         self.eof = False
@@ -715,7 +737,7 @@ class Conn:
         if self.eof:
             return False
         try:
-            d = self.s.recv(262144)
+            d = self.s.recv(self.recv_size)
         except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             self.eof = self.reset = True
             return False
@@ -829,17 +851,6 @@ class Conn:
             return False, extra
         return True, extra
 
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 def build_request(method, path, headers=(), body=None, host="localhost"):

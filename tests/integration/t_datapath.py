@@ -1,6 +1,5 @@
 """Data path: what a slow client and a misbehaving backend must never do to the bytes of a response."""
 import socket
-import ssl
 import time
 
 from harness import T, Closed, Conn, Fail, build_request, check, client_context, eq, test
@@ -19,30 +18,15 @@ class SlowConn(Conn):
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
         raw.settimeout(self.timeout)
         raw.connect(("127.0.0.1", port))
-        self.s = client_context().wrap_socket(raw, server_hostname="localhost") if tls else raw
-        self.port = port
-        self.buf = bytearray()
-        self.eof = False
-        self.reset = False
+        self.attach(client_context().wrap_socket(raw, server_hostname="localhost") if tls else raw, port)
         self.pause = pause
-        self.step = step
+        self.recv_size = step
 
     def _fill(self):
         if self.pause:
             time.sleep(self.pause)  # the backend sends everything and closes meanwhile
             self.pause = 0
-        if self.eof:
-            return False
-        try:
-            d = self.s.recv(self.step)
-        except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
-            self.eof = self.reset = True
-            return False
-        if not d:
-            self.eof = True
-            return False
-        self.buf += d
-        return True
+        return super()._fill()
 
 
 def tls_and_plain(ctx, b):
@@ -113,53 +97,50 @@ def _(ctx):
 
 # ---- A pooled upstream connection must never carry what a previous response left behind ----
 
+def clean(r, what):
+    """r is the backend's own answer to GET /id (b1), not bytes a previous response left behind."""
+    check(r.status == 200 and r.body == b"b1" and not r.get("x-poison"),
+          "%s got %d %r %r" % (what, r.status, r.headers, r.body[:60]))
+
+
 def next_requests_clean(gh, what):
     """The request after `what` on a new client connection, twice: it reuses the pooled upstream connection."""
     for i in range(2):
         with Conn(gh.port) as c:
-            r = c.request("GET", "/id?after=%d" % i)
-            check(r.status == 200 and r.body == b"b1" and not r.get("x-poison"),
-                  "the request after %s got %d %r %r" % (what, r.status, r.headers, r.body[:60]))
+            clean(c.request("GET", "/id?after=%d" % i), "the request after %s" % what)
+
+
+def answer_then_clean(ctx, method, path, want_body, what, same_client=False):
+    """Three times: method path answered 200 want_body; then GET /id clean on the same client (same_client)
+    and on new ones (next_requests_clean)."""
+    b = ctx.backend()
+    gh = ctx.gatehouse([b], workers=1)
+    for i in range(3):
+        with Conn(gh.port) as c:
+            r = c.request(method, path)
+            eq((r.status, r.body), (200, want_body), "the answer to %s %s" % (method, path))
+            if same_client:
+                clean(c.request("GET", "/id"), "the next request on the same client after %s" % what)
+        next_requests_clean(gh, what)
 
 
 @test("upstream_pooled_with_stray_response_reaches_next_client")
 def _(ctx):
     # A second response nobody asked for, read by no one yet (the first one ended exactly where
     # gatehouse's read did): pooling the connection hands it to the next client as its answer.
-    b = ctx.backend()
-    gh = ctx.gatehouse([b], workers=1)
-    for i in range(3):
-        with Conn(gh.port) as c:
-            r = c.request("GET", "/stray?kind=response")
-            eq((r.status, r.body), (200, b"ok\n"), "the answer to /stray")
-            r = c.request("GET", "/id")
-            check(r.body == b"b1" and not r.get("x-poison"),
-                  "the next request on the same client got the stray response: %r %r" % (r.headers, r.body))
-        next_requests_clean(gh, "a stray response")
+    answer_then_clean(ctx, "GET", "/stray?kind=response", b"ok\n", "a stray response", same_client=True)
 
 
 @test("upstream_pooled_with_body_after_head")
 def _(ctx):
     # A broken backend sends a body in answer to HEAD: those bytes must not start the next response.
-    b = ctx.backend()
-    gh = ctx.gatehouse([b], workers=1)
-    for i in range(3):
-        with Conn(gh.port) as c:
-            r = c.request("HEAD", "/stray?kind=headbody")
-            eq((r.status, r.body), (200, b""), "the answer to HEAD")
-        next_requests_clean(gh, "a HEAD answered with a body")
+    answer_then_clean(ctx, "HEAD", "/stray?kind=headbody", b"", "a HEAD answered with a body")
 
 
 @test("upstream_pooled_with_more_than_content_length")
 def _(ctx):
     # More body bytes than Content-Length: the connection is not reusable.
-    b = ctx.backend()
-    gh = ctx.gatehouse([b], workers=1)
-    for i in range(3):
-        with Conn(gh.port) as c:
-            r = c.request("GET", "/stray?kind=excess")
-            eq((r.status, r.body), (200, b"ok\n"), "the answer to /stray?kind=excess")
-        next_requests_clean(gh, "a response with more than its Content-Length")
+    answer_then_clean(ctx, "GET", "/stray?kind=excess", b"ok\n", "a response with more than its Content-Length")
 
 
 @test("upstream_backend_closing_after_keepalive_response_post_502")

@@ -6,10 +6,12 @@ import os
 import re
 import signal
 import socket
+import struct
+import subprocess
 import threading
 import time
 
-from harness import T, Conn, check, eq, test, wait_until
+from harness import T, Conn, Fail, check, eq, test, wait_until
 
 
 def lines_of(path):
@@ -238,6 +240,23 @@ site default {{
 
 # ---------------------------------------------------------------- rate limits
 
+def at_once(fn, n):
+    """n calls of fn in threads started together (bounded: 10 s each); the results that are not None."""
+    got, lock = [], threading.Lock()
+
+    def one():
+        r = fn()
+        if r is not None:
+            with lock:
+                got.append(r)
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10 * T)
+    return got
+
+
 def socket_count(pid):
     try:
         return sum(1 for fd in os.listdir("/proc/%d/fd" % pid)
@@ -266,17 +285,8 @@ site default {{
     # wakes one waiter per connection; a busy one leaves the next to the other). Bounded: 10 bursts.
     conns, took = [], []
     lock = threading.Lock()
-
-    def opener():
-        c = plain(gh.port)
-        with lock:
-            conns.append(c)
     for attempt in range(10):
-        ts = [threading.Thread(target=opener) for _ in range(16)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(10 * T)
+        conns += at_once(lambda: plain(gh.port), 16)
         time.sleep(0.1 * T)
         took = [pid for pid in workers if socket_count(pid) > before[pid]]
         if len(took) >= 2:
@@ -390,6 +400,159 @@ site default {{ route / {{ proxy app }} }}
     check(works(c5), "once one closed, 127.0.0.1 gets a connection again")
     for c in (c2, c4, c5):
         c.close()
+
+
+def holders(port):
+    """{client port: PID of the worker holding it} for the established connections to 127.0.0.1:port (ss)."""
+    r = subprocess.run(["ss", "-Htnp", "state", "established", "( sport = :%d )" % port], capture_output=True,
+                       text=True, timeout=10 * T)
+    out = {}
+    for line in r.stdout.splitlines():
+        m = re.search(r"\S+:%d\s+\S+:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)" % port, line)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def served(port, source=None):
+    """A new connection with one GET on it: the connection when it was answered 200, else None (closed)."""
+    c = plain(port, source=source)
+    c.settimeout(5 * T)
+    try:
+        c.send(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+        if c.read_response().status == 200:
+            return c
+    except Exception:
+        pass
+    c.close()
+    return None
+
+
+def held_over_both_workers(gh, n, attempts=20):
+    """n connections from 127.0.0.1, served and held, opened together until both workers hold some
+    (so that each worker holds fewer than n). Bounded: attempts tries."""
+    for _ in range(attempts):
+        got = at_once(lambda: served(gh.port), n)
+        where = holders(gh.port)
+        pids = set(where.get(c.s.getsockname()[1]) for c in got)
+        if len(got) == n and len(pids) == 2 and None not in pids:
+            return got, where
+        for c in got:
+            c.close()
+        wait_until(lambda: not holders(gh.port), 5 * T)
+    raise Fail("%d connections never spread over both workers in %d tries" % (n, attempts))
+
+
+PER_IP_TWO_WORKERS = """workers 2
+max_connections_per_ip 3
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+site default {{ route / {{ proxy app }} }}
+"""
+
+
+@test("max_connections_per_ip_multiplied_by_workers")
+def _(ctx):
+    # The bug: each worker counted its own connections, so with 2 workers an address held up to 6.
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: PER_IP_TWO_WORKERS.format(port=p[0], b=b.port), nports=1)
+    held, _ = held_over_both_workers(gh, 3)
+    # Each worker holds 1 or 2 of the 3: counted per worker, any further connection would be let in.
+    extra = []
+    for _ in range(3):
+        extra += at_once(lambda: served(gh.port), 8)
+    eq(len(extra), 0, "connections served beyond max_connections_per_ip 3 (3 held over both workers, 24 tried)")
+    other = served(gh.port, source="127.0.0.2")
+    check(other is not None, "another address is served")
+    for c in held + extra + [other]:
+        c.close()
+    check(wait_until(lambda: not holders(gh.port), 5 * T), "the connections closed")
+    again = [served(gh.port) for _ in range(4)]
+    eq([c is not None for c in again], [True, True, True, False], "once they closed: 3 served again, not a 4th")
+    for c in again:
+        if c is not None:
+            c.close()
+
+
+@test("max_connections_per_ip_killed_worker_gives_its_connections_back")
+def _(ctx):
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: PER_IP_TWO_WORKERS.format(port=p[0], b=b.port), nports=1)
+    gh.allow_worker_change = True
+    held, where = held_over_both_workers(gh, 3)
+    victim = where[held[0].s.getsockname()[1]]
+    before = gh.workers()  # the workers and the prober
+    os.kill(victim, signal.SIGKILL)  # its connections die with it, and it never gave their counts back
+    check(wait_until(lambda: len(gh.workers()) == len(before) and victim not in gh.workers(), 10 * T),
+          "the killed worker %d was replaced: %s -> %s" % (victim, before, gh.workers()))
+    for c in held:
+        c.close()
+    check(wait_until(lambda: not holders(gh.port), 5 * T), "the connections closed")
+    again = [served(gh.port) for _ in range(4)]
+    eq([c is not None for c in again], [True, True, True, False],
+       "after the worker's death and the others' close: 3 served, not a 4th")
+    for c in again:
+        if c is not None:
+            c.close()
+    check("no longer count for max_connections_per_ip" in gh.stderr(),
+          "the master says the dead worker's connections no longer count")
+
+
+@test("max_connections_per_ip_count_given_back_however_the_connection_ends")
+def _(ctx):
+    # Each way a connection can end gives its count back exactly once: with a limit of 1 and 2 workers,
+    # a new connection is served after each, and a second one held beside it is refused.
+    dead = ctx.backend("dead")
+    dead_port = dead.port
+    dead.proc.kill()
+    dead.proc.wait(5 * T)
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: """workers 2
+max_connections_per_ip 1
+timeouts {{ header 500ms }}
+listen 127.0.0.1:{port}
+pool app {{ server 127.0.0.1:{b} }}
+pool gone {{ server 127.0.0.1:{d} }}
+site default {{
+    route /gone/ {{ proxy gone }}
+    route / {{ proxy app }}
+}}
+""".format(port=p[0], b=b.port, d=dead_port), nports=1)
+
+    def ends(what, fn):
+        fn()
+        check(wait_until(lambda: not holders(gh.port), 5 * T), "%s: the connection closed" % what)
+        c = served(gh.port)
+        check(c is not None, "after %s: a new connection is served" % what)
+        eq(served(gh.port), None, "after %s: a second one beside it is refused (counted once)" % what)
+        c.close()
+        check(wait_until(lambda: not holders(gh.port), 5 * T), "%s: the served one closed" % what)
+
+    def bad_request():
+        with plain(gh.port) as c:
+            c.send(b"GET /small HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n")
+            eq(c.read_response().status, 400, "a malformed request")
+
+    def bad_gateway():
+        with plain(gh.port) as c:
+            c.send(b"GET /gone/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            eq(c.read_response().status, 503, "no server of the pool answers")
+
+    def slow_head():
+        with plain(gh.port) as c:
+            c.send(b"GET /small HTTP/1.1\r\nHost: a\r\n")
+            eq(c.read_response().status, 408, "a head that never ends")
+
+    def reset_mid_request():
+        c = plain(gh.port)
+        c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        time.sleep(0.1 * T)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # an RST in the middle of the body
+
+    for what, fn in (("a 400", bad_request), ("a 503", bad_gateway), ("a 408", slow_head),
+                     ("a client reset mid-body", reset_mid_request)):
+        ends(what, fn)
 
 
 # ---------------------------------------------------------------- shielding

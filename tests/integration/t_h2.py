@@ -13,7 +13,9 @@ import struct
 import subprocess
 import time
 
-from harness import SLOW, T, Fail, check, client_context, curl, eq, free_port, rss_kib, sha256_hex, test, wait_until
+from harness import SLOW, T, Fail, SocketClient, check, client_context, curl, eq, free_port, rss_kib, sha256_hex, test, wait_until
+from h2raw import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, RST_STREAM, SETTINGS, WINDOW_UPDATE, frame,
+                   literal_block, request_headers)
 from pattern import data as pattern_bytes
 
 
@@ -224,10 +226,8 @@ def _(ctx):
     check(b"\x07\x00\x00\x00\x00\x00" in got, "a GOAWAY frame came before the close")
 
 
-# ---- a minimal HTTP/2 client on raw frames (stdlib only): HPACK literals out, frames in ----
+# ---- a minimal HTTP/2 client on raw frames: HPACK literals out (h2raw's builders), frames in as tuples ----
 
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
-END_STREAM, END_HEADERS = 0x1, 0x4
 STATUS_INDEXED = {0x88: 200, 0x89: 204, 0x8a: 206, 0x8b: 304, 0x8c: 400, 0x8d: 404, 0x8e: 500}
 
 
@@ -244,34 +244,11 @@ def first_status(block):
     return STATUS_INDEXED.get(block[i]) if i < len(block) else None
 
 
-def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
-
-
-def hpack_int(n, prefix=7, first=0):
-    top = (1 << prefix) - 1
-    if n < top:
-        return bytes([first | n])
-    out = [first | top]
-    n -= top
-    while n >= 128:
-        out.append((n & 127) | 128)
-        n >>= 7
-    return bytes(out + [n])
-
-
-def literal(name, value):
-    """A literal field without indexing and a new name, no Huffman (RFC 7541 6.2.2)."""
-    name, value = name.encode(), value.encode()
-    return b"\x00" + hpack_int(len(name)) + name + hpack_int(len(value)) + value
-
-
 def request_block(path, method="GET", authority="localhost", extra=()):
-    return b"".join(literal(n, v) for n, v in [(":method", method), (":scheme", "https"), (":authority", authority),
-                                                (":path", path)] + list(extra))
+    return literal_block(request_headers(method, path, authority, extra=extra))
 
 
-class RawH2:
+class RawH2(SocketClient):
     """One HTTP/2 connection over TLS (ALPN h2): SETTINGS and PING answered, frames read as tuples."""
 
     def __init__(self, port, timeout=10):
@@ -332,11 +309,6 @@ class RawH2:
             if f[1] & END_STREAM and f[0] in (HEADERS, DATA):
                 return status, body, None
 
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
 
 
 def goaway_code(frames):
@@ -523,37 +495,46 @@ def _(ctx):
     eq(conns[2].response(3)[0], 200, "a younger idle connection still serves")
 
 
+def idle_rss_per_connection(ctx, gh, use, nwarm, n, limit_kib, what, after, timeout=None):
+    """Worker RSS per idle HTTP/2 connection: nwarm connections used by use(conn) first (lazy set-up,
+    the upstream pool), then n more measured once idle (the 1 s grace, then the heap trim, at most once a
+    second), below limit_kib unless SLOW; then a request on the first measured one (after). All closed."""
+    from h2raw import H2Conn
+    worker = gh.workers()[0]
+    warm, conns = [], []
+
+    def open_used(into):
+        into.append(H2Conn(gh.port, timeout=timeout))
+        use(into[-1])
+    try:
+        for _ in range(nwarm):
+            open_used(warm)
+        time.sleep(1.5)
+        base = rss_kib(worker)
+        for _ in range(n):
+            open_used(conns)
+        time.sleep(2.5)
+        per = (rss_kib(worker) - base) / len(conns)
+        ctx.info = "%.1f KiB of worker RSS per idle HTTP/2 connection%s" % (per, what)
+        if SLOW:  # ASan's allocator keeps freed memory in quarantine
+            ctx.info += "; RSS check skipped (SLOW)"
+        else:
+            check(per < limit_kib, "%.1f KiB per idle HTTP/2 connection%s, want < %d" % (per, what, limit_kib))
+        eq(conns[0].get("/small").status, 200, after)
+    finally:
+        for c in warm + conns:
+            c.close()
+
+
 @test("h2_idle_connection_gives_back_frame_buffer")
 def _(ctx):
     """An idle HTTP/2 connection must not cost more than nginx's (~20 KiB): libnghttp2 keeps a
     16 KiB frame buffer per session for the session's life, resident once written; after the
     idle grace its pages go back with the TLS record buffers. 200 connections, one GET each."""
-    from h2raw import H2Conn
     b = ctx.backend()
     gh = h2_config(ctx, b)
-    worker = gh.workers()[0]
-    warm = [H2Conn(gh.port) for _ in range(10)]  # lazy initialisation, the upstream pool
-    conns = []
-    try:
-        for c in warm:
-            eq(c.get("/small").status, 200, "warm-up GET")
-        time.sleep(1.5)
-        base = rss_kib(worker)
-        for _ in range(200):
-            c = H2Conn(gh.port)
-            conns.append(c)
-            eq(c.get("/small").status, 200, "GET /small")
-        time.sleep(2.5)  # the grace (1 s), then the heap trim (at most once a second)
-        per = (rss_kib(worker) - base) / len(conns)
-        ctx.info = "%.1f KiB of worker RSS per idle HTTP/2 connection" % per
-        if SLOW:  # ASan's allocator keeps freed memory in quarantine
-            ctx.info += "; RSS check skipped (SLOW)"
-        else:
-            check(per < 32, "%.1f KiB per idle HTTP/2 connection, want < 32" % per)
-        eq(conns[0].get("/small").status, 200, "a request on a connection after the grace")
-    finally:
-        for c in warm + conns:
-            c.close()
+    idle_rss_per_connection(ctx, gh, lambda c: eq(c.get("/small").status, 200, "GET /small"), 10, 200, 32, "",
+                            "a request on a connection after the grace")
 
 
 @test("h2_idle_connection_after_100_streams_keeps_no_closed_streams")
@@ -561,37 +542,17 @@ def _(ctx):
     """libnghttp2 keeps up to max_concurrent_streams closed streams per connection (~220 bytes
     each) for as long as the connection lives, idle or not; gatehouse keeps none (16 bytes of
     bits tell a closed stream from a never used one). 40 connections of 100 GETs each, then idle."""
-    from h2raw import H2Conn, request_headers
     b = ctx.backend()
     gh = h2_config(ctx, b)
-    worker = gh.workers()[0]
-    warm, conns = [], []
 
     def hundred(c):
         for _ in range(2):  # 50 at a time: within max_concurrent_streams
             sids = [c.request(request_headers("GET", "/small")) for _ in range(50)]
             for sid in sids:
                 eq(c.response(sid).status, 200, "GET /small on stream %d" % sid)
-    try:
-        for _ in range(3):  # warm-up: lazy initialisation, the upstream pool grown to 50
-            warm.append(H2Conn(gh.port, timeout=20 * T))  # 50 upstream connections at once: slow when loaded
-            hundred(warm[-1])
-        time.sleep(1.5)
-        base = rss_kib(worker)
-        for _ in range(40):
-            conns.append(H2Conn(gh.port, timeout=20 * T))
-            hundred(conns[-1])
-        time.sleep(2.5)  # the grace (1 s), then the heap trim (at most once a second)
-        per = (rss_kib(worker) - base) / len(conns)
-        ctx.info = "%.1f KiB of worker RSS per idle HTTP/2 connection after 100 streams" % per
-        if SLOW:  # ASan's allocator keeps freed memory in quarantine
-            ctx.info += "; RSS check skipped (SLOW)"
-        else:
-            check(per < 34, "%.1f KiB per idle HTTP/2 connection after 100 streams, want < 34" % per)
-        eq(conns[0].get("/small").status, 200, "stream 201 after the grace")
-    finally:
-        for c in warm + conns:
-            c.close()
+    # the warm-up grows the upstream pool to 50; 50 upstream connections at once are slow when loaded
+    idle_rss_per_connection(ctx, gh, hundred, 3, 40, 34, " after 100 streams", "stream 201 after the grace",
+                            timeout=20 * T)
 
 
 @test("h2_data_in_flight_after_our_rst_is_ignored")

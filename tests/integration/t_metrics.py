@@ -447,6 +447,34 @@ def _(ctx):
         check(got.startswith(b"HTTP/1.1 403 "), "connection %d: %r" % (i, got[:80]))
 
 
+@test("metrics_admin_refused_403_reset_while_client_still_sends")
+def _(ctx):
+    # The bug (before 26af454): a refused client was answered 403 and closed at accept, before its request
+    # was read; its bytes then met a closed socket, whose RST cut the client off while it was still sending,
+    # so a client that sends its whole request before reading the answer (http.client, as most libraries)
+    # never saw the 403. Now the request is read first and the rest drained after the 403 (lingering close).
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: conf(ctx, p, {"app": ["server 127.0.0.1:%d" % b.port]},
+                                             [("/", "proxy app")], workers=1), nports=2)
+    chunk, nchunks = b"x" * 16384, 8
+
+    def body():
+        for _ in range(nchunks):  # 128 KiB over about 160 ms: within the 1 s linger, after the 403
+            time.sleep(0.02)
+            yield chunk
+    for i in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", gh.ports[1], timeout=10 * T, source_address=("127.0.0.2", 0))
+        try:
+            c.request("POST", "/metrics", body=body(), headers={"Content-Length": str(len(chunk) * nchunks)})
+            r = c.getresponse()
+            status, text = r.status, r.read()
+        except OSError as e:
+            raise Fail("request %d from a refused address: %r instead of a 403" % (i, e))
+        finally:
+            c.close()
+        eq(status, 403, "request %d from a refused address (%r)" % (i, text[:80]))
+
+
 @test("metrics_limit_hits")
 def _(ctx):
     b = ctx.backend()

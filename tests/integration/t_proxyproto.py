@@ -16,7 +16,7 @@ import threading
 import time
 
 from harness import T, Fail, build_request, check, client_context, eq, free_port, test, wait_until
-from cfgutil import check_file, marked_line, write
+from cfgutil import ThreadedServer, check_file, marked_line, write
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
 SIG2 = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -419,47 +419,39 @@ def parse_pp(buf):
     return {"v": None}, 0
 
 
-class PPServer:
+def read_pp(s):
+    """Reads a PROXY header (if any) from socket s: (record, the bytes after it), or None at EOF."""
+    buf = b""
+    while True:
+        r = parse_pp(buf)
+        if r is not None:
+            return r[0], buf[r[1]:]
+        d = s.recv(4096)
+        if not d:
+            return None
+        buf += d
+
+
+class PPServer(ThreadedServer):
     """An HTTP/1.1 server that reads a PROXY header first (if any) and answers every request with
     what the header said, as JSON, with the connection's number (1-based index of conns): keep-alive."""
 
     def __init__(self):
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(64)
-        self.port = self.ls.getsockname()[1]
         self.conns = []          # per connection: [header record, [request lines]]
         self.lock = threading.Lock()
-        self.stop = False
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.start()
 
-    def accept(self):
-        while not self.stop:
-            try:
-                s, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
-
-    def serve(self, s):
+    def one(self, s):
         s.settimeout(10 * T)
-        buf = b""
         with self.lock:
             entry = [None, [], False]  # header, request lines, closed
             self.conns.append(entry)
             cid = len(self.conns)
         try:
-            while True:
-                r = parse_pp(buf)
-                if r is not None:
-                    break
-                d = s.recv(4096)
-                if not d:
-                    return
-                buf += d
-            entry[0], n = r
-            buf = buf[n:]
+            got = read_pp(s)
+            if got is None:
+                return
+            entry[0], buf = got
             while True:
                 while b"\r\n\r\n" not in buf:
                     d = s.recv(4096)
@@ -476,10 +468,6 @@ class PPServer:
         finally:
             entry[2] = True
             s.close()
-
-    def close(self):
-        self.stop = True
-        self.ls.close()
 
 
 def pp_get(port, tls, source, conn=None):
@@ -500,6 +488,14 @@ def pp_get(port, tls, source, conn=None):
         body += conn.recv(65536)
     check(head.startswith(b"HTTP/1.1 200"), "status: %r" % head[:40])
     return json.loads(body), conn
+
+
+def check_tls_tlvs(pp, alpn):
+    """The v2 TLVs of a TLS client connection to localhost: ALPN, authority (the SNI), SSL and its version."""
+    eq(pp["tlvs"].get("01"), alpn, "ALPN TLV")
+    eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI)")
+    eq(pp.get("ssl_client"), 1, "SSL TLV client bits")
+    check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
 
 
 def start_sender(ctx, pool):
@@ -526,13 +522,47 @@ def _(ctx):
             pp = got["pp"]
             eq((pp["src"], pp["dst"], pp["dport"]), (CLIENT, "127.0.0.1", gh.ports[2]), "addresses sent (TLS)")
             if version == 2:
-                eq(pp["tlvs"].get("01"), "http/1.1", "ALPN TLV")
-                eq(pp["tlvs"].get("02"), "localhost", "authority TLV (the SNI)")
-                eq(pp.get("ssl_client"), 1, "SSL TLV client bits")
-                check(pp["tlvs"].get("21", "").startswith("TLSv1."), "SSL_VERSION sub-TLV: %r" % pp)
+                check_tls_tlvs(pp, "http/1.1")
         finally:
             srv.close()
         gh.stop()
+
+
+@test("pp_send_v2_from_http2_streams_names_client_and_tls")
+def _(ctx):
+    # An HTTP/2 stream is a session of its own (h2_server.c): the header a pool sends for it must carry the
+    # connection's client, the address it reached and its TLS facts, copied from the connection (ALPN h2).
+    import h2raw
+    srv, gh = start_sender(ctx, "    proxy_protocol v2\n")
+    try:
+        with h2raw.H2Conn(gh.ports[2], sock=connect(gh.ports[2], CLIENT)) as c:
+            eq(c.alpn, "h2", "ALPN")
+            for i in range(2):
+                o = c.get("/?i=%d" % i)
+                eq(o.status, 200, "status of stream %d" % (2 * i + 1))
+                pp = json.loads(o.body)["pp"]
+                eq((pp["v"], pp["cmd"], pp["fam"]), (2, 1, 0x11), "v2 PROXY over TCP4 (stream %d)" % (2 * i + 1))
+                eq((pp["src"], pp["dst"], pp["dport"]), (CLIENT, "127.0.0.1", gh.ports[2]),
+                   "the client and the address it connected to (stream %d)" % (2 * i + 1))
+                check_tls_tlvs(pp, "h2")  # ALPN: what the client's connection agreed
+    finally:
+        srv.close()
+    gh.stop()
+    # Behind a trusted sender: the header received names the client and the address, for every stream.
+    srv = PPServer()
+    gh = ctx.gatehouse_config(lambda ports: conf(ctx, ports, srv.port, pool="    proxy_protocol v2\n"), nports=3)
+    try:
+        s = connect(gh.ports[2], TRUSTED)
+        s.sendall(v2(src="198.51.100.7", dst="192.0.2.1", dport=443))
+        with h2raw.H2Conn(gh.ports[2], sock=s) as c:
+            o = c.get("/")
+            eq(o.status, 200, "status behind a PROXY header")
+            pp = json.loads(o.body)["pp"]
+            eq((pp["src"], pp["dst"], pp["dport"]), ("198.51.100.7", "192.0.2.1", 443),
+               "the header's client and destination, sent on for an HTTP/2 stream")
+            eq(pp["tlvs"].get("01"), "h2", "ALPN TLV behind a PROXY header")
+    finally:
+        srv.close()
 
 
 @test("pp_send_no_reuse_across_clients")
@@ -715,40 +745,21 @@ def _(ctx):
 
 # ---------------------------------------------------------------- stream services
 
-class PPEcho:
+class PPEcho(ThreadedServer):
     """A TCP server that reads a PROXY header (if any) first, records it, then echoes."""
 
     def __init__(self):
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(64)
-        self.port = self.ls.getsockname()[1]
         self.headers = []
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.start()
 
-    def accept(self):
-        while True:
-            try:
-                s, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
-
-    def serve(self, s):
+    def one(self, s):
         s.settimeout(10 * T)
-        buf = b""
         try:
-            while True:
-                r = parse_pp(buf)
-                if r is not None:
-                    break
-                d = s.recv(4096)
-                if not d:
-                    return
-                buf += d
-            self.headers.append(r[0])
-            buf = buf[r[1]:]
+            got = read_pp(s)
+            if got is None:
+                return
+            self.headers.append(got[0])
+            buf = got[1]
             while True:
                 if buf:
                     s.sendall(buf)
@@ -760,19 +771,18 @@ class PPEcho:
         finally:
             s.close()
 
-    def close(self):
-        self.ls.close()
 
-
-def stream_conf(ctx, ports, server_port, listen_opts, pool="", tls=True):
+def stream_conf(ctx, ports, server_port, listen_opts, pool="", tls=True, extra="", main=""):
+    """ports[0]: a plain stream without PROXY protocol (the harness waits on it); ports[1]: stream s with
+    listen_opts, and extra lines in its block; main: lines of the main context."""
     c = ctx.session.certs()
     cert = "    cert %s %s\n" % (c["ec_cert"], c["ec_key"]) if tls else ""
-    return ("workers 1\naccess_log %s\ntimeouts { handshake %dms }\n"
+    return ("workers 1\naccess_log %s\ntimeouts { handshake %dms }\n%s"
             "pool e {\n    server 127.0.0.1:%d\n%s}\n"
             "stream ready {\n    listen 127.0.0.1:%d\n    proxy e\n}\n"
-            "stream s {\n    listen 127.0.0.1:%d %s\n%s    proxy e\n}\n"
-            % (os.path.join(ctx.dir, "access.log"), int(1500 * T), server_port, pool, ports[0], ports[1],
-               listen_opts, cert))
+            "stream s {\n    listen 127.0.0.1:%d %s\n%s%s    proxy e\n}\n"
+            % (os.path.join(ctx.dir, "access.log"), int(1500 * T), main, server_port, pool, ports[0], ports[1],
+               listen_opts, cert, extra))
 
 
 def stream_roundtrip(port, pre, tls, source, data=b"ping\n"):
@@ -852,6 +862,39 @@ def _(ctx):
         eq(got, b"", "answer to a slow header")
         check(1.2 * T <= took <= 4.0 * T, "closed after %.2fs, want about 1.5s" % took)
         eq(len(e.headers), n, "connections that reached the server after bad headers")
+    finally:
+        e.close()
+
+
+@test("pp_stream_access_rules_and_per_ip_limit_follow_header")
+def _(ctx):
+    # Every connection comes from 127.0.0.1, the trusted sender: only the header's client tells them apart.
+    e = PPEcho()
+    try:
+        gh = ctx.gatehouse_config(lambda ports: stream_conf(ctx, ports, e.port, "proxy_protocol from=%s" % TRUSTED,
+                                                            tls=False, extra="    deny 203.0.113.0/24\n",
+                                                            main="max_connections_per_ip 1\n"), nports=2)
+        n = len(e.headers)
+        eq(refused(gh.ports[1], v1("203.0.113.9") + b"ping\n", then_close=False), b"",
+           "a denied network in the header: closed")
+        eq(len(e.headers), n, "connections that reached the server for the denied client")
+        eq(stream_roundtrip(gh.ports[1], v1("198.51.100.7"), False, TRUSTED), b"ping\n", "another header client")
+        first = connect(gh.ports[1], TRUSTED)
+        try:
+            first.sendall(v2("198.51.100.50") + b"hold\n")
+            eq(first.recv(5), b"hold\n", "the header client's first stream")
+            eq(refused(gh.ports[1], v2("198.51.100.50") + b"ping\n", then_close=False), b"",
+               "a second stream of the same header client (max_connections_per_ip 1)")
+            eq(stream_roundtrip(gh.ports[1], v2("198.51.100.51"), False, TRUSTED), b"ping\n",
+               "another header client while the first holds its stream")
+        finally:
+            first.close()
+        log = os.path.join(ctx.dir, "access.log")
+        text = lambda: open(log).read() if os.path.exists(log) else ""
+        check(wait_until(lambda: re.search(r'^203\.0\.113\.9 .*stream=s .*end="denied by access rule"', text(),
+                                           re.M) and
+                         re.search(r'^198\.51\.100\.50 .*end="refused: max_connections_per_ip"', text(), re.M),
+                         5 * T), "access-log lines of the refused name the header's clients: %r" % text()[-600:])
     finally:
         e.close()
 

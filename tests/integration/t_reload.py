@@ -230,11 +230,7 @@ def conn_over(raw, port, timeout=None):
     c = Conn.__new__(Conn)
     c.timeout = timeout or 5 * T
     raw.settimeout(c.timeout)
-    c.s = client_context().wrap_socket(raw, server_hostname="localhost")
-    c.port = port
-    c.buf = bytearray()
-    c.eof = False
-    c.reset = False
+    c.attach(client_context().wrap_socket(raw, server_hostname="localhost"), port)
     return c
 
 
@@ -1058,14 +1054,8 @@ site default {
 
 def plain_conn(port):
     """A plain HTTP keep-alive connection in a harness Conn (no TLS)."""
-    c = Conn.__new__(Conn)
-    c.timeout = 5 * T
-    c.s = socket.create_connection(("127.0.0.1", port), timeout=c.timeout)
-    c.port = port
-    c.buf = bytearray()
-    c.eof = False
-    c.reset = False
-    return c
+    from cfgutil import PlainConn
+    return PlainConn(port)
 
 
 class InFlight:

@@ -23,7 +23,7 @@ import threading
 import time
 
 from harness import T, Fail, check, eq, free_port, sha256_hex, test, wait_until
-from cfgutil import PlainConn, check_file, marked_line, write
+from cfgutil import PlainConn, ThreadedServer, check_file, marked_line, write
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
@@ -37,7 +37,7 @@ class _Done:
         return 0
 
 
-class Echo:
+class Echo(ThreadedServer):
     """A TCP server in a thread: says `NAME\\n` first (if banner), then echoes. Counts accepts."""
     events_path = log_path = "(an echo server in the test process)"
 
@@ -46,29 +46,17 @@ class Echo:
         self.banner = banner
         self.accepts = 0
         self.eofs = 0
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", port))
-        self.ls.listen(128)
-        self.port = self.ls.getsockname()[1]
         self.tls = tls
         self.conns = []
-        self.stopped = False
         self.proc = _Done()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start(128, port)
         ctx.backends.append(self)  # stopped with the test
 
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            self.accepts += 1
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    def accepted(self, c):
+        self.accepts += 1
+        self.conns.append(c)
 
-    def _serve(self, c):
+    def one(self, c):
         try:
             c.settimeout(30 * T)
             if self.tls is not None:
@@ -90,9 +78,8 @@ class Echo:
             c.close()
 
     def stop(self):
-        self.stopped = True
         try:
-            self.ls.close()
+            self.close()
         except OSError:
             pass
         for c in self.conns:
@@ -466,6 +453,10 @@ def _(ctx):
          "stream s {\n listen 127.0.0.1:1\n proxy p\n}\n", "port"),
         ("pool p { server 127.0.0.1:1\n health redis status=200 # HERE\n }\n"
          "stream s {\n listen 127.0.0.1:1\n proxy p\n}\n", "health option"),
+        ("pool p { server 127.0.0.1:1 }\nstream s {\n listen 127.0.0.1:1\n proxy p\n"
+         " rate_limit 10r/s key=header:x-user # HERE\n}\n", "key=ip only"),
+        ("pool p { server 127.0.0.1:1 }\nstream s {\n listen 127.0.0.1:1\n proxy p\n deny 10.0.0.1/8 # HERE\n}\n",
+         "network"),
     ]
     for i, (text, want) in enumerate(cases):
         path = write(ctx, "bad%d.conf" % i, text)
@@ -476,9 +467,104 @@ def _(ctx):
               "case %d: want %s:%d: ... %s, got %r" % (i, path, line, want, err))
     ok = write(ctx, "ok.conf", "pool p { server 127.0.0.1:1\n health postgres port=8008 }\n"
                "stream s {\n listen 127.0.0.1:1\n %s\n protocol postgres\n allow_plaintext\n proxy p\n"
-               " max_connections 10\n connect_timeout 2s\n idle_timeout 5m\n}\n" % cert)
+               " max_connections 10\n connect_timeout 2s\n idle_timeout 5m\n allow 10.0.0.0/8 ::1\n deny all\n"
+               " rate_limit 10r/s burst=20\n}\n" % cert)
     rc, out, err = check_file(ctx, ok)
     eq(rc, 0, "a valid stream file: %s" % err)
+
+
+# ---------------------------------------------------------------- edge rules
+
+def limit_hits(admin_port):
+    from t_metrics import scrape, val
+    m = scrape(admin_port)
+    return {k: val(m, "gatehouse_limit_hits_total", limit=k) or 0
+            for k in ("access_rule", "rate_limit", "connections_per_address")}
+
+
+def s_client_from(port, source):
+    """openssl s_client from a source address of 127/8: (handshake done, output)."""
+    from harness import s_client
+    rc, out = s_client(port, ["-bind", "%s:0" % source], input=b"")
+    return "Cipher is " in out and "no peer certificate available" not in out, out
+
+
+@test("tcp_allow_deny_close_before_tls_logged_and_counted")
+def _(ctx):
+    c = ctx.session.certs()
+    e = Echo(ctx, "e")
+    log = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool e { server 127.0.0.1:%d }" % e.port, [
+        "admin {", "  listen 127.0.0.1:%d" % p[1], "}",
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]),
+        "  proxy e", "  allow 127.0.0.2 127.0.0.5", "  deny 127.0.0.0/8", "}"], access_log=log), nports=2)
+    # the harness's readiness connection (from 127.0.0.1: denied too) has ended and was counted
+    check(wait_until(lambda: any(l.startswith("127.0.0.1 ") for l in access_lines(log)), 5 * T),
+          "no access-log line for the readiness connection: %s" % access_lines(log))
+    before, hits = e.accepts, limit_hits(gh.ports[1])
+    ok, out = s_client_from(gh.ports[0], "127.0.0.2")
+    check(ok, "s_client from the allowed 127.0.0.2 completes the handshake: %s" % out[-400:])
+    ok, out = s_client_from(gh.ports[0], "127.0.0.3")
+    check(not ok, "s_client from the denied 127.0.0.3 got a handshake: %s" % out[-400:])
+    eq(e.accepts - before, 1, "server connections (the denied client reached none)")
+    denied = lambda: [l for l in access_lines(log) if l.startswith("127.0.0.3 ") and "stream=echo" in l]
+    check(wait_until(denied, 5 * T), "no access-log line for the denied stream: %s" % access_lines(log)[-3:])
+    check('end="denied by access rule"' in denied()[-1] and "server=-" in denied()[-1],
+          "the denied stream's line: %s" % denied()[-1])
+    got = limit_hits(gh.ports[1])
+    eq(got["access_rule"] - hits["access_rule"], 1, "gatehouse_limit_hits_total{limit=access_rule}")
+
+
+@test("tcp_rate_limit_closes_connections_over_the_rate_redis_cli", timeout=120)
+def _(ctx):
+    c = ctx.session.certs()
+    rp, port = redis_server(ctx)
+    log = os.path.join(ctx.dir, "access.log")
+    # 2 workers: the bucket is shared, as a site's is. 1 per minute after a burst of 3.
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool r { server 127.0.0.1:%d }" % port, [
+        "admin {", "  listen 127.0.0.1:%d" % p[1], "}",
+        "stream redis {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]),
+        "  proxy r", "  rate_limit 1r/m burst=3", "}"], workers=2, access_log=log), nports=2)
+    # The harness's one readiness connection came from 127.0.0.1 as redis-cli will: it took a token.
+    check(wait_until(lambda: any("stream=redis" in l for l in access_lines(log)), 5 * T),
+          "no access-log line for the readiness connection: %s" % access_lines(log))
+    hits = limit_hits(gh.ports[1])
+    cli = ["redis-cli", "--tls", "--cacert", c["ec_cert"], "-h", "localhost", "-p", str(gh.ports[0])]
+    got = [subprocess.run(cli + ["ping"], capture_output=True, timeout=10 * T).stdout.strip() for _ in range(5)]
+    eq(got.count(b"PONG"), 2, "redis-cli PINGs answered of 5 (burst 3, one taken by the readiness probe): %r" % got)
+    eq(got[:2], [b"PONG", b"PONG"], "the first two answered")
+    refused = lambda: [l for l in access_lines(log) if 'end="refused: rate limit"' in l and "stream=redis" in l]
+    check(wait_until(lambda: len(refused()) == 3, 5 * T), "access-log lines of the refused: %s"
+          % access_lines(log)[-4:])
+    eq(limit_hits(gh.ports[1])["rate_limit"] - hits["rate_limit"], 3, "gatehouse_limit_hits_total{limit=rate_limit}")
+
+
+@test("tcp_max_connections_per_ip_one_count_with_http")
+def _(ctx):
+    e = Echo(ctx, "e")
+    b = ctx.backend()
+    gh = ctx.gatehouse_config(lambda p: stream_conf(p, "pool e { server 127.0.0.1:%d }\n"
+                                                       "pool app { server 127.0.0.1:%d }" % (e.port, b.port), [
+        "listen 127.0.0.1:%d" % p[1], "site default { route / { proxy app } }",
+        "stream echo {", "  listen 127.0.0.1:%d" % p[0], "  proxy e", "}"],
+        workers=2, main="max_connections_per_ip 2"), nports=2)
+    time.sleep(0.2 * T)  # the harness's readiness connections have ended
+    http = PlainConn(gh.ports[1])
+    http.send(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+    eq(http.read_response().status, 200, "an HTTP connection from 127.0.0.1")
+    s1 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+    eq(read_line(s1), b"e\n", "a stream from 127.0.0.1 beside it")
+    s2 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+    eq(read_all(s2), b"", "a second stream: the address holds 2 connections (one HTTP, one stream)")
+    s2.close()
+    s3 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T, source_address=("127.0.0.2", 0))
+    eq(read_line(s3), b"e\n", "a stream from another address")
+    http.close()
+    time.sleep(0.3 * T)
+    s4 = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=5 * T)
+    eq(read_line(s4), b"e\n", "once the HTTP connection closed, a second stream")
+    for s in (s1, s3, s4):
+        s.close()
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -623,6 +709,31 @@ def _(ctx):
     eq((rc, out), (0, "2"), "TLS still works with allow_plaintext (%s)" % err)
 
 
+@test("tcp_pg_denied_client_closed_before_its_sslrequest_is_answered", timeout=120)
+def _(ctx):
+    c = ctx_certs[0] = ctx.session.certs()
+    pg = Postgres(ctx)
+    log = os.path.join(ctx.dir, "access.log")
+    gh = ctx.gatehouse_config(lambda p: pg_conf(p, [pg.port], c, "  deny 127.0.0.1", access_log=log), nports=1)
+    rc, out, err = psql(gh.ports[0], "select 1")
+    check(rc != 0, "psql from the denied 127.0.0.1 ran a query: %r" % out)
+    sslrequest = bytes([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+    s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T)
+    s.sendall(sslrequest)
+    try:
+        got = s.recv(1)
+    except ConnectionResetError:
+        got = b""
+    eq(got, b"", "answer to a denied client's SSLRequest (no 'S': closed before TLS is offered)")
+    s.close()
+    s = socket.create_connection(("127.0.0.1", gh.ports[0]), timeout=10 * T, source_address=("127.0.0.2", 0))
+    s.sendall(sslrequest)
+    eq(s.recv(1), b"S", "answer to another address's SSLRequest")
+    s.close()
+    denied = lambda: [l for l in access_lines(log) if 'end="denied by access rule"' in l]
+    check(wait_until(lambda: len(denied()) >= 2, 5 * T), "access log: %s" % access_lines(log)[-4:])
+
+
 @test("tcp_pg_gssencrequest_answered_n_then_sslrequest", timeout=120)
 def _(ctx):
     c = ctx_certs[0] = ctx.session.certs()
@@ -682,45 +793,37 @@ def _(ctx):
         eq((rc, out), (0, str(p2.port)), "connection %d after pg1 was killed (%s)" % (i, err))
 
 
-class Patroni:
+class Patroni(ThreadedServer):
     """Plays Patroni's REST API on one port: /primary is 200 for the server whose address the check's
     Host header names (gatehouse sends the server's host:port), 503 for the others."""
 
     def __init__(self, ctx):
         self.primary = None
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(32)
-        self.port = self.ls.getsockname()[1]
         self.hits = 0
-        threading.Thread(target=self._run, daemon=True).start()
+        self.lock = threading.Lock()
+        self.start(32)
 
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            try:
-                c.settimeout(5)
-                req = b""
-                while b"\r\n\r\n" not in req:
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    req += d
-                m = re.search(rb"\r\nHost: ([^\r]+)", req, re.I)
-                host = m.group(1).decode() if m else ""
+    def one(self, c):
+        try:
+            c.settimeout(5)
+            req = b""
+            while b"\r\n\r\n" not in req:
+                d = c.recv(4096)
+                if not d:
+                    break
+                req += d
+            m = re.search(rb"\r\nHost: ([^\r]+)", req, re.I)
+            host = m.group(1).decode() if m else ""
+            with self.lock:
                 self.hits += 1
-                ok = req.startswith(b"GET /primary ") and host == self.primary
-                body = b'{"role": "%s"}' % (b"primary" if ok else b"replica")
-                c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                          % (b"200 OK" if ok else b"503 Service Unavailable", len(body), body))
-            except OSError:
-                pass
-            finally:
-                c.close()
+            ok = req.startswith(b"GET /primary ") and host == self.primary
+            body = b'{"role": "%s"}' % (b"primary" if ok else b"replica")
+            c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (b"200 OK" if ok else b"503 Service Unavailable", len(body), body))
+        except OSError:
+            pass
+        finally:
+            c.close()
 
 
 @test("tcp_pg_pool_follows_the_primary_by_a_check_on_another_port", timeout=180)
@@ -761,9 +864,8 @@ def _(ctx):
 
 # ---------------------------------------------------------------- Redis
 
-@test("tcp_redis_cli_tls_through_a_raw_service", timeout=120)
-def _(ctx):
-    c = ctx.session.certs()
+def redis_server(ctx):
+    """redis-server on a free port of 127.0.0.1 (as nobody when root), answering PING: (process, port)."""
     if not shutil.which("redis-server"):
         raise Fail("redis-server is not installed (redis-server)")
     port = free_port()
@@ -774,6 +876,13 @@ def _(ctx):
                    stderr=subprocess.STDOUT, user=user)
     check(wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
                      .stdout.strip() == b"PONG", 10 * T), "redis-server did not start")
+    return rp, port
+
+
+@test("tcp_redis_cli_tls_through_a_raw_service", timeout=120)
+def _(ctx):
+    c = ctx.session.certs()
+    rp, port = redis_server(ctx)
     gh = ctx.gatehouse_config(lambda p: stream_conf(
         p, "pool r { server 127.0.0.1:%d\n health redis interval=300ms timeout=200ms rise=1 fall=1 }" % port, [
             "stream redis {", "  listen 127.0.0.1:%d" % p[0], "  cert %s %s" % (c["ec_cert"], c["ec_key"]),

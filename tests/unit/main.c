@@ -30,6 +30,7 @@ static const struct suite suites[] = {
     {"dns", suite_dns},
     {"forward", suite_forward},
     {"ratelimit", suite_ratelimit},
+    {"peerlimit", suite_peerlimit},
     {"stream", suite_stream},
     {"h2_head", suite_h2_head},
     {"proxyproto", suite_proxyproto},

@@ -1100,6 +1100,34 @@ static void edge_inheritance(void)
     EXPECT_ERROR("listen 127.0.0.1:8080\npool app { server 127.0.0.1:9000 }\nsite default {\n"
                  "  route / { proxy app; allow all; allow all; access_log a; access_log b }\n}\n",
                  "main.conf:4: duplicate");
+
+    unit_case("edge: a stream's allow/deny and rate_limit are its own, nothing inherited");
+    c = parse_text("pool p { server 127.0.0.1:9000 }\n"
+                   "stream a {\n  listen 127.0.0.1:8080\n  proxy p\n  allow 10.0.0.0/8 192.0.2.1\n  deny all\n"
+                   "  rate_limit 60r/m burst=5\n}\n"
+                   "stream b {\n  listen 127.0.0.1:8081\n  proxy p\n  deny 198.51.100.0/24\n  rate_limit off\n}\n"
+                   "stream c {\n  listen 127.0.0.1:8082\n  proxy p\n}\n");
+    CHECK(c != NULL && c->nstreams == 3);
+    if (c != NULL && c->nstreams == 3) {
+        const gh_cfg_stream *sa = &c->streams[0], *sb = &c->streams[1], *sc = &c->streams[2];
+
+        CHECK_INT(sa->edge.nrules, 4); /* two allows, deny all as two families */
+        CHECK(sa->edge.rules[0].allow && sa->edge.rules[1].allow && !sa->edge.rules[2].allow);
+        CHECK(sa->edge.rate != NULL && sa->edge.rate->interval_us == 1000000 && sa->edge.rate->burst == 5 &&
+              sa->edge.rate->key == GH_RATE_KEY_IP);
+        CHECK_INT(sb->edge.nrules, 1);
+        CHECK(!sb->edge.rules[0].allow && sb->edge.rules != sa->edge.rules);
+        CHECK(sb->edge.rate == NULL); /* off: none */
+        CHECK_INT(sc->edge.nrules, 0);
+        CHECK(sc->edge.rate == NULL);
+    }
+    gh_config_free(c);
+    EXPECT_ERROR("pool p { server 127.0.0.1:9000 }\nstream s {\n  listen 127.0.0.1:8080\n  proxy p\n"
+                 "  rate_limit 1r/s key=cookie:sid\n}\n",
+                 "main.conf:5: a stream's rate_limit counts new connections per client address: key=ip only");
+    EXPECT_ERROR("pool p { server 127.0.0.1:9000 }\nstream s {\n  listen 127.0.0.1:8080\n  proxy p\n"
+                 "  allow 10.0.0.1/8\n}\n",
+                 "main.conf:5: invalid network \"10.0.0.1/8\"");
 }
 
 /* `workers auto` on more cores than GH_CFG_MAX_WORKERS fell back to 1 worker instead of the maximum. */

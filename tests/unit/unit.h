@@ -47,6 +47,7 @@ void suite_tickets(void);
 void suite_ws(void);
 void suite_tunnel(void);
 void suite_ratelimit(void);
+void suite_peerlimit(void);
 void suite_cidr(void);
 void suite_dns(void);
 void suite_stream(void);
