@@ -412,6 +412,7 @@ struct proxy__worker {
     uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
+    gh_timer trim_timer; /* due at next_trim while a trim waits for it (trim_heap) */
     uint8_t accept_paused;
     uint8_t limit_paused;         /* paused at max_connections: resumed as soon as a client leaves */
     uint8_t at_limit;             /* since "connection limit reached" was logged, until it clears */
@@ -426,8 +427,8 @@ struct proxy__worker {
     proxy__h2 *h2_dirty;          /* HTTP/2 connections with frames to send: flushed once per loop iteration */
     gh_timer h2_kick;             /* due at once while HTTP/2 work is left: the loop must not sleep on it */
     gh_h1_response res;
-    proxy__access *access; /* NULL: no access log */
-    gh_mslot *metrics;     /* this worker's block of the shared metrics region (metrics/metrics.h) */
+    proxy__access *access;        /* NULL: no access log */
+    gh_mslot *metrics;            /* this worker's block of the shared metrics region (metrics/metrics.h) */
     struct gh_resolver *resolver; /* the forward proxy's (forward.c), made on first use; NULL: none */
     struct proxy__fwd_auth *auth; /* the forward proxy's credential cache and failure counts (fwd_auth.c) */
     int64_t date_sec;
