@@ -16,6 +16,8 @@
 /* nghttp2 1.52's frame buffer: NGHTTP2_FRAMEBUF_CHUNKLEN, 16 KiB of payload and its frame header; the
  * stream map's table is 4 KiB, below this. */
 #define FRAME_MIN 8192
+/* The HPACK tables' entry rings: 128 pointers each (hd_ringbuf_init, for the default 4 KiB table). */
+#define RING_SIZE 1024
 
 static size_t page_size(void)
 {
@@ -59,7 +61,17 @@ static void *map_block(proxy__h2_mem *m, size_t size, int *failed)
     proxy__h2_block *b;
 
     *failed = 0;
-    if (!m->creating || size < page || size > SIZE_MAX - page || (b = find(m, NULL)) == NULL)
+    /*
+     * The first ring is the encoder's (nghttp2_session_new sets up the deflater before the inflater).
+     * We never index a response field (max_deflate_dynamic_table_size 0, h2_server.c): nothing is ever
+     * written to it, and as pages of its own it is never resident. The decoder's ring holds the
+     * client's entries: it stays on the heap, where it costs 1 KiB, not a page. (Were the order ever
+     * the other way, the decoder's ring would cost a page: t_h2's idle memory bound would say so.)
+     */
+    int ring = m->creating && size == RING_SIZE && !m->ring_seen;
+    if (size == RING_SIZE && m->creating)
+        m->ring_seen = 1;
+    if (!m->creating || (size < page && !ring) || size > SIZE_MAX - page || (b = find(m, NULL)) == NULL)
         return NULL;
     size_t len = (size + page - 1) / page * page;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -67,7 +79,7 @@ static void *map_block(proxy__h2_mem *m, size_t size, int *failed)
         *failed = 1;
         return NULL;
     }
-    *b = (proxy__h2_block){p, len, size >= FRAME_MIN};
+    *b = (proxy__h2_block){p, len, ring ? PROXY__H2_BLOCK_UNTOUCHED : size >= FRAME_MIN ? PROXY__H2_BLOCK_FRAME : 0};
     return p;
 }
 
@@ -152,7 +164,9 @@ size_t proxy__h2_mem_idle(proxy__h2_mem *m, int frame_dead)
         proxy__h2_block *b = &m->big[i];
         if (b->p == NULL)
             continue;
-        if (b->frame) {
+        if (b->kind == PROXY__H2_BLOCK_UNTOUCHED)
+            continue; /* never resident: reading it to check would cost a fault and a call */
+        if (b->kind == PROXY__H2_BLOCK_FRAME) {
             /* nghttp2 builds every frame from the start of its buffer: between frames it holds nothing */
             if (frame_dead && madvise(b->p, b->len, MADV_DONTNEED) == 0)
                 freed += b->len;

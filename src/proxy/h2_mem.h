@@ -4,19 +4,19 @@
  *
  * nghttp2 1.52 allocates, when a server session is created, a few blocks that
  * it keeps for the session's life: the 16 KiB outbound frame buffer (its
- * content is dead between two frames) and the 4 KiB table of the stream map
- * (all zero while no stream is open). From malloc's heap their pages stay
- * resident whatever they hold. Blocks of a page or more allocated while the
- * session is created are mapped pages of their own instead, and
- * proxy__h2_mem_idle gives back the frame buffer's pages and every page that
- * holds only zeros (MADV_DONTNEED: the kernel maps a zero page again when it is
- * touched, so nothing nghttp2 could read changes). Every other block is
- * malloc's: a block allocated later (a grown map, a large header) holds state
- * and would cost a system call per request.
+ * content is dead between two frames), the 4 KiB table of the stream map (all
+ * zero while no stream is open) and the HPACK encoder's 1 KiB entry ring (never
+ * written: we index no response field). From malloc's heap their pages stay
+ * resident whatever they hold. These are mapped pages of their own instead, and
+ * proxy__h2_mem_idle gives back the frame buffer's pages and every page of the
+ * map that holds only zeros (MADV_DONTNEED: the kernel maps a zero page again
+ * when it is touched, so nothing nghttp2 could read changes). Every other block
+ * is malloc's: a block allocated later (a grown map, a large header) holds
+ * state and would cost a system call per request.
  *
- * System calls: one mmap and one munmap per mapped block per connection (two
- * blocks), and at most one madvise per block each time the connection goes
- * idle (after the idle grace); none per request.
+ * System calls: one mmap and one munmap per mapped block per connection (three
+ * blocks), and at most one madvise per page of the frame buffer and the map each
+ * time the connection goes idle (see go_idle in h2_server.c); none per request.
  *
  * A debug build (-DGH_H2_MEMSTAT) also counts the heap bytes nghttp2 holds by
  * size class, for proxy__h2_mem_report.
@@ -31,12 +31,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROXY__H2_MEM_SLOTS 4 /* mapped blocks per session: nghttp2 1.52 makes two */
+#define PROXY__H2_MEM_SLOTS 4 /* mapped blocks per session: nghttp2 1.52 makes three */
+
+enum {
+    PROXY__H2_BLOCK_ZEROS,     /* its pages that hold only zeros go while idle (the stream map's table) */
+    PROXY__H2_BLOCK_FRAME,     /* the frame buffer: its pages go while idle whatever they hold */
+    PROXY__H2_BLOCK_UNTOUCHED, /* never written (the HPACK encoder's ring): never resident */
+};
 
 typedef struct proxy__h2_block {
     void *p;
-    size_t len;    /* mapped length, whole pages */
-    uint8_t frame; /* the frame buffer: its pages may go whatever they hold (see proxy__h2_mem_idle) */
+    size_t len;   /* mapped length, whole pages */
+    uint8_t kind; /* PROXY__H2_BLOCK_... */
 } proxy__h2_block;
 
 #ifdef GH_H2_MEMSTAT
@@ -44,8 +50,9 @@ typedef struct proxy__h2_block {
 #endif
 
 typedef struct proxy__h2_mem {
-    nghttp2_mem ops;  /* what nghttp2_session_server_new3 takes; its user data is this struct */
-    uint8_t creating; /* in nghttp2_session_server_new3: the blocks allocated now live as long as the session */
+    nghttp2_mem ops;   /* what nghttp2_session_server_new3 takes; its user data is this struct */
+    uint8_t creating;  /* in nghttp2_session_server_new3: the blocks allocated now live as long as the session */
+    uint8_t ring_seen; /* the first HPACK ring was allocated (see map_block) */
     proxy__h2_block big[PROXY__H2_MEM_SLOTS];
 #ifdef GH_H2_MEMSTAT
     size_t heap[PROXY__H2_MEM_CLASSES]; /* live heap bytes (malloc_usable_size) by size class */

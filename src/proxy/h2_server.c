@@ -92,6 +92,8 @@ struct proxy__h2 {
     uint8_t draining;
     uint8_t timer_kind;
     uint8_t served;        /* a stream was started: the connection is no longer fresh (proxy__h2_idle) */
+    uint8_t idled;         /* it went idle once since it served: later idles keep the grace (go_idle) */
+    uint8_t released;      /* go_idle ran and no stream started since */
     proxy__h2_mem ngh_mem; /* what nghttp2 allocates for this connection (h2_mem.h) */
 };
 
@@ -1439,6 +1441,8 @@ static void stream_unlink(h2_stream *st)
     h->nstreams--;
 }
 
+static void go_idle(proxy__h2 *h);
+
 static void arm_conn(proxy__h2 *h)
 {
     proxy__client *c = h->c;
@@ -1448,9 +1452,18 @@ static void arm_conn(proxy__h2 *h)
     if (gh_buf_len(&c->out) > 0)
         kind = T_SEND; /* a peer that takes no bytes for `send`: closed (slow reads, zero windows) */
     else if (h->nstreams == 0)
-        kind = h->timer_kind == T_IDLE || !c->s.tls || t->keepalive <= IDLE_GRACE_MS ? T_IDLE : T_GRACE;
+        kind = h->timer_kind == T_IDLE || t->keepalive <= IDLE_GRACE_MS ? T_IDLE : T_GRACE;
+    if (h->released && kind == T_IDLE)
+        gh_conn_idle(&c->conn); /* a frame read (or sent) while idle took record buffers again: no system call */
     if (kind == h->timer_kind)
         return;
+    if (kind == T_NONE)
+        h->released = 0;
+    if (kind == T_GRACE && h->served && !h->idled) {
+        h->idled = 1; /* the first idle after a stream: no grace (see go_idle) */
+        go_idle(h);
+        kind = T_IDLE;
+    }
     h->timer_kind = (uint8_t)kind;
     if (kind == T_NONE)
         gh_timer_stop(c->w->loop, &c->timer);
@@ -1746,11 +1759,22 @@ int proxy__h2_start(proxy__client *c)
 
 /* ---- idle memory (h2_mem.h) ---- */
 
-/* After the idle grace: nghttp2's session-long blocks give their pages back (a debug build says what it holds). */
-static void mem_idle(proxy__h2 *h)
+/*
+ * No stream, nothing to send: the transport's record buffers and the pages of nghttp2's session-long
+ * blocks go back (a debug build says what nghttp2 still holds). After the idle grace, so that a busy
+ * client's next request finds them; but at once the first time a connection idles after a stream:
+ * its TLS buffers date from the handshake, and every connection accepted since has put long-lived
+ * state behind them in the heap, so that freed a second later they leave holes of partly used pages
+ * (~4 KiB per idle connection, scripts/bench_h2.sh) where at once the next handshake reuses them.
+ * Costs once per connection what the grace costs: two frees, two madvise.
+ */
+static void go_idle(proxy__h2 *h)
 {
+    h->released = 1;
+    gh_conn_idle(&h->c->conn);
     /* no frame may be half built in the buffer */
     (void)proxy__h2_mem_idle(&h->ngh_mem, !nghttp2_session_want_write(h->ngh));
+    h->c->w->heap_dirty = 1;
 #ifdef GH_H2_MEMSTAT
     char line[512];
     proxy__h2_mem_report(&h->ngh_mem, line, sizeof(line));
@@ -1765,10 +1789,8 @@ void proxy__h2_timeout(proxy__client *c)
     if (h == NULL)
         return;
     if (h->timer_kind == T_GRACE && h->nstreams == 0) {
-        /* idle past the grace: the transport's buffers go back, the rest of the keep-alive runs */
-        gh_conn_idle(&c->conn);
-        mem_idle(h);
-        c->w->heap_dirty = 1;
+        /* idle past the grace: the buffers go back, the rest of the keep-alive runs */
+        go_idle(h);
         h->timer_kind = T_IDLE;
         gh_timer_set(c->w->loop, &c->timer,
                      c->w->t->keepalive > IDLE_GRACE_MS ? c->w->t->keepalive - IDLE_GRACE_MS : 1);
