@@ -1453,8 +1453,12 @@ static void arm_conn(proxy__h2 *h)
         kind = T_SEND; /* a peer that takes no bytes for `send`: closed (slow reads, zero windows) */
     else if (h->nstreams == 0)
         kind = h->timer_kind == T_IDLE || t->keepalive <= IDLE_GRACE_MS ? T_IDLE : T_GRACE;
-    if (h->released && kind == T_IDLE)
-        gh_conn_idle(&c->conn); /* a frame read (or sent) while idle took record buffers again: no system call */
+    if (h->released && kind == T_IDLE) {
+        /* a frame read (or sent) while idle took record buffers again: they go now (no system call),
+         * their pages with the next heap trim */
+        gh_conn_idle(&c->conn);
+        c->w->heap_dirty = 1;
+    }
     if (kind == h->timer_kind)
         return;
     if (kind == T_NONE)
