@@ -87,8 +87,8 @@ static void *mem_malloc(size_t size, void *ud)
 {
     proxy__h2_mem *m = ud;
     int failed;
-    void *p = map_block(m, size, &failed);
-    if (p != NULL || failed)
+    void *p = m->creating ? map_block(m, size, &failed) : NULL; /* per request: one test, then malloc's */
+    if (p != NULL || (m->creating && failed))
         return p;
     p = malloc(size);
     stat_add(m, p, 1);
@@ -114,8 +114,8 @@ static void *mem_calloc(size_t n, size_t size, void *ud)
     int failed;
     if (size != 0 && n > SIZE_MAX / size)
         return NULL;
-    void *p = map_block(m, n * size, &failed); /* fresh mapped pages are zero */
-    if (p != NULL || failed)
+    void *p = m->creating ? map_block(m, n * size, &failed) : NULL; /* fresh mapped pages are zero */
+    if (p != NULL || (m->creating && failed))
         return p;
     p = calloc(n, size);
     stat_add(m, p, 1);
