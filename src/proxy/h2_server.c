@@ -1660,8 +1660,13 @@ void proxy__h2_flush_dirty(proxy__worker *w)
             proxy__h2 *h = list;
             list = h->dirty_next;
             h->dirty = 0;
-            if (h->more_input)
+            if (h->more_input) {
                 read_round(h);
+                /* a fair share read again: the rest waits in the socket, and edge-triggered epoll
+                 * will not report it again (before flush, which unlinks h if it closes it) */
+                if (h->more_input)
+                    mark_dirty(h);
+            }
             flush(h); /* may close it */
         }
     }

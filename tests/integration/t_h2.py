@@ -599,6 +599,30 @@ def _(ctx):
             c.close()
 
 
+@test("h2_input_left_after_a_fair_share_is_read_without_a_new_event")
+def _(ctx):
+    """A connection stops reading after 16 TLS records (a fair share for the others) and goes on in
+    the idle hook; when that round too ended on a full share with nothing to send (WINDOW_UPDATEs
+    ask for no answer), it was left off the list: edge-triggered epoll never reports the bytes
+    again, and the request behind them waited forever (t_h2's 100-stream test stalled on its second
+    batch, after 51 WINDOW_UPDATEs, when loaded). 40 records of WINDOW_UPDATE, then a GET, sent
+    corked so that they are all in the socket at the first read."""
+    from h2raw import H2Conn, request_headers, window_update
+    b = ctx.backend()
+    gh = h2_config(ctx, b)
+    c = H2Conn(gh.port)
+    try:
+        eq(c.get("/small").status, 200, "a first GET")
+        c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        for _ in range(40):
+            c.send(window_update(0, 1))  # one TLS record each
+        sid = c.request(request_headers("GET", "/small"))
+        c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        eq(c.response(sid, timeout=5 * T).status, 200, "the GET after 40 records")
+    finally:
+        c.close()
+
+
 @test("h2_idle_connection_after_100_streams_keeps_no_closed_streams")
 def _(ctx):
     """libnghttp2 keeps up to max_concurrent_streams closed streams per connection (~220 bytes
