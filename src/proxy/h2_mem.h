@@ -19,7 +19,9 @@
  * time the connection goes idle (see go_idle in h2_server.c); none per request.
  *
  * A debug build (-DGH_H2_MEMSTAT) also counts the heap bytes nghttp2 holds by
- * size class, for proxy__h2_mem_report.
+ * size class, for proxy__h2_mem_report, which h2_server.c logs (info) at each
+ * idle: make BUILD=/tmp/gh-memstat OPT="-O2 -g -DGH_H2_MEMSTAT", with
+ * `seccomp off` in the config (the report's mincore is not on the allow-list).
  *
  * Ownership: embedded in the connection's proxy__h2 (h2_server.c), which
  * calls proxy__h2_mem_dispose after nghttp2_session_del.
