@@ -37,13 +37,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "core/common.h"
 #include "core/log.h"
 #include "http/h2_head.h"
 #include "http/ws.h"
+#include "proxy/h2_mem.h"
 #include "proxy/observe.h"
 #include "proxy/proxy.h"
 
@@ -61,16 +60,6 @@ enum { T_NONE, T_GRACE, T_IDLE, T_SEND };
 #define IDLE_GRACE_MS 1000
 
 typedef struct h2_stream h2_stream;
-
-/* nghttp2's large blocks (its 16 KiB frame buffer, kept for the session's life) are mapped pages of
- * their own: once the connection idles, their pages go back to the kernel (see big_release). */
-#define BIG_BLOCK 8192
-#define BIG_SLOTS 4
-
-typedef struct big_block {
-    void *p;
-    size_t len; /* mapped length, whole pages */
-} big_block;
 
 struct proxy__h2 {
     proxy__client *c;
@@ -102,10 +91,10 @@ struct proxy__h2 {
     uint8_t dead;       /* nghttp2 failed, or the peer closed: close once the output is out */
     uint8_t draining;
     uint8_t timer_kind;
-    uint8_t served;      /* a stream was started: the connection is no longer fresh (proxy__h2_idle) */
-    nghttp2_mem mem_ops; /* nghttp2 allocates through these, user data h: see big_alloc */
-    uint8_t creating;    /* in nghttp2_session_server_new3: its large blocks are the frame buffer */
-    big_block big[BIG_SLOTS];
+    uint8_t served;        /* a stream was started: the connection is no longer fresh (proxy__h2_idle) */
+    uint8_t idled;         /* it went idle once since it served: later idles keep the grace (go_idle) */
+    uint8_t released;      /* go_idle ran and no stream started since */
+    proxy__h2_mem ngh_mem; /* what nghttp2 allocates for this connection (h2_mem.h) */
 };
 
 struct h2_stream {
@@ -250,99 +239,6 @@ static void mem_add(proxy__h2 *h, size_t n)
 static void mem_sub(proxy__h2 *h, size_t n)
 {
     h->mem = h->mem > n ? h->mem - n : 0;
-}
-
-/* ---- nghttp2's memory ---- */
-
-/*
- * An idle HTTP/2 connection should cost what an idle HTTP/1.1 one does. nghttp2 1.52 allocates
- * a 16 KiB frame buffer per session and keeps it until nghttp2_session_del; from malloc's heap
- * its pages stay resident, whatever was written there. Blocks of BIG_BLOCK and more are mapped
- * instead (a few per session: the frame buffer, rarely a large header block), so that
- * big_release can drop their pages (MADV_DONTNEED: zero-filled when touched again) while no
- * frame is being built; nghttp2 rebuilds every frame from the start of its buffer.
- */
-/* The slot of block p; p NULL: a free slot. */
-static big_block *big_find(proxy__h2 *h, const void *p)
-{
-    for (int i = 0; i < BIG_SLOTS; i++)
-        if (h->big[i].p == p)
-            return &h->big[i];
-    return NULL;
-}
-
-static void *big_alloc(proxy__h2 *h, size_t size)
-{
-    static size_t page;
-    big_block *b = big_find(h, NULL);
-
-    if (page == 0) {
-        long ps = sysconf(_SC_PAGESIZE);
-        page = ps > 0 ? (size_t)ps : 4096;
-    }
-    /* Only the frame buffer, allocated while the session is created and kept for its life, is
-     * released when idle: other large blocks (a grown HPACK table or stream map) hold state. */
-    if (!h->creating || b == NULL || size > SIZE_MAX - page)
-        return malloc(size);
-    size_t len = (size + page - 1) / page * page;
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    *b = (big_block){p, len};
-    return p;
-}
-
-static void *mem_malloc(size_t size, void *ud)
-{
-    return size >= BIG_BLOCK ? big_alloc(ud, size) : malloc(size);
-}
-
-static void mem_free(void *p, void *ud)
-{
-    big_block *b = p != NULL ? big_find(ud, p) : NULL;
-    if (b == NULL) {
-        free(p);
-        return;
-    }
-    munmap(b->p, b->len);
-    *b = (big_block){NULL, 0};
-}
-
-static void *mem_calloc(size_t n, size_t size, void *ud)
-{
-    if (size != 0 && n > SIZE_MAX / size)
-        return NULL;
-    if (n * size < BIG_BLOCK)
-        return calloc(n, size);
-    return big_alloc(ud, n * size); /* fresh mapped pages are zero; a heap fallback is not */
-}
-
-static void *mem_realloc(void *p, size_t size, void *ud)
-{
-    proxy__h2 *h = ud;
-    if (p == NULL)
-        return mem_malloc(size, h); /* how nghttp2_buf_reserve allocates the frame buffer */
-    big_block *b = big_find(h, p);
-    if (b == NULL)
-        return realloc(p, size); /* heap blocks stay on the heap */
-    if (size <= b->len)
-        return p;
-    void *q = mem_malloc(size, h);
-    if (q == NULL)
-        return NULL;
-    memcpy(q, p, b->len);
-    mem_free(p, h);
-    return q;
-}
-
-/* The connection is idle (no stream, nothing to send): the big blocks' pages go back. */
-static void big_release(proxy__h2 *h)
-{
-    if (nghttp2_session_want_write(h->ngh))
-        return; /* a frame may be half built in the buffer */
-    for (int i = 0; i < BIG_SLOTS; i++)
-        if (h->big[i].p != NULL)
-            (void)madvise(h->big[i].p, h->big[i].len, MADV_DONTNEED);
 }
 
 /* ---- nghttp2 callbacks: record, never run an exchange ---- */
@@ -1545,6 +1441,8 @@ static void stream_unlink(h2_stream *st)
     h->nstreams--;
 }
 
+static void go_idle(proxy__h2 *h);
+
 static void arm_conn(proxy__h2 *h)
 {
     proxy__client *c = h->c;
@@ -1554,9 +1452,22 @@ static void arm_conn(proxy__h2 *h)
     if (gh_buf_len(&c->out) > 0)
         kind = T_SEND; /* a peer that takes no bytes for `send`: closed (slow reads, zero windows) */
     else if (h->nstreams == 0)
-        kind = h->timer_kind == T_IDLE || !c->s.tls || t->keepalive <= IDLE_GRACE_MS ? T_IDLE : T_GRACE;
+        kind = h->timer_kind == T_IDLE || t->keepalive <= IDLE_GRACE_MS ? T_IDLE : T_GRACE;
+    if (h->released && kind == T_IDLE) {
+        /* a frame read (or sent) while idle took record buffers again: they go now (no system call),
+         * their pages with the next heap trim */
+        gh_conn_idle(&c->conn);
+        c->w->heap_dirty = 1;
+    }
     if (kind == h->timer_kind)
         return;
+    if (kind == T_NONE)
+        h->released = 0;
+    if (kind == T_GRACE && h->served && !h->idled) {
+        h->idled = 1; /* the first idle after a stream: no grace (see go_idle) */
+        go_idle(h);
+        kind = T_IDLE;
+    }
     h->timer_kind = (uint8_t)kind;
     if (kind == T_NONE)
         gh_timer_stop(c->w->loop, &c->timer);
@@ -1749,8 +1660,13 @@ void proxy__h2_flush_dirty(proxy__worker *w)
             proxy__h2 *h = list;
             list = h->dirty_next;
             h->dirty = 0;
-            if (h->more_input)
+            if (h->more_input) {
                 read_round(h);
+                /* a fair share read again: the rest waits in the socket, and edge-triggered epoll
+                 * will not report it again (before flush, which unlinks h if it closes it) */
+                if (h->more_input)
+                    mark_dirty(h);
+            }
             flush(h); /* may close it */
         }
     }
@@ -1808,15 +1724,15 @@ int proxy__h2_start(proxy__client *c)
     uint64_t conn_window;
 
     if (h != NULL)
-        h->mem_ops = (nghttp2_mem){h, mem_malloc, mem_free, mem_calloc, mem_realloc};
-    if (h != NULL)
-        h->creating = 1;
+        proxy__h2_mem_init(&h->ngh_mem);
     if (h == NULL || cbs == NULL || opt == NULL ||
-        nghttp2_session_server_new3(&h->ngh, cbs, h, opt, &h->mem_ops) != 0) {
+        nghttp2_session_server_new3(&h->ngh, cbs, h, opt, &h->ngh_mem.ops) != 0) {
+        if (h != NULL)
+            (void)proxy__h2_mem_dispose(&h->ngh_mem);
         free(h);
         return -1;
     }
-    h->creating = 0;
+    proxy__h2_mem_created(&h->ngh_mem);
     h->scan_left = NGHTTP2_CLIENT_MAGIC_LEN; /* the preface comes first */
     h->c = c;
     h->cfg = *cfg;
@@ -1836,6 +1752,7 @@ int proxy__h2_start(proxy__client *c)
     if (nghttp2_submit_settings(h->ngh, NGHTTP2_FLAG_NONE, iv, GH_ARRAY_LEN(iv)) != 0 ||
         nghttp2_session_set_local_window_size(h->ngh, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window) != 0) {
         nghttp2_session_del(h->ngh);
+        (void)proxy__h2_mem_dispose(&h->ngh_mem);
         free(h);
         return -1;
     }
@@ -1849,16 +1766,40 @@ int proxy__h2_start(proxy__client *c)
     return 0;
 }
 
+/* ---- idle memory (h2_mem.h) ---- */
+
+/*
+ * No stream, nothing to send: the transport's record buffers and the pages of nghttp2's session-long
+ * blocks go back (a debug build says what nghttp2 still holds). After the idle grace, so that a busy
+ * client's next request finds them; but at once the first time a connection idles after a stream:
+ * its TLS buffers date from the handshake, and every connection accepted since has put long-lived
+ * state behind them in the heap, so that freed a second later they leave holes of partly used pages
+ * (~4 KiB per idle connection, scripts/bench_h2.sh) where at once the next handshake reuses them.
+ * Costs once per connection what the grace costs: two frees, two madvise.
+ */
+static void go_idle(proxy__h2 *h)
+{
+    h->released = 1;
+    gh_conn_idle(&h->c->conn);
+    /* no frame may be half built in the buffer */
+    (void)proxy__h2_mem_idle(&h->ngh_mem, !nghttp2_session_want_write(h->ngh));
+    h->c->w->heap_dirty = 1;
+#ifdef GH_H2_MEMSTAT
+    char line[512];
+    proxy__h2_mem_report(&h->ngh_mem, line, sizeof(line));
+    gh_log_info("client %s: HTTP/2 idle: nghttp2 %s; ours: proxy__h2 %zu, proxy__client %zu", h->c->s.ip, line,
+                sizeof(*h), sizeof(*h->c));
+#endif
+}
+
 void proxy__h2_timeout(proxy__client *c)
 {
     proxy__h2 *h = c->h2;
     if (h == NULL)
         return;
     if (h->timer_kind == T_GRACE && h->nstreams == 0) {
-        /* idle past the grace: the transport's buffers go back, the rest of the keep-alive runs */
-        gh_conn_idle(&c->conn);
-        big_release(h);
-        c->w->heap_dirty = 1;
+        /* idle past the grace: the buffers go back, the rest of the keep-alive runs */
+        go_idle(h);
         h->timer_kind = T_IDLE;
         gh_timer_set(c->w->loop, &c->timer,
                      c->w->t->keepalive > IDLE_GRACE_MS ? c->w->t->keepalive - IDLE_GRACE_MS : 1);
@@ -1928,6 +1869,8 @@ void proxy__h2_free(proxy__client *c)
     }
     h->work = h->work_tail = NULL;
     nghttp2_session_del(h->ngh);
+    if (proxy__h2_mem_dispose(&h->ngh_mem) != 0)
+        gh_log_error("HTTP/2: libnghttp2 left mapped blocks after its session was freed"); /* a leak */
     free(h);
     c->h2 = NULL;
 }

@@ -414,6 +414,7 @@ struct proxy__worker {
     uint32_t handshaking; /* clients in CLIENT_HANDSHAKE */
     uint8_t heap_dirty;   /* handshakes finished since the heap was last trimmed */
     uint64_t next_trim;
+    gh_timer trim_timer; /* due at next_trim while a trim waits for it (trim_heap) */
     uint8_t accept_paused;
     uint8_t limit_paused;         /* paused at max_connections: resumed as soon as a client leaves */
     uint8_t at_limit;             /* since "connection limit reached" was logged, until it clears */

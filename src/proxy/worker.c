@@ -276,12 +276,24 @@ static void on_signal(gh_io *io, unsigned events)
 static void trim_heap(proxy__worker *w)
 {
     uint64_t now = gh_loop_now(w->loop);
-    if (!w->heap_dirty || w->handshaking != 0 || now < w->next_trim)
+    if (!w->heap_dirty || w->handshaking != 0)
         return;
+    if (now < w->next_trim) {
+        /* Not now, but surely later: the loop may sleep for long after the last connection went idle
+         * (nothing else is due), and what its grace freed would stay resident until then. */
+        if (w->trim_timer.when == 0)
+            gh_timer_set(w->loop, &w->trim_timer, (uint32_t)(w->next_trim - now));
+        return;
+    }
     gh_buf_pool_trim(POOL_KEEP);
     malloc_trim(64 * 1024);
     w->heap_dirty = 0;
     w->next_trim = now + 1000;
+}
+
+static void on_trim_due(gh_timer *t)
+{
+    (void)t; /* the idle hook that follows trims */
 }
 
 static void on_idle(void *arg)
@@ -568,6 +580,7 @@ static int setup(proxy__worker *w, gh_runtime *rt, const int *listen_fds, int ct
     if (w->signal_io.fd < 0 || gh_loop_add(w->loop, &w->signal_io) < 0)
         return -1;
     gh_loop_on_idle(w->loop, on_idle, w);
+    w->trim_timer.cb = on_trim_due;
     return gh_admin_start(w->loop, proxy__observe_view, w);
 }
 
@@ -591,6 +604,7 @@ static void teardown(proxy__worker *w)
     gh_timer_stop(w->loop, &w->drain_timer);
     free(w->svc_counts);
     gh_timer_stop(w->loop, &w->h2_kick);
+    gh_timer_stop(w->loop, &w->trim_timer);
     gh_loop_free(w->loop);
     gh_buf_pool_drain();
 }

@@ -33,6 +33,7 @@ static const struct suite suites[] = {
     {"peerlimit", suite_peerlimit},
     {"stream", suite_stream},
     {"h2_head", suite_h2_head},
+    {"h2_mem", suite_h2_mem},
     {"proxyproto", suite_proxyproto},
     {"metrics", suite_metrics},
     {"sandbox", suite_sandbox},

@@ -57,5 +57,6 @@ void suite_metrics(void);
 void suite_forward(void);
 void suite_sandbox(void);
 void suite_logesc(void);
+void suite_h2_mem(void);
 
 #endif
