@@ -36,6 +36,7 @@ static const struct suite suites[] = {
     {"metrics", suite_metrics},
     {"sandbox", suite_sandbox},
     {"logesc", suite_logesc},
+    {"memconn", suite_memconn},
 };
 
 static unsigned long passed, failed;

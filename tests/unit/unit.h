@@ -56,5 +56,6 @@ void suite_metrics(void);
 void suite_forward(void);
 void suite_sandbox(void);
 void suite_logesc(void);
+void suite_memconn(void);
 
 #endif
