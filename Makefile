@@ -102,7 +102,8 @@ fuzz:
 # (objects in build-fuzz/obj), the target linked with libFuzzer.
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 fuzz-front:
-	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz/obj OPT="-O1 -g" SAN="$(FUZZ_SAN)" \
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz/obj \
+	    CFLAGS="$(filter-out $(OPT) $(SAN) -Werror,$(CFLAGS)) -O1 -g $(FUZZ_SAN)" \
 	    $(filter-out build-fuzz/obj/src/proxy/h2_server.o,$(LIB_SRC:%.c=build-fuzz/obj/%.o))
 	clang $(filter-out $(OPT) $(SAN),$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
 	    -o build-fuzz/fuzz_front tests/fuzz/fuzz_front.c \
