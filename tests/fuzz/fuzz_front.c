@@ -88,6 +88,7 @@ static char scratch[64 * 1024];
 static char cfg_path[64];
 static gh_shared shared;
 static gh_mslot mslot;
+static int debug; /* FUZZ_FRONT_DEBUG set: what the client and the servers received goes to stderr */
 
 static int up_connect(gh_conn *c, gh_io_cb cb, const proxy__pool *p, int server)
 {
@@ -137,6 +138,8 @@ static void up_serve(fake_up *f)
             continue;
         }
         int rc = gh_h1_parse_request((const char *)p, len, &ureq);
+        if (debug)
+            fprintf(stderr, "[upstream %d: %.*s]\n", rc, (int)(len < 200 ? len : 200), (const char *)p);
         REQUIRE(rc >= 0); /* every byte upstream is a valid request head: nothing smuggled */
         if (rc == 0)
             return;
@@ -189,8 +192,6 @@ static void check_h2(proxy__worker *w)
         if (c->state == CLIENT_H2 && c->h2 != NULL && c->h2->nstreams == 0)
             REQUIRE(c->h2->mem == 0);
 }
-
-static int debug; /* FUZZ_FRONT_DEBUG set: what the client received goes to stderr */
 
 static void service(proxy__worker *w, gh_memconn *client, int slow)
 {
