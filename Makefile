@@ -95,7 +95,7 @@ fuzz:
 	    tests/fuzz/corpus_proxyproto
 	@$(MAKE) --no-print-directory fuzz-front
 	@mkdir -p build-fuzz/corpus_front
-	build-fuzz/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -jobs=1 build-fuzz/corpus_front \
+	build-fuzz/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -artifact_prefix=build-fuzz/ build-fuzz/corpus_front \
 	    tests/fuzz/corpus_front
 
 # The client fronts in memory (tests/fuzz/fuzz_front.c): the sources built with clang and the sanitizers
