@@ -69,8 +69,10 @@ test: deps
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    build-asan/gatehouse build-asan/unit-tests
+	    build-asan/gatehouse build-asan/unit-tests build-asan/fuzz-front-replay
 	@$(MAKE) --no-print-directory $(BUILD)/h2spec
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    build-asan/fuzz-front-replay tests/fuzz/corpus_front
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    GATEHOUSE=build-asan/gatehouse UNIT=build-asan/unit-tests H2SPEC=$(abspath $(BUILD))/h2spec SLOW=1 tests/run.sh
 
