@@ -17,7 +17,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps run test unit integration asan test-asan fuzz bench clean format
+.PHONY: all deps run test unit integration asan test-asan fuzz fuzz-front bench clean format
 
 all: $(BUILD)/gatehouse
 
@@ -53,17 +53,26 @@ $(BUILD)/h2spec:
 	        || echo "warning: building h2spec failed: the h2spec tests will fail" >&2; \
 	else echo "warning: no h2spec source at $(H2SPEC_SRC) (set H2SPEC_SRC): the h2spec tests will fail" >&2; fi
 
-# Every test: unit tests, then integration tests against the real binary.
+# The client-front fuzz target (tests/fuzz/fuzz_front.c) without libFuzzer: replays its corpus once, so that
+# the inputs of the bugs it found stay fixed. h2_server.c is compiled into the target, not linked.
+FRONT_OBJ := $(filter-out $(BUILD)/src/proxy/h2_server.o,$(LIB_OBJ))
+$(BUILD)/fuzz-front-replay: tests/fuzz/fuzz_front.c $(FRONT_OBJ) src/proxy/h2_server.c
+	$(CC) $(CFLAGS) -DFUZZ_FRONT_REPLAY -o $@ tests/fuzz/fuzz_front.c $(FRONT_OBJ) $(LDLIBS)
+
+# Every test: unit tests, the fuzz corpus replay, then integration tests against the real binary.
 test: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/unit-tests $(BUILD)/h2spec
+	@$(MAKE) --no-print-directory all $(BUILD)/unit-tests $(BUILD)/h2spec $(BUILD)/fuzz-front-replay
+	@$(BUILD)/fuzz-front-replay tests/fuzz/corpus_front
 	@GATEHOUSE=$(BUILD)/gatehouse UNIT=$(BUILD)/unit-tests tests/run.sh
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    build-asan/gatehouse build-asan/unit-tests
+	    build-asan/gatehouse build-asan/unit-tests build-asan/fuzz-front-replay
 	@$(MAKE) --no-print-directory $(BUILD)/h2spec
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    build-asan/fuzz-front-replay tests/fuzz/corpus_front
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    GATEHOUSE=build-asan/gatehouse UNIT=build-asan/unit-tests H2SPEC=$(abspath $(BUILD))/h2spec SLOW=1 tests/run.sh
 
@@ -86,6 +95,21 @@ fuzz:
 	@mkdir -p build-fuzz/corpus_pp
 	build-fuzz/fuzz_proxyproto -max_total_time=$(FUZZ_SECONDS) -max_len=3000 build-fuzz/corpus_pp \
 	    tests/fuzz/corpus_proxyproto
+	@$(MAKE) --no-print-directory fuzz-front
+	@mkdir -p build-fuzz/corpus_front
+	build-fuzz/fuzz_front -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -artifact_prefix=build-fuzz/ build-fuzz/corpus_front \
+	    tests/fuzz/corpus_front
+
+# The client fronts in memory (tests/fuzz/fuzz_front.c): the sources built with clang and the sanitizers
+# (objects in build-fuzz/obj), the target linked with libFuzzer.
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+fuzz-front:
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz/obj \
+	    CFLAGS="$(filter-out $(OPT) $(SAN) -Werror,$(CFLAGS)) -O1 -g $(FUZZ_SAN)" \
+	    $(filter-out build-fuzz/obj/src/proxy/h2_server.o,$(LIB_SRC:%.c=build-fuzz/obj/%.o))
+	clang $(filter-out $(OPT) $(SAN),$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+	    -o build-fuzz/fuzz_front tests/fuzz/fuzz_front.c \
+	    $(filter-out build-fuzz/obj/src/proxy/h2_server.o,$(LIB_SRC:%.c=build-fuzz/obj/%.o)) $(LDLIBS)
 
 bench: all
 	GATEHOUSE=$(BUILD)/gatehouse ../shared/bench/run

@@ -281,3 +281,17 @@ int gh_loop_run(gh_loop *l)
     }
     return 0;
 }
+
+/*
+ * For tests and fuzzing (tests/fuzz/fuzz_front.c), whose connections have no socket (net/memconn.h): one
+ * iteration of gh_loop_run without epoll_wait, on a virtual clock that moves advance_ms, so that timeouts fire
+ * when the driver says, the same for every run of an input.
+ */
+void gh_loop_step(gh_loop *l, uint32_t advance_ms)
+{
+    l->now += advance_ms;
+    run_timers(l);
+    collect_garbage(l);
+    if (l->idle_cb != NULL)
+        l->idle_cb(l->idle_arg);
+}

@@ -80,6 +80,13 @@ void gh_loop_stop(gh_loop *l);
  */
 void gh_loop_release(gh_loop *l, void *p);
 
+/*
+ * One iteration without waiting for descriptors (none is asked): the clock moves advance_ms (a virtual clock:
+ * it is not read again), then due timers, released memory, the idle callback. For drivers of in-memory
+ * connections (tests, fuzzing); never mixed with gh_loop_run.
+ */
+void gh_loop_step(gh_loop *l, uint32_t advance_ms);
+
 /* Called once per iteration after the events were handled (flushes logs...). */
 void gh_loop_on_idle(gh_loop *l, void (*cb)(void *), void *arg);
 

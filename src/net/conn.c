@@ -170,6 +170,8 @@ int gh_conn_move(gh_conn *dst, gh_conn *src, gh_loop *l, gh_io_cb cb)
 
 int gh_conn_connect_result(gh_conn *c)
 {
+    if (c->ops->no_socket)
+        return 0; /* an in-memory conn (memconn.h) is connected when made */
     return gh_sock_error(c->io.fd);
 }
 
@@ -180,6 +182,8 @@ int gh_conn_quiet(gh_conn *c)
 
     if (c->hup || c->ops->pending(c))
         return 0;
+    if (c->ops->no_socket) /* nothing to peek at: its flags are exact (memconn.h) */
+        return !c->can_read;
     n = recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }

@@ -7,7 +7,7 @@
  *
  * Implementations: a plain socket (conn.c) and TLS (src/tls); the PROXY
  * protocol reader (gh_conn_read_proxy) runs on the socket before either
- * starts; later an in-memory pair for unit tests and fuzzing. Nothing above this layer calls socket or OpenSSL
+ * starts; in memory (memconn.c) for unit tests and fuzzing. Nothing above this layer calls socket or OpenSSL
  * functions, so a new transport changes one file. (nginx swaps c->recv/c->send after the handshake; HAProxy has
  * xprt_ops; curl stacks connection filters.)
  *
@@ -56,8 +56,9 @@ typedef struct gh_conn_ops {
     /*
      * 1: no socket of its own (an HTTP/2 stream as a tunnel side, h2_server.c). Its io.fd is only
      * ">= 0 while open"; gh_conn_add/move/close never touch the loop nor close() it, and its owner
-     * (the HTTP/2 connection) delivers its events by calling io.cb itself. gh_conn_quiet,
-     * gh_conn_connect_result and gh_conn_read_proxy do not apply to it.
+     * (the HTTP/2 connection, a test's driver) delivers its events by calling io.cb itself.
+     * gh_conn_read_proxy does not apply to it; gh_conn_connect_result is 0 (connected when made),
+     * gh_conn_quiet reads its flags (hup, pending, can_read): nothing to peek at.
      */
     uint8_t no_socket;
 } gh_conn_ops;

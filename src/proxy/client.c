@@ -444,6 +444,9 @@ static void on_client_timeout(gh_timer *t)
     proxy__client_close(c);
 }
 
+static void client_start(proxy__client *c, proxy__worker *w, const proxy__listener *l,
+                         const struct sockaddr_storage *peer);
+
 void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer)
 {
     proxy__client *c = calloc(1, sizeof(*c));
@@ -458,6 +461,25 @@ void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, co
         close(fd);
         return;
     }
+    client_start(c, w, l, peer);
+}
+
+/* Tests and fuzzing (tests/fuzz/fuzz_front.c): a client on a conn that has no socket (net/memconn.h). */
+void proxy__client_accept_conn(proxy__worker *w, const proxy__listener *l, gh_conn *conn,
+                               const struct sockaddr_storage *peer)
+{
+    proxy__client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        gh_conn_close(conn, w->loop);
+        return;
+    }
+    gh_conn_move(&c->conn, conn, w->loop, on_client_event); /* a no_socket conn only moves */
+    client_start(c, w, l, peer);
+}
+
+static void client_start(proxy__client *c, proxy__worker *w, const proxy__listener *l,
+                         const struct sockaddr_storage *peer)
+{
     c->s.ops = &proxy__h1_session_ops;
     c->s.w = w;
     c->s.listener = l;

@@ -10,6 +10,9 @@
 /* client.c: an HTTP/1 client connection */
 /* A new HTTP client connection: TLS when the listener has a context, else plain. */
 void proxy__client_accept(proxy__worker *w, const proxy__listener *l, int fd, const struct sockaddr_storage *peer);
+/* The same on a conn its transport made (a no_socket one, net/memconn.h: tests and fuzzing), moved into the client. */
+void proxy__client_accept_conn(proxy__worker *w, const proxy__listener *l, gh_conn *conn,
+                               const struct sockaddr_storage *peer);
 /* Frees the exchange under way (logged 499 if it had no status yet) and closes. */
 void proxy__client_close(proxy__client *c);
 /* SIGTERM: idle connections close now, busy ones after their current response. */
@@ -206,6 +209,11 @@ int proxy__pools_init(proxy__gen *g);
 void proxy__pools_free(proxy__gen *g);
 /* Gets a pooled or new connection to a server of the pool not yet tried; NULL when none is left. */
 proxy__upstream *proxy__upstream_get(proxy__pool *p, uint64_t *tried, uint64_t key);
+/*
+ * NULL in gatehouse. Set by tests/fuzz/fuzz_front.c: a new upstream connection is made by it (an in-memory
+ * server, net/memconn.h: c initialised, events to cb) instead of a connect to the server's address; 0 or -1.
+ */
+extern int (*proxy__upstream_connect_hook)(gh_conn *c, gh_io_cb cb, const proxy__pool *p, int server);
 void proxy__upstream_release(proxy__upstream *u, int reusable);
 /*
  * A pool with proxy_protocol: the connection this session's last request

@@ -335,26 +335,38 @@ static int server_connect(proxy__pool *p, int server, int *local)
 }
 
 /* A new connection to a server; NULL with *local set when this host, not the server, failed. */
+int (*proxy__upstream_connect_hook)(gh_conn *c, gh_io_cb cb, const proxy__pool *p, int server);
+
 static proxy__upstream *upstream_new(proxy__pool *p, int server, int *local)
 {
     proxy__worker *w = p->w;
-    int fd = server_connect(p, server, local);
+    int fd = -1;
 
-    if (fd < 0)
+    *local = 0;
+    if (proxy__upstream_connect_hook == NULL && (fd = server_connect(p, server, local)) < 0)
         return NULL;
     proxy__upstream *u = calloc(1, sizeof(*u));
     if (u == NULL) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         *local = 1;
         return NULL;
     }
-    gh_conn_init(&u->conn, fd, on_upstream_event);
+    if (proxy__upstream_connect_hook != NULL) { /* a fuzzer's in-memory server (proxy.h) */
+        if (proxy__upstream_connect_hook(&u->conn, on_upstream_event, p, server) < 0) {
+            free(u);
+            *local = 1;
+            return NULL;
+        }
+    } else {
+        gh_conn_init(&u->conn, fd, on_upstream_event);
+    }
     u->timer.cb = on_upstream_timeout;
     u->w = w;
     u->pool = p;
     u->server = (uint16_t)server;
     u->addr_version = p->servers[server].named != NULL ? p->servers[server].named->version : 0;
-    if (gh_conn_add(&u->conn, w->loop) < 0) {
+    if (gh_conn_add(&u->conn, w->loop) < 0) { /* a memory conn: a no-op that cannot fail */
         close(fd);
         free(u);
         *local = 1;

@@ -11,9 +11,9 @@
  * and extended (RFC 8441, offered as h2_server.c offers it), whose WebSocket form goes upstream
  * as a GET of its :path (h2_server.c ws_request; its three added fields are ours, not checked).
  *
- * Not driven: h2_server.c itself (its callbacks need a worker, a loop and a configuration
- * generation; there is no in-memory gh_conn yet, see src/net/conn.h). Its flood and limit
- * counters are covered by tests/integration/t_h2_attacks.py through real sockets.
+ * h2_server.c itself (its work queue, flood and limit counters, flow control, memory accounting)
+ * is driven by tests/fuzz/fuzz_front.c, on an in-memory conn (src/net/memconn.h) with a real
+ * worker context; and through real sockets by tests/integration/t_h2_attacks.py.
  *
  *   make fuzz FUZZ_SECONDS=60        (builds build-fuzz/fuzz_h2 and runs it on tests/fuzz/corpus_h2)
  */

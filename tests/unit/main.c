@@ -38,6 +38,7 @@ static const struct suite suites[] = {
     {"metrics", suite_metrics},
     {"sandbox", suite_sandbox},
     {"logesc", suite_logesc},
+    {"memconn", suite_memconn},
 };
 
 static unsigned long passed, failed;

@@ -58,5 +58,6 @@ void suite_forward(void);
 void suite_sandbox(void);
 void suite_logesc(void);
 void suite_h2_mem(void);
+void suite_memconn(void);
 
 #endif
