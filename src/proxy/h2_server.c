@@ -813,15 +813,6 @@ static int tunnel_answer(h2_stream *st, const gh_h1_response *res)
     return 1;
 }
 
-/* Whether a route's response header operation names this field (then the upstream's copy is not sent). */
-static int op_names(const gh_cfg_route *route, const char *name, size_t len)
-{
-    for (size_t i = 0; route != NULL && i < route->nresp_ops; i++)
-        if (route->resp_ops[i].name.len == len && strncasecmp(route->resp_ops[i].name.p, name, len) == 0)
-            return 1;
-    return 0;
-}
-
 /* A field name as HTTP/2 sends it (RFC 9113 8.2.1: lower case), copied lowered into *scratch; NULL: no room. */
 static uint8_t *lower_name(const char *name, size_t len, char **scratch, const char *end)
 {
@@ -836,10 +827,8 @@ static uint8_t *lower_name(const char *name, size_t len, char **scratch, const c
 }
 
 /*
- * The upstream's response head as HEADERS, converted directly (no HTTP/1 text in between): its
- * fields but the hop-by-hop ones, the hidden ones (hide_header) and those a response_header
- * operation names, then the route's `set` fields and the site's HSTS, as proxy__response_head
- * does for HTTP/1 (a change there belongs here too).
+ * The upstream's response head as HEADERS, converted directly (no HTTP/1 text in between): the
+ * fields of proxy__resp_walk (headers.c), the walk HTTP/1's proxy__response_head makes too.
  */
 static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_cfg_route *route)
 {
@@ -848,7 +837,10 @@ static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_data};
     char status[4], *scratch = head_text;
     const char *end = head_text + sizeof(head_text);
-    size_t n = 0, nops = route != NULL ? route->nresp_ops : 0;
+    size_t n = 0;
+    proxy__resp_walk w;
+    const gh_h1_header *from;
+    gh_h1_str fname, fvalue;
     int has_body = !(res->body == GH_H1_BODY_NONE || (res->body == GH_H1_BODY_LENGTH && res->content_length == 0));
     int opens = 0, code = res->status;
 
@@ -864,31 +856,14 @@ static int h2_send_head(proxy__session *s, const gh_h1_response *res, const gh_c
     status[1] = (char)('0' + code / 10 % 10);
     status[2] = (char)('0' + code % 10);
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    for (size_t i = 0; i < res->nheaders; i++) {
-        const gh_h1_header *f = &res->headers[i];
-        if (f->hop || (nops > 0 && op_names(route, f->name.p, f->name.len)) ||
-            proxy__response_header_hidden(route, f->name) || (opens && ws_hop(f)))
+    proxy__resp_walk_init(&w, res, route, st->s.tls);
+    while (proxy__resp_walk_next(&w, &fname, &fvalue, &from)) {
+        if (opens && from != NULL && ws_hop(from))
             continue;
-        uint8_t *name = lower_name(f->name.p, f->name.len, &scratch, end);
+        uint8_t *name = lower_name(fname.p, fname.len, &scratch, end);
         if (name == NULL || n == GH_ARRAY_LEN(nv))
             return GH_ERROR;
-        nv[n++] = (nghttp2_nv){name, (uint8_t *)f->value.p, f->name.len, f->value.len, NGHTTP2_NV_FLAG_NONE};
-    }
-    for (size_t i = 0; i < nops; i++) {
-        const gh_cfg_header_op *op = &route->resp_ops[i];
-        if (op->op != GH_HEADER_SET)
-            continue;
-        uint8_t *name = lower_name(op->name.p, op->name.len, &scratch, end);
-        if (name == NULL || n == GH_ARRAY_LEN(nv))
-            return GH_ERROR;
-        nv[n++] = (nghttp2_nv){name, (uint8_t *)op->value.p, op->name.len, op->value.len, NGHTTP2_NV_FLAG_NONE};
-    }
-    const gh_cstr *hsts = proxy__hsts(route != NULL ? route->site : NULL, st->s.tls);
-    if (hsts != NULL && !op_names(route, "strict-transport-security", 25)) {
-        if (n == GH_ARRAY_LEN(nv))
-            return GH_ERROR;
-        nv[n++] = (nghttp2_nv){(uint8_t *)"strict-transport-security", (uint8_t *)hsts->p, 25, hsts->len,
-                               NGHTTP2_NV_FLAG_NONE};
+        nv[n++] = (nghttp2_nv){name, (uint8_t *)fvalue.p, fname.len, fvalue.len, NGHTTP2_NV_FLAG_NONE};
     }
     has_body = has_body && !st->is_head;
     if (nghttp2_submit_response(st->h->ngh, st->id, nv, n, has_body ? &dp : NULL) != 0)

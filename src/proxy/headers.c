@@ -248,11 +248,6 @@ static int hidden(const gh_cfg_edge *e, gh_h1_str name)
     return 0;
 }
 
-int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name)
-{
-    return route != NULL && (route->edge.hide_lens & gh_cfg_hide_bit(name.p, name.len)) && hidden(&route->edge, name);
-}
-
 const gh_cstr *proxy__hsts(const gh_cfg_site *site, int tls)
 {
     /* RFC 6797 7.2: over plain HTTP the header must not be sent (an attacker could inject it anyway). */
@@ -270,27 +265,72 @@ static void put_hsts(out *o, const gh_cfg_site *site, int tls, const gh_cfg_head
     put(o, "\r\n", 2);
 }
 
+void proxy__resp_walk_init(proxy__resp_walk *w, const gh_h1_response *r, const gh_cfg_route *route, int tls)
+{
+    w->r = r;
+    w->route = route;
+    w->ops = route != NULL ? route->resp_ops : NULL;
+    w->nops = route != NULL ? (uint32_t)route->nresp_ops : 0;
+    w->hide = route != NULL && route->edge.nhide > 0;
+    w->hsts = proxy__hsts(route != NULL ? route->site : NULL, tls);
+    if (w->hsts != NULL && op_names(w->ops, w->nops, (gh_h1_str){"Strict-Transport-Security", 25}))
+        w->hsts = NULL; /* the route's operation on it wins */
+    w->i = w->op = 0;
+}
+
+int proxy__resp_walk_next(proxy__resp_walk *w, gh_h1_str *name, gh_h1_str *value, const gh_h1_header **from)
+{
+    const gh_h1_response *r = w->r;
+
+    while (w->i < r->nheaders) {
+        const gh_h1_header *f = &r->headers[w->i++];
+        if (f->hop || (w->nops > 0 && op_names(w->ops, w->nops, f->name)) ||
+            (w->hide && (w->route->edge.hide_lens & gh_cfg_hide_bit(f->name.p, f->name.len)) &&
+             hidden(&w->route->edge, f->name)))
+            continue;
+        *name = f->name;
+        *value = f->value;
+        *from = f;
+        return 1;
+    }
+    *from = NULL;
+    while (w->op < w->nops) {
+        const gh_cfg_header_op *op = &w->ops[w->op++];
+        if (op->op != GH_HEADER_SET)
+            continue;
+        *name = (gh_h1_str){op->name.p, op->name.len};
+        *value = (gh_h1_str){op->value.p, op->value.len};
+        return 1;
+    }
+    if (w->hsts != NULL) {
+        *name = (gh_h1_str){"Strict-Transport-Security", 25};
+        *value = (gh_h1_str){w->hsts->p, w->hsts->len};
+        w->hsts = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
                          const gh_cfg_route *route, int tls)
 {
     out o = {dst, 0, cap, 0};
-    const gh_cfg_header_op *ops = route ? route->resp_ops : NULL;
-    size_t nops = route ? route->nresp_ops : 0;
-    int hide = route != NULL && route->edge.nhide > 0;
+    proxy__resp_walk w;
+    const gh_h1_header *from;
+    gh_h1_str name, value;
 
     put(&o, "HTTP/1.1 ", 9);
     put_uint(&o, (uint64_t)r->status);
     put(&o, " ", 1);
     put_str(&o, r->reason);
     put(&o, "\r\n", 2);
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].hop && (nops == 0 || !op_names(ops, nops, r->headers[i].name)) &&
-            (!hide || !(route->edge.hide_lens & gh_cfg_hide_bit(r->headers[i].name.p, r->headers[i].name.len)) ||
-             !hidden(&route->edge, r->headers[i].name)))
-            put_header(&o, &r->headers[i]);
-    put_set_ops(&o, ops, nops);
-    if (tls && route != NULL && route->site != NULL && route->site->hsts.len > 0)
-        put_hsts(&o, route->site, tls, ops, nops);
+    proxy__resp_walk_init(&w, r, route, tls);
+    while (proxy__resp_walk_next(&w, &name, &value, &from)) {
+        put_str(&o, name);
+        put(&o, ": ", 2);
+        put_str(&o, value);
+        put(&o, "\r\n", 2);
+    }
     if (chunk_out)
         put(&o, "Transfer-Encoding: chunked\r\n", 28);
     /* The exchange relays a 101 only as the answer to a WebSocket upgrade it checked. */

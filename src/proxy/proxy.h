@@ -271,8 +271,23 @@ int proxy__request_head(char *dst, size_t cap, const gh_h1_request *r, const pro
  * site's in, HSTS when tls. */
 int proxy__response_head(char *dst, size_t cap, const gh_h1_response *r, int chunk_out, int close,
                          const gh_cfg_route *route, int tls);
-/* 1 when a backend's response header of this name is not shown to clients (for every client protocol). */
-int proxy__response_header_hidden(const gh_cfg_route *route, gh_h1_str name);
+/*
+ * The fields a client gets in a response head, in order, for every client protocol (proxy__response_head
+ * writes them as HTTP/1.1 text, h2_server.c as HEADERS): the upstream's fields but the hop-by-hop ones, the
+ * hidden ones (hide_header) and those a response_header operation names; then the route's `set` fields; then
+ * the site's HSTS (over TLS, unless an operation names it). One walk, so that the protocols cannot drift apart.
+ */
+typedef struct proxy__resp_walk {
+    const gh_h1_response *r;
+    const gh_cfg_route *route;
+    const gh_cfg_header_op *ops;
+    const gh_cstr *hsts; /* still to send, or NULL */
+    uint32_t nops, i, op;
+    uint8_t hide;
+} proxy__resp_walk;
+void proxy__resp_walk_init(proxy__resp_walk *w, const gh_h1_response *r, const gh_cfg_route *route, int tls);
+/* The next field: 1 with its name and value (*from: the upstream's field, NULL for one of ours), 0 at the end. */
+int proxy__resp_walk_next(proxy__resp_walk *w, gh_h1_str *name, gh_h1_str *value, const gh_h1_header **from);
 /* The Strict-Transport-Security value to send, or NULL (no hsts, or not over TLS). */
 const gh_cstr *proxy__hsts(const gh_cfg_site *site, int tls);
 
