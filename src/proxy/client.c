@@ -116,13 +116,22 @@ void proxy__client_go_idle(proxy__client *c, uint32_t timeout)
     gh_timer_set(c->w->loop, &c->timer, timeout);
 }
 
-/* Idle after a request: the transport's buffers go back when the grace ends (on_client_timeout). */
+/*
+ * Idle after a request: the transport's buffers go back when the grace ends (on_client_timeout), but
+ * after a connection's first request at once. Its buffers then date from the handshake, and every
+ * connection accepted since has put long-lived state behind them in the heap: freed a second later,
+ * they leave holes of partly used pages (about 5 KiB per idle connection), where freed at once the
+ * next handshake reuses them. Costs once per connection what the grace saves per request (h2_server.c
+ * go_idle does the same for HTTP/2).
+ */
 static void go_idle_after_request(proxy__client *c)
 {
     uint32_t keepalive = c->w->t->keepalive;
 
-    if (!c->s.tls || keepalive <= IDLE_GRACE_MS) { /* a plain socket has no transport buffers to keep */
+    if (!c->s.tls || keepalive <= IDLE_GRACE_MS || c->requests == 1) { /* a plain socket keeps no buffers */
         proxy__client_go_idle(c, keepalive);
+        if (c->s.tls)
+            c->w->heap_dirty = 1; /* freed record buffers: let trim_heap return their pages */
         return;
     }
     c->state = CLIENT_IDLE;

@@ -381,6 +381,41 @@ def _(ctx):
         eq(c.read_response().body, pattern.SMALL, "request head split across CR and LF")
 
 
+@test("http_idle_after_first_request_leaves_heap_holes")
+def _(ctx):
+    """An idle TLS connection after its first request gave its record buffers back only after the
+    1 s grace: buffers from the handshake, freed behind every later connection's state, left holes
+    of partly used pages (21.6 KiB of worker RSS per connection measured before, 14.0 after; the
+    bench's handshake-only idle figure, nginx's, is 14.2). They go back at the first idle now.
+    200 connections after one GET each, measured 2.5 s later (grace, then the heap trim)."""
+    from harness import SLOW, rss_kib
+    gh = ctx.gatehouse([ctx.backend()], workers=1, args=["--header-timeout", "120s"])
+    worker = gh.workers()[0]
+
+    def used():
+        c = Conn(gh.port, timeout=20 * T)
+        eq(c.request("GET", "/small").status, 200, "GET /small")
+        return c
+    warm, conns = [], []
+    try:
+        warm = [used() for _ in range(10)]  # lazy set-up, the upstream pool
+        time.sleep(1.5)
+        base = rss_kib(worker)
+        for _ in range(200):
+            conns.append(used())
+        time.sleep(2.5)
+        per = (rss_kib(worker) - base) / len(conns)
+        ctx.info = "%.1f KiB of worker RSS per idle TLS connection after one request" % per
+        if SLOW:  # ASan's allocator keeps freed memory in quarantine
+            ctx.info += "; RSS check skipped (SLOW)"
+        else:
+            check(per < 18, "%.1f KiB per idle TLS connection after one request, want < 18" % per)
+        eq(conns[0].request("GET", "/small").status, 200, "a request on a connection idle past the grace")
+    finally:
+        for c in warm + conns:
+            c.close()
+
+
 @test("http_many_idle_connections")
 def _(ctx):
     # Hundreds of idle TLS connections cost little and all stay usable. Opening them takes seconds on a
