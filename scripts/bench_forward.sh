@@ -23,6 +23,13 @@ n=${1:-200}
 bench_init fwd
 chmod 755 "$TMP" # squid and tinyproxy drop to their own users when started as root
 
+bulk_line() { # PEER LABEL BYTES T0 T1 TICKS: one result line (wall MiB/s and MiB per proxy CPU-second)
+    awk -v p="$1" -v l="$2" -v b="$3" -v t0="$4" -v t1="$5" -v c="$6" -v hz="$hz" 'BEGIN {
+        mib = b / 1048576; secs = t1 - t0; cpu = c / hz
+        printf "%-10s %-13s %.0f MiB in %.1f s  %.0f MiB/s wall  %.0f MiB per proxy CPU-second (cpu %.2f s)\n",
+            p, l, mib, secs, mib / secs, (cpu > 0 ? mib / cpu : 0), cpu }'
+}
+
 start_gatehouse() { # DIR PORT
     cat >"$1/gatehouse.conf" <<EOF
 workers 1
@@ -117,11 +124,7 @@ for peer in gatehouse squid tinyproxy; do
     wait "${clients[@]}"
     t1=$(date +%s.%N)
     c1=$(cpu_ticks "$pid")
-    bytes=$(cat "$d"/bulk.* | awk '{ s += $1 } END { print s + 0 }')
-    awk -v p="$peer" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v hz="$hz" 'BEGIN {
-        mib = b / 1048576; secs = t1 - t0; cpu = c / hz
-        printf "%-10s connect-bulk  %.0f MiB in %.1f s  %.0f MiB/s wall  %.0f MiB per proxy CPU-second (cpu %.2f s)\n",
-            p, mib, secs, mib / secs, (cpu > 0 ? mib / cpu : 0), cpu }'
+    bulk_line "$peer" connect-bulk "$(cat "$d"/bulk.* | awk '{ s += $1 } END { print s + 0 }')" "$t0" "$t1" $((c1 - c0))
 
     # 3. (--h2) bulk through CONNECT streams over HTTP/2: the same downloads, gatehouse only
     if ((h2)) && [[ $peer == gatehouse ]]; then
@@ -136,11 +139,8 @@ for peer in gatehouse squid tinyproxy; do
         wait "${clients[@]}"
         t1=$(date +%s.%N)
         c1=$(cpu_ticks "$pid")
-        bytes=$(cat "$d"/h2bulk.* | awk '/^[0-9]+$/ { s += $1 } END { print s + 0 }')
-        awk -v p="$peer" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v hz="$hz" 'BEGIN {
-            mib = b / 1048576; secs = t1 - t0; cpu = c / hz
-            printf "%-10s connect-h2    %.0f MiB in %.1f s  %.0f MiB/s wall  %.0f MiB per proxy CPU-second (cpu %.2f s)\n",
-                p, mib, secs, mib / secs, (cpu > 0 ? mib / cpu : 0), cpu }'
+        bulk_line "$peer" connect-h2 "$(cat "$d"/h2bulk.* | awk '/^[0-9]+$/ { s += $1 } END { print s + 0 }')" "$t0" \
+            "$t1" $((c1 - c0))
     fi
 
     # 2. small requests in absolute-form

@@ -9,6 +9,7 @@ refuses it), which is what most tests here do; the SSRF tests leave it out."""
 import ctypes
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -387,6 +388,9 @@ def _(ctx):
 
 
 def start_squid(ctx, port):
+    """squid (Debian's) as a parent proxy on port: (process, its directory); a clear failure if it is not there."""
+    if shutil.which("squid") is None and not os.path.exists("/usr/sbin/squid"):
+        raise Exception("squid is not installed (scripts/packages.txt, issue 9)")
     # squid started as root drops to its own user (proxy), which must reach its log directory: the test's
     # directory is private (0700), so squid gets one of its own beside it, linked from the test's
     import tempfile
@@ -414,9 +418,6 @@ def start_squid(ctx, port):
 
 @test("forward_chain_gatehouse_to_squid")
 def _(ctx):
-    import shutil
-    if shutil.which("squid") is None and not os.path.exists("/usr/sbin/squid"):
-        raise Exception("squid is not installed (scripts/packages.txt, issue 9)")
     b = ctx.backend("b")
     origin = tls_origin(ctx, b)
     from harness import free_port

@@ -16,10 +16,10 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import h2raw
+from cfgutil import ThreadedServer
 from h2raw import CANCEL, PROTOCOL_ERROR, H2Conn
 from harness import SLOW, T, Fail, check, eq, free_port, rss_kib, test, wait_until
 from t_websocket import WsBackend, access_lines, connect, frame, run, worker_pid
@@ -33,7 +33,7 @@ def accept_of(key):
 
 # ---------------------------------------------------------------- backends
 
-class RawWs:
+class RawWs(ThreadedServer):
     """A WebSocket origin on a raw socket. Each connection: the head is recorded (heads), answered by
     reply(head) (default: a correct 101), then script(sock, rest, rec) runs; rec is the connection's
     record ({"data": bytes received, "eof": time of the client's FIN or None, "closed": bool})."""
@@ -42,20 +42,7 @@ class RawWs:
         self.heads, self.conns = [], []
         self.script = script or echo_script
         self.reply = reply or (lambda head: switch(head))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        ctx.cleanups = getattr(ctx, "cleanups", [])
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+        self.start()
 
     def one(self, c):
         rec = {"data": b"", "eof": None, "closed": False, "head": None}
