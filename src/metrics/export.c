@@ -16,6 +16,25 @@
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+/* Room for n more bytes and a NUL, by doubling from 16 KiB up to t->max: 0, or -1 with t->full set. */
+static int reserve(gh_mtext *t, size_t n)
+{
+    size_t want = t->cap ? t->cap : 16384;
+    char *q;
+
+    while (want < t->len + n + 1)
+        want *= 2;
+    if (want == t->cap)
+        return 0;
+    if ((q = want <= t->max ? realloc(t->p, want) : NULL) == NULL) {
+        t->full = 1;
+        return -1;
+    }
+    t->p = q;
+    t->cap = want;
+    return 0;
+}
+
 void gh_mtext_printf(gh_mtext *t, const char *fmt, ...)
 {
     va_list ap;
@@ -37,36 +56,15 @@ void gh_mtext_printf(gh_mtext *t, const char *fmt, ...)
             t->len += (size_t)n;
             return;
         }
-        size_t want = t->cap ? t->cap * 2 : 16384;
-        while (want < t->len + (size_t)n + 1)
-            want *= 2;
-        char *q = want <= t->max ? realloc(t->p, want) : NULL;
-        if (q == NULL) {
-            t->full = 1;
+        if (reserve(t, (size_t)n) < 0)
             return;
-        }
-        t->p = q;
-        t->cap = want;
     }
 }
 
 void gh_mtext_append(gh_mtext *t, const char *p, size_t n)
 {
-    size_t want = t->cap ? t->cap : 16384;
-
-    if (t->full || n == 0)
+    if (t->full || n == 0 || reserve(t, n) < 0)
         return;
-    while (want < t->len + n + 1)
-        want *= 2;
-    if (want != t->cap) {
-        char *q = want <= t->max ? realloc(t->p, want) : NULL;
-        if (q == NULL) {
-            t->full = 1;
-            return;
-        }
-        t->p = q;
-        t->cap = want;
-    }
     memcpy(t->p + t->len, p, n);
     t->len += n;
 }
